@@ -1,0 +1,447 @@
+# shellcheck shell=bash
+#
+# deploy/local/lib.sh: shell helpers shared by deploy/local/up and tests/run.
+#
+# Source it from bash; every public function is prefixed `doms_`, private ones `doms__`.
+# Safe under `set -euo pipefail`. Functions that fail return non-zero after printing one
+# clear line on stderr (doms_install_deps exits 1 when it cannot install as non-root).
+#
+#   doms_install_deps [--with-test] [--with-fuzz] [--with-bench]
+#   doms_free_port [EXCLUDED_PORT...]              prints a free TCP port on 127.0.0.1
+#   doms_port_in_use PORT                          true when something listens on PORT
+#   doms_pg_start DIR PORT|free trust|scram        sets DOMS_PG_ADMIN_URL, DOMS_PG_BOUND_PORT
+#   doms_pg_stop DIR
+#   doms_nats_start DIR PORT|free                  sets DOMS_NATS_URL, DOMS_NATS_BOUND_PORT,
+#                                                  DOMS_NATS_MONITOR_PORT
+#   doms_nats_stop DIR
+#   doms_provision ADMIN_URL DBNAME [PASSWORDS_DIR]
+#   doms_pg_url_parse URL                          sets DOMS_URL_{SCHEME,USER,PASSWORD,HOSTPORT,DB,QUERY}
+#   doms_pg_url_build USER PASSWORD HOSTPORT DB [QUERY]   prints a postgresql:// URL
+
+DOMS_REPO=${DOMS_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+DOMS_PG_BINDIR=${DOMS_PG_BINDIR:-/usr/lib/postgresql/15/bin}
+
+doms__say() { printf '%s\n' "$*" >&2; }
+doms__err() { printf 'error: %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Packages
+# ---------------------------------------------------------------------------------------------
+
+# doms_install_deps [--with-test] [--with-fuzz] [--with-bench]
+# Installs the Debian packages that are missing. As root: apt-get update + install, quietly
+# (apt's output is shown only on failure). Not root: prints the exact install line and exits 1.
+doms_install_deps() {
+    local pkgs=(cmake gcc make pkg-config libevent-dev libnats-dev libpq-dev libsodium-dev
+        libssl-dev libcurl4-openssl-dev libcjson-dev postgresql-15 postgresql-client-15
+        nats-server openssl curl ca-certificates iproute2 util-linux)
+    local arg
+    for arg in "$@"; do
+        case $arg in
+        --with-test) pkgs+=(docker-compose chromium) ;;
+        --with-fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+        --with-bench) pkgs+=(wrk nginx-light) ;;
+        *) doms__err "doms_install_deps: unknown option $arg"; return 2 ;;
+        esac
+    done
+
+    # One dpkg-query for all: it prints the ones it knows and complains about the others.
+    local installed missing=() p
+    installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${pkgs[@]}" 2>/dev/null |
+        awk '$2 == "ii" { print $1 }') || true
+    for p in "${pkgs[@]}"; do
+        grep -qxF -- "$p" <<<"$installed" || missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return 0
+
+    if [[ $(id -u) != 0 ]]; then
+        doms__err "missing Debian packages; install them with:"
+        printf 'sudo apt-get install -y --no-install-recommends %s\n' "${missing[*]}" >&2
+        exit 1
+    fi
+
+    doms__say "installing: ${missing[*]}"
+    local log
+    log=$(mktemp)
+    # Another apt run (unattended upgrades, a colleague's script) may hold the locks: wait.
+    local apt_opts=(-q -o DPkg::Lock::Timeout=600)
+    if ! { apt-get "${apt_opts[@]}" update ||
+        { sleep 10 && apt-get "${apt_opts[@]}" update; }; } >"$log" 2>&1 </dev/null ||
+        ! DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y \
+            --no-install-recommends "${missing[@]}" >>"$log" 2>&1 </dev/null; then
+        cat "$log" >&2
+        rm -f "$log"
+        doms__err "apt-get install failed"
+        return 1
+    fi
+    rm -f "$log"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Ports
+# ---------------------------------------------------------------------------------------------
+
+# doms_port_in_use PORT: true when a TCP listener holds PORT (any address) or 127.0.0.1:PORT
+# accepts a connection.
+doms_port_in_use() {
+    local port=$1
+    if command -v ss >/dev/null 2>&1; then
+        [[ -n $(ss -Htln "sport = :$port" 2>/dev/null) ]] && return 0
+    fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    return 1
+}
+
+# doms_free_port [EXCLUDED...]: prints a TCP port in 20000-60999 on which nothing listens,
+# outside the kernel's ephemeral range when possible, and not one of EXCLUDED (ports the caller
+# picked but has not bound yet). A port is only free at the time of the check: callers that
+# bind later retry with another port when the bind fails.
+doms_free_port() {
+    local lo=20000 hi=60999 elo=0 port i
+    if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+        read -r elo _ </proc/sys/net/ipv4/ip_local_port_range || true
+    fi
+    # Prefer the span below the ephemeral range when it is large enough.
+    if ((elo > lo + 2000 && elo <= hi)); then hi=$((elo - 1)); fi
+    for ((i = 0; i < 500; i++)); do
+        port=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
+        [[ " $* " == *" $port "* ]] && continue
+        doms_port_in_use "$port" && continue
+        printf '%s\n' "$port"
+        return 0
+    done
+    doms__err "doms_free_port: no free TCP port found in $lo-$hi"
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+# The state paths end up in postgres -o options and in nats.conf: keep them to plain characters.
+doms__check_path() {
+    if [[ ! $1 =~ ^[A-Za-z0-9_./+@-]+$ ]]; then
+        doms__err "path '$1' contains characters this script does not handle (use [A-Za-z0-9_./+@-])"
+        return 1
+    fi
+}
+
+# doms__alive PID [COMM]: true when PID is a live, non-zombie process (named COMM if given).
+doms__alive() {
+    local pid=$1 stat
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z && ${stat:0:1} != X ]] || return 1
+    if [[ -n ${2:-} ]]; then
+        [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
+    fi
+}
+
+# doms__secret_file FILE CMD...: creates FILE (0600) from CMD's output when it does not exist.
+doms__secret_file() {
+    local f=$1
+    shift
+    [[ -s $f ]] && return 0
+    (
+        umask 077
+        "$@" >"$f.tmp.$$"
+        mv -f "$f.tmp.$$" "$f"
+    )
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------------------------
+
+# Which OS user runs PostgreSQL: the `postgres` user when we are root (PostgreSQL refuses to run
+# as root), the current user otherwise.
+doms__pg_os_user() {
+    if [[ $(id -u) == 0 ]]; then
+        printf '%s\n' "${DOMS_PG_OS_USER:-postgres}"
+    else
+        id -un
+    fi
+}
+
+# doms__pg_as DIR CMD...: runs CMD as the PostgreSQL OS user, from DIR (a cwd it can enter), in a
+# session of its own so that a Ctrl-C on our terminal does not reach the server.
+doms__pg_as() {
+    local dir=$1
+    shift
+    if [[ $(id -u) == 0 ]]; then
+        (cd "$dir" && setsid -w runuser -u "$(doms__pg_os_user)" -- "$@")
+    else
+        (cd "$dir" && setsid -w "$@")
+    fi
+}
+
+# doms_pg_start DIR PORT MODE
+#   DIR   state directory (created); holds data/, postgres.log, the unix socket, admin-password
+#   PORT  a TCP port, or `free` / empty for a free one (retried on a bind failure)
+#   MODE  trust (tests: no passwords on local and 127.0.0.1) or scram (scram-sha-256, admin
+#         password generated once into DIR/admin-password, 0600)
+# Runs initdb when DIR/data does not exist (superuser doms_admin, UTF8), starts the server on
+# 127.0.0.1:PORT only and waits until pg_isready says it accepts connections.
+# Sets and exports DOMS_PG_ADMIN_URL (postgresql://doms_admin[:pw]@127.0.0.1:PORT/postgres) and
+# DOMS_PG_BOUND_PORT; writes the URL into DIR/admin-url (0600).
+doms_pg_start() {
+    local dir=${1:?doms_pg_start DIR PORT MODE} port=${2:-free} mode=${3:-trust}
+    local bin=$DOMS_PG_BINDIR user auto=0 attempt
+    [[ $mode == trust || $mode == scram ]] || {
+        doms__err "doms_pg_start: MODE must be trust or scram, not '$mode'"
+        return 2
+    }
+    [[ -x $bin/initdb ]] || {
+        doms__err "PostgreSQL 15 binaries not found in $bin"
+        return 1
+    }
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    doms__check_path "$dir" || return 1
+    user=$(doms__pg_os_user)
+
+    if [[ $(id -u) == 0 ]]; then
+        id -u "$user" >/dev/null 2>&1 || {
+            doms__err "OS user '$user' (to run PostgreSQL as) does not exist"
+            return 1
+        }
+        # Every parent must be traversable by that user, or initdb fails with a puzzling error.
+        # Checked from / down, so that the message names the directory that is in the way.
+        local p='' part
+        local -a parts
+        IFS=/ read -ra parts <<<"${dir#/}"
+        for part in "${parts[@]:0:${#parts[@]}-1}"; do
+            p+=/$part
+            if ! runuser -u "$user" -- test -x "$p"; then
+                doms__err "PostgreSQL runs as OS user '$user', which cannot enter $p;" \
+                    "use a state directory under a traversable path (e.g. /tmp) or chmod o+x $p"
+                return 1
+            fi
+        done
+        chown "$user": "$dir"
+        chmod 0700 "$dir"
+    fi
+
+    if doms__pg_as "$dir" "$bin/pg_ctl" status -D "$dir/data" >/dev/null 2>&1; then
+        doms__err "a PostgreSQL server is already running on $dir/data"
+        return 1
+    fi
+
+    if [[ ! -f $dir/data/PG_VERSION ]]; then
+        rm -rf "$dir/data"
+        local initargs=(-D "$dir/data" -U doms_admin -E UTF8 --no-locale --auth=trust)
+        if [[ $mode == scram ]]; then
+            doms__secret_file "$dir/admin-password" openssl rand -hex 24
+            [[ $(id -u) == 0 ]] && chown "$user": "$dir/admin-password"
+            initargs=(-D "$dir/data" -U doms_admin -E UTF8 --no-locale
+                --auth=scram-sha-256 --pwfile="$dir/admin-password")
+        fi
+        if ! doms__pg_as "$dir" "$bin/initdb" "${initargs[@]}" >"$dir/initdb.log" 2>&1; then
+            cat "$dir/initdb.log" >&2
+            doms__err "initdb failed in $dir/data"
+            return 1
+        fi
+    fi
+
+    local method=trust pw=
+    if [[ $mode == scram ]]; then
+        method=scram-sha-256
+        [[ -s $dir/admin-password ]] || {
+            doms__err "$dir/data exists but $dir/admin-password is missing; remove $dir to start over"
+            return 1
+        }
+        pw=$(<"$dir/admin-password")
+    fi
+    # Our own pg_hba, rewritten at every start: local socket and 127.0.0.1 only.
+    printf '%s\n' "# written by deploy/local/lib.sh at every start" \
+        "local all all $method" "host all all 127.0.0.1/32 $method" >"$dir/data/pg_hba.conf"
+    [[ $(id -u) == 0 ]] && chown "$user": "$dir/data/pg_hba.conf"
+
+    # The unix socket lives in DIR when its path fits in sun_path; TCP is what we use anyway.
+    local sockdir=$dir
+    ((${#dir} + 20 > 107)) && sockdir=
+
+    [[ $port == free || -z $port ]] && auto=1
+    for attempt in 1 2 3 4 5; do
+        ((auto)) && port=$(doms_free_port)
+        local logsize=0
+        [[ -f $dir/postgres.log ]] && logsize=$(stat -c %s "$dir/postgres.log")
+        local opts="-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='$sockdir'"
+        opts+=" -c max_connections=200 -c shared_buffers=128MB -c fsync=on"
+        if doms__pg_as "$dir" "$bin/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" \
+            -w -t 90 -s -o "$opts" >/dev/null 2>&1; then
+            break
+        fi
+        local newlog
+        newlog=$(tail -c +$((logsize + 1)) "$dir/postgres.log" 2>/dev/null || true)
+        if ((auto)) && ((attempt < 5)) && grep -q 'could not bind\|could not create any TCP' <<<"$newlog"; then
+            continue
+        fi
+        printf '%s\n' "$newlog" | tail -n 20 >&2
+        doms__err "PostgreSQL did not start on port $port (log: $dir/postgres.log)"
+        doms_pg_stop "$dir" || true
+        return 1
+    done
+
+    local i
+    for ((i = 0; i < 300; i++)); do
+        "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -d postgres && break
+        sleep 0.2
+    done
+    "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -d postgres || {
+        doms__err "PostgreSQL started but is not ready on port $port (log: $dir/postgres.log)"
+        return 1
+    }
+
+    DOMS_PG_BOUND_PORT=$port
+    DOMS_PG_ADMIN_URL="postgresql://doms_admin${pw:+:$pw}@127.0.0.1:$port/postgres"
+    export DOMS_PG_BOUND_PORT DOMS_PG_ADMIN_URL
+    (umask 077 && printf '%s\n' "$DOMS_PG_ADMIN_URL" >"$dir/admin-url")
+    printf '%s\n' "$port" >"$dir/port"
+}
+
+# doms_pg_stop DIR: stops the server of DIR/data (fast shutdown, then immediate). Idempotent.
+doms_pg_stop() {
+    local dir=${1:?doms_pg_stop DIR} bin=$DOMS_PG_BINDIR
+    [[ -f $dir/data/postmaster.pid ]] || return 0
+    dir=$(cd "$dir" && pwd)
+    doms__pg_as "$dir" "$bin/pg_ctl" status -D "$dir/data" >/dev/null 2>&1 || return 0
+    doms__pg_as "$dir" "$bin/pg_ctl" stop -D "$dir/data" -m fast -w -t 60 -s >/dev/null 2>&1 ||
+        doms__pg_as "$dir" "$bin/pg_ctl" stop -D "$dir/data" -m immediate -w -t 30 -s >/dev/null 2>&1 ||
+        {
+            doms__err "could not stop PostgreSQL in $dir/data"
+            return 1
+        }
+}
+
+# doms_provision ADMIN_URL DBNAME [PASSWORDS_DIR]: runs deploy/postgres/provision.
+doms_provision() {
+    local url=${1:?doms_provision ADMIN_URL DBNAME [PASSWORDS_DIR]} db=${2:?DBNAME}
+    if [[ -n ${3:-} ]]; then
+        "$DOMS_REPO/deploy/postgres/provision" "$url" "$db" --passwords-dir "$3"
+    else
+        "$DOMS_REPO/deploy/postgres/provision" "$url" "$db"
+    fi
+}
+
+# doms_pg_url_parse URL: splits postgres[ql]://[user[:password]@]hostport[/db][?query] into
+# DOMS_URL_SCHEME, DOMS_URL_USER, DOMS_URL_PASSWORD, DOMS_URL_HOSTPORT, DOMS_URL_DB and
+# DOMS_URL_QUERY (percent-encoding is kept as is). Returns 1 for anything else.
+# shellcheck disable=SC2034 # the DOMS_URL_* variables are this function's output
+doms_pg_url_parse() {
+    local re='^(postgres|postgresql)://(([^:@/]*)(:([^@/]*))?@)?([^/?]*)(/([^?]*))?(\?(.*))?$'
+    [[ $1 =~ $re ]] || return 1
+    DOMS_URL_SCHEME=${BASH_REMATCH[1]}
+    DOMS_URL_USER=${BASH_REMATCH[3]}
+    DOMS_URL_PASSWORD=${BASH_REMATCH[5]}
+    DOMS_URL_HOSTPORT=${BASH_REMATCH[6]}
+    DOMS_URL_DB=${BASH_REMATCH[8]}
+    DOMS_URL_QUERY=${BASH_REMATCH[10]}
+}
+
+# doms_pg_url_build USER PASSWORD HOSTPORT DB [QUERY]: prints the URL (PASSWORD may be empty).
+doms_pg_url_build() {
+    local userinfo=''
+    [[ -n $1 ]] && userinfo="$1${2:+:$2}@"
+    printf 'postgresql://%s%s/%s%s\n' "$userinfo" "$3" "$4" "${5:+?$5}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# NATS
+# ---------------------------------------------------------------------------------------------
+
+# doms_nats_start DIR PORT
+#   DIR   state directory (created): nats.conf, js/ (JetStream store, encrypted with the key in
+#         DIR/js.key, generated once, 0600), nats.log, nats.pid
+#   PORT  a TCP port, or `free` / empty for a free one (retried on a bind failure)
+# Writes DIR/nats.conf from deploy/nats/nats.conf, starts nats-server (detached, its own
+# session) on 127.0.0.1:PORT with its monitoring port on another free 127.0.0.1 port, and waits
+# until /healthz?js-enabled-only=true answers 200.
+# Sets and exports DOMS_NATS_URL (nats://127.0.0.1:PORT), DOMS_NATS_BOUND_PORT and
+# DOMS_NATS_MONITOR_PORT.
+doms_nats_start() {
+    local dir=${1:?doms_nats_start DIR PORT} port=${2:-free} auto=0 mon attempt
+    local tmpl=$DOMS_REPO/deploy/nats/nats.conf
+    command -v nats-server >/dev/null || {
+        doms__err "nats-server is not installed"
+        return 1
+    }
+    mkdir -p "$dir/js"
+    dir=$(cd "$dir" && pwd)
+    doms__check_path "$dir" || return 1
+    chmod 0700 "$dir"
+    if [[ -f $dir/nats.pid ]] && doms__alive "$(<"$dir/nats.pid")" nats-server; then
+        doms__err "a nats-server is already running for $dir (pid $(<"$dir/nats.pid"))"
+        return 1
+    fi
+    doms__secret_file "$dir/js.key" openssl rand -hex 32
+
+    [[ $port == free || -z $port ]] && auto=1
+    for attempt in 1 2 3 4 5; do
+        ((auto)) && port=$(doms_free_port)
+        mon=$(doms_free_port "$port")
+        (
+            umask 077
+            sed -e "s|\$DOMS_NATS_LISTEN|\"127.0.0.1:$port\"|" \
+                -e "s|\$DOMS_NATS_HTTP|\"127.0.0.1:$mon\"|" \
+                -e "s|\$DOMS_NATS_STORE_DIR|\"$dir/js\"|" \
+                -e "s|\$DOMS_NATS_JS_KEY|\"$(<"$dir/js.key")\"|" \
+                "$tmpl" >"$dir/nats.conf"
+        )
+        rm -f "$dir/nats.pid"
+        local logsize=0
+        [[ -f $dir/nats.log ]] && logsize=$(stat -c %s "$dir/nats.log")
+        setsid -f nats-server -c "$dir/nats.conf" -P "$dir/nats.pid" \
+            >>"$dir/nats.log" 2>&1 </dev/null
+
+        local i ok=0 pid=
+        for ((i = 0; i < 150; i++)); do
+            [[ -z $pid && -s $dir/nats.pid ]] && pid=$(<"$dir/nats.pid")
+            if [[ -n $pid ]] && ! doms__alive "$pid"; then break; fi
+            if curl -fsS -o /dev/null --max-time 2 \
+                "http://127.0.0.1:$mon/healthz?js-enabled-only=true" 2>/dev/null; then
+                ok=1
+                break
+            fi
+            sleep 0.2
+        done
+        if ((ok)); then
+            DOMS_NATS_BOUND_PORT=$port
+            DOMS_NATS_MONITOR_PORT=$mon
+            DOMS_NATS_URL="nats://127.0.0.1:$port"
+            export DOMS_NATS_BOUND_PORT DOMS_NATS_MONITOR_PORT DOMS_NATS_URL
+            return 0
+        fi
+        doms_nats_stop "$dir" || true
+        local newlog
+        newlog=$(tail -c +$((logsize + 1)) "$dir/nats.log" 2>/dev/null || true)
+        # A port taken between the check and the bind: retry with other ports (the client port
+        # only when it was ours to choose).
+        if ((attempt < 5)) && grep -qi 'address already in use' <<<"$newlog"; then
+            if ((auto)) || [[ $newlog == *"127.0.0.1:$mon"* ]]; then continue; fi
+        fi
+        printf '%s\n' "$newlog" | tail -n 20 >&2
+        doms__err "nats-server did not start on port $port (log: $dir/nats.log)"
+        return 1
+    done
+}
+
+# doms_nats_stop DIR: stops the nats-server of DIR (SIGTERM, SIGKILL after 15 s). Idempotent.
+doms_nats_stop() {
+    local dir=${1:?doms_nats_stop DIR} pid i
+    [[ -f $dir/nats.pid ]] || return 0
+    pid=$(<"$dir/nats.pid")
+    if doms__alive "$pid" nats-server; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 75; i++)); do
+            doms__alive "$pid" || break
+            sleep 0.2
+        done
+        if doms__alive "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.2
+        fi
+    fi
+    rm -f "$dir/nats.pid"
+}

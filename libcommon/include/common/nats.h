@@ -1,0 +1,121 @@
+/*
+ * nats.h - the suite's NATS connection: reconnect, JetStream set-up, async publish with a
+ * per-message completion, and pull consumers on worker threads.
+ *
+ * A connection keeps retrying forever, from the first attempt on: a daemon starts while
+ * NATS is down and becomes ready when it is back. Set-up steps registered with
+ * cm_nats_on_connect() (creating streams, say) run on a dedicated thread after every
+ * connect and reconnect, and are retried until they succeed; cm_nats_ready() is true only
+ * while connected with every step done.
+ *
+ * Threads: completions and consumer callbacks run on nats.c's or the consumer's threads,
+ * never on the event loop. Use cm_loopq_post() to get back to the loop.
+ */
+#ifndef COMMON_NATS_H
+#define COMMON_NATS_H
+
+#include <nats/nats.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct cm_nats;
+struct cm_metrics;
+
+/* A set-up step run after each (re)connect; returns CM_OK or an error to be retried. */
+typedef int (*cm_nats_setup_fn)(struct cm_nats *n, void *arg);
+
+/*
+ * Creates a connection to url (one URL or a comma-separated list) named name, and starts
+ * connecting in the background. setup steps must be registered before cm_nats_start().
+ * metrics may be NULL. Free with cm_nats_destroy().
+ */
+int cm_nats_create(struct cm_nats **out, const char *url, const char *name,
+                   struct cm_metrics *metrics) CM_MUST_CHECK;
+
+/* Registers a set-up step (see above). fn and arg are borrowed for the connection's life. */
+void cm_nats_on_connect(struct cm_nats *n, cm_nats_setup_fn fn, void *arg);
+
+/* Starts connecting. Returns CM_OK even when the server is not reachable yet. */
+int cm_nats_start(struct cm_nats *n) CM_MUST_CHECK;
+
+/*
+ * Flushes what is buffered, closes the connection and frees everything. Async publishes
+ * whose acknowledgement has not arrived are abandoned without a completion, so callers
+ * wait for theirs first. Accepts NULL.
+ */
+void cm_nats_destroy(struct cm_nats *n);
+
+/* True while the connection is up. */
+bool cm_nats_connected(struct cm_nats *n);
+/* True while connected and every set-up step has succeeded since the last connect. */
+bool cm_nats_ready(struct cm_nats *n);
+
+/* The underlying objects, borrowed. NULL before the first successful connect. */
+natsConnection *cm_nats_conn(struct cm_nats *n);
+jsCtx *cm_nats_js(struct cm_nats *n);
+
+/*
+ * Creates the stream described by cfg, or updates it to cfg when it exists already
+ * (a field the server cannot change is logged and left as it is). Blocking: call it
+ * from a set-up step or a worker thread, never from the event loop.
+ */
+int cm_nats_stream_ensure(struct cm_nats *n, const jsStreamConfig *cfg) CM_MUST_CHECK;
+
+/*
+ * Completion of an async publish, called exactly once per accepted publish, on a nats.c
+ * thread: status CM_OK with the stream sequence (duplicate true when JetStream had the
+ * Nats-Msg-Id already), or CM_UNAVAIL / CM_TIMEOUT / CM_ERR.
+ */
+typedef void (*cm_nats_pub_fn)(void *arg, int status, uint64_t seq, bool duplicate);
+
+/*
+ * Publishes data to JetStream subject subj without waiting, with Nats-Msg-Id msg_id (may be
+ * NULL) and an acknowledgement deadline of max_wait_ms. Returns CM_OK when the message is
+ * on its way (done will be called), or CM_UNAVAIL when not connected and CM_ERR when
+ * nats.c refused it (done will not be called). data is copied.
+ */
+int cm_nats_publish_async(struct cm_nats *n, const char *subj, const char *msg_id, const void *data,
+                          int len, int64_t max_wait_ms, cm_nats_pub_fn done,
+                          void *arg) CM_MUST_CHECK;
+
+/* Publishes and waits for JetStream's acknowledgement. Blocking: not on the event loop. */
+int cm_nats_publish_sync(struct cm_nats *n, const char *subj, const char *msg_id, const void *data,
+                         int len, uint64_t *seq) CM_MUST_CHECK;
+
+/* A message handler's verdict, which the consumer turns into an acknowledgement. */
+enum cm_consume_result {
+    CM_CONSUME_ACK = 0, /* done (committed, or deliberately dropped) */
+    CM_CONSUME_RETRY,   /* transient failure: redeliver after a delay */
+    CM_CONSUME_TERM,    /* poison: never redeliver (dead-letter it before returning) */
+};
+
+/* Handles one message on the consumer's thread. msg is borrowed. */
+typedef enum cm_consume_result (*cm_consume_fn)(void *arg, natsMsg *msg);
+
+struct cm_consumer_cfg {
+    const char *stream;     /* stream name */
+    const char *durable;    /* durable consumer name, shared by replicas */
+    const char *filter;     /* subject filter */
+    int batch;              /* messages per fetch; 0 means 64 */
+    int64_t ack_wait_ms;    /* redelivery after this without an ack; 0 means 30 s */
+    int64_t retry_delay_ms; /* delay for CM_CONSUME_RETRY; 0 means 2 s */
+    int max_deliver;        /* 0 means unlimited */
+};
+
+struct cm_consumer;
+
+/*
+ * Starts a pull consumer on its own thread: it creates the durable consumer when missing,
+ * fetches in batches and calls fn for each message, acknowledging by fn's verdict. It
+ * survives disconnects and missing streams by retrying. cfg's strings are copied.
+ * Stop and free with cm_consumer_destroy().
+ */
+int cm_consumer_start(struct cm_consumer **out, struct cm_nats *n,
+                      const struct cm_consumer_cfg *cfg, cm_consume_fn fn, void *arg) CM_MUST_CHECK;
+
+/* Stops fetching, lets the message in hand finish, joins the thread, frees. Accepts NULL. */
+void cm_consumer_destroy(struct cm_consumer *c);
+
+#endif

@@ -1,0 +1,440 @@
+/*
+ * nats.c - connection life cycle, set-up steps, JetStream streams and async publish.
+ */
+#include "common/nats.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/metrics.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PEND_BUCKETS 1024
+#define MAX_SETUPS   8
+
+/* One async publish waiting for its acknowledgement, keyed by the message pointer. */
+struct pend {
+    natsMsg *msg;
+    cm_nats_pub_fn fn;
+    void *arg;
+    struct pend *next;
+};
+
+struct setup {
+    cm_nats_setup_fn fn;
+    void *arg;
+};
+
+struct cm_nats {
+    char *url;
+    char *name;
+    natsOptions *opts;
+    natsConnection *conn;
+    jsCtx *js;
+
+    _Atomic bool connected;
+    _Atomic bool setup_done;
+
+    /* Set-up thread: runs the steps after each (re)connect. */
+    pthread_t setup_thread;
+    bool setup_thread_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool want_setup;
+    bool stopping;
+    struct setup setups[MAX_SETUPS];
+    int nsetups;
+
+    pthread_mutex_t pend_lock;
+    struct pend *pend[PEND_BUCKETS];
+
+    struct cm_metric *m_disconnects;
+    struct cm_metric *m_pub_errors;
+};
+
+static size_t pend_slot(const natsMsg *msg)
+{
+    uintptr_t p = (uintptr_t)msg;
+    return (size_t)((p >> 4) ^ (p >> 14)) % PEND_BUCKETS;
+}
+
+static void pend_put(struct cm_nats *n, struct pend *p)
+{
+    size_t i = pend_slot(p->msg);
+
+    pthread_mutex_lock(&n->pend_lock);
+    p->next = n->pend[i];
+    n->pend[i] = p;
+    pthread_mutex_unlock(&n->pend_lock);
+}
+
+/* Removes and returns the entry for msg, or NULL when there is none. */
+static struct pend *pend_take(struct cm_nats *n, const natsMsg *msg)
+{
+    size_t i = pend_slot(msg);
+    struct pend **pp, *p = NULL;
+
+    pthread_mutex_lock(&n->pend_lock);
+    for (pp = &n->pend[i]; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->msg == msg) {
+            p = *pp;
+            *pp = p->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&n->pend_lock);
+    return p;
+}
+
+static void request_setup(struct cm_nats *n)
+{
+    pthread_mutex_lock(&n->lock);
+    n->want_setup = true;
+    atomic_store(&n->setup_done, false);
+    pthread_cond_broadcast(&n->cond);
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+    struct cm_nats *n = closure;
+    char url[256] = "";
+
+    natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+    CM_INFO("nats: connected to %s", url);
+    atomic_store(&n->connected, true);
+    request_setup(n);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    struct cm_nats *n = closure;
+
+    (void)nc;
+    if (atomic_exchange(&n->connected, false)) {
+        CM_WARN("nats: disconnected; reconnecting in the background");
+        if (n->m_disconnects != NULL)
+            cm_metrics_inc(n->m_disconnects, 1);
+    }
+    atomic_store(&n->setup_done, false);
+}
+
+static void on_closed(natsConnection *nc, void *closure)
+{
+    struct cm_nats *n = closure;
+
+    (void)nc;
+    atomic_store(&n->connected, false);
+    atomic_store(&n->setup_done, false);
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    (void)closure;
+    CM_WARN("nats: asynchronous error: %s", natsStatus_GetText(err));
+}
+
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    struct cm_nats *n = closure;
+    struct pend *p = pend_take(n, msg);
+
+    (void)js;
+    if (p != NULL) {
+        if (pa != NULL) {
+            p->fn(p->arg, CM_OK, pa->Sequence, pa->Duplicate);
+        } else {
+            int status = CM_ERR;
+            if (pae != NULL && pae->Err == NATS_TIMEOUT)
+                status = CM_TIMEOUT;
+            else if (pae != NULL &&
+                     (pae->Err == NATS_NO_RESPONDERS || pae->Err == NATS_CONNECTION_CLOSED))
+                status = CM_UNAVAIL;
+            CM_WARN("nats: publish to %s not acknowledged: %s%s%s", natsMsg_GetSubject(msg),
+                    pae ? natsStatus_GetText(pae->Err) : "unknown", pae && pae->ErrText ? ": " : "",
+                    pae && pae->ErrText ? pae->ErrText : "");
+            if (n->m_pub_errors != NULL)
+                cm_metrics_inc(n->m_pub_errors, 1);
+            p->fn(p->arg, status, 0, false);
+        }
+        free(p);
+    }
+    natsMsg_Destroy(msg);
+}
+
+static void *setup_main(void *arg)
+{
+    struct cm_nats *n = arg;
+
+    pthread_mutex_lock(&n->lock);
+    while (!n->stopping) {
+        bool ok = true;
+
+        if (!n->want_setup || !atomic_load(&n->connected)) {
+            pthread_cond_wait(&n->cond, &n->lock);
+            continue;
+        }
+        n->want_setup = false;
+        pthread_mutex_unlock(&n->lock);
+        for (int i = 0; i < n->nsetups && ok; i++)
+            ok = n->setups[i].fn(n, n->setups[i].arg) == CM_OK;
+        pthread_mutex_lock(&n->lock);
+        if (ok && !n->want_setup) {
+            atomic_store(&n->setup_done, true);
+        } else if (!ok && !n->stopping) {
+            /* Retry after a pause, unless a reconnect or stop wakes us first. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            n->want_setup = true;
+            pthread_cond_timedwait(&n->cond, &n->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&n->lock);
+    return NULL;
+}
+
+int cm_nats_create(struct cm_nats **out, const char *url, const char *name,
+                   struct cm_metrics *metrics)
+{
+    struct cm_nats *n = cm_xcalloc(1, sizeof(*n));
+
+    n->url = cm_xstrdup(url);
+    n->name = cm_xstrdup(name);
+    pthread_mutex_init(&n->lock, NULL);
+    pthread_cond_init(&n->cond, NULL);
+    pthread_mutex_init(&n->pend_lock, NULL);
+    if (metrics != NULL) {
+        n->m_disconnects = cm_metrics_counter(metrics, "nats_disconnects_total", NULL,
+                                              "Times the NATS connection was lost");
+        n->m_pub_errors = cm_metrics_counter(metrics, "nats_publish_errors_total", NULL,
+                                             "JetStream publishes not acknowledged");
+    }
+    *out = n;
+    return CM_OK;
+}
+
+void cm_nats_on_connect(struct cm_nats *n, cm_nats_setup_fn fn, void *arg)
+{
+    if (n->nsetups == MAX_SETUPS)
+        abort(); /* a programming error, caught by the first test run */
+    n->setups[n->nsetups].fn = fn;
+    n->setups[n->nsetups].arg = arg;
+    n->nsetups++;
+}
+
+int cm_nats_start(struct cm_nats *n)
+{
+    natsStatus s;
+    jsOptions jo;
+
+    s = natsOptions_Create(&n->opts);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(n->opts, n->url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(n->opts, n->name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(n->opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(n->opts, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectJitter(n->opts, 100, 1000);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(n->opts, 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(n->opts, true, on_connected, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(n->opts, on_connected, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(n->opts, on_disconnected, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(n->opts, on_closed, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(n->opts, on_async_error, n);
+    if (s != NATS_OK) {
+        CM_ERROR("nats: options: %s", natsStatus_GetText(s));
+        return CM_INVALID;
+    }
+
+    s = natsConnection_Connect(&n->conn, n->opts);
+    if (s == NATS_OK) {
+        on_connected(n->conn, n);
+    } else if (s == NATS_NOT_YET_CONNECTED) {
+        CM_WARN("nats: %s not reachable yet; retrying in the background", n->url);
+    } else {
+        CM_ERROR("nats: connect to %s: %s", n->url, natsStatus_GetText(s));
+        return CM_INVALID;
+    }
+
+    jsOptions_Init(&jo);
+    jo.PublishAsync.AckHandler = on_pub_ack;
+    jo.PublishAsync.AckHandlerClosure = n;
+    jo.PublishAsync.MaxPending = 65536;
+    jo.PublishAsync.StallWait = 50;
+    s = natsConnection_JetStream(&n->js, n->conn, &jo);
+    if (s != NATS_OK) {
+        CM_ERROR("nats: JetStream context: %s", natsStatus_GetText(s));
+        return CM_ERR;
+    }
+    /* Started last: set-up steps use the context. A connect that happened meanwhile left
+     * want_setup set, so nothing is missed. */
+    if (pthread_create(&n->setup_thread, NULL, setup_main, n) != 0) {
+        CM_ERROR("nats: cannot start the set-up thread");
+        return CM_ERR;
+    }
+    n->setup_thread_started = true;
+    return CM_OK;
+}
+
+void cm_nats_destroy(struct cm_nats *n)
+{
+    if (n == NULL)
+        return;
+    if (n->setup_thread_started) {
+        pthread_mutex_lock(&n->lock);
+        n->stopping = true;
+        pthread_cond_broadcast(&n->cond);
+        pthread_mutex_unlock(&n->lock);
+        pthread_join(n->setup_thread, NULL);
+    }
+    if (n->conn != NULL && atomic_load(&n->connected))
+        natsConnection_FlushTimeout(n->conn, 2000);
+    jsCtx_Destroy(n->js);
+    if (n->conn != NULL) {
+        natsConnection_Close(n->conn);
+        natsConnection_Destroy(n->conn);
+    }
+    natsOptions_Destroy(n->opts);
+    for (size_t i = 0; i < PEND_BUCKETS; i++) {
+        while (n->pend[i] != NULL) {
+            struct pend *p = n->pend[i];
+            n->pend[i] = p->next;
+            free(p);
+        }
+    }
+    pthread_mutex_destroy(&n->pend_lock);
+    pthread_cond_destroy(&n->cond);
+    pthread_mutex_destroy(&n->lock);
+    free(n->url);
+    free(n->name);
+    free(n);
+}
+
+bool cm_nats_connected(struct cm_nats *n)
+{
+    return n->conn != NULL && atomic_load(&n->connected) &&
+           natsConnection_Status(n->conn) == NATS_CONN_STATUS_CONNECTED;
+}
+
+bool cm_nats_ready(struct cm_nats *n)
+{
+    return cm_nats_connected(n) && atomic_load(&n->setup_done);
+}
+
+natsConnection *cm_nats_conn(struct cm_nats *n)
+{
+    return n->conn;
+}
+
+jsCtx *cm_nats_js(struct cm_nats *n)
+{
+    return n->js;
+}
+
+int cm_nats_stream_ensure(struct cm_nats *n, const jsStreamConfig *cfg)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s;
+
+    s = js_GetStreamInfo(&si, n->js, cfg->Name, NULL, &jerr);
+    if (s == NATS_NOT_FOUND) {
+        s = js_AddStream(&si, n->js, (jsStreamConfig *)cfg, NULL, &jerr);
+        if (s == NATS_OK)
+            CM_INFO("nats: stream %s created", cfg->Name);
+    } else if (s == NATS_OK) {
+        jsStreamInfo_Destroy(si);
+        si = NULL;
+        s = js_UpdateStream(&si, n->js, (jsStreamConfig *)cfg, NULL, &jerr);
+        if (s != NATS_OK) {
+            /* An immutable field (storage type, say) differs: keep the stream as it is. */
+            CM_WARN("nats: stream %s kept as it is, update refused: %s (%d)", cfg->Name,
+                    natsStatus_GetText(s), (int)jerr);
+            s = NATS_OK;
+        }
+    }
+    jsStreamInfo_Destroy(si);
+    if (s != NATS_OK) {
+        CM_WARN("nats: stream %s: %s (%d)", cfg->Name, natsStatus_GetText(s), (int)jerr);
+        return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ? CM_UNAVAIL : CM_ERR;
+    }
+    return CM_OK;
+}
+
+int cm_nats_publish_async(struct cm_nats *n, const char *subj, const char *msg_id, const void *data,
+                          int len, int64_t max_wait_ms, cm_nats_pub_fn done, void *arg)
+{
+    natsMsg *msg = NULL;
+    jsPubOptions po;
+    struct pend *p;
+    natsStatus s;
+
+    if (!cm_nats_connected(n))
+        return CM_UNAVAIL;
+    s = natsMsg_Create(&msg, subj, NULL, data, len);
+    if (s != NATS_OK) {
+        CM_ERROR("nats: message for %s: %s", subj, natsStatus_GetText(s));
+        return CM_ERR;
+    }
+    jsPubOptions_Init(&po);
+    po.MsgId = msg_id;
+    po.MaxWait = max_wait_ms;
+
+    /* Registered before publishing: the acknowledgement may beat our return. */
+    p = cm_xmalloc(sizeof(*p));
+    p->msg = msg;
+    p->fn = done;
+    p->arg = arg;
+    pend_put(n, p);
+
+    s = js_PublishMsgAsync(n->js, &msg, &po);
+    if (s != NATS_OK) {
+        struct pend *mine = pend_take(n, p->msg);
+        if (mine != NULL) {
+            free(mine);
+            natsMsg_Destroy(msg);
+        }
+        CM_WARN("nats: publish to %s refused: %s", subj, natsStatus_GetText(s));
+        return s == NATS_CONNECTION_CLOSED || s == NATS_CONNECTION_DISCONNECTED ? CM_UNAVAIL
+                                                                                : CM_ERR;
+    }
+    return CM_OK;
+}
+
+int cm_nats_publish_sync(struct cm_nats *n, const char *subj, const char *msg_id, const void *data,
+                         int len, uint64_t *seq)
+{
+    jsPubAck *pa = NULL;
+    jsPubOptions po;
+    jsErrCode jerr = 0;
+    natsStatus s;
+
+    if (!cm_nats_connected(n))
+        return CM_UNAVAIL;
+    jsPubOptions_Init(&po);
+    po.MsgId = msg_id;
+    s = js_Publish(&pa, n->js, subj, data, len, &po, &jerr);
+    if (s != NATS_OK) {
+        CM_WARN("nats: publish to %s: %s (%d)", subj, natsStatus_GetText(s), (int)jerr);
+        return s == NATS_TIMEOUT ? CM_TIMEOUT : CM_UNAVAIL;
+    }
+    if (seq != NULL)
+        *seq = pa->Sequence;
+    jsPubAck_Destroy(pa);
+    return CM_OK;
+}

@@ -1,0 +1,363 @@
+/*
+ * settings.c - environment settings with validation (see settings.h).
+ */
+#include "common/settings.h"
+#include "common/mem.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char **str_field(void *cfg, const struct cm_setting *s)
+{
+    return (char **)((char *)cfg + s->offset);
+}
+
+static int64_t *int_field(void *cfg, const struct cm_setting *s)
+{
+    return (int64_t *)((char *)cfg + s->offset);
+}
+
+/* Parses a decimal number with an optional unit suffix looked up in units[]. */
+struct unit {
+    const char *suffix;
+    int64_t factor;
+};
+
+static int parse_scaled(const char *s, const struct unit *units, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return CM_INVALID;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || v < 0)
+        return CM_INVALID;
+    for (const struct unit *u = units; u->suffix != NULL; u++) {
+        if (strcmp(end, u->suffix) == 0) {
+            if (u->factor != 0 && v > LLONG_MAX / u->factor)
+                return CM_INVALID;
+            *out = (int64_t)v * u->factor;
+            return CM_OK;
+        }
+    }
+    return CM_INVALID;
+}
+
+int cm_parse_duration(const char *s, int64_t *seconds)
+{
+    static const struct unit units[] = {
+        {"", 1}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}, {NULL, 0},
+    };
+    return parse_scaled(s, units, seconds);
+}
+
+int cm_parse_size(const char *s, int64_t *bytes)
+{
+    static const struct unit units[] = {
+        {"", 1},
+        {"B", 1},
+        {"K", 1024},
+        {"KB", 1024},
+        {"KiB", 1024},
+        {"M", 1024 * 1024},
+        {"MB", 1024 * 1024},
+        {"MiB", 1024 * 1024},
+        {"G", 1024 * 1024 * 1024},
+        {"GB", 1024 * 1024 * 1024},
+        {"GiB", 1024 * 1024 * 1024},
+        {NULL, 0},
+    };
+    return parse_scaled(s, units, bytes);
+}
+
+/* Is word (len bytes) one of the '|'-separated choices? */
+static int in_choices(const char *choices, const char *word, size_t len)
+{
+    const char *p = choices;
+
+    while (*p) {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == len && strncmp(p, word, len) == 0)
+            return 1;
+        if (bar == NULL)
+            break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+static int valid_listen(const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    char *end;
+    long port;
+
+    if (colon == NULL || colon[1] == '\0')
+        return 0;
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    return errno == 0 && *end == '\0' && port > 0 && port < 65536;
+}
+
+static int valid_url(const char *v)
+{
+    const char *sep = strstr(v, "://");
+
+    if (sep == NULL || sep == v || sep[3] == '\0')
+        return 0;
+    for (const char *p = v; p < sep; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '+' && *p != '-' && *p != '.')
+            return 0;
+    }
+    return 1;
+}
+
+static int valid_list(const struct cm_setting *s, const char *v)
+{
+    const char *p = v;
+
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == 0)
+            return 0;
+        if (s->choices != NULL && !in_choices(s->choices, p, n))
+            return 0;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+        if (*p == '\0')
+            return 0;
+    }
+    return 1;
+}
+
+/* Describes the expected form of a setting for error messages. */
+static const char *expected(const struct cm_setting *s)
+{
+    switch (s->kind) {
+    case CM_SET_URL:
+        return "a URL such as scheme://host:port";
+    case CM_SET_LISTEN:
+        return "host:port";
+    case CM_SET_INT:
+        return "a whole number";
+    case CM_SET_SIZE:
+        return "a size such as 4194304, 512KiB or 4MiB";
+    case CM_SET_DURATION:
+        return "a duration such as 30s, 15m, 12h or 7d";
+    default:
+        return "a non-empty value";
+    }
+}
+
+/* Renders a bound the way an operator writes it: 7d rather than 604800. */
+static void fmt_bound(enum cm_setting_kind kind, int64_t v, char *out, size_t cap)
+{
+    static const struct unit dur[] = {{"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}, {NULL, 0}};
+    static const struct unit size[] = {
+        {"GiB", 1024 * 1024 * 1024}, {"MiB", 1024 * 1024}, {"KiB", 1024}, {"", 1}, {NULL, 0}};
+    const struct unit *u = kind == CM_SET_DURATION ? dur : kind == CM_SET_SIZE ? size : NULL;
+
+    for (; u != NULL && u->suffix != NULL; u++) {
+        if (v != 0 && v % u->factor == 0) {
+            snprintf(out, cap, "%lld%s", (long long)(v / u->factor), u->suffix);
+            return;
+        }
+    }
+    snprintf(out, cap, "%lld", (long long)v);
+}
+
+static int load_one(const struct cm_setting *s, void *cfg, char *err, size_t errlen)
+{
+    const char *env = getenv(s->name);
+    const char *v = (env != NULL && *env != '\0') ? env : s->def;
+    int64_t num = 0;
+    int rc = CM_OK;
+
+    if (v == NULL) {
+        if (s->required) {
+            snprintf(err, errlen, "%s is required (%s)", s->name, s->help);
+            return CM_INVALID;
+        }
+        return CM_OK;
+    }
+
+    switch (s->kind) {
+    case CM_SET_INT: {
+        char *end;
+        errno = 0;
+        long long ll = strtoll(v, &end, 10);
+        if (errno != 0 || end == v || *end != '\0')
+            rc = CM_INVALID;
+        num = (int64_t)ll;
+        break;
+    }
+    case CM_SET_SIZE:
+        rc = cm_parse_size(v, &num);
+        break;
+    case CM_SET_DURATION:
+        rc = cm_parse_duration(v, &num);
+        break;
+    case CM_SET_URL:
+        rc = valid_url(v) ? CM_OK : CM_INVALID;
+        break;
+    case CM_SET_LISTEN:
+        rc = valid_listen(v) ? CM_OK : CM_INVALID;
+        break;
+    case CM_SET_ENUM:
+        if (!in_choices(s->choices, v, strlen(v))) {
+            snprintf(err, errlen, "%s: \"%s\" is not one of %s", s->name, v, s->choices);
+            return CM_INVALID;
+        }
+        break;
+    case CM_SET_LIST:
+        if (!valid_list(s, v)) {
+            snprintf(err, errlen, "%s: \"%s\" is not a comma-separated list of %s", s->name, v,
+                     s->choices ? s->choices : "words");
+            return CM_INVALID;
+        }
+        break;
+    case CM_SET_STR:
+    case CM_SET_SECRET:
+        break;
+    }
+    if (rc != CM_OK) {
+        /* A secret's value is never echoed, even a malformed one. */
+        if (s->kind == CM_SET_SECRET)
+            snprintf(err, errlen, "%s is malformed: expected %s", s->name, expected(s));
+        else
+            snprintf(err, errlen, "%s: \"%s\" is not %s", s->name, v, expected(s));
+        return CM_INVALID;
+    }
+
+    if (s->kind == CM_SET_INT || s->kind == CM_SET_SIZE || s->kind == CM_SET_DURATION) {
+        char bound[32];
+        if (num < s->min) {
+            fmt_bound(s->kind, s->min, bound, sizeof(bound));
+            snprintf(err, errlen, "%s: \"%s\" is below the minimum %s", s->name, v, bound);
+            return CM_INVALID;
+        }
+        if (s->max != 0 && num > s->max) {
+            fmt_bound(s->kind, s->max, bound, sizeof(bound));
+            snprintf(err, errlen, "%s: \"%s\" is above the maximum %s", s->name, v, bound);
+            return CM_INVALID;
+        }
+        *int_field(cfg, s) = num;
+        return CM_OK;
+    }
+
+    if (s->kind == CM_SET_SECRET) {
+        size_t len = strlen(v);
+        char *copy = sodium_malloc(len + 1);
+        if (copy == NULL) {
+            snprintf(err, errlen, "%s: cannot allocate secure memory", s->name);
+            return CM_ERR;
+        }
+        memcpy(copy, v, len + 1);
+        *str_field(cfg, s) = copy;
+    } else {
+        *str_field(cfg, s) = cm_xstrdup(v);
+    }
+    return CM_OK;
+}
+
+int cm_settings_load(const struct cm_setting *table, size_t n, void *cfg, char *err, size_t errlen)
+{
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return CM_ERR;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc = load_one(&table[i], cfg, err, errlen);
+        if (rc != CM_OK)
+            return rc;
+    }
+    return CM_OK;
+}
+
+void cm_settings_mask_url(const char *url, char *out, size_t cap)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *colon = NULL;
+
+    if (at != NULL) {
+        for (const char *p = scheme + 3; p < at; p++) {
+            if (*p == ':') {
+                colon = p;
+                break;
+            }
+        }
+    }
+    if (colon == NULL) {
+        snprintf(out, cap, "%s", url);
+        return;
+    }
+    snprintf(out, cap, "%.*s:****%s", (int)(colon - url), url, at);
+}
+
+void cm_settings_print(const struct cm_setting *table, size_t n, const void *cfg, FILE *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct cm_setting *s = &table[i];
+        const void *field = (const char *)cfg + s->offset;
+
+        switch (s->kind) {
+        case CM_SET_INT:
+        case CM_SET_SIZE:
+        case CM_SET_DURATION:
+            fprintf(out, "%s=%lld\n", s->name, (long long)*(const int64_t *)field);
+            break;
+        case CM_SET_SECRET:
+            fprintf(out, "%s=%s\n", s->name, *(char *const *)field ? "********" : "");
+            break;
+        case CM_SET_URL: {
+            const char *v = *(char *const *)field;
+            char masked[1024];
+            cm_settings_mask_url(v ? v : "", masked, sizeof(masked));
+            fprintf(out, "%s=%s\n", s->name, masked);
+            break;
+        }
+        default: {
+            const char *v = *(char *const *)field;
+            fprintf(out, "%s=%s\n", s->name, v ? v : "");
+        }
+        }
+    }
+}
+
+void cm_settings_help(const struct cm_setting *table, size_t n, FILE *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct cm_setting *s = &table[i];
+        fprintf(out, "  %-34s %s%s%s%s\n", s->name, s->help, s->required ? " (required)" : "",
+                s->def ? "; default " : "", s->def ? s->def : "");
+    }
+}
+
+void cm_settings_cleanup(const struct cm_setting *table, size_t n, void *cfg)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct cm_setting *s = &table[i];
+        char **p;
+
+        if (s->kind == CM_SET_INT || s->kind == CM_SET_SIZE || s->kind == CM_SET_DURATION)
+            continue;
+        p = str_field(cfg, s);
+        if (*p == NULL)
+            continue;
+        if (s->kind == CM_SET_SECRET)
+            sodium_free(*p); /* zeroes before freeing */
+        else
+            free(*p);
+        *p = NULL;
+    }
+}

@@ -1,0 +1,84 @@
+/*
+ * webhook-ingest: the front door Meta calls. Settings, the loop and signals live here;
+ * the routes are in http.c, the body parser in envelope.c, JetStream in publish.c and
+ * stream.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/service.h"
+#include "ingest.h"
+
+extern const char doms_embed_001_init[];
+
+static const struct cm_migration migrations[] = {
+    {1, "init", doms_embed_001_init},
+};
+
+static const struct cm_setting settings[] = {
+    CM_BASE_SETTINGS(struct ingest_cfg, base),
+    {"INGEST_LISTEN", CM_SET_LISTEN, offsetof(struct ingest_cfg, listen), "0.0.0.0:8080", 0, 0, 0,
+     NULL, "address for Meta's webhooks and /healthz, /readyz, /metrics"},
+    {"META_APP_SECRET", CM_SET_SECRET, offsetof(struct ingest_cfg, app_secret), NULL, 1, 0, 0, NULL,
+     "the Meta app secret that signs webhooks"},
+    {"META_APP_SECRET_PREVIOUS", CM_SET_SECRET, offsetof(struct ingest_cfg, app_secret_previous),
+     NULL, 0, 0, 0, NULL, "the previous app secret, accepted during a rotation"},
+    {"META_VERIFY_TOKEN", CM_SET_SECRET, offsetof(struct ingest_cfg, verify_token), NULL, 1, 0, 0,
+     NULL, "the verify token of the webhook subscription handshake"},
+    {"PUBLIC_BASE_URL", CM_SET_URL, offsetof(struct ingest_cfg, public_base_url),
+     "http://localhost:8080", 0, 0, 0, NULL, "public URL of this service, for status links"},
+    {"INGEST_MAX_BODY", CM_SET_SIZE, offsetof(struct ingest_cfg, max_body), "4MiB", 0, 1024,
+     64 * 1024 * 1024, NULL, "largest webhook body accepted; larger gets 413"},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static void register_metrics(struct ingest *ing)
+{
+    struct cm_metrics *m = ing->svc.metrics;
+
+    ing->m_bad_signature = cm_metrics_counter(m, "ingest_signature_failures_total", NULL,
+                                              "POSTs refused for a missing or wrong signature");
+    ing->m_published = cm_metrics_counter(m, "ingest_events_stored_total", NULL,
+                                          "Events acknowledged by JetStream");
+    ing->m_duplicates = cm_metrics_counter(m, "ingest_events_duplicate_total", NULL,
+                                           "Events JetStream already held (Meta redeliveries)");
+    ing->m_unavailable = cm_metrics_counter(m, "ingest_unavailable_total", NULL,
+                                            "POSTs answered 503 because events were not stored");
+    ing->m_latency = cm_metrics_histogram(m, "ingest_request_seconds", NULL,
+                                          "Signed POST to answer, in seconds");
+    ing->m_inflight = cm_metrics_gauge(m, "ingest_inflight_requests", NULL,
+                                       "POSTs waiting for JetStream acknowledgements");
+}
+
+int main(int argc, char **argv)
+{
+    static struct ingest_cfg cfg;
+    static struct ingest ing;
+    int rc;
+
+    cm_service_configure(argc, argv, "webhook-ingest", settings, NSETTINGS, &cfg);
+    ing.cfg = &cfg;
+    rc = cm_pg_migrate_wait(cfg.base.database_url, "ingest", migrations,
+                            sizeof(migrations) / sizeof(migrations[0]));
+    if (rc == CM_OK)
+        rc = cm_service_init(&ing.svc, "webhook-ingest", "ingest", &cfg.base, cfg.listen,
+                             (size_t)cfg.max_body);
+    if (rc == CM_OK) {
+        register_metrics(&ing);
+        ingest_stream_register(&ing);
+        ingest_http_register(&ing);
+        cm_service_on_shutdown(&ing.svc, ingest_shutdown, &ing);
+        rc = cm_service_run(&ing.svc);
+    }
+    cm_service_cleanup(&ing.svc);
+    cm_settings_cleanup(settings, NSETTINGS, &cfg);
+    if (rc != CM_OK) {
+        CM_ERROR("stopped: %s", cm_err_str(rc));
+        return rc == CM_INVALID ? CM_EXIT_CONFIG : 1;
+    }
+    CM_INFO("stopped");
+    return 0;
+}

@@ -1,0 +1,468 @@
+/*
+ * test_ingest - webhook-ingest end to end: the real daemon, a real nats-server with
+ * JetStream, a real PostgreSQL. Meta's handshake, signed notifications stored once, every
+ * refusal path storing nothing, NATS going away and coming back, and SIGTERM under load
+ * losing no acknowledged event.
+ */
+#include <curl/curl.h>
+#include <nats/nats.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "common/mem.h"
+#include "harness.h"
+
+#define SECRET      "test-app-secret"
+#define OLD_SECRET  "old-app-secret"
+#define VERIFY      "verify-me-please"
+#define WEBHOOK     "/api/v1/webhooks/meta"
+#define FIXTURE_DIR DOMS_SOURCE_DIR "/tests/fixtures/meta/"
+
+static struct th_nats nats;
+static struct th_db db;
+static struct th_proc ingest;
+static char base[64];
+static int port;
+static natsConnection *nc;
+static jsCtx *js;
+
+static void start_ingest(void)
+{
+    char *dburl = th_db_url(&db, "doms_ingest");
+    char *env[16];
+    int n = 0;
+
+    env[n++] = cm_xasprintf("DATABASE_URL=%s", dburl);
+    env[n++] = cm_xasprintf("NATS_URL=%s", nats.url);
+    env[n++] = cm_xasprintf("INGEST_LISTEN=127.0.0.1:%d", port);
+    env[n++] = cm_xstrdup("META_APP_SECRET=" SECRET);
+    env[n++] = cm_xstrdup("META_APP_SECRET_PREVIOUS=" OLD_SECRET);
+    env[n++] = cm_xstrdup("META_VERIFY_TOKEN=" VERIFY);
+    env[n++] = cm_xstrdup("INGEST_MAX_BODY=64KiB");
+    env[n++] = cm_xstrdup("LOG_LEVEL=debug");
+    env[n] = NULL;
+    th_proc_start(&ingest, "webhook-ingest", NULL, (const char *const *)env);
+    CHECK_MSG(th_wait_http(cm_xasprintf("%s/readyz", base), 200, 20000), "ingest never ready");
+    /* env strings stay referenced by nothing once the child has exec'd */
+    for (int i = 0; i < n; i++)
+        free(env[i]);
+    free(dburl);
+}
+
+static uint64_t stream_msgs(void)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    uint64_t n = 0;
+
+    if (js_GetStreamInfo(&si, js, "META_EVENTS", NULL, &jerr) == NATS_OK) {
+        n = si->State.Msgs;
+        jsStreamInfo_Destroy(si);
+    }
+    return n;
+}
+
+static uint64_t stream_last_seq(void)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    uint64_t n = 0;
+
+    if (js_GetStreamInfo(&si, js, "META_EVENTS", NULL, &jerr) == NATS_OK) {
+        n = si->State.LastSeq;
+        jsStreamInfo_Destroy(si);
+    }
+    return n;
+}
+
+/* POSTs body signed with secret (NULL: unsigned, "bad": a wrong signature). */
+static long post(const char *body, size_t len, const char *secret, struct th_resp *r)
+{
+    char sig[80], header[120], url[128];
+    const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
+
+    if (secret != NULL) {
+        th_sign(strcmp(secret, "bad") == 0 ? "not-the-secret" : secret, body, len, sig);
+        snprintf(header, sizeof(header), "X-Hub-Signature-256: %s", sig);
+        headers[1] = header;
+    }
+    snprintf(url, sizeof(url), "%s%s", base, WEBHOOK);
+    return th_http(r, "POST", url, headers, body, len);
+}
+
+static long post_fixture(const char *name, const char *secret)
+{
+    char path[512];
+    struct th_resp r;
+    char *body;
+    long code;
+
+    snprintf(path, sizeof(path), FIXTURE_DIR "%s.json", name);
+    body = th_read_file(path);
+    code = post(body, strlen(body), secret, &r);
+    th_resp_cleanup(&r);
+    free(body);
+    return code;
+}
+
+static void test_handshake(void)
+{
+    struct th_resp r;
+    char url[256];
+
+    snprintf(url, sizeof(url),
+             "%s%s?hub.mode=subscribe&hub.verify_token=" VERIFY "&hub.challenge=1158201444", base,
+             WEBHOOK);
+    CHECK_INT(th_http(&r, "GET", url, NULL, NULL, 0), 200);
+    CHECK_STR(r.body.data, "1158201444");
+    th_resp_cleanup(&r);
+
+    snprintf(url, sizeof(url),
+             "%s%s?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1158201444", base,
+             WEBHOOK);
+    CHECK_INT(th_http(&r, "GET", url, NULL, NULL, 0), 403);
+    CHECK(strstr(r.body.data, "1158201444") == NULL);
+    th_resp_cleanup(&r);
+
+    snprintf(url, sizeof(url),
+             "%s%s?hub.mode=unsubscribe&hub.verify_token=" VERIFY "&hub.challenge=1", base,
+             WEBHOOK);
+    CHECK_INT(th_http(&r, "GET", url, NULL, NULL, 0), 403);
+    th_resp_cleanup(&r);
+
+    snprintf(url, sizeof(url), "%s%s", base, WEBHOOK);
+    CHECK_INT(th_http(&r, "GET", url, NULL, NULL, 0), 403);
+    th_resp_cleanup(&r);
+}
+
+static void test_signed_post_stored(void)
+{
+    uint64_t before = stream_msgs(), seq;
+    natsMsg *msg = NULL;
+    jsErrCode jerr = 0;
+    const char *id = NULL;
+
+    CHECK_INT(post_fixture("messenger_text", SECRET), 200);
+    CHECK_INT(stream_msgs(), before + 1);
+    seq = stream_last_seq();
+    CHECK(js_GetMsg(&msg, js, "META_EVENTS", seq, NULL, &jerr) == NATS_OK);
+    if (msg != NULL) {
+        char *data = cm_xstrndup(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+        CHECK_STR(natsMsg_GetSubject(msg), "meta.events.messenger.106123456789012.message");
+        CHECK(natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK);
+        CHECK_STR(id, "messenger:106123456789012:message:m_AbCdEf123");
+        CHECK_CONTAINS(data, "\"platform\":\"messenger\"");
+        CHECK_CONTAINS(data, "\"mid\":\"m_AbCdEf123\"");
+        free(data);
+        natsMsg_Destroy(msg);
+    }
+}
+
+static void test_redelivery_once(void)
+{
+    uint64_t before = stream_msgs();
+
+    /* Meta retries the same body: stored once. */
+    CHECK_INT(post_fixture("messenger_text", SECRET), 200);
+    CHECK_INT(post_fixture("messenger_text", SECRET), 200);
+    CHECK_INT(stream_msgs(), before);
+    /* An edit, an unsend and a reaction of one message are new events, each stored once. */
+    CHECK_INT(post_fixture("instagram_text", SECRET), 200);
+    CHECK_INT(post_fixture("instagram_edit", SECRET), 200);
+    CHECK_INT(post_fixture("instagram_unsend", SECRET), 200);
+    CHECK_INT(post_fixture("instagram_edit", SECRET), 200);
+    CHECK_INT(post_fixture("messenger_reaction", SECRET), 200);
+    CHECK_INT(post_fixture("messenger_unreaction", SECRET), 200);
+    CHECK_INT(stream_msgs(), before + 5);
+    /* A batch of 4 events over two accounts, and the dashboard's test form. */
+    CHECK_INT(post_fixture("messenger_batch", SECRET), 200);
+    CHECK_INT(post_fixture("instagram_changes_test", SECRET), 200);
+    CHECK_INT(stream_msgs(), before + 10);
+}
+
+static void test_signatures(void)
+{
+    uint64_t before = stream_msgs();
+    struct th_resp r;
+
+    CHECK_INT(post_fixture("messenger_postback", "bad"), 401);
+    CHECK_INT(post_fixture("messenger_postback", NULL), 401);
+    CHECK_INT(stream_msgs(), before);
+    /* A signature over other bytes than those sent. */
+    {
+        const char *body = "{\"object\":\"page\",\"entry\":[]}";
+        char sig[80], header[120], url[128];
+        const char *headers[2] = {header, NULL};
+        th_sign(SECRET, "{}", 2, sig);
+        snprintf(header, sizeof(header), "X-Hub-Signature-256: %s", sig);
+        snprintf(url, sizeof(url), "%s%s", base, WEBHOOK);
+        CHECK_INT(th_http(&r, "POST", url, headers, body, strlen(body)), 401);
+        CHECK_CONTAINS(r.body.data, "\"error\"");
+        th_resp_cleanup(&r);
+    }
+    /* During a rotation the previous secret is still accepted. */
+    CHECK_INT(post_fixture("messenger_postback", OLD_SECRET), 200);
+    CHECK_INT(stream_msgs(), before + 1);
+}
+
+static void test_refusals(void)
+{
+    uint64_t before = stream_msgs();
+    struct th_resp r;
+    struct cm_buf big;
+
+    CHECK_INT(post("this is not json", 16, SECRET, &r), 400);
+    CHECK_CONTAINS(r.body.data, "\"error\":\"body is not valid JSON\"");
+    th_resp_cleanup(&r);
+    CHECK_INT(post("{\"hello\":\"world\"}", 17, SECRET, &r), 400);
+    CHECK_CONTAINS(r.body.data, "\"error\"");
+    th_resp_cleanup(&r);
+    CHECK_INT(post("{\"object\":\"page\",\"entry\":[{\"id\":\"1", 33, SECRET, &r), 400);
+    th_resp_cleanup(&r);
+    CHECK_INT(
+        post("{\"object\":\"user\",\"entry\":[{\"id\":\"1\",\"changes\":[]}]}", 51, SECRET, &r),
+        200);
+    th_resp_cleanup(&r);
+    CHECK_INT(post("{\"object\":\"instagram\",\"entry\":[]}", 33, SECRET, &r), 200);
+    th_resp_cleanup(&r);
+    CHECK_INT(stream_msgs(), before);
+
+    /* Over INGEST_MAX_BODY (64 KiB here): 413, even correctly signed. */
+    cm_buf_init(&big);
+    cm_buf_puts(&big, "{\"object\":\"page\",\"entry\":[],\"pad\":\"");
+    for (int i = 0; i < 70 * 1024; i++)
+        cm_buf_append(&big, "a", 1);
+    cm_buf_puts(&big, "\"}");
+    CHECK_INT(post(big.data, big.len, SECRET, &r), 413);
+    th_resp_cleanup(&r);
+    cm_buf_cleanup(&big);
+    CHECK_INT(stream_msgs(), before);
+}
+
+static void test_metrics_and_logs(void)
+{
+    struct th_resp r;
+    char url[128];
+    char *log;
+
+    snprintf(url, sizeof(url), "%s/metrics", base);
+    CHECK_INT(th_http(&r, "GET", url, NULL, NULL, 0), 200);
+    CHECK_CONTAINS(r.body.data, "ingest_signature_failures_total 3\n");
+    CHECK_CONTAINS(r.body.data, "ingest_not_stored_total{reason=\"other_object\"} 1\n");
+    CHECK_CONTAINS(r.body.data, "ingest_not_stored_total{reason=\"empty_entry\"} 1\n");
+    CHECK_CONTAINS(r.body.data, "ingest_request_seconds_bucket{le=\"+Inf\"}");
+    CHECK_CONTAINS(r.body.data, "# TYPE ingest_request_seconds histogram");
+    th_resp_cleanup(&r);
+
+    /* Bodies are Platform Data: never in the log, even at debug level. */
+    log = th_proc_output(&ingest);
+    CHECK(strstr(log, "blue jacket") == NULL);
+    CHECK(strstr(log, "hello from instagram") == NULL);
+    CHECK(strstr(log, SECRET) == NULL);
+    CHECK(strstr(log, VERIFY) == NULL);
+    free(log);
+}
+
+static void test_nats_outage(void)
+{
+    char ready[128];
+    uint64_t before;
+
+    snprintf(ready, sizeof(ready), "%s/readyz", base);
+    th_nats_stop(&nats);
+    CHECK(th_wait_http(ready, 503, 10000));
+    /* Nothing can be stored, so nothing is acknowledged: Meta will retry. */
+    CHECK_INT(post_fixture("messenger_quick_reply", SECRET), 503);
+    th_nats_restart(&nats);
+    CHECK_MSG(th_wait_http(ready, 200, 20000), "ingest did not recover after NATS returned");
+    before = stream_msgs();
+    CHECK_INT(post_fixture("messenger_quick_reply", SECRET), 200);
+    CHECK_INT(stream_msgs(), before + 1);
+}
+
+/* --- SIGTERM under load -------------------------------------------------------------- */
+
+#define LOAD_REQUESTS 400
+#define LOAD_PARALLEL 16
+
+struct load_req {
+    char body[512];
+    char header[120];
+    struct curl_slist *headers;
+    long code;
+};
+
+static size_t discard(char *data, size_t size, size_t n, void *arg)
+{
+    (void)data;
+    (void)arg;
+    return size * n;
+}
+
+static void test_sigterm_under_load(void)
+{
+    static struct load_req reqs[LOAD_REQUESTS];
+    CURLM *multi = curl_multi_init();
+    int next = 0, running = 0, done = 0, ok = 0, exit_code;
+    bool signalled = false;
+    char url[128];
+    uint64_t last;
+
+    snprintf(url, sizeof(url), "%s%s", base, WEBHOOK);
+    while (done < LOAD_REQUESTS) {
+        CURLMsg *m;
+        int left;
+
+        while (running < LOAD_PARALLEL && next < LOAD_REQUESTS) {
+            struct load_req *q = &reqs[next];
+            CURL *e = curl_easy_init();
+            char sig[80];
+            snprintf(q->body, sizeof(q->body),
+                     "{\"object\":\"page\",\"entry\":[{\"id\":\"555\",\"time\":1,\"messaging\":"
+                     "[{\"sender\":{\"id\":\"9\"},\"recipient\":{\"id\":\"555\"},\"timestamp\":1,"
+                     "\"message\":{\"mid\":\"load-%d-\",\"text\":\"load\"}}]}]}",
+                     next);
+            th_sign(SECRET, q->body, strlen(q->body), sig);
+            snprintf(q->header, sizeof(q->header), "X-Hub-Signature-256: %s", sig);
+            q->headers = curl_slist_append(NULL, q->header);
+            curl_easy_setopt(e, CURLOPT_URL, url);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body);
+            curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->headers);
+            curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+            curl_easy_setopt(e, CURLOPT_PRIVATE, q);
+            curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+            curl_multi_add_handle(multi, e);
+            running++;
+            next++;
+        }
+        curl_multi_perform(multi, &left);
+        curl_multi_poll(multi, NULL, 0, 100, NULL);
+        while ((m = curl_multi_info_read(multi, &left)) != NULL) {
+            struct load_req *q;
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&q);
+            q->code = 0;
+            if (m->data.result == CURLE_OK)
+                curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &q->code);
+            ok += q->code == 200;
+            curl_multi_remove_handle(multi, m->easy_handle);
+            curl_easy_cleanup(m->easy_handle);
+            curl_slist_free_all(q->headers);
+            running--;
+            done++;
+        }
+        if (!signalled && done >= LOAD_REQUESTS / 4) {
+            th_proc_signal(&ingest, SIGTERM);
+            signalled = true;
+        }
+    }
+    curl_multi_cleanup(multi);
+    exit_code = th_proc_wait(&ingest, 30000);
+    CHECK_INT(exit_code, 0);
+    CHECK_MSG(ok >= LOAD_REQUESTS / 4, "only %d requests answered 200", ok);
+
+    /* Every request answered 200 has its event in the stream. */
+    last = stream_last_seq();
+    {
+        char *stored = cm_xcalloc(LOAD_REQUESTS, 1);
+        for (uint64_t seq = 1; seq <= last; seq++) {
+            natsMsg *msg = NULL;
+            jsErrCode jerr = 0;
+            const char *p;
+            if (js_GetMsg(&msg, js, "META_EVENTS", seq, NULL, &jerr) != NATS_OK)
+                continue;
+            p = strstr(natsMsg_GetData(msg), "\"mid\":\"load-");
+            if (p != NULL) {
+                int i = atoi(p + strlen("\"mid\":\"load-"));
+                if (i >= 0 && i < LOAD_REQUESTS)
+                    stored[i] = 1;
+            }
+            natsMsg_Destroy(msg);
+        }
+        for (int i = 0; i < LOAD_REQUESTS; i++) {
+            if (reqs[i].code == 200)
+                CHECK_MSG(stored[i], "request %d was answered 200 but is not stored", i);
+        }
+        free(stored);
+    }
+    printf("load: %d of %d answered 200 before and during shutdown\n", ok, LOAD_REQUESTS);
+}
+
+/* --- configuration refusals ---------------------------------------------------------- */
+
+static void expect_refusal(const char *const *env, const char *needle)
+{
+    struct th_proc p;
+    char *out;
+
+    th_proc_start(&p, "webhook-ingest", NULL, env);
+    CHECK_INT(th_proc_wait(&p, 10000), 78);
+    out = th_proc_output(&p);
+    CHECK_CONTAINS(out, needle);
+    CHECK_MSG(strchr(out, '\n') == out + strlen(out) - 1, "more than one line: %s", out);
+    free(out);
+}
+
+static void test_bad_settings(void)
+{
+    const char *missing[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", "META_VERIFY_TOKEN=v",
+                             NULL};
+    const char *bad_size[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", "META_APP_SECRET=s",
+                              "META_VERIFY_TOKEN=v", "INGEST_MAX_BODY=huge", NULL};
+    const char *bad_listen[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", "META_APP_SECRET=s",
+                                "META_VERIFY_TOKEN=v", "INGEST_LISTEN=nowhere", NULL};
+    const char *print[] = {"DATABASE_URL=postgresql://u:dbpass@127.0.0.1:1/x",
+                           "META_APP_SECRET=very-secret-value", "META_VERIFY_TOKEN=v", NULL};
+    const char *args[] = {"--print-config", NULL};
+    struct th_proc p;
+    char *out;
+
+    expect_refusal(missing, "webhook-ingest: META_APP_SECRET is required");
+    expect_refusal(bad_size, "webhook-ingest: INGEST_MAX_BODY: \"huge\" is not a size");
+    expect_refusal(bad_listen, "webhook-ingest: INGEST_LISTEN: \"nowhere\" is not host:port");
+
+    th_proc_start(&p, "webhook-ingest", args, print);
+    CHECK_INT(th_proc_wait(&p, 10000), 0);
+    out = th_proc_output(&p);
+    CHECK_CONTAINS(out, "META_APP_SECRET=********");
+    CHECK_CONTAINS(out, "DATABASE_URL=postgresql://u:****@127.0.0.1:1/x");
+    CHECK_CONTAINS(out, "INGEST_MAX_BODY=4194304");
+    CHECK(strstr(out, "very-secret-value") == NULL);
+    CHECK(strstr(out, "dbpass") == NULL);
+    free(out);
+}
+
+int main(void)
+{
+    th_init("ingest");
+    th_db_create(&db);
+    th_nats_start(&nats);
+    port = th_free_port();
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    if (natsConnection_ConnectTo(&nc, nats.url) != NATS_OK ||
+        natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
+        fprintf(stderr, "cannot connect to the test nats-server\n");
+        return 1;
+    }
+    start_ingest();
+
+    RUN(test_bad_settings);
+    RUN(test_handshake);
+    RUN(test_signed_post_stored);
+    RUN(test_redelivery_once);
+    RUN(test_signatures);
+    RUN(test_refusals);
+    RUN(test_metrics_and_logs);
+    RUN(test_nats_outage);
+    RUN(test_sigterm_under_load);
+
+    th_proc_stop(&ingest);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    th_nats_stop(&nats);
+    return check_summary();
+}

@@ -1,0 +1,129 @@
+/*
+ * test_pg - the libpq wrapper and migrations against a real PostgreSQL: parameters stay
+ * data, errors map to the shared codes, migrations apply once, atomically, under a lock.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "common/pg.h"
+#include "harness.h"
+
+static struct th_db db;
+
+static const struct cm_migration good[] = {
+    {1, "first", "CREATE TABLE items (id serial PRIMARY KEY, name text UNIQUE NOT NULL);"},
+    {2, "second", "ALTER TABLE items ADD COLUMN note text; CREATE INDEX ON items (note);"},
+};
+
+static const struct cm_migration bad[] = {
+    {1, "first", "CREATE TABLE items (id serial PRIMARY KEY, name text UNIQUE NOT NULL);"},
+    {2, "second", "ALTER TABLE items ADD COLUMN note text; CREATE INDEX ON items (note);"},
+    {3, "third", "CREATE TABLE t3 (x int); SELECT * FROM no_such_table;"},
+};
+
+static struct cm_pg *connect_as(const char *role, const char *schema)
+{
+    char *url = th_db_url(&db, role);
+    struct cm_pg *pg = NULL;
+    int rc = cm_pg_connect(&pg, url, schema);
+
+    CHECK_INT(rc, CM_OK);
+    free(url);
+    return pg;
+}
+
+static void *migrate_thread(void *arg)
+{
+    char *url = th_db_url(&db, "doms_ingest");
+    int *rc = arg;
+
+    *rc = cm_pg_migrate_wait(url, "ingest", good, 2);
+    free(url);
+    return NULL;
+}
+
+static void test_migrations(void)
+{
+    struct cm_pg *pg;
+    pthread_t t[3];
+    int rc[3];
+
+    /* Three replicas starting at once apply each migration exactly once. */
+    for (int i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, migrate_thread, &rc[i]);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_INT(rc[i], CM_OK);
+    }
+    pg = connect_as("doms_ingest", "ingest");
+    CHECK_INT(cm_pg_exec(pg, "SELECT count(*) FROM schema_migrations", 0, NULL), CM_OK);
+    CHECK_STR(cm_pg_value(pg, 0, 0), "2");
+
+    /* A failing migration leaves nothing of itself behind. */
+    CHECK(cm_pg_migrate(pg, "ingest", bad, 3) != CM_OK);
+    CHECK_INT(cm_pg_exec(pg, "SELECT to_regclass('ingest.t3') IS NULL", 0, NULL), CM_OK);
+    CHECK_STR(cm_pg_value(pg, 0, 0), "t");
+    CHECK_INT(cm_pg_exec(pg, "SELECT max(version) FROM schema_migrations", 0, NULL), CM_OK);
+    CHECK_STR(cm_pg_value(pg, 0, 0), "2");
+    cm_pg_destroy(pg);
+}
+
+static void test_params_and_errors(void)
+{
+    struct cm_pg *pg = connect_as("doms_ingest", "ingest");
+    const char *evil[1] = {"x'); DROP TABLE items; --"};
+    const char *two[2] = {"dup", NULL};
+
+    CHECK_INT(cm_pg_exec(pg, "INSERT INTO items (name) VALUES ($1)", 1, evil), CM_OK);
+    CHECK_INT(cm_pg_affected(pg), 1);
+    CHECK_INT(cm_pg_exec(pg, "SELECT name FROM items WHERE name = $1", 1, evil), CM_OK);
+    CHECK_STR(cm_pg_value(pg, 0, 0), evil[0]);
+
+    CHECK_INT(cm_pg_exec(pg, "INSERT INTO items (name, note) VALUES ($1, $2)", 2, two), CM_OK);
+    CHECK_INT(cm_pg_exec(pg, "INSERT INTO items (name, note) VALUES ($1, $2)", 2, two),
+              CM_CONFLICT);
+    CHECK_INT(cm_pg_exec(pg, "SELECT note FROM items WHERE name = 'dup'", 0, NULL), CM_OK);
+    CHECK(cm_pg_is_null(pg, 0, 0));
+
+    /* Another service's schema is out of reach: insufficient privilege. */
+    CHECK_INT(cm_pg_exec(pg, "CREATE TABLE router.stolen (x int)", 0, NULL), CM_DENIED);
+    CHECK_CONTAINS(cm_pg_error(pg), "permission denied");
+
+    CHECK_INT(cm_pg_exec(pg, "SELECT * FROM nowhere", 0, NULL), CM_ERR);
+
+    /* A transaction rolled back leaves no row. */
+    CHECK_INT(cm_pg_begin(pg), CM_OK);
+    CHECK_INT(cm_pg_exec(pg, "INSERT INTO items (name) VALUES ('gone')", 0, NULL), CM_OK);
+    cm_pg_rollback(pg);
+    CHECK_INT(cm_pg_exec(pg, "SELECT count(*) FROM items WHERE name = 'gone'", 0, NULL), CM_OK);
+    CHECK_STR(cm_pg_value(pg, 0, 0), "0");
+    cm_pg_destroy(pg);
+}
+
+static void test_unreachable(void)
+{
+    struct cm_pg *pg = NULL;
+    char url[128];
+
+    snprintf(url, sizeof(url), "postgresql://doms_ingest@127.0.0.1:%d/x", th_free_port());
+    CHECK_INT(cm_pg_connect(&pg, url, NULL), CM_UNAVAIL);
+    CHECK_INT(cm_pg_ping(pg), CM_UNAVAIL);
+    CHECK(strlen(cm_pg_error(pg)) > 0);
+    cm_pg_destroy(pg);
+
+    pg = NULL;
+    CHECK_INT(cm_pg_connect(&pg, "postgresql://[broken", NULL), CM_INVALID);
+    CHECK(pg == NULL);
+}
+
+int main(void)
+{
+    th_init("pg");
+    th_db_create(&db);
+    RUN(test_migrations);
+    RUN(test_params_and_errors);
+    RUN(test_unreachable);
+    return check_summary();
+}

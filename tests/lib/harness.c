@@ -1,0 +1,466 @@
+/*
+ * harness.c - integration test support (see harness.h).
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/crypto.h"
+
+static char test_name[48] = "test";
+static char tmp_dir[400];
+static int proc_seq;
+
+/* Settings a developer's shell may hold; a daemon under test sees only what the test sets. */
+static const char *const scrubbed[] = {"DATABASE_URL",
+                                       "NATS_URL",
+                                       "LOG_LEVEL",
+                                       "LOG_FORMAT",
+                                       "DOMS_KEK_FILE",
+                                       "INGEST_LISTEN",
+                                       "META_APP_SECRET",
+                                       "META_APP_SECRET_PREVIOUS",
+                                       "META_VERIFY_TOKEN",
+                                       "PUBLIC_BASE_URL",
+                                       "INGEST_MAX_BODY",
+                                       "META_APP_ID",
+                                       "META_GRAPH_URL",
+                                       "INSTAGRAM_GRAPH_URL",
+                                       "META_GRAPH_VERSION",
+                                       "TOKEN_REFRESH_BEFORE",
+                                       "SEND_MAX_ATTEMPTS",
+                                       "RETENTION_TOKENS",
+                                       "RETENTION_MESSAGES",
+                                       "RETENTION_AUDIT",
+                                       "REAPER_INTERVAL",
+                                       "AI_PROVIDERS",
+                                       "OPENAI_API_KEY",
+                                       "OPENAI_BASE_URL",
+                                       "OPENAI_MODEL",
+                                       "GEMINI_API_KEY",
+                                       "GEMINI_BASE_URL",
+                                       "GEMINI_MODEL",
+                                       "AI_TIMEOUT",
+                                       "ELEVENLABS_API_KEY",
+                                       "ELEVENLABS_BASE_URL",
+                                       "CONVERSATION_ROUTER_HTTP_LISTEN",
+                                       "TOKEN_VAULT_HTTP_LISTEN",
+                                       "RETENTION_REAPER_HTTP_LISTEN",
+                                       "AI_SUGGEST_HTTP_LISTEN",
+                                       NULL};
+
+const char *th_getenv(const char *name)
+{
+    const char *v = getenv(name);
+
+    if (v == NULL || *v == '\0') {
+        fprintf(stderr, "%s: %s is not set; run the suite with tests/run\n", test_name, name);
+        exit(1);
+    }
+    return v;
+}
+
+void th_init(const char *name)
+{
+    snprintf(test_name, sizeof(test_name), "%s", name);
+    snprintf(tmp_dir, sizeof(tmp_dir), "%s/%s", th_getenv("DOMS_TEST_TMP"), name);
+    mkdir(tmp_dir, 0755);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+const char *th_tmpdir(void)
+{
+    return tmp_dir;
+}
+
+int th_free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    if (port < 0) {
+        perror("free port");
+        exit(1);
+    }
+    return port;
+}
+
+void th_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+char *th_read_file(const char *path)
+{
+    struct cm_buf b;
+    char chunk[4096];
+    size_t n;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL)
+        return NULL;
+    cm_buf_init(&b);
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        cm_buf_append(&b, chunk, n);
+    fclose(f);
+    return cm_buf_steal(&b);
+}
+
+/* --- PostgreSQL ------------------------------------------------------------------------ */
+
+static void run_or_die(const char *cmd)
+{
+    int rc = system(cmd);
+
+    if (rc != 0) {
+        fprintf(stderr, "%s: command failed (%d): %s\n", test_name, rc, cmd);
+        exit(1);
+    }
+}
+
+void th_db_create(struct th_db *db)
+{
+    const char *admin = th_getenv("DOMS_TEST_PG_URL");
+    PQconninfoOption *opts = PQconninfoParse(admin, NULL);
+    char sql[256], *cmd;
+    PGconn *c;
+    PGresult *r;
+
+    memset(db, 0, sizeof(*db));
+    snprintf(db->name, sizeof(db->name), "t_%s", test_name);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "host") == 0 && o->val)
+            snprintf(db->host, sizeof(db->host), "%s", o->val);
+        if (strcmp(o->keyword, "port") == 0 && o->val)
+            snprintf(db->port, sizeof(db->port), "%s", o->val);
+    }
+    PQconninfoFree(opts);
+
+    c = PQconnectdb(admin);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "%s: admin connection: %s", test_name, PQerrorMessage(c));
+        exit(1);
+    }
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db->name);
+    r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "%s: %s", test_name, PQresultErrorMessage(r));
+        exit(1);
+    }
+    PQclear(r);
+    PQfinish(c);
+    cmd = cm_xasprintf("'%s/deploy/postgres/provision' '%s' '%s'", th_getenv("DOMS_SOURCE_DIR"),
+                       admin, db->name);
+    run_or_die(cmd);
+    free(cmd);
+}
+
+char *th_db_url(const struct th_db *db, const char *role)
+{
+    return cm_xasprintf("postgresql://%s@%s:%s/%s", role, db->host, db->port, db->name);
+}
+
+PGconn *th_db_connect(const struct th_db *db, const char *role)
+{
+    char *url = th_db_url(db, role ? role : "doms_admin");
+    PGconn *c = PQconnectdb(url);
+
+    free(url);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "%s: connect as %s: %s", test_name, role ? role : "admin",
+                PQerrorMessage(c));
+        exit(1);
+    }
+    return c;
+}
+
+char *th_db_value(PGconn *c, const char *sql, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(c, sql);
+    char *v = NULL;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+        v = cm_xstrdup(PQgetvalue(r, 0, 0));
+    else if (err != NULL && PQresultStatus(r) != PGRES_TUPLES_OK &&
+             PQresultStatus(r) != PGRES_COMMAND_OK)
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    return v;
+}
+
+/* --- processes ------------------------------------------------------------------------- */
+
+/* Connects to 127.0.0.1:port; true when something accepts. */
+static bool port_open(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    bool ok;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static pid_t spawn(const char *path, char *const argv[], const char *const *env, const char *log)
+{
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        perror("fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        for (int i = 0; scrubbed[i] != NULL; i++)
+            unsetenv(scrubbed[i]);
+        for (int i = 0; env != NULL && env[i] != NULL; i++)
+            putenv((char *)env[i]);
+        execv(path, argv);
+        fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+static int reap(pid_t pid, int *status_out, int timeout_ms)
+{
+    for (int waited = 0;; waited += 20) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            *status_out = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            return 0;
+        }
+        if (r < 0)
+            return -1;
+        if (waited >= timeout_ms)
+            return -1;
+        th_sleep_ms(20);
+    }
+}
+
+/* Debian installs nats-server in /usr/sbin, which a non-root PATH may lack. */
+static const char *nats_server_path(void)
+{
+    static const char *const candidates[] = {"/usr/sbin/nats-server", "/usr/bin/nats-server",
+                                             "/usr/local/bin/nats-server", NULL};
+    for (int i = 0; candidates[i] != NULL; i++) {
+        if (access(candidates[i], X_OK) == 0)
+            return candidates[i];
+    }
+    fprintf(stderr, "%s: nats-server not found\n", test_name);
+    exit(1);
+}
+
+void th_nats_start(struct th_nats *n)
+{
+    char conf[600], log[600], *text;
+    FILE *f;
+
+    memset(n, 0, sizeof(*n));
+    n->port = th_free_port();
+    snprintf(n->dir, sizeof(n->dir), "%s/nats", tmp_dir);
+    mkdir(n->dir, 0755);
+    snprintf(n->url, sizeof(n->url), "nats://127.0.0.1:%d", n->port);
+    snprintf(conf, sizeof(conf), "%s/nats.conf", n->dir);
+    text = cm_xasprintf("listen: 127.0.0.1:%d\n"
+                        "jetstream {\n  store_dir: \"%s/js\"\n"
+                        "  key: \"test-only-jetstream-key-0123456789\"\n  cipher: aes\n}\n",
+                        n->port, n->dir);
+    f = fopen(conf, "w");
+    if (f == NULL || fputs(text, f) < 0) {
+        perror(conf);
+        exit(1);
+    }
+    fclose(f);
+    free(text);
+    (void)log;
+    th_nats_restart(n);
+}
+
+void th_nats_restart(struct th_nats *n)
+{
+    char conf[600], log[600];
+    char *argv[] = {"nats-server", "-c", conf, NULL};
+
+    snprintf(conf, sizeof(conf), "%s/nats.conf", n->dir);
+    snprintf(log, sizeof(log), "%s/nats.log", n->dir);
+    n->pid = spawn(nats_server_path(), argv, NULL, log);
+    for (int waited = 0; !port_open(n->port); waited += 20) {
+        if (waited > 15000) {
+            fprintf(stderr, "%s: nats-server did not start; see %s\n", test_name, log);
+            exit(1);
+        }
+        th_sleep_ms(20);
+    }
+}
+
+void th_nats_stop(struct th_nats *n)
+{
+    int st;
+
+    if (n->pid <= 0)
+        return;
+    kill(n->pid, SIGTERM);
+    if (reap(n->pid, &st, 15000) != 0) {
+        kill(n->pid, SIGKILL);
+        reap(n->pid, &st, 5000);
+    }
+    n->pid = 0;
+}
+
+void th_proc_start(struct th_proc *p, const char *bin, const char *const *args,
+                   const char *const *env)
+{
+    char path[600];
+    char *argv[16];
+    int argc = 1;
+
+    memset(p, 0, sizeof(*p));
+    p->status = -1;
+    snprintf(p->name, sizeof(p->name), "%s", bin);
+    snprintf(path, sizeof(path), "%s/%s", th_getenv("DOMS_BIN_DIR"), bin);
+    snprintf(p->log, sizeof(p->log), "%s/%s-%d.log", tmp_dir, bin, ++proc_seq);
+    argv[0] = p->name;
+    for (int i = 0; args != NULL && args[i] != NULL && argc < 15; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
+    p->pid = spawn(path, argv, env, p->log);
+}
+
+void th_proc_signal(struct th_proc *p, int sig)
+{
+    if (p->pid > 0 && p->status < 0)
+        kill(p->pid, sig);
+}
+
+int th_proc_wait(struct th_proc *p, int timeout_ms)
+{
+    if (p->status >= 0)
+        return p->status;
+    if (p->pid <= 0 || reap(p->pid, &p->status, timeout_ms) != 0)
+        return -1;
+    return p->status;
+}
+
+int th_proc_stop(struct th_proc *p)
+{
+    if (p->status >= 0 || p->pid <= 0)
+        return p->status;
+    kill(p->pid, SIGTERM);
+    if (th_proc_wait(p, 30000) < 0) {
+        fprintf(stderr, "%s: %s ignored SIGTERM; killing it\n", test_name, p->name);
+        kill(p->pid, SIGKILL);
+        th_proc_wait(p, 5000);
+    }
+    return p->status;
+}
+
+char *th_proc_output(const struct th_proc *p)
+{
+    char *s = th_read_file(p->log);
+    return s ? s : cm_xstrdup("");
+}
+
+bool th_wait_http(const char *url, long want, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
+        struct th_resp r;
+        long code = th_http(&r, "GET", url, NULL, NULL, 0);
+        th_resp_cleanup(&r);
+        if (code == want)
+            return true;
+        th_sleep_ms(50);
+    }
+    return false;
+}
+
+/* --- HTTP ------------------------------------------------------------------------------ */
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+    cm_buf_append(arg, data, size * n);
+    return size * n;
+}
+
+long th_http(struct th_resp *r, const char *method, const char *url, const char *const *headers,
+             const char *body, size_t len)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *list = NULL;
+
+    memset(r, 0, sizeof(*r));
+    cm_buf_init(&r->body);
+    cm_buf_init(&r->headers);
+    for (int i = 0; headers != NULL && headers[i] != NULL; i++)
+        list = curl_slist_append(list, headers[i]);
+    list = curl_slist_append(list, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->headers);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->code);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(c);
+    if (r->body.data == NULL)
+        cm_buf_puts(&r->body, "");
+    return r->code;
+}
+
+void th_resp_cleanup(struct th_resp *r)
+{
+    cm_buf_cleanup(&r->body);
+    cm_buf_cleanup(&r->headers);
+}
+
+void th_sign(const char *secret, const char *body, size_t len, char out[80])
+{
+    unsigned char mac[CM_SHA256_LEN];
+    char hex[2 * CM_SHA256_LEN + 1];
+
+    cm_crypto_hmac_sha256(secret, strlen(secret), body, len, mac);
+    cm_hex_encode(mac, sizeof(mac), hex);
+    snprintf(out, 80, "sha256=%s", hex);
+}

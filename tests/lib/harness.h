@@ -1,0 +1,120 @@
+/*
+ * harness.h - what integration tests need to drive the real daemons: a private database
+ * provisioned like production, a private nats-server, daemon processes, HTTP, signatures.
+ *
+ * tests/run provides the environment: DOMS_TEST_PG_URL (an admin URL), DOMS_BIN_DIR,
+ * DOMS_SOURCE_DIR and DOMS_TEST_TMP. Each test binary gets its own database and its own
+ * nats-server, so tests run in parallel without seeing each other's streams or rows.
+ */
+#ifndef TESTS_HARNESS_H
+#define TESTS_HARNESS_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/mem.h"
+
+/* Returns the variable's value, or stops the test (exit 1) naming it when unset. */
+const char *th_getenv(const char *name);
+
+/* A directory private to this test binary under DOMS_TEST_TMP (created). Static storage. */
+const char *th_tmpdir(void);
+
+/* Sets the test's name (for directories and database names). Call first in main(). */
+void th_init(const char *name);
+
+/* A free TCP port on 127.0.0.1 (bound and released: good enough for tests). */
+int th_free_port(void);
+
+/* --- PostgreSQL ------------------------------------------------------------------------ */
+
+struct th_db {
+    char name[64];
+    char host[128];
+    char port[16];
+};
+
+/* Drops and recreates database t_<test>, provisioned by deploy/postgres/provision. */
+void th_db_create(struct th_db *db);
+
+/* URL for role (e.g. "doms_ingest") in this database; the caller frees it. */
+char *th_db_url(const struct th_db *db, const char *role);
+
+/* Connects as role (NULL: the admin); stops the test when it cannot. PQfinish() it. */
+PGconn *th_db_connect(const struct th_db *db, const char *role);
+
+/* Runs sql as the given connection and returns the first column of the first row as a
+ * newly allocated string (free it), or NULL on an error or no rows; err gets the error. */
+char *th_db_value(PGconn *c, const char *sql, char *err, size_t errlen);
+
+/* --- nats-server ----------------------------------------------------------------------- */
+
+struct th_nats {
+    int port;
+    pid_t pid;
+    char dir[512];
+    char url[64];
+};
+
+/* Starts a private JetStream server (encrypted file store) and waits until it listens. */
+void th_nats_start(struct th_nats *n);
+/* Stops it (SIGTERM, wait). Its store stays for a restart. */
+void th_nats_stop(struct th_nats *n);
+/* Starts it again on the same port with the same store. */
+void th_nats_restart(struct th_nats *n);
+
+/* --- daemons --------------------------------------------------------------------------- */
+
+struct th_proc {
+    pid_t pid;
+    char name[64];
+    char log[600];
+    int status; /* exit status once reaped; -1 before */
+};
+
+/*
+ * Starts DOMS_BIN_DIR/<bin> with the arguments args (NULL-terminated, or NULL) and env
+ * ("NAME=value" entries, NULL-terminated) on top of a clean environment (the suite's own
+ * settings removed; PATH and sanitizer options kept). Output goes to <tmpdir>/<bin>-N.log.
+ */
+void th_proc_start(struct th_proc *p, const char *bin, const char *const *args,
+                   const char *const *env);
+/* Sends sig. */
+void th_proc_signal(struct th_proc *p, int sig);
+/* Waits up to timeout_ms for the process to exit; returns its exit code, or -1 on timeout
+ * (or 128+signal when killed by one). */
+int th_proc_wait(struct th_proc *p, int timeout_ms);
+/* SIGTERM, then wait (30 s, then SIGKILL); returns the exit code. */
+int th_proc_stop(struct th_proc *p);
+/* Returns the process's log so far (free it). */
+char *th_proc_output(const struct th_proc *p);
+
+/* Polls url until it answers want (e.g. /readyz and 200) or timeout_ms passes. */
+bool th_wait_http(const char *url, long want, int timeout_ms);
+
+/* --- HTTP ------------------------------------------------------------------------------ */
+
+struct th_resp {
+    long code; /* 0 when no answer */
+    struct cm_buf body;
+    struct cm_buf headers;
+};
+
+/* Performs a request; headers are "Name: value" strings, NULL-terminated (or NULL).
+ * Returns the status code (0 for no answer). Clean up with th_resp_cleanup(). */
+long th_http(struct th_resp *r, const char *method, const char *url, const char *const *headers,
+             const char *body, size_t len);
+void th_resp_cleanup(struct th_resp *r);
+
+/* Writes "sha256=<hex>" of HMAC-SHA256(secret, body) into out (80 bytes). */
+void th_sign(const char *secret, const char *body, size_t len, char out[80]);
+
+/* Reads a whole file (free it), or NULL. */
+char *th_read_file(const char *path);
+
+/* Sleeps ms milliseconds (for pacing load, never for synchronisation). */
+void th_sleep_ms(int ms);
+
+#endif
