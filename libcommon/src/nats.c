@@ -37,6 +37,8 @@ struct cm_nats {
 
     _Atomic bool connected;
     _Atomic bool setup_done;
+    bool closed; /* the closed callback ran: nats.c will call us no more; under lock */
+    _Atomic bool closing; /* we are closing: a disconnect is expected, not news */
 
     /* Set-up thread: runs the steps after each (re)connect. */
     pthread_t setup_thread;
@@ -114,7 +116,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     struct cm_nats *n = closure;
 
     (void)nc;
-    if (atomic_exchange(&n->connected, false)) {
+    if (atomic_exchange(&n->connected, false) && !atomic_load(&n->closing)) {
         CM_WARN("nats: disconnected; reconnecting in the background");
         if (n->m_disconnects != NULL)
             cm_metrics_inc(n->m_disconnects, 1);
@@ -129,6 +131,28 @@ static void on_closed(natsConnection *nc, void *closure)
     (void)nc;
     atomic_store(&n->connected, false);
     atomic_store(&n->setup_done, false);
+    /* The last callback nats.c makes on this connection: destroy may now free us. */
+    pthread_mutex_lock(&n->lock);
+    n->closed = true;
+    pthread_cond_broadcast(&n->cond);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* Waits (bounded) for on_closed, so no callback can run on freed memory. */
+static void wait_closed(struct cm_nats *n)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5;
+    pthread_mutex_lock(&n->lock);
+    while (!n->closed) {
+        if (pthread_cond_timedwait(&n->cond, &n->lock, &ts) != 0) {
+            CM_WARN("nats: connection did not report closing in time");
+            break;
+        }
+    }
+    pthread_mutex_unlock(&n->lock);
 }
 
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -306,7 +330,9 @@ void cm_nats_destroy(struct cm_nats *n)
         natsConnection_FlushTimeout(n->conn, 2000);
     jsCtx_Destroy(n->js);
     if (n->conn != NULL) {
+        atomic_store(&n->closing, true);
         natsConnection_Close(n->conn);
+        wait_closed(n);
         natsConnection_Destroy(n->conn);
     }
     natsOptions_Destroy(n->opts);

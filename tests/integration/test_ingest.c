@@ -31,7 +31,7 @@ static jsCtx *js;
 static void start_ingest(void)
 {
     char *dburl = th_db_url(&db, "doms_ingest");
-    char *env[16];
+    char *env[16], ready[128];
     int n = 0;
 
     env[n++] = cm_xasprintf("DATABASE_URL=%s", dburl);
@@ -44,7 +44,8 @@ static void start_ingest(void)
     env[n++] = cm_xstrdup("LOG_LEVEL=debug");
     env[n] = NULL;
     th_proc_start(&ingest, "webhook-ingest", NULL, (const char *const *)env);
-    CHECK_MSG(th_wait_http(cm_xasprintf("%s/readyz", base), 200, 20000), "ingest never ready");
+    snprintf(ready, sizeof(ready), "%s/readyz", base);
+    CHECK_MSG(th_wait_http(ready, 200, 20000), "ingest never ready");
     /* env strings stay referenced by nothing once the child has exec'd */
     for (int i = 0; i < n; i++)
         free(env[i]);
