@@ -37,7 +37,7 @@ struct cm_nats {
 
     _Atomic bool connected;
     _Atomic bool setup_done;
-    bool closed; /* the closed callback ran: nats.c will call us no more; under lock */
+    bool closed;          /* the closed callback ran: nats.c will call us no more; under lock */
     _Atomic bool closing; /* we are closing: a disconnect is expected, not news */
 
     /* Set-up thread: runs the steps after each (re)connect. */
