@@ -1,0 +1,73 @@
+/*
+ * rpc.h - NATS request/reply services on a pool of worker threads.
+ *
+ * A daemon's internal API is a set of request subjects ("vault.integration.connect"). Each
+ * is subscribed in a queue group, so replicas share the load. A request is handed to one
+ * of N worker threads, each with its own PostgreSQL connection, which runs the handler and
+ * replies. Handlers may block (PostgreSQL, Meta's API): they never run on the event loop
+ * or on nats.c's threads.
+ *
+ * The wire contract (proto/README.md): the request is a JSON object; the reply is
+ * {"result": <any JSON>} or {"error": {"code": "<code>", "message": "<one line>"}} with
+ * code one of invalid, denied, not_found, conflict, refused, unavailable, busy, internal.
+ */
+#ifndef COMMON_RPC_H
+#define COMMON_RPC_H
+
+#include <cjson/cJSON.h>
+#include <nats/nats.h>
+
+#include "common/err.h"
+
+struct cm_rpc;
+struct cm_nats;
+struct cm_pg;
+struct cm_metrics;
+
+/* One request in a worker's hands. Everything here is borrowed for the handler's call. */
+struct cm_rpc_call {
+    const char *subject;
+    const cJSON *req;   /* the parsed request object */
+    const char *actor;  /* req.actor, or "operator" when absent */
+    struct cm_pg *pg;   /* the worker's connection (search_path: the service's schema) */
+    int worker;         /* 0..N-1 */
+    natsMsg *msg;       /* the NATS message, for its reply subject */
+    struct cm_rpc *rpc; /* the server it came through */
+    int replied;        /* set by the reply functions */
+};
+
+/* Handles one call and must reply exactly once (a handler that forgets gets an
+ * "internal" error reply on its behalf). */
+typedef void (*cm_rpc_fn)(struct cm_rpc_call *call, void *arg);
+
+/*
+ * Creates a request server for the service named name with `workers` threads, each
+ * connecting to db_url with search_path schema. metrics may be NULL. Free with
+ * cm_rpc_destroy().
+ */
+int cm_rpc_create(struct cm_rpc **out, struct cm_nats *n, const char *name, const char *db_url,
+                  const char *schema, int workers, struct cm_metrics *metrics) CM_MUST_CHECK;
+
+/* Routes subject to fn (before cm_rpc_start). subject is copied; arg is borrowed. */
+void cm_rpc_handle(struct cm_rpc *rpc, const char *subject, cm_rpc_fn fn, void *arg);
+
+/* Starts the workers and subscribes, now or on the first connect. */
+int cm_rpc_start(struct cm_rpc *rpc) CM_MUST_CHECK;
+
+/* Unsubscribes, answers what is queued, joins the workers and frees. Accepts NULL. */
+void cm_rpc_destroy(struct cm_rpc *rpc);
+
+/* Replies {"result": result}. Takes ownership of result (may be NULL for JSON null). */
+void cm_rpc_reply(struct cm_rpc_call *call, cJSON *result);
+
+/* Replies {"error": {"code", "message"}}; code is one of the contract's codes. */
+void cm_rpc_fail(struct cm_rpc_call *call, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Maps a shared error code to the contract's code name ("not_found" for CM_NOTFOUND...). */
+const char *cm_rpc_code(int err);
+
+/* Request fields: a string, or NULL when absent or not a string (borrowed). */
+const char *cm_rpc_str(const struct cm_rpc_call *call, const char *name);
+
+#endif

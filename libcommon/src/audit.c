@@ -1,0 +1,75 @@
+/*
+ * audit.c - audit events through the outbox (see audit.h).
+ */
+#include "common/audit.h"
+#include "common/crypto.h"
+#include "common/mem.h"
+#include "common/nats.h"
+#include "common/outbox.h"
+#include "common/pg.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/time.h>
+#include <time.h>
+
+/* RFC 3339 UTC with microseconds. */
+static void now_rfc3339(char out[40])
+{
+    struct timeval tv;
+    struct tm tm;
+    size_t n;
+
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 40 - n, ".%06ldZ", (long)tv.tv_usec);
+}
+
+int cm_audit_add(struct cm_pg *pg, const char *service, const char *actor, const char *action,
+                 const char *subject)
+{
+    unsigned char raw[16];
+    char id[33], at[40], subj[128], msg_id[48];
+    cJSON *ev = cJSON_CreateObject();
+    char *payload;
+    int rc;
+
+    cm_crypto_random(raw, sizeof(raw));
+    cm_hex_encode(raw, sizeof(raw), id);
+    now_rfc3339(at);
+    cJSON_AddStringToObject(ev, "id", id);
+    cJSON_AddStringToObject(ev, "at", at);
+    cJSON_AddStringToObject(ev, "service", service);
+    cJSON_AddStringToObject(ev, "actor", actor ? actor : "system");
+    cJSON_AddStringToObject(ev, "action", action);
+    cJSON_AddStringToObject(ev, "subject", subject ? subject : "");
+    payload = cJSON_PrintUnformatted(ev);
+    if (payload == NULL)
+        abort();
+    snprintf(subj, sizeof(subj), "audit.%s", service);
+    snprintf(msg_id, sizeof(msg_id), "audit:%s", id);
+    rc = cm_outbox_add(pg, subj, msg_id, payload);
+    cJSON_free(payload);
+    cJSON_Delete(ev);
+    return rc;
+}
+
+int cm_audit_stream_ensure(struct cm_nats *n, void *arg)
+{
+    static const char *subjects[] = {CM_AUDIT_SUBJECTS};
+    jsStreamConfig cfg;
+
+    (void)arg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = CM_AUDIT_STREAM;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = js_LimitsPolicy;
+    /* Transport only: retention-reaper keeps the audit log; this bounds a backlog. */
+    cfg.MaxAge = 7LL * 86400 * 1000000000LL;
+    cfg.Duplicates = 10LL * 60 * 1000000000LL;
+    return cm_nats_stream_ensure(n, &cfg);
+}

@@ -1,0 +1,185 @@
+/*
+ * test_rpc - request/reply on worker threads and the transactional outbox, against the real
+ * nats-server and PostgreSQL: replies and errors in the wire contract, a request with
+ * invalid JSON, a handler that forgets to reply, outbox events published when and only
+ * when their transaction commits, and the audit stream receiving them.
+ */
+#include <nats/nats.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "common/audit.h"
+#include "common/nats.h"
+#include "common/outbox.h"
+#include "common/pg.h"
+#include "common/rpc.h"
+#include "harness.h"
+
+static struct th_db db;
+static struct th_nats server;
+
+static void echo(struct cm_rpc_call *call, void *arg)
+{
+    const char *word = cm_rpc_str(call, "word");
+    cJSON *out;
+
+    (void)arg;
+    if (word == NULL) {
+        cm_rpc_fail(call, "invalid", "word is required");
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "word", word);
+    cJSON_AddStringToObject(out, "actor", call->actor);
+    cJSON_AddNumberToObject(out, "worker", call->worker);
+    cm_rpc_reply(call, out);
+}
+
+/* Writes an audit event in a transaction that commits or rolls back on request. */
+static void audited(struct cm_rpc_call *call, void *arg)
+{
+    const char *subject = cm_rpc_str(call, "subject");
+    int commit = cJSON_IsTrue(cJSON_GetObjectItem(call->req, "commit"));
+
+    (void)arg;
+    if (cm_pg_begin(call->pg) != CM_OK ||
+        cm_audit_add(call->pg, "test", call->actor, "thing.read", subject) != CM_OK) {
+        cm_pg_rollback(call->pg);
+        cm_rpc_fail(call, "unavailable", "database");
+        return;
+    }
+    if (commit) {
+        if (cm_pg_commit(call->pg) != CM_OK) {
+            cm_rpc_fail(call, "unavailable", "commit");
+            return;
+        }
+    } else {
+        cm_pg_rollback(call->pg);
+    }
+    cm_rpc_reply(call, cJSON_CreateTrue());
+}
+
+static void forgetful(struct cm_rpc_call *call, void *arg)
+{
+    (void)call;
+    (void)arg;
+}
+
+static char *request(natsConnection *nc, const char *subject, const char *body)
+{
+    natsMsg *reply = NULL;
+    char *text;
+
+    if (natsConnection_RequestString(&reply, nc, subject, body, 5000) != NATS_OK)
+        return cm_xstrdup("(no reply)");
+    text = cm_xstrndup(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    return text;
+}
+
+static int wait_ready(struct cm_nats *n)
+{
+    for (int i = 0; i < 300 && !cm_nats_ready(n); i++)
+        th_sleep_ms(20);
+    return cm_nats_ready(n);
+}
+
+static uint64_t audit_count(jsCtx *js)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    uint64_t n = 0;
+
+    if (js_GetStreamInfo(&si, js, CM_AUDIT_STREAM, NULL, &jerr) == NATS_OK) {
+        n = si->State.Msgs;
+        jsStreamInfo_Destroy(si);
+    }
+    return n;
+}
+
+int main(void)
+{
+    static const struct cm_migration migrations[] = {{1, "outbox", CM_OUTBOX_SCHEMA_SQL}};
+    struct cm_nats *n = NULL;
+    struct cm_rpc *rpc = NULL;
+    struct cm_outbox *ob = NULL;
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    char *url, *r;
+
+    th_init("rpc");
+    th_db_create(&db);
+    th_nats_start(&server);
+    url = th_db_url(&db, "doms_vault");
+    CHECK_INT(cm_pg_migrate_wait(url, "vault", migrations, 1), CM_OK);
+
+    CHECK_INT(cm_nats_create(&n, server.url, "test-rpc", NULL), CM_OK);
+    cm_nats_on_connect(n, cm_audit_stream_ensure, NULL);
+    CHECK_INT(cm_rpc_create(&rpc, n, "test-rpc", url, "vault", 3, NULL), CM_OK);
+    cm_rpc_handle(rpc, "t.echo", echo, NULL);
+    cm_rpc_handle(rpc, "t.audited", audited, NULL);
+    cm_rpc_handle(rpc, "t.forgetful", forgetful, NULL);
+    CHECK_INT(cm_rpc_start(rpc), CM_OK);
+    CHECK_INT(cm_nats_start(n), CM_OK);
+    CHECK(wait_ready(n));
+    CHECK_INT(cm_outbox_start(&ob, n, url, "vault", NULL), CM_OK);
+    CHECK(natsConnection_ConnectTo(&nc, server.url) == NATS_OK);
+    CHECK(natsConnection_JetStream(&js, nc, NULL) == NATS_OK);
+
+    printf("== replies\n");
+    r = request(nc, "t.echo", "{\"word\":\"hi\",\"actor\":\"alice\"}");
+    CHECK_CONTAINS(r, "{\"result\":{\"word\":\"hi\",\"actor\":\"alice\",\"worker\":");
+    free(r);
+    r = request(nc, "t.echo", "{\"word\":\"hi\"}");
+    CHECK_CONTAINS(r, "\"actor\":\"operator\"");
+    free(r);
+    r = request(nc, "t.echo", "{}");
+    CHECK_STR(r, "{\"error\":{\"code\":\"invalid\",\"message\":\"word is required\"}}");
+    free(r);
+    r = request(nc, "t.echo", "not json");
+    CHECK_CONTAINS(r, "\"code\":\"invalid\"");
+    free(r);
+    r = request(nc, "t.forgetful", "{}");
+    CHECK_CONTAINS(r, "\"code\":\"internal\"");
+    free(r);
+
+    printf("== outbox\n");
+    r = request(nc, "t.audited", "{\"subject\":\"kept\",\"commit\":true}");
+    CHECK_STR(r, "{\"result\":true}");
+    free(r);
+    r = request(nc, "t.audited", "{\"subject\":\"rolled-back\",\"commit\":false}");
+    free(r);
+    r = request(nc, "t.audited", "{\"subject\":\"kept-too\",\"commit\":true}");
+    free(r);
+    for (int i = 0; i < 200 && audit_count(js) < 2; i++)
+        th_sleep_ms(25);
+    CHECK_INT(audit_count(js), 2);
+    {
+        natsMsg *m = NULL;
+        jsErrCode jerr = 0;
+        CHECK(js_GetLastMsg(&m, js, CM_AUDIT_STREAM, "audit.test", NULL, &jerr) == NATS_OK);
+        if (m != NULL) {
+            CHECK_CONTAINS(natsMsg_GetData(m), "\"subject\":\"kept-too\"");
+            CHECK_CONTAINS(natsMsg_GetData(m), "\"action\":\"thing.read\"");
+            CHECK_CONTAINS(natsMsg_GetData(m), "\"service\":\"test\"");
+            natsMsg_Destroy(m);
+        }
+    }
+    {
+        PGconn *c = th_db_connect(&db, "doms_vault");
+        char *left = th_db_value(c, "SELECT count(*) FROM vault.outbox", NULL, 0);
+        CHECK_STR(left, "0");
+        free(left);
+        PQfinish(c);
+    }
+
+    cm_outbox_destroy(ob);
+    cm_rpc_destroy(rpc);
+    cm_nats_destroy(n);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    th_nats_stop(&server);
+    free(url);
+    return check_summary();
+}
