@@ -1,0 +1,306 @@
+/*
+ * commands.c - the operator commands of the interface, as data.
+ *
+ * Every command is one NATS request to the daemon that owns the data; domsctl itself
+ * decides nothing but the shape of the request.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+
+const struct command domsctl_commands[] = {
+    {{"workspace", "create"},
+     NULL,
+     NULL,
+     {{"name", "name", OPT_STRING, 1, NULL}, {"ai", "ai", OPT_ONOFF, 0, NULL}},
+     "router.workspace.create",
+     "conversation-router",
+     "workspace create --name N [--ai on|off]"},
+    {{"workspace", "delete"},
+     "workspace_id",
+     "W",
+     {{0}},
+     "router.workspace.delete",
+     "conversation-router",
+     "workspace delete W"},
+    {{"member", "add"},
+     NULL,
+     NULL,
+     {{"workspace", "workspace_id", OPT_STRING, 1, NULL},
+      {"user", "user", OPT_STRING, 1, NULL},
+      {"role", "role", OPT_CHOICE, 1, "owner|admin|agent|viewer"},
+      {"capacity", "capacity", OPT_INT, 0, NULL}},
+     "router.member.add",
+     "conversation-router",
+     "member add --workspace W --user U --role owner|admin|agent|viewer [--capacity N]"},
+    {{"member", "remove"},
+     NULL,
+     NULL,
+     {{"workspace", "workspace_id", OPT_STRING, 1, NULL}, {"user", "user", OPT_STRING, 1, NULL}},
+     "router.member.remove",
+     "conversation-router",
+     "member remove --workspace W --user U"},
+    {{"integration", "connect"},
+     NULL,
+     NULL,
+     {{"workspace", "workspace_id", OPT_STRING, 1, NULL},
+      {"platform", "platform", OPT_CHOICE, 1, "instagram|messenger"},
+      {"account", "account_id", OPT_STRING, 1, NULL},
+      {"token", "token", OPT_STRING, 1, NULL},
+      {"asid", "asid", OPT_STRING, 0, NULL}},
+     "vault.integration.connect",
+     "token-vault",
+     "integration connect --workspace W --platform instagram|messenger --account ACCOUNT_ID "
+     "--token SHORT_LIVED_TOKEN [--asid APP_SCOPED_USER_ID]"},
+    {{"integration", "disconnect"},
+     "integration_id",
+     "I",
+     {{0}},
+     "vault.integration.disconnect",
+     "token-vault",
+     "integration disconnect I"},
+    {{"integration", "list"},
+     NULL,
+     NULL,
+     {{"workspace", "workspace_id", OPT_STRING, 1, NULL}},
+     "vault.integration.list",
+     "token-vault",
+     "integration list --workspace W"},
+    {{"conversations", "list"},
+     NULL,
+     NULL,
+     {{"workspace", "workspace_id", OPT_STRING, 1, NULL}},
+     "router.conversations.list",
+     "conversation-router",
+     "conversations list --workspace W"},
+    {{"conversation", "assign"},
+     "conversation_id",
+     "C",
+     {{"user", "user", OPT_STRING, 1, NULL}},
+     "router.conversation.assign",
+     "conversation-router",
+     "conversation assign C --user U"},
+    {{"conversation", "close"},
+     "conversation_id",
+     "C",
+     {{0}},
+     "router.conversation.close",
+     "conversation-router",
+     "conversation close C"},
+    {{"messages", "list"},
+     "conversation_id",
+     "C",
+     {{0}},
+     "router.messages.list",
+     "conversation-router",
+     "messages list C"},
+    {{"reply", NULL},
+     "conversation_id",
+     "C",
+     {{"text", "text", OPT_STRING, 1, NULL}, {"human-agent", "human_agent", OPT_FLAG, 0, NULL}},
+     "router.reply",
+     "conversation-router",
+     "reply C --text T [--human-agent]"},
+    {{"suggest", NULL},
+     "conversation_id",
+     "C",
+     {{"voice", "voice", OPT_FLAG, 0, NULL}},
+     "ai.suggest",
+     "ai-suggest",
+     "suggest C [--voice]"},
+    {{"deletion", "status"},
+     "confirmation_code",
+     "CODE",
+     {{0}},
+     "reaper.deletion.status",
+     "retention-reaper",
+     "deletion status CODE"},
+    {{"retention", "run"},
+     NULL,
+     NULL,
+     {{0}},
+     "reaper.retention.run",
+     "retention-reaper",
+     "retention run"},
+    {{"audit", "list"},
+     NULL,
+     NULL,
+     {{"since", "since", OPT_TIME, 0, NULL}},
+     "reaper.audit.list",
+     "retention-reaper",
+     "audit list [--since T]"},
+    {{"audit", "verify"},
+     NULL,
+     NULL,
+     {{0}},
+     "reaper.audit.verify",
+     "retention-reaper",
+     "audit verify"},
+    {{NULL, NULL}, NULL, NULL, {{0}}, NULL, NULL, NULL},
+};
+
+const struct command *domsctl_find(int argc, char **argv, int *consumed)
+{
+    for (const struct command *c = domsctl_commands; c->words[0] != NULL; c++) {
+        if (argc < 1 || strcmp(argv[0], c->words[0]) != 0)
+            continue;
+        if (c->words[1] == NULL) {
+            *consumed = 1;
+            return c;
+        }
+        if (argc >= 2 && strcmp(argv[1], c->words[1]) == 0) {
+            *consumed = 2;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static int in_choices(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    const char *p = choices;
+
+    while (*p) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, v, n) == 0)
+            return 1;
+        if (bar == NULL)
+            break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+/* RFC 3339 with a Z or an offset, checked by shape: the daemon parses it properly. */
+static int looks_like_time(const char *v)
+{
+    return strlen(v) >= 20 && isdigit((unsigned char)v[0]) && v[4] == '-' && v[7] == '-' &&
+           (v[10] == 'T' || v[10] == 't') && v[13] == ':';
+}
+
+static const struct option_spec *find_opt(const struct command *cmd, const char *name)
+{
+    for (int i = 0; i < MAX_OPTS && cmd->opts[i].name != NULL; i++) {
+        if (strcmp(cmd->opts[i].name, name) == 0)
+            return &cmd->opts[i];
+    }
+    return NULL;
+}
+
+/* Adds one option's value to req; returns 0, or -1 with err set. */
+static int add_option(cJSON *req, const struct option_spec *o, const char *v, char *err,
+                      size_t errlen)
+{
+    char *end;
+    long n;
+
+    switch (o->kind) {
+    case OPT_FLAG:
+        cJSON_AddTrueToObject(req, o->field);
+        return 0;
+    case OPT_STRING:
+        if (*v == '\0') {
+            snprintf(err, errlen, "--%s must not be empty", o->name);
+            return -1;
+        }
+        cJSON_AddStringToObject(req, o->field, v);
+        return 0;
+    case OPT_INT:
+        errno = 0;
+        n = strtol(v, &end, 10);
+        if (errno != 0 || *end != '\0' || end == v || n < 0 || n > 1000000) {
+            snprintf(err, errlen, "--%s takes a whole number, not \"%s\"", o->name, v);
+            return -1;
+        }
+        cJSON_AddNumberToObject(req, o->field, (double)n);
+        return 0;
+    case OPT_ONOFF:
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+            snprintf(err, errlen, "--%s takes on or off, not \"%s\"", o->name, v);
+            return -1;
+        }
+        cJSON_AddBoolToObject(req, o->field, strcmp(v, "on") == 0);
+        return 0;
+    case OPT_CHOICE:
+        if (!in_choices(o->choices, v)) {
+            snprintf(err, errlen, "--%s takes %s, not \"%s\"", o->name, o->choices, v);
+            return -1;
+        }
+        cJSON_AddStringToObject(req, o->field, v);
+        return 0;
+    case OPT_TIME:
+        if (!looks_like_time(v)) {
+            snprintf(err, errlen, "--%s takes an RFC 3339 time such as 2026-11-01T00:00:00Z",
+                     o->name);
+            return -1;
+        }
+        cJSON_AddStringToObject(req, o->field, v);
+        return 0;
+    }
+    return -1;
+}
+
+cJSON *domsctl_build(const struct command *cmd, int argc, char **argv, const char *actor, char *err,
+                     size_t errlen)
+{
+    cJSON *req = cJSON_CreateObject();
+    int have_positional = 0;
+
+    cJSON_AddStringToObject(req, "actor", actor);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) == 0) {
+            const struct option_spec *o = find_opt(cmd, a + 2);
+            if (o == NULL) {
+                snprintf(err, errlen, "unknown option %s for \"%s\"", a, cmd->usage);
+                goto fail;
+            }
+            if (cJSON_GetObjectItemCaseSensitive(req, o->field) != NULL) {
+                snprintf(err, errlen, "%s given twice", a);
+                goto fail;
+            }
+            if (o->kind != OPT_FLAG && i + 1 >= argc) {
+                snprintf(err, errlen, "%s needs a value", a);
+                goto fail;
+            }
+            if (add_option(req, o, o->kind == OPT_FLAG ? NULL : argv[++i], err, errlen) != 0)
+                goto fail;
+        } else if (cmd->positional != NULL && !have_positional) {
+            cJSON_AddStringToObject(req, cmd->positional, a);
+            have_positional = 1;
+        } else {
+            snprintf(err, errlen, "unexpected argument \"%s\"", a);
+            goto fail;
+        }
+    }
+    if (cmd->positional != NULL && !have_positional) {
+        snprintf(err, errlen, "missing %s", cmd->positional_name);
+        goto fail;
+    }
+    for (int i = 0; i < MAX_OPTS && cmd->opts[i].name != NULL; i++) {
+        if (cmd->opts[i].required &&
+            cJSON_GetObjectItemCaseSensitive(req, cmd->opts[i].field) == NULL) {
+            snprintf(err, errlen, "missing --%s", cmd->opts[i].name);
+            goto fail;
+        }
+    }
+    return req;
+fail:
+    cJSON_Delete(req);
+    return NULL;
+}
+
+void domsctl_usage(FILE *out)
+{
+    fprintf(out, "usage: domsctl [--json] [--actor ID] [--timeout SECONDS] <command>\n\n"
+                 "commands:\n");
+    for (const struct command *c = domsctl_commands; c->words[0] != NULL; c++)
+        fprintf(out, "  %s\n", c->usage);
+    fprintf(out, "\nNATS_URL says where the daemons are (default nats://127.0.0.1:4222).\n");
+}
