@@ -61,7 +61,7 @@ static int read_file(struct parse *p, unsigned char **buf, size_t *len)
     if (fd < 0)
         return refuse(p, 0, "cannot open: %s", strerror(errno));
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_IRWXG | S_IRWXO)))
-        CM_WARN("DOMS_KEK_FILE: %s can be read by group or others (mode %04o); make it 0600 or "
+        CM_WARN("DOMS_KEK_FILE: %s is open to group or others (mode %04o); make it 0600 or "
                 "0400, owned by the daemon's user",
                 p->path, (unsigned)(st.st_mode & 07777));
     b = sodium_malloc(KEK_FILE_MAX + 1);

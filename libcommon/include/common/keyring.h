@@ -93,7 +93,7 @@ struct cm_keyring;
  * bytes, a version that is not a positive integer, a repeated version, a line that is not
  * "<version>:<base64>"): err (errlen bytes) then receives one line naming DOMS_KEK_FILE, the
  * path and the line number, never any key material. CM_ERR when libsodium cannot start.
- * Logs a warning when the file can be read by group or others. Initialises libsodium.
+ * Logs a warning when group or others have any access to the file. Initialises libsodium.
  * Free *out with cm_keyring_destroy().
  */
 int cm_keyring_load(struct cm_keyring **out, const char *path, char *err,
@@ -132,8 +132,9 @@ int cm_keyring_seal(struct cm_keyring *kr, struct cm_pg *pg, const char *key_id,
  * cm_buf_wipe() (zeroes, then frees) rather than cm_buf_cleanup(). The space is reserved
  * before decrypting, so no partial copy is left in freed memory. Like seal, it may run inside
  * the caller's transaction. Never returns unverified bytes. Returns CM_OK;
- *   CM_NOTFOUND  the DEK the value names does not exist (shredded, never created, a wrong
- *                key id) or is wrapped by a KEK version the file lacks;
+ *   CM_NOTFOUND  the DEK version the value names does not exist for key_id (shredded,
+ *                never created, or a wrong key id that has none) or is wrapped by a KEK
+ *                version the file lacks;
  *   CM_DENIED    the value does not verify: a wrong aad or key id, any byte changed, an
  *                unknown format byte, a value shorter than CM_KEYRING_OVERHEAD; or the
  *                wrapped DEK does not verify under its KEK;
