@@ -4,6 +4,7 @@
 #include "common/mem.h"
 #include "common/err.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,13 @@ void cm_buf_cleanup(struct cm_buf *b)
 {
     free(b->data);
     cm_buf_init(b);
+}
+
+void cm_buf_wipe(struct cm_buf *b)
+{
+    if (b->data != NULL)
+        sodium_memzero(b->data, b->cap);
+    cm_buf_cleanup(b);
 }
 
 void cm_buf_reset(struct cm_buf *b)

@@ -205,6 +205,16 @@ void cm_pg_rollback(struct cm_pg *pg)
     }
 }
 
+int cm_pg_in_transaction(struct cm_pg *pg)
+{
+    PGTransactionStatusType st;
+
+    if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK)
+        return 0;
+    st = PQtransactionStatus(pg->conn);
+    return st == PQTRANS_INTRANS || st == PQTRANS_INERROR || st == PQTRANS_ACTIVE;
+}
+
 int cm_pg_ping(struct cm_pg *pg)
 {
     return cm_pg_exec(pg, "SELECT 1", 0, NULL);

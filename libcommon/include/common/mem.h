@@ -34,6 +34,13 @@ struct cm_buf {
 
 void cm_buf_init(struct cm_buf *b);
 void cm_buf_cleanup(struct cm_buf *b);
+/*
+ * Like cm_buf_cleanup(), but first zeroes the whole allocation (sodium_memzero, which the
+ * compiler cannot drop), for a buffer that held a secret or decrypted Platform Data.
+ * Growing a buffer reallocates it, which can leave copies behind: reserve the full size
+ * before writing sensitive bytes into it, as cm_keyring_open() does.
+ */
+void cm_buf_wipe(struct cm_buf *b);
 void cm_buf_reset(struct cm_buf *b);
 void cm_buf_reserve(struct cm_buf *b, size_t extra);
 void cm_buf_append(struct cm_buf *b, const void *data, size_t len);

@@ -59,6 +59,13 @@ int cm_pg_begin(struct cm_pg *pg) CM_MUST_CHECK;
 int cm_pg_commit(struct cm_pg *pg) CM_MUST_CHECK;
 void cm_pg_rollback(struct cm_pg *pg);
 
+/*
+ * 1 when the connection is inside a transaction block (after BEGIN, before COMMIT or
+ * ROLLBACK, including a failed one), 0 when it is idle or not connected: a statement run
+ * now commits by itself only when this is 0.
+ */
+int cm_pg_in_transaction(struct cm_pg *pg);
+
 /* Runs "SELECT 1"; CM_OK when the server answers. */
 int cm_pg_ping(struct cm_pg *pg) CM_MUST_CHECK;
 
