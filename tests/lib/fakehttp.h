@@ -112,7 +112,8 @@ void fakehttp_json(struct fakehttp_response *resp, int status, const char *json)
  * Answers with Meta's error body, exactly as the Graph API shapes it:
  * {"error":{"message":"<message>","type":"OAuthException","code":<code>,
  * "error_subcode":<subcode>,"fbtrace_id":"<id>"}}, error_subcode left out when subcode is 0.
- * message is JSON-escaped. The fbtrace_id is "AbCdEfGhIj<seq>" style, fixed per call order.
+ * message is JSON-escaped; the fbtrace_id is "AFakeTrace<code>" so tests can expect it. Also
+ * sets Content-Type: application/json and Graph's WWW-Authenticate header.
  */
 void fakehttp_meta_error(struct fakehttp_response *resp, int http_status, int code, int subcode,
                          const char *message);
