@@ -105,7 +105,8 @@ void fakehttp_set_header(struct fakehttp_response *resp, const char *name, const
 /* Sets the status and replaces the body with len bytes of data (copied). */
 void fakehttp_reply(struct fakehttp_response *resp, int status, const void *data, size_t len);
 
-/* Sets the status, Content-Type: application/json and the body json (copied as is). */
+/* Sets the status, Content-Type: application/json; charset=UTF-8 (as Graph sends it) and
+ * the body json (copied as is). */
 void fakehttp_json(struct fakehttp_response *resp, int status, const char *json);
 
 /*

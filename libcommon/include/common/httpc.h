@@ -119,6 +119,7 @@ struct cm_httpc;
 int cm_httpc_create(struct cm_httpc **out) CM_MUST_CHECK;
 void cm_httpc_destroy(struct cm_httpc *c);
 
+/* Prepares r for cm_httpc_do(): empty, status 0, retry_after_ms -1. Owns nothing yet. */
 void cm_httpc_response_init(struct cm_httpc_response *r);
 /* Frees what a call stored in r and leaves it initialised (reusable for another call). */
 void cm_httpc_response_cleanup(struct cm_httpc_response *r);
@@ -129,8 +130,9 @@ void cm_httpc_response_cleanup(struct cm_httpc_response *r);
  *  CM_OK      an answer the policy did not retry: 2xx, 3xx (redirects are not followed)
  *             and 4xx alike; look at resp->status.
  *  CM_UNAVAIL the last attempt could not connect or was answered with something the
- *             policy retries (5xx, 429, throttled), and attempts or time ran out; the
- *             answer, if any, is in resp (status, body, meta_error, retry_after_ms).
+ *             policy retries (5xx, 429, throttled), and attempts or time ran out, or a
+ *             Retry-After asked for more than the cap or the deadline allow; the answer,
+ *             if any, is in resp (status, body, meta_error, retry_after_ms).
  *  CM_TIMEOUT the last attempt got no answer in time (its timeout or the deadline).
  *  CM_TOOBIG  the answer was larger than max_response (not retried).
  *  CM_INVALID the request is unusable (no URL, malformed URL, not http or https, a header
