@@ -394,6 +394,23 @@ char *th_proc_output(const struct th_proc *p)
     return s ? s : cm_xstrdup("");
 }
 
+int th_run(const char *bin, const char *const *args, const char *const *env, char **output)
+{
+    struct th_proc p;
+    int code;
+
+    th_proc_start(&p, bin, args, env);
+    code = th_proc_wait(&p, 60000);
+    if (code < 0) {
+        kill(p.pid, SIGKILL);
+        th_proc_wait(&p, 5000);
+    }
+    if (output != NULL)
+        *output = th_proc_output(&p);
+    unlink(p.log);
+    return code;
+}
+
 bool th_wait_http(const char *url, long want, int timeout_ms)
 {
     for (int waited = 0; waited <= timeout_ms; waited += 50) {

@@ -91,6 +91,12 @@ int th_proc_stop(struct th_proc *p);
 /* Returns the process's log so far (free it). */
 char *th_proc_output(const struct th_proc *p);
 
+/*
+ * Runs DOMS_BIN_DIR/<bin> with args and env to completion (60 s at most) and returns its
+ * exit code; *output (free it) receives what it printed, stdout and stderr together.
+ */
+int th_run(const char *bin, const char *const *args, const char *const *env, char **output);
+
 /* Polls url until it answers want (e.g. /readyz and 200) or timeout_ms passes. */
 bool th_wait_http(const char *url, long want, int timeout_ms);
 

@@ -1,0 +1,422 @@
+/*
+ * api.c - token-vault's NATS request subjects (proto/vault.md). Each handler runs on an
+ * rpc worker with its own PostgreSQL connection; Meta calls happen outside transactions.
+ */
+#include <ctype.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/audit.h"
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "store.h"
+#include "vault.h"
+
+/* Services with a reason to hold a token: they send or draft on the business's behalf. */
+static const char *const token_requesters[] = {"conversation-router", "ai-suggest", NULL};
+
+static bool valid_id(const char *s, size_t max)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return false;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (!isalnum(c) && c != '_' && c != '-' && c != '.' && c != ':')
+            return false;
+    }
+    return n > 0 && n <= max;
+}
+
+static void rfc3339(int64_t epoch, char out[32])
+{
+    time_t t = (time_t)epoch;
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void new_id(char out[32])
+{
+    unsigned char raw[12];
+    char hex[25];
+
+    cm_crypto_random(raw, sizeof(raw));
+    cm_hex_encode(raw, sizeof(raw), hex);
+    snprintf(out, 32, "int_%s", hex);
+}
+
+/* Reports a Meta failure as the caller should see it. */
+static void fail_meta(struct cm_rpc_call *call, int rc, const char *why)
+{
+    cm_rpc_fail(call, rc == CM_DENIED ? "refused" : "unavailable", "%s", why);
+}
+
+/* Writes the new or renewed integration and its token in one transaction. */
+static int save_connection(struct vault *v, struct cm_pg *pg, const char *id, bool existing,
+                           const char *ws, const char *platform, const char *account,
+                           const char *asid, const struct vault_token *tok, const char *actor)
+{
+    const char *params[5] = {id, ws, platform, account, asid};
+    int rc = cm_pg_begin(pg);
+
+    if (rc == CM_OK && existing) {
+        const char *renew[2] = {id, asid};
+        rc = cm_pg_exec(pg,
+                        "UPDATE integrations SET status = 'connected', asid = coalesce($2, asid),"
+                        " updated_at = now(), last_checked_at = now(), last_error = NULL,"
+                        " retry_after = NULL WHERE id = $1",
+                        2, renew);
+    } else if (rc == CM_OK)
+        rc = cm_pg_exec(pg,
+                        "INSERT INTO integrations (id, workspace_id, platform, account_id, asid,"
+                        " last_checked_at) VALUES ($1, $2, $3, $4, $5, now())",
+                        5, params);
+    if (rc == CM_OK)
+        rc = vault_store_token(v, pg, id, tok);
+    if (rc == CM_OK)
+        rc = vault_store_event(pg, id);
+    if (rc == CM_OK)
+        rc = cm_audit_add(pg, VAULT_SERVICE, actor, "integration.connect", id);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(pg);
+    if (rc != CM_OK)
+        cm_pg_rollback(pg);
+    return rc;
+}
+
+static void on_connect(struct cm_rpc_call *call, void *arg)
+{
+    struct vault *v = arg;
+    const char *ws = cm_rpc_str(call, "workspace_id");
+    const char *platform = cm_rpc_str(call, "platform");
+    const char *account = cm_rpc_str(call, "account_id");
+    const char *token = cm_rpc_str(call, "token");
+    const char *asid = cm_rpc_str(call, "asid");
+    struct vault_token tok = {0};
+    char id[32], why[640], expires[32];
+    bool existing = false;
+    int rc, meta_code = 0;
+    cJSON *out;
+
+    if (!valid_id(ws, 128) || !valid_id(account, 64) || (asid && !valid_id(asid, 64)) ||
+        token == NULL || *token == '\0' || strlen(token) > 4096 || platform == NULL ||
+        (strcmp(platform, "instagram") != 0 && strcmp(platform, "messenger") != 0)) {
+        cm_rpc_fail(call, "invalid",
+                    "workspace_id, platform (instagram|messenger), account_id and token are "
+                    "required and must be well-formed");
+        return;
+    }
+    {
+        const char *params[2] = {platform, account};
+        rc = cm_pg_exec(call->pg,
+                        "SELECT id, workspace_id FROM integrations WHERE platform = $1 AND"
+                        " account_id = $2 AND status IN ('connected', 'needs_reauth')",
+                        2, params);
+        if (rc != CM_OK) {
+            cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
+            return;
+        }
+        if (cm_pg_ntuples(call->pg) > 0) {
+            if (strcmp(cm_pg_value(call->pg, 0, 1), ws) != 0) {
+                cm_rpc_fail(call, "conflict",
+                            "this %s account is already connected to another workspace", platform);
+                return;
+            }
+            snprintf(id, sizeof(id), "%s", cm_pg_value(call->pg, 0, 0));
+            existing = true;
+        } else {
+            new_id(id);
+        }
+    }
+
+    /* Meta first: nothing is stored unless the exchange succeeded. */
+    if (strcmp(platform, "instagram") == 0)
+        rc = vault_meta_exchange_instagram(v->cfg, NULL, token, &tok, &meta_code, why, sizeof(why));
+    else
+        rc = vault_meta_exchange_page(v->cfg, NULL, account, token, &tok, &meta_code, why,
+                                      sizeof(why));
+    if (rc != CM_OK) {
+        fail_meta(call, rc, why);
+        return;
+    }
+
+    rc = save_connection(v, call->pg, id, existing, ws, platform, account, asid, &tok, call->actor);
+    if (rc == CM_CONFLICT) {
+        cm_rpc_fail(call, "conflict", "this %s account was connected meanwhile", platform);
+    } else if (rc != CM_OK) {
+        cm_rpc_fail(call, cm_rpc_code(rc), "the integration could not be stored: %s",
+                    cm_err_str(rc));
+    } else {
+        CM_INFO("integration %s connected (%s) by %s", id, platform, call->actor);
+        out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "integration_id", id);
+        if (tok.expires_at != 0) {
+            rfc3339(tok.expires_at, expires);
+            cJSON_AddStringToObject(out, "expires_at", expires);
+        } else {
+            cJSON_AddNullToObject(out, "expires_at");
+        }
+        cm_rpc_reply(call, out);
+    }
+    vault_token_clear(&tok);
+}
+
+/* Ends one integration with the given status; repeating it answers the current state. */
+static void end_one(struct cm_rpc_call *call, struct vault *v, const char *status,
+                    const char *action)
+{
+    const char *id = cm_rpc_str(call, "integration_id");
+    const char *params[1] = {id};
+    cJSON *out;
+    int rc;
+
+    if (!valid_id(id, 64)) {
+        cm_rpc_fail(call, "invalid", "integration_id is required");
+        return;
+    }
+    rc = vault_store_end(v, call->pg, id, status, call->actor, action);
+    if (rc == CM_NOTFOUND) {
+        cm_rpc_fail(call, "not_found", "no integration %s", id);
+        return;
+    }
+    if (rc != CM_OK && rc != CM_CONFLICT) {
+        cm_rpc_fail(call, cm_rpc_code(rc), "the integration could not be ended: %s",
+                    cm_err_str(rc));
+        return;
+    }
+    if (cm_pg_exec(call->pg, "SELECT status FROM integrations WHERE id = $1", 1, params) != CM_OK ||
+        cm_pg_ntuples(call->pg) == 0) {
+        cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "integration_id", id);
+    cJSON_AddStringToObject(out, "status", cm_pg_value(call->pg, 0, 0));
+    CM_INFO("integration %s %s by %s", id, cm_pg_value(call->pg, 0, 0), call->actor);
+    cm_rpc_reply(call, out);
+}
+
+static void on_disconnect(struct cm_rpc_call *call, void *arg)
+{
+    end_one(call, arg, "disconnected", "integration.disconnect");
+}
+
+static void on_list(struct cm_rpc_call *call, void *arg)
+{
+    const char *ws = cm_rpc_str(call, "workspace_id");
+    const char *params[1] = {ws};
+    cJSON *list;
+    int rc;
+
+    (void)arg;
+    if (!valid_id(ws, 128)) {
+        cm_rpc_fail(call, "invalid", "workspace_id is required");
+        return;
+    }
+    rc = cm_pg_exec(call->pg, VAULT_DESCRIBE_SQL " WHERE i.workspace_id = $1 ORDER BY i.created_at",
+                    1, params);
+    if (rc != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
+        return;
+    }
+    list = cJSON_CreateArray();
+    for (int i = 0; i < cm_pg_ntuples(call->pg); i++)
+        cJSON_AddItemToArray(list, vault_store_describe(call->pg, i));
+    cm_rpc_reply(call, list);
+}
+
+/* The authoritative answer for a router that sees an account it has no route for. */
+static void on_lookup(struct cm_rpc_call *call, void *arg)
+{
+    const char *platform = cm_rpc_str(call, "platform");
+    const char *account = cm_rpc_str(call, "account_id");
+    const char *params[2] = {platform, account};
+    cJSON *out;
+
+    (void)arg;
+    if (platform == NULL || !valid_id(account, 64)) {
+        cm_rpc_fail(call, "invalid", "platform and account_id are required");
+        return;
+    }
+    if (cm_pg_exec(call->pg,
+                   VAULT_DESCRIBE_SQL " WHERE i.platform = $1 AND i.account_id = $2"
+                                      " AND i.status IN ('connected', 'needs_reauth')",
+                   2, params) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
+        return;
+    }
+    if (cm_pg_ntuples(call->pg) == 0) {
+        cm_rpc_fail(call, "not_found", "no live integration for that account");
+        return;
+    }
+    out = vault_store_describe(call->pg, 0);
+    cJSON_AddStringToObject(out, "workspace_id", cm_pg_value(call->pg, 0, VAULT_COL_WORKSPACE));
+    cm_rpc_reply(call, out);
+}
+
+/* Meta's deauthorize callback, relayed by webhook-ingest: every integration of that user. */
+static void on_deauthorize(struct cm_rpc_call *call, void *arg)
+{
+    struct vault *v = arg;
+    const char *asid = cm_rpc_str(call, "asid");
+    const char *params[1] = {asid};
+    cJSON *out, *ids;
+    char **todo = NULL;
+    int n, ended = 0;
+
+    if (!valid_id(asid, 64)) {
+        cm_rpc_fail(call, "invalid", "asid is required");
+        return;
+    }
+    if (cm_pg_exec(call->pg,
+                   "SELECT id FROM integrations WHERE asid = $1"
+                   " AND status IN ('connected', 'needs_reauth')",
+                   1, params) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
+        return;
+    }
+    n = cm_pg_ntuples(call->pg);
+    todo = cm_xcalloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++)
+        todo[i] = cm_xstrdup(cm_pg_value(call->pg, i, 0));
+    ids = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        int rc = vault_store_end(v, call->pg, todo[i], "revoked", call->actor,
+                                 "integration.deauthorize");
+        if (rc == CM_OK || rc == CM_CONFLICT) {
+            cJSON_AddItemToArray(ids, cJSON_CreateString(todo[i]));
+            ended++;
+        } else {
+            CM_ERROR("deauthorize: integration %s not revoked: %s", todo[i], cm_err_str(rc));
+        }
+        free(todo[i]);
+    }
+    free(todo);
+    if (ended < n) {
+        cJSON_Delete(ids);
+        cm_rpc_fail(call, "unavailable", "not every integration could be revoked; retry");
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "revoked", ended);
+    cJSON_AddItemToObject(out, "integration_ids", ids);
+    cm_rpc_reply(call, out);
+}
+
+static bool may_fetch(const char *requester)
+{
+    for (int i = 0; requester != NULL && token_requesters[i] != NULL; i++) {
+        if (strcmp(requester, token_requesters[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Serves a token: only to the two services that send, only while connected, audited. */
+static void on_token_get(struct cm_rpc_call *call, void *arg)
+{
+    struct vault *v = arg;
+    const char *id = cm_rpc_str(call, "integration_id");
+    const char *requester = cm_rpc_str(call, "requester");
+    const char *params[1] = {id};
+    struct vault_token tok = {0};
+    char platform[16], account[80], expires[32];
+    cJSON *out;
+    int rc;
+
+    if (!may_fetch(requester)) {
+        cm_metrics_inc(v->m_refused, 1);
+        cm_rpc_fail(call, "denied", "only conversation-router and ai-suggest may fetch tokens");
+        return;
+    }
+    if (!valid_id(id, 64)) {
+        cm_rpc_fail(call, "invalid", "integration_id is required");
+        return;
+    }
+    /* The audit row commits with the read; losing it in a crash is the only risk of not
+     * waiting for the WAL flush, and it keeps a token fetch off the disk's latency. */
+    rc = cm_pg_begin(call->pg);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(call->pg, "SET LOCAL synchronous_commit TO off", 0, NULL);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(call->pg,
+                        "SELECT status, platform, account_id FROM integrations"
+                        " WHERE id = $1",
+                        1, params);
+    if (rc != CM_OK) {
+        cm_pg_rollback(call->pg);
+        cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
+        return;
+    }
+    if (cm_pg_ntuples(call->pg) == 0) {
+        cm_pg_rollback(call->pg);
+        cm_rpc_fail(call, "not_found", "no integration %s", id);
+        return;
+    }
+    if (strcmp(cm_pg_value(call->pg, 0, 0), "connected") != 0) {
+        cm_rpc_fail(call, "refused", "integration %s is %s: no token is served", id,
+                    cm_pg_value(call->pg, 0, 0));
+        cm_pg_rollback(call->pg);
+        cm_metrics_inc(v->m_refused, 1);
+        return;
+    }
+    snprintf(platform, sizeof(platform), "%s", cm_pg_value(call->pg, 0, 1));
+    snprintf(account, sizeof(account), "%s", cm_pg_value(call->pg, 0, 2));
+    rc = vault_load_token(v, call->pg, id, &tok);
+    if (rc == CM_OK)
+        rc = cm_audit_add(call->pg, VAULT_SERVICE, requester, "token.served", id);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(call->pg);
+    if (rc != CM_OK) {
+        cm_pg_rollback(call->pg);
+        vault_token_clear(&tok);
+        cm_rpc_fail(call, rc == CM_NOTFOUND || rc == CM_DENIED ? "refused" : "unavailable",
+                    "the token of integration %s cannot be served", id);
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "integration_id", id);
+    cJSON_AddStringToObject(out, "token", tok.token);
+    cJSON_AddStringToObject(out, "platform", platform);
+    cJSON_AddStringToObject(out, "account_id", account);
+    if (tok.expires_at) {
+        rfc3339(tok.expires_at, expires);
+        cJSON_AddStringToObject(out, "expires_at", expires);
+    } else {
+        cJSON_AddNullToObject(out, "expires_at");
+    }
+    vault_token_clear(&tok);
+    cm_metrics_inc(v->m_served, 1);
+    cm_rpc_reply(call, out);
+}
+
+static void on_refresh_run(struct cm_rpc_call *call, void *arg)
+{
+    struct vault_refresh_counts counts = {0};
+    cJSON *out = cJSON_CreateObject();
+
+    vault_refresh_pass(arg, call->pg, NULL, &counts);
+    cJSON_AddNumberToObject(out, "refreshed", (double)counts.refreshed);
+    cJSON_AddNumberToObject(out, "checked", (double)counts.checked);
+    cJSON_AddNumberToObject(out, "needs_reauth", (double)counts.needs_reauth);
+    cJSON_AddNumberToObject(out, "failed", (double)counts.failed);
+    cm_rpc_reply(call, out);
+}
+
+void vault_api_register(struct vault *v)
+{
+    cm_rpc_handle(v->rpc, "vault.integration.connect", on_connect, v);
+    cm_rpc_handle(v->rpc, "vault.integration.disconnect", on_disconnect, v);
+    cm_rpc_handle(v->rpc, "vault.integration.list", on_list, v);
+    cm_rpc_handle(v->rpc, "vault.integration.lookup", on_lookup, v);
+    cm_rpc_handle(v->rpc, "vault.integration.deauthorize", on_deauthorize, v);
+    cm_rpc_handle(v->rpc, "vault.token.get", on_token_get, v);
+    cm_rpc_handle(v->rpc, "vault.refresh.run", on_refresh_run, v);
+}

@@ -1,0 +1,122 @@
+/*
+ * vault.h - token-vault: Meta access tokens, encrypted, refreshed, served to the two
+ * services that send on a business's behalf, and gone when the integration ends.
+ */
+#ifndef VAULT_VAULT_H
+#define VAULT_VAULT_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/httpc.h"
+#include "common/keyring.h"
+#include "common/rpc.h"
+#include "common/service.h"
+
+#define VAULT_SERVICE "token-vault"
+#define VAULT_SCHEMA  "vault"
+
+/* Integration state events: the latest state of each integration, one subject each. */
+#define VAULT_EVENTS_STREAM   "VAULT_EVENTS"
+#define VAULT_EVENTS_SUBJECTS "vault.events.integration.>"
+
+struct vault_cfg {
+    struct cm_base_cfg base; /* first: cm_service_configure() relies on it */
+    char *listen;
+    char *app_id;
+    char *app_secret;
+    char *graph_url;
+    char *ig_graph_url;
+    char *graph_version;
+    int64_t refresh_before; /* seconds */
+};
+
+struct vault {
+    struct cm_service svc;
+    const struct vault_cfg *cfg;
+    struct cm_keyring *keyring;
+    struct cm_rpc *rpc;
+    struct cm_outbox *outbox;
+    struct vault_refresher *refresher;
+
+    struct cm_metric *m_served;
+    struct cm_metric *m_refused;
+    struct cm_metric *m_refreshed;
+    struct cm_metric *m_reauth;
+};
+
+/* --- meta.c: Meta's Graph API ---------------------------------------------------------- */
+
+/* A token Meta gave us; token is in sodium_malloc memory, freed by vault_token_clear(). */
+struct vault_token {
+    char *token;
+    int64_t expires_at; /* epoch seconds; 0 for a token that does not expire */
+};
+
+void vault_token_clear(struct vault_token *t);
+
+/*
+ * Each returns CM_OK with *out filled, or CM_DENIED (Meta refused: why holds Meta's message
+ * and code), CM_INVALID (Meta answered something unexpected), CM_UNAVAIL or CM_TIMEOUT.
+ * meta_code receives Meta's error code when there is one (190: the token is invalid).
+ * The http client is the caller's (one per thread).
+ */
+int vault_meta_exchange_instagram(const struct vault_cfg *cfg, struct cm_httpc *http,
+                                  const char *short_token, struct vault_token *out, int *meta_code,
+                                  char *why, size_t cap) CM_MUST_CHECK;
+int vault_meta_exchange_page(const struct vault_cfg *cfg, struct cm_httpc *http,
+                             const char *page_id, const char *short_token, struct vault_token *out,
+                             int *meta_code, char *why, size_t cap) CM_MUST_CHECK;
+int vault_meta_refresh_instagram(const struct vault_cfg *cfg, struct cm_httpc *http,
+                                 const char *token, struct vault_token *out, int *meta_code,
+                                 char *why, size_t cap) CM_MUST_CHECK;
+/* debug_token: *valid false when Meta says the token is no longer valid. */
+int vault_meta_check_page(const struct vault_cfg *cfg, struct cm_httpc *http, const char *token,
+                          bool *valid, int *meta_code, char *why, size_t cap) CM_MUST_CHECK;
+
+/* --- store.c: the vault schema --------------------------------------------------------- */
+
+/* Publishes the integration's current state through the outbox (inside a transaction). */
+int vault_store_event(struct cm_pg *pg, const char *integration_id) CM_MUST_CHECK;
+
+/* Seals token for integration id and upserts its row (inside a transaction). */
+int vault_store_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                      const struct vault_token *token) CM_MUST_CHECK;
+
+/* Opens the integration's token into out (sodium memory; vault_token_clear frees it). */
+int vault_load_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                     struct vault_token *out) CM_MUST_CHECK;
+
+/*
+ * Ends an integration (status "disconnected" or "revoked"): crypto-shreds its data key,
+ * deletes its token and publishes the new state, all in one transaction of its own.
+ */
+int vault_store_end(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                    const char *status, const char *actor, const char *action) CM_MUST_CHECK;
+
+/* One integration as the API shows it (a new object), or NULL after an error. */
+cJSON *vault_store_describe(struct cm_pg *pg, int row);
+
+/* --- api.c: the NATS request subjects -------------------------------------------------- */
+
+void vault_api_register(struct vault *v);
+
+/* --- refresh.c: the refresh scheduler -------------------------------------------------- */
+
+struct vault_refresh_counts {
+    long refreshed;
+    long checked;
+    long needs_reauth;
+    long failed;
+};
+
+/* Runs one pass over the due integrations on pg; safe across replicas (SKIP LOCKED). */
+void vault_refresh_pass(struct vault *v, struct cm_pg *pg, struct cm_httpc *http,
+                        struct vault_refresh_counts *counts);
+
+/* Starts the thread that runs a pass every minute (and rewraps data keys once at start). */
+int vault_refresher_start(struct vault *v) CM_MUST_CHECK;
+void vault_refresher_stop(struct vault *v);
+
+#endif
