@@ -106,6 +106,7 @@ int main(int argc, char **argv)
     }
     if (rc == CM_OK) {
         vault_api_register(&v);
+        vault_purge_register(&v);
         rc = cm_rpc_start(v.rpc);
     }
     if (rc == CM_OK)

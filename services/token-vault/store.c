@@ -93,7 +93,8 @@ int vault_load_token(struct vault *v, struct cm_pg *pg, const char *integration_
     return rc;
 }
 
-int vault_store_event(struct cm_pg *pg, const char *integration_id)
+/* Builds and queues the state event; status overrides the row's status when not NULL. */
+static int queue_event(struct cm_pg *pg, const char *integration_id, const char *status)
 {
     const char *params[1] = {integration_id};
     char subject[160], msg_id[200];
@@ -107,16 +108,30 @@ int vault_store_event(struct cm_pg *pg, const char *integration_id)
     if (cm_pg_ntuples(pg) == 0)
         return CM_NOTFOUND;
     ev = vault_store_describe(pg, 0);
+    if (status != NULL)
+        cJSON_ReplaceItemInObject(ev, "status", cJSON_CreateString(status));
     cJSON_AddStringToObject(ev, "workspace_id", cm_pg_value(pg, 0, VAULT_COL_WORKSPACE));
     cJSON_AddStringToObject(ev, "at", cm_pg_value(pg, 0, VAULT_COL_UPDATED));
     payload = cJSON_PrintUnformatted(ev);
     snprintf(subject, sizeof(subject), "vault.events.integration.%s", integration_id);
-    snprintf(msg_id, sizeof(msg_id), "vault:%s:%s", integration_id,
+    /* The status is part of the identity: a purge may follow an ended state at once. */
+    snprintf(msg_id, sizeof(msg_id), "vault:%s:%s:%s", integration_id,
+             status ? status : cm_pg_value(pg, 0, VAULT_COL_STATUS),
              cm_pg_value(pg, 0, VAULT_COL_UPDATED));
     rc = cm_outbox_add(pg, subject, msg_id, payload);
     cJSON_free(payload);
     cJSON_Delete(ev);
     return rc;
+}
+
+int vault_store_event(struct cm_pg *pg, const char *integration_id)
+{
+    return queue_event(pg, integration_id, NULL);
+}
+
+int vault_store_purged_event(struct cm_pg *pg, const char *integration_id)
+{
+    return queue_event(pg, integration_id, "purged");
 }
 
 cJSON *vault_store_describe(struct cm_pg *pg, int row)

@@ -95,12 +95,19 @@ int vault_load_token(struct vault *v, struct cm_pg *pg, const char *integration_
 int vault_store_end(struct vault *v, struct cm_pg *pg, const char *integration_id,
                     const char *status, const char *actor, const char *action) CM_MUST_CHECK;
 
+/* Publishes the final "purged" state of an integration about to be deleted. */
+int vault_store_purged_event(struct cm_pg *pg, const char *integration_id) CM_MUST_CHECK;
+
 /* One integration as the API shows it (a new object), or NULL after an error. */
 cJSON *vault_store_describe(struct cm_pg *pg, int row);
 
 /* --- api.c: the NATS request subjects -------------------------------------------------- */
 
 void vault_api_register(struct vault *v);
+
+/* --- purge.c: vault.purge and vault.integration.find (proto/purge.md) ------------------ */
+
+void vault_purge_register(struct vault *v);
 
 /* --- refresh.c: the refresh scheduler -------------------------------------------------- */
 

@@ -85,8 +85,9 @@ static void on_meta(const struct fakehttp_request *req, struct fakehttp_response
         free(client);
     } else if (strcmp(req->path, "/v23.0/debug_token") == 0) {
         char body[256];
-        snprintf(body, sizeof(body), "{\"data\":{\"app_id\":\"%s\",\"type\":\"PAGE\",\"is_valid\":%s}}",
-                 APP_ID, atomic_load(&page_valid) ? "true" : "false");
+        snprintf(body, sizeof(body),
+                 "{\"data\":{\"app_id\":\"%s\",\"type\":\"PAGE\",\"is_valid\":%s}}", APP_ID,
+                 atomic_load(&page_valid) ? "true" : "false");
         (void)input;
         fakehttp_json(resp, 200, body);
     } else if (strcmp(req->path, "/refresh_access_token") == 0) {
@@ -192,9 +193,10 @@ static const char *str_at(const cJSON *o, const char *a, const char *b)
 static char *connect_ok(const char *platform, const char *account, const char *token,
                         const char *asid, char **expires)
 {
-    const char *args[] = {"integration", "connect", "--workspace", "ws_1", "--platform", platform,
-                          "--account", account, "--token", token, asid ? "--asid" : NULL, asid,
-                          NULL};
+    const char *args[] = {
+        "integration", "connect", "--workspace", "ws_1", "--platform",           platform,
+        "--account",   account,   "--token",     token,  asid ? "--asid" : NULL, asid,
+        NULL};
     cJSON *out = NULL;
     char *id = NULL;
     int code = domsctl(&out, NULL, args);
@@ -216,8 +218,7 @@ static char *token_of(const char *id, const char *requester, char **error_code)
     cJSON *r;
     char *tok = NULL;
 
-    snprintf(body, sizeof(body), "{\"integration_id\":\"%s\",\"requester\":\"%s\"}", id,
-             requester);
+    snprintf(body, sizeof(body), "{\"integration_id\":\"%s\",\"requester\":\"%s\"}", id, requester);
     r = request("vault.token.get", body);
     if (str_at(r, "result", "token") != NULL)
         tok = cm_xstrdup(str_at(r, "result", "token"));
@@ -302,9 +303,9 @@ static void test_connect_both(void)
     }
     /* Another workspace cannot take an account that is connected. */
     {
-        const char *args2[] = {"integration", "connect", "--workspace", "ws_2", "--platform",
-                               "instagram", "--account", "17841400000000001", "--token", "t",
-                               NULL};
+        const char *args2[] = {"integration", "connect",   "--workspace", "ws_2",
+                               "--platform",  "instagram", "--account",   "17841400000000001",
+                               "--token",     "t",         NULL};
         char *text = NULL;
         CHECK_INT(domsctl(NULL, &text, args2), 1);
         CHECK_CONTAINS(text, "already connected to another workspace");
@@ -326,9 +327,9 @@ static void test_meta_errors(void)
     char *before = sql("SELECT count(*) FROM vault.integrations");
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *args[] = {"integration", "connect", "--workspace", "ws_1", "--platform",
-                              cases[i].platform, "--account", cases[i].account, "--token",
-                              cases[i].token, NULL};
+        const char *args[] = {"integration", "connect",         "--workspace", "ws_1",
+                              "--platform",  cases[i].platform, "--account",   cases[i].account,
+                              "--token",     cases[i].token,    NULL};
         char *text = NULL;
         CHECK_INT(domsctl(NULL, &text, args), 1);
         CHECK_CONTAINS(text, cases[i].needle);
@@ -382,8 +383,8 @@ static void test_refresh_when_due(void)
 
     fakehttp_clear(meta);
     r = request("vault.refresh.run", "{}");
-    CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"),
-                                                             "refreshed")),
+    CHECK_INT((long)cJSON_GetNumberValue(
+                  cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "refreshed")),
               1);
     cJSON_Delete(r);
     CHECK_INT(refresh_count(), 1);
@@ -526,7 +527,8 @@ static void test_disconnect(void)
 
 static void test_deauthorize(void)
 {
-    cJSON *r = request("vault.integration.deauthorize", "{\"asid\":\"asid-77\",\"actor\":\"meta\"}");
+    cJSON *r =
+        request("vault.integration.deauthorize", "{\"asid\":\"asid-77\",\"actor\":\"meta\"}");
     char *tok, *code = NULL;
 
     /* ig_id carried asid-77 but is already disconnected: nothing left to revoke there. */
@@ -545,6 +547,47 @@ static void test_deauthorize(void)
         free(code);
         free(id);
     }
+}
+
+static void test_find_and_purge(void)
+{
+    cJSON *r = request("vault.integration.find", "{\"asid\":\"asid-77\"}");
+    const char *list_args[] = {"integration", "list", "--workspace", "ws_1", NULL};
+    cJSON *list = NULL;
+    char *left;
+
+    /* asid-77's integration is disconnected but still held: find names it. */
+    CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(r, "result")), 1);
+    CHECK_STR(
+        str_at(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "result"), 0), "integration_id", NULL),
+        ig_id);
+    cJSON_Delete(r);
+
+    r = request("vault.purge", "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\","
+                               "\"workspace_id\":\"ws_1\"}");
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(
+              cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "integrations")) >=
+          6);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(
+              cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "remaining"),
+              "integrations")) == 0);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(
+              cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "remaining"), "tokens")) == 0);
+    cJSON_Delete(r);
+    CHECK_INT(domsctl(&list, NULL, list_args), 0);
+    CHECK_INT(cJSON_GetArraySize(list), 0);
+    cJSON_Delete(list);
+    left =
+        sql("SELECT (SELECT count(*) FROM vault.tokens) + (SELECT count(*) FROM vault.data_keys)");
+    CHECK_STR(left, "0");
+    free(left);
+    /* Repeating it is harmless. */
+    r = request("vault.purge", "{\"scope\":\"workspace\",\"workspace_id\":\"ws_1\"}");
+    CHECK(cJSON_GetObjectItem(r, "result") != NULL);
+    cJSON_Delete(r);
+    r = request("vault.purge", "{\"scope\":\"everything\"}");
+    CHECK_STR(str_at(r, "error", "code"), "invalid");
+    cJSON_Delete(r);
 }
 
 /* No column of the vault schema holds a token or the app secret in plaintext. */
@@ -578,8 +621,7 @@ static void test_logs_clean(void)
     for (int p = 0; p < 2; p++) {
         char *log = th_proc_output(&vault[p]);
         for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
-            CHECK_MSG(strstr(log, needles[i]) == NULL, "%s in the log of vault %d", needles[i],
-                      p);
+            CHECK_MSG(strstr(log, needles[i]) == NULL, "%s in the log of vault %d", needles[i], p);
         free(log);
     }
 }
@@ -632,6 +674,7 @@ int main(void)
     RUN(test_disconnect);
     RUN(test_deauthorize);
     RUN(test_no_plaintext);
+    RUN(test_find_and_purge);
     CHECK_INT(th_proc_stop(&vault[0]), 0);
     RUN(test_logs_clean);
 
