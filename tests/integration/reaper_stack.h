@@ -1,0 +1,96 @@
+/*
+ * reaper_stack.h - what the retention-reaper integration tests share: a private database
+ * and nats-server, the real token-vault (against a local Meta), retention-reaper and
+ * webhook-ingest, domsctl, and stand-ins answering on the subjects of the services that are
+ * not in this tree (conversation-router, ai-suggest) with the contract's replies.
+ */
+#ifndef TESTS_REAPER_STACK_H
+#define TESTS_REAPER_STACK_H
+
+#include <cjson/cJSON.h>
+#include <nats/nats.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "fakehttp.h"
+#include "harness.h"
+
+#define RS_APP_SECRET "reaper-test-app-secret"
+#define RS_OLD_SECRET "reaper-test-old-secret"
+
+struct rs {
+    struct th_db db;
+    struct th_nats nats;
+    struct fakehttp *meta;
+    natsConnection *nc;
+    jsCtx *js;
+    char vault_kek[512];
+    char reaper_kek[512];
+    struct th_proc vault;
+    struct th_proc reaper;
+    struct th_proc ingest;
+    int reaper_port;
+    int ingest_port;
+    char ingest_base[64];
+};
+
+extern struct rs rs;
+
+/* Database, nats-server, the local Meta, KEK files, a NATS connection. Call after th_init. */
+void rs_init(void);
+/* Stops what rs_init started (the daemons must be stopped by the test). */
+void rs_cleanup(void);
+
+void rs_start_vault(void);
+/* Starts the reaper with the settings given ("NAME=value", NULL-terminated) on top of
+ * LOG_LEVEL=debug and a long REAPER_INTERVAL; waits until it is ready. */
+void rs_start_reaper(const char *const *extra);
+void rs_start_ingest(void);
+
+/* domsctl --json args...; returns the exit code, *out the parsed output, *text the raw. */
+int rs_domsctl(cJSON **out, char **text, const char *const *args);
+/* A NATS request; returns the parsed reply (free it) or NULL. */
+cJSON *rs_request(const char *subject, const char *body);
+/* The first column of the first row of q, run as the admin (free it). */
+char *rs_sql(const char *q);
+/* rs_sql() for a count. */
+long rs_sql_long(const char *q);
+
+/* Connects an integration through domsctl; returns its id (free it). */
+char *rs_connect(const char *ws, const char *platform, const char *account, const char *asid);
+/* A token for the integration as conversation-router would get it, or NULL. */
+char *rs_token(const char *integration_id);
+/* Posts a signed webhook with one message event for an Instagram account to ingest. */
+void rs_post_event(const char *account, const char *mid);
+/* Messages in META_EVENTS (or VAULT_EVENTS) under a subject filter. */
+long rs_stream_count(const char *stream, const char *filter);
+
+/* A signed_request as Meta builds it: base64url(payload) signed with HMAC-SHA256 under
+ * secret, the signature base64url without padding. Free it. */
+char *rs_signed_request(const char *secret, const char *payload_json);
+/* POSTs signed_request=<sr> to an ingest path; fills r. */
+long rs_post_callback(struct th_resp *r, const char *path, const char *sr);
+
+/* Polls `deletion status` until its status is want (or timeout_ms); returns the result. */
+cJSON *rs_wait_status(const char *code, const char *want, int timeout_ms);
+
+/* --- stand-ins for conversation-router and ai-suggest ---------------------------------- */
+
+struct rs_fake {
+    natsSubscription *sub;
+    char subject[64];
+    _Atomic int calls;
+    _Atomic int delay_ms; /* before answering */
+    _Atomic int fail;     /* answer {"error": unavailable} */
+    cJSON *last;          /* the last request (guarded by lock) */
+    pthread_mutex_t lock;
+    const char *deleted; /* the "deleted" object answered by a purge */
+};
+
+/* Subscribes a stand-in on subject (router.purge, ai.purge, router.workspace.delete). */
+void rs_fake_start(struct rs_fake *f, const char *subject, const char *deleted_json);
+void rs_fake_stop(struct rs_fake *f);
+/* A copy of a field of the last request (free it), or NULL. */
+char *rs_fake_last(struct rs_fake *f, const char *field);
+
+#endif

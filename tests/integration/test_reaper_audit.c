@@ -1,0 +1,307 @@
+/*
+ * test_reaper_audit - the audit log end to end: token-vault's audit events reach the
+ * reaper's hash chain exactly once each; `domsctl audit verify` passes, and fails at the
+ * right seq once a row is edited or removed by hand as the database admin; two replicas
+ * append one chain; RETENTION_AUDIT deletes the old entries and leaves the rest verifiable.
+ * Also: the retention bounds cannot be configured away (RETENTION_TOKENS=8d refused, 78).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "common/mem.h"
+#include "reaper_stack.h"
+
+static struct th_proc second;
+
+/* Publishes an audit event as a service's outbox would, Nats-Msg-Id included. */
+static void publish_audit(const char *id, const char *action, const char *subject)
+{
+    char body[512], msg_id[64];
+    jsPubOptions po;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"at\":\"2026-11-29T10:00:00.000001Z\",\"service\":\"test\","
+             "\"actor\":\"tester\",\"action\":\"%s\",\"subject\":\"%s\"}",
+             id, action, subject);
+    snprintf(msg_id, sizeof(msg_id), "audit:%s", id);
+    jsPubOptions_Init(&po);
+    po.MsgId = msg_id;
+    CHECK(js_Publish(&pa, rs.js, "audit.test", body, (int)strlen(body), &po, &jerr) == NATS_OK);
+    jsPubAck_Destroy(pa);
+}
+
+static long entries(void)
+{
+    return rs_sql_long("SELECT count(*) FROM reaper.audit_log");
+}
+
+/* Waits until the chain holds at least n entries. */
+static bool wait_entries(long n, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        if (entries() >= n)
+            return true;
+        th_sleep_ms(100);
+    }
+    return false;
+}
+
+/* `domsctl audit verify`: returns the exit code; *broken the broken_at (or 0). */
+static int verify(long *count, long *broken)
+{
+    const char *args[] = {"audit", "verify", NULL};
+    char *text = NULL;
+    int code = rs_domsctl(NULL, &text, args);
+    /* On a broken chain domsctl also says so on stderr (unbuffered, so first). */
+    cJSON *out = cJSON_Parse(text && strchr(text, '{') ? strchr(text, '{') : "null");
+
+    free(text);
+
+    *count = (long)cJSON_GetNumberValue(cJSON_GetObjectItem(out, "entries"));
+    *broken = cJSON_GetObjectItem(out, "broken_at")
+                  ? (long)cJSON_GetNumberValue(cJSON_GetObjectItem(out, "broken_at"))
+                  : 0;
+    cJSON_Delete(out);
+    return code;
+}
+
+static void test_bounds(void)
+{
+    static const char *const cases[][2] = {
+        {"RETENTION_TOKENS=8d", "RETENTION_TOKENS"},
+        {"RETENTION_MESSAGES=91d", "RETENTION_MESSAGES"},
+        {"RETENTION_AUDIT=366d", "RETENTION_AUDIT"},
+        {"REAPER_INTERVAL=soon", "REAPER_INTERVAL"},
+    };
+    char kek[600];
+
+    snprintf(kek, sizeof(kek), "DOMS_KEK_FILE=%s", rs.reaper_kek);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *env[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", kek, cases[i][0], NULL};
+        char *out = NULL;
+        CHECK_INT(th_run("retention-reaper", NULL, env, &out), 78);
+        CHECK_CONTAINS(out, cases[i][1]);
+        /* One line, naming the variable. */
+        CHECK_MSG(out != NULL && strchr(out, '\n') == out + strlen(out) - 1, "one line: %s", out);
+        free(out);
+    }
+    /* At the bound itself it starts (--print-config stops right after the check). */
+    {
+        const char *env[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x",
+                             kek,
+                             "RETENTION_TOKENS=7d",
+                             "RETENTION_MESSAGES=90d",
+                             "RETENTION_AUDIT=365d",
+                             NULL};
+        const char *args[] = {"--print-config", NULL};
+        char *out = NULL;
+        CHECK_INT(th_run("retention-reaper", args, env, &out), 0);
+        CHECK_CONTAINS(out, "RETENTION_TOKENS=604800");
+        free(out);
+    }
+}
+
+static void test_vault_events_chained(void)
+{
+    const char *list_args[] = {"audit", "list", NULL};
+    char *a = rs_connect("ws_a", "instagram", "17841400000000001", NULL);
+    char *b = rs_connect("ws_a", "messenger", "106000000000001", NULL);
+    const char *disc[] = {"integration", "disconnect", a, NULL};
+    cJSON *list = NULL, *first;
+    long n, broken;
+
+    CHECK_INT(rs_domsctl(NULL, NULL, disc), 0);
+    /* connect, connect, disconnect: three events from token-vault. */
+    CHECK_MSG(wait_entries(3, 20000), "three audit entries");
+    CHECK_INT(rs_domsctl(&list, NULL, list_args), 0);
+    CHECK(cJSON_GetArraySize(list) >= 3);
+    first = cJSON_GetArrayItem(list, 0);
+    CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(first, "seq")), 1);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(first, "service")), "token-vault");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(first, "action")), "integration.connect");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(first, "actor")), "operator");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(first, "subject")), a);
+    CHECK(strlen(cJSON_GetStringValue(cJSON_GetObjectItem(first, "hash"))) == 64);
+    {
+        const char *at = cJSON_GetStringValue(cJSON_GetObjectItem(first, "at"));
+        CHECK(at != NULL && at[strlen(at) - 1] == 'Z' && at[10] == 'T');
+    }
+    cJSON_Delete(list);
+    CHECK_INT(verify(&n, &broken), 0);
+    CHECK_INT(n, entries());
+    free(a);
+    free(b);
+}
+
+static void test_duplicates_once(void)
+{
+    long before = entries();
+
+    /* A redelivery (the same id, even past JetStream's duplicate window) is kept once. */
+    publish_audit("0123456789abcdef0123456789abcdef", "test.once", "x1");
+    publish_audit("0123456789abcdef0123456789abcdef", "test.once", "x1");
+    CHECK(wait_entries(before + 1, 10000));
+    th_sleep_ms(500);
+    CHECK_INT(rs_sql_long("SELECT count(*) FROM reaper.audit_log WHERE action = 'test.once'"), 1);
+    /* Garbage on the stream is dropped, not retried forever, and appends nothing. */
+    {
+        jsPubAck *pa = NULL;
+        jsErrCode jerr = 0;
+        CHECK(js_Publish(&pa, rs.js, "audit.test", "not json", 8, NULL, &jerr) == NATS_OK);
+        jsPubAck_Destroy(pa);
+    }
+    publish_audit("11111111111111111111111111111111", "test.after", "x2");
+    CHECK(wait_entries(before + 2, 10000));
+}
+
+static void test_since(void)
+{
+    const char *args[] = {"audit", "list", "--since", "2030-01-01T00:00:00Z", NULL};
+    const char *bad[] = {"audit", "list", "--since", "2026-13-45T99:00:00Z", NULL};
+    cJSON *list = NULL;
+
+    CHECK_INT(rs_domsctl(&list, NULL, args), 0);
+    CHECK_INT(cJSON_GetArraySize(list), 0);
+    cJSON_Delete(list);
+    CHECK_INT(rs_domsctl(NULL, NULL, bad), 1);
+}
+
+static void test_tamper(void)
+{
+    long n, broken;
+    char *actor = rs_sql("SELECT actor FROM reaper.audit_log WHERE seq = 2");
+
+    CHECK_INT(verify(&n, &broken), 0);
+    /* Edited by hand, as the admin: verify names the edited seq, and domsctl exits 1. */
+    free(rs_sql("UPDATE reaper.audit_log SET actor = 'mallory' WHERE seq = 2 RETURNING 1"));
+    CHECK_INT(verify(&n, &broken), 1);
+    CHECK_INT(broken, 2);
+    {
+        char q[256];
+        snprintf(q, sizeof(q), "UPDATE reaper.audit_log SET actor = '%s' WHERE seq = 2 RETURNING 1",
+                 actor);
+        free(rs_sql(q));
+    }
+    CHECK_INT(verify(&n, &broken), 0);
+    /* An entry removed from the middle: the chain breaks where it was. */
+    free(rs_sql("CREATE TABLE public.saved AS SELECT * FROM reaper.audit_log WHERE seq = 3"));
+    free(rs_sql("DELETE FROM reaper.audit_log WHERE seq = 3 RETURNING 1"));
+    CHECK_INT(verify(&n, &broken), 1);
+    CHECK_INT(broken, 3);
+    free(rs_sql("INSERT INTO reaper.audit_log SELECT * FROM public.saved RETURNING 1"));
+    free(rs_sql("DROP TABLE public.saved"));
+    CHECK_INT(verify(&n, &broken), 0);
+    /* The newest entry removed: the chain no longer reaches its head. */
+    free(rs_sql("CREATE TABLE public.saved AS SELECT * FROM reaper.audit_log"
+                " WHERE seq = (SELECT max(seq) FROM reaper.audit_log)"));
+    free(rs_sql("DELETE FROM reaper.audit_log WHERE seq = (SELECT max(seq) FROM public.saved)"
+                " RETURNING 1"));
+    CHECK_INT(verify(&n, &broken), 1);
+    CHECK_INT(broken, rs_sql_long("SELECT max(seq) FROM public.saved"));
+    free(rs_sql("INSERT INTO reaper.audit_log SELECT * FROM public.saved RETURNING 1"));
+    free(rs_sql("DROP TABLE public.saved"));
+    CHECK_INT(verify(&n, &broken), 0);
+    free(actor);
+}
+
+static void test_two_replicas_one_chain(void)
+{
+    char *dburl = th_db_url(&rs.db, "doms_reaper");
+    char *env[8];
+    long before = entries(), n, broken;
+    int port = th_free_port();
+    char id[40];
+
+    env[0] = cm_xasprintf("DATABASE_URL=%s", dburl);
+    env[1] = cm_xasprintf("NATS_URL=%s", rs.nats.url);
+    env[2] = cm_xasprintf("DOMS_KEK_FILE=%s", rs.reaper_kek);
+    env[3] = cm_xasprintf("RETENTION_REAPER_HTTP_LISTEN=127.0.0.1:%d", port);
+    env[4] = cm_xstrdup("REAPER_INTERVAL=1d");
+    env[5] = NULL;
+    th_proc_start(&second, "retention-reaper", NULL, (const char *const *)env);
+    {
+        char ready[96];
+        snprintf(ready, sizeof(ready), "http://127.0.0.1:%d/readyz", port);
+        CHECK(th_wait_http(ready, 200, 30000));
+    }
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof(id), "a%031d", i);
+        publish_audit(id, "test.burst", "burst");
+    }
+    CHECK_MSG(wait_entries(before + 200, 30000), "200 burst entries appended");
+    CHECK_INT(verify(&n, &broken), 0);
+    CHECK_INT(n, entries());
+    CHECK_INT(rs_sql_long("SELECT max(seq) - min(seq) + 1 - count(*) FROM reaper.audit_log"), 0);
+    CHECK_INT(th_proc_stop(&second), 0);
+    for (int i = 0; i < 5; i++)
+        free(env[i]);
+    free(dburl);
+}
+
+static void test_retention(void)
+{
+    const char *extra[] = {"RETENTION_AUDIT=3s", NULL};
+    const char *run[] = {"retention", "run", NULL};
+    long before, n, broken;
+    cJSON *out = NULL;
+    double audit;
+
+    CHECK_INT(th_proc_stop(&rs.reaper), 0);
+    rs_start_reaper(extra);
+    before = entries();
+    th_sleep_ms(3500);
+    publish_audit("22222222222222222222222222222222", "test.recent", "kept");
+    /* A current time, not the fixed one of publish_audit: this one is not due. */
+    {
+        char *a = rs_connect("ws_keep", "instagram", "17841400000000777", NULL);
+        free(a);
+    }
+    CHECK(wait_entries(before + 2, 10000));
+    CHECK_INT(rs_domsctl(&out, NULL, run), 0);
+    audit = cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "audit"));
+    /* Everything older than 3 s went, up to the first entry that is not due. */
+    CHECK_MSG(audit >= (double)before, "deleted %.0f of %ld old entries", audit, before);
+    CHECK(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "tokens")));
+    cJSON_Delete(out);
+    CHECK_INT(rs_sql_long("SELECT count(*) FROM reaper.audit_log WHERE action ="
+                          " 'integration.connect' AND at < now() - interval '3 seconds'"),
+              0);
+    CHECK_INT(rs_sql_long("SELECT count(*) FROM reaper.audit_log WHERE subject ="
+                          " (SELECT id FROM vault.integrations WHERE account_id ="
+                          " '17841400000000777')"),
+              1);
+    /* The rest still verifies, from the anchor the deleted entries left. */
+    CHECK_INT(verify(&n, &broken), 0);
+    CHECK_INT(n, entries());
+    CHECK(rs_sql_long("SELECT anchor_seq FROM reaper.audit_chain") > 0);
+    /* The expiry is itself audited. */
+    CHECK(wait_entries(1, 5000));
+    th_sleep_ms(1000);
+    CHECK_INT(rs_sql_long("SELECT count(*) FROM reaper.audit_log WHERE action = 'audit.expire'"),
+              1);
+    CHECK_INT(verify(&n, &broken), 0);
+}
+
+int main(void)
+{
+    th_init("reaper_audit");
+    rs_init();
+    rs_start_vault();
+    rs_start_reaper(NULL);
+
+    RUN(test_bounds);
+    RUN(test_vault_events_chained);
+    RUN(test_duplicates_once);
+    RUN(test_since);
+    RUN(test_tamper);
+    RUN(test_two_replicas_one_chain);
+    RUN(test_retention);
+
+    CHECK_INT(th_proc_stop(&rs.reaper), 0);
+    CHECK_INT(th_proc_stop(&rs.vault), 0);
+    rs_cleanup();
+    return check_summary();
+}
