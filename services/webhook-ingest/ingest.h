@@ -32,8 +32,10 @@ struct ingest {
     struct cm_service svc;
     const struct ingest_cfg *cfg;
 
-    int inflight;  /* POSTs waiting for JetStream; loop thread only */
+    int inflight;  /* POSTs waiting for JetStream or another service; loop thread only */
     bool draining; /* shutdown asked; finish the in-flight POSTs, then stop */
+    bool closed;   /* the loop has ended: late answers are dropped (ask.c) */
+    struct ingest_asker *asker;
 
     struct cm_metric *m_bad_signature;
     struct cm_metric *m_published;
@@ -42,10 +44,17 @@ struct ingest {
     struct cm_metric *m_rejected;
     struct cm_metric *m_latency;
     struct cm_metric *m_inflight;
+    struct cm_metric *m_callbacks_refused;
 };
 
 /* Registers the webhook routes on the service's HTTP server. */
 void ingest_http_register(struct ingest *ing);
+
+/*
+ * Registers Meta's data-deletion and deauthorize callbacks and the deletion status page
+ * (callbacks.c). They ask retention-reaper and token-vault through ask.c.
+ */
+void ingest_callbacks_register(struct ingest *ing);
 
 /* Registers the JetStream stream as a set-up step of the NATS connection. */
 void ingest_stream_register(struct ingest *ing);

@@ -1,7 +1,7 @@
 /*
  * webhook-ingest: the front door Meta calls. Settings, the loop and signals live here;
- * the routes are in http.c, the body parser in envelope.c, JetStream in publish.c and
- * stream.c.
+ * the routes are in http.c and callbacks.c, the parsers in envelope.c and signed_request.c,
+ * JetStream in publish.c and stream.c, requests to other services in ask.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/service.h"
+#include "ask.h"
 #include "ingest.h"
 
 extern const char doms_embed_001_init[];
@@ -70,9 +71,14 @@ int main(int argc, char **argv)
         register_metrics(&ing);
         ingest_stream_register(&ing);
         ingest_http_register(&ing);
+        ingest_callbacks_register(&ing);
         cm_service_on_shutdown(&ing.svc, ingest_shutdown, &ing);
-        rc = cm_service_run(&ing.svc);
+        rc = ingest_ask_start(&ing);
     }
+    if (rc == CM_OK)
+        rc = cm_service_run(&ing.svc);
+    /* The loop is over: late answers are dropped before the server they belong to goes. */
+    ingest_ask_stop(&ing);
     cm_service_cleanup(&ing.svc);
     cm_settings_cleanup(settings, NSETTINGS, &cfg);
     if (rc != CM_OK) {
