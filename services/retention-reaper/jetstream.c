@@ -17,6 +17,9 @@
 #define STATE_STREAM "VAULT_EVENTS"
 /* How long a "purged" state waits for a consumer that has not seen it (the router). */
 #define STATE_GRACE_S 300
+/* How long one round waits for the final state to be published and seen: 5 s. */
+#define STATE_POLLS   25
+#define STATE_POLL_MS 200
 
 /* Counts the messages of stream under filter. A stream that does not exist holds none. */
 static int count(struct reaper *r, const char *stream, const char *filter, long *n)
@@ -122,33 +125,38 @@ int reaper_js_purge_integration_state(struct reaper *r, const char *integration_
     *left = 0;
     if (!reaper_subject_token(integration_id))
         return CM_INVALID;
-    if (!cm_nats_connected(r->svc.nats))
-        return CM_UNAVAIL;
     snprintf(subject, sizeof(subject), "vault.events.integration.%s", integration_id);
-    s = js_GetLastMsg(&msg, cm_nats_js(r->svc.nats), STATE_STREAM, subject, NULL, &jerr);
-    if (s == NATS_NOT_FOUND)
-        return CM_OK; /* nothing held (or purged by an earlier round) */
-    if (s != NATS_OK) {
-        CM_WARN("jetstream: last state of %s: %s (%d)", integration_id, natsStatus_GetText(s),
-                (int)jerr);
-        return CM_UNAVAIL;
-    }
-    state = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
-    status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "status"));
-    purged = status != NULL && strcmp(status, "purged") == 0;
-    seq = natsMsg_GetSequence(msg);
-    age_s = (int64_t)time(NULL) - natsMsg_GetTime(msg) / 1000000000LL;
-    cJSON_Delete(state);
-    natsMsg_Destroy(msg);
-
-    *left = 1;
     /* token-vault publishes the final "purged" state through its outbox, a moment after
      * vault.purge answers; the router drops its route when it sees it. Only then may the
-     * subject go, or the router would keep routing an account that is gone. */
-    if (!purged)
-        return CM_AGAIN;
-    if (age_s < STATE_GRACE_S && !consumers_saw(r, seq))
-        return CM_AGAIN;
+     * subject go, or the router would keep routing an account that is gone. Both usually
+     * take well under a second: wait that long here rather than a whole round. */
+    for (int tries = 0;; tries++) {
+        if (!cm_nats_connected(r->svc.nats))
+            return CM_UNAVAIL;
+        s = js_GetLastMsg(&msg, cm_nats_js(r->svc.nats), STATE_STREAM, subject, NULL, &jerr);
+        if (s == NATS_NOT_FOUND)
+            return CM_OK; /* nothing held (or purged by an earlier round) */
+        if (s != NATS_OK) {
+            CM_WARN("jetstream: last state of %s: %s (%d)", integration_id, natsStatus_GetText(s),
+                    (int)jerr);
+            return CM_UNAVAIL;
+        }
+        state = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+        status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "status"));
+        purged = status != NULL && strcmp(status, "purged") == 0;
+        seq = natsMsg_GetSequence(msg);
+        age_s = (int64_t)time(NULL) - natsMsg_GetTime(msg) / 1000000000LL;
+        cJSON_Delete(state);
+        natsMsg_Destroy(msg);
+        msg = NULL;
+        if (purged && (age_s >= STATE_GRACE_S || consumers_saw(r, seq)))
+            break;
+        if (tries == STATE_POLLS) {
+            *left = 1;
+            return CM_AGAIN;
+        }
+        nanosleep(&(struct timespec){0, STATE_POLL_MS * 1000000L}, NULL);
+    }
     if (purge(r, STATE_STREAM, subject) != CM_OK)
         return CM_UNAVAIL;
     return count(r, STATE_STREAM, subject, left);

@@ -131,8 +131,8 @@ static void purge_workspace(struct reaper *r, struct cm_pg *pg, const char *ws, 
     params[2] = res.clean ? NULL : res.pending;
     if (cm_pg_begin(pg) != CM_OK ||
         cm_pg_exec(pg,
-                   "UPDATE workspace_deletions SET last_error = $3,"
-                   " purged_at = CASE WHEN $3 IS NULL THEN now() END,"
+                   "UPDATE workspace_deletions SET last_error = $3::text,"
+                   " purged_at = CASE WHEN $3::text IS NULL THEN now() END,"
                    " deleted = (SELECT coalesce(jsonb_object_agg(k, coalesce((deleted->>k)::bigint,"
                    " 0) + coalesce(($2::jsonb->>k)::bigint, 0)), '{}')"
                    " FROM jsonb_object_keys(deleted || $2::jsonb) AS k) WHERE workspace_id = $1",
@@ -141,7 +141,8 @@ static void purge_workspace(struct reaper *r, struct cm_pg *pg, const char *ws, 
          cm_audit_add(pg, REAPER_SERVICE, REAPER_SERVICE, "workspace.purge", ws) != CM_OK) ||
         cm_pg_commit(pg) != CM_OK) {
         cm_pg_rollback(pg);
-        CM_WARN("pass: workspace %s: the purge's progress was not recorded", ws);
+        CM_WARN("pass: workspace %s: the purge's progress was not recorded: %s", ws,
+                cm_pg_error(pg));
     } else if (res.clean) {
         CM_INFO("pass: workspace %s purged", ws);
     } else {

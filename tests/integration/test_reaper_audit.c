@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "common/mem.h"
@@ -14,14 +15,17 @@
 
 static struct th_proc second;
 
-/* Publishes an audit event as a service's outbox would, Nats-Msg-Id included. */
-static void publish_audit(const char *id, const char *action, const char *subject)
+/* Publishes an audit event as a service's outbox would, Nats-Msg-Id included. The id is
+ * made unique to this run, so that a JetStream store left by an earlier run cannot absorb
+ * it as a duplicate. */
+static void publish_audit(const char *tag, const char *action, const char *subject)
 {
-    char body[512], msg_id[64];
+    char body[512], msg_id[64], id[40];
     jsPubOptions po;
     jsPubAck *pa = NULL;
     jsErrCode jerr = 0;
 
+    snprintf(id, sizeof(id), "%08x%.24s", (unsigned)getpid(), tag);
     snprintf(body, sizeof(body),
              "{\"id\":\"%s\",\"at\":\"2026-11-29T10:00:00.000001Z\",\"service\":\"test\","
              "\"actor\":\"tester\",\"action\":\"%s\",\"subject\":\"%s\"}",
@@ -228,7 +232,7 @@ static void test_two_replicas_one_chain(void)
         CHECK(th_wait_http(ready, 200, 30000));
     }
     for (int i = 0; i < 200; i++) {
-        snprintf(id, sizeof(id), "a%031d", i);
+        snprintf(id, sizeof(id), "b%023d", i);
         publish_audit(id, "test.burst", "burst");
     }
     CHECK_MSG(wait_entries(before + 200, 30000), "200 burst entries appended");
