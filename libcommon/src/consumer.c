@@ -92,6 +92,8 @@ static void settle(struct cm_consumer *c, natsMsg *msg, enum cm_consume_result v
     case CM_CONSUME_TERM:
         s = natsMsg_Term(msg, NULL);
         break;
+    case CM_CONSUME_SETTLED:
+        break;
     }
     if (s != NATS_OK) {
         /* The server redelivers after AckWait; handlers are idempotent for this reason. */

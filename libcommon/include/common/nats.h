@@ -89,6 +89,7 @@ enum cm_consume_result {
     CM_CONSUME_ACK = 0, /* done (committed, or deliberately dropped) */
     CM_CONSUME_RETRY,   /* transient failure: redeliver after a delay */
     CM_CONSUME_TERM,    /* poison: never redeliver (dead-letter it before returning) */
+    CM_CONSUME_SETTLED, /* the handler acknowledged or delayed it itself */
 };
 
 /* Handles one message on the consumer's thread. msg is borrowed. */
