@@ -27,8 +27,7 @@ bool router_role_at_least(const char *role, const char *min)
     return rank(role) >= rank(min) && rank(role) > 0;
 }
 
-int router_role(struct cm_pg *pg, const char *ws, const char *actor, char role[16],
-                bool *deleted)
+int router_role(struct cm_pg *pg, const char *ws, const char *actor, char role[16], bool *deleted)
 {
     const char *params[2] = {ws, actor};
     int rc;
@@ -264,8 +263,8 @@ static void on_member_remove(struct cm_rpc_call *call, void *arg)
     }
     rc = cm_pg_begin(call->pg);
     if (rc == CM_OK)
-        rc = cm_pg_exec(call->pg, "DELETE FROM members WHERE workspace_id = $1 AND user_id = $2",
-                        2, params);
+        rc = cm_pg_exec(call->pg, "DELETE FROM members WHERE workspace_id = $1 AND user_id = $2", 2,
+                        params);
     if (rc == CM_OK)
         rc = cm_pg_exec(call->pg,
                         "UPDATE conversations SET assignee = NULL WHERE workspace_id = $1"

@@ -71,8 +71,7 @@ static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, stru
 }
 
 /* RFC 3339 UTC with milliseconds, from PostgreSQL. */
-#define RFC3339(col)                                                                               \
-    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define RFC3339(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 static void on_conversations_list(struct cm_rpc_call *call, void *arg)
 {
@@ -85,10 +84,11 @@ static void on_conversations_list(struct cm_rpc_call *call, void *arg)
     if (!router_authorize(call, ws, "viewer", false))
         return;
     if (cm_pg_exec(call->pg,
-                   "SELECT id, platform, contact_id, status, assignee, " RFC3339("last_inbound_at")
-                   ", coalesce((extract(epoch FROM last_inbound_at) * 1000)::bigint, 0)"
-                   " FROM conversations WHERE workspace_id = $1"
-                   " ORDER BY last_activity_at DESC, id LIMIT 1000",
+                   "SELECT id, platform, contact_id, status, assignee, " RFC3339(
+                       "last_inbound_at") ", coalesce((extract(epoch FROM last_inbound_at) * "
+                                          "1000)::bigint, 0)"
+                                          " FROM conversations WHERE workspace_id = $1"
+                                          " ORDER BY last_activity_at DESC, id LIMIT 1000",
                    1, params) != CM_OK) {
         cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
         return;
@@ -138,9 +138,9 @@ static char *body_text(struct router *r, struct cm_pg *pg, const struct conv *c,
 }
 
 /* Rows of a conversation's messages: id, mid, direction, sealed, sent_at, status. */
-static const char messages_sql[] =
-    "SELECT id, mid, direction, body_sealed, " RFC3339("sent_at") ", status, body_sealed IS NULL"
-    " FROM messages WHERE conversation_id = $1 ORDER BY sent_at, seq LIMIT 5000";
+static const char messages_sql[] = "SELECT id, mid, direction, body_sealed, " RFC3339(
+    "sent_at") ", status, body_sealed IS NULL"
+               " FROM messages WHERE conversation_id = $1 ORDER BY sent_at, seq LIMIT 5000";
 
 static void on_messages_list(struct cm_rpc_call *call, void *arg)
 {
@@ -165,7 +165,8 @@ static void on_messages_list(struct cm_rpc_call *call, void *arg)
         char **rows = cm_xcalloc((size_t)n * 7 + 1, sizeof(char *));
         for (int i = 0; i < n; i++)
             for (int j = 0; j < 7; j++)
-                rows[i * 7 + j] = cm_pg_is_null(pg, i, j) ? NULL : cm_xstrdup(cm_pg_value(pg, i, j));
+                rows[i * 7 + j] =
+                    cm_pg_is_null(pg, i, j) ? NULL : cm_xstrdup(cm_pg_value(pg, i, j));
         list = cJSON_CreateArray();
         for (int i = 0; i < n; i++) {
             char **row = &rows[i * 7];
@@ -231,11 +232,12 @@ static void on_context(struct cm_rpc_call *call, void *arg)
     }
     params[0] = c.id;
     if (cm_pg_begin(pg) != CM_OK ||
-        cm_pg_exec(pg,
-                   "SELECT id, direction, body_sealed, " RFC3339("sent_at")
-                   " FROM messages WHERE conversation_id = $1 AND body_sealed IS NOT NULL"
-                   " ORDER BY sent_at DESC, seq DESC LIMIT 200",
-                   1, params) != CM_OK) {
+        cm_pg_exec(
+            pg,
+            "SELECT id, direction, body_sealed, " RFC3339(
+                "sent_at") " FROM messages WHERE conversation_id = $1 AND body_sealed IS NOT NULL"
+                           " ORDER BY sent_at DESC, seq DESC LIMIT 200",
+            1, params) != CM_OK) {
         cm_pg_rollback(pg);
         cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
         return;
@@ -329,8 +331,8 @@ static void on_assign(struct cm_rpc_call *call, void *arg)
     rc = cm_pg_begin(call->pg);
     if (rc == CM_OK) {
         const char *params[2] = {c.id, user};
-        rc = cm_pg_exec(call->pg, "UPDATE conversations SET assignee = $2 WHERE id = $1", 2,
-                        params);
+        rc =
+            cm_pg_exec(call->pg, "UPDATE conversations SET assignee = $2 WHERE id = $1", 2, params);
     }
     if (rc == CM_OK)
         rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "conversation.assign", c.id);

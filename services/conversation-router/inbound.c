@@ -113,8 +113,7 @@ static void dead_letter(struct router *r, natsMsg *msg, const char *reason)
     text = cJSON_PrintUnformatted(o);
     if (cm_nats_publish_sync(r->svc.nats, "router.dead.inbound", NULL, text, (int)strlen(text),
                              NULL) != CM_OK)
-        CM_ERROR("inbound: event seq %llu not dead-lettered: %s", (unsigned long long)seq,
-                 reason);
+        CM_ERROR("inbound: event seq %llu not dead-lettered: %s", (unsigned long long)seq, reason);
     else
         CM_WARN("inbound: event seq %llu dead-lettered: %s", (unsigned long long)seq, reason);
     cm_metrics_inc(r->m_dead, 1);

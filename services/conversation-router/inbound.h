@@ -15,10 +15,10 @@ struct inbound_event {
     const char *kind;       /* message, echo, unsend, edit, reaction, read, delivery, ... */
     const char *sender;
     const char *recipient;
-    const char *contact;    /* the customer's PSID or IGSID */
-    const char *mid;        /* the message the event is about, when it has one */
-    int64_t ts_ms;          /* Meta's timestamp */
-    const cJSON *event;     /* Meta's event object, borrowed */
+    const char *contact; /* the customer's PSID or IGSID */
+    const char *mid;     /* the message the event is about, when it has one */
+    int64_t ts_ms;       /* Meta's timestamp */
+    const cJSON *event;  /* Meta's event object, borrowed */
 };
 
 enum inbound_outcome {

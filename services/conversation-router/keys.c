@@ -195,8 +195,7 @@ static int index_key(struct router *r, struct cm_pg *pg, const char *ws,
                                    2, values, lengths, formats, 0);
         }
         if (rc == CM_OK)
-            rc = cm_pg_exec(pg, "SELECT sealed FROM index_keys WHERE workspace_id = $1", 1,
-                            params);
+            rc = cm_pg_exec(pg, "SELECT sealed FROM index_keys WHERE workspace_id = $1", 1, params);
     }
     if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
         rc = CM_NOTFOUND;

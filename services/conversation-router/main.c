@@ -29,8 +29,8 @@ static const struct cm_setting settings[] = {
      "https://graph.facebook.com", 0, 0, 0, NULL, "Facebook Graph API base URL (Messenger)"},
     {"INSTAGRAM_GRAPH_URL", CM_SET_URL, offsetof(struct router_cfg, ig_graph_url),
      "https://graph.instagram.com", 0, 0, 0, NULL, "Instagram Graph API base URL"},
-    {"META_GRAPH_VERSION", CM_SET_STR, offsetof(struct router_cfg, graph_version), "v23.0", 0,
-     0, 0, NULL, "Graph API version in paths"},
+    {"META_GRAPH_VERSION", CM_SET_STR, offsetof(struct router_cfg, graph_version), "v23.0", 0, 0, 0,
+     NULL, "Graph API version in paths"},
     {"SEND_MAX_ATTEMPTS", CM_SET_INT, offsetof(struct router_cfg, send_max_attempts), "8", 0, 1,
      100, NULL, "attempts of a reply before it fails and is dead-lettered"},
 };

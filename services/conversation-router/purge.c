@@ -55,8 +55,8 @@ static void on_workspace_delete(struct cm_rpc_call *call, void *arg)
 }
 
 /* Runs a DELETE of at most BATCH rows until none is left; adds the count to *n. */
-static int delete_batches(struct cm_pg *pg, const char *sql, int nparams,
-                          const char *const *params, long *n)
+static int delete_batches(struct cm_pg *pg, const char *sql, int nparams, const char *const *params,
+                          long *n)
 {
     for (;;) {
         int rc = cm_pg_exec(pg, sql, nparams, params);
@@ -75,8 +75,7 @@ static int shred_prefix(struct router *r, struct cm_pg *pg, const char *prefix, 
     char **ids;
     int n, rc;
 
-    rc = cm_pg_exec(pg,
-                    "SELECT DISTINCT key_id FROM data_keys WHERE left(key_id, length($1)) = $1",
+    rc = cm_pg_exec(pg, "SELECT DISTINCT key_id FROM data_keys WHERE left(key_id, length($1)) = $1",
                     1, params);
     if (rc != CM_OK)
         return rc;
@@ -219,20 +218,20 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
                 rc = purge_integration(r, call->pg, id->valuestring, &c);
         }
     } else if (scope == NULL || strcmp(scope, "due") != 0) {
-        cm_rpc_fail(call, "invalid", "scope must be workspace (with workspace_id), integration"
-                                     " (with integration_ids) or due");
+        cm_rpc_fail(call, "invalid",
+                    "scope must be workspace (with workspace_id), integration"
+                    " (with integration_ids) or due");
         return;
     }
     if (rc == CM_OK && (c.messages || c.conversations || c.contacts))
-        rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "purge",
-                          ws ? ws : "integrations");
+        rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "purge", ws ? ws : "integrations");
     if (rc != CM_OK) {
         cm_rpc_fail(call, "unavailable", "purge interrupted: %s; repeat it", cm_err_str(rc));
         return;
     }
     if (c.messages || c.conversations || c.contacts)
-        CM_INFO("purge (%s) by %s: %ld messages, %ld conversations, %ld contacts, %ld keys",
-                scope, call->actor, c.messages, c.conversations, c.contacts, c.keys);
+        CM_INFO("purge (%s) by %s: %ld messages, %ld conversations, %ld contacts, %ld keys", scope,
+                call->actor, c.messages, c.conversations, c.contacts, c.keys);
     out = cJSON_CreateObject();
     deleted = cJSON_AddObjectToObject(out, "deleted");
     cJSON_AddNumberToObject(deleted, "contacts", (double)c.contacts);

@@ -35,7 +35,7 @@ struct router_cfg {
     int64_t send_max_attempts;
 };
 
-struct router_keys; /* blind-index key cache, keys.c */
+struct router_keys;    /* blind-index key cache, keys.c */
 struct router_limiter; /* per-account send rate, sender.c */
 
 struct router {

@@ -121,8 +121,8 @@ static int ask_vault(struct router *r, struct cm_pg *pg, const char *platform,
     natsMsg_Destroy(reply);
     result = cJSON_GetObjectItem(resp, "result");
     if (result == NULL) {
-        const char *code = cJSON_GetStringValue(
-            cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "error"), "code"));
+        const char *code =
+            cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "error"), "code"));
         rc = code != NULL && strcmp(code, "not_found") == 0 ? CM_NOTFOUND : CM_UNAVAIL;
     } else {
         /* The projection may be behind: record what the vault says, as of now. */

@@ -183,8 +183,7 @@ static void finish(struct sender *s, const struct job *j, bool sent, const char 
 }
 
 /* Asks token-vault for the integration's token (sodium memory in *token). */
-static int fetch_token(struct sender *s, const struct job *j, char **token, char *why,
-                       size_t cap)
+static int fetch_token(struct sender *s, const struct job *j, char **token, char *why, size_t cap)
 {
     natsMsg *reply = NULL;
     cJSON *req = cJSON_CreateObject(), *resp;
@@ -197,8 +196,8 @@ static int fetch_token(struct sender *s, const struct job *j, char **token, char
     cJSON_AddStringToObject(req, "requester", ROUTER_SERVICE);
     cJSON_AddStringToObject(req, "integration_id", j->integration);
     body = cJSON_PrintUnformatted(req);
-    st = natsConnection_RequestString(&reply, cm_nats_conn(s->r->svc.nats), "vault.token.get",
-                                      body, 10000);
+    st = natsConnection_RequestString(&reply, cm_nats_conn(s->r->svc.nats), "vault.token.get", body,
+                                      10000);
     cJSON_free(body);
     cJSON_Delete(req);
     if (st != NATS_OK) {
@@ -392,11 +391,13 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
         finish(s, j, false, NULL, final);
         dead_letter(s, j, final);
     } else {
-        /* Not sent, for sure, unless the request may have reached Meta. */
-        if (!resp.maybe_sent) {
+        /* Meta answered, so it did not take the message; only a request that got no answer
+         * after it was sent may have been accepted (see the top of the file). */
+        if (resp.status != 0 || !resp.maybe_sent) {
             const char *params[2] = {j->id, why};
-            if (cm_pg_exec(s->pg, "UPDATE messages SET sending_since = NULL, error = $2"
-                                  " WHERE id = $1",
+            if (cm_pg_exec(s->pg,
+                           "UPDATE messages SET sending_since = NULL, error = $2"
+                           " WHERE id = $1",
                            2, params) != CM_OK)
                 CM_WARN_ID(j->id, "retry state not recorded");
         }

@@ -46,8 +46,9 @@ static int contact_of(struct router *r, struct cm_pg *pg, const struct router_ro
         const char *values[2] = {route->integration_id, (const char *)blind};
         const int lengths[2] = {0, 32};
         const int formats[2] = {0, 1};
-        rc = cm_pg_exec_params(pg, "SELECT id FROM contacts WHERE integration_id = $1"
-                                   " AND blind = $2",
+        rc = cm_pg_exec_params(pg,
+                               "SELECT id FROM contacts WHERE integration_id = $1"
+                               " AND blind = $2",
                                2, values, lengths, formats, 0);
     }
     if (rc != CM_OK)
@@ -64,8 +65,8 @@ static int contact_of(struct router *r, struct cm_pg *pg, const struct router_ro
     rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, psid, strlen(psid),
                      &sealed);
     if (rc == CM_OK) {
-        const char *values[6] = {id, route->workspace_id, route->integration_id, platform,
-                                 (const char *)blind, sealed.data};
+        const char *values[6] = {id,       route->workspace_id, route->integration_id,
+                                 platform, (const char *)blind, sealed.data};
         const int lengths[6] = {0, 0, 0, 0, 32, (int)sealed.len};
         const int formats[6] = {0, 0, 0, 0, 1, 1};
         rc = cm_pg_exec_params(pg,
@@ -82,8 +83,9 @@ static int contact_of(struct router *r, struct cm_pg *pg, const struct router_ro
         const char *values[2] = {route->integration_id, (const char *)blind};
         const int lengths[2] = {0, 32};
         const int formats[2] = {0, 1};
-        rc = cm_pg_exec_params(pg, "SELECT id FROM contacts WHERE integration_id = $1"
-                                   " AND blind = $2",
+        rc = cm_pg_exec_params(pg,
+                               "SELECT id FROM contacts WHERE integration_id = $1"
+                               " AND blind = $2",
                                2, values, lengths, formats, 0);
     }
     if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
@@ -98,9 +100,8 @@ static int contact_of(struct router *r, struct cm_pg *pg, const struct router_ro
  * recent closed one reopened, else a new one; *opened says it is new or reopened. Not
  * inbound (an echo): the open or most recent one, else a new open one.
  */
-static int conversation_of(struct cm_pg *pg, const struct router_route *route,
-                           const char *platform, const char *contact_id, bool inbound,
-                           char conv_id[40], bool *opened)
+static int conversation_of(struct cm_pg *pg, const struct router_route *route, const char *platform,
+                           const char *contact_id, bool inbound, char conv_id[40], bool *opened)
 {
     const char *params[2] = {route->integration_id, contact_id};
     int rc;
@@ -203,7 +204,7 @@ static int insert_message(struct router *r, struct cm_pg *pg, const struct route
     if (rc == CM_OK) {
         const char *ws = route->workspace_id;
         const char *kind = strcmp(ev->kind, "echo") == 0 ? "message" : ev->kind;
-        const char *values[9] = {id, conv, ws, ev->platform, ev->mid, direction,
+        const char *values[9] = {id,   conv,        ws, ev->platform, ev->mid, direction,
                                  kind, sealed.data, ts};
         const int lengths[9] = {0, 0, 0, 0, 0, 0, 0, (int)sealed.len, 0};
         const int formats[9] = {0, 0, 0, 0, 0, 0, 0, 1, 0};
@@ -348,8 +349,9 @@ static int store_edit(struct router *r, struct cm_pg *pg, const struct router_ro
     char *json;
     int rc;
 
-    rc = cm_pg_exec(pg, "SELECT id, edit_count, deleted FROM messages WHERE platform = $1"
-                        " AND mid = $2 FOR UPDATE",
+    rc = cm_pg_exec(pg,
+                    "SELECT id, edit_count, deleted FROM messages WHERE platform = $1"
+                    " AND mid = $2 FOR UPDATE",
                     2, params);
     if (rc != CM_OK)
         return rc;
@@ -371,8 +373,8 @@ static int store_edit(struct router *r, struct cm_pg *pg, const struct router_ro
         cJSON_AddStringToObject(body, "text", text ? text : "");
         json = cJSON_PrintUnformatted(body);
         cm_buf_init(&sealed);
-        rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, json,
-                         strlen(json), &sealed);
+        rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, json, strlen(json),
+                         &sealed);
         snprintf(count, sizeof(count), "%d", cJSON_IsNumber(num) ? num->valueint : 1);
         if (rc == CM_OK) {
             const char *values[3] = {id, sealed.data, count};
@@ -419,14 +421,14 @@ static int store_reaction(struct router *r, struct cm_pg *pg, const struct route
         char *json = cJSON_PrintUnformatted(re);
         snprintf(aad, sizeof(aad), "router.messages.reaction:%s", id);
         cm_buf_init(&sealed);
-        rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, json,
-                         strlen(json), &sealed);
+        rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, json, strlen(json),
+                         &sealed);
         if (rc == CM_OK) {
             const char *values[2] = {id, sealed.data};
             const int lengths[2] = {0, (int)sealed.len};
             const int formats[2] = {0, 1};
-            rc = cm_pg_exec_params(pg, "UPDATE messages SET reaction_sealed = $2 WHERE id = $1",
-                                   2, values, lengths, formats, 0);
+            rc = cm_pg_exec_params(pg, "UPDATE messages SET reaction_sealed = $2 WHERE id = $1", 2,
+                                   values, lengths, formats, 0);
         }
         cm_buf_wipe(&sealed);
         cJSON_free(json);
@@ -494,8 +496,8 @@ int inbound_store(struct router *r, struct cm_pg *pg, const struct inbound_event
 
     if (strcmp(k, "message") == 0 || strcmp(k, "postback") == 0 || strcmp(k, "referral") == 0)
         return store_inbound(r, pg, &route, ev, outcome);
-    if (ev->mid == NULL && (strcmp(k, "unsend") == 0 || strcmp(k, "edit") == 0 ||
-                            strcmp(k, "reaction") == 0)) {
+    if (ev->mid == NULL &&
+        (strcmp(k, "unsend") == 0 || strcmp(k, "edit") == 0 || strcmp(k, "reaction") == 0)) {
         snprintf(why, cap, "a %s event without the mid it is about", k);
         return CM_INVALID;
     }
