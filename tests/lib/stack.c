@@ -28,10 +28,15 @@ static const struct role roles[] = {
 
 void th_stack_init(struct th_stack *s)
 {
+    th_stack_init_at(s, th_getenv("DOMS_TEST_PG_URL"));
+}
+
+void th_stack_init_at(struct th_stack *s, const char *admin_url)
+{
     FILE *f;
 
     memset(s, 0, sizeof(*s));
-    th_db_create(&s->db);
+    th_db_create_at(&s->db, admin_url);
     th_nats_start(&s->nats);
     if (fakemeta_start(&s->meta) != 0) {
         fprintf(stderr, "cannot start the Meta stand-in\n");
@@ -149,7 +154,12 @@ cJSON *th_stack_request(struct th_stack *s, const char *subject, const char *bod
 
 char *th_stack_sql(struct th_stack *s, const char *sql)
 {
-    PGconn *c = th_db_connect(&s->db, NULL);
+    return th_stack_sql_as(s, NULL, sql);
+}
+
+char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql)
+{
+    PGconn *c = th_db_connect(&s->db, role);
     char err[256];
     char *v = th_db_value(c, sql, err, sizeof(err));
 

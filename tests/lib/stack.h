@@ -29,6 +29,8 @@ struct th_stack {
 
 /* Sets up the database, nats-server, the Meta stand-in and a KEK file. */
 void th_stack_init(struct th_stack *s);
+/* The same, with the database on the PostgreSQL server of admin_url (a th_pg). */
+void th_stack_init_at(struct th_stack *s, const char *admin_url);
 
 /*
  * Starts daemon (e.g. "conversation-router") as p with the standard settings plus extra
@@ -50,6 +52,8 @@ cJSON *th_stack_request(struct th_stack *s, const char *subject, const char *bod
 
 /* Runs sql as the admin; returns the first value (free it) or NULL. */
 char *th_stack_sql(struct th_stack *s, const char *sql);
+/* The same as role (NULL: the admin). */
+char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql);
 
 /* Stops every daemon started (SIGTERM), the stand-in and nats-server. */
 void th_stack_stop(struct th_stack *s);
