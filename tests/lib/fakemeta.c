@@ -138,6 +138,11 @@ int fakemeta_start(struct fakehttp **out)
     return fakehttp_start(out, on_request, NULL);
 }
 
+int fakemeta_start_at(struct fakehttp **out, int port)
+{
+    return fakehttp_start_at(out, port, on_request, NULL);
+}
+
 int fakemeta_sends(struct fakehttp *srv)
 {
     int n = 0, total = fakehttp_count(srv);

@@ -25,6 +25,8 @@
 
 /* Starts the stand-in; fakehttp_url() of *out is both META_GRAPH_URL and INSTAGRAM_GRAPH_URL. */
 int fakemeta_start(struct fakehttp **out);
+/* The same on a given port (for tests/tools/fakemeta_server). */
+int fakemeta_start_at(struct fakehttp **out, int port);
 
 /* The number of Send API requests received so far. */
 int fakemeta_sends(struct fakehttp *srv);
