@@ -103,13 +103,13 @@ typedef void (*cm_consume_batch_fn)(void *arg, natsMsg **msgs, int n,
                                     enum cm_consume_result *results);
 
 struct cm_consumer_cfg {
-    const char *stream;     /* stream name */
-    const char *durable;    /* durable consumer name, shared by replicas */
-    const char *filter;     /* subject filter */
-    int batch;              /* messages per fetch; 0 means 64 */
-    int64_t ack_wait_ms;    /* redelivery after this without an ack; 0 means 30 s */
-    int64_t retry_delay_ms; /* delay for CM_CONSUME_RETRY; 0 means 2 s */
-    int max_deliver;        /* 0 means unlimited */
+    const char *stream;           /* stream name */
+    const char *durable;          /* durable consumer name, shared by replicas */
+    const char *filter;           /* subject filter */
+    int batch;                    /* messages per fetch; 0 means 64 */
+    int64_t ack_wait_ms;          /* redelivery after this without an ack; 0 means 30 s */
+    int64_t retry_delay_ms;       /* delay for CM_CONSUME_RETRY; 0 means 2 s */
+    int max_deliver;              /* 0 means unlimited */
     cm_consume_batch_fn batch_fn; /* when set, used instead of the per-message fn */
 };
 

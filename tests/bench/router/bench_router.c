@@ -23,7 +23,7 @@
 
 #define PAGE "106000000000777"
 #define TEXT                                                                                       \
-    "Hi! Is the blue jacket from your summer collection still available in size M? I would "     \
+    "Hi! Is the blue jacket from your summer collection still available in size M? I would "       \
     "like to pick it up this weekend if possible."
 
 static double now(void)
