@@ -5,10 +5,13 @@
 #include "common/log.h"
 #include "common/mem.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define MAX_PREPARED 32
 
 struct cm_pg {
     char *url;
@@ -16,6 +19,9 @@ struct cm_pg {
     PGconn *conn;
     PGresult *res; /* the last result, owned here */
     char err[512];
+    /* Statements prepared on the current connection (forgotten when it is reset). */
+    const char *prepared[MAX_PREPARED];
+    int nprepared;
 };
 
 static void clear_result(struct cm_pg *pg)
@@ -56,6 +62,7 @@ static int ensure_conn(struct cm_pg *pg)
         return CM_OK;
     if (pg->conn != NULL) {
         PQreset(pg->conn);
+        pg->nprepared = 0; /* a new session has none of them */
     } else {
         /* Our defaults come first so that the URL's own settings win. */
         const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
@@ -156,6 +163,37 @@ int cm_pg_exec_simple(struct cm_pg *pg, const char *sql)
     if (rc != CM_OK)
         return rc;
     pg->res = PQexec(pg->conn, sql);
+    st = PQresultStatus(pg->res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return CM_OK;
+    return classify(pg);
+}
+
+int cm_pg_exec_prepared(struct cm_pg *pg, const char *name, const char *sql, int n,
+                        const char *const *values, const int *lengths, const int *formats)
+{
+    ExecStatusType st;
+    bool known = false;
+    int rc;
+
+    clear_result(pg);
+    pg->err[0] = '\0';
+    rc = ensure_conn(pg);
+    if (rc != CM_OK)
+        return rc;
+    for (int i = 0; i < pg->nprepared; i++) {
+        if (pg->prepared[i] == name || strcmp(pg->prepared[i], name) == 0)
+            known = true;
+    }
+    if (!known) {
+        pg->res = PQprepare(pg->conn, name, sql, n, NULL);
+        if (PQresultStatus(pg->res) != PGRES_COMMAND_OK)
+            return classify(pg);
+        clear_result(pg);
+        if (pg->nprepared < MAX_PREPARED)
+            pg->prepared[pg->nprepared++] = name;
+    }
+    pg->res = PQexecPrepared(pg->conn, name, n, values, lengths, formats, 0);
     st = PQresultStatus(pg->res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return CM_OK;

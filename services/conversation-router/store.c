@@ -36,9 +36,9 @@ static int contact_select(struct cm_pg *pg, const char *integration_id,
     const char *values[2] = {integration_id, (const char *)blind};
     const int lengths[2] = {0, 32};
     const int formats[2] = {0, 1};
-    int rc =
-        cm_pg_exec_params(pg, "SELECT id FROM contacts WHERE integration_id = $1 AND blind = $2", 2,
-                          values, lengths, formats, 0);
+    int rc = cm_pg_exec_prepared(pg, "router_contact",
+                                 "SELECT id FROM contacts WHERE integration_id = $1 AND blind = $2",
+                                 2, values, lengths, formats);
 
     if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
         return CM_NOTFOUND;
@@ -141,11 +141,16 @@ static int conversation_of(struct cm_pg *pg, const struct router_route *route,
 
     *opened = false;
     *duplicate = false;
-    rc = cm_pg_exec(pg,
-                    "SELECT id, status FROM conversations WHERE integration_id = $1"
-                    " AND contact_id = $2 ORDER BY (status = 'open') DESC, created_at DESC"
-                    " LIMIT 1 FOR UPDATE",
-                    2, params);
+    /* The open one through its partial unique index: the common case, one probe. */
+    rc = cm_pg_exec_prepared(pg, "router_open_conversation",
+                             "SELECT id, status FROM conversations WHERE integration_id = $1"
+                             " AND contact_id = $2 AND status = 'open' FOR UPDATE",
+                             2, params, NULL, NULL);
+    if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
+        rc = cm_pg_exec(pg,
+                        "SELECT id, status FROM conversations WHERE contact_id = $2"
+                        " AND integration_id = $1 ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+                        2, params);
     if (rc != CM_OK)
         return rc;
     if (cm_pg_ntuples(pg) > 0) {
@@ -246,22 +251,21 @@ static int insert_message(struct router *r, struct cm_pg *pg, const struct route
     if (rc == CM_OK) {
         const char *ws = route->workspace_id;
         const char *kind = strcmp(ev->kind, "echo") == 0 ? "message" : ev->kind;
-        const char *values[10] = {id,        conv, ws,          ev->platform, ev->mid,
-                                  direction, kind, sealed.data, ts,           touch ? "t" : "f"};
-        const int lengths[10] = {0, 0, 0, 0, 0, 0, 0, (int)sealed.len, 0, 0};
-        const int formats[10] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0};
-        char sql[1024];
-        snprintf(sql, sizeof(sql),
-                 "WITH ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform,"
-                 " mid, direction, kind, body_sealed, sent_at, status) VALUES ($1, $2, $3, $4,"
-                 " $5, $6, $7, $8, to_timestamp($9::double precision), '%s')"
-                 " ON CONFLICT (platform, mid) DO NOTHING RETURNING 1),"
-                 " upd AS (UPDATE conversations SET last_inbound_at = greatest(last_inbound_at,"
-                 " to_timestamp($9::double precision)), last_activity_at = now()"
-                 " WHERE id = $2 AND $10::boolean AND EXISTS (SELECT 1 FROM ins) RETURNING 1)"
-                 " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)",
-                 status);
-        rc = cm_pg_exec_params(pg, sql, 10, values, lengths, formats, 0);
+        const char *values[11] = {id,   conv,        ws, ev->platform,      ev->mid, direction,
+                                  kind, sealed.data, ts, touch ? "t" : "f", status};
+        const int lengths[11] = {0, 0, 0, 0, 0, 0, 0, (int)sealed.len, 0, 0, 0};
+        const int formats[11] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+        rc = cm_pg_exec_prepared(
+            pg, "router_insert_message",
+            "WITH ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform,"
+            " mid, direction, kind, body_sealed, sent_at, status) VALUES ($1, $2, $3, $4,"
+            " $5, $6, $7, $8, to_timestamp($9::double precision), $11)"
+            " ON CONFLICT (platform, mid) DO NOTHING RETURNING 1),"
+            " upd AS (UPDATE conversations SET last_inbound_at = greatest(last_inbound_at,"
+            " to_timestamp($9::double precision)), last_activity_at = now()"
+            " WHERE id = $2 AND $10::boolean AND EXISTS (SELECT 1 FROM ins) RETURNING 1)"
+            " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)",
+            11, values, lengths, formats);
     }
     if (rc == CM_OK)
         *inserted = strcmp(cm_pg_value(pg, 0, 0), "1") == 0;

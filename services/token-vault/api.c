@@ -345,12 +345,12 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
      * round trips: begin, the row with its sealed token, the audit row, commit. */
     rc = cm_pg_exec_simple(call->pg, "BEGIN; SET LOCAL synchronous_commit TO off");
     if (rc == CM_OK)
-        rc = cm_pg_exec(call->pg,
-                        "SELECT i.status, i.platform, i.account_id, t.sealed,"
-                        " coalesce(extract(epoch FROM t.expires_at)::bigint, 0)"
-                        " FROM integrations i LEFT JOIN tokens t ON t.integration_id = i.id"
-                        " WHERE i.id = $1",
-                        1, params);
+        rc = cm_pg_exec_prepared(call->pg, "vault_token_get",
+                                 "SELECT i.status, i.platform, i.account_id, t.sealed,"
+                                 " coalesce(extract(epoch FROM t.expires_at)::bigint, 0)"
+                                 " FROM integrations i LEFT JOIN tokens t"
+                                 " ON t.integration_id = i.id WHERE i.id = $1",
+                                 1, params, NULL, NULL);
     if (rc != CM_OK) {
         cm_pg_rollback(call->pg);
         cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");

@@ -42,6 +42,15 @@ int cm_pg_exec(struct cm_pg *pg, const char *sql, int n, const char *const *para
 int cm_pg_exec_params(struct cm_pg *pg, const char *sql, int n, const char *const *values,
                       const int *lengths, const int *formats, int result_format) CM_MUST_CHECK;
 
+/*
+ * Like cm_pg_exec_params (text results) for a statement run often: it is prepared under
+ * name on the first use on this connection (again after a reconnect) and executed from
+ * then on, sparing the parse and plan. name must be a string literal, sql always the same.
+ */
+int cm_pg_exec_prepared(struct cm_pg *pg, const char *name, const char *sql, int n,
+                        const char *const *values, const int *lengths,
+                        const int *formats) CM_MUST_CHECK;
+
 /* The last result (borrowed; valid until the next call on pg), and shortcuts into it. */
 PGresult *cm_pg_result(struct cm_pg *pg);
 int cm_pg_ntuples(struct cm_pg *pg);
