@@ -22,6 +22,7 @@ struct cm_pg {
     /* Statements prepared on the current connection (forgotten when it is reset). */
     const char *prepared[MAX_PREPARED];
     int nprepared;
+    char *session_sql; /* run after every (re)connect, see cm_pg_session() */
 };
 
 static void clear_result(struct cm_pg *pg)
@@ -37,15 +38,35 @@ static int set_schema(struct cm_pg *pg)
     PGresult *r;
     int ok;
 
-    if (pg->schema == NULL)
-        return CM_OK;
-    r = PQexecParams(pg->conn, "SELECT pg_catalog.set_config('search_path', $1, false)", 1, NULL,
-                     params, NULL, NULL, 0);
-    ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok)
-        CM_ERROR("pg: cannot set search_path: %s", PQresultErrorMessage(r));
-    PQclear(r);
-    return ok ? CM_OK : CM_ERR;
+    if (pg->schema != NULL) {
+        r = PQexecParams(pg->conn, "SELECT pg_catalog.set_config('search_path', $1, false)", 1,
+                         NULL, params, NULL, NULL, 0);
+        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok)
+            CM_ERROR("pg: cannot set search_path: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        if (!ok)
+            return CM_ERR;
+    }
+    if (pg->session_sql != NULL) {
+        r = PQexec(pg->conn, pg->session_sql);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            CM_ERROR("pg: session settings refused: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        if (!ok)
+            return CM_ERR;
+    }
+    return CM_OK;
+}
+
+int cm_pg_session(struct cm_pg *pg, const char *sql)
+{
+    free(pg->session_sql);
+    pg->session_sql = cm_xstrdup(sql);
+    if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK)
+        return CM_OK; /* applied on the next connect */
+    return cm_pg_exec_simple(pg, sql);
 }
 
 /* Server notices ("relation already exists, skipping") belong in the debug log. */
@@ -108,6 +129,7 @@ void cm_pg_destroy(struct cm_pg *pg)
         PQfinish(pg->conn);
     free(pg->url);
     free(pg->schema);
+    free(pg->session_sql);
     free(pg);
 }
 

@@ -69,6 +69,12 @@ const char *cm_pg_error(struct cm_pg *pg);
  */
 int cm_pg_exec_simple(struct cm_pg *pg, const char *sql) CM_MUST_CHECK;
 
+/*
+ * Session settings (e.g. "SET synchronous_commit TO off") applied now and after every
+ * reconnect. sql is copied. Returns the result of applying it now.
+ */
+int cm_pg_session(struct cm_pg *pg, const char *sql) CM_MUST_CHECK;
+
 /* Transaction helpers; rollback is safe to call in any state. */
 int cm_pg_begin(struct cm_pg *pg) CM_MUST_CHECK;
 int cm_pg_commit(struct cm_pg *pg) CM_MUST_CHECK;
