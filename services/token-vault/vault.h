@@ -77,12 +77,24 @@ int vault_meta_check_page(const struct vault_cfg *cfg, struct cm_httpc *http, co
 
 /* --- store.c: the vault schema --------------------------------------------------------- */
 
+/*
+ * Begins a transaction whose commit waits for the WAL flush. The request workers run with
+ * synchronous_commit off, which only a token read's audit row relies on: every change of
+ * integrations or tokens is begun here.
+ */
+int vault_begin(struct cm_pg *pg) CM_MUST_CHECK;
+
 /* Publishes the integration's current state through the outbox (inside a transaction). */
 int vault_store_event(struct cm_pg *pg, const char *integration_id) CM_MUST_CHECK;
 
 /* Seals token for integration id and upserts its row (inside a transaction). */
 int vault_store_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
                       const struct vault_token *token) CM_MUST_CHECK;
+
+/* Opens a sealed token read as bytea text into out (sodium memory; vault_token_clear). */
+int vault_open_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                     const char *sealed_text, int64_t expires_at,
+                     struct vault_token *out) CM_MUST_CHECK;
 
 /* Opens the integration's token into out (sodium memory; vault_token_clear frees it). */
 int vault_load_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
