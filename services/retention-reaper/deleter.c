@@ -156,8 +156,9 @@ static int add_counts(struct cm_pg *pg, const struct job *j, const struct reaper
 }
 
 /*
- * Ends the request as completed (reason NULL or "no data held") or refused, and shreds the
- * user id's key: from here on the reaper cannot tell whose request it was.
+ * Ends the request as completed (reason NULL or "no data held") or refused, shreds the user
+ * id's key and forgets the integrations and accounts it named: from here on the reaper
+ * cannot tell whose request it was.
  */
 static int finish(struct reaper *r, struct cm_pg *pg, const struct job *j, const char *status,
                   const char *reason)
@@ -172,8 +173,8 @@ static int finish(struct reaper *r, struct cm_pg *pg, const struct job *j, const
     if (rc == CM_OK)
         rc = cm_pg_exec(pg,
                         "UPDATE deletion_requests SET status = $2, reason = $3, user_sealed = NULL,"
-                        " last_error = NULL, completed_at = CASE WHEN $2 = 'completed' THEN now()"
-                        " END WHERE id = $1",
+                        " integrations = '[]', last_error = NULL,"
+                        " completed_at = CASE WHEN $2 = 'completed' THEN now() END WHERE id = $1",
                         3, params);
     if (rc == CM_OK)
         rc = cm_keyring_shred(r->keyring, pg, kid, NULL);

@@ -100,7 +100,10 @@ static void disconnect_retries(struct reaper *r, struct cm_pg *pg)
     free(actor);
 }
 
-/* Purges one deleted workspace everywhere; records the counts, and the end when clean. */
+/*
+ * Purges one deleted workspace everywhere; records the counts, and the end when clean (when
+ * the accounts it remembered for the purge are forgotten too).
+ */
 static void purge_workspace(struct reaper *r, struct cm_pg *pg, const char *ws, const char *actor,
                             struct reaper_counts *c)
 {
@@ -133,6 +136,7 @@ static void purge_workspace(struct reaper *r, struct cm_pg *pg, const char *ws, 
         cm_pg_exec(pg,
                    "UPDATE workspace_deletions SET last_error = $3::text,"
                    " purged_at = CASE WHEN $3::text IS NULL THEN now() END,"
+                   " integrations = CASE WHEN $3::text IS NULL THEN '[]' ELSE integrations END,"
                    " deleted = (SELECT coalesce(jsonb_object_agg(k, coalesce((deleted->>k)::bigint,"
                    " 0) + coalesce(($2::jsonb->>k)::bigint, 0)), '{}')"
                    " FROM jsonb_object_keys(deleted || $2::jsonb) AS k) WHERE workspace_id = $1",

@@ -1,0 +1,313 @@
+/*
+ * test_reaper_e2e - the deletion promises against the real suite: webhook-ingest,
+ * token-vault, conversation-router and retention-reaper (ai-suggest's purge subject is a
+ * stand-in until it is in the tree), messages sent through signed webhooks the way Meta
+ * sends them. After Meta's data-deletion callback, and after a workspace's purge, a scan of
+ * every table of every schema finds no row of the deleted account, its contacts or its
+ * messages, and JetStream holds none of its raw events; the other workspace keeps every row.
+ */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "check.h"
+#include "common/crypto.h"
+#include "common/mem.h"
+#include "stack.h"
+
+#define PAGE_A "106000000000711" /* workspace A, deleted through Meta's callback */
+#define PAGE_B "106000000000722" /* workspace B, kept */
+#define PAGE_C "106000000000733" /* workspace C, deleted by its owner */
+
+static struct th_stack st;
+static struct th_proc vault, ingest, router, reaper;
+static natsSubscription *ai_standin;
+static char ws_a[64], ws_b[64], ws_c[64];
+static char int_a[64], int_c[64];
+static long long now_ms_;
+
+/* ai-suggest's purge, as its contract says (it has no suggestion of these workspaces). */
+static void on_ai_purge(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+    (void)sub;
+    (void)arg;
+    natsConnection_PublishString(nc, natsMsg_GetReply(msg),
+                                 "{\"result\":{\"deleted\":{\"suggestions\":0},"
+                                 "\"remaining\":{\"suggestions\":0}}}");
+    natsMsg_Destroy(msg);
+}
+
+static cJSON *run(int want, const char *const *args)
+{
+    cJSON *out = NULL;
+    char *text = NULL;
+    int code = th_stack_domsctl(&st, &out, &text, args);
+
+    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
+              text);
+    free(text);
+    return out;
+}
+
+/* Creates a workspace and connects a Page to it (with the app-scoped id of its owner). */
+static void setup_workspace(char ws[64], const char *name, const char *page, const char *asid,
+                            char integration[64])
+{
+    const char *create[] = {"workspace", "create", "--name", name, NULL};
+    cJSON *out = run(0, create);
+    const char *connect[] = {"integration", "connect",   "--workspace", ws,        "--platform",
+                             "messenger",   "--account", page,          "--token", "short",
+                             "--asid",      asid,        NULL};
+
+    snprintf(ws, 64, "%s", th_json_str(out, "workspace_id", NULL));
+    cJSON_Delete(out);
+    out = run(0, connect);
+    snprintf(integration, 64, "%s", th_json_str(out, "integration_id", NULL));
+    cJSON_Delete(out);
+}
+
+/* A customer's message to a Page, through ingest. */
+static void message(const char *page, const char *psid, const char *mid, const char *text)
+{
+    char body[1024];
+
+    snprintf(body, sizeof(body),
+             "{\"object\":\"page\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
+             "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
+             "\"message\":{\"mid\":\"%s\",\"text\":\"%s\"}}]}]}",
+             page, now_ms_, psid, page, now_ms_ - 60000, mid, text);
+    CHECK_MSG(th_stack_webhook(&st, body) == 200, "webhook %s refused", mid);
+}
+
+static long sql_long(const char *q)
+{
+    char *v = th_stack_sql(&st, q);
+    long n = v ? strtol(v, NULL, 10) : -1;
+
+    free(v);
+    return n;
+}
+
+/* Rows of the router for a workspace: contacts + conversations + messages. */
+static long router_rows(const char *ws)
+{
+    char q[400];
+
+    snprintf(q, sizeof(q),
+             "SELECT (SELECT count(*) FROM router.contacts WHERE workspace_id = '%s') +"
+             " (SELECT count(*) FROM router.conversations WHERE workspace_id = '%s') +"
+             " (SELECT count(*) FROM router.messages WHERE workspace_id = '%s')",
+             ws, ws, ws);
+    return sql_long(q);
+}
+
+static void await_rows(const char *ws, long want)
+{
+    for (int i = 0; i < 200 && router_rows(ws) < want; i++)
+        th_sleep_ms(50);
+    CHECK_INT(router_rows(ws), want);
+}
+
+/*
+ * Rows, in any table of any schema, whose text holds needle. The audit log is left out
+ * when skip_audit: it names integrations by our own ids and is kept 12 months by policy.
+ */
+static long scan(const char *needle, bool skip_audit)
+{
+    char q[1200];
+
+    snprintf(q, sizeof(q),
+             "SELECT coalesce(sum((xpath('/row/c/text()', query_to_xml(format("
+             "'SELECT count(*) AS c FROM %%I.%%I t WHERE row_to_json(t)::text LIKE %%L',"
+             " table_schema, table_name, '%%%s%%'), false, true, '')))[1]::text::bigint), 0)"
+             " FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema"
+             " IN ('public', 'ingest', 'router', 'vault', 'reaper', 'ai')%s",
+             needle,
+             skip_audit ? " AND NOT (table_schema = 'reaper' AND table_name = 'audit_log')" : "");
+    return sql_long(q);
+}
+
+static long stream_count(const char *stream, const char *filter)
+{
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    jsOptions o;
+    long n = 0;
+
+    natsConnection_JetStream(&js, st.nc, NULL);
+    jsOptions_Init(&o);
+    o.Stream.Info.SubjectsFilter = filter;
+    if (js_GetStreamInfo(&si, js, stream, &o, &jerr) == NATS_OK) {
+        for (int i = 0; si->State.Subjects != NULL && i < si->State.Subjects->Count; i++)
+            n += (long)si->State.Subjects->List[i].Msgs;
+        jsStreamInfo_Destroy(si);
+    }
+    jsCtx_Destroy(js);
+    return n;
+}
+
+/* A signed_request as Meta builds it (see test_signed_request.c for the vectors). */
+static char *signed_request(const char *user)
+{
+    char payload[256], enc[400], sig[64];
+    unsigned char mac[CM_SHA256_LEN];
+
+    snprintf(payload, sizeof(payload),
+             "{\"algorithm\":\"HMAC-SHA256\",\"issued_at\":%lld,\"user_id\":\"%s\"}",
+             now_ms_ / 1000, user);
+    cm_base64url_encode(payload, strlen(payload), enc);
+    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), enc, strlen(enc), mac);
+    cm_base64url_encode(mac, sizeof(mac), sig);
+    return cm_xasprintf("signed_request=%s.%s", sig, enc);
+}
+
+static void check_gone(const char *page, const char *integration, const char *const *needles)
+{
+    char filter[96];
+
+    CHECK_MSG(scan(page, false) == 0, "a row still names account %s", page);
+    CHECK_MSG(scan(integration, true) == 0, "a row still names integration %s", integration);
+    for (int i = 0; needles[i] != NULL; i++)
+        CHECK_MSG(scan(needles[i], false) == 0, "a row still holds %s", needles[i]);
+    snprintf(filter, sizeof(filter), "meta.events.messenger.%s.>", page);
+    CHECK_INT(stream_count("META_EVENTS", filter), 0);
+    snprintf(filter, sizeof(filter), "vault.events.integration.%s", integration);
+    CHECK_INT(stream_count("VAULT_EVENTS", filter), 0);
+}
+
+/* --- tests ----------------------------------------------------------------------------- */
+
+static void test_setup(void)
+{
+    char int_b[64];
+
+    setup_workspace(ws_a, "Shop A", PAGE_A, "asid-e2e-a", int_a);
+    setup_workspace(ws_b, "Shop B", PAGE_B, "asid-e2e-b", int_b);
+    setup_workspace(ws_c, "Shop C", PAGE_C, "asid-e2e-c", int_c);
+    message(PAGE_A, "cust-a1", "m_e2e_a1", "alpha one");
+    message(PAGE_A, "cust-a1", "m_e2e_a2", "alpha two");
+    message(PAGE_A, "cust-a2", "m_e2e_a3", "alpha three");
+    message(PAGE_B, "cust-b1", "m_e2e_b1", "bravo one");
+    message(PAGE_C, "cust-c1", "m_e2e_c1", "charlie one");
+    await_rows(ws_a, 2 + 2 + 3);
+    await_rows(ws_b, 3);
+    await_rows(ws_c, 3);
+    CHECK_INT(stream_count("META_EVENTS", "meta.events.messenger." PAGE_A ".>"), 3);
+}
+
+static void test_callback_deletes_at_once(void)
+{
+    static const char *const needles[] = {"cust-a1", "cust-a2", "m_e2e_a1", "m_e2e_a3", NULL};
+    char url[160], *body = signed_request("asid-e2e-a"), *code;
+    const char *headers[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    long b_before = router_rows(ws_b);
+    struct th_resp r;
+    cJSON *out = NULL;
+
+    snprintf(url, sizeof(url), "%s/api/v1/integrations/instagram/data-delete", st.ingest_url);
+    CHECK_INT(th_http(&r, "POST", url, headers, body, strlen(body)), 200);
+    out = cJSON_Parse(r.body.data);
+    code = cm_xstrdup(th_json_str(out, "confirmation_code", NULL)
+                          ? th_json_str(out, "confirmation_code", NULL)
+                          : "none");
+    cJSON_Delete(out);
+    th_resp_cleanup(&r);
+    free(body);
+    for (int i = 0; i < 150; i++) {
+        const char *args[] = {"deletion", "status", code, NULL};
+        out = run(0, args);
+        if (th_json_str(out, "status", NULL) &&
+            strcmp(th_json_str(out, "status", NULL), "completed") == 0)
+            break;
+        cJSON_Delete(out);
+        out = NULL;
+        th_sleep_ms(200);
+    }
+    CHECK_STR(th_json_str(out, "status", NULL), "completed");
+    CHECK(cJSON_IsNull(cJSON_GetObjectItem(out, "reason")));
+    {
+        const cJSON *d = cJSON_GetObjectItem(out, "deleted");
+        CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "messages")), 3);
+        CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "conversations")), 2);
+        CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "contacts")), 2);
+        CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "tokens")), 1);
+        CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "integrations")), 1);
+        CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "raw_events")), 3);
+    }
+    cJSON_Delete(out);
+    free(code);
+    CHECK_INT(router_rows(ws_a), 0);
+    check_gone(PAGE_A, int_a, needles);
+    /* Nothing else touched. */
+    CHECK_INT(router_rows(ws_b), b_before);
+    CHECK(scan(PAGE_B, false) > 0);
+    CHECK_INT(stream_count("META_EVENTS", "meta.events.messenger." PAGE_B ".>"), 1);
+}
+
+static void test_workspace_purge(void)
+{
+    static const char *const needles[] = {"cust-c1", "m_e2e_c1", NULL};
+    const char *del[] = {"workspace", "delete", ws_c, NULL};
+    const char *pass[] = {"retention", "run", NULL};
+    long b_before = router_rows(ws_b);
+    char q[256];
+    cJSON *out;
+
+    out = run(0, del);
+    CHECK(th_json_str(out, "purge_due_at", NULL) != NULL);
+    cJSON_Delete(out);
+    /* Tokens gone at once; the conversations kept until the period is over. */
+    snprintf(q, sizeof(q), "SELECT count(*) FROM vault.tokens WHERE integration_id = '%s'", int_c);
+    CHECK_INT(sql_long(q), 0);
+    CHECK_INT(router_rows(ws_c), 3);
+    out = run(0, pass);
+    CHECK_INT((long)cJSON_GetNumberValue(
+                  cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "messages")),
+              0);
+    cJSON_Delete(out);
+    CHECK_INT(router_rows(ws_c), 3);
+    th_sleep_ms(5000);
+    out = run(0, pass);
+    CHECK_INT((long)cJSON_GetNumberValue(
+                  cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "messages")),
+              1);
+    CHECK_INT((long)cJSON_GetNumberValue(
+                  cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "contacts")),
+              1);
+    cJSON_Delete(out);
+    CHECK_INT(router_rows(ws_c), 0);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.workspaces WHERE id = '%s'", ws_c);
+    CHECK_INT(sql_long(q), 0);
+    check_gone(PAGE_C, int_c, needles);
+    /* The other workspace keeps every row, and still works. */
+    CHECK_INT(router_rows(ws_b), b_before);
+    message(PAGE_B, "cust-b1", "m_e2e_b2", "bravo two");
+    await_rows(ws_b, b_before + 1);
+}
+
+int main(void)
+{
+    const char *const reaper_env[] = {"RETENTION_MESSAGES=5s", "REAPER_INTERVAL=1d", NULL};
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    now_ms_ = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    th_init("reaper_e2e");
+    th_stack_init(&st);
+    natsConnection_Subscribe(&ai_standin, st.nc, "ai.purge", on_ai_purge, NULL);
+    natsConnection_Flush(st.nc);
+    th_stack_start(&st, &vault, "token-vault", NULL);
+    th_stack_start(&st, &ingest, "webhook-ingest", NULL);
+    th_stack_start(&st, &router, "conversation-router", NULL);
+    th_stack_start(&st, &reaper, "retention-reaper", reaper_env);
+
+    RUN(test_setup);
+    RUN(test_callback_deletes_at_once);
+    RUN(test_workspace_purge);
+
+    natsSubscription_Destroy(ai_standin);
+    th_stack_stop(&st);
+    return check_summary();
+}
