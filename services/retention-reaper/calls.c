@@ -85,7 +85,10 @@ void reaper_reply_cleanup(struct reaper_reply *rep)
     rep->result = NULL;
 }
 
-/* The contract's code to ours: unavailable and busy are both "try again later". */
+/*
+ * The contract's code to ours: unavailable and busy are both "try again later", and
+ * refused (a rule of the product) is as final for a deletion as denied.
+ */
 static int from_code(const char *code)
 {
     static const struct {
@@ -114,17 +117,21 @@ int reaper_call(struct reaper *r, const char *subject, cJSON *req, long timeout_
     int rc;
 
     memset(out, 0, sizeof(*out));
+    /* A request on a connection that is down would only wait out its whole timeout. */
     if (!cm_nats_connected(r->svc.nats)) {
         snprintf(out->code, sizeof(out->code), "unavailable");
         snprintf(out->message, sizeof(out->message), "NATS is unreachable");
         return CM_UNAVAIL;
     }
+    /* What the reaper does on its own schedule is audited under its own name. */
     if (cJSON_GetObjectItemCaseSensitive(req, "actor") == NULL)
         cJSON_AddStringToObject(req, "actor", REAPER_SERVICE);
     body = cJSON_PrintUnformatted(req);
     s = natsConnection_RequestString(&reply, cm_nats_conn(r->svc.nats), subject, body, timeout_ms);
     cJSON_free(body);
     if (s != NATS_OK) {
+        /* No responders comes back at once: the service is not running (or not written
+         * yet). Either way the caller must wait for it, never assume its part is done. */
         snprintf(out->code, sizeof(out->code), "unavailable");
         snprintf(out->message, sizeof(out->message), "%s: %s", subject,
                  s == NATS_NO_RESPONDERS ? "no service is answering (no responders)"

@@ -88,6 +88,9 @@ static int claim(struct cm_pg *pg, struct job *j)
     n = cm_pg_ntuples(pg);
     for (int i = 0; i < n; i++)
         ids[i] = strtoll(cm_pg_value(pg, i, 0), NULL, 10);
+    /* The row lock ends with this short transaction; the advisory lock is what keeps the
+     * request ours while it runs (minutes, for a large account) without holding a
+     * transaction open that long, and what a crash releases with the session. */
     rc = CM_NOTFOUND;
     for (int i = 0; i < n && rc == CM_NOTFOUND; i++) {
         const char *params[1] = {j->idtext};
@@ -137,7 +140,10 @@ static void defer(struct cm_pg *pg, const struct job *j, const char *why, int se
     CM_INFO("deletion %lld in progress: %s; retry in %ds", j->id, why, seconds);
 }
 
-/* Adds this round's counts to the request's (a repeat after a crash adds zeros). */
+/*
+ * Adds this round's counts to the request's. Each service reports only what it deleted in
+ * this call, so a repeat after a crash adds zeros and the sum stays right.
+ */
 static int add_counts(struct cm_pg *pg, const struct job *j, const struct reaper_counts *c)
 {
     cJSON *o = reaper_counts_json(c, REAPER_DATA_KINDS);
@@ -243,6 +249,7 @@ static int find(struct reaper *r, struct cm_pg *pg, struct job *j, char *why, si
     if (j->sealed == NULL)
         return CM_OK; /* shredded already: what was found is all there is */
     reaper_deletion_names(j->id, kid, aad);
+    /* The user id is in the clear only for the one request that needs it. */
     cm_buf_init(&plain);
     rc = cm_keyring_open(r->keyring, pg, kid, aad, j->sealed, j->sealed_len, &plain);
     if (rc != CM_OK) {
@@ -277,6 +284,8 @@ static void run(struct reaper *r, struct cm_pg *pg, struct job *j)
     char why[400] = "";
     int rc = find(r, pg, j, why, sizeof(why));
 
+    /* token-vault will never accept this id: retrying would keep the request open forever,
+     * so it ends refused, with a reason the page can show. */
     if (rc == CM_INVALID) {
         if (finish(r, pg, j, "refused", REAPER_REFUSED_UNKNOWN_ID) != CM_OK)
             defer(pg, j, "could not record the refusal", retry_seconds(r));

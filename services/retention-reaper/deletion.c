@@ -57,7 +57,7 @@ void reaper_deletion_names(long long id, char key_id[48], char aad[96])
     snprintf(aad, 96, "reaper.deletion_requests.user_sealed:%lld", id);
 }
 
-/* A user id we can act on: an app-scoped id, which Meta writes with digits. */
+/* A user id we can act on: Meta's are digits; any id token-vault stores as an asid will do. */
 static bool acceptable_user_id(const char *s)
 {
     return reaper_valid_id(s, 64);
@@ -67,23 +67,19 @@ static bool acceptable_user_id(const char *s)
 static int record_refused(struct cm_pg *pg, const char *hash, const char *reason, const char *actor,
                           long long *id)
 {
-    const char *params[1] = {reason};
-    char subject[40], idtext[24];
+    const char *params[2] = {reason, hash};
+    char subject[40];
     int rc = cm_pg_begin(pg);
 
     if (rc == CM_OK)
         rc = cm_pg_exec(pg,
-                        "INSERT INTO deletion_requests (status, reason) VALUES ('refused', $1)"
-                        " RETURNING id",
-                        1, params);
+                        "WITH r AS (INSERT INTO deletion_requests (status, reason)"
+                        " VALUES ('refused', $1) RETURNING id)"
+                        " INSERT INTO deletion_codes (code_hash, request_id) SELECT $2, id FROM r"
+                        " RETURNING request_id",
+                        2, params);
     if (rc == CM_OK) {
         *id = strtoll(cm_pg_value(pg, 0, 0), NULL, 10);
-        snprintf(idtext, sizeof(idtext), "%lld", *id);
-        const char *p2[2] = {hash, idtext};
-        rc = cm_pg_exec(pg, "INSERT INTO deletion_codes (code_hash, request_id) VALUES ($1, $2)", 2,
-                        p2);
-    }
-    if (rc == CM_OK) {
         snprintf(subject, sizeof(subject), "deletion:%lld", *id);
         rc = cm_audit_add(pg, REAPER_SERVICE, actor, "deletion.refused", subject);
     }

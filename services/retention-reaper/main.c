@@ -88,6 +88,7 @@ int main(int argc, char **argv)
 
     cm_service_configure(argc, argv, REAPER_SERVICE, settings, NSETTINGS, &cfg);
     r.cfg = &cfg;
+    /* A bad KEK file is a setting like any other: refused (78) before anything else runs. */
     if (cm_keyring_load(&r.keyring, cfg.base.kek_file, err, sizeof(err)) != CM_OK) {
         fprintf(stderr, "%s: %s\n", REAPER_SERVICE, err);
         cm_settings_cleanup(settings, NSETTINGS, &cfg);
@@ -95,6 +96,7 @@ int main(int argc, char **argv)
     }
     rc = cm_pg_migrate_wait(cfg.base.database_url, REAPER_SCHEMA, migrations,
                             sizeof(migrations) / sizeof(migrations[0]));
+    /* The pepper is needed by the first request: load it before serving any. */
     if (rc == CM_OK)
         rc = reaper_pepper_load(&r);
     if (rc == CM_OK)

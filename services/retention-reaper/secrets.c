@@ -80,6 +80,8 @@ int reaper_pepper_load(struct reaper *r)
     if (r->pepper == NULL)
         abort();
     rc = cm_pg_connect(&pg, r->cfg->base.database_url, REAPER_SCHEMA);
+    /* Open, else create and open again: two replicas starting together both insert, one
+     * row wins, and both then use that one. */
     if (rc == CM_OK) {
         rc = open_pepper(r, pg);
         if (rc == CM_NOTFOUND) {

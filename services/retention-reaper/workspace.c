@@ -36,6 +36,8 @@ static int remember(struct cm_pg *pg, const char *workspace_id, const cJSON *lis
         cJSON_AddItemToArray(keep, o);
     }
     text = cJSON_PrintUnformatted(keep);
+    /* A union: every pass lists again, and an integration must never drop out of the list
+     * before its raw events are purged. */
     {
         const char *params[2] = {workspace_id, text};
         rc = cm_pg_exec(pg,
@@ -111,6 +113,8 @@ static int record(struct reaper *r, struct cm_pg *pg, const char *ws, const char
     int rc;
 
     snprintf(secs, sizeof(secs), "%lld", (long long)r->cfg->retention_messages);
+    /* DO UPDATE (a no-op) rather than DO NOTHING so that a repeat returns the first row's
+     * times; xmax = 0 tells a fresh insert from that repeat, which is not audited twice. */
     rc = cm_pg_begin(pg);
     if (rc == CM_OK)
         rc = cm_pg_exec(
@@ -176,6 +180,8 @@ static void on_delete(struct cm_rpc_call *call, void *arg)
                     cm_err_str(rc));
         return;
     }
+    /* The deletion is recorded: a vault that does not answer now only delays the tokens
+     * to the next pass, still far inside RETENTION_TOKENS. */
     if (reaper_workspace_disconnect(r, call->pg, ws, call->actor, &ended) != CM_OK)
         CM_WARN("workspace %s: integrations will be disconnected by the next pass", ws);
     CM_INFO("workspace %s deleted by %s; %ld integrations disconnected; purge due %s", ws,

@@ -16,6 +16,8 @@
 #include "common/metrics.h"
 #include "ingest.h"
 
+/* Callbacks are rare (a few a day per account); two workers keep one slow answer from
+ * holding up the next, and the bound keeps a flood from queueing without end. */
 #define WORKERS     2
 #define QUEUE_LIMIT 256
 
@@ -67,6 +69,7 @@ static void perform(struct job *j)
     natsStatus s;
 
     j->rc = CM_UNAVAIL;
+    /* Down: answer 503 now, rather than after the whole wait. */
     if (!cm_nats_connected(n)) {
         snprintf(j->message, sizeof(j->message), "NATS is unreachable");
         return;
@@ -162,6 +165,7 @@ void ingest_ask(struct ingest *ing, const char *subject, char *body, ingest_ask_
     j->body = body;
     j->done = done;
     j->arg = arg;
+    /* Counted like a POST waiting for JetStream: a shutdown answers it before it ends. */
     ing->inflight++;
     cm_metrics_set(ing->m_inflight, ing->inflight);
     pthread_mutex_lock(&q->lock);

@@ -88,6 +88,7 @@ static bool verified(struct ingest *ing, struct evhttp_request *req, struct sign
     cm_buf_init(&body);
     cm_httpd_body(req, &body);
     TAILQ_INIT(&form);
+    /* A NUL inside the body would cut the form short of what was signed: refuse it. */
     if (body.len == 0 || strlen(body.data) != body.len ||
         evhttp_parse_query_str(body.data, &form) != 0) {
         cm_buf_cleanup(&body);
@@ -128,6 +129,7 @@ static void deletion_answered(struct ingest *ing, void *arg, const struct ingest
     if (a->rc == CM_INVALID) {
         refuse(ing, w->req, "malformed", a->message);
     } else if (a->rc != CM_OK || code == NULL) {
+        /* Not recorded, so no code: Meta retries a 5xx, and the retry gets one. */
         CM_WARN_ID(w->rid, "data-delete: not recorded (%s); answered 503", a->message);
         cm_httpd_reply_error(ing->svc.httpd, w->req, 503,
                              "the deletion request could not be recorded; retry later");
@@ -273,6 +275,7 @@ static void on_status(struct evhttp_request *req, void *arg)
         cm_httpd_reply_error(ing->svc.httpd, req, 405, "use GET");
         return;
     }
+    /* An impossible code is answered like an unknown one: the page is no oracle. */
     if (code == NULL || *code == '\0' || strlen(code) > 64) {
         free(code);
         not_found(ing, req, json);

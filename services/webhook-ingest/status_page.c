@@ -65,7 +65,8 @@ static const char *str(const cJSON *o, const char *name)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
 }
 
-/* The list of what went, only the kinds with a count. */
+/* The list of what went, only the kinds with a count: a reader wants what was held, not
+ * the list of everything the service could hold. */
 static void put_deleted(struct cm_buf *b, const cJSON *deleted)
 {
     int shown = 0;
@@ -93,6 +94,7 @@ void ingest_status_page(const cJSON *status, struct cm_buf *out)
     cm_buf_puts(out, head);
     if (state == NULL)
         state = "received";
+    /* Each state says what it means for the person, in words, beside the facts. */
     if (strcmp(state, "completed") == 0) {
         cm_buf_printf(out, "<p><span class=\"state completed\">%s</span></p>",
                       no_data ? "Completed: no data held" : "Completed");
@@ -115,6 +117,7 @@ void ingest_status_page(const cJSON *status, struct cm_buf *out)
                          "received this request. The deletion starts at once; this page shows "
                          "when it is complete.</p>");
     }
+    /* The code is in the address already; it names the request, never the person. */
     cm_buf_puts(out, "<dl><dt>Confirmation code</dt><dd>");
     cm_buf_html_escape(out, code ? code : "");
     cm_buf_puts(out, "</dd>");
