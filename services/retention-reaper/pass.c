@@ -71,16 +71,21 @@ static void tokens_due(struct reaper *r, struct cm_pg *pg, struct reaper_counts 
     cJSON_Delete(req);
 }
 
-/* Deleted workspaces whose integrations token-vault could not end at the time. */
-static void disconnect_retries(struct reaper *r, struct cm_pg *pg)
+typedef void (*workspace_fn)(struct reaper *r, struct cm_pg *pg, const char *ws, const char *actor,
+                             struct reaper_counts *c);
+
+/*
+ * Runs fn for each (workspace_id, deleted_by) that sql selects (param: its one parameter, or
+ * NULL). The rows are copied first, since fn runs queries of its own on pg.
+ */
+static void each_workspace(struct reaper *r, struct cm_pg *pg, const char *sql, const char *param,
+                           workspace_fn fn, struct reaper_counts *c)
 {
-    char **ws = NULL, **actor = NULL;
+    const char *params[1] = {param};
+    char **ws, **actor;
     int n;
 
-    if (cm_pg_exec(pg,
-                   "SELECT workspace_id, deleted_by FROM workspace_deletions WHERE NOT tokens_done"
-                   " AND purged_at IS NULL ORDER BY deleted_at LIMIT " REAPER_STR(DUE_BATCH),
-                   0, NULL) != CM_OK)
+    if (cm_pg_exec(pg, sql, param ? 1 : 0, params) != CM_OK)
         return;
     n = cm_pg_ntuples(pg);
     ws = cm_xcalloc((size_t)n + 1, sizeof(char *));
@@ -90,14 +95,23 @@ static void disconnect_retries(struct reaper *r, struct cm_pg *pg)
         actor[i] = cm_xstrdup(cm_pg_value(pg, i, 1));
     }
     for (int i = 0; i < n; i++) {
-        long ended = 0;
-        if (reaper_workspace_disconnect(r, pg, ws[i], actor[i], &ended) == CM_OK)
-            CM_INFO("pass: workspace %s: %ld integrations disconnected", ws[i], ended);
+        fn(r, pg, ws[i], actor[i], c);
         free(ws[i]);
         free(actor[i]);
     }
     free(ws);
     free(actor);
+}
+
+/* A deleted workspace whose integrations token-vault could not end at the time. */
+static void disconnect_retry(struct reaper *r, struct cm_pg *pg, const char *ws, const char *actor,
+                             struct reaper_counts *c)
+{
+    long ended = 0;
+
+    (void)c;
+    if (reaper_workspace_disconnect(r, pg, ws, actor, &ended) == CM_OK)
+        CM_INFO("pass: workspace %s: %ld integrations disconnected", ws, ended);
 }
 
 /*
@@ -158,32 +172,15 @@ static void purge_workspace(struct reaper *r, struct cm_pg *pg, const char *ws, 
 
 static void workspaces_due(struct reaper *r, struct cm_pg *pg, struct reaper_counts *c)
 {
-    char ahead[24], **ws, **actor;
-    const char *params[1] = {ahead};
-    int n;
+    char ahead[24];
 
     snprintf(ahead, sizeof(ahead), "%lld", (long long)lookahead(r, r->cfg->retention_messages));
-    if (cm_pg_exec(
-            pg,
-            "SELECT workspace_id, deleted_by FROM workspace_deletions WHERE purged_at IS NULL"
-            " AND purge_due_at <= now() + make_interval(secs => $1::bigint)"
-            " ORDER BY purge_due_at LIMIT " REAPER_STR(DUE_BATCH),
-            1, params) != CM_OK)
-        return;
-    n = cm_pg_ntuples(pg);
-    ws = cm_xcalloc((size_t)n + 1, sizeof(char *));
-    actor = cm_xcalloc((size_t)n + 1, sizeof(char *));
-    for (int i = 0; i < n; i++) {
-        ws[i] = cm_xstrdup(cm_pg_value(pg, i, 0));
-        actor[i] = cm_xstrdup(cm_pg_value(pg, i, 1));
-    }
-    for (int i = 0; i < n; i++) {
-        purge_workspace(r, pg, ws[i], actor[i], c);
-        free(ws[i]);
-        free(actor[i]);
-    }
-    free(ws);
-    free(actor);
+    each_workspace(
+        r, pg,
+        "SELECT workspace_id, deleted_by FROM workspace_deletions WHERE purged_at IS NULL"
+        " AND purge_due_at <= now() + make_interval(secs => $1::bigint)"
+        " ORDER BY purge_due_at LIMIT " REAPER_STR(DUE_BATCH),
+        ahead, purge_workspace, c);
 }
 
 /* Audit entries past RETENTION_AUDIT, and deletion records kept as long. */
@@ -235,7 +232,10 @@ static int pass(struct reaper *r, struct cm_pg *pg, bool wait, struct reaper_cou
             return CM_CONFLICT; /* another replica's pass is running */
     }
     tokens_due(r, pg, c);
-    disconnect_retries(r, pg);
+    each_workspace(r, pg,
+                   "SELECT workspace_id, deleted_by FROM workspace_deletions WHERE NOT tokens_done"
+                   " AND purged_at IS NULL ORDER BY deleted_at LIMIT " REAPER_STR(DUE_BATCH),
+                   NULL, disconnect_retry, c);
     workspaces_due(r, pg, c);
     audit_due(r, pg, c);
     /* Open data-deletion requests are retried now rather than at their next attempt. */

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "check.h"
@@ -15,178 +14,59 @@
 
 struct rs rs;
 
-/* Meta's token endpoints, enough for token-vault to connect Instagram and Page accounts. */
-static void on_meta(const struct fakehttp_request *req, struct fakehttp_response *resp, void *arg)
-{
-    char *access = fakehttp_query_param(req, "access_token");
-    char *fbx = fakehttp_query_param(req, "fb_exchange_token");
-    char body[512];
-
-    (void)arg;
-    if (strcmp(req->path, "/access_token") == 0)
-        snprintf(body, sizeof(body),
-                 "{\"access_token\":\"IGLL-%s\",\"token_type\":\"bearer\",\"expires_in\":5184000}",
-                 access ? access : "");
-    else if (strcmp(req->path, "/v23.0/oauth/access_token") == 0)
-        snprintf(body, sizeof(body), "{\"access_token\":\"EAAU-%s\",\"expires_in\":5184000}",
-                 fbx ? fbx : "");
-    else
-        snprintf(body, sizeof(body), "{\"access_token\":\"PAGE-%s\",\"id\":\"x\"}",
-                 access ? access : "");
-    fakehttp_json(resp, 200, body);
-    free(access);
-    free(fbx);
-}
-
-static void write_kek(char *path, size_t cap, const char *name, const char *line)
-{
-    FILE *f;
-
-    snprintf(path, cap, "%s/%s.kek", th_tmpdir(), name);
-    f = fopen(path, "w");
-    fputs(line, f);
-    fclose(f);
-    chmod(path, 0600);
-}
-
 void rs_init(void)
 {
-    th_db_create(&rs.db);
-    th_nats_start(&rs.nats);
-    if (fakehttp_start(&rs.meta, on_meta, NULL) != 0)
+    th_stack_init(&rs.st);
+    if (natsConnection_JetStream(&rs.js, rs.st.nc, NULL) != NATS_OK)
         exit(1);
-    write_kek(rs.vault_kek, sizeof(rs.vault_kek), "vault",
-              "1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n");
-    write_kek(rs.reaper_kek, sizeof(rs.reaper_kek), "reaper",
-              "1:cmVhcGVycmVhcGVycmVhcGVycmVhcGVycmVhcGVyMTI=\n");
-    if (natsConnection_ConnectTo(&rs.nc, rs.nats.url) != NATS_OK ||
-        natsConnection_JetStream(&rs.js, rs.nc, NULL) != NATS_OK)
-        exit(1);
-    rs.ingest_port = th_free_port();
-    snprintf(rs.ingest_base, sizeof(rs.ingest_base), "http://127.0.0.1:%d", rs.ingest_port);
 }
 
 void rs_cleanup(void)
 {
     jsCtx_Destroy(rs.js);
-    natsConnection_Destroy(rs.nc);
-    fakehttp_stop(rs.meta);
-    th_nats_stop(&rs.nats);
-}
-
-/* Starts bin with env (freed here) and waits for its /readyz. */
-static void start(struct th_proc *p, const char *bin, char **env, int n, int port)
-{
-    char ready[96];
-
-    env[n] = NULL;
-    th_proc_start(p, bin, NULL, (const char *const *)env);
-    snprintf(ready, sizeof(ready), "http://127.0.0.1:%d/readyz", port);
-    CHECK_MSG(th_wait_http(ready, 200, 30000), "%s never ready", bin);
-    for (int i = 0; i < n; i++)
-        free(env[i]);
+    natsConnection_Destroy(rs.st.nc);
+    fakehttp_stop(rs.st.meta);
+    th_nats_stop(&rs.st.nats);
 }
 
 void rs_start_vault(void)
 {
-    char *dburl = th_db_url(&rs.db, "doms_vault");
-    char *env[16];
-    int n = 0, port = th_free_port();
-
-    env[n++] = cm_xasprintf("DATABASE_URL=%s", dburl);
-    env[n++] = cm_xasprintf("NATS_URL=%s", rs.nats.url);
-    env[n++] = cm_xasprintf("DOMS_KEK_FILE=%s", rs.vault_kek);
-    env[n++] = cm_xasprintf("TOKEN_VAULT_HTTP_LISTEN=127.0.0.1:%d", port);
-    env[n++] = cm_xasprintf("META_GRAPH_URL=%s", fakehttp_url(rs.meta));
-    env[n++] = cm_xasprintf("INSTAGRAM_GRAPH_URL=%s", fakehttp_url(rs.meta));
-    env[n++] = cm_xstrdup("META_APP_ID=app-1");
-    env[n++] = cm_xstrdup("META_APP_SECRET=" RS_APP_SECRET);
-    start(&rs.vault, "token-vault", env, n, port);
-    free(dburl);
+    th_stack_start(&rs.st, &rs.vault, "token-vault", NULL);
 }
 
 void rs_start_reaper(const char *const *extra)
 {
-    char *dburl = th_db_url(&rs.db, "doms_reaper");
-    char *env[32];
-    int n = 0;
+    const char *env[16] = {"REAPER_INTERVAL=1d"};
+    int n = 1;
 
-    rs.reaper_port = th_free_port();
-    env[n++] = cm_xasprintf("DATABASE_URL=%s", dburl);
-    env[n++] = cm_xasprintf("NATS_URL=%s", rs.nats.url);
-    env[n++] = cm_xasprintf("DOMS_KEK_FILE=%s", rs.reaper_kek);
-    env[n++] = cm_xasprintf("RETENTION_REAPER_HTTP_LISTEN=127.0.0.1:%d", rs.reaper_port);
-    env[n++] = cm_xstrdup("LOG_LEVEL=debug");
-    /* The tests drive passes with `domsctl retention run` unless they set an interval. */
-    env[n++] = cm_xstrdup("REAPER_INTERVAL=1d");
-    for (int i = 0; extra != NULL && extra[i] != NULL && n < 30; i++)
-        env[n++] = cm_xstrdup(extra[i]);
-    start(&rs.reaper, "retention-reaper", env, n, rs.reaper_port);
-    free(dburl);
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+        env[n++] = extra[i];
+    env[n] = NULL;
+    rs.reaper_port = th_stack_start(&rs.st, &rs.reaper, "retention-reaper", env);
 }
 
 void rs_start_ingest(void)
 {
-    char *dburl = th_db_url(&rs.db, "doms_ingest");
-    char *env[16];
-    int n = 0;
+    const char *env[] = {"META_APP_SECRET_PREVIOUS=" RS_OLD_SECRET,
+                         "PUBLIC_BASE_URL=https://dms.example.test/", NULL};
 
-    env[n++] = cm_xasprintf("DATABASE_URL=%s", dburl);
-    env[n++] = cm_xasprintf("NATS_URL=%s", rs.nats.url);
-    env[n++] = cm_xasprintf("INGEST_LISTEN=127.0.0.1:%d", rs.ingest_port);
-    env[n++] = cm_xstrdup("META_APP_SECRET=" RS_APP_SECRET);
-    env[n++] = cm_xstrdup("META_APP_SECRET_PREVIOUS=" RS_OLD_SECRET);
-    env[n++] = cm_xstrdup("META_VERIFY_TOKEN=verify");
-    env[n++] = cm_xstrdup("PUBLIC_BASE_URL=https://dms.example.test/");
-    env[n++] = cm_xstrdup("LOG_LEVEL=debug");
-    start(&rs.ingest, "webhook-ingest", env, n, rs.ingest_port);
-    free(dburl);
+    th_stack_start(&rs.st, &rs.ingest, "webhook-ingest", env);
+    snprintf(rs.ingest_base, sizeof(rs.ingest_base), "%s", rs.st.ingest_url);
 }
 
 int rs_domsctl(cJSON **out, char **text, const char *const *args)
 {
-    char nats_env[96];
-    const char *env[] = {nats_env, NULL};
-    const char *argv[20] = {"--json"};
-    char *output = NULL;
-    int n = 1, code;
-
-    snprintf(nats_env, sizeof(nats_env), "NATS_URL=%s", rs.nats.url);
-    for (int i = 0; args[i] != NULL && n < 19; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    code = th_run("domsctl", argv, env, &output);
-    if (out != NULL)
-        *out = cJSON_Parse(output);
-    if (text != NULL)
-        *text = output;
-    else
-        free(output);
-    return code;
+    return th_stack_domsctl(&rs.st, out, text, args);
 }
 
 cJSON *rs_request(const char *subject, const char *body)
 {
-    natsMsg *reply = NULL;
-    cJSON *json = NULL;
-
-    if (natsConnection_RequestString(&reply, rs.nc, subject, body, 30000) == NATS_OK) {
-        json = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-        natsMsg_Destroy(reply);
-    }
-    return json;
+    return th_stack_request(&rs.st, subject, body);
 }
 
 char *rs_sql(const char *q)
 {
-    PGconn *c = th_db_connect(&rs.db, NULL);
-    char err[256] = "";
-    char *v = th_db_value(c, q, err, sizeof(err));
-
-    if (err[0] != '\0')
-        printf("sql error: %s (%s)\n", err, q);
-    PQfinish(c);
-    return v;
+    return th_stack_sql(&rs.st, q);
 }
 
 long rs_sql_long(const char *q)
@@ -234,20 +114,14 @@ char *rs_token(const char *integration_id)
 
 void rs_post_event(const char *account, const char *mid)
 {
-    char body[1024], sig[80], url[128], hdr[120];
-    const char *headers[] = {"Content-Type: application/json", hdr, NULL};
-    struct th_resp r;
+    char body[1024];
 
     snprintf(body, sizeof(body),
              "{\"object\":\"instagram\",\"entry\":[{\"id\":\"%s\",\"time\":1732870000123,"
              "\"messaging\":[{\"sender\":{\"id\":\"990011\"},\"recipient\":{\"id\":\"%s\"},"
              "\"timestamp\":1732870000000,\"message\":{\"mid\":\"%s\",\"text\":\"hello\"}}]}]}",
              account, account, mid);
-    th_sign(RS_APP_SECRET, body, strlen(body), sig);
-    snprintf(hdr, sizeof(hdr), "X-Hub-Signature-256: %s", sig);
-    snprintf(url, sizeof(url), "%s/api/v1/webhooks/meta", rs.ingest_base);
-    CHECK_INT(th_http(&r, "POST", url, headers, body, strlen(body)), 200);
-    th_resp_cleanup(&r);
+    CHECK_INT(th_stack_webhook(&rs.st, body), 200);
 }
 
 long rs_stream_count(const char *stream, const char *filter)
@@ -362,16 +236,16 @@ void rs_fake_start(struct rs_fake *f, const char *subject, const char *deleted_j
     pthread_mutex_init(&f->lock, NULL);
     snprintf(f->subject, sizeof(f->subject), "%s", subject);
     f->deleted = deleted_json;
-    if (natsConnection_Subscribe(&f->sub, rs.nc, subject, on_fake, f) != NATS_OK)
+    if (natsConnection_Subscribe(&f->sub, rs.st.nc, subject, on_fake, f) != NATS_OK)
         exit(1);
-    natsConnection_Flush(rs.nc);
+    natsConnection_Flush(rs.st.nc);
 }
 
 void rs_fake_stop(struct rs_fake *f)
 {
     natsSubscription_Unsubscribe(f->sub);
     natsSubscription_Destroy(f->sub);
-    natsConnection_Flush(rs.nc);
+    natsConnection_Flush(rs.st.nc);
     th_sleep_ms(100); /* a callback in flight finishes */
     cJSON_Delete(f->last);
     f->last = NULL;

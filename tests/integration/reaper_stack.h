@@ -1,8 +1,8 @@
 /*
- * reaper_stack.h - what the retention-reaper integration tests share: a private database
- * and nats-server, the real token-vault (against a local Meta), retention-reaper and
- * webhook-ingest, domsctl, and stand-ins answering on the subjects of the services that are
- * not in this tree (conversation-router, ai-suggest) with the contract's replies.
+ * reaper_stack.h - what the retention-reaper integration tests share, on top of
+ * tests/lib/stack.h: the real token-vault, retention-reaper and webhook-ingest, domsctl,
+ * and stand-ins answering the purge subjects with the contract's replies where a test must
+ * script a service's absence or slowness (and for ai-suggest, not in the tree yet).
  */
 #ifndef TESTS_REAPER_STACK_H
 #define TESTS_REAPER_STACK_H
@@ -12,39 +12,36 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "fakehttp.h"
-#include "harness.h"
+#include "fakemeta.h"
+#include "stack.h"
 
-#define RS_APP_SECRET "reaper-test-app-secret"
+/* The app secrets Meta signs with (the stand-in's, and the previous one of a rotation). */
+#define RS_APP_SECRET FAKEMETA_APP_SECRET
 #define RS_OLD_SECRET "reaper-test-old-secret"
 
+/* The lead's whole-suite stack (tests/lib/stack.h), plus what these tests look at. */
 struct rs {
-    struct th_db db;
-    struct th_nats nats;
-    struct fakehttp *meta;
-    natsConnection *nc;
+    struct th_stack st; /* database, nats-server, Meta's stand-in, the KEK file */
     jsCtx *js;
-    char vault_kek[512];
-    char reaper_kek[512];
     struct th_proc vault;
     struct th_proc reaper;
     struct th_proc ingest;
     int reaper_port;
-    int ingest_port;
     char ingest_base[64];
 };
 
 extern struct rs rs;
 
-/* Database, nats-server, the local Meta, KEK files, a NATS connection. Call after th_init. */
+/* The stack and a JetStream context. Call after th_init. */
 void rs_init(void);
 /* Stops what rs_init started (the daemons must be stopped by the test). */
 void rs_cleanup(void);
 
 void rs_start_vault(void);
-/* Starts the reaper with the settings given ("NAME=value", NULL-terminated) on top of
- * LOG_LEVEL=debug and a long REAPER_INTERVAL; waits until it is ready. */
+/* Starts the reaper with the settings given ("NAME=value", NULL-terminated) on top of the
+ * stack's and a long REAPER_INTERVAL (the tests run passes themselves); waits until ready. */
 void rs_start_reaper(const char *const *extra);
+/* Ingest with the previous app secret set and a public base URL of its own. */
 void rs_start_ingest(void);
 
 /* domsctl --json args...; returns the exit code, *out the parsed output, *text the raw. */

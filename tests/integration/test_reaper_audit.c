@@ -82,7 +82,7 @@ static void test_bounds(void)
     };
     char kek[600];
 
-    snprintf(kek, sizeof(kek), "DOMS_KEK_FILE=%s", rs.reaper_kek);
+    snprintf(kek, sizeof(kek), "DOMS_KEK_FILE=%s", rs.st.kek);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *env[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", kek, cases[i][0], NULL};
         char *out = NULL;
@@ -213,24 +213,11 @@ static void test_tamper(void)
 
 static void test_two_replicas_one_chain(void)
 {
-    char *dburl = th_db_url(&rs.db, "doms_reaper");
-    char *env[8];
+    const char *env[] = {"REAPER_INTERVAL=1d", NULL};
     long before = entries(), n, broken;
-    int port = th_free_port();
     char id[40];
 
-    env[0] = cm_xasprintf("DATABASE_URL=%s", dburl);
-    env[1] = cm_xasprintf("NATS_URL=%s", rs.nats.url);
-    env[2] = cm_xasprintf("DOMS_KEK_FILE=%s", rs.reaper_kek);
-    env[3] = cm_xasprintf("RETENTION_REAPER_HTTP_LISTEN=127.0.0.1:%d", port);
-    env[4] = cm_xstrdup("REAPER_INTERVAL=1d");
-    env[5] = NULL;
-    th_proc_start(&second, "retention-reaper", NULL, (const char *const *)env);
-    {
-        char ready[96];
-        snprintf(ready, sizeof(ready), "http://127.0.0.1:%d/readyz", port);
-        CHECK(th_wait_http(ready, 200, 30000));
-    }
+    th_stack_start(&rs.st, &second, "retention-reaper", env);
     for (int i = 0; i < 200; i++) {
         snprintf(id, sizeof(id), "b%023d", i);
         publish_audit(id, "test.burst", "burst");
@@ -240,9 +227,6 @@ static void test_two_replicas_one_chain(void)
     CHECK_INT(n, entries());
     CHECK_INT(rs_sql_long("SELECT max(seq) - min(seq) + 1 - count(*) FROM reaper.audit_log"), 0);
     CHECK_INT(th_proc_stop(&second), 0);
-    for (int i = 0; i < 5; i++)
-        free(env[i]);
-    free(dburl);
 }
 
 #define KEPT_SEQ                                                                                   \
