@@ -3,14 +3,10 @@
 # committed .clang-format (STYLE.md, convention 14).
 set -euo pipefail
 cd "$1"
-files=$(git ls-files '*.c' '*.h' 2>/dev/null || find libcommon services tests -name '*.[ch]')
-bad=0
-for f in $files; do
-    if ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1; then
-        echo "not formatted: $f (run clang-format -i $f)" >&2
-        bad=$((bad + 1))
-    fi
-done
-total=$(wc -w <<<"$files")
-echo "$((total - bad)) passed, $bad failed"
-exit $((bad > 0))
+mapfile -t files < <(git ls-files '*.c' '*.h' 2>/dev/null || find libcommon services tests -name '*.[ch]')
+bad=$(clang-format --dry-run -Werror "${files[@]}" 2>&1 | grep -o '^[^:]*\.[ch]:' | sort -u || true)
+nbad=$(grep -c . <<<"$bad" || true)
+[[ -z $bad ]] && nbad=0
+for f in $bad; do echo "not formatted: ${f%:} (run clang-format -i ${f%:})" >&2; done
+echo "$((${#files[@]} - nbad)) passed, $nbad failed"
+exit $((nbad > 0))
