@@ -1,0 +1,126 @@
+/*
+ * store.c - the ai schema: one row per suggestion, its draft and audio sealed under the
+ * workspace's data key, written in the same transaction as its suggestion.created event
+ * and its audit record (see ai.h and schema/001_init.sql).
+ *
+ * The additional data binds each sealed value to its row and column, so that a draft
+ * copied to another row, or into the audio column, does not open.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ai.h"
+#include "common/audit.h"
+#include "common/log.h"
+#include "common/outbox.h"
+
+#define INSERT_SQL                                                                                 \
+    "INSERT INTO suggestions (id, workspace_id, integration_id, conversation_id, actor,"           \
+    " provider, model, text_sealed, audio_sealed, audio_type, audio_bytes, latency_ms,"            \
+    " prompt_tokens, completion_tokens, masked_items)"                                             \
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::integer, $12::integer,"                \
+    " $13::integer, $14::integer, $15::integer)"                                                   \
+    " RETURNING to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+/* The event other services show a suggestion by: ids and names, never the text. */
+static int queue_event(struct cm_pg *pg, const struct ai_record *r, const char *created)
+{
+    cJSON *ev = cJSON_CreateObject();
+    char msg_id[64], *payload;
+    int rc;
+
+    cJSON_AddStringToObject(ev, "suggestion_id", r->id);
+    cJSON_AddStringToObject(ev, "conversation_id", r->ctx->conversation_id);
+    cJSON_AddStringToObject(ev, "workspace_id", r->ctx->workspace_id);
+    if (r->ctx->integration_id != NULL)
+        cJSON_AddStringToObject(ev, "integration_id", r->ctx->integration_id);
+    else
+        cJSON_AddNullToObject(ev, "integration_id");
+    cJSON_AddStringToObject(ev, "actor", r->actor);
+    cJSON_AddStringToObject(ev, "provider", r->provider);
+    cJSON_AddStringToObject(ev, "model", r->draft->model);
+    cJSON_AddBoolToObject(ev, "voice", r->audio != NULL);
+    cJSON_AddStringToObject(ev, "created_at", created);
+    payload = cJSON_PrintUnformatted(ev);
+    if (payload == NULL)
+        abort();
+    snprintf(msg_id, sizeof(msg_id), "ai:suggestion:%s", r->id);
+    rc = cm_outbox_add(pg, AI_EVENT_CREATED, msg_id, payload);
+    cJSON_free(payload);
+    cJSON_Delete(ev);
+    return rc;
+}
+
+/* A number for a parameter, or NULL (SQL NULL) when negative: "not said". */
+static const char *num(char *buf, size_t cap, long v)
+{
+    if (v < 0)
+        return NULL;
+    snprintf(buf, cap, "%ld", v);
+    return buf;
+}
+
+int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record *r, char *created,
+                        size_t cap)
+{
+    char kid[160], aad_text[96], aad_audio[96];
+    char n_audio[24], n_latency[24], n_prompt[24], n_completion[24], n_masked[16];
+    struct cm_buf text, audio;
+    int rc;
+
+    snprintf(kid, sizeof(kid), "ws:%s", r->ctx->workspace_id);
+    snprintf(aad_text, sizeof(aad_text), "ai.suggestions.text:%s", r->id);
+    snprintf(aad_audio, sizeof(aad_audio), "ai.suggestions.audio:%s", r->id);
+    cm_buf_init(&text);
+    cm_buf_init(&audio);
+
+    rc = cm_pg_begin(pg);
+    if (rc == CM_OK)
+        rc = cm_keyring_seal(ai->keyring, pg, kid, aad_text, r->draft->text, r->draft->len, &text);
+    if (rc == CM_OK && r->audio != NULL)
+        rc = cm_keyring_seal(ai->keyring, pg, kid, aad_audio, r->audio, r->audio_len, &audio);
+    if (rc == CM_OK) {
+        const char *values[15] = {
+            r->id,
+            r->ctx->workspace_id,
+            r->ctx->integration_id,
+            r->ctx->conversation_id,
+            r->actor,
+            r->provider,
+            r->draft->model,
+            text.data,
+            r->audio != NULL ? audio.data : NULL,
+            r->audio != NULL ? r->audio_type : NULL,
+            r->audio != NULL ? num(n_audio, sizeof(n_audio), (long)r->audio_len) : NULL,
+            num(n_latency, sizeof(n_latency), r->latency_ms),
+            num(n_prompt, sizeof(n_prompt), r->draft->prompt_tokens),
+            num(n_completion, sizeof(n_completion), r->draft->completion_tokens),
+            num(n_masked, sizeof(n_masked), r->masked),
+        };
+        int lengths[15] = {0};
+        int formats[15] = {0};
+        lengths[7] = (int)text.len;
+        formats[7] = 1;
+        lengths[8] = (int)audio.len;
+        formats[8] = 1;
+        rc = cm_pg_exec_params(pg, INSERT_SQL, 15, values, lengths, formats, 0);
+    }
+    if (rc == CM_OK) {
+        snprintf(created, cap, "%s", cm_pg_value(pg, 0, 0));
+        rc = queue_event(pg, r, created);
+    }
+    /* Reading the conversation to draft from it is an access to Platform Data. */
+    if (rc == CM_OK)
+        rc = cm_audit_add(pg, AI_SERVICE, r->actor, "suggestion.create", r->ctx->conversation_id);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(pg);
+    if (rc != CM_OK) {
+        CM_ERROR_ID(r->id, "store: suggestion not stored: %s (%s)", cm_err_str(rc),
+                    cm_pg_error(pg));
+        cm_pg_rollback(pg);
+    }
+    cm_buf_cleanup(&text);
+    cm_buf_cleanup(&audio);
+    return rc;
+}
