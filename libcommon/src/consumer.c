@@ -27,6 +27,7 @@ struct cm_consumer {
     int64_t retry_delay_ms;
     int max_deliver;
     cm_consume_fn fn;
+    cm_consume_batch_fn batch_fn;
     void *arg;
 
     pthread_t thread;
@@ -77,11 +78,11 @@ static void detach(struct cm_consumer *c)
     c->sub = NULL;
 }
 
-static void settle(struct cm_consumer *c, natsMsg *msg)
+static void settle(struct cm_consumer *c, natsMsg *msg, enum cm_consume_result verdict)
 {
     natsStatus s = NATS_OK;
 
-    switch (c->fn(c->arg, msg)) {
+    switch (verdict) {
     case CM_CONSUME_ACK:
         s = natsMsg_Ack(msg, NULL);
         break;
@@ -91,11 +92,40 @@ static void settle(struct cm_consumer *c, natsMsg *msg)
     case CM_CONSUME_TERM:
         s = natsMsg_Term(msg, NULL);
         break;
+    case CM_CONSUME_SETTLED:
+        break;
     }
     if (s != NATS_OK) {
         /* The server redelivers after AckWait; handlers are idempotent for this reason. */
         CM_WARN("consumer %s: acknowledgement not sent: %s", c->durable, natsStatus_GetText(s));
     }
+}
+
+/*
+ * Takes what is pending at once (no_wait, up to the batch size); when nothing is, waits up
+ * to FETCH_WAIT_MS for a single message. A plain batch fetch would hold a lone message
+ * until the batch filled or the wait ran out.
+ */
+static natsStatus fetch(struct cm_consumer *c, natsMsgList *list, jsErrCode *jerr)
+{
+    jsFetchRequest req;
+    natsStatus s;
+
+    jsFetchRequest_Init(&req);
+    req.Batch = c->batch;
+    req.NoWait = true;
+    s = natsSubscription_FetchRequest(list, c->sub, &req);
+    if (s == NATS_OK && list->Count > 0)
+        return s;
+    if (s == NATS_OK)
+        natsMsgList_Destroy(list);
+    if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NOT_FOUND)
+        return s;
+    jsFetchRequest_Init(&req);
+    req.Batch = 1;
+    req.Expires = (int64_t)FETCH_WAIT_MS * 1000000LL;
+    (void)jerr;
+    return natsSubscription_FetchRequest(list, c->sub, &req);
 }
 
 static void *consumer_main(void *arg)
@@ -111,8 +141,8 @@ static void *consumer_main(void *arg)
             pause_ms(c, 1000);
             continue;
         }
-        s = natsSubscription_Fetch(&list, c->sub, c->batch, FETCH_WAIT_MS, &jerr);
-        if (s == NATS_TIMEOUT)
+        s = fetch(c, &list, &jerr);
+        if (s == NATS_TIMEOUT || s == NATS_NOT_FOUND)
             continue;
         if (s != NATS_OK) {
             CM_WARN("consumer %s: fetch: %s (%d); rebinding", c->durable, natsStatus_GetText(s),
@@ -122,8 +152,16 @@ static void *consumer_main(void *arg)
             continue;
         }
         /* Every fetched message is settled, even when stopping: none is left unacked. */
-        for (int i = 0; i < list.Count; i++)
-            settle(c, list.Msgs[i]);
+        if (c->batch_fn != NULL) {
+            enum cm_consume_result *verdicts = cm_xcalloc((size_t)list.Count, sizeof(*verdicts));
+            c->batch_fn(c->arg, list.Msgs, list.Count, verdicts);
+            for (int i = 0; i < list.Count; i++)
+                settle(c, list.Msgs[i], verdicts[i]);
+            free(verdicts);
+        } else {
+            for (int i = 0; i < list.Count; i++)
+                settle(c, list.Msgs[i], c->fn(c->arg, list.Msgs[i]));
+        }
         natsMsgList_Destroy(&list);
     }
     if (c->sub != NULL)
@@ -145,6 +183,7 @@ int cm_consumer_start(struct cm_consumer **out, struct cm_nats *n,
     c->retry_delay_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000;
     c->max_deliver = cfg->max_deliver;
     c->fn = fn;
+    c->batch_fn = cfg->batch_fn;
     c->arg = arg;
     if (pthread_create(&c->thread, NULL, consumer_main, c) != 0) {
         CM_ERROR("consumer %s: cannot start its thread", c->durable);

@@ -8,8 +8,6 @@
 #include "common/nats.h"
 #include "common/pg.h"
 
-#include <errno.h>
-#include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#define BATCH   256
-#define POLL_MS 1000
-#define CHANNEL "doms_outbox"
+#define BATCH          256
+#define BATCH_TEXT     "256"
+#define POLL_MS        50 /* how soon a committed event leaves when the relay is idle */
+#define PUBLISH_WAIT_S 5
 
 struct cm_outbox {
     struct cm_nats *nats;
@@ -34,19 +34,69 @@ struct cm_outbox {
 int cm_outbox_add(struct cm_pg *pg, const char *subject, const char *msg_id, const char *payload)
 {
     const char *params[3] = {subject, msg_id ? msg_id : "", payload};
-    int rc;
 
-    rc = cm_pg_exec(pg, "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)", 3,
-                    params);
-    if (rc == CM_OK)
-        rc = cm_pg_exec(pg, "SELECT pg_notify('" CHANNEL "', current_schema())", 0, NULL);
-    return rc;
+    return cm_pg_exec(pg, "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)", 3,
+                      params);
 }
 
-/* Publishes and deletes one batch in one transaction; returns how many, or an error. */
+/* Completion tracking for one batch of asynchronous publishes. */
+struct batch;
+
+struct slot {
+    struct batch *b;
+    int index;
+};
+
+struct batch {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int pending;
+    bool ok[BATCH];
+    struct slot slots[BATCH];
+};
+
+static void on_published(void *arg, int status, uint64_t seq, bool duplicate)
+{
+    struct slot *s = arg;
+
+    (void)seq;
+    (void)duplicate;
+    pthread_mutex_lock(&s->b->lock);
+    s->b->ok[s->index] = status == CM_OK;
+    s->b->pending--;
+    pthread_cond_signal(&s->b->cond);
+    pthread_mutex_unlock(&s->b->lock);
+}
+
+/* Waits (bounded) until every publish of the batch has completed; false on a timeout. */
+static bool wait_batch(struct batch *b)
+{
+    struct timespec deadline;
+    bool all;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += PUBLISH_WAIT_S + 2;
+    pthread_mutex_lock(&b->lock);
+    while (b->pending > 0) {
+        if (pthread_cond_timedwait(&b->cond, &b->lock, &deadline) != 0)
+            break;
+    }
+    all = b->pending == 0;
+    pthread_mutex_unlock(&b->lock);
+    return all;
+}
+
+/*
+ * Publishes one batch and deletes what JetStream acknowledged, in one transaction that
+ * holds the rows (SKIP LOCKED: each row is one relay's at a time). The publishes are
+ * pipelined on one connection, so each subject keeps its order. Returns how many rows were
+ * taken, or an error.
+ */
 static int relay_batch(struct cm_outbox *ob, struct cm_pg *pg)
 {
-    int rc, n, done = 0;
+    struct batch *b;
+    int rc, n, done = 0, sent = 0;
+    bool complete;
     struct cm_buf ids;
 
     rc = cm_pg_begin(pg);
@@ -54,19 +104,18 @@ static int relay_batch(struct cm_outbox *ob, struct cm_pg *pg)
         return rc;
     rc = cm_pg_exec(pg,
                     "SELECT id, subject, msg_id, payload FROM outbox ORDER BY id"
-                    " LIMIT 256 FOR UPDATE SKIP LOCKED",
+                    " LIMIT " BATCH_TEXT " FOR UPDATE SKIP LOCKED",
                     0, NULL);
     if (rc != CM_OK) {
         cm_pg_rollback(pg);
         return rc;
     }
     n = cm_pg_ntuples(pg);
-    cm_buf_init(&ids);
-    cm_buf_puts(&ids, "{");
-    /* Synchronous publishes: the batch is deleted only once each event is stored. */
+    b = cm_xcalloc(1, sizeof(*b));
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
     for (int i = 0; i < n; i++) {
         const char *id = cm_pg_value(pg, i, 0);
-        const char *subject = cm_pg_value(pg, i, 1);
         const char *given = cm_pg_value(pg, i, 2);
         const char *payload = cm_pg_value(pg, i, 3);
         char msg_id[160];
@@ -75,10 +124,28 @@ static int relay_batch(struct cm_outbox *ob, struct cm_pg *pg)
             snprintf(msg_id, sizeof(msg_id), "%s", given);
         else
             snprintf(msg_id, sizeof(msg_id), "%s:outbox:%s", ob->schema, id);
-        if (cm_nats_publish_sync(ob->nats, subject, msg_id, payload, (int)strlen(payload), NULL) !=
-            CM_OK)
+        b->slots[i].b = b;
+        b->slots[i].index = i;
+        pthread_mutex_lock(&b->lock);
+        b->pending++;
+        pthread_mutex_unlock(&b->lock);
+        if (cm_nats_publish_async(ob->nats, cm_pg_value(pg, i, 1), msg_id, payload,
+                                  (int)strlen(payload), PUBLISH_WAIT_S * 1000, on_published,
+                                  &b->slots[i]) != CM_OK) {
+            pthread_mutex_lock(&b->lock);
+            b->pending--;
+            pthread_mutex_unlock(&b->lock);
             break;
-        cm_buf_printf(&ids, "%s%s", done ? "," : "", id);
+        }
+        sent++;
+    }
+    complete = wait_batch(b);
+    cm_buf_init(&ids);
+    cm_buf_puts(&ids, "{");
+    for (int i = 0; i < sent; i++) {
+        if (!b->ok[i])
+            continue;
+        cm_buf_printf(&ids, "%s%s", done ? "," : "", cm_pg_value(pg, i, 0));
         done++;
     }
     cm_buf_puts(&ids, "}");
@@ -89,6 +156,15 @@ static int relay_batch(struct cm_outbox *ob, struct cm_pg *pg)
     cm_buf_cleanup(&ids);
     if (rc == CM_OK)
         rc = cm_pg_commit(pg);
+    if (complete) {
+        pthread_cond_destroy(&b->cond);
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+    } else {
+        /* A completion is still owed (nats.c's own deadline should prevent this): leave
+         * the batch to it rather than free memory a callback will touch. */
+        CM_WARN("outbox: publishes of %s still unanswered; will retry them", ob->schema);
+    }
     if (rc != CM_OK) {
         cm_pg_rollback(pg);
         return rc;
@@ -96,76 +172,39 @@ static int relay_batch(struct cm_outbox *ob, struct cm_pg *pg)
     if (ob->m_published != NULL)
         cm_metrics_inc(ob->m_published, (uint64_t)done);
     /* A shortfall means NATS failed: report it so the relay pauses. */
-    return done < n ? CM_UNAVAIL : done;
+    return done < n ? CM_UNAVAIL : n;
 }
 
-/* Waits for a NOTIFY on the listening connection, at most POLL_MS. */
-static void wait_notify(struct cm_outbox *ob, PGconn *listen)
+/* Sleeps up to ms, waking early when the relay is stopping. */
+static void pause_ms(struct cm_outbox *ob, int ms)
 {
-    struct pollfd pfd;
-    PGnotify *note;
-
-    if (listen == NULL || PQstatus(listen) != CONNECTION_OK) {
-        for (int i = 0; i < POLL_MS / 50 && !atomic_load(&ob->stopping); i++)
-            poll(NULL, 0, 50);
-        return;
-    }
-    pfd.fd = PQsocket(listen);
-    pfd.events = POLLIN;
-    for (int waited = 0; waited < POLL_MS && !atomic_load(&ob->stopping); waited += 100) {
-        if (poll(&pfd, 1, 100) > 0)
-            break;
-    }
-    PQconsumeInput(listen);
-    while ((note = PQnotifies(listen)) != NULL)
-        PQfreemem(note);
-}
-
-static PGconn *open_listener(const char *url)
-{
-    PGconn *c = PQconnectdb(url);
-    PGresult *r;
-
-    if (PQstatus(c) != CONNECTION_OK) {
-        PQfinish(c);
-        return NULL;
-    }
-    r = PQexec(c, "LISTEN " CHANNEL);
-    PQclear(r);
-    return c;
+    for (int slept = 0; slept < ms && !atomic_load(&ob->stopping); slept += 20)
+        poll(NULL, 0, 20);
 }
 
 static void *relay_main(void *arg)
 {
     struct cm_outbox *ob = arg;
     struct cm_pg *pg = NULL;
-    PGconn *listen = NULL;
 
     if (cm_pg_connect(&pg, ob->db_url, ob->schema) == CM_INVALID)
         return NULL;
     while (!atomic_load(&ob->stopping)) {
         int rc = CM_UNAVAIL;
 
-        if (listen == NULL || PQstatus(listen) != CONNECTION_OK) {
-            if (listen != NULL)
-                PQfinish(listen);
-            listen = open_listener(ob->db_url);
-        }
+        /* Drain everything committed, batch after batch, then look again shortly. */
         if (cm_nats_ready(ob->nats)) {
-            /* Drain everything committed, batch after batch. */
             while ((rc = relay_batch(ob, pg)) == BATCH && !atomic_load(&ob->stopping)) {
             }
         }
         if (rc < 0 && rc != CM_UNAVAIL)
             CM_WARN("outbox: relay of %s failed: %s", ob->schema, cm_pg_error(pg));
-        wait_notify(ob, listen);
+        pause_ms(ob, rc < 0 ? 1000 : POLL_MS);
     }
     /* Last round for what committed before the stop. */
     if (cm_nats_ready(ob->nats))
         while (relay_batch(ob, pg) == BATCH) {
         }
-    if (listen != NULL)
-        PQfinish(listen);
     cm_pg_destroy(pg);
     return NULL;
 }

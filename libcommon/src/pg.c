@@ -145,6 +145,23 @@ int cm_pg_exec_params(struct cm_pg *pg, const char *sql, int n, const char *cons
     return classify(pg);
 }
 
+int cm_pg_exec_simple(struct cm_pg *pg, const char *sql)
+{
+    ExecStatusType st;
+    int rc;
+
+    clear_result(pg);
+    pg->err[0] = '\0';
+    rc = ensure_conn(pg);
+    if (rc != CM_OK)
+        return rc;
+    pg->res = PQexec(pg->conn, sql);
+    st = PQresultStatus(pg->res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return CM_OK;
+    return classify(pg);
+}
+
 int cm_pg_exec(struct cm_pg *pg, const char *sql, int n, const char *const *params)
 {
     return cm_pg_exec_params(pg, sql, n, params, NULL, NULL, 0);

@@ -6,6 +6,7 @@
 #include "common/mem.h"
 
 #include <event2/thread.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -150,6 +151,9 @@ int cm_service_init(struct cm_service *svc, const char *name, const char *schema
     svc->cfg = cfg;
     disable_core_dumps();
     signal(SIGPIPE, SIG_IGN);
+    /* nats.c's threads would each get a malloc arena of their own; two are plenty here
+     * and keep the resident size of a small daemon small. */
+    mallopt(M_ARENA_MAX, 2);
     if (sodium_init() < 0) {
         CM_ERROR("libsodium failed to initialise");
         return CM_ERR;

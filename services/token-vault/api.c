@@ -341,14 +341,15 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
         return;
     }
     /* The audit row commits with the read; losing it in a crash is the only risk of not
-     * waiting for the WAL flush, and it keeps a token fetch off the disk's latency. */
-    rc = cm_pg_begin(call->pg);
-    if (rc == CM_OK)
-        rc = cm_pg_exec(call->pg, "SET LOCAL synchronous_commit TO off", 0, NULL);
+     * waiting for the WAL flush, and it keeps a token fetch off the disk's latency. Four
+     * round trips: begin, the row with its sealed token, the audit row, commit. */
+    rc = cm_pg_exec_simple(call->pg, "BEGIN; SET LOCAL synchronous_commit TO off");
     if (rc == CM_OK)
         rc = cm_pg_exec(call->pg,
-                        "SELECT status, platform, account_id FROM integrations"
-                        " WHERE id = $1",
+                        "SELECT i.status, i.platform, i.account_id, t.sealed,"
+                        " coalesce(extract(epoch FROM t.expires_at)::bigint, 0)"
+                        " FROM integrations i LEFT JOIN tokens t ON t.integration_id = i.id"
+                        " WHERE i.id = $1",
                         1, params);
     if (rc != CM_OK) {
         cm_pg_rollback(call->pg);
@@ -360,7 +361,7 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "not_found", "no integration %s", id);
         return;
     }
-    if (strcmp(cm_pg_value(call->pg, 0, 0), "connected") != 0) {
+    if (strcmp(cm_pg_value(call->pg, 0, 0), "connected") != 0 || cm_pg_is_null(call->pg, 0, 3)) {
         cm_rpc_fail(call, "refused", "integration %s is %s: no token is served", id,
                     cm_pg_value(call->pg, 0, 0));
         cm_pg_rollback(call->pg);
@@ -369,7 +370,12 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
     }
     snprintf(platform, sizeof(platform), "%s", cm_pg_value(call->pg, 0, 1));
     snprintf(account, sizeof(account), "%s", cm_pg_value(call->pg, 0, 2));
-    rc = vault_load_token(v, call->pg, id, &tok);
+    {
+        char *sealed = cm_xstrdup(cm_pg_value(call->pg, 0, 3));
+        int64_t until = strtoll(cm_pg_value(call->pg, 0, 4), NULL, 10);
+        rc = vault_open_token(v, call->pg, id, sealed, until, &tok);
+        free(sealed);
+    }
     if (rc == CM_OK)
         rc = cm_audit_add(call->pg, VAULT_SERVICE, requester, "token.served", id);
     if (rc == CM_OK)

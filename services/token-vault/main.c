@@ -40,7 +40,7 @@ static const struct cm_setting settings[] = {
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
-#define WORKERS   4
+#define WORKERS   8
 
 static void register_metrics(struct vault *v)
 {

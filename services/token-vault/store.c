@@ -55,28 +55,19 @@ int vault_store_token(struct vault *v, struct cm_pg *pg, const char *integration
     return rc;
 }
 
-int vault_load_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
-                     struct vault_token *out)
+int vault_open_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                     const char *sealed_text, int64_t expires_at, struct vault_token *out)
 {
-    const char *params[1] = {integration_id};
     char kid[96], aad[128];
-    unsigned char *raw = NULL;
+    unsigned char *raw;
     size_t raw_len = 0;
     struct cm_buf plain;
     int rc;
 
-    rc = cm_pg_exec(pg,
-                    "SELECT sealed, coalesce(extract(epoch FROM expires_at)::bigint, 0)"
-                    " FROM tokens WHERE integration_id = $1",
-                    1, params);
-    if (rc != CM_OK)
-        return rc;
-    if (cm_pg_ntuples(pg) == 0)
-        return CM_NOTFOUND;
-    raw = PQunescapeBytea((const unsigned char *)cm_pg_value(pg, 0, 0), &raw_len);
+    raw = PQunescapeBytea((const unsigned char *)sealed_text, &raw_len);
     if (raw == NULL)
         return CM_ERR;
-    out->expires_at = strtoll(cm_pg_value(pg, 0, 1), NULL, 10);
+    out->expires_at = expires_at;
     key_id(kid, sizeof(kid), integration_id);
     aad_of(aad, sizeof(aad), integration_id);
     cm_buf_init(&plain);
@@ -90,6 +81,29 @@ int vault_load_token(struct vault *v, struct cm_pg *pg, const char *integration_
         out->token[plain.len] = '\0';
     }
     cm_buf_wipe(&plain);
+    return rc;
+}
+
+int vault_load_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                     struct vault_token *out)
+{
+    const char *params[1] = {integration_id};
+    char *sealed;
+    int64_t expires;
+    int rc;
+
+    rc = cm_pg_exec(pg,
+                    "SELECT sealed, coalesce(extract(epoch FROM expires_at)::bigint, 0)"
+                    " FROM tokens WHERE integration_id = $1",
+                    1, params);
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) == 0)
+        return CM_NOTFOUND;
+    sealed = cm_xstrdup(cm_pg_value(pg, 0, 0));
+    expires = strtoll(cm_pg_value(pg, 0, 1), NULL, 10);
+    rc = vault_open_token(v, pg, integration_id, sealed, expires, out);
+    free(sealed);
     return rc;
 }
 

@@ -84,6 +84,11 @@ int vault_store_event(struct cm_pg *pg, const char *integration_id) CM_MUST_CHEC
 int vault_store_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
                       const struct vault_token *token) CM_MUST_CHECK;
 
+/* Opens a sealed token read as bytea text into out (sodium memory; vault_token_clear). */
+int vault_open_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                     const char *sealed_text, int64_t expires_at,
+                     struct vault_token *out) CM_MUST_CHECK;
+
 /* Opens the integration's token into out (sodium memory; vault_token_clear frees it). */
 int vault_load_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
                      struct vault_token *out) CM_MUST_CHECK;

@@ -399,6 +399,11 @@ static void destroy(struct fakehttp *srv)
 
 int fakehttp_start(struct fakehttp **out, fakehttp_fn handler, void *arg)
 {
+    return fakehttp_start_at(out, 0, handler, arg);
+}
+
+int fakehttp_start_at(struct fakehttp **out, int port, fakehttp_fn handler, void *arg)
+{
     struct fakehttp *srv = cm_xcalloc(1, sizeof(*srv));
     struct evhttp_bound_socket *bound;
     struct sockaddr_in sa;
@@ -423,7 +428,7 @@ int fakehttp_start(struct fakehttp **out, fakehttp_fn handler, void *arg)
                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(srv->http, on_request, srv);
-    bound = evhttp_bind_socket_with_handle(srv->http, "127.0.0.1", 0);
+    bound = evhttp_bind_socket_with_handle(srv->http, "127.0.0.1", (ev_uint16_t)port);
     if (bound == NULL ||
         getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&sa, &len) != 0) {
         fprintf(stderr, "fakehttp: cannot bind 127.0.0.1\n");

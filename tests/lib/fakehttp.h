@@ -62,6 +62,9 @@ typedef void (*fakehttp_fn)(const struct fakehttp_request *req, struct fakehttp_
  */
 int fakehttp_start(struct fakehttp **out, fakehttp_fn handler, void *arg);
 
+/* The same on a given port of 127.0.0.1 (0: any free port). */
+int fakehttp_start_at(struct fakehttp **out, int port, fakehttp_fn handler, void *arg);
+
 /*
  * Stops the server: ends its loop, joins its thread, drops requests still waiting for
  * their delayed answer, closes every connection and frees everything. Accepts NULL.

@@ -142,7 +142,11 @@ static void run_or_die(const char *cmd)
 
 void th_db_create(struct th_db *db)
 {
-    const char *admin = th_getenv("DOMS_TEST_PG_URL");
+    th_db_create_at(db, th_getenv("DOMS_TEST_PG_URL"));
+}
+
+void th_db_create_at(struct th_db *db, const char *admin)
+{
     PQconninfoOption *opts = PQconninfoParse(admin, NULL);
     char sql[256], *cmd;
     PGconn *c;
@@ -175,6 +179,40 @@ void th_db_create(struct th_db *db)
                        admin, db->name);
     run_or_die(cmd);
     free(cmd);
+}
+
+/* Runs one of deploy/local/lib.sh's functions for p's directory and port. */
+static void pg_lib(struct th_pg *p, const char *fn)
+{
+    char *cmd = cm_xasprintf("bash -c '. \"%s/deploy/local/lib.sh\" && %s \"%s\" %d trust' "
+                             ">>'%s.log' 2>&1",
+                             th_getenv("DOMS_SOURCE_DIR"), fn, p->dir, p->port, p->dir);
+    run_or_die(cmd);
+    free(cmd);
+}
+
+void th_pg_start(struct th_pg *p)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->dir, sizeof(p->dir), "%s/pg", tmp_dir);
+    p->port = th_free_port();
+    snprintf(p->admin_url, sizeof(p->admin_url), "postgresql://doms_admin@127.0.0.1:%d/postgres",
+             p->port);
+    pg_lib(p, "doms_pg_start");
+}
+
+void th_pg_stop(struct th_pg *p)
+{
+    char *cmd = cm_xasprintf("bash -c '. \"%s/deploy/local/lib.sh\" && doms_pg_stop \"%s\"' "
+                             ">>'%s.log' 2>&1",
+                             th_getenv("DOMS_SOURCE_DIR"), p->dir, p->dir);
+    run_or_die(cmd);
+    free(cmd);
+}
+
+void th_pg_restart(struct th_pg *p)
+{
+    pg_lib(p, "doms_pg_start");
 }
 
 char *th_db_url(const struct th_db *db, const char *role)

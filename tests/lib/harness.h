@@ -39,6 +39,9 @@ struct th_db {
 /* Drops and recreates database t_<test>, provisioned by deploy/postgres/provision. */
 void th_db_create(struct th_db *db);
 
+/* The same on the PostgreSQL server of admin_url (a private one, see th_pg). */
+void th_db_create_at(struct th_db *db, const char *admin_url);
+
 /* URL for role (e.g. "doms_ingest") in this database; the caller frees it. */
 char *th_db_url(const struct th_db *db, const char *role);
 
@@ -48,6 +51,21 @@ PGconn *th_db_connect(const struct th_db *db, const char *role);
 /* Runs sql as the given connection and returns the first column of the first row as a
  * newly allocated string (free it), or NULL on an error or no rows; err gets the error. */
 char *th_db_value(PGconn *c, const char *sql, char *err, size_t errlen);
+
+/* --- a private PostgreSQL, for tests that stop and restart it ------------------------ */
+
+struct th_pg {
+    char dir[512];
+    int port;
+    char admin_url[160];
+};
+
+/* initdb and start a PostgreSQL of this test's own (deploy/local/lib.sh's doms_pg_start). */
+void th_pg_start(struct th_pg *p);
+/* Stops it (fast shutdown); its data stays. */
+void th_pg_stop(struct th_pg *p);
+/* Starts it again on the same port. */
+void th_pg_restart(struct th_pg *p);
 
 /* --- nats-server ----------------------------------------------------------------------- */
 

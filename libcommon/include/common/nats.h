@@ -89,27 +89,39 @@ enum cm_consume_result {
     CM_CONSUME_ACK = 0, /* done (committed, or deliberately dropped) */
     CM_CONSUME_RETRY,   /* transient failure: redeliver after a delay */
     CM_CONSUME_TERM,    /* poison: never redeliver (dead-letter it before returning) */
+    CM_CONSUME_SETTLED, /* the handler acknowledged or delayed it itself */
 };
 
 /* Handles one message on the consumer's thread. msg is borrowed. */
 typedef enum cm_consume_result (*cm_consume_fn)(void *arg, natsMsg *msg);
 
+/*
+ * Handles a whole fetched batch at once (to commit it in one transaction, say): fills
+ * results[i] for msgs[i]. msgs are borrowed. Set in the config instead of a per-message fn.
+ */
+typedef void (*cm_consume_batch_fn)(void *arg, natsMsg **msgs, int n,
+                                    enum cm_consume_result *results);
+
 struct cm_consumer_cfg {
-    const char *stream;     /* stream name */
-    const char *durable;    /* durable consumer name, shared by replicas */
-    const char *filter;     /* subject filter */
-    int batch;              /* messages per fetch; 0 means 64 */
-    int64_t ack_wait_ms;    /* redelivery after this without an ack; 0 means 30 s */
-    int64_t retry_delay_ms; /* delay for CM_CONSUME_RETRY; 0 means 2 s */
-    int max_deliver;        /* 0 means unlimited */
+    const char *stream;           /* stream name */
+    const char *durable;          /* durable consumer name, shared by replicas */
+    const char *filter;           /* subject filter */
+    int batch;                    /* messages per fetch; 0 means 64 */
+    int64_t ack_wait_ms;          /* redelivery after this without an ack; 0 means 30 s */
+    int64_t retry_delay_ms;       /* delay for CM_CONSUME_RETRY; 0 means 2 s */
+    int max_deliver;              /* 0 means unlimited */
+    cm_consume_batch_fn batch_fn; /* when set, used instead of the per-message fn */
 };
 
 struct cm_consumer;
 
 /*
  * Starts a pull consumer on its own thread: it creates the durable consumer when missing,
- * fetches in batches and calls fn for each message, acknowledging by fn's verdict. It
- * survives disconnects and missing streams by retrying. cfg's strings are copied.
+ * fetches in batches and calls fn for each message (or cfg->batch_fn for each batch),
+ * acknowledging by the verdict. A fetch takes what is available at once, up to the batch
+ * size, and otherwise waits for the next message, so a message waits for no batch to fill.
+ * It survives disconnects and missing streams by retrying. cfg's strings are copied; fn
+ * may be NULL when cfg->batch_fn is set. Several consumers with one durable share the work.
  * Stop and free with cm_consumer_destroy().
  */
 int cm_consumer_start(struct cm_consumer **out, struct cm_nats *n,

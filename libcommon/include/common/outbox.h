@@ -9,7 +9,8 @@
  * event is lost and none is published for a change that rolled back.
  *
  * Replicas share the table; rows are claimed with FOR UPDATE SKIP LOCKED, so each event is
- * published by one relay at a time. A NOTIFY at commit wakes the relays at once.
+ * published by one relay at a time. An idle relay looks every 50 ms (a NOTIFY per event
+ * would serialise the commits of every writer on PostgreSQL's notification lock).
  */
 #ifndef COMMON_OUTBOX_H
 #define COMMON_OUTBOX_H

@@ -54,6 +54,12 @@ long cm_pg_affected(struct cm_pg *pg);
 /* The server's message for the last failure (borrowed), or "". */
 const char *cm_pg_error(struct cm_pg *pg);
 
+/*
+ * Runs sql, which may hold several statements, without parameters (one round trip for
+ * "BEGIN; SET LOCAL ..."). Never with values from outside: use cm_pg_exec for those.
+ */
+int cm_pg_exec_simple(struct cm_pg *pg, const char *sql) CM_MUST_CHECK;
+
 /* Transaction helpers; rollback is safe to call in any state. */
 int cm_pg_begin(struct cm_pg *pg) CM_MUST_CHECK;
 int cm_pg_commit(struct cm_pg *pg) CM_MUST_CHECK;

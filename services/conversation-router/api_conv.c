@@ -1,0 +1,525 @@
+/*
+ * api_conv.c - conversations, messages and replies over NATS (proto/router.md).
+ *
+ * A reply is decided here, inside Meta's rules: only in a conversation the contact
+ * started, only inside the messaging window, only with the HUMAN_AGENT tag between 24
+ * hours and 7 days and then only for a human's own text. It is stored as queued and put
+ * on the ROUTER_SEND work queue in the same transaction (the outbox), to exactly the
+ * conversation's contact; sender.c delivers it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "common/audit.h"
+#include "common/log.h"
+#include "common/outbox.h"
+#include "router.h"
+
+struct conv {
+    char id[64];
+    char ws[128];
+    char integration[64];
+    char platform[16];
+    char contact[64];
+    char status[16];
+    char account[80];
+    int64_t last_inbound_ms; /* 0: the contact never wrote */
+};
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Loads the conversation named in the call and checks the actor's role; false: answered. */
+static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, struct conv *c)
+{
+    const char *id = cm_rpc_str(call, "conversation_id");
+    const char *params[1] = {id};
+
+    if (!router_valid_id(id, 64)) {
+        cm_rpc_fail(call, "invalid", "conversation_id is required");
+        return false;
+    }
+    if (cm_pg_exec(call->pg,
+                   "SELECT c.workspace_id, c.integration_id, c.platform, c.contact_id, c.status,"
+                   " coalesce((extract(epoch FROM c.last_inbound_at) * 1000)::bigint, 0),"
+                   " coalesce(r.account_id, '') FROM conversations c"
+                   " LEFT JOIN routes r ON r.integration_id = c.integration_id WHERE c.id = $1",
+                   1, params) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
+        return false;
+    }
+    if (cm_pg_ntuples(call->pg) == 0) {
+        cm_rpc_fail(call, "not_found", "no conversation %s", id);
+        return false;
+    }
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    snprintf(c->ws, sizeof(c->ws), "%s", cm_pg_value(call->pg, 0, 0));
+    snprintf(c->integration, sizeof(c->integration), "%s", cm_pg_value(call->pg, 0, 1));
+    snprintf(c->platform, sizeof(c->platform), "%s", cm_pg_value(call->pg, 0, 2));
+    snprintf(c->contact, sizeof(c->contact), "%s", cm_pg_value(call->pg, 0, 3));
+    snprintf(c->status, sizeof(c->status), "%s", cm_pg_value(call->pg, 0, 4));
+    c->last_inbound_ms = strtoll(cm_pg_value(call->pg, 0, 5), NULL, 10);
+    snprintf(c->account, sizeof(c->account), "%s", cm_pg_value(call->pg, 0, 6));
+    return router_authorize(call, c->ws, min, live);
+}
+
+/* RFC 3339 UTC with milliseconds, from PostgreSQL. */
+#define RFC3339(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+static void on_conversations_list(struct cm_rpc_call *call, void *arg)
+{
+    const char *ws = cm_rpc_str(call, "workspace_id");
+    const char *params[1] = {ws};
+    int64_t now = now_ms();
+    cJSON *list;
+
+    (void)arg;
+    if (!router_authorize(call, ws, "viewer", false))
+        return;
+    if (cm_pg_exec(call->pg,
+                   "SELECT id, platform, contact_id, status, assignee, " RFC3339(
+                       "last_inbound_at") ", coalesce((extract(epoch FROM last_inbound_at) * "
+                                          "1000)::bigint, 0)"
+                                          " FROM conversations WHERE workspace_id = $1"
+                                          " ORDER BY last_activity_at DESC, id LIMIT 1000",
+                   1, params) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
+        return;
+    }
+    list = cJSON_CreateArray();
+    for (int i = 0; i < cm_pg_ntuples(call->pg); i++) {
+        cJSON *o = cJSON_CreateObject();
+        int64_t last = strtoll(cm_pg_value(call->pg, i, 6), NULL, 10);
+        cJSON_AddStringToObject(o, "conversation_id", cm_pg_value(call->pg, i, 0));
+        cJSON_AddStringToObject(o, "platform", cm_pg_value(call->pg, i, 1));
+        cJSON_AddStringToObject(o, "contact_id", cm_pg_value(call->pg, i, 2));
+        cJSON_AddStringToObject(o, "status", cm_pg_value(call->pg, i, 3));
+        if (cm_pg_is_null(call->pg, i, 4))
+            cJSON_AddNullToObject(o, "assignee");
+        else
+            cJSON_AddStringToObject(o, "assignee", cm_pg_value(call->pg, i, 4));
+        if (cm_pg_is_null(call->pg, i, 5))
+            cJSON_AddNullToObject(o, "last_inbound_at");
+        else
+            cJSON_AddStringToObject(o, "last_inbound_at", cm_pg_value(call->pg, i, 5));
+        cJSON_AddStringToObject(o, "window", router_window_name(router_window_at(now, last)));
+        cJSON_AddItemToArray(list, o);
+    }
+    cm_rpc_reply(call, list);
+}
+
+/* The text of a sealed body, or NULL (unsent, or no text such as an attachment alone). */
+static char *body_text(struct router *r, struct cm_pg *pg, const struct conv *c, const char *id,
+                       const char *sealed)
+{
+    char aad[96], *text = NULL;
+    struct cm_buf plain;
+    cJSON *body;
+
+    snprintf(aad, sizeof(aad), "router.messages.body:%s", id);
+    cm_buf_init(&plain);
+    if (router_open(r, pg, c->ws, c->integration, aad, sealed, &plain) == CM_OK) {
+        body = cJSON_ParseWithLength(plain.data, plain.len);
+        if (cJSON_IsString(cJSON_GetObjectItem(body, "text")))
+            text = cm_xstrdup(cJSON_GetObjectItem(body, "text")->valuestring);
+        cJSON_Delete(body);
+    } else {
+        CM_WARN("message %s does not decrypt", id);
+    }
+    cm_buf_wipe(&plain);
+    return text;
+}
+
+/* Rows of a conversation's messages: id, mid, direction, sealed, sent_at, status. */
+static const char messages_sql[] = "SELECT id, mid, direction, body_sealed, " RFC3339(
+    "sent_at") ", status, body_sealed IS NULL"
+               " FROM messages WHERE conversation_id = $1 ORDER BY sent_at, seq LIMIT 5000";
+
+static void on_messages_list(struct cm_rpc_call *call, void *arg)
+{
+    struct router *r = arg;
+    struct conv c;
+    const char *params[1];
+    struct cm_pg *pg = call->pg;
+    cJSON *list;
+    int n;
+
+    if (!load_conv(call, "viewer", false, &c))
+        return;
+    params[0] = c.id;
+    if (cm_pg_begin(pg) != CM_OK || cm_pg_exec(pg, messages_sql, 1, params) != CM_OK) {
+        cm_pg_rollback(pg);
+        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
+        return;
+    }
+    /* Copy the rows out: opening a value may query the key tables on this connection. */
+    n = cm_pg_ntuples(pg);
+    {
+        char **rows = cm_xcalloc((size_t)n * 7 + 1, sizeof(char *));
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < 7; j++)
+                rows[i * 7 + j] =
+                    cm_pg_is_null(pg, i, j) ? NULL : cm_xstrdup(cm_pg_value(pg, i, j));
+        list = cJSON_CreateArray();
+        for (int i = 0; i < n; i++) {
+            char **row = &rows[i * 7];
+            cJSON *o = cJSON_CreateObject();
+            char *text = NULL;
+            if (row[1] != NULL)
+                cJSON_AddStringToObject(o, "mid", row[1]);
+            else
+                cJSON_AddNullToObject(o, "mid");
+            cJSON_AddStringToObject(o, "direction", row[2]);
+            if (row[3] != NULL)
+                text = body_text(r, pg, &c, row[0], row[3]);
+            if (text != NULL)
+                cJSON_AddStringToObject(o, "text", text);
+            else
+                cJSON_AddNullToObject(o, "text");
+            cJSON_AddStringToObject(o, "sent_at", row[4]);
+            cJSON_AddStringToObject(o, "status", row[5]);
+            free(text);
+            cJSON_AddItemToArray(list, o);
+        }
+        for (int i = 0; i < n * 7; i++)
+            free(rows[i]);
+        free(rows);
+    }
+    /* Reading message content is an audit event, committed with the read. */
+    if (cm_audit_add(pg, ROUTER_SERVICE, call->actor, "messages.read", c.id) != CM_OK ||
+        cm_pg_commit(pg) != CM_OK) {
+        cm_pg_rollback(pg);
+        cJSON_Delete(list);
+        cm_rpc_fail(call, "unavailable", "the read could not be audited; nothing is shown");
+        return;
+    }
+    cm_rpc_reply(call, list);
+}
+
+/* The newest texts that fit the budget, for ai-suggest; refused when AI is off. */
+static void on_context(struct cm_rpc_call *call, void *arg)
+{
+    struct router *r = arg;
+    const cJSON *budget_j = cJSON_GetObjectItemCaseSensitive(call->req, "max_chars");
+    long budget = cJSON_IsNumber(budget_j) ? (long)budget_j->valuedouble : 4000;
+    const char *params[1];
+    struct cm_pg *pg = call->pg;
+    bool ai, mask;
+    struct conv c;
+    cJSON *out, *msgs, *ids;
+    char **rows;
+    int n;
+
+    if (!load_conv(call, "agent", true, &c))
+        return;
+    params[0] = c.ws;
+    if (cm_pg_exec(pg, "SELECT ai, mask_pii FROM workspaces WHERE id = $1", 1, params) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
+        return;
+    }
+    ai = strcmp(cm_pg_value(pg, 0, 0), "t") == 0;
+    mask = strcmp(cm_pg_value(pg, 0, 1), "t") == 0;
+    if (!ai) {
+        cm_rpc_fail(call, "refused", "AI assistance is off for workspace %s", c.ws);
+        return;
+    }
+    params[0] = c.id;
+    if (cm_pg_begin(pg) != CM_OK ||
+        cm_pg_exec(
+            pg,
+            "SELECT id, direction, body_sealed, " RFC3339(
+                "sent_at") " FROM messages WHERE conversation_id = $1 AND body_sealed IS NOT NULL"
+                           " ORDER BY sent_at DESC, seq DESC LIMIT 200",
+            1, params) != CM_OK) {
+        cm_pg_rollback(pg);
+        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
+        return;
+    }
+    n = cm_pg_ntuples(pg);
+    rows = cm_xcalloc((size_t)n * 4 + 1, sizeof(char *));
+    for (int i = 0; i < n * 4; i++)
+        rows[i] = cm_xstrdup(cm_pg_value(pg, i / 4, i % 4));
+    msgs = cJSON_CreateArray();
+    /* Newest first until the budget is spent, then put back in reading order. */
+    for (int i = 0; i < n && budget > 0; i++) {
+        char *text = body_text(r, pg, &c, rows[i * 4], rows[i * 4 + 2]);
+        cJSON *m;
+        if (text == NULL)
+            continue;
+        if ((long)strlen(text) > budget) {
+            free(text);
+            break;
+        }
+        budget -= (long)strlen(text);
+        m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "direction", rows[i * 4 + 1]);
+        cJSON_AddStringToObject(m, "text", text);
+        cJSON_AddStringToObject(m, "sent_at", rows[i * 4 + 3]);
+        cJSON_InsertItemInArray(msgs, 0, m);
+        free(text);
+    }
+    for (int i = 0; i < n * 4; i++)
+        free(rows[i]);
+    free(rows);
+
+    ids = cJSON_CreateArray();
+    params[0] = c.contact;
+    if (cm_pg_exec(pg, "SELECT psid_sealed FROM contacts WHERE id = $1", 1, params) == CM_OK &&
+        cm_pg_ntuples(pg) == 1) {
+        char aad[96], *sealed = cm_xstrdup(cm_pg_value(pg, 0, 0));
+        struct cm_buf psid;
+        snprintf(aad, sizeof(aad), "router.contacts.psid:%s", c.contact);
+        cm_buf_init(&psid);
+        if (router_open(r, pg, c.ws, c.integration, aad, sealed, &psid) == CM_OK)
+            cJSON_AddItemToArray(ids, cJSON_CreateString(psid.data));
+        cm_buf_wipe(&psid);
+        free(sealed);
+    }
+    if (cm_audit_add(pg, ROUTER_SERVICE, call->actor, "messages.read", c.id) != CM_OK ||
+        cm_pg_commit(pg) != CM_OK) {
+        cm_pg_rollback(pg);
+        cJSON_Delete(msgs);
+        cJSON_Delete(ids);
+        cm_rpc_fail(call, "unavailable", "the read could not be audited; nothing is shown");
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "conversation_id", c.id);
+    cJSON_AddStringToObject(out, "workspace_id", c.ws);
+    cJSON_AddStringToObject(out, "integration_id", c.integration);
+    cJSON_AddStringToObject(out, "platform", c.platform);
+    cJSON_AddBoolToObject(out, "ai", ai);
+    cJSON_AddBoolToObject(out, "mask_pii", mask);
+    cJSON_AddItemToObject(out, "contact_ids", ids);
+    cJSON_AddItemToObject(out, "messages", msgs);
+    cm_rpc_reply(call, out);
+}
+
+static void on_assign(struct cm_rpc_call *call, void *arg)
+{
+    const char *user = cm_rpc_str(call, "user");
+    struct conv c;
+    int rc;
+    cJSON *out;
+
+    (void)arg;
+    if (!load_conv(call, "agent", true, &c))
+        return;
+    if (strcmp(c.status, "open") != 0) {
+        cm_rpc_fail(call, "refused", "conversation %s is closed", c.id);
+        return;
+    }
+    {
+        const char *params[2] = {c.ws, user};
+        if (!router_valid_id(user, 128) ||
+            cm_pg_exec(call->pg,
+                       "SELECT 1 FROM members WHERE workspace_id = $1 AND user_id = $2"
+                       " AND role <> 'viewer'",
+                       2, params) != CM_OK ||
+            cm_pg_ntuples(call->pg) == 0) {
+            cm_rpc_fail(call, "invalid", "user must be a member of the workspace who may reply");
+            return;
+        }
+    }
+    rc = cm_pg_begin(call->pg);
+    if (rc == CM_OK) {
+        const char *params[2] = {c.id, user};
+        rc =
+            cm_pg_exec(call->pg, "UPDATE conversations SET assignee = $2 WHERE id = $1", 2, params);
+    }
+    if (rc == CM_OK)
+        rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "conversation.assign", c.id);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(call->pg);
+    if (rc != CM_OK) {
+        cm_pg_rollback(call->pg);
+        cm_rpc_fail(call, "unavailable", "the conversation could not be assigned");
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "conversation_id", c.id);
+    cJSON_AddStringToObject(out, "assignee", user);
+    cm_rpc_reply(call, out);
+}
+
+static void on_close(struct cm_rpc_call *call, void *arg)
+{
+    struct router *r = arg;
+    const char *params[1];
+    struct conv c;
+    int rc;
+    cJSON *out;
+
+    if (!load_conv(call, "agent", false, &c))
+        return;
+    params[0] = c.id;
+    rc = cm_pg_begin(call->pg);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(call->pg,
+                        "UPDATE conversations SET status = 'closed', closed_at = now()"
+                        " WHERE id = $1 AND status = 'open'",
+                        1, params);
+    /* The assignee has room again: a waiting conversation may take it. */
+    if (rc == CM_OK)
+        rc = router_assign_waiting(r, call->pg, c.ws);
+    if (rc == CM_OK)
+        rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "conversation.close", c.id);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(call->pg);
+    if (rc != CM_OK) {
+        cm_pg_rollback(call->pg);
+        cm_rpc_fail(call, "unavailable", "the conversation could not be closed");
+        return;
+    }
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "conversation_id", c.id);
+    cJSON_AddStringToObject(out, "status", "closed");
+    cm_rpc_reply(call, out);
+}
+
+/* Explains a refusal by the window, in words an agent can act on. */
+static bool window_allows(struct cm_rpc_call *call, const struct conv *c, bool human,
+                          bool ai_drafted, bool *tag)
+{
+    enum router_window w = router_window_at(now_ms(), c->last_inbound_ms);
+    double hours = (double)(now_ms() - c->last_inbound_ms) / 3600000.0;
+
+    *tag = false;
+    switch (w) {
+    case ROUTER_WINDOW_NONE:
+        cm_rpc_fail(call, "refused",
+                    "the contact never wrote in this conversation: a business may only answer"
+                    " a conversation the person started");
+        return false;
+    case ROUTER_WINDOW_OPEN:
+        return true;
+    case ROUTER_WINDOW_HUMAN_AGENT:
+        if (!human) {
+            cm_rpc_fail(call, "refused",
+                        "outside the 24-hour messaging window (the customer last wrote %.0f"
+                        " hours ago): only a human agent's reply (--human-agent) may be sent,"
+                        " up to 7 days after the customer's last message",
+                        hours);
+            return false;
+        }
+        if (ai_drafted) {
+            cm_rpc_fail(call, "refused",
+                        "AI-drafted text cannot be sent with the HUMAN_AGENT tag: edit it, or"
+                        " answer within 24 hours of the customer's message");
+            return false;
+        }
+        *tag = true;
+        return true;
+    case ROUTER_WINDOW_CLOSED:
+        break;
+    }
+    cm_rpc_fail(call, "refused",
+                "the messaging window is closed: the customer last wrote %.1f days ago (more"
+                " than 7); Meta allows no reply until they write again",
+                hours / 24.0);
+    return false;
+}
+
+static void on_reply(struct cm_rpc_call *call, void *arg)
+{
+    struct router *r = arg;
+    const char *text = cm_rpc_str(call, "text");
+    const char *suggestion = cm_rpc_str(call, "suggestion_id");
+    bool human = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(call->req, "human_agent"));
+    bool ai_drafted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(call->req, "ai_drafted"));
+    char id[40], aad[96], subject[160];
+    struct cm_buf sealed;
+    struct conv c;
+    bool tag = false;
+    cJSON *body, *out;
+    char *json;
+    int rc;
+
+    if (!load_conv(call, "agent", true, &c))
+        return;
+    if (text == NULL || *text == '\0' || strlen(text) > 2000) {
+        cm_rpc_fail(call, "invalid", "text is required (at most 2000 characters, Meta's limit)");
+        return;
+    }
+    if (c.account[0] == '\0') {
+        cm_rpc_fail(call, "refused", "the conversation's integration is no longer connected");
+        return;
+    }
+    if (!window_allows(call, &c, human, ai_drafted, &tag))
+        return;
+
+    router_new_id("msg", id);
+    snprintf(aad, sizeof(aad), "router.messages.body:%s", id);
+    body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "text", text);
+    json = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    cm_buf_init(&sealed);
+    rc = cm_pg_begin(call->pg);
+    if (rc == CM_OK)
+        rc = router_seal(r, call->pg, c.ws, c.integration, aad, json, strlen(json), &sealed);
+    if (rc == CM_OK) {
+        const char *values[8] = {id,
+                                 c.id,
+                                 c.ws,
+                                 c.platform,
+                                 sealed.data,
+                                 tag ? "true" : "false",
+                                 ai_drafted ? "true" : "false",
+                                 suggestion};
+        const int lengths[8] = {0, 0, 0, 0, (int)sealed.len, 0, 0, 0};
+        const int formats[8] = {0, 0, 0, 0, 1, 0, 0, 0};
+        rc = cm_pg_exec_params(call->pg,
+                               "INSERT INTO messages (id, conversation_id, workspace_id, platform,"
+                               " direction, body_sealed, sent_at, status, human_agent, ai_drafted,"
+                               " suggestion_id) VALUES ($1, $2, $3, $4, 'out', $5, now(),"
+                               " 'queued', $6::boolean, $7::boolean, $8)",
+                               8, values, lengths, formats, 0);
+    }
+    /* Queued for the sender in the same transaction: no reply is lost or sent twice. */
+    if (rc == CM_OK) {
+        char payload[128], msg_id[64];
+        snprintf(subject, sizeof(subject), "router.send.%s", c.account);
+        snprintf(payload, sizeof(payload), "{\"message_id\":\"%s\"}", id);
+        snprintf(msg_id, sizeof(msg_id), "send:%s", id);
+        rc = cm_outbox_add(call->pg, subject, msg_id, payload);
+    }
+    if (rc == CM_OK) {
+        const char *params[1] = {c.id};
+        rc = cm_pg_exec(call->pg, "UPDATE conversations SET last_activity_at = now() WHERE id = $1",
+                        1, params);
+    }
+    if (rc == CM_OK)
+        rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "message.reply", c.id);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(call->pg);
+    cm_buf_cleanup(&sealed);
+    cJSON_free(json);
+    if (rc != CM_OK) {
+        cm_pg_rollback(call->pg);
+        cm_rpc_fail(call, "unavailable", "the reply could not be queued");
+        return;
+    }
+    CM_INFO("reply %s queued in %s by %s%s", id, c.id, call->actor, tag ? " (HUMAN_AGENT)" : "");
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "message_id", id);
+    cJSON_AddStringToObject(out, "status", "queued");
+    cm_rpc_reply(call, out);
+}
+
+void router_api_conv_register(struct router *r)
+{
+    cm_rpc_handle(r->rpc, "router.conversations.list", on_conversations_list, r);
+    cm_rpc_handle(r->rpc, "router.messages.list", on_messages_list, r);
+    cm_rpc_handle(r->rpc, "router.conversation.context", on_context, r);
+    cm_rpc_handle(r->rpc, "router.conversation.assign", on_assign, r);
+    cm_rpc_handle(r->rpc, "router.conversation.close", on_close, r);
+    cm_rpc_handle(r->rpc, "router.reply", on_reply, r);
+}

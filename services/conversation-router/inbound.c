@@ -1,0 +1,248 @@
+/*
+ * inbound.c - Meta's events, from webhook-ingest's stream into conversations.
+ *
+ * A durable pull consumer on META_EVENTS hands over batches; a batch is stored in one
+ * transaction and acknowledged only after the commit. When one event of a batch fails,
+ * the batch is rolled back and its events are taken one by one, so a poison event goes to
+ * the dead letters alone and a transient failure (PostgreSQL down) is retried with nothing
+ * acknowledged.
+ *
+ * Idempotent by construction: messages have a unique key on (platform, mid) and are
+ * inserted on conflict do nothing; a conversation is opened with its own unique index on
+ * (integration, contact) while open. Redeliveries, Meta's duplicates and two routers
+ * consuming the same stream store each message once.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "inbound.h"
+#include "router.h"
+
+/* Deliveries of an event about a message not stored yet before it is dropped. */
+#define MAX_LATER_DELIVERIES 5
+
+struct inbound {
+    struct router *r;
+    struct cm_pg *pg;
+};
+
+/* Meta sends epoch milliseconds; the dashboard's test form sends seconds as a string. */
+static int64_t meta_time_ms(const cJSON *v)
+{
+    double t = 0;
+
+    if (cJSON_IsNumber(v))
+        t = v->valuedouble;
+    else if (cJSON_IsString(v))
+        t = strtod(v->valuestring, NULL);
+    if (t > 0 && t < 1e11)
+        t *= 1000;
+    return (int64_t)t;
+}
+
+static const char *str_in(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b != NULL)
+        v = cJSON_GetObjectItemCaseSensitive(v, b);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+void inbound_parse(struct inbound_event *ev, const cJSON *wrap)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(wrap, "event");
+
+    memset(ev, 0, sizeof(*ev));
+    ev->event = e;
+    ev->platform = str_in(wrap, "platform", NULL);
+    ev->account_id = str_in(wrap, "account_id", NULL);
+    ev->kind = str_in(wrap, "kind", NULL);
+    ev->ts_ms = meta_time_ms(cJSON_GetObjectItemCaseSensitive(e, "timestamp"));
+    ev->sender = str_in(e, "sender", "id");
+    ev->recipient = str_in(e, "recipient", "id");
+    if (ev->kind == NULL)
+        return;
+    if (strcmp(ev->kind, "echo") == 0) {
+        ev->contact = ev->recipient; /* the business wrote to the contact */
+        ev->mid = str_in(e, "message", "mid");
+    } else {
+        ev->contact = ev->sender;
+        if (strcmp(ev->kind, "edit") == 0)
+            ev->mid = str_in(e, "message_edit", "mid");
+        else if (strcmp(ev->kind, "reaction") == 0)
+            ev->mid = str_in(e, "reaction", "mid");
+        else if (strcmp(ev->kind, "postback") == 0)
+            ev->mid = str_in(e, "postback", "mid");
+        else
+            ev->mid = str_in(e, "message", "mid");
+    }
+}
+
+static int deliveries(natsMsg *msg)
+{
+    jsMsgMetaData *meta = NULL;
+    int n = 1;
+
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        n = (int)meta->NumDelivered;
+        jsMsgMetaData_Destroy(meta);
+    }
+    return n;
+}
+
+/* Dead letters: a malformed event is set aside with the reason, never blocks the stream. */
+static void dead_letter(struct router *r, natsMsg *msg, const char *reason)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+    uint64_t seq = 0;
+    jsMsgMetaData *meta = NULL;
+
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        seq = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+    }
+    cJSON_AddStringToObject(o, "reason", reason);
+    cJSON_AddStringToObject(o, "subject", natsMsg_GetSubject(msg));
+    cJSON_AddNumberToObject(o, "stream_seq", (double)seq);
+    text = cJSON_PrintUnformatted(o);
+    if (cm_nats_publish_sync(r->svc.nats, "router.dead.inbound", NULL, text, (int)strlen(text),
+                             NULL) != CM_OK)
+        CM_ERROR("inbound: event seq %llu not dead-lettered: %s", (unsigned long long)seq, reason);
+    else
+        CM_WARN("inbound: event seq %llu dead-lettered: %s", (unsigned long long)seq, reason);
+    cm_metrics_inc(r->m_dead, 1);
+    cJSON_free(text);
+    cJSON_Delete(o);
+}
+
+/* Handles one message inside the open transaction; returns the verdict's basis. */
+static int one(struct inbound *in, natsMsg *msg, enum inbound_outcome *outcome, char *why,
+               size_t cap)
+{
+    cJSON *wrap = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+    struct inbound_event ev;
+    int rc;
+
+    if (!cJSON_IsObject(wrap)) {
+        snprintf(why, cap, "not a JSON object");
+        cJSON_Delete(wrap);
+        return CM_INVALID;
+    }
+    inbound_parse(&ev, wrap);
+    rc = inbound_store(in->r, in->pg, &ev, outcome, why, cap);
+    cJSON_Delete(wrap);
+    if (rc == CM_OK && *outcome == INBOUND_LATER && deliveries(msg) >= MAX_LATER_DELIVERIES) {
+        /* An edit, unsend or reaction of a message that never came: nothing to apply to. */
+        *outcome = INBOUND_IGNORED;
+    }
+    return rc;
+}
+
+static void count(struct router *r, enum inbound_outcome o)
+{
+    switch (o) {
+    case INBOUND_STORED:
+        cm_metrics_inc(r->m_stored, 1);
+        break;
+    case INBOUND_DUPLICATE:
+        cm_metrics_inc(r->m_duplicate, 1);
+        break;
+    case INBOUND_UNROUTED:
+        cm_metrics_inc(r->m_unrouted, 1);
+        break;
+    case INBOUND_IGNORED:
+        cm_metrics_inc(r->m_ignored, 1);
+        break;
+    case INBOUND_LATER:
+        break;
+    }
+}
+
+/* One message in its own transaction: the slow path after a failed batch. */
+static enum cm_consume_result alone(struct inbound *in, natsMsg *msg)
+{
+    enum inbound_outcome outcome = INBOUND_IGNORED;
+    char why[256] = "";
+    int rc = cm_pg_begin(in->pg);
+
+    if (rc == CM_OK)
+        rc = one(in, msg, &outcome, why, sizeof(why));
+    if (rc == CM_OK)
+        rc = cm_pg_commit(in->pg);
+    if (rc != CM_OK)
+        cm_pg_rollback(in->pg);
+    if (rc == CM_INVALID) {
+        dead_letter(in->r, msg, why);
+        return CM_CONSUME_TERM;
+    }
+    if (rc != CM_OK) {
+        CM_WARN("inbound: event not stored, will be redelivered: %s", cm_err_str(rc));
+        return CM_CONSUME_RETRY;
+    }
+    count(in->r, outcome);
+    return outcome == INBOUND_LATER ? CM_CONSUME_RETRY : CM_CONSUME_ACK;
+}
+
+static void on_batch(void *arg, natsMsg **msgs, int n, enum cm_consume_result *results)
+{
+    struct inbound *in = arg;
+    enum inbound_outcome *outcomes = cm_xcalloc((size_t)n, sizeof(*outcomes));
+    int rc = cm_pg_begin(in->pg);
+
+    for (int i = 0; rc == CM_OK && i < n; i++) {
+        char why[256];
+        rc = one(in, msgs[i], &outcomes[i], why, sizeof(why));
+    }
+    if (rc == CM_OK)
+        rc = cm_pg_commit(in->pg);
+    if (rc == CM_OK) {
+        for (int i = 0; i < n; i++) {
+            count(in->r, outcomes[i]);
+            results[i] = outcomes[i] == INBOUND_LATER ? CM_CONSUME_RETRY : CM_CONSUME_ACK;
+        }
+    } else {
+        cm_pg_rollback(in->pg);
+        for (int i = 0; i < n; i++)
+            results[i] = alone(in, msgs[i]);
+    }
+    free(outcomes);
+}
+
+int router_inbound_start(struct router *r)
+{
+    struct inbound *in = cm_xcalloc(1, sizeof(*in));
+    struct cm_consumer_cfg cfg = {
+        .stream = "META_EVENTS",
+        .durable = "conversation-router",
+        .filter = "meta.events.>",
+        .batch = 64,
+        .ack_wait_ms = 60000,
+        .retry_delay_ms = 2000,
+        .batch_fn = on_batch,
+    };
+
+    in->r = r;
+    if (cm_pg_connect(&in->pg, r->cfg->base.database_url, ROUTER_SCHEMA) == CM_INVALID) {
+        free(in);
+        return CM_INVALID;
+    }
+    r->inbound_state = in;
+    return cm_consumer_start(&r->inbound, r->svc.nats, &cfg, NULL, in);
+}
+
+void router_inbound_free(struct router *r)
+{
+    struct inbound *in = r->inbound_state;
+
+    if (in == NULL)
+        return;
+    cm_pg_destroy(in->pg);
+    free(in);
+    r->inbound_state = NULL;
+}

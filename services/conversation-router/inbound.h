@@ -1,0 +1,43 @@
+/*
+ * inbound.h - one Meta event as the router reads it, and what became of it.
+ */
+#ifndef ROUTER_INBOUND_H
+#define ROUTER_INBOUND_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "router.h"
+
+struct inbound_event {
+    const char *platform;   /* messenger | instagram */
+    const char *account_id; /* the business's Page or Instagram account */
+    const char *kind;       /* message, echo, unsend, edit, reaction, read, delivery, ... */
+    const char *sender;
+    const char *recipient;
+    const char *contact; /* the customer's PSID or IGSID */
+    const char *mid;     /* the message the event is about, when it has one */
+    int64_t ts_ms;       /* Meta's timestamp */
+    const cJSON *event;  /* Meta's event object, borrowed */
+};
+
+enum inbound_outcome {
+    INBOUND_STORED,    /* a change was stored */
+    INBOUND_DUPLICATE, /* already held: nothing to do */
+    INBOUND_UNROUTED,  /* no connected integration for the account: discarded */
+    INBOUND_IGNORED,   /* a kind the router keeps nothing of */
+    INBOUND_LATER,     /* about a message not stored yet: redeliver later */
+};
+
+/* Reads the wrapper ingest published (proto/meta-events.md). Pointers borrow from wrap. */
+void inbound_parse(struct inbound_event *ev, const cJSON *wrap);
+
+/*
+ * Stores ev inside the caller's open transaction on pg. Returns CM_OK with *outcome set,
+ * CM_INVALID with why set for an event that can never be stored (dead-letter it), or
+ * another error for a transient failure (roll back, redeliver).
+ */
+int inbound_store(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
+                  enum inbound_outcome *outcome, char *why, size_t cap) CM_MUST_CHECK;
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * conversation-router: Meta's events into encrypted conversations, assigned to agents;
+ * replies out through the Send API within the messaging window. Settings, the loop and
+ * signals live here; inbound.c and store.c consume the events, routes.c keeps the routes,
+ * assign.c assigns, api*.c serve the requests, sender.c sends, purge.c deletes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/audit.h"
+#include "common/log.h"
+#include "common/outbox.h"
+#include "router.h"
+
+extern const char doms_embed_001_init[];
+
+static const struct cm_migration migrations[] = {
+    {1, "init", doms_embed_001_init},
+    {2, "data keys", cm_keyring_schema_sql},
+    {3, "outbox", CM_OUTBOX_SCHEMA_SQL},
+};
+
+static const struct cm_setting settings[] = {
+    CM_BASE_SETTINGS(struct router_cfg, base),
+    CM_KEK_SETTING(struct router_cfg, base),
+    {"CONVERSATION_ROUTER_HTTP_LISTEN", CM_SET_LISTEN, offsetof(struct router_cfg, listen),
+     "127.0.0.1:8081", 0, 0, 0, NULL, "address of /healthz, /readyz, /metrics"},
+    {"META_GRAPH_URL", CM_SET_URL, offsetof(struct router_cfg, graph_url),
+     "https://graph.facebook.com", 0, 0, 0, NULL, "Facebook Graph API base URL (Messenger)"},
+    {"INSTAGRAM_GRAPH_URL", CM_SET_URL, offsetof(struct router_cfg, ig_graph_url),
+     "https://graph.instagram.com", 0, 0, 0, NULL, "Instagram Graph API base URL"},
+    {"META_GRAPH_VERSION", CM_SET_STR, offsetof(struct router_cfg, graph_version), "v23.0", 0, 0, 0,
+     NULL, "Graph API version in paths"},
+    {"SEND_MAX_ATTEMPTS", CM_SET_INT, offsetof(struct router_cfg, send_max_attempts), "8", 0, 1,
+     100, NULL, "attempts of a reply before it fails and is dead-lettered"},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+#define WORKERS   4
+
+static void register_metrics(struct router *r)
+{
+    struct cm_metrics *m = r->svc.metrics;
+    const char *h = "Inbound Meta events, by outcome";
+
+    r->m_stored = cm_metrics_counter(m, "router_events_total", "outcome=\"stored\"", h);
+    r->m_duplicate = cm_metrics_counter(m, "router_events_total", "outcome=\"duplicate\"", h);
+    r->m_unrouted = cm_metrics_counter(m, "router_events_total", "outcome=\"unrouted\"", h);
+    r->m_ignored = cm_metrics_counter(m, "router_events_total", "outcome=\"ignored\"", h);
+    r->m_dead = cm_metrics_counter(m, "router_dead_letters_total", NULL,
+                                   "Events and replies set aside as dead letters");
+    h = "Replies to Meta's Send API, by outcome";
+    r->m_sent = cm_metrics_counter(m, "router_replies_total", "outcome=\"sent\"", h);
+    r->m_send_failed = cm_metrics_counter(m, "router_replies_total", "outcome=\"failed\"", h);
+    r->m_send_retried = cm_metrics_counter(m, "router_replies_total", "outcome=\"retried\"", h);
+}
+
+/* The router's own streams: the send work queue, dead letters, assignment events. */
+static int ensure_streams(struct cm_nats *n, void *arg)
+{
+    static const char *send[] = {ROUTER_SEND_SUBJECTS};
+    static const char *dead[] = {ROUTER_DEAD_SUBJECTS};
+    static const char *events[] = {ROUTER_EVENTS_SUBJECTS};
+    jsStreamConfig cfg;
+    int rc;
+
+    (void)arg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = ROUTER_SEND_STREAM;
+    cfg.Subjects = send;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = js_WorkQueuePolicy;
+    cfg.Duplicates = 10LL * 60 * 1000000000LL;
+    rc = cm_nats_stream_ensure(n, &cfg);
+    if (rc != CM_OK)
+        return rc;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = ROUTER_DEAD_STREAM;
+    cfg.Subjects = dead;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.MaxAge = 30LL * 86400 * 1000000000LL;
+    rc = cm_nats_stream_ensure(n, &cfg);
+    if (rc != CM_OK)
+        return rc;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = ROUTER_EVENTS_STREAM;
+    cfg.Subjects = events;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.MaxAge = 7LL * 86400 * 1000000000LL;
+    cfg.Duplicates = 10LL * 60 * 1000000000LL;
+    return cm_nats_stream_ensure(n, &cfg);
+}
+
+static void on_shutdown(struct cm_service *svc, void *arg)
+{
+    (void)arg;
+    cm_service_done(svc);
+}
+
+static int start(struct router *r)
+{
+    int rc;
+
+    register_metrics(r);
+    cm_nats_on_connect(r->svc.nats, ensure_streams, r);
+    cm_nats_on_connect(r->svc.nats, cm_audit_stream_ensure, NULL);
+    rc = router_keys_create(&r->keys);
+    if (rc == CM_OK)
+        rc = cm_rpc_create(&r->rpc, r->svc.nats, ROUTER_SERVICE, r->cfg->base.database_url,
+                           ROUTER_SCHEMA, WORKERS, r->svc.metrics);
+    if (rc == CM_OK) {
+        router_api_register(r);
+        router_api_conv_register(r);
+        router_purge_register(r);
+        rc = cm_rpc_start(r->rpc);
+    }
+    if (rc == CM_OK)
+        rc = cm_outbox_start(&r->outbox, r->svc.nats, r->cfg->base.database_url, ROUTER_SCHEMA,
+                             r->svc.metrics);
+    if (rc == CM_OK)
+        rc = router_routes_start(r);
+    if (rc == CM_OK)
+        rc = router_inbound_start(r);
+    if (rc == CM_OK)
+        rc = router_senders_start(r);
+    return rc;
+}
+
+/* Stops taking work first, then the threads that publish, then NATS itself. */
+static void stop(struct router *r)
+{
+    cm_rpc_destroy(r->rpc);
+    cm_consumer_destroy(r->inbound);
+    router_inbound_free(r);
+    cm_consumer_destroy(r->routes);
+    cm_pg_destroy(r->routes_pg);
+    for (int i = 0; i < 2; i++)
+        cm_consumer_destroy(r->senders[i]);
+    router_senders_free(r);
+    cm_outbox_destroy(r->outbox);
+    router_keys_destroy(r->keys);
+}
+
+int main(int argc, char **argv)
+{
+    static struct router_cfg cfg;
+    static struct router r;
+    char err[512];
+    int rc;
+
+    cm_service_configure(argc, argv, ROUTER_SERVICE, settings, NSETTINGS, &cfg);
+    r.cfg = &cfg;
+    if (cm_keyring_load(&r.keyring, cfg.base.kek_file, err, sizeof(err)) != CM_OK) {
+        fprintf(stderr, "%s: %s\n", ROUTER_SERVICE, err);
+        cm_settings_cleanup(settings, NSETTINGS, &cfg);
+        return CM_EXIT_CONFIG;
+    }
+    rc = cm_pg_migrate_wait(cfg.base.database_url, ROUTER_SCHEMA, migrations,
+                            sizeof(migrations) / sizeof(migrations[0]));
+    if (rc == CM_OK)
+        rc = cm_service_init(&r.svc, ROUTER_SERVICE, ROUTER_SCHEMA, &cfg.base, cfg.listen, 0);
+    if (rc == CM_OK)
+        rc = start(&r);
+    if (rc == CM_OK) {
+        cm_service_on_shutdown(&r.svc, on_shutdown, &r);
+        rc = cm_service_run(&r.svc);
+    }
+    stop(&r);
+    cm_service_cleanup(&r.svc);
+    cm_keyring_destroy(r.keyring);
+    cm_settings_cleanup(settings, NSETTINGS, &cfg);
+    if (rc != CM_OK) {
+        CM_ERROR("stopped: %s", cm_err_str(rc));
+        return rc == CM_INVALID ? CM_EXIT_CONFIG : 1;
+    }
+    CM_INFO("stopped");
+    return 0;
+}

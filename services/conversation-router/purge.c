@@ -1,0 +1,251 @@
+/*
+ * purge.c - router.workspace.delete and router.purge: the router's slice of a deletion
+ * (proto/purge.md). retention-reaper decides when; this first crypto-shreds (destroys the
+ * data keys, so even backups of the rows are unreadable), then deletes in batches of a few
+ * thousand rows, each its own short transaction so ingest and replies never wait long, then
+ * counts what is left.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/audit.h"
+#include "common/log.h"
+#include "router.h"
+
+#define BATCH "5000"
+
+static void on_workspace_delete(struct cm_rpc_call *call, void *arg)
+{
+    const char *ws = cm_rpc_str(call, "workspace_id");
+    const char *params[1] = {ws};
+    int rc;
+    cJSON *out;
+
+    (void)arg;
+    if (!router_authorize(call, ws, "owner", false))
+        return;
+    rc = cm_pg_begin(call->pg);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(call->pg,
+                        "UPDATE workspaces SET status = 'deleted', deleted_at = now()"
+                        " WHERE id = $1 AND status = 'active'",
+                        1, params);
+    if (rc == CM_OK && cm_pg_affected(call->pg) == 1)
+        rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "workspace.delete", ws);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(call->pg,
+                        "SELECT to_char(deleted_at AT TIME ZONE 'UTC',"
+                        " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM workspaces WHERE id = $1",
+                        1, params);
+    if (rc == CM_OK) {
+        out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "workspace_id", ws);
+        cJSON_AddStringToObject(out, "deleted_at", cm_pg_value(call->pg, 0, 0));
+        rc = cm_pg_commit(call->pg);
+        if (rc == CM_OK) {
+            CM_INFO("workspace %s deleted by %s", ws, call->actor);
+            cm_rpc_reply(call, out);
+            return;
+        }
+        cJSON_Delete(out);
+    }
+    cm_pg_rollback(call->pg);
+    cm_rpc_fail(call, "unavailable", "the workspace could not be deleted");
+}
+
+/* Runs a DELETE of at most BATCH rows until none is left; adds the count to *n. */
+static int delete_batches(struct cm_pg *pg, const char *sql, int nparams, const char *const *params,
+                          long *n)
+{
+    for (;;) {
+        int rc = cm_pg_exec(pg, sql, nparams, params);
+        if (rc != CM_OK)
+            return rc;
+        if (cm_pg_affected(pg) == 0)
+            return CM_OK;
+        *n += cm_pg_affected(pg);
+    }
+}
+
+/* Destroys every data key whose id starts with prefix. */
+static int shred_prefix(struct router *r, struct cm_pg *pg, const char *prefix, long *keys)
+{
+    const char *params[1] = {prefix};
+    char **ids;
+    int n, rc;
+
+    rc = cm_pg_exec(pg, "SELECT DISTINCT key_id FROM data_keys WHERE left(key_id, length($1)) = $1",
+                    1, params);
+    if (rc != CM_OK)
+        return rc;
+    n = cm_pg_ntuples(pg);
+    ids = cm_xcalloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++)
+        ids[i] = cm_xstrdup(cm_pg_value(pg, i, 0));
+    for (int i = 0; i < n && rc == CM_OK; i++) {
+        long destroyed = 0;
+        rc = cm_keyring_shred(r->keyring, pg, ids[i], &destroyed);
+        *keys += destroyed;
+    }
+    for (int i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rc;
+}
+
+struct counts {
+    long contacts, conversations, messages, keys;
+    long left_contacts, left_conversations, left_messages;
+};
+
+static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, struct counts *c)
+{
+    const char *params[1] = {ws};
+    char prefix[160];
+    int rc;
+
+    /* Keys first: from here on nothing of the workspace can be read, whatever remains. */
+    snprintf(prefix, sizeof(prefix), "ws:%s", ws);
+    rc = shred_prefix(r, pg, prefix, &c->keys);
+    router_keys_forget(r, ws);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg, "DELETE FROM index_keys WHERE workspace_id = $1", 1, params);
+    if (rc == CM_OK)
+        rc = delete_batches(pg,
+                            "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+                            " WHERE workspace_id = $1 LIMIT " BATCH ")",
+                            1, params, &c->messages);
+    if (rc == CM_OK)
+        rc = delete_batches(pg,
+                            "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations"
+                            " WHERE workspace_id = $1 LIMIT " BATCH ")",
+                            1, params, &c->conversations);
+    if (rc == CM_OK)
+        rc = delete_batches(pg,
+                            "DELETE FROM contacts WHERE id IN (SELECT id FROM contacts"
+                            " WHERE workspace_id = $1 LIMIT " BATCH ")",
+                            1, params, &c->contacts);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg, "DELETE FROM routes WHERE workspace_id = $1", 1, params);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg, "DELETE FROM members WHERE workspace_id = $1", 1, params);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg, "DELETE FROM workspaces WHERE id = $1 AND status = 'deleted'", 1,
+                        params);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg,
+                        "SELECT (SELECT count(*) FROM contacts WHERE workspace_id = $1),"
+                        " (SELECT count(*) FROM conversations WHERE workspace_id = $1),"
+                        " (SELECT count(*) FROM messages WHERE workspace_id = $1)",
+                        1, params);
+    if (rc == CM_OK) {
+        c->left_contacts += atol(cm_pg_value(pg, 0, 0));
+        c->left_conversations += atol(cm_pg_value(pg, 0, 1));
+        c->left_messages += atol(cm_pg_value(pg, 0, 2));
+    }
+    return rc;
+}
+
+static int purge_integration(struct router *r, struct cm_pg *pg, const char *integration,
+                             struct counts *c)
+{
+    const char *params[1] = {integration};
+    char prefix[160];
+    int rc;
+
+    rc = cm_pg_exec(pg,
+                    "SELECT workspace_id FROM conversations WHERE integration_id = $1"
+                    " UNION SELECT workspace_id FROM contacts WHERE integration_id = $1"
+                    " UNION SELECT workspace_id FROM routes WHERE integration_id = $1 LIMIT 1",
+                    1, params);
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) > 0) {
+        snprintf(prefix, sizeof(prefix), "ws:%s:int:%s", cm_pg_value(pg, 0, 0), integration);
+        rc = shred_prefix(r, pg, prefix, &c->keys);
+    }
+    if (rc == CM_OK)
+        rc = delete_batches(pg,
+                            "DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m JOIN"
+                            " conversations c ON c.id = m.conversation_id WHERE c.integration_id"
+                            " = $1 LIMIT " BATCH ")",
+                            1, params, &c->messages);
+    if (rc == CM_OK)
+        rc = delete_batches(pg,
+                            "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations"
+                            " WHERE integration_id = $1 LIMIT " BATCH ")",
+                            1, params, &c->conversations);
+    if (rc == CM_OK)
+        rc = delete_batches(pg,
+                            "DELETE FROM contacts WHERE id IN (SELECT id FROM contacts"
+                            " WHERE integration_id = $1 LIMIT " BATCH ")",
+                            1, params, &c->contacts);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg, "DELETE FROM routes WHERE integration_id = $1", 1, params);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg,
+                        "SELECT (SELECT count(*) FROM contacts WHERE integration_id = $1),"
+                        " (SELECT count(*) FROM conversations WHERE integration_id = $1),"
+                        " (SELECT count(*) FROM messages m JOIN conversations c"
+                        " ON c.id = m.conversation_id WHERE c.integration_id = $1)",
+                        1, params);
+    if (rc == CM_OK) {
+        c->left_contacts += atol(cm_pg_value(pg, 0, 0));
+        c->left_conversations += atol(cm_pg_value(pg, 0, 1));
+        c->left_messages += atol(cm_pg_value(pg, 0, 2));
+    }
+    return rc;
+}
+
+static void on_purge(struct cm_rpc_call *call, void *arg)
+{
+    struct router *r = arg;
+    const char *scope = cm_rpc_str(call, "scope");
+    const char *ws = cm_rpc_str(call, "workspace_id");
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(call->req, "integration_ids");
+    struct counts c = {0};
+    cJSON *out, *deleted, *remaining;
+    int rc = CM_OK;
+
+    if (scope != NULL && strcmp(scope, "workspace") == 0 && router_valid_id(ws, 128)) {
+        rc = purge_workspace(r, call->pg, ws, &c);
+    } else if (scope != NULL && strcmp(scope, "integration") == 0 && cJSON_IsArray(ids)) {
+        const cJSON *id;
+        cJSON_ArrayForEach(id, ids)
+        {
+            if (rc == CM_OK && cJSON_IsString(id) && router_valid_id(id->valuestring, 64))
+                rc = purge_integration(r, call->pg, id->valuestring, &c);
+        }
+    } else if (scope == NULL || strcmp(scope, "due") != 0) {
+        cm_rpc_fail(call, "invalid",
+                    "scope must be workspace (with workspace_id), integration"
+                    " (with integration_ids) or due");
+        return;
+    }
+    if (rc == CM_OK && (c.messages || c.conversations || c.contacts))
+        rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "purge", ws ? ws : "integrations");
+    if (rc != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "purge interrupted: %s; repeat it", cm_err_str(rc));
+        return;
+    }
+    if (c.messages || c.conversations || c.contacts)
+        CM_INFO("purge (%s) by %s: %ld messages, %ld conversations, %ld contacts, %ld keys", scope,
+                call->actor, c.messages, c.conversations, c.contacts, c.keys);
+    out = cJSON_CreateObject();
+    deleted = cJSON_AddObjectToObject(out, "deleted");
+    cJSON_AddNumberToObject(deleted, "contacts", (double)c.contacts);
+    cJSON_AddNumberToObject(deleted, "conversations", (double)c.conversations);
+    cJSON_AddNumberToObject(deleted, "messages", (double)c.messages);
+    remaining = cJSON_AddObjectToObject(out, "remaining");
+    cJSON_AddNumberToObject(remaining, "contacts", (double)c.left_contacts);
+    cJSON_AddNumberToObject(remaining, "conversations", (double)c.left_conversations);
+    cJSON_AddNumberToObject(remaining, "messages", (double)c.left_messages);
+    cm_rpc_reply(call, out);
+}
+
+void router_purge_register(struct router *r)
+{
+    cm_rpc_handle(r->rpc, "router.workspace.delete", on_workspace_delete, r);
+    cm_rpc_handle(r->rpc, "router.purge", on_purge, r);
+}

@@ -1,0 +1,166 @@
+/*
+ * router.h - conversation-router: every inbound DM becomes an encrypted message in its
+ * workspace's conversation, assigned to an agent; every reply goes out through Meta's
+ * Send API inside the messaging window.
+ */
+#ifndef ROUTER_ROUTER_H
+#define ROUTER_ROUTER_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/keyring.h"
+#include "common/rpc.h"
+#include "common/service.h"
+
+#define ROUTER_SERVICE "conversation-router"
+#define ROUTER_SCHEMA  "router"
+
+/* Outbound work queue and its dead letters. */
+#define ROUTER_SEND_STREAM   "ROUTER_SEND"
+#define ROUTER_SEND_SUBJECTS "router.send.>"
+#define ROUTER_DEAD_STREAM   "ROUTER_DEAD"
+#define ROUTER_DEAD_SUBJECTS "router.dead.>"
+/* Assignment events. */
+#define ROUTER_EVENTS_STREAM   "ROUTER_EVENTS"
+#define ROUTER_EVENTS_SUBJECTS "router.events.>"
+
+struct router_cfg {
+    struct cm_base_cfg base; /* first: cm_service_configure() relies on it */
+    char *listen;
+    char *graph_url;
+    char *ig_graph_url;
+    char *graph_version;
+    int64_t send_max_attempts;
+};
+
+struct router_keys;    /* blind-index key cache, keys.c */
+struct router_limiter; /* per-account send rate, sender.c */
+
+struct router {
+    struct cm_service svc;
+    const struct router_cfg *cfg;
+    struct cm_keyring *keyring;
+    struct router_keys *keys;
+    struct router_limiter *limiter;
+    struct cm_rpc *rpc;
+    struct cm_outbox *outbox;
+    struct cm_consumer *inbound;
+    struct inbound *inbound_state;
+    struct cm_consumer *routes;
+    struct cm_pg *routes_pg; /* the routes consumer's connection */
+    struct cm_consumer *senders[2];
+    struct sender *sender_state[2];
+
+    struct cm_metric *m_stored;
+    struct cm_metric *m_duplicate;
+    struct cm_metric *m_unrouted;
+    struct cm_metric *m_ignored;
+    struct cm_metric *m_dead;
+    struct cm_metric *m_sent;
+    struct cm_metric *m_send_failed;
+    struct cm_metric *m_send_retried;
+};
+
+/* --- keys.c: sealing and the blind index ---------------------------------------------- */
+
+int router_keys_create(struct router_keys **out);
+void router_keys_destroy(struct router_keys *k);
+
+/*
+ * Seals len bytes into out (reset first) under the key of workspace ws and integration
+ * (NULL: the workspace's own key), bound to aad (table.column:row id).
+ */
+int router_seal(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                const char *aad, const void *pt, size_t len, struct cm_buf *out) CM_MUST_CHECK;
+/* Opens a sealed value read from PostgreSQL as text (bytea hex) into out (reset first). */
+int router_open(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                const char *aad, const char *bytea_text, struct cm_buf *out) CM_MUST_CHECK;
+/* The blind index of a contact id in workspace ws (32 bytes into out). */
+int router_blind(struct router *r, struct cm_pg *pg, const char *ws, const char *integration_id,
+                 const char *psid, unsigned char out[32]) CM_MUST_CHECK;
+/* Forgets the workspace's cached index key (after its purge). */
+void router_keys_forget(struct router *r, const char *ws);
+
+/* A new opaque id "<prefix>_<24 hex>". */
+void router_new_id(const char *prefix, char out[40]);
+
+/* --- window.c: Meta's messaging window ------------------------------------------------- */
+
+enum router_window {
+    ROUTER_WINDOW_NONE = 0,    /* the contact never wrote */
+    ROUTER_WINDOW_OPEN,        /* under 24 hours since the last inbound message */
+    ROUTER_WINDOW_HUMAN_AGENT, /* 24 hours to 7 days: only a human agent's reply, tagged */
+    ROUTER_WINDOW_CLOSED,      /* after 7 days */
+};
+
+/* The window at now_ms for a last inbound message at last_ms (0: none), epoch ms. */
+enum router_window router_window_at(int64_t now_ms, int64_t last_ms);
+/* "open", "human_agent" or "closed" (NONE reads "closed"). */
+const char *router_window_name(enum router_window w);
+
+/* --- routes.c: account id to workspace ----------------------------------------------- */
+
+struct router_route {
+    char integration_id[64];
+    char workspace_id[128];
+    bool workspace_deleted;
+};
+
+/*
+ * Finds the live route of (platform, account_id); asks token-vault when this router has
+ * none (a route it has not heard of yet). Returns CM_OK, CM_NOTFOUND (no live integration:
+ * the event is discarded) or CM_UNAVAIL.
+ */
+int router_route_find(struct router *r, struct cm_pg *pg, const char *platform,
+                      const char *account_id, struct router_route *out) CM_MUST_CHECK;
+
+/* Starts the consumer of token-vault's integration events. */
+int router_routes_start(struct router *r) CM_MUST_CHECK;
+
+/* --- inbound.c: Meta's events into conversations ------------------------------------- */
+
+int router_inbound_start(struct router *r) CM_MUST_CHECK;
+/* Frees the inbound consumer's state, after cm_consumer_destroy(r->inbound). */
+void router_inbound_free(struct router *r);
+
+/* --- assign.c: round-robin under capacity --------------------------------------------- */
+
+/* Assigns conversation conv_id if an agent has room; inside the caller's transaction. */
+int router_assign(struct router *r, struct cm_pg *pg, const char *ws,
+                  const char *conv_id) CM_MUST_CHECK;
+/* Assigns waiting conversations of ws while agents have room. */
+int router_assign_waiting(struct router *r, struct cm_pg *pg, const char *ws) CM_MUST_CHECK;
+
+/* --- api.c, api_conv.c: the NATS request subjects ------------------------------------- */
+
+/* The actor's role in ws ("owner" for operator), or NULL; *deleted when ws is deleted.
+ * Returns CM_NOTFOUND for an unknown workspace. */
+int router_role(struct cm_pg *pg, const char *ws, const char *actor, char role[16],
+                bool *deleted) CM_MUST_CHECK;
+/* Does role reach at least min ("viewer" < "agent" < "admin" < "owner")? */
+bool router_role_at_least(const char *role, const char *min);
+/* Is s a well-formed id of at most max characters? */
+bool router_valid_id(const char *s, size_t max);
+/*
+ * Checks that the call's actor holds at least role min in ws (and, when live, that ws is
+ * not deleted); otherwise fails the call with the reason and returns false.
+ */
+bool router_authorize(struct cm_rpc_call *call, const char *ws, const char *min, bool live);
+
+void router_api_register(struct router *r);
+void router_api_conv_register(struct router *r);
+
+/* --- sender.c: replies to Meta's Send API --------------------------------------------- */
+
+int router_senders_start(struct router *r) CM_MUST_CHECK;
+/* Frees the senders' state, after their consumers are destroyed. */
+void router_senders_free(struct router *r);
+void router_limiter_destroy(struct router_limiter *l);
+
+/* --- purge.c: router.purge and router.workspace.delete --------------------------------- */
+
+void router_purge_register(struct router *r);
+
+#endif

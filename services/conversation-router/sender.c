@@ -1,0 +1,511 @@
+/*
+ * sender.c - queued replies to Meta's Send API.
+ *
+ * Replies wait on the JetStream work queue ROUTER_SEND. A sender takes one, fetches the
+ * integration's token from token-vault, and posts exactly one recipient and one message.
+ * Meta's answer decides: a message_id marks it sent; a permanent error (outside the
+ * window, an invalid token, the person unavailable, a bad parameter) fails it at once with
+ * Meta's reason; a passing one (5xx, timeouts, throttling) is redelivered with exponential
+ * backoff and jitter, up to SEND_MAX_ATTEMPTS, and then dead-lettered.
+ *
+ * Duplicates: before posting, the attempt is committed (attempts, sending_since). If the
+ * process dies after Meta accepted the message but before the row says so, the
+ * redelivered job finds sending_since under a minute old and waits: Messenger echoes the
+ * message with our id in its metadata, and the echo marks it sent (store.c). Only when no
+ * echo comes within that minute (Instagram, or echoes not subscribed) is it posted again:
+ * that narrow case is the remaining window for a duplicate.
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/crypto.h"
+#include "common/httpc.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "router.h"
+
+#define RATE_PER_ACCOUNT 100.0 /* messages per second per account and replica */
+#define BACKOFF_BASE_MS  1000
+#define BACKOFF_CAP_MS   60000
+
+struct bucket {
+    char account[80];
+    double tokens;
+    double at;
+    struct bucket *next;
+};
+
+struct router_limiter {
+    pthread_mutex_t lock;
+    struct bucket *head;
+};
+
+struct sender {
+    struct router *r;
+    struct cm_pg *pg;
+    struct cm_httpc *http;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Token bucket per account: Meta's per-account limits, kept by each replica. */
+static bool take(struct router_limiter *l, const char *account)
+{
+    struct bucket *b;
+    double t = now_s();
+    bool ok;
+
+    pthread_mutex_lock(&l->lock);
+    for (b = l->head; b != NULL && strcmp(b->account, account) != 0; b = b->next) {
+    }
+    if (b == NULL) {
+        b = cm_xcalloc(1, sizeof(*b));
+        snprintf(b->account, sizeof(b->account), "%s", account);
+        b->tokens = RATE_PER_ACCOUNT;
+        b->at = t;
+        b->next = l->head;
+        l->head = b;
+    }
+    b->tokens = fmin(RATE_PER_ACCOUNT, b->tokens + (t - b->at) * RATE_PER_ACCOUNT);
+    b->at = t;
+    ok = b->tokens >= 1.0;
+    if (ok)
+        b->tokens -= 1.0;
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+void router_limiter_destroy(struct router_limiter *l)
+{
+    if (l == NULL)
+        return;
+    while (l->head != NULL) {
+        struct bucket *b = l->head;
+        l->head = b->next;
+        free(b);
+    }
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+struct job {
+    char id[64];
+    char ws[128];
+    char conv[64];
+    char integration[64];
+    char contact[64];
+    char platform[16];
+    char account[80];
+    int attempts;
+    bool in_flight;
+    bool human_agent;
+    bool workspace_deleted;
+    char *sealed_body;
+    char *sealed_psid;
+};
+
+static void job_free(struct job *j)
+{
+    free(j->sealed_body);
+    free(j->sealed_psid);
+}
+
+/* Loads the job; CM_NOTFOUND when it is gone or no longer queued. */
+static int load(struct sender *s, const char *id, struct job *j)
+{
+    const char *params[1] = {id};
+    struct cm_pg *pg = s->pg;
+    int rc;
+
+    memset(j, 0, sizeof(*j));
+    rc = cm_pg_exec(pg,
+                    "SELECT m.status, m.attempts, coalesce(m.sending_since > now() - interval"
+                    " '60 seconds', false), m.human_agent, m.body_sealed,"
+                    " c.id, c.workspace_id, c.integration_id, c.contact_id, c.platform,"
+                    " coalesce(r.account_id, ''), w.status = 'deleted', ct.psid_sealed"
+                    " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                    " JOIN contacts ct ON ct.id = c.contact_id"
+                    " JOIN workspaces w ON w.id = c.workspace_id"
+                    " LEFT JOIN routes r ON r.integration_id = c.integration_id"
+                    " AND r.status IN ('connected', 'needs_reauth')"
+                    " WHERE m.id = $1 AND m.direction = 'out'",
+                    1, params);
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) == 0 || strcmp(cm_pg_value(pg, 0, 0), "queued") != 0)
+        return CM_NOTFOUND;
+    snprintf(j->id, sizeof(j->id), "%s", id);
+    j->attempts = atoi(cm_pg_value(pg, 0, 1));
+    j->in_flight = strcmp(cm_pg_value(pg, 0, 2), "t") == 0;
+    j->human_agent = strcmp(cm_pg_value(pg, 0, 3), "t") == 0;
+    j->sealed_body = cm_xstrdup(cm_pg_value(pg, 0, 4));
+    snprintf(j->conv, sizeof(j->conv), "%s", cm_pg_value(pg, 0, 5));
+    snprintf(j->ws, sizeof(j->ws), "%s", cm_pg_value(pg, 0, 6));
+    snprintf(j->integration, sizeof(j->integration), "%s", cm_pg_value(pg, 0, 7));
+    snprintf(j->contact, sizeof(j->contact), "%s", cm_pg_value(pg, 0, 8));
+    snprintf(j->platform, sizeof(j->platform), "%s", cm_pg_value(pg, 0, 9));
+    snprintf(j->account, sizeof(j->account), "%s", cm_pg_value(pg, 0, 10));
+    j->workspace_deleted = strcmp(cm_pg_value(pg, 0, 11), "t") == 0;
+    j->sealed_psid = cm_xstrdup(cm_pg_value(pg, 0, 12));
+    return CM_OK;
+}
+
+/* Records the end of a job: sent (with Meta's id, when given) or failed (with the reason). */
+static void finish(struct sender *s, const struct job *j, bool sent, const char *mid,
+                   const char *error)
+{
+    const char *params[4] = {j->id, sent ? "sent" : "failed", mid, error};
+    int rc = cm_pg_exec(s->pg,
+                        "UPDATE messages SET status = $2, mid = coalesce($3, mid), error = $4,"
+                        " sending_since = NULL WHERE id = $1 AND status = 'queued'",
+                        4, params);
+
+    if (rc != CM_OK)
+        CM_ERROR_ID(j->id, "send result not recorded: %s", cm_pg_error(s->pg));
+    if (sent) {
+        cm_metrics_inc(s->r->m_sent, 1);
+        CM_INFO_ID(j->id, "sent to Meta (conversation %s)", j->conv);
+    } else {
+        cm_metrics_inc(s->r->m_send_failed, 1);
+        CM_WARN_ID(j->id, "send failed: %s", error);
+    }
+}
+
+/* Asks token-vault for the integration's token (sodium memory in *token). */
+static int fetch_token(struct sender *s, const struct job *j, char **token, char *why, size_t cap)
+{
+    natsMsg *reply = NULL;
+    cJSON *req = cJSON_CreateObject(), *resp;
+    const char *tok, *code, *message;
+    char *body;
+    natsStatus st;
+    int rc;
+
+    cJSON_AddStringToObject(req, "actor", ROUTER_SERVICE);
+    cJSON_AddStringToObject(req, "requester", ROUTER_SERVICE);
+    cJSON_AddStringToObject(req, "integration_id", j->integration);
+    body = cJSON_PrintUnformatted(req);
+    st = natsConnection_RequestString(&reply, cm_nats_conn(s->r->svc.nats), "vault.token.get", body,
+                                      10000);
+    cJSON_free(body);
+    cJSON_Delete(req);
+    if (st != NATS_OK) {
+        snprintf(why, cap, "token-vault did not answer: %s", natsStatus_GetText(st));
+        return CM_UNAVAIL;
+    }
+    resp = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    tok = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "result"), "token"));
+    code = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "error"), "code"));
+    message =
+        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "error"), "message"));
+    if (tok != NULL) {
+        *token = sodium_malloc(strlen(tok) + 1);
+        if (*token == NULL)
+            abort();
+        memcpy(*token, tok, strlen(tok) + 1);
+        sodium_memzero((void *)tok, strlen(tok));
+        rc = CM_OK;
+    } else {
+        snprintf(why, cap, "no token: %s", message ? message : "token-vault refused");
+        rc = code != NULL && (strcmp(code, "refused") == 0 || strcmp(code, "not_found") == 0)
+                 ? CM_DENIED
+                 : CM_UNAVAIL;
+    }
+    /* The reply held the token: wipe it before freeing. */
+    sodium_memzero((void *)natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    cJSON_Delete(resp);
+    return rc;
+}
+
+/* Meta's codes that will not change on a retry; any other 4xx is final as well. */
+static bool transient(const struct cm_httpc_response *resp)
+{
+    int code = resp->has_meta_error ? resp->meta_error.code : 0;
+
+    if (resp->status == 0 || resp->status >= 500 || resp->status == 429)
+        return true;
+    return code == 1 || code == 2 || cm_httpc_meta_throttling(code);
+}
+
+/* Builds Send API's body: one recipient, one message, the tag only for a human agent. */
+static char *send_body(const struct job *j, const char *psid, const char *text)
+{
+    cJSON *o = cJSON_CreateObject(), *recipient, *message;
+    char *json;
+
+    recipient = cJSON_AddObjectToObject(o, "recipient");
+    cJSON_AddStringToObject(recipient, "id", psid);
+    if (j->human_agent) {
+        cJSON_AddStringToObject(o, "messaging_type", "MESSAGE_TAG");
+        cJSON_AddStringToObject(o, "tag", "HUMAN_AGENT");
+    } else {
+        cJSON_AddStringToObject(o, "messaging_type", "RESPONSE");
+    }
+    message = cJSON_AddObjectToObject(o, "message");
+    cJSON_AddStringToObject(message, "text", text);
+    /* Messenger echoes metadata back: how a send whose answer was lost is recognised. */
+    if (strcmp(j->platform, "messenger") == 0)
+        cJSON_AddStringToObject(message, "metadata", j->id);
+    json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return json;
+}
+
+/* Opens the contact's id and the message's text into the two buffers. */
+static int open_parts(struct sender *s, const struct job *j, struct cm_buf *psid,
+                      struct cm_buf *text)
+{
+    char aad[96];
+    struct cm_buf body;
+    cJSON *json;
+    int rc;
+
+    snprintf(aad, sizeof(aad), "router.contacts.psid:%s", j->contact);
+    rc = router_open(s->r, s->pg, j->ws, j->integration, aad, j->sealed_psid, psid);
+    if (rc != CM_OK)
+        return rc;
+    snprintf(aad, sizeof(aad), "router.messages.body:%s", j->id);
+    cm_buf_init(&body);
+    rc = router_open(s->r, s->pg, j->ws, j->integration, aad, j->sealed_body, &body);
+    json = rc == CM_OK ? cJSON_ParseWithLength(body.data, body.len) : NULL;
+    if (rc == CM_OK && cJSON_IsString(cJSON_GetObjectItem(json, "text")))
+        cm_buf_puts(text, cJSON_GetObjectItem(json, "text")->valuestring);
+    else if (rc == CM_OK)
+        rc = CM_INVALID;
+    cJSON_Delete(json);
+    cm_buf_wipe(&body);
+    return rc;
+}
+
+/* Delay before the next attempt: exponential, capped, full jitter. */
+static int64_t backoff_ms(int attempts)
+{
+    double cap = fmin(BACKOFF_CAP_MS, BACKOFF_BASE_MS * pow(2, attempts > 0 ? attempts - 1 : 0));
+    uint32_t r;
+
+    cm_crypto_random(&r, sizeof(r));
+    return (int64_t)(cap / 2 + (cap / 2) * ((double)r / 4294967295.0));
+}
+
+static void dead_letter(struct sender *s, const struct job *j, const char *reason)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+
+    cJSON_AddStringToObject(o, "message_id", j->id);
+    cJSON_AddStringToObject(o, "conversation_id", j->conv);
+    cJSON_AddStringToObject(o, "reason", reason);
+    cJSON_AddNumberToObject(o, "attempts", j->attempts);
+    text = cJSON_PrintUnformatted(o);
+    if (cm_nats_publish_sync(s->r->svc.nats, "router.dead.send", j->id, text, (int)strlen(text),
+                             NULL) != CM_OK)
+        CM_ERROR_ID(j->id, "not dead-lettered (NATS): %s", reason);
+    cm_metrics_inc(s->r->m_dead, 1);
+    cJSON_free(text);
+    cJSON_Delete(o);
+}
+
+/* Posts the job to Meta and records the outcome; returns the queue verdict. */
+static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j, char *token)
+{
+    struct cm_buf psid, text, url, auth;
+    struct cm_httpc_request req = {0};
+    struct cm_httpc_response resp;
+    const char *headers[3];
+    enum cm_consume_result verdict = CM_CONSUME_ACK;
+    char *body = NULL, why[640];
+    int rc;
+
+    cm_buf_init(&psid);
+    cm_buf_init(&text);
+    cm_buf_init(&url);
+    cm_buf_init(&auth);
+    cm_httpc_response_init(&resp);
+    rc = open_parts(s, j, &psid, &text);
+    if (rc != CM_OK) {
+        finish(s, j, false, NULL, "the message or the contact's id cannot be decrypted");
+        goto done;
+    }
+    /* The attempt is on record before Meta sees it (see the comment at the top). */
+    {
+        const char *params[1] = {j->id};
+        if (cm_pg_exec(s->pg,
+                       "UPDATE messages SET attempts = attempts + 1, sending_since = now()"
+                       " WHERE id = $1 AND status = 'queued'",
+                       1, params) != CM_OK) {
+            verdict = CM_CONSUME_RETRY;
+            goto done;
+        }
+        j->attempts++;
+    }
+    cm_buf_printf(&url, "%s/%s/%s/messages",
+                  strcmp(j->platform, "instagram") == 0 ? s->r->cfg->ig_graph_url
+                                                        : s->r->cfg->graph_url,
+                  s->r->cfg->graph_version, j->account);
+    cm_buf_printf(&auth, "Authorization: Bearer %s", token);
+    headers[0] = auth.data;
+    headers[1] = "Content-Type: application/json";
+    headers[2] = NULL;
+    body = send_body(j, psid.data, text.data);
+    req.method = "POST";
+    req.url = url.data;
+    req.headers = headers;
+    req.body = body;
+    req.body_len = strlen(body);
+    req.meta = true;
+    req.max_attempts = 1; /* retries go through the queue, where each attempt is counted */
+    req.timeout_ms = 15000;
+    req.deadline_ms = 20000;
+    req.log_id = j->id;
+    rc = cm_httpc_do(s->http, &req, &resp);
+    if (rc == CM_OK && resp.status == 200) {
+        cJSON *json = cJSON_ParseWithLength(resp.body.data, resp.body.len);
+        const char *mid = cJSON_GetStringValue(cJSON_GetObjectItem(json, "message_id"));
+        finish(s, j, true, mid, NULL);
+        cJSON_Delete(json);
+        goto done;
+    }
+    if (resp.has_meta_error)
+        snprintf(why, sizeof(why), "Meta refused: %s (code %d, subcode %d)",
+                 resp.meta_error.message, resp.meta_error.code, resp.meta_error.subcode);
+    else
+        snprintf(why, sizeof(why), "Meta answered HTTP %ld%s", resp.status,
+                 resp.status == 0 ? " (no answer)" : "");
+    if (!transient(&resp)) {
+        finish(s, j, false, NULL, why);
+    } else if (j->attempts >= s->r->cfg->send_max_attempts) {
+        char final[700];
+        snprintf(final, sizeof(final), "gave up after %d attempts: %s", j->attempts, why);
+        finish(s, j, false, NULL, final);
+        dead_letter(s, j, final);
+    } else {
+        /* Meta answered, so it did not take the message; only a request that got no answer
+         * after it was sent may have been accepted (see the top of the file). */
+        if (resp.status != 0 || !resp.maybe_sent) {
+            const char *params[2] = {j->id, why};
+            if (cm_pg_exec(s->pg,
+                           "UPDATE messages SET sending_since = NULL, error = $2"
+                           " WHERE id = $1",
+                           2, params) != CM_OK)
+                CM_WARN_ID(j->id, "retry state not recorded");
+        }
+        cm_metrics_inc(s->r->m_send_retried, 1);
+        CM_WARN_ID(j->id, "attempt %d failed, retrying: %s", j->attempts, why);
+        natsMsg_NakWithDelay(msg, backoff_ms(j->attempts), NULL);
+        verdict = CM_CONSUME_SETTLED;
+    }
+done:
+    if (body != NULL) {
+        sodium_memzero(body, strlen(body));
+        cJSON_free(body);
+    }
+    cm_httpc_response_cleanup(&resp);
+    cm_buf_wipe(&auth);
+    cm_buf_wipe(&psid);
+    cm_buf_wipe(&text);
+    cm_buf_cleanup(&url);
+    return verdict;
+}
+
+static enum cm_consume_result on_job(void *arg, natsMsg *msg)
+{
+    struct sender *s = arg;
+    cJSON *json = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(json, "message_id"));
+    enum cm_consume_result verdict = CM_CONSUME_ACK;
+    char *token = NULL, why[512];
+    struct job j;
+    int rc, loaded;
+
+    if (id == NULL) {
+        CM_WARN("sender: a job without message_id dropped");
+        cJSON_Delete(json);
+        return CM_CONSUME_TERM;
+    }
+    rc = loaded = load(s, id, &j);
+    if (rc == CM_NOTFOUND) {
+        /* Sent, failed or purged meanwhile: nothing to do. */
+    } else if (rc != CM_OK) {
+        verdict = CM_CONSUME_RETRY;
+    } else if (j.workspace_deleted) {
+        finish(s, &j, false, NULL, "the workspace was deleted");
+    } else if (j.account[0] == '\0') {
+        finish(s, &j, false, NULL, "the integration is no longer connected");
+    } else if (j.in_flight) {
+        /* A previous attempt may have reached Meta: give its echo time to say so. */
+        natsMsg_NakWithDelay(msg, 15000, NULL);
+        verdict = CM_CONSUME_SETTLED;
+    } else if (!take(s->r->limiter, j.account)) {
+        natsMsg_NakWithDelay(msg, 1000, NULL);
+        verdict = CM_CONSUME_SETTLED;
+    } else if ((rc = fetch_token(s, &j, &token, why, sizeof(why))) == CM_DENIED) {
+        finish(s, &j, false, NULL, why);
+    } else if (rc != CM_OK) {
+        CM_WARN_ID(j.id, "%s", why);
+        verdict = CM_CONSUME_RETRY;
+    } else {
+        verdict = post(s, msg, &j, token);
+    }
+    if (token != NULL)
+        sodium_free(token);
+    if (loaded == CM_OK)
+        job_free(&j);
+    cJSON_Delete(json);
+    return verdict;
+}
+
+int router_senders_start(struct router *r)
+{
+    struct cm_consumer_cfg cfg = {
+        .stream = ROUTER_SEND_STREAM,
+        .durable = "conversation-router-sender",
+        .filter = ROUTER_SEND_SUBJECTS,
+        .batch = 8,
+        .ack_wait_ms = 60000,
+        .retry_delay_ms = 2000,
+    };
+
+    r->limiter = cm_xcalloc(1, sizeof(*r->limiter));
+    pthread_mutex_init(&r->limiter->lock, NULL);
+    for (int i = 0; i < 2; i++) {
+        struct sender *s = cm_xcalloc(1, sizeof(*s));
+        s->r = r;
+        if (cm_pg_connect(&s->pg, r->cfg->base.database_url, ROUTER_SCHEMA) == CM_INVALID ||
+            cm_httpc_create(&s->http) != CM_OK) {
+            cm_pg_destroy(s->pg);
+            free(s);
+            return CM_ERR;
+        }
+        r->sender_state[i] = s;
+        if (cm_consumer_start(&r->senders[i], r->svc.nats, &cfg, on_job, s) != CM_OK)
+            return CM_ERR;
+    }
+    return CM_OK;
+}
+
+void router_senders_free(struct router *r)
+{
+    for (int i = 0; i < 2; i++) {
+        struct sender *s = r->sender_state[i];
+        if (s == NULL)
+            continue;
+        cm_httpc_destroy(s->http);
+        cm_pg_destroy(s->pg);
+        free(s);
+        r->sender_state[i] = NULL;
+    }
+    router_limiter_destroy(r->limiter);
+    r->limiter = NULL;
+}

@@ -1,0 +1,518 @@
+/*
+ * store.c - what each kind of Meta event changes in the router's schema.
+ *
+ * message, postback, referral: the contact wrote; the message is stored (sealed), the
+ *   conversation opened or reopened, the window moved to Meta's timestamp, an agent
+ *   assigned when the conversation is new or reopened.
+ * echo: the business's own message sent from Meta's apps (or ours, coming back); stored
+ *   as outbound, never reopening anything or moving the window.
+ * unsend: the content is wiped, not kept. edit: the text replaced, the edit count kept.
+ * reaction: the reaction on the message (sealed), cleared by unreact.
+ * read, delivery: watermarks on the conversation.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/audit.h"
+#include "common/log.h"
+#include "common/outbox.h"
+#include "inbound.h"
+#include "router.h"
+
+/* Formats Meta's epoch milliseconds for PostgreSQL's to_timestamp(). */
+static void ts_param(char out[32], int64_t ms)
+{
+    snprintf(out, 32, "%.3f", (double)ms / 1000.0);
+}
+
+/*
+ * Finds the contact of psid, creating it when create is set; contact_id receives its
+ * internal id. CM_NOTFOUND when absent and not created.
+ */
+static int contact_of(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                      const char *platform, const char *psid, bool create, char contact_id[40])
+{
+    unsigned char blind[32];
+    char id[40], aad[96];
+    struct cm_buf sealed;
+    int rc;
+
+    rc = router_blind(r, pg, route->workspace_id, route->integration_id, psid, blind);
+    if (rc != CM_OK)
+        return rc;
+    {
+        const char *values[2] = {route->integration_id, (const char *)blind};
+        const int lengths[2] = {0, 32};
+        const int formats[2] = {0, 1};
+        rc = cm_pg_exec_params(pg,
+                               "SELECT id FROM contacts WHERE integration_id = $1"
+                               " AND blind = $2",
+                               2, values, lengths, formats, 0);
+    }
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) > 0) {
+        snprintf(contact_id, 40, "%s", cm_pg_value(pg, 0, 0));
+        return CM_OK;
+    }
+    if (!create)
+        return CM_NOTFOUND;
+    router_new_id("ct", id);
+    snprintf(aad, sizeof(aad), "router.contacts.psid:%s", id);
+    cm_buf_init(&sealed);
+    rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, psid, strlen(psid),
+                     &sealed);
+    if (rc == CM_OK) {
+        const char *values[6] = {id,       route->workspace_id, route->integration_id,
+                                 platform, (const char *)blind, sealed.data};
+        const int lengths[6] = {0, 0, 0, 0, 32, (int)sealed.len};
+        const int formats[6] = {0, 0, 0, 0, 1, 1};
+        rc = cm_pg_exec_params(pg,
+                               "INSERT INTO contacts (id, workspace_id, integration_id, platform,"
+                               " blind, psid_sealed) VALUES ($1, $2, $3, $4, $5, $6)"
+                               " ON CONFLICT (integration_id, blind) DO NOTHING",
+                               6, values, lengths, formats, 0);
+    }
+    cm_buf_cleanup(&sealed);
+    if (rc != CM_OK)
+        return rc;
+    /* Another replica may have created it a moment before: take whichever exists. */
+    {
+        const char *values[2] = {route->integration_id, (const char *)blind};
+        const int lengths[2] = {0, 32};
+        const int formats[2] = {0, 1};
+        rc = cm_pg_exec_params(pg,
+                               "SELECT id FROM contacts WHERE integration_id = $1"
+                               " AND blind = $2",
+                               2, values, lengths, formats, 0);
+    }
+    if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
+        rc = CM_ERR;
+    if (rc == CM_OK)
+        snprintf(contact_id, 40, "%s", cm_pg_value(pg, 0, 0));
+    return rc;
+}
+
+/*
+ * The conversation a message of contact belongs to. inbound: the open one, else the most
+ * recent closed one reopened, else a new one; *opened says it is new or reopened. Not
+ * inbound (an echo): the open or most recent one, else a new open one.
+ */
+static int conversation_of(struct cm_pg *pg, const struct router_route *route, const char *platform,
+                           const char *contact_id, bool inbound, char conv_id[40], bool *opened)
+{
+    const char *params[2] = {route->integration_id, contact_id};
+    int rc;
+
+    *opened = false;
+    rc = cm_pg_exec(pg,
+                    "SELECT id, status FROM conversations WHERE integration_id = $1"
+                    " AND contact_id = $2 ORDER BY (status = 'open') DESC, created_at DESC"
+                    " LIMIT 1 FOR UPDATE",
+                    2, params);
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) > 0) {
+        snprintf(conv_id, 40, "%s", cm_pg_value(pg, 0, 0));
+        if (strcmp(cm_pg_value(pg, 0, 1), "closed") == 0 && inbound) {
+            const char *reopen[1] = {conv_id};
+            *opened = true;
+            return cm_pg_exec(pg,
+                              "UPDATE conversations SET status = 'open', closed_at = NULL,"
+                              " assignee = NULL WHERE id = $1",
+                              1, reopen);
+        }
+        return CM_OK;
+    }
+    router_new_id("cv", conv_id);
+    {
+        const char *values[5] = {conv_id, route->workspace_id, route->integration_id, contact_id,
+                                 platform};
+        rc = cm_pg_exec(pg,
+                        "INSERT INTO conversations (id, workspace_id, integration_id, contact_id,"
+                        " platform) VALUES ($1, $2, $3, $4, $5)"
+                        " ON CONFLICT (integration_id, contact_id) WHERE status = 'open'"
+                        " DO NOTHING",
+                        5, values);
+    }
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_affected(pg) == 1) {
+        *opened = inbound;
+        return CM_OK;
+    }
+    /* A replica opened it first: use theirs. */
+    rc = cm_pg_exec(pg,
+                    "SELECT id FROM conversations WHERE integration_id = $1 AND contact_id = $2"
+                    " AND status = 'open'",
+                    2, params);
+    if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
+        rc = CM_AGAIN;
+    if (rc == CM_OK)
+        snprintf(conv_id, 40, "%s", cm_pg_value(pg, 0, 0));
+    return rc;
+}
+
+/* The sealed part of a message: what a person wrote or sent, nothing of Meta's plumbing. */
+static char *body_json(const struct inbound_event *ev)
+{
+    const cJSON *e = ev->event, *m;
+    cJSON *body = cJSON_CreateObject();
+    char *text;
+
+    if (strcmp(ev->kind, "postback") == 0) {
+        m = cJSON_GetObjectItemCaseSensitive(e, "postback");
+        if (cJSON_IsString(cJSON_GetObjectItem(m, "title")))
+            cJSON_AddStringToObject(body, "text", cJSON_GetObjectItem(m, "title")->valuestring);
+        cJSON_AddItemToObject(body, "postback", cJSON_Duplicate(m, 1));
+    } else if (strcmp(ev->kind, "referral") == 0) {
+        cJSON_AddItemToObject(body, "referral",
+                              cJSON_Duplicate(cJSON_GetObjectItem(e, "referral"), 1));
+    } else {
+        static const char *const keep[] = {"text", "attachments", "quick_reply", "reply_to",
+                                           "sticker_id"};
+        m = cJSON_GetObjectItemCaseSensitive(e, "message");
+        for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, keep[i]);
+            if (v != NULL)
+                cJSON_AddItemToObject(body, keep[i], cJSON_Duplicate(v, 1));
+        }
+    }
+    text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    return text;
+}
+
+/* Inserts a message with a sealed body; *inserted false when (platform, mid) existed. */
+static int insert_message(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                          const char *conv, const struct inbound_event *ev, const char *direction,
+                          const char *status, bool *inserted)
+{
+    char id[40], aad[96], ts[32];
+    char *body = body_json(ev);
+    struct cm_buf sealed;
+    int rc;
+
+    router_new_id("msg", id);
+    snprintf(aad, sizeof(aad), "router.messages.body:%s", id);
+    ts_param(ts, ev->ts_ms);
+    cm_buf_init(&sealed);
+    rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, body, strlen(body),
+                     &sealed);
+    if (rc == CM_OK) {
+        const char *ws = route->workspace_id;
+        const char *kind = strcmp(ev->kind, "echo") == 0 ? "message" : ev->kind;
+        const char *values[9] = {id,   conv,        ws, ev->platform, ev->mid, direction,
+                                 kind, sealed.data, ts};
+        const int lengths[9] = {0, 0, 0, 0, 0, 0, 0, (int)sealed.len, 0};
+        const int formats[9] = {0, 0, 0, 0, 0, 0, 0, 1, 0};
+        char sql[512];
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO messages (id, conversation_id, workspace_id, platform, mid,"
+                 " direction, kind, body_sealed, sent_at, status) VALUES ($1, $2, $3, $4, $5,"
+                 " $6, $7, $8, to_timestamp($9::double precision), '%s')"
+                 " ON CONFLICT (platform, mid) DO NOTHING",
+                 status);
+        rc = cm_pg_exec_params(pg, sql, 9, values, lengths, formats, 0);
+    }
+    if (rc == CM_OK)
+        *inserted = cm_pg_affected(pg) == 1;
+    cm_buf_wipe(&sealed);
+    cJSON_free(body);
+    return rc;
+}
+
+static int already_held(struct cm_pg *pg, const struct inbound_event *ev, bool *held)
+{
+    const char *params[2] = {ev->platform, ev->mid};
+    int rc = cm_pg_exec(pg, "SELECT 1 FROM messages WHERE platform = $1 AND mid = $2", 2, params);
+
+    *held = rc == CM_OK && cm_pg_ntuples(pg) > 0;
+    return rc;
+}
+
+/* The contact wrote (message, postback, referral). */
+static int store_inbound(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                         const struct inbound_event *ev, enum inbound_outcome *outcome)
+{
+    char contact[40], conv[40], ts[32];
+    bool held = false, opened = false, inserted = false;
+    int rc = CM_OK;
+
+    if (ev->mid != NULL)
+        rc = already_held(pg, ev, &held);
+    if (rc != CM_OK || held) {
+        *outcome = INBOUND_DUPLICATE;
+        return rc;
+    }
+    rc = contact_of(r, pg, route, ev->platform, ev->contact, true, contact);
+    if (rc == CM_OK)
+        rc = conversation_of(pg, route, ev->platform, contact, true, conv, &opened);
+    if (rc == CM_OK)
+        rc = insert_message(r, pg, route, conv, ev, "in", "received", &inserted);
+    if (rc != CM_OK)
+        return rc;
+    if (!inserted) {
+        *outcome = INBOUND_DUPLICATE;
+        return CM_OK;
+    }
+    ts_param(ts, ev->ts_ms);
+    {
+        const char *params[2] = {conv, ts};
+        rc = cm_pg_exec(pg,
+                        "UPDATE conversations SET last_inbound_at = greatest(last_inbound_at,"
+                        " to_timestamp($2::double precision)), last_activity_at = now()"
+                        " WHERE id = $1",
+                        2, params);
+    }
+    if (rc == CM_OK && opened)
+        rc = router_assign(r, pg, route->workspace_id, conv);
+    *outcome = INBOUND_STORED;
+    return rc;
+}
+
+/* The business's own message, from Meta's apps or coming back from our Send API call. */
+static int store_echo(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                      const struct inbound_event *ev, enum inbound_outcome *outcome)
+{
+    const char *metadata = NULL;
+    char contact[40], conv[40];
+    bool held = false, opened = false, inserted = false;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev->event, "message");
+    int rc;
+
+    if (ev->mid == NULL) {
+        *outcome = INBOUND_IGNORED;
+        return CM_OK;
+    }
+    rc = already_held(pg, ev, &held);
+    if (rc != CM_OK || held) {
+        *outcome = INBOUND_DUPLICATE;
+        return rc;
+    }
+    /* Our own send: the metadata names the queued message; it is sent, with this mid. */
+    if (cJSON_IsString(cJSON_GetObjectItem(m, "metadata")))
+        metadata = cJSON_GetObjectItem(m, "metadata")->valuestring;
+    if (metadata != NULL && strncmp(metadata, "msg_", 4) == 0) {
+        const char *params[2] = {metadata, ev->mid};
+        rc = cm_pg_exec(pg,
+                        "UPDATE messages SET status = 'sent', mid = $2, sending_since = NULL,"
+                        " error = NULL WHERE id = $1 AND direction = 'out' AND mid IS NULL",
+                        2, params);
+        if (rc != CM_OK || cm_pg_affected(pg) == 1) {
+            *outcome = INBOUND_STORED;
+            return rc;
+        }
+    }
+    rc = contact_of(r, pg, route, ev->platform, ev->contact, true, contact);
+    if (rc == CM_OK)
+        rc = conversation_of(pg, route, ev->platform, contact, false, conv, &opened);
+    if (rc == CM_OK)
+        rc = insert_message(r, pg, route, conv, ev, "out", "sent", &inserted);
+    *outcome = inserted ? INBOUND_STORED : INBOUND_DUPLICATE;
+    return rc;
+}
+
+/* An event about a message not stored yet: redelivered a few times (inbound.c), then dropped. */
+static enum inbound_outcome later(const struct inbound_event *ev)
+{
+    (void)ev;
+    return INBOUND_LATER;
+}
+
+static int store_unsend(struct cm_pg *pg, const struct inbound_event *ev,
+                        enum inbound_outcome *outcome)
+{
+    const char *params[2] = {ev->platform, ev->mid};
+    int rc = cm_pg_exec(pg,
+                        "UPDATE messages SET body_sealed = NULL, reaction_sealed = NULL,"
+                        " deleted = true WHERE platform = $1 AND mid = $2",
+                        2, params);
+
+    if (rc == CM_OK)
+        *outcome = cm_pg_affected(pg) > 0 ? INBOUND_STORED : later(ev);
+    return rc;
+}
+
+static int store_edit(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                      const struct inbound_event *ev, enum inbound_outcome *outcome)
+{
+    const cJSON *edit = cJSON_GetObjectItemCaseSensitive(ev->event, "message_edit");
+    const cJSON *num = cJSON_GetObjectItemCaseSensitive(edit, "num_edit");
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(edit, "text"));
+    const char *params[2] = {ev->platform, ev->mid};
+    char count[16], aad[96];
+    struct cm_buf sealed;
+    cJSON *body;
+    char *json;
+    int rc;
+
+    rc = cm_pg_exec(pg,
+                    "SELECT id, edit_count, deleted FROM messages WHERE platform = $1"
+                    " AND mid = $2 FOR UPDATE",
+                    2, params);
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) == 0) {
+        *outcome = later(ev);
+        return CM_OK;
+    }
+    /* An older edit arriving late, or an edit of an unsent message, changes nothing. */
+    if (strcmp(cm_pg_value(pg, 0, 2), "t") == 0 ||
+        atoi(cm_pg_value(pg, 0, 1)) >= (cJSON_IsNumber(num) ? num->valueint : 1)) {
+        *outcome = INBOUND_DUPLICATE;
+        return CM_OK;
+    }
+    snprintf(aad, sizeof(aad), "router.messages.body:%s", cm_pg_value(pg, 0, 0));
+    {
+        char id[40];
+        snprintf(id, sizeof(id), "%s", cm_pg_value(pg, 0, 0));
+        body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "text", text ? text : "");
+        json = cJSON_PrintUnformatted(body);
+        cm_buf_init(&sealed);
+        rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, json, strlen(json),
+                         &sealed);
+        snprintf(count, sizeof(count), "%d", cJSON_IsNumber(num) ? num->valueint : 1);
+        if (rc == CM_OK) {
+            const char *values[3] = {id, sealed.data, count};
+            const int lengths[3] = {0, (int)sealed.len, 0};
+            const int formats[3] = {0, 1, 0};
+            rc = cm_pg_exec_params(pg,
+                                   "UPDATE messages SET body_sealed = $2, edit_count = $3::int"
+                                   " WHERE id = $1",
+                                   3, values, lengths, formats, 0);
+        }
+        cm_buf_wipe(&sealed);
+        cJSON_free(json);
+        cJSON_Delete(body);
+    }
+    *outcome = INBOUND_STORED;
+    return rc;
+}
+
+static int store_reaction(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                          const struct inbound_event *ev, enum inbound_outcome *outcome)
+{
+    const cJSON *re = cJSON_GetObjectItemCaseSensitive(ev->event, "reaction");
+    const char *action = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(re, "action"));
+    const char *params[2] = {ev->platform, ev->mid};
+    char id[40], aad[96];
+    struct cm_buf sealed;
+    int rc;
+
+    rc = cm_pg_exec(pg, "SELECT id FROM messages WHERE platform = $1 AND mid = $2 AND NOT deleted",
+                    2, params);
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) == 0) {
+        *outcome = later(ev);
+        return CM_OK;
+    }
+    snprintf(id, sizeof(id), "%s", cm_pg_value(pg, 0, 0));
+    if (action != NULL && strcmp(action, "unreact") == 0) {
+        const char *p1[1] = {id};
+        *outcome = INBOUND_STORED;
+        return cm_pg_exec(pg, "UPDATE messages SET reaction_sealed = NULL WHERE id = $1", 1, p1);
+    }
+    {
+        char *json = cJSON_PrintUnformatted(re);
+        snprintf(aad, sizeof(aad), "router.messages.reaction:%s", id);
+        cm_buf_init(&sealed);
+        rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, json, strlen(json),
+                         &sealed);
+        if (rc == CM_OK) {
+            const char *values[2] = {id, sealed.data};
+            const int lengths[2] = {0, (int)sealed.len};
+            const int formats[2] = {0, 1};
+            rc = cm_pg_exec_params(pg, "UPDATE messages SET reaction_sealed = $2 WHERE id = $1", 2,
+                                   values, lengths, formats, 0);
+        }
+        cm_buf_wipe(&sealed);
+        cJSON_free(json);
+    }
+    *outcome = INBOUND_STORED;
+    return rc;
+}
+
+/* read / delivery: a watermark on the contact's latest conversation. */
+static int store_watermark(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                           const struct inbound_event *ev, const char *column,
+                           enum inbound_outcome *outcome)
+{
+    char contact[40], ts[32], sql[400];
+    int rc = contact_of(r, pg, route, ev->platform, ev->contact, false, contact);
+
+    if (rc == CM_NOTFOUND) {
+        /* A read or delivery from someone we hold nothing of: nothing to record. */
+        *outcome = INBOUND_IGNORED;
+        return CM_OK;
+    }
+    if (rc != CM_OK)
+        return rc;
+    ts_param(ts, ev->ts_ms);
+    snprintf(sql, sizeof(sql),
+             "UPDATE conversations SET %s = greatest(%s, to_timestamp($3::double precision))"
+             " WHERE id = (SELECT id FROM conversations WHERE integration_id = $1"
+             " AND contact_id = $2 ORDER BY created_at DESC LIMIT 1)",
+             column, column);
+    {
+        const char *params[3] = {route->integration_id, contact, ts};
+        rc = cm_pg_exec(pg, sql, 3, params);
+    }
+    *outcome = INBOUND_STORED;
+    return rc;
+}
+
+int inbound_store(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
+                  enum inbound_outcome *outcome, char *why, size_t cap)
+{
+    struct router_route route;
+    const char *k = ev->kind;
+    int rc;
+
+    if (ev->platform == NULL || ev->account_id == NULL || k == NULL || ev->event == NULL) {
+        snprintf(why, cap, "not an event of proto/meta-events.md (platform, account_id, kind)");
+        return CM_INVALID;
+    }
+    if (strcmp(k, "other") == 0 || strcmp(k, "change") == 0) {
+        *outcome = INBOUND_IGNORED;
+        return CM_OK;
+    }
+    if (ev->contact == NULL || ev->ts_ms <= 0) {
+        snprintf(why, cap, "a %s event without sender, recipient or timestamp", k);
+        return CM_INVALID;
+    }
+    rc = router_route_find(r, pg, ev->platform, ev->account_id, &route);
+    if (rc == CM_NOTFOUND || (rc == CM_OK && route.workspace_deleted)) {
+        /* Collect only what is needed: nothing of an unrouted account is kept. */
+        *outcome = INBOUND_UNROUTED;
+        return CM_OK;
+    }
+    if (rc != CM_OK)
+        return rc;
+
+    if (strcmp(k, "message") == 0 || strcmp(k, "postback") == 0 || strcmp(k, "referral") == 0)
+        return store_inbound(r, pg, &route, ev, outcome);
+    if (ev->mid == NULL &&
+        (strcmp(k, "unsend") == 0 || strcmp(k, "edit") == 0 || strcmp(k, "reaction") == 0)) {
+        snprintf(why, cap, "a %s event without the mid it is about", k);
+        return CM_INVALID;
+    }
+    if (strcmp(k, "echo") == 0)
+        return store_echo(r, pg, &route, ev, outcome);
+    if (strcmp(k, "unsend") == 0)
+        return store_unsend(pg, ev, outcome);
+    if (strcmp(k, "edit") == 0)
+        return store_edit(r, pg, &route, ev, outcome);
+    if (strcmp(k, "reaction") == 0)
+        return store_reaction(r, pg, &route, ev, outcome);
+    if (strcmp(k, "read") == 0)
+        return store_watermark(r, pg, &route, ev, "read_watermark", outcome);
+    if (strcmp(k, "delivery") == 0)
+        return store_watermark(r, pg, &route, ev, "delivered_watermark", outcome);
+    *outcome = INBOUND_IGNORED;
+    return CM_OK;
+}

@@ -1,0 +1,188 @@
+/*
+ * stack.c - the whole suite for end-to-end tests (see stack.h).
+ */
+#include "stack.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "common/crypto.h"
+#include "common/mem.h"
+
+struct role {
+    const char *daemon;
+    const char *role;
+    const char *listen_var;
+};
+
+static const struct role roles[] = {
+    {"webhook-ingest", "doms_ingest", "INGEST_LISTEN"},
+    {"conversation-router", "doms_router", "CONVERSATION_ROUTER_HTTP_LISTEN"},
+    {"token-vault", "doms_vault", "TOKEN_VAULT_HTTP_LISTEN"},
+    {"retention-reaper", "doms_reaper", "RETENTION_REAPER_HTTP_LISTEN"},
+    {"ai-suggest", "doms_ai", "AI_SUGGEST_HTTP_LISTEN"},
+};
+
+void th_stack_init(struct th_stack *s)
+{
+    th_stack_init_at(s, th_getenv("DOMS_TEST_PG_URL"));
+}
+
+void th_stack_init_at(struct th_stack *s, const char *admin_url)
+{
+    FILE *f;
+
+    memset(s, 0, sizeof(*s));
+    th_db_create_at(&s->db, admin_url);
+    th_nats_start(&s->nats);
+    if (fakemeta_start(&s->meta) != 0) {
+        fprintf(stderr, "cannot start the Meta stand-in\n");
+        exit(1);
+    }
+    snprintf(s->kek, sizeof(s->kek), "%s/stack.kek", th_tmpdir());
+    f = fopen(s->kek, "w");
+    if (f == NULL) {
+        perror(s->kek);
+        exit(1);
+    }
+    fputs("1:c3RhY2stdGVzdC1rZWstMDEyMzQ1Njc4OWFiY2RlZmc=\n", f);
+    fclose(f);
+    chmod(s->kek, 0600);
+    if (natsConnection_ConnectTo(&s->nc, s->nats.url) != NATS_OK) {
+        fprintf(stderr, "cannot connect to the test nats-server\n");
+        exit(1);
+    }
+}
+
+int th_stack_start(struct th_stack *s, struct th_proc *p, const char *daemon,
+                   const char *const *extra)
+{
+    const struct role *r = NULL;
+    char *env[48], ready[128], *url;
+    int n = 0, port = th_free_port();
+
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        if (strcmp(roles[i].daemon, daemon) == 0)
+            r = &roles[i];
+    }
+    if (r == NULL) {
+        fprintf(stderr, "unknown daemon %s\n", daemon);
+        exit(1);
+    }
+    /* putenv in order: a later entry of the same name replaces an earlier one, so the
+     * test's extras, last, win over these defaults. */
+    url = th_db_url(&s->db, r->role);
+    env[n++] = cm_xasprintf("DATABASE_URL=%s", url);
+    free(url);
+    env[n++] = cm_xasprintf("NATS_URL=%s", s->nats.url);
+    env[n++] = cm_xasprintf("DOMS_KEK_FILE=%s", s->kek);
+    env[n++] = cm_xasprintf("%s=127.0.0.1:%d", r->listen_var, port);
+    env[n++] = cm_xasprintf("META_GRAPH_URL=%s", fakehttp_url(s->meta));
+    env[n++] = cm_xasprintf("INSTAGRAM_GRAPH_URL=%s", fakehttp_url(s->meta));
+    env[n++] = cm_xstrdup("META_APP_ID=" FAKEMETA_APP_ID);
+    env[n++] = cm_xstrdup("META_APP_SECRET=" FAKEMETA_APP_SECRET);
+    env[n++] = cm_xstrdup("META_VERIFY_TOKEN=" STACK_VERIFY_TOKEN);
+    env[n++] = cm_xstrdup("LOG_LEVEL=debug");
+    if (strcmp(daemon, "webhook-ingest") == 0) {
+        snprintf(s->ingest_url, sizeof(s->ingest_url), "http://127.0.0.1:%d", port);
+        env[n++] = cm_xasprintf("PUBLIC_BASE_URL=%s", s->ingest_url);
+    }
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 46; i++)
+        env[n++] = cm_xstrdup(extra[i]);
+    env[n] = NULL;
+    th_proc_start(p, daemon, NULL, (const char *const *)env);
+    snprintf(ready, sizeof(ready), "http://127.0.0.1:%d/readyz", port);
+    CHECK_MSG(th_wait_http(ready, 200, 30000), "%s never became ready", daemon);
+    for (int i = 0; i < n; i++)
+        free(env[i]);
+    if (s->nprocs < 16)
+        s->procs[s->nprocs++] = p;
+    return port;
+}
+
+long th_stack_webhook(struct th_stack *s, const char *body)
+{
+    char sig[80], header[120], url[128];
+    const char *headers[3] = {"Content-Type: application/json", header, NULL};
+    struct th_resp r;
+    long code;
+
+    th_sign(FAKEMETA_APP_SECRET, body, strlen(body), sig);
+    snprintf(header, sizeof(header), "X-Hub-Signature-256: %s", sig);
+    snprintf(url, sizeof(url), "%s/api/v1/webhooks/meta", s->ingest_url);
+    code = th_http(&r, "POST", url, headers, body, strlen(body));
+    th_resp_cleanup(&r);
+    return code;
+}
+
+int th_stack_domsctl(struct th_stack *s, cJSON **out, char **text, const char *const *args)
+{
+    char nats_env[96];
+    const char *env[] = {nats_env, NULL};
+    const char *argv[24] = {"--json"};
+    char *output = NULL;
+    int n = 1, code;
+
+    snprintf(nats_env, sizeof(nats_env), "NATS_URL=%s", s->nats.url);
+    for (int i = 0; args[i] != NULL && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    code = th_run("domsctl", argv, env, &output);
+    if (out != NULL)
+        *out = cJSON_Parse(output);
+    if (text != NULL)
+        *text = output;
+    else
+        free(output);
+    return code;
+}
+
+cJSON *th_stack_request(struct th_stack *s, const char *subject, const char *body)
+{
+    natsMsg *reply = NULL;
+    cJSON *json = NULL;
+
+    if (natsConnection_RequestString(&reply, s->nc, subject, body, 30000) == NATS_OK) {
+        json = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+        natsMsg_Destroy(reply);
+    }
+    return json;
+}
+
+char *th_stack_sql(struct th_stack *s, const char *sql)
+{
+    return th_stack_sql_as(s, NULL, sql);
+}
+
+char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql)
+{
+    PGconn *c = th_db_connect(&s->db, role);
+    char err[256];
+    char *v = th_db_value(c, sql, err, sizeof(err));
+
+    if (err[0] != '\0')
+        printf("sql error: %s\n", err);
+    PQfinish(c);
+    return v;
+}
+
+void th_stack_stop(struct th_stack *s)
+{
+    for (int i = s->nprocs - 1; i >= 0; i--)
+        th_proc_stop(s->procs[i]);
+    natsConnection_Destroy(s->nc);
+    fakehttp_stop(s->meta);
+    th_nats_stop(&s->nats);
+}
+
+const char *th_json_str(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, a);
+
+    if (b != NULL)
+        v = cJSON_GetObjectItem(v, b);
+    return cJSON_GetStringValue(v);
+}

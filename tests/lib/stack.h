@@ -1,0 +1,64 @@
+/*
+ * stack.h - the whole suite for an end-to-end test: a private database and nats-server,
+ * the Meta stand-in, a KEK file, and any of the daemons started with the settings a local
+ * deployment would give them. Tests then drive it the way Meta and operators do: signed
+ * webhooks into ingest, domsctl, NATS requests.
+ */
+#ifndef TESTS_STACK_H
+#define TESTS_STACK_H
+
+#include <cjson/cJSON.h>
+#include <nats/nats.h>
+
+#include "fakehttp.h"
+#include "fakemeta.h"
+#include "harness.h"
+
+#define STACK_VERIFY_TOKEN "stack-verify-token"
+
+struct th_stack {
+    struct th_db db;
+    struct th_nats nats;
+    struct fakehttp *meta;
+    natsConnection *nc;
+    char kek[512];
+    char ingest_url[64]; /* http://127.0.0.1:PORT once ingest runs */
+    struct th_proc *procs[16];
+    int nprocs;
+};
+
+/* Sets up the database, nats-server, the Meta stand-in and a KEK file. */
+void th_stack_init(struct th_stack *s);
+/* The same, with the database on the PostgreSQL server of admin_url (a th_pg). */
+void th_stack_init_at(struct th_stack *s, const char *admin_url);
+
+/*
+ * Starts daemon (e.g. "conversation-router") as p with the standard settings plus extra
+ * ("NAME=value", NULL-terminated, may be NULL; they win), and waits until it is ready.
+ * Returns its HTTP port.
+ */
+int th_stack_start(struct th_stack *s, struct th_proc *p, const char *daemon,
+                   const char *const *extra);
+
+/* POSTs body to ingest's webhook route, signed with the app secret; returns the status. */
+long th_stack_webhook(struct th_stack *s, const char *body);
+
+/* Runs domsctl --json args; returns the exit code, *out the parsed stdout (may be NULL),
+ * *text everything printed (may be NULL). Free both. */
+int th_stack_domsctl(struct th_stack *s, cJSON **out, char **text, const char *const *args);
+
+/* A NATS request as an internal service would send it; the parsed reply (free it) or NULL. */
+cJSON *th_stack_request(struct th_stack *s, const char *subject, const char *body);
+
+/* Runs sql as the admin; returns the first value (free it) or NULL. */
+char *th_stack_sql(struct th_stack *s, const char *sql);
+/* The same as role (NULL: the admin). */
+char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql);
+
+/* Stops every daemon started (SIGTERM), the stand-in and nats-server. */
+void th_stack_stop(struct th_stack *s);
+
+/* Convenience: a JSON string at o.a (or o.a.b when b is not NULL), borrowed, or NULL. */
+const char *th_json_str(const cJSON *o, const char *a, const char *b);
+
+#endif
