@@ -5,8 +5,8 @@
  *
  * main.c holds the settings and the loop, context.c asks conversation-router for the
  * conversation, suggest.c serves ai.suggest, store.c owns the schema, purge.c serves
- * ai.purge. mask.c, prompt.c, parse.c, provider.c, breaker.c and voice.c are the pieces
- * that know nothing of NATS or PostgreSQL (the ai_core library the tests link).
+ * ai.purge, read.c ai.suggestion.get. mask.c, prompt.c, parse.c, provider.c, breaker.c and voice.c
+ * are the pieces that know nothing of NATS or PostgreSQL (the ai_core library the tests link).
  */
 #ifndef AI_AI_H
 #define AI_AI_H
@@ -113,9 +113,13 @@ struct ai_record {
 int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record *r, char *created,
                         size_t cap) CM_MUST_CHECK;
 
-/* --- purge.c: ai.purge, ai.suggestion.get ------------------------------------------------- */
+/* --- purge.c: ai.purge ----------------------------------------------------------------------- */
 
 void ai_purge_register(struct ai *ai);
+
+/* --- read.c: ai.suggestion.get ------------------------------------------------------------- */
+
+void ai_read_register(struct ai *ai);
 
 /* --- shared helpers (suggest.c) ---------------------------------------------------------- */
 

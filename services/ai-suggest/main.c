@@ -233,6 +233,7 @@ int main(int argc, char **argv)
     if (rc == CM_OK) {
         ai_suggest_register(&ai);
         ai_purge_register(&ai);
+        ai_read_register(&ai);
         rc = cm_rpc_start(ai.rpc);
     }
     if (rc == CM_OK)

@@ -232,8 +232,8 @@ static void test_stored_sealed(void)
              " length(text_sealed) > 0, audio_sealed IS NULL) FROM ai.suggestions WHERE id = '%s'",
              first_id);
     v = th_stack_sql(&st, q);
-    snprintf(q, sizeof(q), "%s,%s,%s,openai," FAKEAI_OPENAI_MODEL ",t,231,24,5,t,t", ws_a,
-             int_a, conv_pii);
+    snprintf(q, sizeof(q), "%s,%s,%s,openai," FAKEAI_OPENAI_MODEL ",t,231,24,5,t,t", ws_a, int_a,
+             conv_pii);
     CHECK_STR(v, q);
     free(v);
     /* No draft and no message text in plaintext anywhere in the schema. */
@@ -295,6 +295,28 @@ static void test_event_and_audit(void)
     cJSON_free(text);
     cJSON_Delete(ev);
     cJSON_Delete(au);
+}
+
+static void test_read_back(void)
+{
+    char req[256];
+    cJSON *r;
+
+    snprintf(req, sizeof(req), "{\"actor\":\"vic\",\"suggestion_id\":\"%s\"}", first_id);
+    r = th_stack_request(&st, "ai.suggestion.get", req);
+    CHECK_STR(th_json_str(r, "result", "text"), FAKEAI_OPENAI_DRAFT);
+    CHECK_STR(th_json_str(r, "result", "conversation_id"), conv_pii);
+    CHECK_STR(th_json_str(r, "result", "provider"), "openai");
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "voice")));
+    cJSON_Delete(r);
+    /* Someone who is not a member of the workspace: the router's refusal, passed on. */
+    snprintf(req, sizeof(req), "{\"actor\":\"mallory\",\"suggestion_id\":\"%s\"}", first_id);
+    r = th_stack_request(&st, "ai.suggestion.get", req);
+    CHECK_STR(th_json_str(r, "error", "code"), "denied");
+    cJSON_Delete(r);
+    r = th_stack_request(&st, "ai.suggestion.get", "{\"suggestion_id\":\"sug_nope\"}");
+    CHECK_STR(th_json_str(r, "error", "code"), "not_found");
+    cJSON_Delete(r);
 }
 
 static void test_refusals_reach_no_provider(void)
@@ -520,6 +542,7 @@ int main(void)
     RUN(test_suggest_masked);
     RUN(test_stored_sealed);
     RUN(test_event_and_audit);
+    RUN(test_read_back);
     RUN(test_refusals_reach_no_provider);
     RUN(test_masking_switched_off);
     RUN(test_voice);
