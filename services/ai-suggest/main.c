@@ -194,6 +194,19 @@ static int ensure_events_stream(struct cm_nats *n, void *arg)
     return cm_nats_stream_ensure(n, &cfg);
 }
 
+/* A new KEK version in the file: move every data key under it, the drafts untouched. */
+static void rewrap_keys(struct ai *ai, const struct ai_cfg *cfg)
+{
+    struct cm_pg *pg = NULL;
+    long rewrapped = 0;
+
+    if (cm_pg_connect(&pg, cfg->base.database_url, AI_SCHEMA) == CM_OK &&
+        cm_keyring_rewrap(ai->keyring, pg, &rewrapped) == CM_OK && rewrapped > 0)
+        CM_INFO("re-wrapped %ld data keys under KEK version %d", rewrapped,
+                cm_keyring_kek_version(ai->keyring));
+    cm_pg_destroy(pg);
+}
+
 static void on_shutdown(struct cm_service *svc, void *arg)
 {
     (void)arg;
@@ -219,8 +232,10 @@ int main(int argc, char **argv)
     }
     rc = cm_pg_migrate_wait(cfg.base.database_url, AI_SCHEMA, migrations,
                             sizeof(migrations) / sizeof(migrations[0]));
-    if (rc == CM_OK)
+    if (rc == CM_OK) {
+        rewrap_keys(&ai, &cfg);
         rc = cm_service_init(&ai.svc, AI_SERVICE, AI_SCHEMA, &cfg.base, cfg.listen, 0);
+    }
     for (int i = 0; rc == CM_OK && i < AI_WORKERS; i++)
         rc = cm_httpc_create(&ai.http[i]);
     if (rc == CM_OK) {

@@ -294,11 +294,19 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
 
 int fakeai_start(struct fakeai **out)
 {
+    return fakeai_start_at(out, 0);
+}
+
+int fakeai_start_at(struct fakeai **out, int port)
+{
     struct fakeai *f = cm_xcalloc(1, sizeof(*f));
+    int rc;
 
     for (int p = 0; p < NPROV; p++)
         atomic_store(&f->delay_ms[p], 30000);
-    if (fakehttp_start(&f->srv, on_request, f) != 0) {
+    rc = port > 0 ? fakehttp_start_at(&f->srv, port, on_request, f)
+                  : fakehttp_start(&f->srv, on_request, f);
+    if (rc != 0) {
         free(f);
         return -1;
     }
@@ -327,6 +335,11 @@ void fakeai_set(struct fakeai *f, enum fakeai_provider p, enum fakeai_mode m)
 void fakeai_set_delay(struct fakeai *f, enum fakeai_provider p, int ms)
 {
     atomic_store(&f->delay_ms[p], ms);
+}
+
+struct fakehttp *fakeai_server(struct fakeai *f)
+{
+    return f->srv;
 }
 
 int fakeai_count(struct fakeai *f, enum fakeai_provider p)

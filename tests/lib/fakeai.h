@@ -60,6 +60,8 @@ struct fakeai;
 
 /* Starts the server on 127.0.0.1 and a free port, every provider in FAKEAI_OK. Returns 0 or -1. */
 int fakeai_start(struct fakeai **out);
+/* The same on a given port (for tests/tools/fakeai_server). */
+int fakeai_start_at(struct fakeai **out, int port);
 void fakeai_stop(struct fakeai *f);
 /* "http://127.0.0.1:PORT", borrowed. */
 const char *fakeai_url(const struct fakeai *f);
@@ -79,6 +81,9 @@ char *fakeai_all_bodies(struct fakeai *f, enum fakeai_provider p);
 char *fakeai_last_header(struct fakeai *f, enum fakeai_provider p, const char *name);
 /* The path of the provider's last request (a new string), or NULL. */
 char *fakeai_last_path(struct fakeai *f, enum fakeai_provider p);
+
+/* The underlying fakehttp server (its recorded requests), borrowed. */
+struct fakehttp *fakeai_server(struct fakeai *f);
 
 /* Forgets the recorded requests and puts every provider back in FAKEAI_OK. */
 void fakeai_reset(struct fakeai *f);
