@@ -5,7 +5,8 @@
  * language models what the prompt's transcript looked like once masked (the last user turn),
  * so that what would leave the suite can be seen. Ctrl-C stops it.
  *
- * usage: fakeai_server [PORT]   (default 9500)
+ * usage: fakeai_server [-q] [PORT]   (default 9500; -q prints nothing per request, for the
+ *                                    benchmark)
  */
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -40,7 +41,8 @@ static const char *transcript(const cJSON *body)
 
 int main(int argc, char **argv)
 {
-    int port = argc > 1 ? atoi(argv[1]) : 9500, shown = 0;
+    int quiet = argc > 1 && strcmp(argv[1], "-q") == 0;
+    int port = argc > 1 + quiet ? atoi(argv[1 + quiet]) : 9500, shown = 0;
     struct fakeai *f = NULL;
 
     if (fakeai_start_at(&f, port) != 0)
@@ -55,6 +57,12 @@ int main(int argc, char **argv)
     fflush(stdout);
     while (!stop) {
         struct fakehttp *srv = fakeai_server(f);
+        /* Quiet: forget what was recorded, so that a long benchmark does not grow memory. */
+        if (quiet) {
+            fakehttp_clear(srv);
+            usleep(100000);
+            continue;
+        }
         for (; shown < fakehttp_count(srv); shown++) {
             const struct fakehttp_request *r = fakehttp_get(srv, shown);
             cJSON *body = cJSON_ParseWithLength(r->body, r->body_len);
