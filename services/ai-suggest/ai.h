@@ -85,6 +85,7 @@ struct ai {
 
 /* --- suggest.c: ai.suggest -------------------------------------------------------------- */
 
+/* Routes ai.suggest to its handler on ai->rpc (before cm_rpc_start). */
 void ai_suggest_register(struct ai *ai);
 
 /* --- store.c: the ai schema ------------------------------------------------------------- */
@@ -115,10 +116,12 @@ int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record 
 
 /* --- purge.c: ai.purge ----------------------------------------------------------------------- */
 
+/* Routes ai.purge (proto/purge.md) to its handler on ai->rpc. */
 void ai_purge_register(struct ai *ai);
 
 /* --- read.c: ai.suggestion.get ------------------------------------------------------------- */
 
+/* Routes ai.suggestion.get to its handler on ai->rpc. */
 void ai_read_register(struct ai *ai);
 
 /* --- shared helpers (suggest.c) ---------------------------------------------------------- */

@@ -42,6 +42,7 @@ struct ai_breaker {
 
 /* Sets b up closed. threshold below 1 counts as 1; cooldown_ms below 0 as 0. */
 void ai_breaker_init(struct ai_breaker *b, int threshold, int64_t cooldown_ms);
+/* Releases the mutex; no thread may use b any more. */
 void ai_breaker_cleanup(struct ai_breaker *b);
 
 /*

@@ -35,6 +35,7 @@ struct ai_prompt {
 /* The fixed instructions (the system turn); static text. */
 const char *ai_prompt_system(void);
 
+/* Prepares p, empty; it owns nothing until ai_prompt_build(). */
 void ai_prompt_init(struct ai_prompt *p);
 /* Wipes (the transcript is message content) and frees; leaves p initialised. */
 void ai_prompt_cleanup(struct ai_prompt *p);

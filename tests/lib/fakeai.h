@@ -62,6 +62,7 @@ struct fakeai;
 int fakeai_start(struct fakeai **out);
 /* The same on a given port (for tests/tools/fakeai_server). */
 int fakeai_start_at(struct fakeai **out, int port);
+/* Stops the server and frees f; accepts NULL. */
 void fakeai_stop(struct fakeai *f);
 /* "http://127.0.0.1:PORT", borrowed. */
 const char *fakeai_url(const struct fakeai *f);
