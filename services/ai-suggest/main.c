@@ -162,7 +162,7 @@ static void register_metrics(struct ai *ai)
         ai->m_skipped[k] = cm_metrics_counter(m, "ai_provider_skipped_total", labels,
                                               "Calls skipped because the circuit was open");
         ai->m_breaker[k] = cm_metrics_gauge(m, "ai_provider_circuit_open", labels,
-                                            "1 while the provider's circuit is open");
+                                            "1 from the circuit's opening until a probe closes it");
     }
     ai->m_refused = cm_metrics_counter(m, "ai_suggest_refused_total", NULL,
                                        "Suggestions refused by conversation-router (AI off, role)");
