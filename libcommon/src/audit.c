@@ -27,14 +27,12 @@ static void now_rfc3339(char out[40])
     snprintf(out + n, 40 - n, ".%06ldZ", (long)tv.tv_usec);
 }
 
-int cm_audit_add(struct cm_pg *pg, const char *service, const char *actor, const char *action,
-                 const char *subject)
+int cm_audit_event(const char *service, const char *actor, const char *action, const char *subject,
+                   char **payload, char msg_id[48])
 {
     unsigned char raw[16];
-    char id[33], at[40], subj[128], msg_id[48];
+    char id[33], at[40];
     cJSON *ev = cJSON_CreateObject();
-    char *payload;
-    int rc;
 
     cm_crypto_random(raw, sizeof(raw));
     cm_hex_encode(raw, sizeof(raw), id);
@@ -45,14 +43,26 @@ int cm_audit_add(struct cm_pg *pg, const char *service, const char *actor, const
     cJSON_AddStringToObject(ev, "actor", actor ? actor : "system");
     cJSON_AddStringToObject(ev, "action", action);
     cJSON_AddStringToObject(ev, "subject", subject ? subject : "");
-    payload = cJSON_PrintUnformatted(ev);
-    if (payload == NULL)
+    *payload = cJSON_PrintUnformatted(ev);
+    if (*payload == NULL)
         abort();
-    snprintf(subj, sizeof(subj), "audit.%s", service);
-    snprintf(msg_id, sizeof(msg_id), "audit:%s", id);
-    rc = cm_outbox_add(pg, subj, msg_id, payload);
-    cJSON_free(payload);
+    snprintf(msg_id, 48, "audit:%s", id);
     cJSON_Delete(ev);
+    return CM_OK;
+}
+
+int cm_audit_add(struct cm_pg *pg, const char *service, const char *actor, const char *action,
+                 const char *subject)
+{
+    char subj[128], msg_id[48];
+    char *payload = NULL;
+    int rc;
+
+    rc = cm_audit_event(service, actor, action, subject, &payload, msg_id);
+    snprintf(subj, sizeof(subj), "audit.%s", service);
+    if (rc == CM_OK)
+        rc = cm_outbox_add(pg, subj, msg_id, payload);
+    cJSON_free(payload);
     return rc;
 }
 

@@ -35,8 +35,9 @@ int cm_outbox_add(struct cm_pg *pg, const char *subject, const char *msg_id, con
 {
     const char *params[3] = {subject, msg_id ? msg_id : "", payload};
 
-    return cm_pg_exec(pg, "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)", 3,
-                      params);
+    return cm_pg_exec_prepared(pg, "cm_outbox_add",
+                               "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)",
+                               3, params, NULL, NULL);
 }
 
 /* Completion tracking for one batch of asynchronous publishes. */

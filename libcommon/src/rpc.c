@@ -43,6 +43,7 @@ struct cm_rpc {
     char *name;
     char *db_url;
     char *schema;
+    char *session_sql;
     int nworkers;
     pthread_t *threads;
     int nstarted;
@@ -203,6 +204,8 @@ static void *worker_main(void *p)
     /* Unreachable now is fine: the wrapper reconnects on the first query. */
     if (cm_pg_connect(&pg, rpc->db_url, rpc->schema) == CM_INVALID)
         return NULL;
+    if (rpc->session_sql != NULL && cm_pg_session(pg, rpc->session_sql) != CM_OK)
+        CM_WARN("rpc: worker %d: session settings not applied yet", index);
     for (;;) {
         struct item *it;
 
@@ -329,6 +332,12 @@ void cm_rpc_handle(struct cm_rpc *rpc, const char *subject, cm_rpc_fn fn, void *
     r->rpc = rpc;
 }
 
+void cm_rpc_session(struct cm_rpc *rpc, const char *sql)
+{
+    free(rpc->session_sql);
+    rpc->session_sql = cm_xstrdup(sql);
+}
+
 int cm_rpc_start(struct cm_rpc *rpc)
 {
     for (int i = 0; i < rpc->nworkers; i++) {
@@ -375,5 +384,6 @@ void cm_rpc_destroy(struct cm_rpc *rpc)
     free(rpc->name);
     free(rpc->db_url);
     free(rpc->schema);
+    free(rpc->session_sql);
     free(rpc);
 }

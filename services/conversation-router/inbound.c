@@ -20,15 +20,20 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "cache.h"
 #include "inbound.h"
 #include "router.h"
 
 /* Deliveries of an event about a message not stored yet before it is dropped. */
 #define MAX_LATER_DELIVERIES 5
 
+/* How long a cached route is trusted: a disconnect reaches this consumer within it. */
+#define ROUTE_TTL_S 2
+
 struct inbound {
     struct router *r;
     struct cm_pg *pg;
+    struct inbound_caches caches;
 };
 
 /* Meta sends epoch milliseconds; the dashboard's test form sends seconds as a string. */
@@ -135,7 +140,7 @@ static int one(struct inbound *in, natsMsg *msg, enum inbound_outcome *outcome, 
         return CM_INVALID;
     }
     inbound_parse(&ev, wrap);
-    rc = inbound_store(in->r, in->pg, &ev, outcome, why, cap);
+    rc = inbound_store(in->r, in->pg, &in->caches, &ev, outcome, why, cap);
     cJSON_Delete(wrap);
     if (rc == CM_OK && *outcome == INBOUND_LATER && deliveries(msg) >= MAX_LATER_DELIVERIES) {
         /* An edit, unsend or reaction of a message that never came: nothing to apply to. */
@@ -182,6 +187,9 @@ static enum cm_consume_result alone(struct inbound *in, natsMsg *msg)
         return CM_CONSUME_TERM;
     }
     if (rc != CM_OK) {
+        /* A stale cache entry (a contact purged meanwhile) fails the same way: forget. */
+        cache_clear(in->caches.routes);
+        cache_clear(in->caches.contacts);
         CM_WARN("inbound: event not stored, will be redelivered: %s", cm_err_str(rc));
         return CM_CONSUME_RETRY;
     }
@@ -208,6 +216,9 @@ static void on_batch(void *arg, natsMsg **msgs, int n, enum cm_consume_result *r
         }
     } else {
         cm_pg_rollback(in->pg);
+        /* What the failed batch cached may not exist: start the slow path clean. */
+        cache_clear(in->caches.routes);
+        cache_clear(in->caches.contacts);
         for (int i = 0; i < n; i++)
             results[i] = alone(in, msgs[i]);
     }
@@ -228,6 +239,8 @@ int router_inbound_start(struct router *r)
     };
 
     in->r = r;
+    in->caches.routes = cache_create(ROUTE_TTL_S);
+    in->caches.contacts = cache_create(0);
     if (cm_pg_connect(&in->pg, r->cfg->base.database_url, ROUTER_SCHEMA) == CM_INVALID) {
         free(in);
         return CM_INVALID;
@@ -243,6 +256,8 @@ void router_inbound_free(struct router *r)
     if (in == NULL)
         return;
     cm_pg_destroy(in->pg);
+    cache_destroy(in->caches.routes);
+    cache_destroy(in->caches.contacts);
     free(in);
     r->inbound_state = NULL;
 }

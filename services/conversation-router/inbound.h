@@ -29,6 +29,12 @@ enum inbound_outcome {
     INBOUND_LATER,     /* about a message not stored yet: redeliver later */
 };
 
+/* The consumer thread's caches (cache.h); NULL members mean no caching. */
+struct inbound_caches {
+    struct cache *routes;   /* "<platform>:<account>" -> "<integration>\t<workspace>\t<0|1>" */
+    struct cache *contacts; /* "<integration>:<blind hex>" -> contact id */
+};
+
 /* Reads the wrapper ingest published (proto/meta-events.md). Pointers borrow from wrap. */
 void inbound_parse(struct inbound_event *ev, const cJSON *wrap);
 
@@ -37,7 +43,8 @@ void inbound_parse(struct inbound_event *ev, const cJSON *wrap);
  * CM_INVALID with why set for an event that can never be stored (dead-letter it), or
  * another error for a transient failure (roll back, redeliver).
  */
-int inbound_store(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
-                  enum inbound_outcome *outcome, char *why, size_t cap) CM_MUST_CHECK;
+int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                  const struct inbound_event *ev, enum inbound_outcome *outcome, char *why,
+                  size_t cap) CM_MUST_CHECK;
 
 #endif

@@ -17,6 +17,8 @@
 
 #include "common/audit.h"
 #include "common/log.h"
+#include "cache.h"
+#include "common/crypto.h"
 #include "common/outbox.h"
 #include "inbound.h"
 #include "router.h"
@@ -27,38 +29,33 @@ static void ts_param(char out[32], int64_t ms)
     snprintf(out, 32, "%.3f", (double)ms / 1000.0);
 }
 
-/*
- * Finds the contact of psid, creating it when create is set; contact_id receives its
- * internal id. CM_NOTFOUND when absent and not created.
- */
-static int contact_of(struct router *r, struct cm_pg *pg, const struct router_route *route,
-                      const char *platform, const char *psid, bool create, char contact_id[40])
+/* Selects the contact of (integration, blind) into contact_id; CM_NOTFOUND when absent. */
+static int contact_select(struct cm_pg *pg, const char *integration_id,
+                          const unsigned char blind[32], char contact_id[40])
 {
-    unsigned char blind[32];
+    const char *values[2] = {integration_id, (const char *)blind};
+    const int lengths[2] = {0, 32};
+    const int formats[2] = {0, 1};
+    int rc = cm_pg_exec_prepared(pg, "router_contact",
+                                 "SELECT id FROM contacts WHERE integration_id = $1 AND blind = $2",
+                                 2, values, lengths, formats);
+
+    if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
+        return CM_NOTFOUND;
+    if (rc == CM_OK)
+        snprintf(contact_id, 40, "%s", cm_pg_value(pg, 0, 0));
+    return rc;
+}
+
+/* Creates the contact (its id sealed), or finds the one a racing replica created. */
+static int contact_create(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                          const char *platform, const char *psid, const unsigned char blind[32],
+                          char contact_id[40])
+{
     char id[40], aad[96];
     struct cm_buf sealed;
     int rc;
 
-    rc = router_blind(r, pg, route->workspace_id, route->integration_id, psid, blind);
-    if (rc != CM_OK)
-        return rc;
-    {
-        const char *values[2] = {route->integration_id, (const char *)blind};
-        const int lengths[2] = {0, 32};
-        const int formats[2] = {0, 1};
-        rc = cm_pg_exec_params(pg,
-                               "SELECT id FROM contacts WHERE integration_id = $1"
-                               " AND blind = $2",
-                               2, values, lengths, formats, 0);
-    }
-    if (rc != CM_OK)
-        return rc;
-    if (cm_pg_ntuples(pg) > 0) {
-        snprintf(contact_id, 40, "%s", cm_pg_value(pg, 0, 0));
-        return CM_OK;
-    }
-    if (!create)
-        return CM_NOTFOUND;
     router_new_id("ct", id);
     snprintf(aad, sizeof(aad), "router.contacts.psid:%s", id);
     cm_buf_init(&sealed);
@@ -78,46 +75,93 @@ static int contact_of(struct router *r, struct cm_pg *pg, const struct router_ro
     cm_buf_cleanup(&sealed);
     if (rc != CM_OK)
         return rc;
-    /* Another replica may have created it a moment before: take whichever exists. */
-    {
-        const char *values[2] = {route->integration_id, (const char *)blind};
-        const int lengths[2] = {0, 32};
-        const int formats[2] = {0, 1};
-        rc = cm_pg_exec_params(pg,
-                               "SELECT id FROM contacts WHERE integration_id = $1"
-                               " AND blind = $2",
-                               2, values, lengths, formats, 0);
+    if (cm_pg_affected(pg) == 1) {
+        snprintf(contact_id, 40, "%s", id);
+        return CM_OK;
     }
-    if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
-        rc = CM_ERR;
-    if (rc == CM_OK)
-        snprintf(contact_id, 40, "%s", cm_pg_value(pg, 0, 0));
+    rc = contact_select(pg, route->integration_id, blind, contact_id);
+    return rc == CM_NOTFOUND ? CM_AGAIN : rc;
+}
+
+/*
+ * Finds the contact of psid, creating it when create is set; contact_id receives its
+ * internal id. CM_NOTFOUND when absent and not created. Found ids are cached: a contact's
+ * id never changes (a purge that removes it empties the cache through the failure it
+ * causes, see inbound.c).
+ */
+static int contact_of(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                      const struct router_route *route, const char *platform, const char *psid,
+                      bool create, char contact_id[40])
+{
+    unsigned char blind[32];
+    char key[160], hex[65];
+    const char *cached;
+    int rc;
+
+    rc = router_blind(r, pg, route->workspace_id, route->integration_id, psid, blind);
+    if (rc != CM_OK)
+        return rc;
+    cm_hex_encode(blind, sizeof(blind), hex);
+    snprintf(key, sizeof(key), "%s:%s", route->integration_id, hex);
+    cached = caches && caches->contacts ? cache_get(caches->contacts, key) : NULL;
+    if (cached != NULL) {
+        snprintf(contact_id, 40, "%s", cached);
+        return CM_OK;
+    }
+    rc = contact_select(pg, route->integration_id, blind, contact_id);
+    if (rc == CM_NOTFOUND && create)
+        rc = contact_create(r, pg, route, platform, psid, blind, contact_id);
+    if (rc == CM_OK && caches && caches->contacts)
+        cache_put(caches->contacts, key, contact_id);
     return rc;
 }
 
 /*
  * The conversation a message of contact belongs to. inbound: the open one, else the most
- * recent closed one reopened, else a new one; *opened says it is new or reopened. Not
+ * recent closed one reopened (unless the message is already held: *duplicate), else a new
+ * one; *opened says it is new or reopened. Not
  * inbound (an echo): the open or most recent one, else a new open one.
  */
-static int conversation_of(struct cm_pg *pg, const struct router_route *route, const char *platform,
-                           const char *contact_id, bool inbound, char conv_id[40], bool *opened)
+static int already_held(struct cm_pg *pg, const struct inbound_event *ev, bool *held)
+{
+    const char *params[2] = {ev->platform, ev->mid};
+    int rc = cm_pg_exec(pg, "SELECT 1 FROM messages WHERE platform = $1 AND mid = $2", 2, params);
+
+    *held = rc == CM_OK && cm_pg_ntuples(pg) > 0;
+    return rc;
+}
+
+static int conversation_of(struct cm_pg *pg, const struct router_route *route,
+                           const struct inbound_event *ev, const char *contact_id, bool inbound,
+                           char conv_id[40], bool *opened, bool *duplicate)
 {
     const char *params[2] = {route->integration_id, contact_id};
+    const char *platform = ev->platform;
     int rc;
 
     *opened = false;
-    rc = cm_pg_exec(pg,
-                    "SELECT id, status FROM conversations WHERE integration_id = $1"
-                    " AND contact_id = $2 ORDER BY (status = 'open') DESC, created_at DESC"
-                    " LIMIT 1 FOR UPDATE",
-                    2, params);
+    *duplicate = false;
+    /* The open one through its partial unique index: the common case, one probe. */
+    rc = cm_pg_exec_prepared(pg, "router_open_conversation",
+                             "SELECT id, status FROM conversations WHERE integration_id = $1"
+                             " AND contact_id = $2 AND status = 'open' FOR UPDATE",
+                             2, params, NULL, NULL);
+    if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
+        rc = cm_pg_exec(pg,
+                        "SELECT id, status FROM conversations WHERE contact_id = $2"
+                        " AND integration_id = $1 ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+                        2, params);
     if (rc != CM_OK)
         return rc;
     if (cm_pg_ntuples(pg) > 0) {
         snprintf(conv_id, 40, "%s", cm_pg_value(pg, 0, 0));
         if (strcmp(cm_pg_value(pg, 0, 1), "closed") == 0 && inbound) {
             const char *reopen[1] = {conv_id};
+            /* An old message redelivered must not reopen what an agent closed. */
+            if (ev->mid != NULL && (rc = already_held(pg, ev, duplicate)) != CM_OK)
+                return rc;
+            if (*duplicate)
+                return CM_OK;
             *opened = true;
             return cm_pg_exec(pg,
                               "UPDATE conversations SET status = 'open', closed_at = NULL,"
@@ -185,10 +229,13 @@ static char *body_json(const struct inbound_event *ev)
     return text;
 }
 
-/* Inserts a message with a sealed body; *inserted false when (platform, mid) existed. */
+/*
+ * Inserts a message with a sealed body, and with touch moves the conversation's window to
+ * the message's time, in one statement; *inserted false when (platform, mid) existed.
+ */
 static int insert_message(struct router *r, struct cm_pg *pg, const struct router_route *route,
                           const char *conv, const struct inbound_event *ev, const char *direction,
-                          const char *status, bool *inserted)
+                          const char *status, bool touch, bool *inserted)
 {
     char id[40], aad[96], ts[32];
     char *body = body_json(ev);
@@ -204,82 +251,63 @@ static int insert_message(struct router *r, struct cm_pg *pg, const struct route
     if (rc == CM_OK) {
         const char *ws = route->workspace_id;
         const char *kind = strcmp(ev->kind, "echo") == 0 ? "message" : ev->kind;
-        const char *values[9] = {id,   conv,        ws, ev->platform, ev->mid, direction,
-                                 kind, sealed.data, ts};
-        const int lengths[9] = {0, 0, 0, 0, 0, 0, 0, (int)sealed.len, 0};
-        const int formats[9] = {0, 0, 0, 0, 0, 0, 0, 1, 0};
-        char sql[512];
-        snprintf(sql, sizeof(sql),
-                 "INSERT INTO messages (id, conversation_id, workspace_id, platform, mid,"
-                 " direction, kind, body_sealed, sent_at, status) VALUES ($1, $2, $3, $4, $5,"
-                 " $6, $7, $8, to_timestamp($9::double precision), '%s')"
-                 " ON CONFLICT (platform, mid) DO NOTHING",
-                 status);
-        rc = cm_pg_exec_params(pg, sql, 9, values, lengths, formats, 0);
+        const char *values[11] = {id,   conv,        ws, ev->platform,      ev->mid, direction,
+                                  kind, sealed.data, ts, touch ? "t" : "f", status};
+        const int lengths[11] = {0, 0, 0, 0, 0, 0, 0, (int)sealed.len, 0, 0, 0};
+        const int formats[11] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+        rc = cm_pg_exec_prepared(
+            pg, "router_insert_message",
+            "WITH ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform,"
+            " mid, direction, kind, body_sealed, sent_at, status) VALUES ($1, $2, $3, $4,"
+            " $5, $6, $7, $8, to_timestamp($9::double precision), $11)"
+            " ON CONFLICT (platform, mid) DO NOTHING RETURNING 1),"
+            " upd AS (UPDATE conversations SET last_inbound_at = greatest(last_inbound_at,"
+            " to_timestamp($9::double precision)), last_activity_at = now()"
+            " WHERE id = $2 AND $10::boolean AND EXISTS (SELECT 1 FROM ins) RETURNING 1)"
+            " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)",
+            11, values, lengths, formats);
     }
     if (rc == CM_OK)
-        *inserted = cm_pg_affected(pg) == 1;
+        *inserted = strcmp(cm_pg_value(pg, 0, 0), "1") == 0;
     cm_buf_wipe(&sealed);
     cJSON_free(body);
     return rc;
 }
 
-static int already_held(struct cm_pg *pg, const struct inbound_event *ev, bool *held)
+/* The contact wrote (message, postback, referral): two statements in the common case. */
+static int store_inbound(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                         const struct router_route *route, const struct inbound_event *ev,
+                         enum inbound_outcome *outcome)
 {
-    const char *params[2] = {ev->platform, ev->mid};
-    int rc = cm_pg_exec(pg, "SELECT 1 FROM messages WHERE platform = $1 AND mid = $2", 2, params);
+    char contact[40], conv[40];
+    bool opened = false, inserted = false, duplicate = false;
+    int rc;
 
-    *held = rc == CM_OK && cm_pg_ntuples(pg) > 0;
-    return rc;
-}
-
-/* The contact wrote (message, postback, referral). */
-static int store_inbound(struct router *r, struct cm_pg *pg, const struct router_route *route,
-                         const struct inbound_event *ev, enum inbound_outcome *outcome)
-{
-    char contact[40], conv[40], ts[32];
-    bool held = false, opened = false, inserted = false;
-    int rc = CM_OK;
-
-    if (ev->mid != NULL)
-        rc = already_held(pg, ev, &held);
-    if (rc != CM_OK || held) {
-        *outcome = INBOUND_DUPLICATE;
-        return rc;
-    }
-    rc = contact_of(r, pg, route, ev->platform, ev->contact, true, contact);
+    rc = contact_of(r, pg, caches, route, ev->platform, ev->contact, true, contact);
     if (rc == CM_OK)
-        rc = conversation_of(pg, route, ev->platform, contact, true, conv, &opened);
-    if (rc == CM_OK)
-        rc = insert_message(r, pg, route, conv, ev, "in", "received", &inserted);
+        rc = conversation_of(pg, route, ev, contact, true, conv, &opened, &duplicate);
+    if (rc == CM_OK && !duplicate)
+        rc = insert_message(r, pg, route, conv, ev, "in", "received", true, &inserted);
     if (rc != CM_OK)
         return rc;
-    if (!inserted) {
+    if (duplicate || !inserted) {
         *outcome = INBOUND_DUPLICATE;
         return CM_OK;
     }
-    ts_param(ts, ev->ts_ms);
-    {
-        const char *params[2] = {conv, ts};
-        rc = cm_pg_exec(pg,
-                        "UPDATE conversations SET last_inbound_at = greatest(last_inbound_at,"
-                        " to_timestamp($2::double precision)), last_activity_at = now()"
-                        " WHERE id = $1",
-                        2, params);
-    }
-    if (rc == CM_OK && opened)
+    if (opened)
         rc = router_assign(r, pg, route->workspace_id, conv);
     *outcome = INBOUND_STORED;
     return rc;
 }
 
 /* The business's own message, from Meta's apps or coming back from our Send API call. */
-static int store_echo(struct router *r, struct cm_pg *pg, const struct router_route *route,
-                      const struct inbound_event *ev, enum inbound_outcome *outcome)
+static int store_echo(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                      const struct router_route *route, const struct inbound_event *ev,
+                      enum inbound_outcome *outcome)
 {
     const char *metadata = NULL;
     char contact[40], conv[40];
-    bool held = false, opened = false, inserted = false;
+    bool held = false, opened = false, inserted = false, duplicate = false;
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev->event, "message");
     int rc;
 
@@ -306,11 +334,11 @@ static int store_echo(struct router *r, struct cm_pg *pg, const struct router_ro
             return rc;
         }
     }
-    rc = contact_of(r, pg, route, ev->platform, ev->contact, true, contact);
+    rc = contact_of(r, pg, caches, route, ev->platform, ev->contact, true, contact);
     if (rc == CM_OK)
-        rc = conversation_of(pg, route, ev->platform, contact, false, conv, &opened);
+        rc = conversation_of(pg, route, ev, contact, false, conv, &opened, &duplicate);
     if (rc == CM_OK)
-        rc = insert_message(r, pg, route, conv, ev, "out", "sent", &inserted);
+        rc = insert_message(r, pg, route, conv, ev, "out", "sent", false, &inserted);
     *outcome = inserted ? INBOUND_STORED : INBOUND_DUPLICATE;
     return rc;
 }
@@ -438,12 +466,12 @@ static int store_reaction(struct router *r, struct cm_pg *pg, const struct route
 }
 
 /* read / delivery: a watermark on the contact's latest conversation. */
-static int store_watermark(struct router *r, struct cm_pg *pg, const struct router_route *route,
-                           const struct inbound_event *ev, const char *column,
-                           enum inbound_outcome *outcome)
+static int store_watermark(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                           const struct router_route *route, const struct inbound_event *ev,
+                           const char *column, enum inbound_outcome *outcome)
 {
     char contact[40], ts[32], sql[400];
-    int rc = contact_of(r, pg, route, ev->platform, ev->contact, false, contact);
+    int rc = contact_of(r, pg, caches, route, ev->platform, ev->contact, false, contact);
 
     if (rc == CM_NOTFOUND) {
         /* A read or delivery from someone we hold nothing of: nothing to record. */
@@ -466,8 +494,33 @@ static int store_watermark(struct router *r, struct cm_pg *pg, const struct rout
     return rc;
 }
 
-int inbound_store(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
-                  enum inbound_outcome *outcome, char *why, size_t cap)
+/* Finds the route, through the cache of recent answers when there is one. */
+static int route_of(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                    const struct inbound_event *ev, struct router_route *route)
+{
+    char key[160], value[240];
+    const char *cached;
+    int rc;
+
+    snprintf(key, sizeof(key), "%s:%s", ev->platform, ev->account_id);
+    cached = caches && caches->routes ? cache_get(caches->routes, key) : NULL;
+    if (cached != NULL && sscanf(cached, "%63[^\t]\t%127[^\t]\t%d", route->integration_id,
+                                 route->workspace_id, (int *)&rc) == 3) {
+        route->workspace_deleted = rc != 0;
+        return CM_OK;
+    }
+    rc = router_route_find(r, pg, ev->platform, ev->account_id, route);
+    if (rc == CM_OK && caches && caches->routes) {
+        snprintf(value, sizeof(value), "%s\t%s\t%d", route->integration_id, route->workspace_id,
+                 route->workspace_deleted ? 1 : 0);
+        cache_put(caches->routes, key, value);
+    }
+    return rc;
+}
+
+int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                  const struct inbound_event *ev, enum inbound_outcome *outcome, char *why,
+                  size_t cap)
 {
     struct router_route route;
     const char *k = ev->kind;
@@ -485,7 +538,7 @@ int inbound_store(struct router *r, struct cm_pg *pg, const struct inbound_event
         snprintf(why, cap, "a %s event without sender, recipient or timestamp", k);
         return CM_INVALID;
     }
-    rc = router_route_find(r, pg, ev->platform, ev->account_id, &route);
+    rc = route_of(r, pg, caches, ev, &route);
     if (rc == CM_NOTFOUND || (rc == CM_OK && route.workspace_deleted)) {
         /* Collect only what is needed: nothing of an unrouted account is kept. */
         *outcome = INBOUND_UNROUTED;
@@ -495,14 +548,14 @@ int inbound_store(struct router *r, struct cm_pg *pg, const struct inbound_event
         return rc;
 
     if (strcmp(k, "message") == 0 || strcmp(k, "postback") == 0 || strcmp(k, "referral") == 0)
-        return store_inbound(r, pg, &route, ev, outcome);
+        return store_inbound(r, pg, caches, &route, ev, outcome);
     if (ev->mid == NULL &&
         (strcmp(k, "unsend") == 0 || strcmp(k, "edit") == 0 || strcmp(k, "reaction") == 0)) {
         snprintf(why, cap, "a %s event without the mid it is about", k);
         return CM_INVALID;
     }
     if (strcmp(k, "echo") == 0)
-        return store_echo(r, pg, &route, ev, outcome);
+        return store_echo(r, pg, caches, &route, ev, outcome);
     if (strcmp(k, "unsend") == 0)
         return store_unsend(pg, ev, outcome);
     if (strcmp(k, "edit") == 0)
@@ -510,9 +563,9 @@ int inbound_store(struct router *r, struct cm_pg *pg, const struct inbound_event
     if (strcmp(k, "reaction") == 0)
         return store_reaction(r, pg, &route, ev, outcome);
     if (strcmp(k, "read") == 0)
-        return store_watermark(r, pg, &route, ev, "read_watermark", outcome);
+        return store_watermark(r, pg, caches, &route, ev, "read_watermark", outcome);
     if (strcmp(k, "delivery") == 0)
-        return store_watermark(r, pg, &route, ev, "delivered_watermark", outcome);
+        return store_watermark(r, pg, caches, &route, ev, "delivered_watermark", outcome);
     *outcome = INBOUND_IGNORED;
     return CM_OK;
 }

@@ -64,7 +64,7 @@ static int save_connection(struct vault *v, struct cm_pg *pg, const char *id, bo
                            const char *asid, const struct vault_token *tok, const char *actor)
 {
     const char *params[5] = {id, ws, platform, account, asid};
-    int rc = cm_pg_begin(pg);
+    int rc = vault_begin(pg);
 
     if (rc == CM_OK && existing) {
         const char *renew[2] = {id, asid};
@@ -325,7 +325,6 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
     struct vault *v = arg;
     const char *id = cm_rpc_str(call, "integration_id");
     const char *requester = cm_rpc_str(call, "requester");
-    const char *params[1] = {id};
     struct vault_token tok = {0};
     char platform[16], account[80], expires[32];
     cJSON *out;
@@ -340,31 +339,40 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "invalid", "integration_id is required");
         return;
     }
-    /* The audit row commits with the read; losing it in a crash is the only risk of not
-     * waiting for the WAL flush, and it keeps a token fetch off the disk's latency. Four
-     * round trips: begin, the row with its sealed token, the audit row, commit. */
-    rc = cm_pg_exec_simple(call->pg, "BEGIN; SET LOCAL synchronous_commit TO off");
-    if (rc == CM_OK)
-        rc = cm_pg_exec(call->pg,
-                        "SELECT i.status, i.platform, i.account_id, t.sealed,"
-                        " coalesce(extract(epoch FROM t.expires_at)::bigint, 0)"
-                        " FROM integrations i LEFT JOIN tokens t ON t.integration_id = i.id"
-                        " WHERE i.id = $1",
-                        1, params);
+    /* One statement: the row with its sealed token, and the audit event of serving it,
+     * committed together (in autocommit, without waiting for the WAL flush: losing the
+     * last audit rows in a PostgreSQL crash is the price of a token fetch in one round
+     * trip). The event is only written when the integration may be served. */
+    {
+        char *payload = NULL, msg_id[48];
+        rc = cm_audit_event(VAULT_SERVICE, requester, "token.served", id, &payload, msg_id);
+        if (rc == CM_OK) {
+            const char *values[4] = {id, "audit." VAULT_SERVICE, msg_id, payload};
+            rc = cm_pg_exec_prepared(
+                call->pg, "vault_token_get",
+                "WITH tok AS (SELECT i.status, i.platform, i.account_id, t.sealed,"
+                " coalesce(extract(epoch FROM t.expires_at)::bigint, 0) AS expires"
+                " FROM integrations i LEFT JOIN tokens t ON t.integration_id = i.id"
+                " WHERE i.id = $1), aud AS (INSERT INTO outbox (subject, msg_id, payload)"
+                " SELECT $2, $3, $4 FROM tok WHERE tok.status = 'connected'"
+                " AND tok.sealed IS NOT NULL RETURNING 1)"
+                " SELECT status, platform, account_id, sealed, expires,"
+                " (SELECT count(*) FROM aud) FROM tok",
+                4, values, NULL, NULL);
+        }
+        cJSON_free(payload);
+    }
     if (rc != CM_OK) {
-        cm_pg_rollback(call->pg);
         cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
         return;
     }
     if (cm_pg_ntuples(call->pg) == 0) {
-        cm_pg_rollback(call->pg);
         cm_rpc_fail(call, "not_found", "no integration %s", id);
         return;
     }
-    if (strcmp(cm_pg_value(call->pg, 0, 0), "connected") != 0 || cm_pg_is_null(call->pg, 0, 3)) {
+    if (strcmp(cm_pg_value(call->pg, 0, 5), "1") != 0) {
         cm_rpc_fail(call, "refused", "integration %s is %s: no token is served", id,
                     cm_pg_value(call->pg, 0, 0));
-        cm_pg_rollback(call->pg);
         cm_metrics_inc(v->m_refused, 1);
         return;
     }
@@ -376,15 +384,10 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
         rc = vault_open_token(v, call->pg, id, sealed, until, &tok);
         free(sealed);
     }
-    if (rc == CM_OK)
-        rc = cm_audit_add(call->pg, VAULT_SERVICE, requester, "token.served", id);
-    if (rc == CM_OK)
-        rc = cm_pg_commit(call->pg);
     if (rc != CM_OK) {
-        cm_pg_rollback(call->pg);
         vault_token_clear(&tok);
-        cm_rpc_fail(call, rc == CM_NOTFOUND || rc == CM_DENIED ? "refused" : "unavailable",
-                    "the token of integration %s cannot be served", id);
+        CM_ERROR("the token of integration %s does not decrypt: %s", id, cm_err_str(rc));
+        cm_rpc_fail(call, "refused", "the token of integration %s cannot be served", id);
         return;
     }
     out = cJSON_CreateObject();

@@ -23,7 +23,7 @@ static int purge_one(struct vault *v, struct cm_pg *pg, const char *id, const ch
     int rc;
 
     snprintf(kid, sizeof(kid), "int:%s", id);
-    rc = cm_pg_begin(pg);
+    rc = vault_begin(pg);
     if (rc == CM_OK)
         rc = cm_keyring_shred(v->keyring, pg, kid, &shredded);
     if (rc == CM_OK)

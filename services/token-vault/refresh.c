@@ -70,7 +70,7 @@ static int claim(struct cm_pg *pg, const char *sql, int64_t before, char *id, si
     int rc;
 
     snprintf(secs, sizeof(secs), "%lld", (long long)before);
-    rc = cm_pg_begin(pg);
+    rc = vault_begin(pg);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, sql, 1, params);
     if (rc == CM_OK && cm_pg_ntuples(pg) == 0)

@@ -17,6 +17,11 @@
 #include "store.h"
 #include "vault.h"
 
+int vault_begin(struct cm_pg *pg)
+{
+    return cm_pg_exec_simple(pg, "BEGIN; SET LOCAL synchronous_commit TO on");
+}
+
 static void key_id(char *out, size_t cap, const char *integration_id)
 {
     snprintf(out, cap, "int:%s", integration_id);
@@ -174,7 +179,7 @@ int vault_store_end(struct vault *v, struct cm_pg *pg, const char *integration_i
     long shredded = 0;
     int rc;
 
-    rc = cm_pg_begin(pg);
+    rc = vault_begin(pg);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg,
                         "UPDATE integrations SET status = $2, ended_at = now(), updated_at = now()"

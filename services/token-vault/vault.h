@@ -77,6 +77,13 @@ int vault_meta_check_page(const struct vault_cfg *cfg, struct cm_httpc *http, co
 
 /* --- store.c: the vault schema --------------------------------------------------------- */
 
+/*
+ * Begins a transaction whose commit waits for the WAL flush. The request workers run with
+ * synchronous_commit off, which only a token read's audit row relies on: every change of
+ * integrations or tokens is begun here.
+ */
+int vault_begin(struct cm_pg *pg) CM_MUST_CHECK;
+
 /* Publishes the integration's current state through the outbox (inside a transaction). */
 int vault_store_event(struct cm_pg *pg, const char *integration_id) CM_MUST_CHECK;
 

@@ -26,6 +26,14 @@ struct cm_nats;
 int cm_audit_add(struct cm_pg *pg, const char *service, const char *actor, const char *action,
                  const char *subject) CM_MUST_CHECK;
 
+/*
+ * Builds an audit event without writing it, for a caller that writes it in a statement of
+ * its own: *payload (free with cJSON_free) and msg_id (its Nats-Msg-Id, 48 bytes). The
+ * subject to write it under is "audit.<service>". Returns CM_OK.
+ */
+int cm_audit_event(const char *service, const char *actor, const char *action, const char *subject,
+                   char **payload, char msg_id[48]) CM_MUST_CHECK;
+
 /* A cm_nats set-up step that creates or updates the AUDIT stream (arg unused). */
 int cm_audit_stream_ensure(struct cm_nats *n, void *arg);
 

@@ -42,6 +42,15 @@ int cm_pg_exec(struct cm_pg *pg, const char *sql, int n, const char *const *para
 int cm_pg_exec_params(struct cm_pg *pg, const char *sql, int n, const char *const *values,
                       const int *lengths, const int *formats, int result_format) CM_MUST_CHECK;
 
+/*
+ * Like cm_pg_exec_params (text results) for a statement run often: it is prepared under
+ * name on the first use on this connection (again after a reconnect) and executed from
+ * then on, sparing the parse and plan. name must be a string literal, sql always the same.
+ */
+int cm_pg_exec_prepared(struct cm_pg *pg, const char *name, const char *sql, int n,
+                        const char *const *values, const int *lengths,
+                        const int *formats) CM_MUST_CHECK;
+
 /* The last result (borrowed; valid until the next call on pg), and shortcuts into it. */
 PGresult *cm_pg_result(struct cm_pg *pg);
 int cm_pg_ntuples(struct cm_pg *pg);
@@ -59,6 +68,12 @@ const char *cm_pg_error(struct cm_pg *pg);
  * "BEGIN; SET LOCAL ..."). Never with values from outside: use cm_pg_exec for those.
  */
 int cm_pg_exec_simple(struct cm_pg *pg, const char *sql) CM_MUST_CHECK;
+
+/*
+ * Session settings (e.g. "SET synchronous_commit TO off") applied now and after every
+ * reconnect. sql is copied. Returns the result of applying it now.
+ */
+int cm_pg_session(struct cm_pg *pg, const char *sql) CM_MUST_CHECK;
 
 /* Transaction helpers; rollback is safe to call in any state. */
 int cm_pg_begin(struct cm_pg *pg) CM_MUST_CHECK;

@@ -51,6 +51,9 @@ int cm_rpc_create(struct cm_rpc **out, struct cm_nats *n, const char *name, cons
 /* Routes subject to fn (before cm_rpc_start). subject is copied; arg is borrowed. */
 void cm_rpc_handle(struct cm_rpc *rpc, const char *subject, cm_rpc_fn fn, void *arg);
 
+/* Session settings for every worker's connection (cm_pg_session); before cm_rpc_start. */
+void cm_rpc_session(struct cm_rpc *rpc, const char *sql);
+
 /* Starts the workers and subscribes, now or on the first connect. */
 int cm_rpc_start(struct cm_rpc *rpc) CM_MUST_CHECK;
 
