@@ -106,10 +106,10 @@ struct ai_record {
 
 /*
  * Seals the draft (and the audio) under ws:<workspace_id>, each bound to its row and column,
- * inserts the row, queues the suggestion.created event and the suggestion.create audit event,
- * all in one transaction on pg: the suggestion exists with its event and audit or not at all.
- * Writes the row's created_at (RFC 3339) into created (cap bytes). Returns CM_OK or the
- * keyring's or the database's error (logged).
+ * and writes the row, the suggestion.created event and the suggestion.create audit event in
+ * one statement of one transaction on pg (committed without waiting for the WAL flush): the
+ * suggestion exists with its event and audit or not at all. Writes its created_at (RFC 3339)
+ * into created (cap bytes). Returns CM_OK or the keyring's or the database's error (logged).
  */
 int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record *r, char *created,
                         size_t cap) CM_MUST_CHECK;

@@ -9,26 +9,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ai.h"
 #include "common/audit.h"
 #include "common/log.h"
-#include "common/outbox.h"
 
+/*
+ * The row, its event and its audit record in one statement (one round trip, prepared once
+ * per connection): the outbox rows are written only when the row is.
+ */
 #define INSERT_SQL                                                                                 \
-    "INSERT INTO suggestions (id, workspace_id, integration_id, conversation_id, actor,"           \
-    " provider, model, text_sealed, audio_sealed, audio_type, audio_bytes, latency_ms,"            \
-    " prompt_tokens, completion_tokens, masked_items)"                                             \
+    "WITH s AS (INSERT INTO suggestions (id, workspace_id, integration_id, conversation_id,"       \
+    " actor, provider, model, text_sealed, audio_sealed, audio_type, audio_bytes, latency_ms,"     \
+    " prompt_tokens, completion_tokens, masked_items, created_at)"                                 \
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::integer, $12::integer,"                \
-    " $13::integer, $14::integer, $15::integer)"                                                   \
-    " RETURNING to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    " $13::integer, $14::integer, $15::integer, $16::timestamptz) RETURNING 1)"                    \
+    " INSERT INTO outbox (subject, msg_id, payload) SELECT v.subject, v.msg_id, v.payload"         \
+    " FROM s, (VALUES ($17, $18, $19), ($20, $21, $22)) AS v (subject, msg_id, payload)"
 
-/* The event other services show a suggestion by: ids and names, never the text. */
-static int queue_event(struct cm_pg *pg, const struct ai_record *r, const char *created)
+/* Now as RFC 3339 UTC with microseconds: the row's created_at and the event's. */
+static void now_rfc3339(char *out, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    char sec[32];
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, cap, "%s.%06ldZ", sec, ts.tv_nsec / 1000);
+}
+
+/* The event other services show a suggestion by: ids and names, never the text. Free the
+ * result with cJSON_free(). */
+static char *event_payload(const struct ai_record *r, const char *created)
 {
     cJSON *ev = cJSON_CreateObject();
-    char msg_id[64], *payload;
-    int rc;
+    char *payload;
 
     cJSON_AddStringToObject(ev, "suggestion_id", r->id);
     cJSON_AddStringToObject(ev, "conversation_id", r->ctx->conversation_id);
@@ -45,11 +63,8 @@ static int queue_event(struct cm_pg *pg, const struct ai_record *r, const char *
     payload = cJSON_PrintUnformatted(ev);
     if (payload == NULL)
         abort();
-    snprintf(msg_id, sizeof(msg_id), "ai:suggestion:%s", r->id);
-    rc = cm_outbox_add(pg, AI_EVENT_CREATED, msg_id, payload);
-    cJSON_free(payload);
     cJSON_Delete(ev);
-    return rc;
+    return payload;
 }
 
 /* A number for a parameter, or NULL (SQL NULL) when negative: "not said". */
@@ -64,30 +79,39 @@ static const char *num(char *buf, size_t cap, long v)
 int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record *r, char *created,
                         size_t cap)
 {
-    char kid[160], aad_text[96], aad_audio[96];
+    char kid[160], aad_text[96], aad_audio[96], ev_id[64], audit_id[48];
     char n_audio[24], n_latency[24], n_prompt[24], n_completion[24], n_masked[16];
+    char *ev = NULL, *audit = NULL;
     struct cm_buf text, audio;
     int rc;
 
     snprintf(kid, sizeof(kid), "ws:%s", r->ctx->workspace_id);
     snprintf(aad_text, sizeof(aad_text), "ai.suggestions.text:%s", r->id);
     snprintf(aad_audio, sizeof(aad_audio), "ai.suggestions.audio:%s", r->id);
+    snprintf(ev_id, sizeof(ev_id), "ai:suggestion:%s", r->id);
+    now_rfc3339(created, cap);
     cm_buf_init(&text);
     cm_buf_init(&audio);
+    ev = event_payload(r, created);
+    /* Reading the conversation to draft from it is an access to Platform Data. */
+    rc = cm_audit_event(AI_SERVICE, r->actor, "suggestion.create", r->ctx->conversation_id, &audit,
+                        audit_id);
 
     /*
      * The commit does not wait for the WAL flush: a crash within the next fraction of a
      * second may lose this draft with its event and audit record (never one without the
      * others), which the user can ask for again; waiting would add a disk flush to every
-     * suggestion. token-vault's token reads make the same choice.
+     * suggestion. token-vault's token reads make the same choice. Purges, which must not
+     * come back after a crash, keep the default.
      */
-    rc = cm_pg_exec_simple(pg, "BEGIN; SET LOCAL synchronous_commit TO off");
+    if (rc == CM_OK)
+        rc = cm_pg_exec_simple(pg, "BEGIN; SET LOCAL synchronous_commit TO off");
     if (rc == CM_OK)
         rc = cm_keyring_seal(ai->keyring, pg, kid, aad_text, r->draft->text, r->draft->len, &text);
     if (rc == CM_OK && r->audio != NULL)
         rc = cm_keyring_seal(ai->keyring, pg, kid, aad_audio, r->audio, r->audio_len, &audio);
     if (rc == CM_OK) {
-        const char *values[15] = {
+        const char *values[22] = {
             r->id,
             r->ctx->workspace_id,
             r->ctx->integration_id,
@@ -103,22 +127,23 @@ int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record 
             num(n_prompt, sizeof(n_prompt), r->draft->prompt_tokens),
             num(n_completion, sizeof(n_completion), r->draft->completion_tokens),
             num(n_masked, sizeof(n_masked), r->masked),
+            created,
+            AI_EVENT_CREATED,
+            ev_id,
+            ev,
+            "audit." AI_SERVICE,
+            audit_id,
+            audit,
         };
-        int lengths[15] = {0};
-        int formats[15] = {0};
+        int lengths[22] = {0};
+        int formats[22] = {0};
         lengths[7] = (int)text.len;
         formats[7] = 1;
         lengths[8] = (int)audio.len;
         formats[8] = 1;
-        rc = cm_pg_exec_params(pg, INSERT_SQL, 15, values, lengths, formats, 0);
+        rc = cm_pg_exec_prepared(pg, "ai_store_suggestion", INSERT_SQL, 22, values, lengths,
+                                 formats);
     }
-    if (rc == CM_OK) {
-        snprintf(created, cap, "%s", cm_pg_value(pg, 0, 0));
-        rc = queue_event(pg, r, created);
-    }
-    /* Reading the conversation to draft from it is an access to Platform Data. */
-    if (rc == CM_OK)
-        rc = cm_audit_add(pg, AI_SERVICE, r->actor, "suggestion.create", r->ctx->conversation_id);
     if (rc == CM_OK)
         rc = cm_pg_commit(pg);
     if (rc != CM_OK) {
@@ -126,6 +151,8 @@ int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record 
                     cm_pg_error(pg));
         cm_pg_rollback(pg);
     }
+    cJSON_free(ev);
+    cJSON_free(audit);
     cm_buf_cleanup(&text);
     cm_buf_cleanup(&audio);
     return rc;
