@@ -12,6 +12,7 @@
  *   due           the rows created before older_than; nothing without it.
  * Every scope is idempotent: repeating it deletes nothing more and reports 0 remaining.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,28 @@
 
 #define BATCH   1000
 #define MAX_IDS 10000
+
+/* True for an RFC 3339 time, "2026-08-31T00:00:00Z" (fractions and offsets allowed); not
+ * PostgreSQL's own wider syntax ("yesterday", "epoch"), which the contract does not have. */
+static bool rfc3339(const char *t)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    size_t i;
+
+    for (i = 0; shape[i] != '\0'; i++) {
+        if (shape[i] == 'd' ? !isdigit((unsigned char)t[i]) : t[i] != shape[i])
+            return false;
+    }
+    if (t[i] == '.') {
+        for (i++; isdigit((unsigned char)t[i]); i++) {
+        }
+    }
+    if (t[i] == 'Z')
+        return t[i + 1] == '\0';
+    return (t[i] == '+' || t[i] == '-') && isdigit((unsigned char)t[i + 1]) &&
+           isdigit((unsigned char)t[i + 2]) && t[i + 3] == ':' &&
+           isdigit((unsigned char)t[i + 4]) && isdigit((unsigned char)t[i + 5]) && t[i + 6] == '\0';
+}
 
 /* Deletes the rows matching where (one parameter) in batches, each its own transaction. */
 static int delete_where(struct cm_pg *pg, const char *where, const char *param, long *deleted)
@@ -132,8 +155,9 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
     } else if (scope != NULL && strcmp(scope, "due") == 0) {
         if (older != NULL) {
             const char *params[1] = {older};
-            /* Checked on its own so that a malformed time is "invalid", not an outage. */
-            if (cm_pg_exec(call->pg, "SELECT $1::timestamptz", 1, params) != CM_OK) {
+            /* Checked first so that a malformed time is "invalid", not an outage. */
+            if (!rfc3339(older) ||
+                cm_pg_exec(call->pg, "SELECT $1::timestamptz", 1, params) != CM_OK) {
                 cm_rpc_fail(call, "invalid", "older_than must be an RFC 3339 time");
                 return;
             }

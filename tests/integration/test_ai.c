@@ -415,6 +415,15 @@ static void test_voice_without_key(void)
     free(text);
 }
 
+/* deleted.suggestions of an ai.purge reply, or -1. */
+static int deleted_of(const cJSON *r)
+{
+    const cJSON *n = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "suggestions");
+
+    return cJSON_IsNumber(n) ? n->valueint : -1;
+}
+
 static void test_deleted_workspace_purged(void)
 {
     const char *del[] = {"workspace", "delete", ws_a, NULL};
@@ -433,7 +442,25 @@ static void test_deleted_workspace_purged(void)
                   cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "suggestions")),
               3);
     cJSON_Delete(r);
+
+    /* By conversation, and by age: nothing is older than the year 2000; a bad time is
+     * refused rather than taken for an outage. */
     cJSON_Delete(run(0, NULL, args));
+    snprintf(req, sizeof(req),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"conversation\","
+             "\"conversation_ids\":[\"%s\"]}",
+             conv_pii);
+    r = th_stack_request(&st, "ai.purge", req);
+    CHECK_INT(deleted_of(r), 1);
+    cJSON_Delete(r);
+    cJSON_Delete(run(0, NULL, args));
+    r = th_stack_request(&st, "ai.purge",
+                         "{\"scope\":\"due\",\"older_than\":\"2000-01-01T00:00:00Z\"}");
+    CHECK_INT(deleted_of(r), 0);
+    cJSON_Delete(r);
+    r = th_stack_request(&st, "ai.purge", "{\"scope\":\"due\",\"older_than\":\"yesterday\"}");
+    CHECK_STR(th_json_str(r, "error", "code"), "invalid");
+    cJSON_Delete(r);
 
     cJSON_Delete(run(0, NULL, del));
     before = all_requests();
