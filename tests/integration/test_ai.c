@@ -432,7 +432,8 @@ static void test_deleted_workspace_purged(void)
     int before;
     cJSON *r;
 
-    /* Purge by integration first: the rows go, the workspace's key stays. */
+    /* Purge by integration first: the rows go (the three drafts of the tests before, and
+     * the one test_suggestion_sent sent), the workspace's key stays. */
     snprintf(req, sizeof(req),
              "{\"actor\":\"retention-reaper\",\"scope\":\"integration\",\"integration_ids\":"
              "[\"%s\"]}",
@@ -440,7 +441,7 @@ static void test_deleted_workspace_purged(void)
     r = th_stack_request(&st, "ai.purge", req);
     CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "suggestions")),
-              3);
+              4);
     cJSON_Delete(r);
 
     /* By conversation, and by age: nothing is older than the year 2000; a bad time is
@@ -493,6 +494,51 @@ static void test_deleted_workspace_purged(void)
     r = th_stack_request(&st, "ai.purge", "{\"scope\":\"everything\"}");
     CHECK_STR(th_json_str(r, "error", "code"), "invalid");
     cJSON_Delete(r);
+}
+
+/* A suggestion sent as drafted is AI-drafted: never tagged HUMAN_AGENT; edited, it may be. */
+static void test_suggestion_sent(void)
+{
+    const char *args[] = {"suggest", NULL, NULL};
+    char body[4096], req[1024], *conv;
+    int64_t then = now_ms() - 30LL * 3600 * 1000;
+    cJSON *out, *r;
+    char *sid, *draft;
+
+    snprintf(body, sizeof(body),
+             "{\"object\":\"page\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
+             "\"sender\":{\"id\":\"psid-late\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":"
+             "%lld,\"message\":{\"mid\":\"m_ai_late\",\"text\":\"any news on my order?\"}}]}]}",
+             PAGE_A, (long long)then, PAGE_A, (long long)then);
+    CHECK_INT(th_stack_webhook(&st, body), 200);
+    conv = await_conv(ws_a, "any news on my order?");
+    args[1] = conv;
+    out = run(0, NULL, args);
+    sid = cm_xstrdup(
+        th_json_str(out, "suggestion_id", NULL) ? th_json_str(out, "suggestion_id", NULL) : "");
+    draft = cm_xstrdup(th_json_str(out, "text", NULL) ? th_json_str(out, "text", NULL) : "");
+    cJSON_Delete(out);
+
+    /* Unedited, in the human-agent window: refused, even with human_agent asked for. */
+    snprintf(req, sizeof(req),
+             "{\"actor\":\"operator\",\"conversation_id\":\"%s\",\"text\":\"%s\","
+             "\"human_agent\":true,\"suggestion_id\":\"%s\"}",
+             conv, draft, sid);
+    r = th_stack_request(&st, "router.reply", req);
+    CHECK_STR(th_json_str(r, "error", "code"), "refused");
+    CHECK_CONTAINS(th_json_str(r, "error", "message"), "AI-drafted");
+    cJSON_Delete(r);
+    /* Edited by a person: a human agent's reply. */
+    snprintf(req, sizeof(req),
+             "{\"actor\":\"operator\",\"conversation_id\":\"%s\",\"text\":\"%s Sorry for"
+             " the delay!\",\"human_agent\":true,\"suggestion_id\":\"%s\"}",
+             conv, draft, sid);
+    r = th_stack_request(&st, "router.reply", req);
+    CHECK_STR(th_json_str(r, "result", "status"), "queued");
+    cJSON_Delete(r);
+    free(sid);
+    free(draft);
+    free(conv);
 }
 
 static void test_bad_settings(void)
@@ -574,6 +620,7 @@ int main(void)
     RUN(test_masking_switched_off);
     RUN(test_voice);
     RUN(test_voice_without_key);
+    RUN(test_suggestion_sent);
     RUN(test_deleted_workspace_purged);
     RUN(test_bad_settings);
     CHECK_INT(th_proc_stop(&ai), 0);
