@@ -38,7 +38,7 @@ doms_install_deps() {
     local arg
     for arg in "$@"; do
         case $arg in
-        --with-test) pkgs+=(docker-compose chromium) ;;
+        --with-test) pkgs+=(docker-compose chromium clang-format) ;;
         --with-fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
         --with-bench) pkgs+=(wrk nginx-light) ;;
         *) doms__err "doms_install_deps: unknown option $arg"; return 2 ;;

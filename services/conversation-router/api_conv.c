@@ -70,6 +70,15 @@ static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, stru
     return router_authorize(call, c->ws, min, live);
 }
 
+/*
+ * A read of message content and its audit row commit together, without waiting for the
+ * WAL flush: a PostgreSQL crash may lose the last audit rows of reads, never a change.
+ */
+static int begin_read_audit(struct cm_pg *pg)
+{
+    return cm_pg_exec_simple(pg, "BEGIN; SET LOCAL synchronous_commit TO off");
+}
+
 /* RFC 3339 UTC with milliseconds, from PostgreSQL. */
 #define RFC3339(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -154,7 +163,7 @@ static void on_messages_list(struct cm_rpc_call *call, void *arg)
     if (!load_conv(call, "viewer", false, &c))
         return;
     params[0] = c.id;
-    if (cm_pg_begin(pg) != CM_OK || cm_pg_exec(pg, messages_sql, 1, params) != CM_OK) {
+    if (begin_read_audit(pg) != CM_OK || cm_pg_exec(pg, messages_sql, 1, params) != CM_OK) {
         cm_pg_rollback(pg);
         cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
         return;
@@ -201,6 +210,18 @@ static void on_messages_list(struct cm_rpc_call *call, void *arg)
         return;
     }
     cm_rpc_reply(call, list);
+}
+
+/* Cuts text to at most max bytes without splitting a UTF-8 character. */
+static void truncate_utf8(char *text, size_t max)
+{
+    size_t n = strlen(text);
+
+    if (n <= max)
+        return;
+    while (max > 0 && ((unsigned char)text[max] & 0xC0) == 0x80)
+        max--;
+    text[max] = '\0';
 }
 
 /* The newest texts that fit the budget, for ai-suggest; refused when AI is off. */
@@ -254,8 +275,13 @@ static void on_context(struct cm_rpc_call *call, void *arg)
         if (text == NULL)
             continue;
         if ((long)strlen(text) > budget) {
-            free(text);
-            break;
+            if (cJSON_GetArraySize(msgs) > 0) {
+                free(text);
+                break;
+            }
+            /* Even the newest message is longer than the budget: its end, cut at a
+             * character boundary, rather than nothing to answer. */
+            truncate_utf8(text, (size_t)budget);
         }
         budget -= (long)strlen(text);
         m = cJSON_CreateObject();
@@ -427,6 +453,38 @@ static bool window_allows(struct cm_rpc_call *call, const struct conv *c, bool h
     return false;
 }
 
+/*
+ * Is text an unedited suggestion? Asks ai-suggest for the draft (as the replying actor).
+ * Returns true when it is the draft, or when that cannot be known: text that may be a
+ * machine's is never tagged as a human's.
+ */
+static bool unedited_suggestion(struct router *r, const struct cm_rpc_call *call,
+                                const char *suggestion_id, const char *text)
+{
+    natsMsg *reply = NULL;
+    cJSON *req = cJSON_CreateObject(), *resp = NULL;
+    const char *draft;
+    bool same = true;
+    char *body;
+
+    cJSON_AddStringToObject(req, "actor", call->actor);
+    cJSON_AddStringToObject(req, "suggestion_id", suggestion_id);
+    body = cJSON_PrintUnformatted(req);
+    if (natsConnection_RequestString(&reply, cm_nats_conn(r->svc.nats), "ai.suggestion.get", body,
+                                     5000) == NATS_OK) {
+        resp = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+        draft =
+            cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "result"), "text"));
+        if (draft != NULL)
+            same = strcmp(draft, text) == 0;
+    }
+    natsMsg_Destroy(reply);
+    cJSON_Delete(resp);
+    cJSON_free(body);
+    cJSON_Delete(req);
+    return same;
+}
+
 static void on_reply(struct cm_rpc_call *call, void *arg)
 {
     struct router *r = arg;
@@ -452,6 +510,9 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "refused", "the conversation's integration is no longer connected");
         return;
     }
+    /* A suggestion sent as drafted stays AI-drafted, whatever the caller says. */
+    if (suggestion != NULL && !ai_drafted && unedited_suggestion(r, call, suggestion, text))
+        ai_drafted = true;
     if (!window_allows(call, &c, human, ai_drafted, &tag))
         return;
 

@@ -32,8 +32,8 @@ int main(int argc, char **argv)
         return 1;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    printf("Meta stand-in on %s (app id %s, app secret %s)\n", fakehttp_url(srv),
-           FAKEMETA_APP_ID, FAKEMETA_APP_SECRET);
+    printf("Meta stand-in on %s (app id %s, app secret %s)\n", fakehttp_url(srv), FAKEMETA_APP_ID,
+           FAKEMETA_APP_SECRET);
     fflush(stdout);
     while (!stop) {
         for (; shown < fakehttp_count(srv); shown++) {
