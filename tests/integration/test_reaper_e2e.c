@@ -1,10 +1,10 @@
 /*
  * test_reaper_e2e - the deletion promises against the real suite: webhook-ingest,
- * token-vault, conversation-router and retention-reaper (ai-suggest's purge subject is a
- * stand-in until it is in the tree), messages sent through signed webhooks the way Meta
- * sends them. After Meta's data-deletion callback, and after a workspace's purge, a scan of
- * every table of every schema finds no row of the deleted account, its contacts or its
- * messages, and JetStream holds none of its raw events; the other workspace keeps every row.
+ * token-vault, conversation-router, ai-suggest (its drafts from a local OpenAI stand-in) and
+ * retention-reaper, messages sent through signed webhooks the way Meta sends them. After Meta's
+ * data-deletion callback, and after a workspace's purge, a scan of every table of every schema
+ * finds no row of the deleted account, its contacts or its messages, and JetStream holds none of
+ * its raw events; the other workspace keeps every row.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "check.h"
 #include "common/crypto.h"
 #include "common/mem.h"
+#include "fakeai.h"
 #include "stack.h"
 
 #define PAGE_A "106000000000711" /* workspace A, deleted through Meta's callback */
@@ -21,22 +22,11 @@
 #define PAGE_C "106000000000733" /* workspace C, deleted by its owner */
 
 static struct th_stack st;
-static struct th_proc vault, ingest, router, reaper;
-static natsSubscription *ai_standin;
+static struct th_proc vault, ingest, router, ai, reaper;
+static struct fakeai *providers;
 static char ws_a[64], ws_b[64], ws_c[64];
 static char int_a[64], int_c[64];
 static long long now_ms_;
-
-/* ai-suggest's purge, as its contract says (it has no suggestion of these workspaces). */
-static void on_ai_purge(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
-{
-    (void)sub;
-    (void)arg;
-    natsConnection_PublishString(nc, natsMsg_GetReply(msg),
-                                 "{\"result\":{\"deleted\":{\"suggestions\":0},"
-                                 "\"remaining\":{\"suggestions\":0}}}");
-    natsMsg_Destroy(msg);
-}
 
 static cJSON *run(int want, const char *const *args)
 {
@@ -54,7 +44,7 @@ static cJSON *run(int want, const char *const *args)
 static void setup_workspace(char ws[64], const char *name, const char *page, const char *asid,
                             char integration[64])
 {
-    const char *create[] = {"workspace", "create", "--name", name, NULL};
+    const char *create[] = {"workspace", "create", "--name", name, "--ai", "on", NULL};
     cJSON *out = run(0, create);
     const char *connect[] = {"integration", "connect",   "--workspace", ws,        "--platform",
                              "messenger",   "--account", page,          "--token", "short",
@@ -177,6 +167,28 @@ static void check_gone(const char *page, const char *integration, const char *co
     CHECK_INT(stream_count("VAULT_EVENTS", filter), 0);
 }
 
+/* ai-suggest drafts a reply for the workspace's first conversation (read from the router). */
+static void suggest(const char *ws)
+{
+    const char *list[] = {"conversations", "list", "--workspace", ws, NULL};
+    cJSON *convs = run(0, list), *out;
+    const char *conv = th_json_str(cJSON_GetArrayItem(convs, 0), "conversation_id", NULL);
+    const char *args[] = {"suggest", conv ? conv : "none", NULL};
+
+    out = run(0, args);
+    CHECK(th_json_str(out, "suggestion_id", NULL) != NULL);
+    cJSON_Delete(out);
+    cJSON_Delete(convs);
+}
+
+static long suggestions(const char *ws)
+{
+    char q[160];
+
+    snprintf(q, sizeof(q), "SELECT count(*) FROM ai.suggestions WHERE workspace_id = '%s'", ws);
+    return sql_long(q);
+}
+
 /* --- tests ----------------------------------------------------------------------------- */
 
 static void test_setup(void)
@@ -195,6 +207,10 @@ static void test_setup(void)
     await_rows(ws_b, 3);
     await_rows(ws_c, 3);
     CHECK_INT(stream_count("META_EVENTS", "meta.events.messenger." PAGE_A ".>"), 3);
+    suggest(ws_a);
+    suggest(ws_b);
+    suggest(ws_c);
+    CHECK_INT(suggestions(ws_a) + suggestions(ws_b) + suggestions(ws_c), 3);
 }
 
 static void test_callback_deletes_at_once(void)
@@ -235,13 +251,16 @@ static void test_callback_deletes_at_once(void)
         CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "tokens")), 1);
         CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "integrations")), 1);
         CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "raw_events")), 3);
+        CHECK_INT((long)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "suggestions")), 1);
     }
     cJSON_Delete(out);
     free(code);
     CHECK_INT(router_rows(ws_a), 0);
+    CHECK_INT(suggestions(ws_a), 0);
     check_gone(PAGE_A, int_a, needles);
     /* Nothing else touched. */
     CHECK_INT(router_rows(ws_b), b_before);
+    CHECK_INT(suggestions(ws_b), 1);
     CHECK(scan(PAGE_B, false) > 0);
     CHECK_INT(stream_count("META_EVENTS", "meta.events.messenger." PAGE_B ".>"), 1);
 }
@@ -276,13 +295,18 @@ static void test_workspace_purge(void)
     CHECK_INT((long)cJSON_GetNumberValue(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "contacts")),
               1);
+    CHECK_INT((long)cJSON_GetNumberValue(
+                  cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "suggestions")),
+              1);
     cJSON_Delete(out);
     CHECK_INT(router_rows(ws_c), 0);
+    CHECK_INT(suggestions(ws_c), 0);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.workspaces WHERE id = '%s'", ws_c);
     CHECK_INT(sql_long(q), 0);
     check_gone(PAGE_C, int_c, needles);
     /* The other workspace keeps every row, and still works. */
     CHECK_INT(router_rows(ws_b), b_before);
+    CHECK_INT(suggestions(ws_b), 1);
     message(PAGE_B, "cust-b1", "m_e2e_b2", "bravo two");
     await_rows(ws_b, b_before + 1);
 }
@@ -296,18 +320,25 @@ int main(void)
     now_ms_ = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     th_init("reaper_e2e");
     th_stack_init(&st);
-    natsConnection_Subscribe(&ai_standin, st.nc, "ai.purge", on_ai_purge, NULL);
-    natsConnection_Flush(st.nc);
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     th_stack_start(&st, &router, "conversation-router", NULL);
+    if (fakeai_start(&providers) != 0)
+        return 1;
+    {
+        char *base = cm_xasprintf("OPENAI_BASE_URL=%s/v1", fakeai_url(providers));
+        const char *ai_env[] = {"AI_PROVIDERS=openai", "OPENAI_API_KEY=" FAKEAI_OPENAI_KEY, base,
+                                NULL};
+        th_stack_start(&st, &ai, "ai-suggest", ai_env);
+        free(base);
+    }
     th_stack_start(&st, &reaper, "retention-reaper", reaper_env);
 
     RUN(test_setup);
     RUN(test_callback_deletes_at_once);
     RUN(test_workspace_purge);
 
-    natsSubscription_Destroy(ai_standin);
     th_stack_stop(&st);
+    fakeai_stop(providers);
     return check_summary();
 }
