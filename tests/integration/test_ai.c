@@ -31,7 +31,7 @@
     ", order 1234567812345678."
 
 static struct th_stack st;
-static struct th_proc ingest, vault, router, ai;
+static struct th_proc ingest, vault, router, ai, reaper;
 static struct fakeai *fake;
 static char ws_a[64], ws_b[64], int_a[64];
 static char *conv_pii, *conv_attach, *conv_quiet;
@@ -609,6 +609,8 @@ int main(void)
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     th_stack_start(&st, &router, "conversation-router", NULL);
+    /* `domsctl workspace delete` goes through retention-reaper (which asks the router). */
+    th_stack_start(&st, &reaper, "retention-reaper", NULL);
     start_ai(&ai, FAKEAI_ELEVEN_KEY);
 
     RUN(test_setup);
