@@ -1,9 +1,14 @@
 /*
- * consumer.c - JetStream pull consumers on dedicated worker threads.
+ * consumer.c - durable JetStream consumers on dedicated worker threads.
  *
- * The worker owns its subscription. It (re)binds to the durable consumer whenever it has
- * none, fetches a batch, hands each message to the handler and acknowledges by the
- * handler's verdict. Nothing here touches the event loop.
+ * The consumer is a push consumer delivered to a queue group named after the durable, so
+ * replicas share its messages, and the worker reads it as a synchronous subscription:
+ * it waits for one message, takes whatever else has already arrived (up to the batch
+ * size), hands them to the handler and acknowledges by the handler's verdict. A message
+ * never waits for a batch to fill, and MaxAckPending bounds what is in flight. (Pull
+ * requests were tried first: each empty fetch left a waiting request on the server, and
+ * under redeliveries they piled up to "Exceeded MaxWaiting".) Nothing here touches the
+ * event loop.
  */
 #include "common/log.h"
 #include "common/mem.h"
@@ -60,7 +65,10 @@ static int attach(struct cm_consumer *c)
     so.Config.MaxDeliver = c->max_deliver > 0 ? c->max_deliver : -1;
     so.Config.FilterSubject = c->filter;
     so.Config.MaxAckPending = c->batch * 4;
-    s = js_PullSubscribe(&c->sub, cm_nats_js(c->nats), c->filter, c->durable, NULL, &so, &jerr);
+    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Queue = c->durable;
+    so.ManualAck = true;
+    s = js_SubscribeSync(&c->sub, cm_nats_js(c->nats), c->filter, NULL, &so, &jerr);
     if (s != NATS_OK) {
         CM_WARN("consumer %s: cannot bind to stream %s: %s (%d)", c->durable, c->stream,
                 natsStatus_GetText(s), (int)jerr);
@@ -73,7 +81,8 @@ static int attach(struct cm_consumer *c)
 
 static void detach(struct cm_consumer *c)
 {
-    /* Destroy without unsubscribing: a durable consumer outlives its subscribers. */
+    /* Destroy without unsubscribing: a durable consumer outlives its subscribers (nats.c
+     * deletes only the consumers it created without a durable name). */
     natsSubscription_Destroy(c->sub);
     c->sub = NULL;
 }
@@ -102,70 +111,64 @@ static void settle(struct cm_consumer *c, natsMsg *msg, enum cm_consume_result v
 }
 
 /*
- * Takes what is pending at once (no_wait, up to the batch size); when nothing is, waits up
- * to FETCH_WAIT_MS for a single message. A plain batch fetch would hold a lone message
- * until the batch filled or the wait ran out.
+ * Waits up to FETCH_WAIT_MS for one message, then takes what else has already arrived, up
+ * to the batch size, into msgs. Returns how many, 0 on a quiet wait, or a negative error.
  */
-static natsStatus fetch(struct cm_consumer *c, natsMsgList *list, jsErrCode *jerr)
+static int fetch(struct cm_consumer *c, natsMsg **msgs, natsStatus *status)
 {
-    jsFetchRequest req;
-    natsStatus s;
+    int n = 0;
 
-    jsFetchRequest_Init(&req);
-    req.Batch = c->batch;
-    req.NoWait = true;
-    s = natsSubscription_FetchRequest(list, c->sub, &req);
-    if (s == NATS_OK && list->Count > 0)
-        return s;
-    if (s == NATS_OK)
-        natsMsgList_Destroy(list);
-    if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NOT_FOUND)
-        return s;
-    jsFetchRequest_Init(&req);
-    req.Batch = 1;
-    req.Expires = (int64_t)FETCH_WAIT_MS * 1000000LL;
-    (void)jerr;
-    return natsSubscription_FetchRequest(list, c->sub, &req);
+    *status = natsSubscription_NextMsg(&msgs[0], c->sub, FETCH_WAIT_MS);
+    if (*status == NATS_TIMEOUT)
+        return 0;
+    if (*status != NATS_OK)
+        return -1;
+    n = 1;
+    while (n < c->batch && natsSubscription_NextMsg(&msgs[n], c->sub, 0) == NATS_OK)
+        n++;
+    return n;
 }
 
 static void *consumer_main(void *arg)
 {
     struct cm_consumer *c = arg;
+    natsMsg **msgs = cm_xcalloc((size_t)c->batch, sizeof(*msgs));
 
     while (!atomic_load(&c->stopping)) {
-        natsMsgList list = {0};
-        jsErrCode jerr = 0;
         natsStatus s;
+        int n;
 
         if (c->sub == NULL && attach(c) != CM_OK) {
             pause_ms(c, 1000);
             continue;
         }
-        s = fetch(c, &list, &jerr);
-        if (s == NATS_TIMEOUT || s == NATS_NOT_FOUND)
+        n = fetch(c, msgs, &s);
+        if (n == 0)
             continue;
-        if (s != NATS_OK) {
-            CM_WARN("consumer %s: fetch: %s (%d); rebinding", c->durable, natsStatus_GetText(s),
-                    (int)jerr);
+        if (n < 0) {
+            CM_WARN("consumer %s: %s (%s); subscribing again", c->durable, natsStatus_GetText(s),
+                    nats_GetLastError(NULL));
             detach(c);
             pause_ms(c, 500);
             continue;
         }
-        /* Every fetched message is settled, even when stopping: none is left unacked. */
+        /* Every message taken is settled, even when stopping: none is left unacked. */
         if (c->batch_fn != NULL) {
-            enum cm_consume_result *verdicts = cm_xcalloc((size_t)list.Count, sizeof(*verdicts));
-            c->batch_fn(c->arg, list.Msgs, list.Count, verdicts);
-            for (int i = 0; i < list.Count; i++)
-                settle(c, list.Msgs[i], verdicts[i]);
+            enum cm_consume_result *verdicts = cm_xcalloc((size_t)n, sizeof(*verdicts));
+            c->batch_fn(c->arg, msgs, n, verdicts);
+            for (int i = 0; i < n; i++)
+                settle(c, msgs[i], verdicts[i]);
             free(verdicts);
         } else {
-            for (int i = 0; i < list.Count; i++)
-                settle(c, list.Msgs[i], c->fn(c->arg, list.Msgs[i]));
+            for (int i = 0; i < n; i++)
+                settle(c, msgs[i], c->fn(c->arg, msgs[i]));
         }
-        natsMsgList_Destroy(&list);
+        for (int i = 0; i < n; i++)
+            natsMsg_Destroy(msgs[i]);
     }
     if (c->sub != NULL)
         detach(c);
+    free(msgs);
     return NULL;
 }
 

@@ -81,9 +81,9 @@ static int ensure_conn(struct cm_pg *pg)
 {
     if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK)
         return CM_OK;
+    pg->nprepared = 0; /* a new session has none of them */
     if (pg->conn != NULL) {
         PQreset(pg->conn);
-        pg->nprepared = 0; /* a new session has none of them */
     } else {
         /* Our defaults come first so that the URL's own settings win. */
         const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
@@ -156,10 +156,36 @@ static int classify(struct cm_pg *pg)
     return CM_ERR;
 }
 
+static bool succeeded(const PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/*
+ * A connection that died while idle (PostgreSQL restarted) is only noticed by the next
+ * statement. When that statement was not inside a transaction, it is worth one more try
+ * on a fresh connection: nothing of a transaction is lost. Returns true when the caller
+ * should send it again.
+ */
+static bool reconnected(struct cm_pg *pg, bool was_idle)
+{
+    if (!was_idle || pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_BAD)
+        return false;
+    clear_result(pg);
+    CM_INFO("pg: connection lost; reconnecting");
+    return ensure_conn(pg) == CM_OK;
+}
+
+static bool idle(struct cm_pg *pg)
+{
+    return PQtransactionStatus(pg->conn) == PQTRANS_IDLE;
+}
+
 int cm_pg_exec_params(struct cm_pg *pg, const char *sql, int n, const char *const *values,
                       const int *lengths, const int *formats, int result_format)
 {
-    ExecStatusType st;
+    bool was_idle;
     int rc;
 
     clear_result(pg);
@@ -167,16 +193,18 @@ int cm_pg_exec_params(struct cm_pg *pg, const char *sql, int n, const char *cons
     rc = ensure_conn(pg);
     if (rc != CM_OK)
         return rc;
+    was_idle = idle(pg);
     pg->res = PQexecParams(pg->conn, sql, n, NULL, values, lengths, formats, result_format);
-    st = PQresultStatus(pg->res);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+    if (!succeeded(pg->res) && reconnected(pg, was_idle))
+        pg->res = PQexecParams(pg->conn, sql, n, NULL, values, lengths, formats, result_format);
+    if (succeeded(pg->res))
         return CM_OK;
     return classify(pg);
 }
 
 int cm_pg_exec_simple(struct cm_pg *pg, const char *sql)
 {
-    ExecStatusType st;
+    bool was_idle;
     int rc;
 
     clear_result(pg);
@@ -184,18 +212,35 @@ int cm_pg_exec_simple(struct cm_pg *pg, const char *sql)
     rc = ensure_conn(pg);
     if (rc != CM_OK)
         return rc;
+    was_idle = idle(pg);
     pg->res = PQexec(pg->conn, sql);
-    st = PQresultStatus(pg->res);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+    if (!succeeded(pg->res) && reconnected(pg, was_idle))
+        pg->res = PQexec(pg->conn, sql);
+    if (succeeded(pg->res))
         return CM_OK;
     return classify(pg);
+}
+
+/* Prepares name on this connection unless it was already. */
+static int prepare(struct cm_pg *pg, const char *name, const char *sql, int n)
+{
+    for (int i = 0; i < pg->nprepared; i++) {
+        if (pg->prepared[i] == name || strcmp(pg->prepared[i], name) == 0)
+            return CM_OK;
+    }
+    pg->res = PQprepare(pg->conn, name, sql, n, NULL);
+    if (PQresultStatus(pg->res) != PGRES_COMMAND_OK)
+        return CM_ERR;
+    clear_result(pg);
+    if (pg->nprepared < MAX_PREPARED)
+        pg->prepared[pg->nprepared++] = name;
+    return CM_OK;
 }
 
 int cm_pg_exec_prepared(struct cm_pg *pg, const char *name, const char *sql, int n,
                         const char *const *values, const int *lengths, const int *formats)
 {
-    ExecStatusType st;
-    bool known = false;
+    bool was_idle;
     int rc;
 
     clear_result(pg);
@@ -203,22 +248,15 @@ int cm_pg_exec_prepared(struct cm_pg *pg, const char *name, const char *sql, int
     rc = ensure_conn(pg);
     if (rc != CM_OK)
         return rc;
-    for (int i = 0; i < pg->nprepared; i++) {
-        if (pg->prepared[i] == name || strcmp(pg->prepared[i], name) == 0)
-            known = true;
+    was_idle = idle(pg);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (prepare(pg, name, sql, n) == CM_OK)
+            pg->res = PQexecPrepared(pg->conn, name, n, values, lengths, formats, 0);
+        if (succeeded(pg->res))
+            return CM_OK;
+        if (attempt > 0 || !reconnected(pg, was_idle))
+            break;
     }
-    if (!known) {
-        pg->res = PQprepare(pg->conn, name, sql, n, NULL);
-        if (PQresultStatus(pg->res) != PGRES_COMMAND_OK)
-            return classify(pg);
-        clear_result(pg);
-        if (pg->nprepared < MAX_PREPARED)
-            pg->prepared[pg->nprepared++] = name;
-    }
-    pg->res = PQexecPrepared(pg->conn, name, n, values, lengths, formats, 0);
-    st = PQresultStatus(pg->res);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return CM_OK;
     return classify(pg);
 }
 

@@ -100,11 +100,26 @@ static int deliveries(natsMsg *msg)
     return n;
 }
 
+/*
+ * router.dead.inbound.<platform>.<account> for an event of meta.events.<platform>.<account>.*
+ * so that a deletion can purge an account's dead letters by subject; router.dead.inbound
+ * for anything else.
+ */
+static void dead_subject(const char *from, char *out, size_t cap)
+{
+    char platform[32], account[80];
+
+    if (sscanf(from, "meta.events.%31[^.].%79[^.].", platform, account) == 2)
+        snprintf(out, cap, "router.dead.inbound.%s.%s", platform, account);
+    else
+        snprintf(out, cap, "router.dead.inbound");
+}
+
 /* Dead letters: a malformed event is set aside with the reason, never blocks the stream. */
 static void dead_letter(struct router *r, natsMsg *msg, const char *reason)
 {
     cJSON *o = cJSON_CreateObject();
-    char *text;
+    char *text, subject[200];
     uint64_t seq = 0;
     jsMsgMetaData *meta = NULL;
 
@@ -116,8 +131,8 @@ static void dead_letter(struct router *r, natsMsg *msg, const char *reason)
     cJSON_AddStringToObject(o, "subject", natsMsg_GetSubject(msg));
     cJSON_AddNumberToObject(o, "stream_seq", (double)seq);
     text = cJSON_PrintUnformatted(o);
-    if (cm_nats_publish_sync(r->svc.nats, "router.dead.inbound", NULL, text, (int)strlen(text),
-                             NULL) != CM_OK)
+    dead_subject(natsMsg_GetSubject(msg), subject, sizeof(subject));
+    if (cm_nats_publish_sync(r->svc.nats, subject, NULL, text, (int)strlen(text), NULL) != CM_OK)
         CM_ERROR("inbound: event seq %llu not dead-lettered: %s", (unsigned long long)seq, reason);
     else
         CM_WARN("inbound: event seq %llu dead-lettered: %s", (unsigned long long)seq, reason);

@@ -94,6 +94,32 @@ static int shred_prefix(struct router *r, struct cm_pg *pg, const char *prefix, 
     return rc;
 }
 
+/* Purges the dead letters of the accounts of the routes selected by sql (one parameter). */
+static int purge_dead_letters(struct router *r, struct cm_pg *pg, const char *sql,
+                              const char *param)
+{
+    const char *params[1] = {param};
+    int rc = cm_pg_exec(pg, sql, 1, params);
+
+    for (int i = 0; rc == CM_OK && i < cm_pg_ntuples(pg); i++) {
+        char filter[200];
+        jsOptions o;
+        jsErrCode jerr = 0;
+        natsStatus s;
+
+        snprintf(filter, sizeof(filter), "router.dead.inbound.%s.%s", cm_pg_value(pg, i, 0),
+                 cm_pg_value(pg, i, 1));
+        jsOptions_Init(&o);
+        o.Stream.Purge.Subject = filter;
+        s = js_PurgeStream(cm_nats_js(r->svc.nats), ROUTER_DEAD_STREAM, &o, &jerr);
+        if (s != NATS_OK && s != NATS_NOT_FOUND) {
+            CM_WARN("purge: dead letters of %s: %s (%d)", filter, natsStatus_GetText(s), (int)jerr);
+            rc = CM_UNAVAIL;
+        }
+    }
+    return rc;
+}
+
 struct counts {
     long contacts, conversations, messages, keys;
     long left_contacts, left_conversations, left_messages;
@@ -108,6 +134,12 @@ static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, s
     /* Keys first: from here on nothing of the workspace can be read, whatever remains. */
     snprintf(prefix, sizeof(prefix), "ws:%s", ws);
     rc = shred_prefix(r, pg, prefix, &c->keys);
+    /* Dead letters carry the account id in their subject: they go with the account. */
+    if (rc == CM_OK)
+        rc = purge_dead_letters(r, pg,
+                                "SELECT DISTINCT platform, account_id FROM routes"
+                                " WHERE workspace_id = $1",
+                                ws);
     router_keys_forget(r, ws);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, "DELETE FROM index_keys WHERE workspace_id = $1", 1, params);
@@ -165,6 +197,11 @@ static int purge_integration(struct router *r, struct cm_pg *pg, const char *int
         snprintf(prefix, sizeof(prefix), "ws:%s:int:%s", cm_pg_value(pg, 0, 0), integration);
         rc = shred_prefix(r, pg, prefix, &c->keys);
     }
+    if (rc == CM_OK)
+        rc = purge_dead_letters(r, pg,
+                                "SELECT DISTINCT platform, account_id FROM routes"
+                                " WHERE integration_id = $1",
+                                integration);
     if (rc == CM_OK)
         rc = delete_batches(pg,
                             "DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m JOIN"

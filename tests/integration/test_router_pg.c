@@ -121,9 +121,26 @@ static void test_dead_letter(void)
     CHECK(cJSON_GetNumberValue(
               cJSON_GetObjectItem(cJSON_GetObjectItem(info, "state"), "messages")) == 2);
     cJSON_Delete(info);
-    if (js_GetLastMsg(&m, js, "ROUTER_DEAD", "router.dead.inbound", NULL, &jerr) == NATS_OK) {
+    if (js_GetLastMsg(&m, js, "ROUTER_DEAD", "router.dead.inbound.messenger." PAGE, NULL, &jerr) ==
+        NATS_OK) {
         CHECK_CONTAINS(natsMsg_GetData(m), "\"reason\":\"not a JSON object\"");
         natsMsg_Destroy(m);
+    }
+    /* The account's dead letters go with its data. */
+    {
+        char *integration = th_stack_sql(&st, "SELECT integration_id FROM router.routes LIMIT 1");
+        char req[256];
+        snprintf(req, sizeof(req),
+                 "{\"actor\":\"retention-reaper\",\"scope\":\"integration\","
+                 "\"integration_ids\":[\"%s\"]}",
+                 integration ? integration : "");
+        cJSON_Delete(th_stack_request(&st, "router.purge", req));
+        info =
+            th_stack_request(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD", "{\"subjects_filter\":\">\"}");
+        CHECK(cJSON_GetNumberValue(
+                  cJSON_GetObjectItem(cJSON_GetObjectItem(info, "state"), "messages")) == 0);
+        cJSON_Delete(info);
+        free(integration);
     }
     jsCtx_Destroy(js);
 }
@@ -139,6 +156,12 @@ int main(void)
 
     RUN(test_outage);
     RUN(test_dead_letter);
+    /* Through the outage and the redeliveries, the consumers kept their subscriptions. */
+    {
+        char *log = th_proc_output(&router);
+        CHECK_MSG(strstr(log, "subscribing again") == NULL, "a consumer lost its subscription");
+        free(log);
+    }
     th_stack_stop(&st);
     th_pg_stop(&pg);
     return check_summary();

@@ -116,12 +116,13 @@ struct cm_consumer_cfg {
 struct cm_consumer;
 
 /*
- * Starts a pull consumer on its own thread: it creates the durable consumer when missing,
- * fetches in batches and calls fn for each message (or cfg->batch_fn for each batch),
- * acknowledging by the verdict. A fetch takes what is available at once, up to the batch
- * size, and otherwise waits for the next message, so a message waits for no batch to fill.
- * It survives disconnects and missing streams by retrying. cfg's strings are copied; fn
- * may be NULL when cfg->batch_fn is set. Several consumers with one durable share the work.
+ * Starts a consumer on its own thread: it creates the durable consumer when missing (a push
+ * consumer delivered to a queue group named after it), takes messages in batches of what
+ * has arrived and calls fn for each message (or cfg->batch_fn for each batch),
+ * acknowledging by the verdict; a message waits for no batch to fill. It survives
+ * disconnects and missing streams by retrying. cfg's strings are copied; fn may be NULL
+ * when cfg->batch_fn is set. Several consumers with one durable, in one process or in
+ * replicas, share the work.
  * Stop and free with cm_consumer_destroy().
  */
 int cm_consumer_start(struct cm_consumer **out, struct cm_nats *n,
