@@ -68,18 +68,14 @@ int cm_audit_add(struct cm_pg *pg, const char *service, const char *actor, const
 
 int cm_audit_stream_ensure(struct cm_nats *n, void *arg)
 {
-    static const char *subjects[] = {CM_AUDIT_SUBJECTS};
-    jsStreamConfig cfg;
+    /* Transport only: retention-reaper keeps the audit log; the age bounds a backlog. */
+    static const struct cm_stream_spec spec = {
+        .name = CM_AUDIT_STREAM,
+        .subjects = CM_AUDIT_SUBJECTS,
+        .max_age_s = 7 * 86400,
+        .dup_window_s = 10 * 60,
+    };
 
     (void)arg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = CM_AUDIT_STREAM;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.Retention = js_LimitsPolicy;
-    /* Transport only: retention-reaper keeps the audit log; this bounds a backlog. */
-    cfg.MaxAge = 7LL * 86400 * 1000000000LL;
-    cfg.Duplicates = 10LL * 60 * 1000000000LL;
-    return cm_nats_stream_ensure(n, &cfg);
+    return cm_nats_stream_declare(n, &spec);
 }

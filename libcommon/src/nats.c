@@ -402,6 +402,26 @@ int cm_nats_stream_ensure(struct cm_nats *n, const jsStreamConfig *cfg)
     return CM_OK;
 }
 
+int cm_nats_stream_declare(struct cm_nats *n, const struct cm_stream_spec *spec)
+{
+    const char *subjects[1] = {spec->subjects};
+    jsStreamConfig cfg;
+
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = spec->name;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = spec->work_queue ? js_WorkQueuePolicy : js_LimitsPolicy;
+    cfg.Discard = js_DiscardOld;
+    cfg.MaxAge = spec->max_age_s * 1000000000LL;
+    if (spec->dup_window_s > 0)
+        cfg.Duplicates = spec->dup_window_s * 1000000000LL;
+    if (spec->max_per_subject > 0)
+        cfg.MaxMsgsPerSubject = spec->max_per_subject;
+    return cm_nats_stream_ensure(n, &cfg);
+}
+
 int cm_nats_publish_async(struct cm_nats *n, const char *subj, const char *msg_id, const void *data,
                           int len, int64_t max_wait_ms, cm_nats_pub_fn done, void *arg)
 {

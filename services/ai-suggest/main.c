@@ -179,19 +179,16 @@ static void register_metrics(struct ai *ai)
 
 static int ensure_events_stream(struct cm_nats *n, void *arg)
 {
-    static const char *subjects[] = {AI_EVENTS_SUBJECTS};
-    jsStreamConfig cfg;
+    /* Notifications for screens that are open now; the suggestion itself is in the schema. */
+    static const struct cm_stream_spec spec = {
+        .name = AI_EVENTS_STREAM,
+        .subjects = AI_EVENTS_SUBJECTS,
+        .max_age_s = 7 * 86400,
+        .dup_window_s = 10 * 60,
+    };
 
     (void)arg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = AI_EVENTS_STREAM;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    /* Notifications for screens that are open now; the suggestion itself is in the schema. */
-    cfg.MaxAge = 7LL * 86400 * 1000000000LL;
-    cfg.Duplicates = 10LL * 60 * 1000000000LL;
-    return cm_nats_stream_ensure(n, &cfg);
+    return cm_nats_stream_declare(n, &spec);
 }
 
 /* A new KEK version in the file: move every data key under it, the drafts untouched. */
@@ -205,12 +202,6 @@ static void rewrap_keys(struct ai *ai, const struct ai_cfg *cfg)
         CM_INFO("re-wrapped %ld data keys under KEK version %d", rewrapped,
                 cm_keyring_kek_version(ai->keyring));
     cm_pg_destroy(pg);
-}
-
-static void on_shutdown(struct cm_service *svc, void *arg)
-{
-    (void)arg;
-    cm_service_done(svc);
 }
 
 int main(int argc, char **argv)
@@ -254,10 +245,8 @@ int main(int argc, char **argv)
     if (rc == CM_OK)
         rc = cm_outbox_start(&ai.outbox, ai.svc.nats, cfg.base.database_url, AI_SCHEMA,
                              ai.svc.metrics);
-    if (rc == CM_OK) {
-        cm_service_on_shutdown(&ai.svc, on_shutdown, &ai);
+    if (rc == CM_OK)
         rc = cm_service_run(&ai.svc);
-    }
     /* Stop taking requests first (in-flight ones finish), then the relay, then NATS. */
     cm_rpc_destroy(ai.rpc);
     cm_outbox_destroy(ai.outbox);

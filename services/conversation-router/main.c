@@ -60,46 +60,23 @@ static void register_metrics(struct router *r)
 /* The router's own streams: the send work queue, dead letters, assignment events. */
 static int ensure_streams(struct cm_nats *n, void *arg)
 {
-    static const char *send[] = {ROUTER_SEND_SUBJECTS};
-    static const char *dead[] = {ROUTER_DEAD_SUBJECTS};
-    static const char *events[] = {ROUTER_EVENTS_SUBJECTS};
-    jsStreamConfig cfg;
-    int rc;
+    static const struct cm_stream_spec specs[] = {
+        {.name = ROUTER_SEND_STREAM,
+         .subjects = ROUTER_SEND_SUBJECTS,
+         .dup_window_s = 10 * 60,
+         .work_queue = true},
+        {.name = ROUTER_DEAD_STREAM, .subjects = ROUTER_DEAD_SUBJECTS, .max_age_s = 30 * 86400},
+        {.name = ROUTER_EVENTS_STREAM,
+         .subjects = ROUTER_EVENTS_SUBJECTS,
+         .max_age_s = 7 * 86400,
+         .dup_window_s = 10 * 60},
+    };
+    int rc = CM_OK;
 
     (void)arg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = ROUTER_SEND_STREAM;
-    cfg.Subjects = send;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.Retention = js_WorkQueuePolicy;
-    cfg.Duplicates = 10LL * 60 * 1000000000LL;
-    rc = cm_nats_stream_ensure(n, &cfg);
-    if (rc != CM_OK)
-        return rc;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = ROUTER_DEAD_STREAM;
-    cfg.Subjects = dead;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.MaxAge = 30LL * 86400 * 1000000000LL;
-    rc = cm_nats_stream_ensure(n, &cfg);
-    if (rc != CM_OK)
-        return rc;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = ROUTER_EVENTS_STREAM;
-    cfg.Subjects = events;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.MaxAge = 7LL * 86400 * 1000000000LL;
-    cfg.Duplicates = 10LL * 60 * 1000000000LL;
-    return cm_nats_stream_ensure(n, &cfg);
-}
-
-static void on_shutdown(struct cm_service *svc, void *arg)
-{
-    (void)arg;
-    cm_service_done(svc);
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]) && rc == CM_OK; i++)
+        rc = cm_nats_stream_declare(n, &specs[i]);
+    return rc;
 }
 
 static int start(struct router *r)
@@ -166,10 +143,8 @@ int main(int argc, char **argv)
         rc = cm_service_init(&r.svc, ROUTER_SERVICE, ROUTER_SCHEMA, &cfg.base, cfg.listen, 0);
     if (rc == CM_OK)
         rc = start(&r);
-    if (rc == CM_OK) {
-        cm_service_on_shutdown(&r.svc, on_shutdown, &r);
+    if (rc == CM_OK)
         rc = cm_service_run(&r.svc);
-    }
     stop(&r);
     cm_service_cleanup(&r.svc);
     cm_keyring_destroy(r.keyring);

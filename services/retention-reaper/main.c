@@ -73,12 +73,6 @@ static void register_metrics(struct reaper *r)
     }
 }
 
-static void on_shutdown(struct cm_service *svc, void *arg)
-{
-    (void)arg;
-    cm_service_done(svc);
-}
-
 int main(int argc, char **argv)
 {
     static struct reaper_cfg cfg;
@@ -121,10 +115,8 @@ int main(int argc, char **argv)
     if (rc == CM_OK)
         rc = cm_outbox_start(&r.outbox, r.svc.nats, cfg.base.database_url, REAPER_SCHEMA,
                              r.svc.metrics);
-    if (rc == CM_OK) {
-        cm_service_on_shutdown(&r.svc, on_shutdown, &r);
+    if (rc == CM_OK)
         rc = cm_service_run(&r.svc);
-    }
     /* Requests first, then the threads that delete and append, then what publishes. */
     cm_rpc_destroy(r.rpc);
     reaper_schedule_stop(&r);

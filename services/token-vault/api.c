@@ -268,7 +268,7 @@ static void on_deauthorize(struct cm_rpc_call *call, void *arg)
     const char *asid = cm_rpc_str(call, "asid");
     const char *params[1] = {asid};
     cJSON *out, *ids;
-    char **todo = NULL;
+    char **ending = NULL;
     int n, ended = 0;
 
     if (!valid_id(asid, 64)) {
@@ -283,22 +283,22 @@ static void on_deauthorize(struct cm_rpc_call *call, void *arg)
         return;
     }
     n = cm_pg_ntuples(call->pg);
-    todo = cm_xcalloc((size_t)n + 1, sizeof(char *));
+    ending = cm_xcalloc((size_t)n + 1, sizeof(char *));
     for (int i = 0; i < n; i++)
-        todo[i] = cm_xstrdup(cm_pg_value(call->pg, i, 0));
+        ending[i] = cm_xstrdup(cm_pg_value(call->pg, i, 0));
     ids = cJSON_CreateArray();
     for (int i = 0; i < n; i++) {
-        int rc = vault_store_end(v, call->pg, todo[i], "revoked", call->actor,
+        int rc = vault_store_end(v, call->pg, ending[i], "revoked", call->actor,
                                  "integration.deauthorize");
         if (rc == CM_OK || rc == CM_CONFLICT) {
-            cJSON_AddItemToArray(ids, cJSON_CreateString(todo[i]));
+            cJSON_AddItemToArray(ids, cJSON_CreateString(ending[i]));
             ended++;
         } else {
-            CM_ERROR("deauthorize: integration %s not revoked: %s", todo[i], cm_err_str(rc));
+            CM_ERROR("deauthorize: integration %s not revoked: %s", ending[i], cm_err_str(rc));
         }
-        free(todo[i]);
+        free(ending[i]);
     }
-    free(todo);
+    free(ending);
     if (ended < n) {
         cJSON_Delete(ids);
         cm_rpc_fail(call, "unavailable", "not every integration could be revoked; retry");

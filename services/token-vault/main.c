@@ -58,25 +58,16 @@ static void register_metrics(struct vault *v)
 
 static int ensure_events_stream(struct cm_nats *n, void *arg)
 {
-    static const char *subjects[] = {VAULT_EVENTS_SUBJECTS};
-    jsStreamConfig cfg;
-
-    (void)arg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = VAULT_EVENTS_STREAM;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
     /* The latest state of each integration, kept until its purge. */
-    cfg.MaxMsgsPerSubject = 1;
-    cfg.Duplicates = 10LL * 60 * 1000000000LL;
-    return cm_nats_stream_ensure(n, &cfg);
-}
+    static const struct cm_stream_spec spec = {
+        .name = VAULT_EVENTS_STREAM,
+        .subjects = VAULT_EVENTS_SUBJECTS,
+        .dup_window_s = 10 * 60,
+        .max_per_subject = 1,
+    };
 
-static void on_shutdown(struct cm_service *svc, void *arg)
-{
     (void)arg;
-    cm_service_done(svc);
+    return cm_nats_stream_declare(n, &spec);
 }
 
 int main(int argc, char **argv)
@@ -116,10 +107,8 @@ int main(int argc, char **argv)
                              v.svc.metrics);
     if (rc == CM_OK)
         rc = vault_refresher_start(&v);
-    if (rc == CM_OK) {
-        cm_service_on_shutdown(&v.svc, on_shutdown, &v);
+    if (rc == CM_OK)
         rc = cm_service_run(&v.svc);
-    }
     /* Stop taking requests first, then the threads that publish, then NATS itself. */
     cm_rpc_destroy(v.rpc);
     vault_refresher_stop(&v);

@@ -13,24 +13,16 @@
 
 static int ensure_stream(struct cm_nats *n, void *arg)
 {
-    static const char *subjects[] = {INGEST_SUBJECTS};
-    jsStreamConfig cfg;
+    /* Purging an account's events by subject needs purges allowed (the default). */
+    static const struct cm_stream_spec spec = {
+        .name = INGEST_STREAM,
+        .subjects = INGEST_SUBJECTS,
+        .max_age_s = INGEST_MAX_AGE_S,
+        .dup_window_s = INGEST_DUP_WINDOW_S,
+    };
 
     (void)arg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = INGEST_STREAM;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.Retention = js_LimitsPolicy;
-    cfg.Discard = js_DiscardOld;
-    cfg.Duplicates = (int64_t)INGEST_DUP_WINDOW_S * 1000000000LL;
-    cfg.MaxAge = (int64_t)INGEST_MAX_AGE_S * 1000000000LL;
-    cfg.Replicas = 1;
-    cfg.AllowRollup = false;
-    cfg.DenyDelete = false; /* deletion callbacks purge an account's events */
-    cfg.DenyPurge = false;
-    return cm_nats_stream_ensure(n, &cfg);
+    return cm_nats_stream_declare(n, &spec);
 }
 
 void ingest_stream_register(struct ingest *ing)

@@ -63,6 +63,19 @@ jsCtx *cm_nats_js(struct cm_nats *n);
  */
 int cm_nats_stream_ensure(struct cm_nats *n, const jsStreamConfig *cfg) CM_MUST_CHECK;
 
+/* A file-backed stream described by what differs between the suite's streams. */
+struct cm_stream_spec {
+    const char *name;
+    const char *subjects;    /* one subject pattern, e.g. "meta.events.>" */
+    int64_t max_age_s;       /* 0: kept until deleted or purged */
+    int64_t dup_window_s;    /* 0: the server's default (2 minutes) */
+    int64_t max_per_subject; /* 0: unlimited; 1 keeps the latest message of each subject */
+    bool work_queue;         /* work-queue retention: a message goes once acknowledged */
+};
+
+/* cm_nats_stream_ensure() for a spec. Blocking, like it. */
+int cm_nats_stream_declare(struct cm_nats *n, const struct cm_stream_spec *spec) CM_MUST_CHECK;
+
 /*
  * Completion of an async publish, called exactly once per accepted publish, on a nats.c
  * thread: status CM_OK with the stream sequence (duplicate true when JetStream had the

@@ -8,8 +8,9 @@
  *
  * Shutdown: SIGTERM or SIGINT stops new HTTP connections and calls the daemon's shutdown
  * hook on the loop; the hook finishes in-flight work and calls cm_service_done() (at once
- * if it has nothing to finish). A deadline ends the loop regardless, so a stuck dependency
- * cannot keep the process alive forever.
+ * if it has nothing to finish). Without a hook the loop ends at once and the daemon's
+ * teardown after cm_service_run() finishes its work. A deadline ends the loop regardless, so a
+ * stuck dependency cannot keep the process alive forever.
  */
 #ifndef COMMON_SERVICE_H
 #define COMMON_SERVICE_H
