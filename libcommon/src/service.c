@@ -2,6 +2,7 @@
  * service.c - the daemon skeleton (see service.h).
  */
 #include "common/service.h"
+#include "common/keyring.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -213,6 +214,26 @@ int cm_service_run(struct cm_service *svc)
 void cm_service_done(struct cm_service *svc)
 {
     event_base_loopexit(svc->base, NULL);
+}
+
+int cm_service_keyring(const char *name, const char *kek_file, struct cm_keyring **out)
+{
+    char err[512];
+
+    if (cm_keyring_load(out, kek_file, err, sizeof(err)) == CM_OK)
+        return CM_OK;
+    fprintf(stderr, "%s: %s\n", name, err);
+    return CM_INVALID;
+}
+
+int cm_service_exit_status(int rc)
+{
+    if (rc != CM_OK) {
+        CM_ERROR("stopped: %s", cm_err_str(rc));
+        return rc == CM_INVALID ? CM_EXIT_CONFIG : 1;
+    }
+    CM_INFO("stopped");
+    return 0;
 }
 
 void cm_service_cleanup(struct cm_service *svc)

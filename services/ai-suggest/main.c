@@ -257,10 +257,5 @@ int main(int argc, char **argv)
         ai_breaker_cleanup(&ai.breakers[k]);
     cm_keyring_destroy(ai.keyring);
     cm_settings_cleanup(settings, NSETTINGS, &cfg);
-    if (rc != CM_OK) {
-        CM_ERROR("stopped: %s", cm_err_str(rc));
-        return rc == CM_INVALID ? CM_EXIT_CONFIG : 1;
-    }
-    CM_INFO("stopped");
-    return 0;
+    return cm_service_exit_status(rc);
 }

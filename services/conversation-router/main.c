@@ -127,13 +127,11 @@ int main(int argc, char **argv)
 {
     static struct router_cfg cfg;
     static struct router r;
-    char err[512];
     int rc;
 
     cm_service_configure(argc, argv, ROUTER_SERVICE, settings, NSETTINGS, &cfg);
     r.cfg = &cfg;
-    if (cm_keyring_load(&r.keyring, cfg.base.kek_file, err, sizeof(err)) != CM_OK) {
-        fprintf(stderr, "%s: %s\n", ROUTER_SERVICE, err);
+    if (cm_service_keyring(ROUTER_SERVICE, cfg.base.kek_file, &r.keyring) != CM_OK) {
         cm_settings_cleanup(settings, NSETTINGS, &cfg);
         return CM_EXIT_CONFIG;
     }
@@ -149,10 +147,5 @@ int main(int argc, char **argv)
     cm_service_cleanup(&r.svc);
     cm_keyring_destroy(r.keyring);
     cm_settings_cleanup(settings, NSETTINGS, &cfg);
-    if (rc != CM_OK) {
-        CM_ERROR("stopped: %s", cm_err_str(rc));
-        return rc == CM_INVALID ? CM_EXIT_CONFIG : 1;
-    }
-    CM_INFO("stopped");
-    return 0;
+    return cm_service_exit_status(rc);
 }

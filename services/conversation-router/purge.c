@@ -125,6 +125,74 @@ struct counts {
     long left_contacts, left_conversations, left_messages;
 };
 
+/* The statements of one purge scope; each takes the scope's id as $1. */
+struct scope_sql {
+    const char *accounts; /* the accounts (platform, account_id) of its routes */
+    const char *messages; /* batch deletes, children first */
+    const char *conversations;
+    const char *contacts;
+    const char *routes;
+    const char *left; /* what remains: contacts, conversations, messages */
+};
+
+static const struct scope_sql by_workspace = {
+    "SELECT DISTINCT platform, account_id FROM routes WHERE workspace_id = $1",
+    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE workspace_id = $1"
+    " LIMIT " BATCH ")",
+    "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations"
+    " WHERE workspace_id = $1 LIMIT " BATCH ")",
+    "DELETE FROM contacts WHERE id IN (SELECT id FROM contacts WHERE workspace_id = $1"
+    " LIMIT " BATCH ")",
+    "DELETE FROM routes WHERE workspace_id = $1",
+    "SELECT (SELECT count(*) FROM contacts WHERE workspace_id = $1),"
+    " (SELECT count(*) FROM conversations WHERE workspace_id = $1),"
+    " (SELECT count(*) FROM messages WHERE workspace_id = $1)",
+};
+
+static const struct scope_sql by_integration = {
+    "SELECT DISTINCT platform, account_id FROM routes WHERE integration_id = $1",
+    "DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m JOIN conversations c"
+    " ON c.id = m.conversation_id WHERE c.integration_id = $1 LIMIT " BATCH ")",
+    "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations"
+    " WHERE integration_id = $1 LIMIT " BATCH ")",
+    "DELETE FROM contacts WHERE id IN (SELECT id FROM contacts WHERE integration_id = $1"
+    " LIMIT " BATCH ")",
+    "DELETE FROM routes WHERE integration_id = $1",
+    "SELECT (SELECT count(*) FROM contacts WHERE integration_id = $1),"
+    " (SELECT count(*) FROM conversations WHERE integration_id = $1),"
+    " (SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+    " WHERE c.integration_id = $1)",
+};
+
+/*
+ * Deletes the rows of a scope whose keys are already destroyed: dead letters (their
+ * subjects carry the account id), then messages, conversations, contacts in batches, then
+ * routes; then counts what is left.
+ */
+static int purge_rows(struct router *r, struct cm_pg *pg, const struct scope_sql *q, const char *id,
+                      struct counts *c)
+{
+    const char *params[1] = {id};
+    int rc = purge_dead_letters(r, pg, q->accounts, id);
+
+    if (rc == CM_OK)
+        rc = delete_batches(pg, q->messages, 1, params, &c->messages);
+    if (rc == CM_OK)
+        rc = delete_batches(pg, q->conversations, 1, params, &c->conversations);
+    if (rc == CM_OK)
+        rc = delete_batches(pg, q->contacts, 1, params, &c->contacts);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg, q->routes, 1, params);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg, q->left, 1, params);
+    if (rc == CM_OK) {
+        c->left_contacts += atol(cm_pg_value(pg, 0, 0));
+        c->left_conversations += atol(cm_pg_value(pg, 0, 1));
+        c->left_messages += atol(cm_pg_value(pg, 0, 2));
+    }
+    return rc;
+}
+
 static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, struct counts *c)
 {
     const char *params[1] = {ws};
@@ -134,48 +202,16 @@ static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, s
     /* Keys first: from here on nothing of the workspace can be read, whatever remains. */
     snprintf(prefix, sizeof(prefix), "ws:%s", ws);
     rc = shred_prefix(r, pg, prefix, &c->keys);
-    /* Dead letters carry the account id in their subject: they go with the account. */
-    if (rc == CM_OK)
-        rc = purge_dead_letters(r, pg,
-                                "SELECT DISTINCT platform, account_id FROM routes"
-                                " WHERE workspace_id = $1",
-                                ws);
     router_keys_forget(r, ws);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, "DELETE FROM index_keys WHERE workspace_id = $1", 1, params);
     if (rc == CM_OK)
-        rc = delete_batches(pg,
-                            "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
-                            " WHERE workspace_id = $1 LIMIT " BATCH ")",
-                            1, params, &c->messages);
-    if (rc == CM_OK)
-        rc = delete_batches(pg,
-                            "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations"
-                            " WHERE workspace_id = $1 LIMIT " BATCH ")",
-                            1, params, &c->conversations);
-    if (rc == CM_OK)
-        rc = delete_batches(pg,
-                            "DELETE FROM contacts WHERE id IN (SELECT id FROM contacts"
-                            " WHERE workspace_id = $1 LIMIT " BATCH ")",
-                            1, params, &c->contacts);
-    if (rc == CM_OK)
-        rc = cm_pg_exec(pg, "DELETE FROM routes WHERE workspace_id = $1", 1, params);
+        rc = purge_rows(r, pg, &by_workspace, ws, c);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, "DELETE FROM members WHERE workspace_id = $1", 1, params);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, "DELETE FROM workspaces WHERE id = $1 AND status = 'deleted'", 1,
                         params);
-    if (rc == CM_OK)
-        rc = cm_pg_exec(pg,
-                        "SELECT (SELECT count(*) FROM contacts WHERE workspace_id = $1),"
-                        " (SELECT count(*) FROM conversations WHERE workspace_id = $1),"
-                        " (SELECT count(*) FROM messages WHERE workspace_id = $1)",
-                        1, params);
-    if (rc == CM_OK) {
-        c->left_contacts += atol(cm_pg_value(pg, 0, 0));
-        c->left_conversations += atol(cm_pg_value(pg, 0, 1));
-        c->left_messages += atol(cm_pg_value(pg, 0, 2));
-    }
     return rc;
 }
 
@@ -193,45 +229,13 @@ static int purge_integration(struct router *r, struct cm_pg *pg, const char *int
                     1, params);
     if (rc != CM_OK)
         return rc;
+    /* The integration's own keys: the rest of the workspace stays readable. */
     if (cm_pg_ntuples(pg) > 0) {
         snprintf(prefix, sizeof(prefix), "ws:%s:int:%s", cm_pg_value(pg, 0, 0), integration);
         rc = shred_prefix(r, pg, prefix, &c->keys);
     }
     if (rc == CM_OK)
-        rc = purge_dead_letters(r, pg,
-                                "SELECT DISTINCT platform, account_id FROM routes"
-                                " WHERE integration_id = $1",
-                                integration);
-    if (rc == CM_OK)
-        rc = delete_batches(pg,
-                            "DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m JOIN"
-                            " conversations c ON c.id = m.conversation_id WHERE c.integration_id"
-                            " = $1 LIMIT " BATCH ")",
-                            1, params, &c->messages);
-    if (rc == CM_OK)
-        rc = delete_batches(pg,
-                            "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations"
-                            " WHERE integration_id = $1 LIMIT " BATCH ")",
-                            1, params, &c->conversations);
-    if (rc == CM_OK)
-        rc = delete_batches(pg,
-                            "DELETE FROM contacts WHERE id IN (SELECT id FROM contacts"
-                            " WHERE integration_id = $1 LIMIT " BATCH ")",
-                            1, params, &c->contacts);
-    if (rc == CM_OK)
-        rc = cm_pg_exec(pg, "DELETE FROM routes WHERE integration_id = $1", 1, params);
-    if (rc == CM_OK)
-        rc = cm_pg_exec(pg,
-                        "SELECT (SELECT count(*) FROM contacts WHERE integration_id = $1),"
-                        " (SELECT count(*) FROM conversations WHERE integration_id = $1),"
-                        " (SELECT count(*) FROM messages m JOIN conversations c"
-                        " ON c.id = m.conversation_id WHERE c.integration_id = $1)",
-                        1, params);
-    if (rc == CM_OK) {
-        c->left_contacts += atol(cm_pg_value(pg, 0, 0));
-        c->left_conversations += atol(cm_pg_value(pg, 0, 1));
-        c->left_messages += atol(cm_pg_value(pg, 0, 2));
-    }
+        rc = purge_rows(r, pg, &by_integration, integration, c);
     return rc;
 }
 

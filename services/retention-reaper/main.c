@@ -77,14 +77,12 @@ int main(int argc, char **argv)
 {
     static struct reaper_cfg cfg;
     static struct reaper r;
-    char err[512];
     int rc;
 
     cm_service_configure(argc, argv, REAPER_SERVICE, settings, NSETTINGS, &cfg);
     r.cfg = &cfg;
     /* A bad KEK file is a setting like any other: refused (78) before anything else runs. */
-    if (cm_keyring_load(&r.keyring, cfg.base.kek_file, err, sizeof(err)) != CM_OK) {
-        fprintf(stderr, "%s: %s\n", REAPER_SERVICE, err);
+    if (cm_service_keyring(REAPER_SERVICE, cfg.base.kek_file, &r.keyring) != CM_OK) {
         cm_settings_cleanup(settings, NSETTINGS, &cfg);
         return CM_EXIT_CONFIG;
     }
@@ -127,10 +125,5 @@ int main(int argc, char **argv)
     reaper_pepper_free(&r);
     cm_keyring_destroy(r.keyring);
     cm_settings_cleanup(settings, NSETTINGS, &cfg);
-    if (rc != CM_OK) {
-        CM_ERROR("stopped: %s", cm_err_str(rc));
-        return rc == CM_INVALID ? CM_EXIT_CONFIG : 1;
-    }
-    CM_INFO("stopped");
-    return 0;
+    return cm_service_exit_status(rc);
 }

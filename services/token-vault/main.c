@@ -74,13 +74,11 @@ int main(int argc, char **argv)
 {
     static struct vault_cfg cfg;
     static struct vault v;
-    char err[512];
     int rc;
 
     cm_service_configure(argc, argv, VAULT_SERVICE, settings, NSETTINGS, &cfg);
     v.cfg = &cfg;
-    if (cm_keyring_load(&v.keyring, cfg.base.kek_file, err, sizeof(err)) != CM_OK) {
-        fprintf(stderr, "%s: %s\n", VAULT_SERVICE, err);
+    if (cm_service_keyring(VAULT_SERVICE, cfg.base.kek_file, &v.keyring) != CM_OK) {
         cm_settings_cleanup(settings, NSETTINGS, &cfg);
         return CM_EXIT_CONFIG;
     }
@@ -116,10 +114,5 @@ int main(int argc, char **argv)
     cm_service_cleanup(&v.svc);
     cm_keyring_destroy(v.keyring);
     cm_settings_cleanup(settings, NSETTINGS, &cfg);
-    if (rc != CM_OK) {
-        CM_ERROR("stopped: %s", cm_err_str(rc));
-        return rc == CM_INVALID ? CM_EXIT_CONFIG : 1;
-    }
-    CM_INFO("stopped");
-    return 0;
+    return cm_service_exit_status(rc);
 }

@@ -81,10 +81,5 @@ int main(int argc, char **argv)
     ingest_ask_stop(&ing);
     cm_service_cleanup(&ing.svc);
     cm_settings_cleanup(settings, NSETTINGS, &cfg);
-    if (rc != CM_OK) {
-        CM_ERROR("stopped: %s", cm_err_str(rc));
-        return rc == CM_INVALID ? CM_EXIT_CONFIG : 1;
-    }
-    CM_INFO("stopped");
-    return 0;
+    return cm_service_exit_status(rc);
 }

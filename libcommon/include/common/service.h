@@ -93,6 +93,18 @@ int cm_service_run(struct cm_service *svc) CM_MUST_CHECK;
 /* Ends the loop; called by the shutdown hook when in-flight work is done. Loop thread. */
 void cm_service_done(struct cm_service *svc);
 
+/*
+ * Loads the KEK file (DOMS_KEK_FILE) into *out for a daemon that stores Platform Data. On
+ * failure prints "<name>: <reason>" (never key material) and returns CM_INVALID: main()
+ * exits CM_EXIT_CONFIG, as for any other refused setting.
+ */
+struct cm_keyring;
+int cm_service_keyring(const char *name, const char *kek_file,
+                       struct cm_keyring **out) CM_MUST_CHECK;
+
+/* Logs how the daemon stopped and returns main()'s exit status for rc. */
+int cm_service_exit_status(int rc);
+
 /* Frees everything cm_service_init() created. Safe on a partly initialised service. */
 void cm_service_cleanup(struct cm_service *svc);
 
