@@ -260,6 +260,83 @@ int cm_pg_exec_prepared(struct cm_pg *pg, const char *name, const char *sql, int
     return classify(pg);
 }
 
+/*
+ * Reads a pipeline's answers up to its sync point into results. Each statement's answer is
+ * its result (or PGRES_PIPELINE_ABORTED after an earlier failure) followed by a NULL; the
+ * sync point ends the pipeline. Returns false when the connection broke meanwhile.
+ */
+static bool read_pipeline(struct cm_pg *pg, int n, PGresult **results)
+{
+    int idx = 0;
+
+    for (;;) {
+        PGresult *r = PQgetResult(pg->conn);
+
+        if (r == NULL) {
+            if (PQstatus(pg->conn) != CONNECTION_OK || ++idx > n)
+                return false;
+            continue;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            return true;
+        }
+        if (idx < n && results[idx] == NULL)
+            results[idx] = r;
+        else
+            PQclear(r);
+    }
+}
+
+int cm_pg_pipeline(struct cm_pg *pg, const struct cm_pg_call *calls, int n, PGresult **results)
+{
+    bool sent = true, read;
+    int rc;
+
+    clear_result(pg);
+    pg->err[0] = '\0';
+    memset(results, 0, (size_t)n * sizeof(*results));
+    rc = ensure_conn(pg);
+    for (int i = 0; rc == CM_OK && i < n; i++) {
+        if (prepare(pg, calls[i].name, calls[i].sql, calls[i].n) != CM_OK)
+            rc = classify(pg);
+    }
+    if (rc != CM_OK)
+        return rc;
+    if (!PQenterPipelineMode(pg->conn)) {
+        snprintf(pg->err, sizeof(pg->err), "cannot enter pipeline mode: %s",
+                 PQerrorMessage(pg->conn));
+        return CM_ERR;
+    }
+    /* The answers are a few rows each: they fit the socket buffers while the statements are
+     * written, so blocking writes cannot deadlock against an unread server. */
+    for (int i = 0; sent && i < n; i++)
+        sent = PQsendQueryPrepared(pg->conn, calls[i].name, calls[i].n, calls[i].values,
+                                   calls[i].lengths, calls[i].formats, 0) == 1;
+    sent = sent && PQpipelineSync(pg->conn) == 1;
+    read = sent && read_pipeline(pg, n, results);
+    if (!read || !PQexitPipelineMode(pg->conn)) {
+        /* Half a pipeline is unusable: drop the connection (and its transaction). */
+        snprintf(pg->err, sizeof(pg->err), "pipeline failed: %s", PQerrorMessage(pg->conn));
+        pg->err[strcspn(pg->err, "\n")] = '\0';
+        PQreset(pg->conn);
+        pg->nprepared = 0;
+        if (PQstatus(pg->conn) == CONNECTION_OK)
+            (void)set_schema(pg);
+        return CM_UNAVAIL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (results[i] == NULL || !succeeded(results[i])) {
+            /* classify() reads pg->res: lend it the failure, then take it back. */
+            pg->res = results[i];
+            rc = results[i] != NULL ? classify(pg) : CM_ERR;
+            pg->res = NULL;
+            return rc;
+        }
+    }
+    return CM_OK;
+}
+
 int cm_pg_exec(struct cm_pg *pg, const char *sql, int n, const char *const *params)
 {
     return cm_pg_exec_params(pg, sql, n, params, NULL, NULL, 0);

@@ -1,9 +1,10 @@
 /*
  * inbound.c - Meta's events, from webhook-ingest's stream into conversations.
  *
- * A durable pull consumer on META_EVENTS hands over batches; a batch is stored in one
- * transaction and acknowledged only after the commit. When one event of a batch fails,
- * the batch is rolled back and its events are taken one by one, so a poison event goes to
+ * A durable consumer on META_EVENTS hands over batches; a batch is stored in one
+ * transaction and acknowledged only after the commit, its common case (a contact writing
+ * into an open conversation) as statements pipelined in one round trip. When one event of a batch
+ * fails, the batch is rolled back and its events are taken one by one, so a poison event goes to
  * the dead letters alone and a transient failure (PostgreSQL down) is retried with nothing
  * acknowledged.
  *
@@ -30,10 +31,12 @@
 /* How long a cached route is trusted: a disconnect reaches this consumer within it. */
 #define ROUTE_TTL_S 2
 
+/* One worker: a consumer thread with its own connection and caches. */
 struct inbound {
     struct router *r;
     struct cm_pg *pg;
     struct inbound_caches caches;
+    struct cm_consumer *consumer;
 };
 
 /* Meta sends epoch milliseconds; the dashboard's test form sends seconds as a string. */
@@ -141,26 +144,41 @@ static void dead_letter(struct router *r, natsMsg *msg, const char *reason)
     cJSON_Delete(o);
 }
 
-/* Handles one message inside the open transaction; returns the verdict's basis. */
-static int one(struct inbound *in, natsMsg *msg, enum inbound_outcome *outcome, char *why,
-               size_t cap)
+/* Parses msg's wrapper; NULL (with why) when it is not a JSON object. */
+static cJSON *parse(natsMsg *msg, char *why, size_t cap)
 {
     cJSON *wrap = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
-    struct inbound_event ev;
-    int rc;
 
     if (!cJSON_IsObject(wrap)) {
         snprintf(why, cap, "not a JSON object");
         cJSON_Delete(wrap);
-        return CM_INVALID;
+        return NULL;
     }
+    return wrap;
+}
+
+/* An event about a message that never came, past its deliveries: nothing to apply to. */
+static void give_up_later(natsMsg *msg, enum inbound_outcome *outcome)
+{
+    if (*outcome == INBOUND_LATER && deliveries(msg) >= MAX_LATER_DELIVERIES)
+        *outcome = INBOUND_IGNORED;
+}
+
+/* Handles one message inside the open transaction; returns the verdict's basis. */
+static int one(struct inbound *in, natsMsg *msg, enum inbound_outcome *outcome, char *why,
+               size_t cap)
+{
+    cJSON *wrap = parse(msg, why, cap);
+    struct inbound_event ev;
+    int rc;
+
+    if (wrap == NULL)
+        return CM_INVALID;
     inbound_parse(&ev, wrap);
     rc = inbound_store(in->r, in->pg, &in->caches, &ev, outcome, why, cap);
     cJSON_Delete(wrap);
-    if (rc == CM_OK && *outcome == INBOUND_LATER && deliveries(msg) >= MAX_LATER_DELIVERIES) {
-        /* An edit, unsend or reaction of a message that never came: nothing to apply to. */
-        *outcome = INBOUND_IGNORED;
-    }
+    if (rc == CM_OK)
+        give_up_later(msg, outcome);
     return rc;
 }
 
@@ -212,22 +230,97 @@ static enum cm_consume_result alone(struct inbound *in, natsMsg *msg)
     return outcome == INBOUND_LATER ? CM_CONSUME_RETRY : CM_CONSUME_ACK;
 }
 
+/* One message of a batch: its parsed event and, in the common case, its pipelined statement. */
+struct item {
+    cJSON *wrap;
+    struct inbound_event ev;
+    struct inbound_fast fast;
+    bool eligible;
+    enum inbound_outcome outcome;
+};
+
+/* The conversation an eligible item locks: its integration and contact. */
+static int conversation_cmp(const struct item *a, const struct item *b)
+{
+    int c = strcmp(a->fast.route.integration_id, b->fast.route.integration_id);
+    return c != 0 ? c : strcmp(a->fast.contact, b->fast.contact);
+}
+
+/* Sorts the item indexes of[0..n) by conversation, keeping the batch's order within one. */
+static void sort_by_conversation(const struct item *items, int *of, int n)
+{
+    for (int i = 1; i < n; i++) {
+        int v = of[i], j = i;
+        for (; j > 0 && conversation_cmp(&items[of[j - 1]], &items[v]) > 0; j--)
+            of[j] = of[j - 1];
+        of[j] = v;
+    }
+}
+
+/*
+ * Stores a batch inside the open transaction: first every message a contact wrote into an
+ * open conversation, as statements pipelined in one round trip; then, in the batch's order,
+ * everything else one statement at a time (new conversations, edits, reads...). An edit
+ * in the same batch as its message therefore finds it stored.
+ */
+static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, int n)
+{
+    struct cm_pg_call *calls = cm_xcalloc((size_t)n, sizeof(*calls));
+    PGresult **results = cm_xcalloc((size_t)n, sizeof(*results));
+    int *of = cm_xcalloc((size_t)n, sizeof(*of));
+    int rc = CM_OK, ncalls = 0;
+    char why[256];
+
+    for (int i = 0; rc == CM_OK && i < n; i++) {
+        if ((items[i].wrap = parse(msgs[i], why, sizeof(why))) == NULL) {
+            rc = CM_INVALID;
+            break;
+        }
+        inbound_parse(&items[i].ev, items[i].wrap);
+        rc = inbound_fast_prepare(in->r, in->pg, &in->caches, &items[i].ev, &items[i].fast,
+                                  &items[i].eligible);
+        if (rc == CM_OK && items[i].eligible)
+            of[ncalls++] = i;
+    }
+    if (rc == CM_OK && ncalls > 0) {
+        /* Every worker locks conversations in one order: two batches wait, never deadlock. */
+        sort_by_conversation(items, of, ncalls);
+        for (int c = 0; c < ncalls; c++)
+            calls[c] = items[of[c]].fast.call;
+        rc = cm_pg_pipeline(in->pg, calls, ncalls, results);
+    }
+    for (int c = 0; c < ncalls; c++) {
+        if (rc == CM_OK && !inbound_fast_outcome(results[c], &items[of[c]].outcome))
+            items[of[c]].eligible = false; /* no open conversation: the full path */
+        PQclear(results[c]);
+    }
+    for (int i = 0; rc == CM_OK && i < n; i++) {
+        if (!items[i].eligible)
+            rc = inbound_store(in->r, in->pg, &in->caches, &items[i].ev, &items[i].outcome, why,
+                               sizeof(why));
+        if (rc == CM_OK)
+            give_up_later(msgs[i], &items[i].outcome);
+    }
+    free(of);
+    free(results);
+    free(calls);
+    return rc;
+}
+
 static void on_batch(void *arg, natsMsg **msgs, int n, enum cm_consume_result *results)
 {
     struct inbound *in = arg;
-    enum inbound_outcome *outcomes = cm_xcalloc((size_t)n, sizeof(*outcomes));
+    struct item *items = cm_xcalloc((size_t)n, sizeof(*items));
     int rc = cm_pg_begin(in->pg);
 
-    for (int i = 0; rc == CM_OK && i < n; i++) {
-        char why[256];
-        rc = one(in, msgs[i], &outcomes[i], why, sizeof(why));
-    }
+    if (rc == CM_OK)
+        rc = store_batch(in, msgs, items, n);
     if (rc == CM_OK)
         rc = cm_pg_commit(in->pg);
     if (rc == CM_OK) {
         for (int i = 0; i < n; i++) {
-            count(in->r, outcomes[i]);
-            results[i] = outcomes[i] == INBOUND_LATER ? CM_CONSUME_RETRY : CM_CONSUME_ACK;
+            count(in->r, items[i].outcome);
+            results[i] = items[i].outcome == INBOUND_LATER ? CM_CONSUME_RETRY : CM_CONSUME_ACK;
         }
     } else {
         cm_pg_rollback(in->pg);
@@ -237,12 +330,15 @@ static void on_batch(void *arg, natsMsg **msgs, int n, enum cm_consume_result *r
         for (int i = 0; i < n; i++)
             results[i] = alone(in, msgs[i]);
     }
-    free(outcomes);
+    for (int i = 0; i < n; i++) {
+        inbound_fast_cleanup(&items[i].fast);
+        cJSON_Delete(items[i].wrap);
+    }
+    free(items);
 }
 
 int router_inbound_start(struct router *r)
 {
-    struct inbound *in = cm_xcalloc(1, sizeof(*in));
     struct cm_consumer_cfg cfg = {
         .stream = "META_EVENTS",
         .durable = "conversation-router",
@@ -252,27 +348,36 @@ int router_inbound_start(struct router *r)
         .retry_delay_ms = 2000,
         .batch_fn = on_batch,
     };
+    int rc = CM_OK;
 
-    in->r = r;
-    in->caches.routes = cache_create(ROUTE_TTL_S);
-    in->caches.contacts = cache_create(0);
-    if (cm_pg_connect(&in->pg, r->cfg->base.database_url, ROUTER_SCHEMA) == CM_INVALID) {
-        free(in);
-        return CM_INVALID;
+    r->inbound = cm_xcalloc(ROUTER_INBOUND_WORKERS, sizeof(*r->inbound));
+    for (int i = 0; rc == CM_OK && i < ROUTER_INBOUND_WORKERS; i++) {
+        struct inbound *in = &r->inbound[i];
+        in->r = r;
+        in->caches.routes = cache_create(ROUTE_TTL_S);
+        in->caches.contacts = cache_create(0);
+        if (cm_pg_connect(&in->pg, r->cfg->base.database_url, ROUTER_SCHEMA) == CM_INVALID)
+            rc = CM_INVALID;
+        else
+            rc = cm_consumer_start(&in->consumer, r->svc.nats, &cfg, NULL, in);
     }
-    r->inbound_state = in;
-    return cm_consumer_start(&r->inbound, r->svc.nats, &cfg, NULL, in);
+    return rc;
 }
 
-void router_inbound_free(struct router *r)
+void router_inbound_stop(struct router *r)
 {
-    struct inbound *in = r->inbound_state;
-
-    if (in == NULL)
+    if (r->inbound == NULL)
         return;
-    cm_pg_destroy(in->pg);
-    cache_destroy(in->caches.routes);
-    cache_destroy(in->caches.contacts);
-    free(in);
-    r->inbound_state = NULL;
+    for (int i = 0; i < ROUTER_INBOUND_WORKERS; i++)
+        cm_consumer_destroy(r->inbound[i].consumer);
+    for (int i = 0; i < ROUTER_INBOUND_WORKERS; i++) {
+        struct inbound *in = &r->inbound[i];
+        if (in->r == NULL)
+            continue; /* never started */
+        cm_pg_destroy(in->pg);
+        cache_destroy(in->caches.routes);
+        cache_destroy(in->caches.contacts);
+    }
+    free(r->inbound);
+    r->inbound = NULL;
 }

@@ -5,8 +5,11 @@
 #define ROUTER_INBOUND_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "common/mem.h"
+#include "common/pg.h"
 #include "router.h"
 
 struct inbound_event {
@@ -46,5 +49,28 @@ void inbound_parse(struct inbound_event *ev, const cJSON *wrap);
 int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
                   const struct inbound_event *ev, enum inbound_outcome *outcome, char *why,
                   size_t cap) CM_MUST_CHECK;
+
+/*
+ * The common case, a contact writing into the open conversation, as one statement that can
+ * be pipelined with the others of a batch (cm_pg_pipeline). inbound_fast_prepare() finds the
+ * route and contact (through the caches, or pg inside the caller's transaction) and seals
+ * the body; *eligible is false for every other case, which inbound_store() takes whole.
+ * inbound_fast_outcome() reads the statement's result: false when the contact had no open
+ * conversation after all (inbound_store() opens one).
+ */
+struct inbound_fast {
+    char id[40], ts[32], contact[40];
+    struct router_route route;
+    struct cm_buf sealed;
+    const char *values[9];
+    int lengths[9], formats[9];
+    struct cm_pg_call call;
+};
+
+int inbound_fast_prepare(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                         const struct inbound_event *ev, struct inbound_fast *f,
+                         bool *eligible) CM_MUST_CHECK;
+bool inbound_fast_outcome(PGresult *res, enum inbound_outcome *outcome);
+void inbound_fast_cleanup(struct inbound_fast *f);
 
 #endif

@@ -112,8 +112,7 @@ static int start(struct router *r)
 static void stop(struct router *r)
 {
     cm_rpc_destroy(r->rpc);
-    cm_consumer_destroy(r->inbound);
-    router_inbound_free(r);
+    router_inbound_stop(r);
     cm_consumer_destroy(r->routes);
     cm_pg_destroy(r->routes_pg);
     for (int i = 0; i < 2; i++)

@@ -46,8 +46,7 @@ struct router {
     struct router_limiter *limiter;
     struct cm_rpc *rpc;
     struct cm_outbox *outbox;
-    struct cm_consumer *inbound;
-    struct inbound *inbound_state;
+    struct inbound *inbound; /* ROUTER_INBOUND_WORKERS of them (inbound.c) */
     struct cm_consumer *routes;
     struct cm_pg *routes_pg; /* the routes consumer's connection */
     struct cm_consumer *senders[2];
@@ -121,9 +120,16 @@ int router_routes_start(struct router *r) CM_MUST_CHECK;
 
 /* --- inbound.c: Meta's events into conversations ------------------------------------- */
 
+/*
+ * Consumer threads per process, each with its own connection: while one waits on
+ * PostgreSQL's commit, the other's statements run, so a router uses more than one core of
+ * the database. Replicas add theirs.
+ */
+#define ROUTER_INBOUND_WORKERS 2
+
 int router_inbound_start(struct router *r) CM_MUST_CHECK;
-/* Frees the inbound consumer's state, after cm_consumer_destroy(r->inbound). */
-void router_inbound_free(struct router *r);
+/* Stops the inbound workers (each finishes its batch in hand) and frees them. */
+void router_inbound_stop(struct router *r);
 
 /* --- assign.c: round-robin under capacity --------------------------------------------- */
 

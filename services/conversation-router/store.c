@@ -518,6 +518,96 @@ static int route_of(struct router *r, struct cm_pg *pg, struct inbound_caches *c
     return rc;
 }
 
+/* Whether ev is a complete event of a kind the contact writes (message, postback, referral). */
+static bool contact_wrote(const struct inbound_event *ev)
+{
+    const char *k = ev->kind;
+
+    return ev->platform != NULL && ev->account_id != NULL && k != NULL && ev->event != NULL &&
+           ev->contact != NULL && ev->ts_ms > 0 &&
+           (strcmp(k, "message") == 0 || strcmp(k, "postback") == 0 || strcmp(k, "referral") == 0);
+}
+
+int inbound_fast_prepare(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                         const struct inbound_event *ev, struct inbound_fast *f, bool *eligible)
+{
+    char aad[96];
+    char *body;
+    int rc;
+
+    memset(f, 0, sizeof(*f));
+    cm_buf_init(&f->sealed);
+    *eligible = false;
+    if (!contact_wrote(ev))
+        return CM_OK;
+    rc = route_of(r, pg, caches, ev, &f->route);
+    if (rc == CM_NOTFOUND || (rc == CM_OK && f->route.workspace_deleted))
+        return CM_OK; /* unrouted: inbound_store() counts it */
+    if (rc == CM_OK)
+        rc = contact_of(r, pg, caches, &f->route, ev->platform, ev->contact, true, f->contact);
+    if (rc != CM_OK)
+        return rc;
+    router_new_id("msg", f->id);
+    snprintf(aad, sizeof(aad), "router.messages.body:%s", f->id);
+    ts_param(f->ts, ev->ts_ms);
+    body = body_json(ev);
+    rc = router_seal(r, pg, f->route.workspace_id, f->route.integration_id, aad, body, strlen(body),
+                     &f->sealed);
+    cJSON_free(body);
+    if (rc != CM_OK)
+        return rc;
+    {
+        const char *values[9] = {f->route.integration_id,
+                                 f->contact,
+                                 f->id,
+                                 f->route.workspace_id,
+                                 ev->platform,
+                                 ev->mid,
+                                 ev->kind,
+                                 f->sealed.data,
+                                 f->ts};
+        memcpy(f->values, values, sizeof(values));
+    }
+    f->lengths[7] = (int)f->sealed.len;
+    f->formats[7] = 1;
+    /* The open conversation's window moved, which locks it: an agent closing it meanwhile
+     * makes it not open, and the full path reopens it. Then the message inserted unless
+     * held. (A redelivered message moves nothing: the window takes the greatest time, and
+     * only last_activity_at is touched.) */
+    f->call = (struct cm_pg_call){
+        .name = "router_fast_message",
+        .sql = "WITH conv AS (UPDATE conversations SET last_inbound_at = greatest("
+               "last_inbound_at, to_timestamp($9::double precision)), last_activity_at = now()"
+               " WHERE integration_id = $1 AND contact_id = $2 AND status = 'open'"
+               " RETURNING id),"
+               " ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform, mid,"
+               " direction, kind, body_sealed, sent_at, status) SELECT $3::text, conv.id,"
+               " $4::text, $5::text, $6::text, 'in', $7::text, $8::bytea,"
+               " to_timestamp($9::double precision), 'received' FROM conv"
+               " ON CONFLICT (platform, mid) DO NOTHING RETURNING 1)"
+               " SELECT (SELECT count(*) FROM conv), (SELECT count(*) FROM ins)",
+        .n = 9,
+        .values = f->values,
+        .lengths = f->lengths,
+        .formats = f->formats,
+    };
+    *eligible = true;
+    return CM_OK;
+}
+
+bool inbound_fast_outcome(PGresult *res, enum inbound_outcome *outcome)
+{
+    if (res == NULL || PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "1") != 0)
+        return false;
+    *outcome = strcmp(PQgetvalue(res, 0, 1), "1") == 0 ? INBOUND_STORED : INBOUND_DUPLICATE;
+    return true;
+}
+
+void inbound_fast_cleanup(struct inbound_fast *f)
+{
+    cm_buf_wipe(&f->sealed);
+}
+
 int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
                   const struct inbound_event *ev, enum inbound_outcome *outcome, char *why,
                   size_t cap)

@@ -102,6 +102,55 @@ static void test_params_and_errors(void)
     cm_pg_destroy(pg);
 }
 
+static void pipeline_insert(struct cm_pg *pg, const char *const names[3], PGresult *res[3],
+                            int expect)
+{
+    struct cm_pg_call calls[3];
+
+    for (int i = 0; i < 3; i++)
+        calls[i] = (struct cm_pg_call){
+            .name = "test_pipeline_insert",
+            .sql = "INSERT INTO items (name) VALUES ($1) RETURNING id",
+            .n = 1,
+            .values = &names[i],
+        };
+    CHECK_INT(cm_pg_begin(pg), CM_OK);
+    CHECK_INT(cm_pg_pipeline(pg, calls, 3, res), expect);
+}
+
+static void test_pipeline(void)
+{
+    struct cm_pg *pg = connect_as("doms_ingest", "ingest");
+    const char *fresh[3] = {"p1", "p2", "p3"};
+    const char *clash[3] = {"p4", "p1", "p5"};
+    PGresult *res[3];
+
+    /* Three statements in one round trip, each answer in its place. */
+    pipeline_insert(pg, fresh, res, CM_OK);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(PQresultStatus(res[i]), PGRES_TUPLES_OK);
+        CHECK_INT(PQntuples(res[i]), 1);
+        PQclear(res[i]);
+    }
+    CHECK_INT(cm_pg_commit(pg), CM_OK);
+
+    /* The second fails: its error is the pipeline's, the third never runs, and the whole
+     * transaction is rolled back by the caller with nothing of it kept. */
+    pipeline_insert(pg, clash, res, CM_CONFLICT);
+    CHECK_INT(PQresultStatus(res[0]), PGRES_TUPLES_OK);
+    CHECK_INT(PQresultStatus(res[1]), PGRES_FATAL_ERROR);
+    CHECK(res[2] == NULL || PQresultStatus(res[2]) == PGRES_PIPELINE_ABORTED);
+    CHECK_CONTAINS(cm_pg_error(pg), "duplicate key");
+    for (int i = 0; i < 3; i++)
+        PQclear(res[i]);
+    cm_pg_rollback(pg);
+
+    /* The connection is back to ordinary statements. */
+    CHECK_INT(cm_pg_exec(pg, "SELECT count(*) FROM items WHERE name LIKE 'p_'", 0, NULL), CM_OK);
+    CHECK_STR(cm_pg_value(pg, 0, 0), "3");
+    cm_pg_destroy(pg);
+}
+
 static void test_unreachable(void)
 {
     struct cm_pg *pg = NULL;
@@ -124,6 +173,7 @@ int main(void)
     th_db_create(&db);
     RUN(test_migrations);
     RUN(test_params_and_errors);
+    RUN(test_pipeline);
     RUN(test_unreachable);
     return check_summary();
 }

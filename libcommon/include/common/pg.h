@@ -51,6 +51,27 @@ int cm_pg_exec_prepared(struct cm_pg *pg, const char *name, const char *sql, int
                         const char *const *values, const int *lengths,
                         const int *formats) CM_MUST_CHECK;
 
+/* One statement of a pipeline: a prepared statement, as for cm_pg_exec_prepared(). */
+struct cm_pg_call {
+    const char *name; /* a string literal, always with the same sql */
+    const char *sql;
+    int n;
+    const char *const *values;
+    const int *lengths; /* may be NULL for all-text parameters */
+    const int *formats;
+};
+
+/*
+ * Sends n statements back to back and then reads their answers, in one round trip instead
+ * of n: for statements that do not need each other's results. Run inside a transaction the
+ * caller opened (a failed statement aborts it, and the ones after it are not run).
+ * results[i] receives statement i's result, to be freed with PQclear(); NULL where it did not
+ * run. Returns CM_OK when all succeeded, else the error of the first failure as
+ * cm_pg_exec() classifies it, with cm_pg_error() set.
+ */
+int cm_pg_pipeline(struct cm_pg *pg, const struct cm_pg_call *calls, int n,
+                   PGresult **results) CM_MUST_CHECK;
+
 /* The last result (borrowed; valid until the next call on pg), and shortcuts into it. */
 PGresult *cm_pg_result(struct cm_pg *pg);
 int cm_pg_ntuples(struct cm_pg *pg);
