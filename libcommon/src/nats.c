@@ -280,6 +280,8 @@ int cm_nats_start(struct cm_nats *n)
         s = natsOptions_SetClosedCB(n->opts, on_closed, n);
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(n->opts, on_async_error, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(n->opts, true);
     if (s != NATS_OK) {
         CM_ERROR("nats: options: %s", natsStatus_GetText(s));
         return CM_INVALID;

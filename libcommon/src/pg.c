@@ -260,6 +260,13 @@ int cm_pg_exec_prepared(struct cm_pg *pg, const char *name, const char *sql, int
     return classify(pg);
 }
 
+const struct cm_pg_call CM_PG_BEGIN = {.name = "cm_begin", .sql = "BEGIN"};
+const struct cm_pg_call CM_PG_ASYNC_COMMIT = {
+    .name = "cm_async_commit",
+    .sql = "SELECT pg_catalog.set_config('synchronous_commit', 'off', true)",
+};
+const struct cm_pg_call CM_PG_COMMIT = {.name = "cm_commit", .sql = "COMMIT"};
+
 /*
  * Reads a pipeline's answers up to its sync point into results. Each statement's answer is
  * its result (or PGRES_PIPELINE_ABORTED after an earlier failure) followed by a NULL; the

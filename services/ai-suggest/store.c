@@ -16,8 +16,9 @@
 #include "common/log.h"
 
 /*
- * The row, its event and its audit record in one statement (one round trip, prepared once
- * per connection): the outbox rows are written only when the row is.
+ * The row, its event and its audit record in one statement (prepared once per connection):
+ * the outbox rows are written only when the row is. It goes in one round trip with the
+ * transaction's edges.
  */
 #define INSERT_SQL                                                                                 \
     "WITH s AS (INSERT INTO suggestions (id, workspace_id, integration_id, conversation_id,"       \
@@ -105,8 +106,6 @@ int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record 
      * come back after a crash, keep the default.
      */
     if (rc == CM_OK)
-        rc = cm_pg_exec_simple(pg, "BEGIN; SET LOCAL synchronous_commit TO off");
-    if (rc == CM_OK)
         rc = cm_keyring_seal(ai->keyring, pg, kid, aad_text, r->draft->text, r->draft->len, &text);
     if (rc == CM_OK && r->audio != NULL)
         rc = cm_keyring_seal(ai->keyring, pg, kid, aad_audio, r->audio, r->audio_len, &audio);
@@ -141,11 +140,18 @@ int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record 
         formats[7] = 1;
         lengths[8] = (int)audio.len;
         formats[8] = 1;
-        rc = cm_pg_exec_prepared(pg, "ai_store_suggestion", INSERT_SQL, 22, values, lengths,
-                                 formats);
+        const struct cm_pg_call calls[4] = {
+            CM_PG_BEGIN,
+            CM_PG_ASYNC_COMMIT,
+            {"ai_store_suggestion", INSERT_SQL, 22, values, lengths, formats},
+            CM_PG_COMMIT,
+        };
+        PGresult *res[4];
+        /* The transaction in one round trip. */
+        rc = cm_pg_pipeline(pg, calls, 4, res);
+        for (int i = 0; i < 4; i++)
+            PQclear(res[i]);
     }
-    if (rc == CM_OK)
-        rc = cm_pg_commit(pg);
     if (rc != CM_OK) {
         CM_ERROR_ID(r->id, "store: suggestion not stored: %s (%s)", cm_err_str(rc),
                     cm_pg_error(pg));

@@ -27,6 +27,15 @@ bool router_role_at_least(const char *role, const char *min)
     return rank(role) >= rank(min) && rank(role) > 0;
 }
 
+void router_role_from(const char *actor, const char *member_role, char role[16])
+{
+    /* domsctl's default actor stands for the platform's operator: owner everywhere. */
+    if (strcmp(actor, "operator") == 0)
+        snprintf(role, 16, "owner");
+    else
+        snprintf(role, 16, "%s", member_role != NULL ? member_role : "");
+}
+
 int router_role(struct cm_pg *pg, const char *ws, const char *actor, char role[16], bool *deleted)
 {
     const char *params[2] = {ws, actor};
@@ -42,11 +51,7 @@ int router_role(struct cm_pg *pg, const char *ws, const char *actor, char role[1
     if (cm_pg_ntuples(pg) == 0)
         return CM_NOTFOUND;
     *deleted = strcmp(cm_pg_value(pg, 0, 0), "t") == 0;
-    /* domsctl's default actor stands for the platform's operator: owner everywhere. */
-    if (strcmp(actor, "operator") == 0)
-        snprintf(role, 16, "owner");
-    else if (!cm_pg_is_null(pg, 0, 1))
-        snprintf(role, 16, "%s", cm_pg_value(pg, 0, 1));
+    router_role_from(actor, cm_pg_is_null(pg, 0, 1) ? NULL : cm_pg_value(pg, 0, 1), role);
     return CM_OK;
 }
 
@@ -62,6 +67,21 @@ bool router_valid_id(const char *s, size_t max)
             return false;
     }
     return n > 0 && n <= max;
+}
+
+bool router_allowed(struct cm_rpc_call *call, const char *ws, const char *role, bool deleted,
+                    const char *min, bool live)
+{
+    if (!router_role_at_least(role, min)) {
+        cm_rpc_fail(call, "denied", "%s may not do this in workspace %s (needs the %s role)",
+                    call->actor, ws, min);
+        return false;
+    }
+    if (live && deleted) {
+        cm_rpc_fail(call, "refused", "workspace %s is deleted", ws);
+        return false;
+    }
+    return true;
 }
 
 bool router_authorize(struct cm_rpc_call *call, const char *ws, const char *min, bool live)
@@ -83,16 +103,7 @@ bool router_authorize(struct cm_rpc_call *call, const char *ws, const char *min,
         cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
         return false;
     }
-    if (!router_role_at_least(role, min)) {
-        cm_rpc_fail(call, "denied", "%s may not do this in workspace %s (needs the %s role)",
-                    call->actor, ws, min);
-        return false;
-    }
-    if (live && deleted) {
-        cm_rpc_fail(call, "refused", "workspace %s is deleted", ws);
-        return false;
-    }
-    return true;
+    return router_allowed(call, ws, role, deleted, min, live);
 }
 
 static void on_workspace_create(struct cm_rpc_call *call, void *arg)

@@ -26,6 +26,8 @@ struct conv {
     char status[16];
     char account[80];
     int64_t last_inbound_ms; /* 0: the contact never wrote */
+    bool ai, mask_pii;       /* the workspace's settings */
+    char psid_sealed[1024];  /* the contact's id, sealed (bytea text); "" when none */
 };
 
 static int64_t now_ms(void)
@@ -36,38 +38,55 @@ static int64_t now_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* Loads the conversation named in the call and checks the actor's role; false: answered. */
+/*
+ * Loads the conversation named in the call, with its workspace's settings and the actor's
+ * role in it, in one statement, and checks the role; false: answered.
+ */
 static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, struct conv *c)
 {
     const char *id = cm_rpc_str(call, "conversation_id");
-    const char *params[1] = {id};
+    const char *params[2] = {id, call->actor};
+    struct cm_pg *pg = call->pg;
+    char role[16];
 
+    memset(c, 0, sizeof(*c));
     if (!router_valid_id(id, 64)) {
         cm_rpc_fail(call, "invalid", "conversation_id is required");
         return false;
     }
-    if (cm_pg_exec(call->pg,
-                   "SELECT c.workspace_id, c.integration_id, c.platform, c.contact_id, c.status,"
-                   " coalesce((extract(epoch FROM c.last_inbound_at) * 1000)::bigint, 0),"
-                   " coalesce(r.account_id, '') FROM conversations c"
-                   " LEFT JOIN routes r ON r.integration_id = c.integration_id WHERE c.id = $1",
-                   1, params) != CM_OK) {
+    if (cm_pg_exec_prepared(
+            pg, "router_load_conv",
+            "SELECT c.workspace_id, c.integration_id, c.platform, c.contact_id, c.status,"
+            " coalesce((extract(epoch FROM c.last_inbound_at) * 1000)::bigint, 0),"
+            " coalesce(r.account_id, ''), w.status = 'deleted', m.role, w.ai, w.mask_pii,"
+            " ct.psid_sealed FROM conversations c"
+            " JOIN workspaces w ON w.id = c.workspace_id"
+            " LEFT JOIN routes r ON r.integration_id = c.integration_id"
+            " LEFT JOIN members m ON m.workspace_id = c.workspace_id AND m.user_id = $2"
+            " LEFT JOIN contacts ct ON ct.id = c.contact_id WHERE c.id = $1",
+            2, params, NULL, NULL) != CM_OK) {
         cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
         return false;
     }
-    if (cm_pg_ntuples(call->pg) == 0) {
+    if (cm_pg_ntuples(pg) == 0) {
         cm_rpc_fail(call, "not_found", "no conversation %s", id);
         return false;
     }
     snprintf(c->id, sizeof(c->id), "%s", id);
-    snprintf(c->ws, sizeof(c->ws), "%s", cm_pg_value(call->pg, 0, 0));
-    snprintf(c->integration, sizeof(c->integration), "%s", cm_pg_value(call->pg, 0, 1));
-    snprintf(c->platform, sizeof(c->platform), "%s", cm_pg_value(call->pg, 0, 2));
-    snprintf(c->contact, sizeof(c->contact), "%s", cm_pg_value(call->pg, 0, 3));
-    snprintf(c->status, sizeof(c->status), "%s", cm_pg_value(call->pg, 0, 4));
-    c->last_inbound_ms = strtoll(cm_pg_value(call->pg, 0, 5), NULL, 10);
-    snprintf(c->account, sizeof(c->account), "%s", cm_pg_value(call->pg, 0, 6));
-    return router_authorize(call, c->ws, min, live);
+    snprintf(c->ws, sizeof(c->ws), "%s", cm_pg_value(pg, 0, 0));
+    snprintf(c->integration, sizeof(c->integration), "%s", cm_pg_value(pg, 0, 1));
+    snprintf(c->platform, sizeof(c->platform), "%s", cm_pg_value(pg, 0, 2));
+    snprintf(c->contact, sizeof(c->contact), "%s", cm_pg_value(pg, 0, 3));
+    snprintf(c->status, sizeof(c->status), "%s", cm_pg_value(pg, 0, 4));
+    c->last_inbound_ms = strtoll(cm_pg_value(pg, 0, 5), NULL, 10);
+    snprintf(c->account, sizeof(c->account), "%s", cm_pg_value(pg, 0, 6));
+    router_role_from(call->actor, cm_pg_is_null(pg, 0, 8) ? NULL : cm_pg_value(pg, 0, 8), role);
+    c->ai = strcmp(cm_pg_value(pg, 0, 9), "t") == 0;
+    c->mask_pii = strcmp(cm_pg_value(pg, 0, 10), "t") == 0;
+    /* A sealed id of a few dozen bytes; a longer value would not open anyway. */
+    if (cm_pg_length(pg, 0, 11) < (int)sizeof(c->psid_sealed))
+        snprintf(c->psid_sealed, sizeof(c->psid_sealed), "%s", cm_pg_value(pg, 0, 11));
+    return router_allowed(call, c->ws, role, strcmp(cm_pg_value(pg, 0, 7), "t") == 0, min, live);
 }
 
 /*
@@ -225,48 +244,71 @@ static void truncate_utf8(char *text, size_t max)
 }
 
 /* The newest texts that fit the budget, for ai-suggest; refused when AI is off. */
+/*
+ * The newest 200 messages of c with content (id, direction, sealed body, sent_at: 4 strings
+ * a row, into *rows, to free) and the audit record of their reading, committed together in
+ * one round trip before anything is opened. False: the call is answered.
+ */
+static bool read_audited(struct cm_rpc_call *call, const struct conv *c, char ***rows, int *n)
+{
+    char audit_id[48], *audit = NULL;
+    const char *values[4] = {c->id, "audit." ROUTER_SERVICE, audit_id, NULL};
+    const struct cm_pg_call calls[4] = {
+        CM_PG_BEGIN,
+        CM_PG_ASYNC_COMMIT,
+        {"router_context_read",
+         "WITH audit AS (INSERT INTO outbox (subject, msg_id, payload) VALUES ($2, $3, $4))"
+         " SELECT id, direction, body_sealed, " RFC3339("sent_at") " FROM messages"
+                                                                   " WHERE conversation_id = $1"
+                                                                   " AND body_sealed IS NOT NULL"
+                                                                   " ORDER BY sent_at DESC, seq"
+                                                                   " DESC LIMIT 200",
+         4, values, NULL, NULL},
+        CM_PG_COMMIT,
+    };
+    PGresult *res[4] = {NULL};
+    int rc = cm_audit_event(ROUTER_SERVICE, call->actor, "messages.read", c->id, &audit, audit_id);
+
+    values[3] = audit;
+    if (rc == CM_OK)
+        rc = cm_pg_pipeline(call->pg, calls, 4, res);
+    if (rc == CM_OK) {
+        *n = PQntuples(res[2]);
+        *rows = cm_xcalloc((size_t)*n * 4 + 1, sizeof(char *));
+        for (int i = 0; i < *n * 4; i++)
+            (*rows)[i] = cm_xstrdup(PQgetvalue(res[2], i / 4, i % 4));
+    } else {
+        cm_pg_rollback(call->pg);
+        cm_rpc_fail(call, "unavailable", "the read could not be audited; nothing is shown");
+    }
+    for (int i = 0; i < 4; i++)
+        PQclear(res[i]);
+    cJSON_free(audit);
+    return rc == CM_OK;
+}
+
 static void on_context(struct cm_rpc_call *call, void *arg)
 {
     struct router *r = arg;
     const cJSON *budget_j = cJSON_GetObjectItemCaseSensitive(call->req, "max_chars");
     long budget = cJSON_IsNumber(budget_j) ? (long)budget_j->valuedouble : 4000;
-    const char *params[1];
     struct cm_pg *pg = call->pg;
     bool ai, mask;
     struct conv c;
     cJSON *out, *msgs, *ids;
-    char **rows;
-    int n;
+    char **rows = NULL;
+    int n = 0;
 
     if (!load_conv(call, "agent", true, &c))
         return;
-    params[0] = c.ws;
-    if (cm_pg_exec(pg, "SELECT ai, mask_pii FROM workspaces WHERE id = $1", 1, params) != CM_OK) {
-        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
-        return;
-    }
-    ai = strcmp(cm_pg_value(pg, 0, 0), "t") == 0;
-    mask = strcmp(cm_pg_value(pg, 0, 1), "t") == 0;
+    ai = c.ai;
+    mask = c.mask_pii;
     if (!ai) {
         cm_rpc_fail(call, "refused", "AI assistance is off for workspace %s", c.ws);
         return;
     }
-    params[0] = c.id;
-    if (cm_pg_begin(pg) != CM_OK ||
-        cm_pg_exec(
-            pg,
-            "SELECT id, direction, body_sealed, " RFC3339(
-                "sent_at") " FROM messages WHERE conversation_id = $1 AND body_sealed IS NOT NULL"
-                           " ORDER BY sent_at DESC, seq DESC LIMIT 200",
-            1, params) != CM_OK) {
-        cm_pg_rollback(pg);
-        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
+    if (!read_audited(call, &c, &rows, &n))
         return;
-    }
-    n = cm_pg_ntuples(pg);
-    rows = cm_xcalloc((size_t)n * 4 + 1, sizeof(char *));
-    for (int i = 0; i < n * 4; i++)
-        rows[i] = cm_xstrdup(cm_pg_value(pg, i / 4, i % 4));
     msgs = cJSON_CreateArray();
     /* Newest first until the budget is spent, then put back in reading order. */
     for (int i = 0; i < n && budget > 0; i++) {
@@ -296,25 +338,14 @@ static void on_context(struct cm_rpc_call *call, void *arg)
     free(rows);
 
     ids = cJSON_CreateArray();
-    params[0] = c.contact;
-    if (cm_pg_exec(pg, "SELECT psid_sealed FROM contacts WHERE id = $1", 1, params) == CM_OK &&
-        cm_pg_ntuples(pg) == 1) {
-        char aad[96], *sealed = cm_xstrdup(cm_pg_value(pg, 0, 0));
+    if (c.psid_sealed[0] != '\0') {
+        char aad[96];
         struct cm_buf psid;
         snprintf(aad, sizeof(aad), "router.contacts.psid:%s", c.contact);
         cm_buf_init(&psid);
-        if (router_open(r, pg, c.ws, c.integration, aad, sealed, &psid) == CM_OK)
+        if (router_open(r, pg, c.ws, c.integration, aad, c.psid_sealed, &psid) == CM_OK)
             cJSON_AddItemToArray(ids, cJSON_CreateString(psid.data));
         cm_buf_wipe(&psid);
-        free(sealed);
-    }
-    if (cm_audit_add(pg, ROUTER_SERVICE, call->actor, "messages.read", c.id) != CM_OK ||
-        cm_pg_commit(pg) != CM_OK) {
-        cm_pg_rollback(pg);
-        cJSON_Delete(msgs);
-        cJSON_Delete(ids);
-        cm_rpc_fail(call, "unavailable", "the read could not be audited; nothing is shown");
-        return;
     }
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "conversation_id", c.id);

@@ -145,6 +145,8 @@ int router_assign_waiting(struct router *r, struct cm_pg *pg, const char *ws) CM
  * Returns CM_NOTFOUND for an unknown workspace. */
 int router_role(struct cm_pg *pg, const char *ws, const char *actor, char role[16],
                 bool *deleted) CM_MUST_CHECK;
+/* The role of actor given its members row's role (NULL: none): "owner" for operator. */
+void router_role_from(const char *actor, const char *member_role, char role[16]);
 /* Does role reach at least min ("viewer" < "agent" < "admin" < "owner")? */
 bool router_role_at_least(const char *role, const char *min);
 /* Is s a well-formed id of at most max characters? */
@@ -154,6 +156,9 @@ bool router_valid_id(const char *s, size_t max);
  * not deleted); otherwise fails the call with the reason and returns false.
  */
 bool router_authorize(struct cm_rpc_call *call, const char *ws, const char *min, bool live);
+/* The decision of router_authorize() for a role and deletion already read. */
+bool router_allowed(struct cm_rpc_call *call, const char *ws, const char *role, bool deleted,
+                    const char *min, bool live);
 
 void router_api_register(struct router *r);
 void router_api_conv_register(struct router *r);

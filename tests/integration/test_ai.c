@@ -295,6 +295,12 @@ static void test_event_and_audit(void)
     cJSON_free(text);
     cJSON_Delete(ev);
     cJSON_Delete(au);
+    /* The router audited the read of the messages the draft was made from. */
+    au = last_event("AUDIT", "audit.conversation-router");
+    CHECK_STR(th_json_str(au, "action", NULL), "messages.read");
+    CHECK_STR(th_json_str(au, "actor", NULL), "operator");
+    CHECK_STR(th_json_str(au, "subject", NULL), conv_pii);
+    cJSON_Delete(au);
 }
 
 static void test_read_back(void)

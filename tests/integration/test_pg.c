@@ -145,9 +145,35 @@ static void test_pipeline(void)
         PQclear(res[i]);
     cm_pg_rollback(pg);
 
+    /* A whole transaction in one round trip, its edges included. */
+    {
+        const char *name[1] = {"p6"};
+        const struct cm_pg_call calls[4] = {
+            CM_PG_BEGIN,
+            CM_PG_ASYNC_COMMIT,
+            {.name = "test_pipeline_insert",
+             .sql = "INSERT INTO items (name) VALUES ($1) RETURNING id",
+             .n = 1,
+             .values = name},
+            CM_PG_COMMIT,
+        };
+        PGresult *four[4];
+        CHECK_INT(cm_pg_pipeline(pg, calls, 4, four), CM_OK);
+        CHECK_INT(cm_pg_in_transaction(pg), 0);
+        for (int i = 0; i < 4; i++)
+            PQclear(four[i]);
+        /* Failing inside: nothing kept, and the failed transaction is the caller's to end. */
+        CHECK_INT(cm_pg_pipeline(pg, calls, 4, four), CM_CONFLICT);
+        CHECK(four[3] == NULL || PQresultStatus(four[3]) == PGRES_PIPELINE_ABORTED);
+        for (int i = 0; i < 4; i++)
+            PQclear(four[i]);
+        cm_pg_rollback(pg);
+        CHECK_INT(cm_pg_in_transaction(pg), 0);
+    }
+
     /* The connection is back to ordinary statements. */
     CHECK_INT(cm_pg_exec(pg, "SELECT count(*) FROM items WHERE name LIKE 'p_'", 0, NULL), CM_OK);
-    CHECK_STR(cm_pg_value(pg, 0, 0), "3");
+    CHECK_STR(cm_pg_value(pg, 0, 0), "4");
     cm_pg_destroy(pg);
 }
 

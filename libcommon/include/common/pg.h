@@ -63,14 +63,20 @@ struct cm_pg_call {
 
 /*
  * Sends n statements back to back and then reads their answers, in one round trip instead
- * of n: for statements that do not need each other's results. Run inside a transaction the
- * caller opened (a failed statement aborts it, and the ones after it are not run).
+ * of n: for statements that do not need each other's results. Run them inside a
+ * transaction, which the caller opened or which the calls open and close themselves
+ * (CM_PG_BEGIN ... CM_PG_COMMIT): a failed statement aborts it, the ones after it do not
+ * run, and the caller rolls back (cm_pg_rollback).
  * results[i] receives statement i's result, to be freed with PQclear(); NULL where it did not
  * run. Returns CM_OK when all succeeded, else the error of the first failure as
  * cm_pg_exec() classifies it, with cm_pg_error() set.
  */
 int cm_pg_pipeline(struct cm_pg *pg, const struct cm_pg_call *calls, int n,
                    PGresult **results) CM_MUST_CHECK;
+
+/* A transaction's edges as pipeline calls; CM_PG_ASYNC_COMMIT right after CM_PG_BEGIN lets
+ * its commit return before the WAL flush (synchronous_commit off for it alone). */
+extern const struct cm_pg_call CM_PG_BEGIN, CM_PG_ASYNC_COMMIT, CM_PG_COMMIT;
 
 /* The last result (borrowed; valid until the next call on pg), and shortcuts into it. */
 PGresult *cm_pg_result(struct cm_pg *pg);
