@@ -34,6 +34,7 @@ struct cm_nats {
     natsOptions *opts;
     natsConnection *conn;
     jsCtx *js;
+    bool coalesce; /* writes left to nats.c's flusher thread (cm_nats_coalesce_writes) */
 
     _Atomic bool connected;
     _Atomic bool setup_done;
@@ -252,6 +253,11 @@ void cm_nats_on_connect(struct cm_nats *n, cm_nats_setup_fn fn, void *arg)
     n->nsetups++;
 }
 
+void cm_nats_coalesce_writes(struct cm_nats *n)
+{
+    n->coalesce = true;
+}
+
 int cm_nats_start(struct cm_nats *n)
 {
     natsStatus s;
@@ -281,7 +287,7 @@ int cm_nats_start(struct cm_nats *n)
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(n->opts, on_async_error, n);
     if (s == NATS_OK)
-        s = natsOptions_SetSendAsap(n->opts, true);
+        s = natsOptions_SetSendAsap(n->opts, !n->coalesce);
     if (s != NATS_OK) {
         CM_ERROR("nats: options: %s", natsStatus_GetText(s));
         return CM_INVALID;

@@ -14,6 +14,7 @@
 #include "common/pg.h"
 
 #include <pthread.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -109,6 +110,33 @@ void cm_rpc_reply(struct cm_rpc_call *call, cJSON *result)
     publish_reply(call->rpc, call->msg, call->subject, text);
     call->replied = 1;
     cJSON_free(text);
+    cJSON_Delete(env);
+}
+
+/* Zeroes every string of a JSON tree, names included, before it is freed. */
+static void wipe_json(cJSON *j)
+{
+    for (; j != NULL; j = j->next) {
+        if (j->valuestring != NULL)
+            sodium_memzero(j->valuestring, strlen(j->valuestring));
+        wipe_json(j->child);
+    }
+}
+
+void cm_rpc_reply_secret(struct cm_rpc_call *call, cJSON *result)
+{
+    cJSON *env = cJSON_CreateObject();
+    char *text;
+
+    cJSON_AddItemToObject(env, "result", result ? result : cJSON_CreateNull());
+    text = cJSON_PrintUnformatted(env);
+    if (text == NULL)
+        abort();
+    publish_reply(call->rpc, call->msg, call->subject, text);
+    call->replied = 1;
+    sodium_memzero(text, strlen(text));
+    cJSON_free(text);
+    wipe_json(env);
     cJSON_Delete(env);
 }
 

@@ -325,11 +325,13 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
     struct vault *v = arg;
     const char *id = cm_rpc_str(call, "integration_id");
     const char *requester = cm_rpc_str(call, "requester");
-    struct vault_token tok = {0};
+    struct cm_buf tok;
     char platform[16], account[80], expires[32];
+    int64_t until;
     cJSON *out;
     int rc;
 
+    cm_buf_init(&tok);
     if (!may_fetch(requester)) {
         cm_metrics_inc(v->m_refused, 1);
         cm_rpc_fail(call, "denied", "only conversation-router and ai-suggest may fetch tokens");
@@ -378,32 +380,32 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
     }
     snprintf(platform, sizeof(platform), "%s", cm_pg_value(call->pg, 0, 1));
     snprintf(account, sizeof(account), "%s", cm_pg_value(call->pg, 0, 2));
+    until = strtoll(cm_pg_value(call->pg, 0, 4), NULL, 10);
     {
         char *sealed = cm_xstrdup(cm_pg_value(call->pg, 0, 3));
-        int64_t until = strtoll(cm_pg_value(call->pg, 0, 4), NULL, 10);
-        rc = vault_open_token(v, call->pg, id, sealed, until, &tok);
+        rc = vault_open_token_buf(v, call->pg, id, sealed, &tok);
         free(sealed);
     }
     if (rc != CM_OK) {
-        vault_token_clear(&tok);
+        cm_buf_wipe(&tok);
         CM_ERROR("the token of integration %s does not decrypt: %s", id, cm_err_str(rc));
         cm_rpc_fail(call, "refused", "the token of integration %s cannot be served", id);
         return;
     }
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "integration_id", id);
-    cJSON_AddStringToObject(out, "token", tok.token);
+    cJSON_AddStringToObject(out, "token", tok.data);
+    cm_buf_wipe(&tok);
     cJSON_AddStringToObject(out, "platform", platform);
     cJSON_AddStringToObject(out, "account_id", account);
-    if (tok.expires_at) {
-        rfc3339(tok.expires_at, expires);
+    if (until) {
+        rfc3339(until, expires);
         cJSON_AddStringToObject(out, "expires_at", expires);
     } else {
         cJSON_AddNullToObject(out, "expires_at");
     }
-    vault_token_clear(&tok);
     cm_metrics_inc(v->m_served, 1);
-    cm_rpc_reply(call, out);
+    cm_rpc_reply_secret(call, out);
 }
 
 static void on_refresh_run(struct cm_rpc_call *call, void *arg)

@@ -60,24 +60,33 @@ int vault_store_token(struct vault *v, struct cm_pg *pg, const char *integration
     return rc;
 }
 
-int vault_open_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
-                     const char *sealed_text, int64_t expires_at, struct vault_token *out)
+int vault_open_token_buf(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                         const char *sealed_text, struct cm_buf *plain)
 {
     char kid[96], aad[128];
     unsigned char *raw;
     size_t raw_len = 0;
-    struct cm_buf plain;
     int rc;
 
     raw = PQunescapeBytea((const unsigned char *)sealed_text, &raw_len);
     if (raw == NULL)
         return CM_ERR;
-    out->expires_at = expires_at;
     key_id(kid, sizeof(kid), integration_id);
     aad_of(aad, sizeof(aad), integration_id);
-    cm_buf_init(&plain);
-    rc = cm_keyring_open(v->keyring, pg, kid, aad, raw, raw_len, &plain);
+    rc = cm_keyring_open(v->keyring, pg, kid, aad, raw, raw_len, plain);
     PQfreemem(raw);
+    return rc;
+}
+
+int vault_open_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                     const char *sealed_text, int64_t expires_at, struct vault_token *out)
+{
+    struct cm_buf plain;
+    int rc;
+
+    out->expires_at = expires_at;
+    cm_buf_init(&plain);
+    rc = vault_open_token_buf(v, pg, integration_id, sealed_text, &plain);
     if (rc == CM_OK) {
         out->token = sodium_malloc(plain.len + 1);
         if (out->token == NULL)

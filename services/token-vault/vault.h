@@ -91,6 +91,13 @@ int vault_store_event(struct cm_pg *pg, const char *integration_id) CM_MUST_CHEC
 int vault_store_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
                       const struct vault_token *token) CM_MUST_CHECK;
 
+/*
+ * Opens a sealed token read as bytea text into plain (NUL-terminated), for a caller that
+ * only passes it on and wipes it at once (cm_buf_wipe): serving a token takes no secure
+ * allocation, whose guard pages cost system calls on every request.
+ */
+int vault_open_token_buf(struct vault *v, struct cm_pg *pg, const char *integration_id,
+                         const char *sealed_text, struct cm_buf *plain) CM_MUST_CHECK;
 /* Opens a sealed token read as bytea text into out (sodium memory; vault_token_clear). */
 int vault_open_token(struct vault *v, struct cm_pg *pg, const char *integration_id,
                      const char *sealed_text, int64_t expires_at,

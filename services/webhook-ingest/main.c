@@ -68,6 +68,8 @@ int main(int argc, char **argv)
         rc = cm_service_init(&ing.svc, "webhook-ingest", "ingest", &cfg.base, cfg.listen,
                              (size_t)cfg.max_body);
     if (rc == CM_OK) {
+        /* Thousands of small publishes a second: fewer, larger writes beat writing each. */
+        cm_nats_coalesce_writes(ing.svc.nats);
         register_metrics(&ing);
         ingest_stream_register(&ing);
         ingest_http_register(&ing);

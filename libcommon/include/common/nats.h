@@ -37,6 +37,15 @@ int cm_nats_create(struct cm_nats **out, const char *url, const char *name,
 /* Registers a set-up step (see above). fn and arg are borrowed for the connection's life. */
 void cm_nats_on_connect(struct cm_nats *n, cm_nats_setup_fn fn, void *arg);
 
+/*
+ * By default each publish is written at once by the thread that makes it: a request or a
+ * reply does not wait for nats.c's flusher thread to wake, which costs a fraction of a
+ * millisecond per hop. A connection that publishes many small messages back to back (ingest)
+ * leaves the writes to the flusher instead, which coalesces them into fewer system calls.
+ * Call before cm_nats_start().
+ */
+void cm_nats_coalesce_writes(struct cm_nats *n);
+
 /* Starts connecting. Returns CM_OK even when the server is not reachable yet. */
 int cm_nats_start(struct cm_nats *n) CM_MUST_CHECK;
 

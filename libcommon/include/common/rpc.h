@@ -63,6 +63,13 @@ void cm_rpc_destroy(struct cm_rpc *rpc);
 /* Replies {"result": result}. Takes ownership of result (may be NULL for JSON null). */
 void cm_rpc_reply(struct cm_rpc_call *call, cJSON *result);
 
+/*
+ * Like cm_rpc_reply(), for a result that holds a secret (a token): the serialized reply and
+ * every string of result are zeroed before they are freed. (The copy in nats.c's write
+ * buffer is overwritten by the next messages.)
+ */
+void cm_rpc_reply_secret(struct cm_rpc_call *call, cJSON *result);
+
 /* Replies {"error": {"code", "message"}}; code is one of the contract's codes. */
 void cm_rpc_fail(struct cm_rpc_call *call, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
