@@ -98,21 +98,6 @@ static void publish_reply(struct cm_rpc *rpc, natsMsg *msg, const char *subject,
         CM_WARN("rpc: reply on %s not sent: %s", subject, natsStatus_GetText(s));
 }
 
-void cm_rpc_reply(struct cm_rpc_call *call, cJSON *result)
-{
-    cJSON *env = cJSON_CreateObject();
-    char *text;
-
-    cJSON_AddItemToObject(env, "result", result ? result : cJSON_CreateNull());
-    text = cJSON_PrintUnformatted(env);
-    if (text == NULL)
-        abort(); /* allocation only */
-    publish_reply(call->rpc, call->msg, call->subject, text);
-    call->replied = 1;
-    cJSON_free(text);
-    cJSON_Delete(env);
-}
-
 /* Zeroes every string of a JSON tree, names included, before it is freed. */
 static void wipe_json(cJSON *j)
 {
@@ -123,7 +108,8 @@ static void wipe_json(cJSON *j)
     }
 }
 
-void cm_rpc_reply_secret(struct cm_rpc_call *call, cJSON *result)
+/* Replies {"result": result}; with secret, what held it is zeroed before it is freed. */
+static void reply(struct cm_rpc_call *call, cJSON *result, bool secret)
 {
     cJSON *env = cJSON_CreateObject();
     char *text;
@@ -131,13 +117,25 @@ void cm_rpc_reply_secret(struct cm_rpc_call *call, cJSON *result)
     cJSON_AddItemToObject(env, "result", result ? result : cJSON_CreateNull());
     text = cJSON_PrintUnformatted(env);
     if (text == NULL)
-        abort();
+        abort(); /* allocation only */
     publish_reply(call->rpc, call->msg, call->subject, text);
     call->replied = 1;
-    sodium_memzero(text, strlen(text));
+    if (secret) {
+        sodium_memzero(text, strlen(text));
+        wipe_json(env);
+    }
     cJSON_free(text);
-    wipe_json(env);
     cJSON_Delete(env);
+}
+
+void cm_rpc_reply(struct cm_rpc_call *call, cJSON *result)
+{
+    reply(call, result, false);
+}
+
+void cm_rpc_reply_secret(struct cm_rpc_call *call, cJSON *result)
+{
+    reply(call, result, true);
 }
 
 void cm_rpc_fail(struct cm_rpc_call *call, const char *code, const char *fmt, ...)

@@ -295,7 +295,9 @@ static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, i
         PQclear(results[c]);
     }
     for (int i = 0; rc == CM_OK && i < n; i++) {
-        if (!items[i].eligible)
+        if (items[i].fast.unrouted)
+            items[i].outcome = INBOUND_UNROUTED; /* collect only what is needed */
+        else if (!items[i].eligible)
             rc = inbound_store(in->r, in->pg, &in->caches, &items[i].ev, &items[i].outcome, why,
                                sizeof(why));
         if (rc == CM_OK)

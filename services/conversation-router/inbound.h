@@ -59,6 +59,7 @@ int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *cac
  * conversation after all (inbound_store() opens one).
  */
 struct inbound_fast {
+    bool unrouted; /* no live integration for the account: nothing to store */
     char id[40], ts[32], contact[40];
     struct router_route route;
     struct cm_buf sealed;

@@ -541,8 +541,10 @@ int inbound_fast_prepare(struct router *r, struct cm_pg *pg, struct inbound_cach
     if (!contact_wrote(ev))
         return CM_OK;
     rc = route_of(r, pg, caches, ev, &f->route);
-    if (rc == CM_NOTFOUND || (rc == CM_OK && f->route.workspace_deleted))
-        return CM_OK; /* unrouted: inbound_store() counts it */
+    if (rc == CM_NOTFOUND || (rc == CM_OK && f->route.workspace_deleted)) {
+        f->unrouted = true; /* asked once: the caller counts it without the full path */
+        return CM_OK;
+    }
     if (rc == CM_OK)
         rc = contact_of(r, pg, caches, &f->route, ev->platform, ev->contact, true, f->contact);
     if (rc != CM_OK)
