@@ -46,6 +46,7 @@ struct acks {
     _Atomic int ok;
     _Atomic int dup;
     _Atomic int failed;
+    _Atomic int timeouts; /* of failed, those with CM_TIMEOUT */
 };
 
 static void on_ack(void *arg, int status, uint64_t seq, bool duplicate)
@@ -53,6 +54,8 @@ static void on_ack(void *arg, int status, uint64_t seq, bool duplicate)
     struct acks *a = arg;
 
     (void)seq;
+    if (status == CM_TIMEOUT)
+        atomic_fetch_add(&a->timeouts, 1);
     if (status != CM_OK)
         atomic_fetch_add(&a->failed, 1);
     else if (duplicate)
@@ -127,6 +130,24 @@ static void test_publish_and_consume(struct cm_nats *n)
     CHECK_INT(cm_nats_publish_async(n, "nostream.x", NULL, "x", 1, 2000, on_ack, &a), CM_OK);
     wait_acks(&a, 1);
     CHECK_INT(a.failed, 1);
+
+    /* Someone receives it but nothing acknowledges it: completed at its deadline, once. */
+    {
+        natsSubscription *silent = NULL;
+        struct timespec t0, t1;
+        CHECK(natsConnection_SubscribeSync(&silent, cm_nats_conn(n), "quiet.silent") == NATS_OK);
+        natsConnection_Flush(cm_nats_conn(n));
+        memset(&a, 0, sizeof(a));
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        CHECK_INT(cm_nats_publish_async(n, "quiet.silent", NULL, "x", 1, 300, on_ack, &a), CM_OK);
+        wait_acks(&a, 1);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        CHECK_INT(a.timeouts, 1);
+        CHECK((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 300);
+        th_sleep_ms(250);
+        CHECK_INT(a.failed, 1);
+        natsSubscription_Destroy(silent);
+    }
 
     CHECK_INT(cm_consumer_start(&c, n, &cc, handle, &s), CM_OK);
     for (int i = 0; i < 400; i++) {

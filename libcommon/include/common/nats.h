@@ -87,8 +87,8 @@ int cm_nats_stream_declare(struct cm_nats *n, const struct cm_stream_spec *spec)
 
 /*
  * Completion of an async publish, called exactly once per accepted publish, on a nats.c
- * thread: status CM_OK with the stream sequence (duplicate true when JetStream had the
- * Nats-Msg-Id already), or CM_UNAVAIL / CM_TIMEOUT / CM_ERR.
+ * thread (cm_nats's own sweeper thread for CM_TIMEOUT): status CM_OK with the stream sequence
+ * (duplicate true when JetStream had the Nats-Msg-Id already), or CM_UNAVAIL / CM_TIMEOUT / CM_ERR.
  */
 typedef void (*cm_nats_pub_fn)(void *arg, int status, uint64_t seq, bool duplicate);
 
