@@ -443,6 +443,16 @@ void cm_nats_destroy(struct cm_nats *n)
     free(n);
 }
 
+const char *cm_nats_url(const struct cm_nats *n)
+{
+    return n->url;
+}
+
+const char *cm_nats_name(const struct cm_nats *n)
+{
+    return n->name;
+}
+
 bool cm_nats_connected(struct cm_nats *n)
 {
     return n->conn != NULL && atomic_load(&n->connected) &&

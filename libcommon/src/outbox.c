@@ -23,7 +23,7 @@
 #define PUBLISH_WAIT_S 5
 
 struct cm_outbox {
-    struct cm_nats *nats;
+    struct cm_nats *nats; /* the relay's own connection, see cm_outbox_start() */
     char *db_url;
     char *schema;
     pthread_t thread;
@@ -214,8 +214,25 @@ int cm_outbox_start(struct cm_outbox **out, struct cm_nats *n, const char *db_ur
                     const char *schema, struct cm_metrics *metrics)
 {
     struct cm_outbox *ob = cm_xcalloc(1, sizeof(*ob));
+    char name[160];
 
-    ob->nats = n;
+    /*
+     * The relay publishes on a connection of its own: nats-server reads each connection in
+     * order, so a burst of a few hundred JetStream publishes on the service's connection
+     * would delay the request replies written behind it. It publishes in bursts, so its
+     * writes are coalesced.
+     */
+    snprintf(name, sizeof(name), "%s-outbox", cm_nats_name(n));
+    if (cm_nats_create(&ob->nats, cm_nats_url(n), name, NULL) != CM_OK) {
+        free(ob);
+        return CM_ERR;
+    }
+    cm_nats_coalesce_writes(ob->nats);
+    if (cm_nats_start(ob->nats) != CM_OK) {
+        cm_nats_destroy(ob->nats);
+        free(ob);
+        return CM_ERR;
+    }
     ob->db_url = cm_xstrdup(db_url);
     ob->schema = cm_xstrdup(schema);
     if (metrics != NULL)
@@ -223,6 +240,7 @@ int cm_outbox_start(struct cm_outbox **out, struct cm_nats *n, const char *db_ur
                                              "Outbox events published to JetStream");
     if (pthread_create(&ob->thread, NULL, relay_main, ob) != 0) {
         CM_ERROR("outbox: cannot start the relay");
+        cm_nats_destroy(ob->nats);
         free(ob->db_url);
         free(ob->schema);
         free(ob);
@@ -238,6 +256,7 @@ void cm_outbox_destroy(struct cm_outbox *ob)
         return;
     atomic_store(&ob->stopping, true);
     pthread_join(ob->thread, NULL);
+    cm_nats_destroy(ob->nats);
     free(ob->db_url);
     free(ob->schema);
     free(ob);

@@ -61,6 +61,10 @@ bool cm_nats_connected(struct cm_nats *n);
 /* True while connected and every set-up step has succeeded since the last connect. */
 bool cm_nats_ready(struct cm_nats *n);
 
+/* The URL and the connection name it was created with (borrowed). */
+const char *cm_nats_url(const struct cm_nats *n);
+const char *cm_nats_name(const struct cm_nats *n);
+
 /* The underlying objects, borrowed. NULL before the first successful connect. */
 natsConnection *cm_nats_conn(struct cm_nats *n);
 jsCtx *cm_nats_js(struct cm_nats *n);

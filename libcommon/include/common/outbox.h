@@ -41,8 +41,9 @@ int cm_outbox_add(struct cm_pg *pg, const char *subject, const char *msg_id,
                   const char *payload) CM_MUST_CHECK;
 
 /*
- * Starts the relay thread for the outbox in schema, publishing through n (subjects must
- * belong to a JetStream stream, which the service ensures). metrics may be NULL.
+ * Starts the relay thread for the outbox in schema, publishing on a NATS connection of its
+ * own to n's servers (subjects must belong to a JetStream stream, which the service
+ * ensures through n). metrics may be NULL.
  * Free with cm_outbox_destroy().
  */
 int cm_outbox_start(struct cm_outbox **out, struct cm_nats *n, const char *db_url,
