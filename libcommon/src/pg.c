@@ -11,17 +11,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_PREPARED 32
-
 struct cm_pg {
     char *url;
     char *schema;
     PGconn *conn;
     PGresult *res; /* the last result, owned here */
     char err[512];
-    /* Statements prepared on the current connection (forgotten when it is reset). */
-    const char *prepared[MAX_PREPARED];
-    int nprepared;
+    /* Statements prepared on the current connection (forgotten when it is reset): their
+     * names, string literals, in an array that grows as needed. */
+    const char **prepared;
+    int nprepared, cap_prepared;
     char *session_sql; /* run after every (re)connect, see cm_pg_session() */
 };
 
@@ -127,6 +126,7 @@ void cm_pg_destroy(struct cm_pg *pg)
     clear_result(pg);
     if (pg->conn != NULL)
         PQfinish(pg->conn);
+    free(pg->prepared);
     free(pg->url);
     free(pg->schema);
     free(pg->session_sql);
@@ -232,8 +232,11 @@ static int prepare(struct cm_pg *pg, const char *name, const char *sql, int n)
     if (PQresultStatus(pg->res) != PGRES_COMMAND_OK)
         return CM_ERR;
     clear_result(pg);
-    if (pg->nprepared < MAX_PREPARED)
-        pg->prepared[pg->nprepared++] = name;
+    if (pg->nprepared == pg->cap_prepared) {
+        pg->cap_prepared = pg->cap_prepared ? pg->cap_prepared * 2 : 16;
+        pg->prepared = cm_xrealloc(pg->prepared, (size_t)pg->cap_prepared * sizeof(char *));
+    }
+    pg->prepared[pg->nprepared++] = name;
     return CM_OK;
 }
 

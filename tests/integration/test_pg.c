@@ -3,6 +3,7 @@
  * data, errors map to the shared codes, migrations apply once, atomically, under a lock.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,6 +178,32 @@ static void test_pipeline(void)
     cm_pg_destroy(pg);
 }
 
+/* More statements than the first allocation of the prepared list, each run twice. */
+static void test_many_prepared(void)
+{
+    static const char *const names[40] = {
+        "t_many_00", "t_many_01", "t_many_02", "t_many_03", "t_many_04", "t_many_05", "t_many_06",
+        "t_many_07", "t_many_08", "t_many_09", "t_many_10", "t_many_11", "t_many_12", "t_many_13",
+        "t_many_14", "t_many_15", "t_many_16", "t_many_17", "t_many_18", "t_many_19", "t_many_20",
+        "t_many_21", "t_many_22", "t_many_23", "t_many_24", "t_many_25", "t_many_26", "t_many_27",
+        "t_many_28", "t_many_29", "t_many_30", "t_many_31", "t_many_32", "t_many_33", "t_many_34",
+        "t_many_35", "t_many_36", "t_many_37", "t_many_38", "t_many_39"};
+    struct cm_pg *pg = connect_as("doms_ingest", "ingest");
+
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 40; i++) {
+            char num[8];
+            const char *params[1] = {num};
+            snprintf(num, sizeof(num), "%d", i);
+            CHECK_INT(
+                cm_pg_exec_prepared(pg, names[i], "SELECT $1::int + 1", 1, params, NULL, NULL),
+                CM_OK);
+            CHECK_INT(atoi(cm_pg_value(pg, 0, 0)), i + 1);
+        }
+    }
+    cm_pg_destroy(pg);
+}
+
 static void test_unreachable(void)
 {
     struct cm_pg *pg = NULL;
@@ -200,6 +227,7 @@ int main(void)
     RUN(test_migrations);
     RUN(test_params_and_errors);
     RUN(test_pipeline);
+    RUN(test_many_prepared);
     RUN(test_unreachable);
     return check_summary();
 }
