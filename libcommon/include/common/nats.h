@@ -1,6 +1,6 @@
 /*
  * nats.h - the suite's NATS connection: reconnect, JetStream set-up, async publish with a
- * per-message completion, and pull consumers on worker threads.
+ * per-message completion, and durable consumers read on worker threads.
  *
  * A connection keeps retrying forever, from the first attempt on: a daemon starts while
  * NATS is down and becomes ready when it is back. Set-up steps registered with
