@@ -243,7 +243,6 @@ static void truncate_utf8(char *text, size_t max)
     text[max] = '\0';
 }
 
-/* The newest texts that fit the budget, for ai-suggest; refused when AI is off. */
 /*
  * The newest 200 messages of c with content (id, direction, sealed body, sent_at: 4 strings
  * a row, into *rows, to free) and the audit record of their reading, committed together in
@@ -287,13 +286,13 @@ static bool read_audited(struct cm_rpc_call *call, const struct conv *c, char **
     return rc == CM_OK;
 }
 
+/* The newest texts that fit the budget, for ai-suggest; refused when AI is off. */
 static void on_context(struct cm_rpc_call *call, void *arg)
 {
     struct router *r = arg;
     const cJSON *budget_j = cJSON_GetObjectItemCaseSensitive(call->req, "max_chars");
     long budget = cJSON_IsNumber(budget_j) ? (long)budget_j->valuedouble : 4000;
     struct cm_pg *pg = call->pg;
-    bool ai, mask;
     struct conv c;
     cJSON *out, *msgs, *ids;
     char **rows = NULL;
@@ -301,9 +300,7 @@ static void on_context(struct cm_rpc_call *call, void *arg)
 
     if (!load_conv(call, "agent", true, &c))
         return;
-    ai = c.ai;
-    mask = c.mask_pii;
-    if (!ai) {
+    if (!c.ai) {
         cm_rpc_fail(call, "refused", "AI assistance is off for workspace %s", c.ws);
         return;
     }
@@ -352,8 +349,8 @@ static void on_context(struct cm_rpc_call *call, void *arg)
     cJSON_AddStringToObject(out, "workspace_id", c.ws);
     cJSON_AddStringToObject(out, "integration_id", c.integration);
     cJSON_AddStringToObject(out, "platform", c.platform);
-    cJSON_AddBoolToObject(out, "ai", ai);
-    cJSON_AddBoolToObject(out, "mask_pii", mask);
+    cJSON_AddBoolToObject(out, "ai", c.ai);
+    cJSON_AddBoolToObject(out, "mask_pii", c.mask_pii);
     cJSON_AddItemToObject(out, "contact_ids", ids);
     cJSON_AddItemToObject(out, "messages", msgs);
     cm_rpc_reply(call, out);

@@ -236,6 +236,7 @@ struct item {
     struct inbound_event ev;
     struct inbound_fast fast;
     bool eligible;
+    bool reopen; /* eligible, but the contact had no open conversation */
     enum inbound_outcome outcome;
 };
 
@@ -291,12 +292,15 @@ static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, i
     }
     for (int c = 0; c < ncalls; c++) {
         if (rc == CM_OK && !inbound_fast_outcome(results[c], &items[of[c]].outcome))
-            items[of[c]].eligible = false; /* no open conversation: the full path */
+            items[of[c]].reopen = true; /* no open conversation: one is opened below */
         PQclear(results[c]);
     }
     for (int i = 0; rc == CM_OK && i < n; i++) {
         if (items[i].fast.unrouted)
             items[i].outcome = INBOUND_UNROUTED; /* collect only what is needed */
+        else if (items[i].reopen)
+            rc =
+                inbound_fast_finish(in->r, in->pg, &items[i].ev, &items[i].fast, &items[i].outcome);
         else if (!items[i].eligible)
             rc = inbound_store(in->r, in->pg, &in->caches, &items[i].ev, &items[i].outcome, why,
                                sizeof(why));

@@ -56,7 +56,8 @@ int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *cac
  * route and contact (through the caches, or pg inside the caller's transaction) and seals
  * the body; *eligible is false for every other case, which inbound_store() takes whole.
  * inbound_fast_outcome() reads the statement's result: false when the contact had no open
- * conversation after all (inbound_store() opens one).
+ * conversation after all, and inbound_fast_finish() then opens (or reopens) one, assigns
+ * it, and runs the same statement. inbound_store() takes a single event the same way.
  */
 struct inbound_fast {
     bool unrouted; /* no live integration for the account: nothing to store */
@@ -72,6 +73,8 @@ int inbound_fast_prepare(struct router *r, struct cm_pg *pg, struct inbound_cach
                          const struct inbound_event *ev, struct inbound_fast *f,
                          bool *eligible) CM_MUST_CHECK;
 bool inbound_fast_outcome(PGresult *res, enum inbound_outcome *outcome);
+int inbound_fast_finish(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
+                        struct inbound_fast *f, enum inbound_outcome *outcome) CM_MUST_CHECK;
 void inbound_fast_cleanup(struct inbound_fast *f);
 
 #endif

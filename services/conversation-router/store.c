@@ -229,13 +229,10 @@ static char *body_json(const struct inbound_event *ev)
     return text;
 }
 
-/*
- * Inserts a message with a sealed body, and with touch moves the conversation's window to
- * the message's time, in one statement; *inserted false when (platform, mid) existed.
- */
-static int insert_message(struct router *r, struct cm_pg *pg, const struct router_route *route,
-                          const char *conv, const struct inbound_event *ev, const char *direction,
-                          const char *status, bool touch, bool *inserted)
+/* Inserts the business's own message (an echo) with a sealed body; *inserted false when
+ * (platform, mid) existed. It never moves the window. */
+static int insert_echo(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                       const char *conv, const struct inbound_event *ev, bool *inserted)
 {
     char id[40], aad[96], ts[32];
     char *body = body_json(ev);
@@ -249,54 +246,120 @@ static int insert_message(struct router *r, struct cm_pg *pg, const struct route
     rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, body, strlen(body),
                      &sealed);
     if (rc == CM_OK) {
-        const char *ws = route->workspace_id;
-        const char *kind = strcmp(ev->kind, "echo") == 0 ? "message" : ev->kind;
-        const char *values[11] = {id,   conv,        ws, ev->platform,      ev->mid, direction,
-                                  kind, sealed.data, ts, touch ? "t" : "f", status};
-        const int lengths[11] = {0, 0, 0, 0, 0, 0, 0, (int)sealed.len, 0, 0, 0};
-        const int formats[11] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
-        rc = cm_pg_exec_prepared(
-            pg, "router_insert_message",
-            "WITH ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform,"
-            " mid, direction, kind, body_sealed, sent_at, status) VALUES ($1, $2, $3, $4,"
-            " $5, $6, $7, $8, to_timestamp($9::double precision), $11)"
-            " ON CONFLICT (platform, mid) DO NOTHING RETURNING 1),"
-            " upd AS (UPDATE conversations SET last_inbound_at = greatest(last_inbound_at,"
-            " to_timestamp($9::double precision)), last_activity_at = now()"
-            " WHERE id = $2 AND $10::boolean AND EXISTS (SELECT 1 FROM ins) RETURNING 1)"
-            " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)",
-            11, values, lengths, formats);
+        const char *values[7] = {id,          conv, route->workspace_id, ev->platform, ev->mid,
+                                 sealed.data, ts};
+        const int lengths[7] = {0, 0, 0, 0, 0, (int)sealed.len, 0};
+        const int formats[7] = {0, 0, 0, 0, 0, 1, 0};
+        rc = cm_pg_exec_prepared(pg, "router_insert_echo",
+                                 "INSERT INTO messages (id, conversation_id, workspace_id,"
+                                 " platform, mid, direction, kind, body_sealed, sent_at, status)"
+                                 " VALUES ($1, $2, $3, $4, $5, 'out', 'message', $6,"
+                                 " to_timestamp($7::double precision), 'sent')"
+                                 " ON CONFLICT (platform, mid) DO NOTHING",
+                                 7, values, lengths, formats);
     }
     if (rc == CM_OK)
-        *inserted = strcmp(cm_pg_value(pg, 0, 0), "1") == 0;
+        *inserted = cm_pg_affected(pg) == 1;
     cm_buf_wipe(&sealed);
     cJSON_free(body);
     return rc;
 }
 
-/* The contact wrote (message, postback, referral): two statements in the common case. */
+/*
+ * Seals what the contact wrote and builds the one statement that stores it (see
+ * inbound.h): the open conversation's window moved, which locks it (an agent closing it
+ * meanwhile makes it not open, and message_into_conversation() reopens it), then the
+ * message inserted unless held. A redelivered message moves nothing: the window takes the
+ * greatest time, and only last_activity_at is touched. f->route and f->contact are set.
+ */
+static int seal_message(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
+                        struct inbound_fast *f)
+{
+    char aad[96];
+    char *body = body_json(ev);
+    int rc;
+
+    router_new_id("msg", f->id);
+    snprintf(aad, sizeof(aad), "router.messages.body:%s", f->id);
+    ts_param(f->ts, ev->ts_ms);
+    rc = router_seal(r, pg, f->route.workspace_id, f->route.integration_id, aad, body, strlen(body),
+                     &f->sealed);
+    cJSON_free(body);
+    if (rc != CM_OK)
+        return rc;
+    {
+        const char *values[9] = {f->route.integration_id,
+                                 f->contact,
+                                 f->id,
+                                 f->route.workspace_id,
+                                 ev->platform,
+                                 ev->mid,
+                                 ev->kind,
+                                 f->sealed.data,
+                                 f->ts};
+        memcpy(f->values, values, sizeof(values));
+    }
+    f->lengths[7] = (int)f->sealed.len;
+    f->formats[7] = 1;
+    f->call = (struct cm_pg_call){
+        .name = "router_fast_message",
+        .sql = "WITH conv AS (UPDATE conversations SET last_inbound_at = greatest("
+               "last_inbound_at, to_timestamp($9::double precision)), last_activity_at = now()"
+               " WHERE integration_id = $1 AND contact_id = $2 AND status = 'open'"
+               " RETURNING id),"
+               " ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform, mid,"
+               " direction, kind, body_sealed, sent_at, status) SELECT $3::text, conv.id,"
+               " $4::text, $5::text, $6::text, 'in', $7::text, $8::bytea,"
+               " to_timestamp($9::double precision), 'received' FROM conv"
+               " ON CONFLICT (platform, mid) DO NOTHING RETURNING 1)"
+               " SELECT (SELECT count(*) FROM conv), (SELECT count(*) FROM ins)",
+        .n = 9,
+        .values = f->values,
+        .lengths = f->lengths,
+        .formats = f->formats,
+    };
+    return CM_OK;
+}
+
+int inbound_fast_finish(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
+                        struct inbound_fast *f, enum inbound_outcome *outcome)
+{
+    char conv[40];
+    bool opened = false, duplicate = false;
+    int rc = conversation_of(pg, &f->route, ev, f->contact, true, conv, &opened, &duplicate);
+
+    if (rc == CM_OK && duplicate) {
+        *outcome = INBOUND_DUPLICATE;
+        return CM_OK;
+    }
+    if (rc == CM_OK)
+        rc = cm_pg_exec_prepared(pg, f->call.name, f->call.sql, f->call.n, f->call.values,
+                                 f->call.lengths, f->call.formats);
+    /* The conversation is open and locked by this transaction: the statement finds it. */
+    if (rc == CM_OK && !inbound_fast_outcome(cm_pg_result(pg), outcome))
+        rc = CM_AGAIN;
+    if (rc == CM_OK && *outcome == INBOUND_STORED && opened)
+        rc = router_assign(r, pg, f->route.workspace_id, conv);
+    return rc;
+}
+
+/* The contact wrote (message, postback, referral), one event alone. */
 static int store_inbound(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
                          const struct router_route *route, const struct inbound_event *ev,
                          enum inbound_outcome *outcome)
 {
-    char contact[40], conv[40];
-    bool opened = false, inserted = false, duplicate = false;
+    struct inbound_fast f;
     int rc;
 
-    rc = contact_of(r, pg, caches, route, ev->platform, ev->contact, true, contact);
+    memset(&f, 0, sizeof(f));
+    cm_buf_init(&f.sealed);
+    f.route = *route;
+    rc = contact_of(r, pg, caches, route, ev->platform, ev->contact, true, f.contact);
     if (rc == CM_OK)
-        rc = conversation_of(pg, route, ev, contact, true, conv, &opened, &duplicate);
-    if (rc == CM_OK && !duplicate)
-        rc = insert_message(r, pg, route, conv, ev, "in", "received", true, &inserted);
-    if (rc != CM_OK)
-        return rc;
-    if (duplicate || !inserted) {
-        *outcome = INBOUND_DUPLICATE;
-        return CM_OK;
-    }
-    if (opened)
-        rc = router_assign(r, pg, route->workspace_id, conv);
-    *outcome = INBOUND_STORED;
+        rc = seal_message(r, pg, ev, &f);
+    if (rc == CM_OK)
+        rc = inbound_fast_finish(r, pg, ev, &f, outcome);
+    inbound_fast_cleanup(&f);
     return rc;
 }
 
@@ -338,7 +401,7 @@ static int store_echo(struct router *r, struct cm_pg *pg, struct inbound_caches 
     if (rc == CM_OK)
         rc = conversation_of(pg, route, ev, contact, false, conv, &opened, &duplicate);
     if (rc == CM_OK)
-        rc = insert_message(r, pg, route, conv, ev, "out", "sent", false, &inserted);
+        rc = insert_echo(r, pg, route, conv, ev, &inserted);
     *outcome = inserted ? INBOUND_STORED : INBOUND_DUPLICATE;
     return rc;
 }
@@ -531,8 +594,6 @@ static bool contact_wrote(const struct inbound_event *ev)
 int inbound_fast_prepare(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
                          const struct inbound_event *ev, struct inbound_fast *f, bool *eligible)
 {
-    char aad[96];
-    char *body;
     int rc;
 
     memset(f, 0, sizeof(*f));
@@ -547,52 +608,10 @@ int inbound_fast_prepare(struct router *r, struct cm_pg *pg, struct inbound_cach
     }
     if (rc == CM_OK)
         rc = contact_of(r, pg, caches, &f->route, ev->platform, ev->contact, true, f->contact);
+    if (rc == CM_OK)
+        rc = seal_message(r, pg, ev, f);
     if (rc != CM_OK)
         return rc;
-    router_new_id("msg", f->id);
-    snprintf(aad, sizeof(aad), "router.messages.body:%s", f->id);
-    ts_param(f->ts, ev->ts_ms);
-    body = body_json(ev);
-    rc = router_seal(r, pg, f->route.workspace_id, f->route.integration_id, aad, body, strlen(body),
-                     &f->sealed);
-    cJSON_free(body);
-    if (rc != CM_OK)
-        return rc;
-    {
-        const char *values[9] = {f->route.integration_id,
-                                 f->contact,
-                                 f->id,
-                                 f->route.workspace_id,
-                                 ev->platform,
-                                 ev->mid,
-                                 ev->kind,
-                                 f->sealed.data,
-                                 f->ts};
-        memcpy(f->values, values, sizeof(values));
-    }
-    f->lengths[7] = (int)f->sealed.len;
-    f->formats[7] = 1;
-    /* The open conversation's window moved, which locks it: an agent closing it meanwhile
-     * makes it not open, and the full path reopens it. Then the message inserted unless
-     * held. (A redelivered message moves nothing: the window takes the greatest time, and
-     * only last_activity_at is touched.) */
-    f->call = (struct cm_pg_call){
-        .name = "router_fast_message",
-        .sql = "WITH conv AS (UPDATE conversations SET last_inbound_at = greatest("
-               "last_inbound_at, to_timestamp($9::double precision)), last_activity_at = now()"
-               " WHERE integration_id = $1 AND contact_id = $2 AND status = 'open'"
-               " RETURNING id),"
-               " ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform, mid,"
-               " direction, kind, body_sealed, sent_at, status) SELECT $3::text, conv.id,"
-               " $4::text, $5::text, $6::text, 'in', $7::text, $8::bytea,"
-               " to_timestamp($9::double precision), 'received' FROM conv"
-               " ON CONFLICT (platform, mid) DO NOTHING RETURNING 1)"
-               " SELECT (SELECT count(*) FROM conv), (SELECT count(*) FROM ins)",
-        .n = 9,
-        .values = f->values,
-        .lengths = f->lengths,
-        .formats = f->formats,
-    };
     *eligible = true;
     return CM_OK;
 }
