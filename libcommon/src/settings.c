@@ -6,10 +6,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char **str_field(void *cfg, const struct cm_setting *s)
 {
@@ -175,20 +177,143 @@ static void fmt_bound(enum cm_setting_kind kind, int64_t v, char *out, size_t ca
     snprintf(out, cap, "%lld", (long long)v);
 }
 
-static int load_one(const struct cm_setting *s, void *cfg, char *err, size_t errlen)
+/* The largest NAME_FILE accepted: a key, a token or a URL fits in it many times over. */
+#define FILE_VALUE_MAX (64 * 1024)
+
+/*
+ * Where a setting's text came from. text is NULL when neither NAME nor NAME_FILE is set;
+ * path is NAME_FILE's value when the text is a file's content, held in buf.
+ */
+struct source {
+    const char *text;
+    const char *path;
+    char *buf; /* sodium_malloc memory, or NULL */
+    char file_var[128];
+};
+
+static void source_cleanup(struct source *src)
 {
-    const char *env = getenv(s->name);
-    const char *v = (env != NULL && *env != '\0') ? env : s->def;
+    /* sodium_free() wipes the content (sodium_memzero) before unmapping it. */
+    if (src->buf != NULL)
+        sodium_free(src->buf);
+    src->buf = NULL;
+}
+
+/* Reads src->path into src->buf and points src->text at it. The content is never quoted in
+ * err: it may be a secret. */
+static int read_value_file(struct source *src, char *err, size_t errlen)
+{
+    size_t len = 0;
+    int fd;
+
+    fd = open(src->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot read %s: %s", src->file_var, src->path, strerror(errno));
+        return CM_INVALID;
+    }
+    /* Locked, guarded memory: the file is there because its content is a secret. */
+    src->buf = sodium_malloc(FILE_VALUE_MAX + 1);
+    if (src->buf == NULL) {
+        close(fd);
+        snprintf(err, errlen, "%s: cannot allocate secure memory", src->file_var);
+        return CM_ERR;
+    }
+    for (;;) {
+        ssize_t n = read(fd, src->buf + len, FILE_VALUE_MAX + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "%s: cannot read %s: %s", src->file_var, src->path,
+                     strerror(errno));
+            close(fd);
+            return CM_INVALID;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        /* One byte more than allowed is enough to refuse; the rest is never read. */
+        if (len > FILE_VALUE_MAX) {
+            snprintf(err, errlen, "%s: %s is larger than %dKiB", src->file_var, src->path,
+                     FILE_VALUE_MAX / 1024);
+            close(fd);
+            return CM_INVALID;
+        }
+    }
+    close(fd);
+    /* A C string would silently end at the NUL: refuse rather than use half a value. */
+    if (memchr(src->buf, '\0', len) != NULL) {
+        snprintf(err, errlen, "%s: %s contains a NUL byte", src->file_var, src->path);
+        return CM_INVALID;
+    }
+    /* The line ending that echo or an editor leaves; any other whitespace is the value's. */
+    if (len >= 2 && src->buf[len - 2] == '\r' && src->buf[len - 1] == '\n')
+        len -= 2;
+    else if (len >= 1 && src->buf[len - 1] == '\n')
+        len -= 1;
+    src->buf[len] = '\0';
+    src->text = src->buf;
+    return CM_OK;
+}
+
+/* Finds the setting's text in NAME or in the file NAME_FILE names (postgres's convention). */
+static int find_source(const char *name, struct source *src, char *err, size_t errlen)
+{
+    const char *env = getenv(name);
+    const char *file;
+
+    memset(src, 0, sizeof(*src));
+    snprintf(src->file_var, sizeof(src->file_var), "%s_FILE", name);
+    file = getenv(src->file_var);
+    /* Empty means unset, as it always has for NAME: compose's `NAME: ${NAME:-}` gives "". */
+    if (env != NULL && *env == '\0')
+        env = NULL;
+    if (file != NULL && *file == '\0')
+        file = NULL;
+    if (env != NULL && file != NULL) {
+        snprintf(err, errlen, "%s and %s are both set; set only one", name, src->file_var);
+        return CM_INVALID;
+    }
+    if (file == NULL) {
+        src->text = env;
+        return CM_OK;
+    }
+    src->path = file;
+    return read_value_file(src, err, errlen);
+}
+
+/*
+ * How a refusal names the value: quoted when it came from the environment, never when it is
+ * a secret or a file's content (the file exists to keep it out of sight).
+ */
+static void describe(const struct cm_setting *s, const struct source *src, const char *v, char *out,
+                     size_t cap)
+{
+    if (src->path != NULL && v == src->text)
+        snprintf(out, cap, "%s: the content of %s", src->file_var, src->path);
+    else if (s->kind == CM_SET_SECRET)
+        snprintf(out, cap, "%s: the value", s->name);
+    else
+        snprintf(out, cap, "%s: \"%s\"", s->name, v);
+}
+
+/* Validates and stores the setting's text (or its default). */
+static int apply(const struct cm_setting *s, const struct source *src, void *cfg, char *err,
+                 size_t errlen)
+{
+    const char *v = (src->text != NULL && *src->text != '\0') ? src->text : s->def;
+    char what[512];
     int64_t num = 0;
     int rc = CM_OK;
 
     if (v == NULL) {
-        if (s->required) {
+        if (s->required && src->path != NULL)
+            snprintf(err, errlen, "%s is required (%s); %s %s is empty", s->name, s->help,
+                     src->file_var, src->path);
+        else if (s->required)
             snprintf(err, errlen, "%s is required (%s)", s->name, s->help);
-            return CM_INVALID;
-        }
-        return CM_OK;
+        return s->required ? CM_INVALID : CM_OK;
     }
+    describe(s, src, v, what, sizeof(what));
 
     switch (s->kind) {
     case CM_SET_INT: {
@@ -214,13 +339,13 @@ static int load_one(const struct cm_setting *s, void *cfg, char *err, size_t err
         break;
     case CM_SET_ENUM:
         if (!in_choices(s->choices, v, strlen(v))) {
-            snprintf(err, errlen, "%s: \"%s\" is not one of %s", s->name, v, s->choices);
+            snprintf(err, errlen, "%s is not one of %s", what, s->choices);
             return CM_INVALID;
         }
         break;
     case CM_SET_LIST:
         if (!valid_list(s, v)) {
-            snprintf(err, errlen, "%s: \"%s\" is not a comma-separated list of %s", s->name, v,
+            snprintf(err, errlen, "%s is not a comma-separated list of %s", what,
                      s->choices ? s->choices : "words");
             return CM_INVALID;
         }
@@ -230,11 +355,7 @@ static int load_one(const struct cm_setting *s, void *cfg, char *err, size_t err
         break;
     }
     if (rc != CM_OK) {
-        /* A secret's value is never echoed, even a malformed one. */
-        if (s->kind == CM_SET_SECRET)
-            snprintf(err, errlen, "%s is malformed: expected %s", s->name, expected(s));
-        else
-            snprintf(err, errlen, "%s: \"%s\" is not %s", s->name, v, expected(s));
+        snprintf(err, errlen, "%s is not %s", what, expected(s));
         return CM_INVALID;
     }
 
@@ -242,12 +363,12 @@ static int load_one(const struct cm_setting *s, void *cfg, char *err, size_t err
         char bound[32];
         if (num < s->min) {
             fmt_bound(s->kind, s->min, bound, sizeof(bound));
-            snprintf(err, errlen, "%s: \"%s\" is below the minimum %s", s->name, v, bound);
+            snprintf(err, errlen, "%s is below the minimum %s", what, bound);
             return CM_INVALID;
         }
         if (s->max != 0 && num > s->max) {
             fmt_bound(s->kind, s->max, bound, sizeof(bound));
-            snprintf(err, errlen, "%s: \"%s\" is above the maximum %s", s->name, v, bound);
+            snprintf(err, errlen, "%s is above the maximum %s", what, bound);
             return CM_INVALID;
         }
         *int_field(cfg, s) = num;
@@ -267,6 +388,17 @@ static int load_one(const struct cm_setting *s, void *cfg, char *err, size_t err
         *str_field(cfg, s) = cm_xstrdup(v);
     }
     return CM_OK;
+}
+
+static int load_one(const struct cm_setting *s, void *cfg, char *err, size_t errlen)
+{
+    struct source src;
+    int rc = find_source(s->name, &src, err, errlen);
+
+    if (rc == CM_OK)
+        rc = apply(s, &src, cfg, err, errlen);
+    source_cleanup(&src);
+    return rc;
 }
 
 int cm_settings_load(const struct cm_setting *table, size_t n, void *cfg, char *err, size_t errlen)
@@ -341,6 +473,10 @@ void cm_settings_help(const struct cm_setting *table, size_t n, FILE *out)
         fprintf(out, "  %-34s %s%s%s%s\n", s->name, s->help, s->required ? " (required)" : "",
                 s->def ? "; default " : "", s->def ? s->def : "");
     }
+    fprintf(out,
+            "\n  Every NAME above also accepts NAME_FILE, the path of a file holding the value\n"
+            "  (one trailing newline dropped; at most %dKiB), for secrets mounted as files.\n",
+            FILE_VALUE_MAX / 1024);
 }
 
 void cm_settings_cleanup(const struct cm_setting *table, size_t n, void *cfg)

@@ -1,10 +1,13 @@
 /*
- * test_settings - durations, sizes, bounds, required settings, and secrets masked.
+ * test_settings - durations, sizes, bounds, required settings, secrets masked, and values
+ * read from the files NAME_FILE names.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
+#include "common/mem.h"
 #include "common/settings.h"
 
 struct cfg {
@@ -35,8 +38,13 @@ static void reset_env(void)
 {
     const char *names[] = {"DATABASE_URL", "NATS_URL",    "LOG_LEVEL", "LOG_FORMAT",  "T_SECRET",
                            "T_SIZE",       "T_RETENTION", "T_COUNT",   "T_PROVIDERS", "T_LISTEN"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    char file_var[64];
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         unsetenv(names[i]);
+        snprintf(file_var, sizeof(file_var), "%s_FILE", names[i]);
+        unsetenv(file_var);
+    }
     setenv("DATABASE_URL", "postgresql://svc:hunter2@db:5432/doms", 1);
     setenv("T_SECRET", "s3cr3t-value", 1);
 }
@@ -163,11 +171,254 @@ static void test_print_masks(void)
     cm_settings_cleanup(table, N, &c);
 }
 
+/* --- NAME_FILE ----------------------------------------------------------------------- */
+
+static char tmp_dir[256];
+
+/* Writes len bytes of content into <tmp_dir>/name; returns the path (static storage). */
+static const char *write_file(const char *name, const char *content, size_t len)
+{
+    static char path[2][320];
+    static int next;
+    char *p = path[next++ % 2];
+    FILE *f;
+
+    snprintf(p, sizeof(path[0]), "%s/%s", tmp_dir, name);
+    f = fopen(p, "wb");
+    CHECK_MSG(f != NULL, "cannot create %s", p);
+    if (f != NULL) {
+        CHECK(fwrite(content, 1, len, f) == len);
+        fclose(f);
+    }
+    return p;
+}
+
+/* Loads with the environment reset and then name set to value (NULL: unset). */
+static int load_file(const char *name, const char *value, struct cfg *c, char *err)
+{
+    reset_env();
+    if (value != NULL)
+        setenv(name, value, 1);
+    memset(c, 0, sizeof(*c));
+    return cm_settings_load(table, N, c, err, 256);
+}
+
+static void test_file_values(void)
+{
+    struct cfg c;
+    char err[256];
+    const char *path;
+
+    /* A secret from a file, with the newline echo leaves; the variable itself unset. */
+    path = write_file("secret", "from-file\n", 10);
+    reset_env();
+    unsetenv("T_SECRET");
+    setenv("T_SECRET_FILE", path, 1);
+    memset(&c, 0, sizeof(c));
+    CHECK_INT(cm_settings_load(table, N, &c, err, sizeof(err)), CM_OK);
+    CHECK_STR(c.secret, "from-file");
+    cm_settings_cleanup(table, N, &c);
+
+    /* CRLF is one line ending; the URL with its password comes whole. */
+    path = write_file("dburl", "postgresql://svc:filepass@db:5432/doms\r\n", 40);
+    reset_env();
+    unsetenv("DATABASE_URL");
+    setenv("DATABASE_URL_FILE", path, 1);
+    memset(&c, 0, sizeof(c));
+    CHECK_INT(cm_settings_load(table, N, &c, err, sizeof(err)), CM_OK);
+    CHECK_STR(c.base.database_url, "postgresql://svc:filepass@db:5432/doms");
+    cm_settings_cleanup(table, N, &c);
+
+    /* Only one line ending goes; other whitespace belongs to the value. */
+    path = write_file("spaced", " two words \n\n", 13);
+    reset_env();
+    unsetenv("T_SECRET");
+    setenv("T_SECRET_FILE", path, 1);
+    memset(&c, 0, sizeof(c));
+    CHECK_INT(cm_settings_load(table, N, &c, err, sizeof(err)), CM_OK);
+    CHECK_STR(c.secret, " two words \n");
+    cm_settings_cleanup(table, N, &c);
+
+    /* A file without a line ending, and a non-secret setting from a file. */
+    path = write_file("count", "42", 2);
+    CHECK_INT(load_file("T_COUNT_FILE", path, &c, err), CM_OK);
+    CHECK_INT(c.count, 42);
+    cm_settings_cleanup(table, N, &c);
+
+    /* An empty variable is unset, so an empty NAME beside NAME_FILE is no conflict. */
+    path = write_file("count", "7\n", 2);
+    reset_env();
+    setenv("T_COUNT", "", 1);
+    setenv("T_COUNT_FILE", path, 1);
+    memset(&c, 0, sizeof(c));
+    CHECK_INT(cm_settings_load(table, N, &c, err, sizeof(err)), CM_OK);
+    CHECK_INT(c.count, 7);
+    cm_settings_cleanup(table, N, &c);
+
+    /* An empty file for a setting with a default: the default, as for an empty value. */
+    path = write_file("empty", "", 0);
+    CHECK_INT(load_file("T_SIZE_FILE", path, &c, err), CM_OK);
+    CHECK_INT(c.size, 4 * 1024 * 1024);
+    cm_settings_cleanup(table, N, &c);
+}
+
+/* Every refusal is one line naming the variables; none quotes a file's content. */
+static void test_file_refusals(void)
+{
+    struct cfg c;
+    char err[256], missing[400];
+    const char *path;
+    struct cm_buf big;
+
+    path = write_file("secret", "from-file\n", 10);
+    CHECK_INT(load_file("T_SECRET_FILE", path, &c, err), CM_INVALID);
+    CHECK_CONTAINS(err, "T_SECRET and T_SECRET_FILE are both set");
+    CHECK(strchr(err, '\n') == NULL);
+    cm_settings_cleanup(table, N, &c);
+
+    snprintf(missing, sizeof(missing), "%s/no-such-file", tmp_dir);
+    CHECK_INT(load_file("T_COUNT_FILE", missing, &c, err), CM_INVALID);
+    CHECK_CONTAINS(err, "T_COUNT_FILE: cannot read ");
+    CHECK_CONTAINS(err, missing);
+    CHECK_CONTAINS(err, "No such file or directory");
+    cm_settings_cleanup(table, N, &c);
+
+    CHECK_INT(load_file("T_COUNT_FILE", tmp_dir, &c, err), CM_INVALID);
+    CHECK_CONTAINS(err, "T_COUNT_FILE: cannot read ");
+    CHECK_CONTAINS(err, "Is a directory");
+    cm_settings_cleanup(table, N, &c);
+
+    /* An empty file for a required setting: missing, and the line says which file. */
+    path = write_file("empty", "", 0);
+    reset_env();
+    unsetenv("T_SECRET");
+    setenv("T_SECRET_FILE", path, 1);
+    memset(&c, 0, sizeof(c));
+    CHECK_INT(cm_settings_load(table, N, &c, err, sizeof(err)), CM_INVALID);
+    CHECK_CONTAINS(err, "T_SECRET is required");
+    CHECK_CONTAINS(err, "T_SECRET_FILE");
+    CHECK_CONTAINS(err, path);
+    cm_settings_cleanup(table, N, &c);
+    CHECK(c.secret == NULL);
+
+    /* A malformed value from a file is named by the file, never quoted. */
+    path = write_file("size", "4 megs\n", 7);
+    CHECK_INT(load_file("T_SIZE_FILE", path, &c, err), CM_INVALID);
+    CHECK_CONTAINS(err, "T_SIZE_FILE: the content of ");
+    CHECK_CONTAINS(err, "is not a size");
+    CHECK(strstr(err, "megs") == NULL);
+    cm_settings_cleanup(table, N, &c);
+
+    path = write_file("url", "postgresql:/svc:filepass@db\n", 28);
+    reset_env();
+    unsetenv("DATABASE_URL");
+    setenv("DATABASE_URL_FILE", path, 1);
+    memset(&c, 0, sizeof(c));
+    CHECK_INT(cm_settings_load(table, N, &c, err, sizeof(err)), CM_INVALID);
+    CHECK_CONTAINS(err, "DATABASE_URL_FILE: the content of ");
+    CHECK(strstr(err, "filepass") == NULL);
+    cm_settings_cleanup(table, N, &c);
+
+    /* A NUL would cut the value short without a word. */
+    path = write_file("nul", "ab\0cd", 5);
+    CHECK_INT(load_file("T_COUNT_FILE", path, &c, err), CM_INVALID);
+    CHECK_CONTAINS(err, "contains a NUL byte");
+    cm_settings_cleanup(table, N, &c);
+
+    /* 64 KiB is the cap: exactly that is read, one byte more refused. */
+    cm_buf_init(&big);
+    for (int i = 0; i < 64 * 1024; i++)
+        cm_buf_append(&big, "k", 1);
+    path = write_file("big", big.data, big.len);
+    reset_env();
+    unsetenv("T_SECRET");
+    setenv("T_SECRET_FILE", path, 1);
+    memset(&c, 0, sizeof(c));
+    CHECK_INT(cm_settings_load(table, N, &c, err, sizeof(err)), CM_OK);
+    CHECK(c.secret != NULL && strlen(c.secret) == 64 * 1024);
+    cm_settings_cleanup(table, N, &c);
+    cm_buf_append(&big, "k", 1);
+    path = write_file("big", big.data, big.len);
+    reset_env();
+    unsetenv("T_SECRET");
+    setenv("T_SECRET_FILE", path, 1);
+    memset(&c, 0, sizeof(c));
+    CHECK_INT(cm_settings_load(table, N, &c, err, sizeof(err)), CM_INVALID);
+    CHECK_CONTAINS(err, "T_SECRET_FILE: ");
+    CHECK_CONTAINS(err, "is larger than 64KiB");
+    CHECK(strstr(err, "kkkk") == NULL);
+    cm_settings_cleanup(table, N, &c);
+    cm_buf_cleanup(&big);
+}
+
+/* A secret read from a file is masked like one from the environment. */
+static void test_file_secret_masked(void)
+{
+    struct cfg c;
+    char err[256], *text = NULL;
+    size_t len = 0;
+    FILE *out;
+    const char *path = write_file("secret", "file-secret-value\n", 18);
+
+    reset_env();
+    unsetenv("T_SECRET");
+    setenv("T_SECRET_FILE", path, 1);
+    memset(&c, 0, sizeof(c));
+    CHECK_INT(cm_settings_load(table, N, &c, err, sizeof(err)), CM_OK);
+    out = open_memstream(&text, &len);
+    cm_settings_print(table, N, &c, out);
+    fclose(out);
+    CHECK_CONTAINS(text, "T_SECRET=********");
+    CHECK(strstr(text, "file-secret-value") == NULL);
+    free(text);
+    cm_settings_cleanup(table, N, &c);
+}
+
+/* --help says once that NAME_FILE exists. */
+static void test_help_mentions_file(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    const char *first;
+
+    cm_settings_help(table, N, out);
+    fclose(out);
+    first = strstr(text, "NAME_FILE");
+    CHECK(first != NULL);
+    CHECK(first != NULL && strstr(first + 1, "NAME_FILE") == NULL);
+    CHECK_CONTAINS(text, "T_SECRET");
+    free(text);
+}
+
 int main(void)
 {
+    const char *base = getenv("DOMS_TEST_TMP");
+    int rc;
+
+    snprintf(tmp_dir, sizeof(tmp_dir), "%s/test_settings.XXXXXX", base ? base : "/tmp");
+    if (mkdtemp(tmp_dir) == NULL) {
+        perror(tmp_dir);
+        return 1;
+    }
     RUN(test_parsers);
     RUN(test_defaults);
     RUN(test_refusals);
     RUN(test_print_masks);
-    return check_summary();
+    RUN(test_file_values);
+    RUN(test_file_refusals);
+    RUN(test_file_secret_masked);
+    RUN(test_help_mentions_file);
+    rc = check_summary();
+    {
+        static const char *const names[] = {"secret", "dburl", "spaced", "count", "empty",
+                                            "size",   "url",   "nul",    "big"};
+        char p[400];
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            snprintf(p, sizeof(p), "%s/%s", tmp_dir, names[i]);
+            unlink(p);
+        }
+        rmdir(tmp_dir);
+    }
+    return rc;
 }

@@ -6,6 +6,13 @@
  * the environment, applying defaults and bounds; a missing required setting or a malformed
  * value gives one line naming the variable. cm_settings_print() shows the effective
  * configuration with secrets masked, for --print-config.
+ *
+ * Every NAME may be given instead as NAME_FILE, the path of a file whose content is the
+ * value (the official postgres image's convention, for secrets mounted as files): one
+ * trailing newline (LF or CRLF) is dropped and nothing else, the file may hold at most
+ * 64 KiB, and an empty file counts as an empty value. An empty variable counts as unset.
+ * Setting both NAME and NAME_FILE is refused; so is a file that cannot be read. A refusal
+ * never quotes a file's content or a secret.
  */
 #ifndef COMMON_SETTINGS_H
 #define COMMON_SETTINGS_H
@@ -90,9 +97,11 @@ struct cm_base_cfg {
     }
 
 /*
- * Loads every setting of the table from the environment into cfg. On failure returns
- * CM_INVALID and writes one line into err naming the variable and what is wrong; fields
- * already loaded stay set, so call cm_settings_cleanup() either way.
+ * Loads every setting of the table from the environment (NAME or NAME_FILE) into cfg. On
+ * failure returns CM_INVALID (CM_ERR when secure memory runs out) and writes one line into
+ * err naming the variable and what is wrong; fields already loaded stay set, so call
+ * cm_settings_cleanup() either way. A file's content passes through sodium_malloc memory,
+ * wiped once read; a CM_SET_SECRET value stays in such memory.
  */
 int cm_settings_load(const struct cm_setting *table, size_t n, void *cfg, char *err,
                      size_t errlen) CM_MUST_CHECK;
@@ -100,7 +109,7 @@ int cm_settings_load(const struct cm_setting *table, size_t n, void *cfg, char *
 /* Prints NAME=value lines, secrets as "********" and URL passwords masked. */
 void cm_settings_print(const struct cm_setting *table, size_t n, const void *cfg, FILE *out);
 
-/* Prints one line per setting with its default and help, for --help. */
+/* Prints one line per setting with its default and help, then a note on NAME_FILE, for --help. */
 void cm_settings_help(const struct cm_setting *table, size_t n, FILE *out);
 
 /* Frees the strings that cm_settings_load() stored (secrets are wiped first). */
