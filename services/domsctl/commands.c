@@ -302,5 +302,8 @@ void domsctl_usage(FILE *out)
                  "commands:\n");
     for (const struct command *c = domsctl_commands; c->words[0] != NULL; c++)
         fprintf(out, "  %s\n", c->usage);
-    fprintf(out, "\nNATS_URL says where the daemons are (default nats://127.0.0.1:4222).\n");
+    fprintf(
+        out,
+        "\nNATS_URL says where the daemons are (default nats://127.0.0.1:4222); NATS_URL_FILE,\n"
+        "the path of a file holding it, may be set instead.\n");
 }

@@ -10,11 +10,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/settings.h"
 #include "commands.h"
 #include "output.h"
 
 #define EXIT_REFUSED 1
 #define EXIT_USAGE   2
+
+struct domsctl_cfg {
+    char *nats_url;
+};
+
+/* The daemons' own loader, so that NATS_URL_FILE works here as it does for them. */
+static const struct cm_setting settings[] = {
+    {"NATS_URL", CM_SET_URL, offsetof(struct domsctl_cfg, nats_url), "nats://127.0.0.1:4222", 0, 0,
+     0, NULL, "NATS server URL(s), comma-separated"},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
 static int usage_error(const char *what, const char *arg)
 {
@@ -22,11 +35,10 @@ static int usage_error(const char *what, const char *arg)
     return EXIT_USAGE;
 }
 
-/* Sends req to cmd's subject and returns the parsed reply, or NULL with *why set. */
-static cJSON *request(const struct command *cmd, const cJSON *req, long timeout_ms, char *why,
-                      size_t cap)
+/* Sends req to cmd's subject over url and returns the parsed reply, or NULL with *why set. */
+static cJSON *request(const struct command *cmd, const cJSON *req, const char *url, long timeout_ms,
+                      char *why, size_t cap)
 {
-    const char *url = getenv("NATS_URL");
     natsConnection *nc = NULL;
     natsOptions *opts = NULL;
     natsMsg *reply = NULL;
@@ -36,7 +48,7 @@ static cJSON *request(const struct command *cmd, const cJSON *req, long timeout_
 
     s = natsOptions_Create(&opts);
     if (s == NATS_OK)
-        s = natsOptions_SetURL(opts, url && *url ? url : "nats://127.0.0.1:4222");
+        s = natsOptions_SetURL(opts, url);
     if (s == NATS_OK)
         s = natsOptions_SetName(opts, "domsctl");
     if (s == NATS_OK)
@@ -44,8 +56,9 @@ static cJSON *request(const struct command *cmd, const cJSON *req, long timeout_
     if (s == NATS_OK)
         s = natsConnection_Connect(&nc, opts);
     if (s != NATS_OK) {
-        snprintf(why, cap, "cannot reach NATS at %s: %s", url && *url ? url : "the default URL",
-                 natsStatus_GetText(s));
+        char masked[256];
+        cm_settings_mask_url(url, masked, sizeof(masked));
+        snprintf(why, cap, "cannot reach NATS at %s: %s", masked, natsStatus_GetText(s));
         goto done;
     }
     s = natsConnection_RequestString(&reply, nc, cmd->subject, body, timeout_ms);
@@ -78,6 +91,7 @@ int main(int argc, char **argv)
     char err[512] = "";
     cJSON *req, *reply;
     const cJSON *result, *error;
+    struct domsctl_cfg cfg = {0};
 
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--json") == 0) {
@@ -104,8 +118,15 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
-    reply = request(cmd, req, timeout_ms, err, sizeof(err));
+    if (cm_settings_load(settings, NSETTINGS, &cfg, err, sizeof(err)) != CM_OK) {
+        fprintf(stderr, "domsctl: %s\n", err);
+        cJSON_Delete(req);
+        cm_settings_cleanup(settings, NSETTINGS, &cfg);
+        return EXIT_REFUSED;
+    }
+    reply = request(cmd, req, cfg.nats_url, timeout_ms, err, sizeof(err));
     cJSON_Delete(req);
+    cm_settings_cleanup(settings, NSETTINGS, &cfg);
     if (reply == NULL) {
         fprintf(stderr, "domsctl: %s\n", err);
         nats_Close();
