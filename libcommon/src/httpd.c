@@ -231,7 +231,7 @@ static int split_listen(const char *listen, char *host, size_t cap, int *port)
 }
 
 int cm_httpd_create(struct cm_httpd **out, struct event_base *base, const char *listen,
-                    size_t max_body, struct cm_metrics *metrics)
+                    size_t max_body, struct cm_metrics *metrics, unsigned flags)
 {
     struct cm_httpd *h = cm_xcalloc(1, sizeof(*h));
     char host[256];
@@ -269,7 +269,8 @@ int cm_httpd_create(struct cm_httpd **out, struct event_base *base, const char *
     }
     cm_httpd_route(h, "/healthz", on_healthz, h);
     cm_httpd_route(h, "/readyz", on_readyz, h);
-    cm_httpd_route(h, "/metrics", on_metrics, h);
+    if (!(flags & CM_HTTPD_PUBLIC))
+        cm_httpd_route(h, "/metrics", on_metrics, h);
     *out = h;
     return CM_OK;
 }

@@ -64,6 +64,7 @@ static void begin_shutdown(struct cm_service *svc)
         return;
     svc->stopping = true;
     CM_INFO("shutting down: finishing in-flight work");
+    cm_httpd_close(svc->public_httpd);
     cm_httpd_close(svc->httpd);
     event_add(svc->deadline, &deadline);
     if (svc->on_shutdown != NULL)
@@ -176,9 +177,20 @@ int cm_service_init(struct cm_service *svc, const char *name, const char *schema
     event_add(svc->sig_int, NULL);
     if (cm_nats_create(&svc->nats, cfg->nats_url, name, svc->metrics) != CM_OK)
         return CM_ERR;
-    if (cm_httpd_create(&svc->httpd, svc->base, listen, max_body, svc->metrics) != CM_OK)
+    if (cm_httpd_create(&svc->httpd, svc->base, listen, max_body, svc->metrics, 0) != CM_OK)
         return CM_INVALID;
     cm_httpd_set_ready(svc->httpd, service_ready, svc);
+    return CM_OK;
+}
+
+int cm_service_listen_public(struct cm_service *svc, const char *listen, size_t max_body)
+{
+    if (cm_httpd_create(&svc->public_httpd, svc->base, listen, max_body, svc->metrics,
+                        CM_HTTPD_PUBLIC) != CM_OK)
+        return CM_INVALID;
+    /* A load balancer in front of the public address asks the same question as the
+     * orchestrator does on the internal one. */
+    cm_httpd_set_ready(svc->public_httpd, service_ready, svc);
     return CM_OK;
 }
 
@@ -203,6 +215,8 @@ int cm_service_run(struct cm_service *svc)
         return CM_ERR;
     }
     svc->health_started = true;
+    if (svc->public_httpd != NULL)
+        CM_INFO("serving public HTTP on port %d", cm_httpd_port(svc->public_httpd));
     CM_INFO("serving HTTP on port %d", cm_httpd_port(svc->httpd));
     if (event_base_dispatch(svc->base) < 0) {
         CM_ERROR("event loop failed");
@@ -243,6 +257,8 @@ void cm_service_cleanup(struct cm_service *svc)
         pthread_join(svc->health_thread, NULL);
         svc->health_started = false;
     }
+    cm_httpd_destroy(svc->public_httpd);
+    svc->public_httpd = NULL;
     cm_httpd_destroy(svc->httpd);
     svc->httpd = NULL;
     /* NATS goes after HTTP (no new work) and before the queue (no more completions). */

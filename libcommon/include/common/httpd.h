@@ -2,7 +2,8 @@
  * httpd.h - the HTTP server every daemon runs, over libevent's evhttp.
  *
  * It serves /healthz (liveness: the loop answers), /readyz (the readiness callback) and
- * /metrics (the registry, Prometheus text), plus the routes a daemon adds. Handlers run on
+ * /metrics (the registry, Prometheus text; not on a public server), plus the routes a
+ * daemon adds. Handlers run on
  * the event loop; each must end in exactly one reply, now or later (a handler may keep
  * the request and answer from a cm_loopq callback).
  */
@@ -28,13 +29,24 @@ typedef void (*cm_httpd_fn)(struct evhttp_request *req, void *arg);
  */
 typedef bool (*cm_httpd_ready_fn)(void *arg, struct cm_buf *why);
 
+/* Options of cm_httpd_create(), or-ed together. */
+enum cm_httpd_flags {
+    /*
+     * An address the Internet reaches (webhook-ingest's, for Meta): /metrics is not served
+     * there (404), since it tells anyone who asks about the traffic and the process. Replies
+     * are still counted in the registry.
+     */
+    CM_HTTPD_PUBLIC = 1 << 0,
+};
+
 /*
  * Binds listen ("host:port", ":port" meaning all addresses) on base. max_body bounds a
- * request body (0: 1 MiB); a larger one is answered 413 by evhttp. Free with
+ * request body (0: 1 MiB); a larger one is answered 413 by evhttp. metrics (borrowed) counts
+ * the replies and is rendered by /metrics; flags are cm_httpd_flags. Free with
  * cm_httpd_destroy(). Returns CM_INVALID when the address cannot be bound.
  */
 int cm_httpd_create(struct cm_httpd **out, struct event_base *base, const char *listen,
-                    size_t max_body, struct cm_metrics *metrics) CM_MUST_CHECK;
+                    size_t max_body, struct cm_metrics *metrics, unsigned flags) CM_MUST_CHECK;
 void cm_httpd_destroy(struct cm_httpd *h);
 
 /* Sets the readiness callback behind /readyz (default: always ready). */

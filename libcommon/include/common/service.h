@@ -6,6 +6,10 @@
  * cm_service_init(), its own set-up, cm_service_run(), its own teardown,
  * cm_service_cleanup().
  *
+ * HTTP: every daemon serves /healthz, /readyz and /metrics on its internal address
+ * (<SERVICE>_HTTP_LISTEN). A daemon that the Internet calls also opens a public server with
+ * cm_service_listen_public(), for its own routes, /healthz and /readyz, but not /metrics.
+ *
  * Shutdown: SIGTERM or SIGINT stops new HTTP connections and calls the daemon's shutdown
  * hook on the loop; the hook finishes in-flight work and calls cm_service_done() (at once
  * if it has nothing to finish). Without a hook the loop ends at once and the daemon's
@@ -45,7 +49,8 @@ struct cm_service {
     struct cm_loopq *loopq;
     struct cm_metrics *metrics;
     struct cm_nats *nats;
-    struct cm_httpd *httpd;
+    struct cm_httpd *httpd;        /* internal: /healthz, /readyz, /metrics */
+    struct cm_httpd *public_httpd; /* NULL, or see cm_service_listen_public() */
 
     struct event *sig_term;
     struct event *sig_int;
@@ -74,13 +79,23 @@ void cm_service_configure(int argc, char **argv, const char *name, const struct 
 
 /*
  * Creates the loop, signal handling, metrics, the NATS connection (not yet started) and
- * the HTTP server on listen with max_body. Disables core dumps: daemons hold secrets.
- * Returns CM_OK or CM_INVALID (listen address unusable); call cm_service_cleanup() either
- * way.
+ * the internal HTTP server on listen with max_body. Disables core dumps: daemons hold
+ * secrets. Returns CM_OK or CM_INVALID (listen address unusable); call cm_service_cleanup()
+ * either way.
  */
 int cm_service_init(struct cm_service *svc, const char *name, const char *schema,
                     const struct cm_base_cfg *cfg, const char *listen,
                     size_t max_body) CM_MUST_CHECK;
+
+/*
+ * Opens svc->public_httpd on listen, after cm_service_init(), for a daemon that the Internet
+ * calls: the daemon adds its routes there; it answers /healthz and /readyz like the internal
+ * server and 404 to /metrics (CM_HTTPD_PUBLIC). max_body bounds its request bodies. It stops
+ * accepting on SIGTERM with the internal one; cm_service_cleanup() frees it. Returns CM_OK, or
+ * CM_INVALID when listen cannot be bound (main() exits CM_EXIT_CONFIG).
+ */
+int cm_service_listen_public(struct cm_service *svc, const char *listen,
+                             size_t max_body) CM_MUST_CHECK;
 
 /* Sets the shutdown hook (see above). */
 void cm_service_on_shutdown(struct cm_service *svc, cm_service_hook fn, void *arg);
