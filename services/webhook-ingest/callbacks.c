@@ -63,7 +63,7 @@ static void refuse(struct ingest *ing, struct evhttp_request *req, const char *r
                                       "Meta callbacks answered 400, by reason"),
                    1);
     CM_INFO("callback refused (400): %s", message);
-    cm_httpd_reply_error(ing->svc.httpd, req, 400, message);
+    cm_httpd_reply_error(ing->svc.public_httpd, req, 400, message);
 }
 
 /*
@@ -78,11 +78,11 @@ static bool verified(struct ingest *ing, struct evhttp_request *req, struct sign
     int rc;
 
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-        cm_httpd_reply_error(ing->svc.httpd, req, 405, "use POST");
+        cm_httpd_reply_error(ing->svc.public_httpd, req, 405, "use POST");
         return false;
     }
     if (ing->draining) {
-        cm_httpd_reply_error(ing->svc.httpd, req, 503, "shutting down; retry later");
+        cm_httpd_reply_error(ing->svc.public_httpd, req, 503, "shutting down; retry later");
         return false;
     }
     cm_buf_init(&body);
@@ -131,7 +131,7 @@ static void deletion_answered(struct ingest *ing, void *arg, const struct ingest
     } else if (a->rc != CM_OK || code == NULL) {
         /* Not recorded, so no code: Meta retries a 5xx, and the retry gets one. */
         CM_WARN_ID(w->rid, "data-delete: not recorded (%s); answered 503", a->message);
-        cm_httpd_reply_error(ing->svc.httpd, w->req, 503,
+        cm_httpd_reply_error(ing->svc.public_httpd, w->req, 503,
                              "the deletion request could not be recorded; retry later");
     } else {
         while (base_len > 0 && base[base_len - 1] == '/')
@@ -141,7 +141,7 @@ static void deletion_answered(struct ingest *ing, void *arg, const struct ingest
         cJSON_AddStringToObject(out, "url", url);
         cJSON_AddStringToObject(out, "confirmation_code", code);
         text = cJSON_PrintUnformatted(out);
-        cm_httpd_reply_json(ing->svc.httpd, w->req, 200, text);
+        cm_httpd_reply_json(ing->svc.public_httpd, w->req, 200, text);
         CM_INFO_ID(w->rid, "data-delete: request recorded, code issued");
         cJSON_free(text);
         cJSON_Delete(out);
@@ -180,14 +180,14 @@ static void deauthorize_answered(struct ingest *ing, void *arg, const struct ing
         refuse(ing, w->req, "malformed", a->message);
     } else if (a->rc != CM_OK) {
         CM_WARN_ID(w->rid, "deauthorize: tokens not revoked (%s); answered 503", a->message);
-        cm_httpd_reply_error(ing->svc.httpd, w->req, 503,
+        cm_httpd_reply_error(ing->svc.public_httpd, w->req, 503,
                              "the tokens could not be revoked yet; retry later");
     } else {
         /* Every token of the user is unusable from this point on: only now the 200. */
         snprintf(body, sizeof(body), "{\"status\":\"ok\",\"revoked\":%.0f}",
                  cJSON_GetNumberValue(cJSON_GetObjectItem(a->result, "revoked")));
         CM_INFO_ID(w->rid, "deauthorize: %s", body);
-        cm_httpd_reply_json(ing->svc.httpd, w->req, 200, body);
+        cm_httpd_reply_json(ing->svc.public_httpd, w->req, 200, body);
     }
     free(w);
 }
@@ -218,7 +218,7 @@ static void page(struct ingest *ing, struct evhttp_request *req, int code, const
     evhttp_add_header(h, "Content-Security-Policy", PAGE_CSP);
     evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(h, "Referrer-Policy", "no-referrer");
-    cm_httpd_reply(ing->svc.httpd, req, code, "text/html; charset=utf-8", b->data, b->len);
+    cm_httpd_reply(ing->svc.public_httpd, req, code, "text/html; charset=utf-8", b->data, b->len);
 }
 
 static void not_found(struct ingest *ing, struct evhttp_request *req, bool json)
@@ -226,7 +226,7 @@ static void not_found(struct ingest *ing, struct evhttp_request *req, bool json)
     struct cm_buf b;
 
     if (json) {
-        cm_httpd_reply_error(ing->svc.httpd, req, 404, "no deletion request has that code");
+        cm_httpd_reply_error(ing->svc.public_httpd, req, 404, "no deletion request has that code");
         return;
     }
     cm_buf_init(&b);
@@ -245,10 +245,11 @@ static void status_answered(struct ingest *ing, void *arg, const struct ingest_a
         not_found(ing, w->req, w->json);
     } else if (a->rc != CM_OK || !cJSON_IsObject(a->result)) {
         CM_WARN_ID(w->rid, "deletion status: %s; answered 503", a->message);
-        cm_httpd_reply_error(ing->svc.httpd, w->req, 503, "the status is unavailable; retry");
+        cm_httpd_reply_error(ing->svc.public_httpd, w->req, 503,
+                             "the status is unavailable; retry");
     } else if (w->json) {
         text = cJSON_PrintUnformatted(a->result);
-        cm_httpd_reply_json(ing->svc.httpd, w->req, 200, text);
+        cm_httpd_reply_json(ing->svc.public_httpd, w->req, 200, text);
         cJSON_free(text);
     } else {
         cm_buf_init(&b);
@@ -272,7 +273,7 @@ static void on_status(struct evhttp_request *req, void *arg)
     if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
         evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
         free(code);
-        cm_httpd_reply_error(ing->svc.httpd, req, 405, "use GET");
+        cm_httpd_reply_error(ing->svc.public_httpd, req, 405, "use GET");
         return;
     }
     /* An impossible code is answered like an unknown one: the page is no oracle. */
@@ -294,7 +295,7 @@ static void on_status(struct evhttp_request *req, void *arg)
 
 void ingest_callbacks_register(struct ingest *ing)
 {
-    cm_httpd_route(ing->svc.httpd, DELETE_PATH, on_data_delete, ing);
-    cm_httpd_route(ing->svc.httpd, DEAUTH_PATH, on_deauthorize, ing);
-    cm_httpd_route(ing->svc.httpd, STATUS_PATH, on_status, ing);
+    cm_httpd_route(ing->svc.public_httpd, DELETE_PATH, on_data_delete, ing);
+    cm_httpd_route(ing->svc.public_httpd, DEAUTH_PATH, on_deauthorize, ing);
+    cm_httpd_route(ing->svc.public_httpd, STATUS_PATH, on_status, ing);
 }

@@ -44,10 +44,10 @@ static void handshake(struct ingest *ing, struct evhttp_request *req)
     if (mode != NULL && strcmp(mode, "subscribe") == 0 && token != NULL && challenge != NULL &&
         same_secret(token, ing->cfg->verify_token)) {
         CM_INFO("webhook subscription verified");
-        cm_httpd_reply(ing->svc.httpd, req, 200, "text/plain", challenge, strlen(challenge));
+        cm_httpd_reply(ing->svc.public_httpd, req, 200, "text/plain", challenge, strlen(challenge));
     } else {
         CM_WARN("webhook handshake refused (mode %s)", mode ? mode : "missing");
-        cm_httpd_reply_error(ing->svc.httpd, req, 403, "verification failed");
+        cm_httpd_reply_error(ing->svc.public_httpd, req, 403, "verification failed");
     }
     free(mode);
     free(token);
@@ -66,9 +66,10 @@ static void reject(struct ingest *ing, struct evhttp_request *req, const char *r
         1);
     CM_INFO_ID(rid, "webhook %d: %s", code, message);
     if (code == 200)
-        cm_httpd_reply_json(ing->svc.httpd, req, 200, "{\"status\":\"ignored\",\"events\":0}");
+        cm_httpd_reply_json(ing->svc.public_httpd, req, 200,
+                            "{\"status\":\"ignored\",\"events\":0}");
     else
-        cm_httpd_reply_error(ing->svc.httpd, req, code, message);
+        cm_httpd_reply_error(ing->svc.public_httpd, req, code, message);
 }
 
 /* POST: verify, split, publish. The body is never logged. */
@@ -137,11 +138,11 @@ static void on_webhook(struct evhttp_request *req, void *arg)
         notification(ing, req);
         break;
     default:
-        cm_httpd_reply_error(ing->svc.httpd, req, 405, "use GET or POST");
+        cm_httpd_reply_error(ing->svc.public_httpd, req, 405, "use GET or POST");
     }
 }
 
 void ingest_http_register(struct ingest *ing)
 {
-    cm_httpd_route(ing->svc.httpd, WEBHOOK_PATH, on_webhook, ing);
+    cm_httpd_route(ing->svc.public_httpd, WEBHOOK_PATH, on_webhook, ing);
 }

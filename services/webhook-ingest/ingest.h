@@ -20,7 +20,8 @@
 
 struct ingest_cfg {
     struct cm_base_cfg base; /* first: cm_service_configure() relies on it */
-    char *listen;
+    char *listen;            /* public: Meta's routes, /healthz, /readyz */
+    char *http_listen;       /* internal: /healthz, /readyz, /metrics */
     char *app_secret;
     char *app_secret_previous;
     char *verify_token;
@@ -47,7 +48,7 @@ struct ingest {
     struct cm_metric *m_callbacks_refused;
 };
 
-/* Registers the webhook routes on the service's HTTP server. */
+/* Registers the webhook routes on the service's public HTTP server. */
 void ingest_http_register(struct ingest *ing);
 
 /*

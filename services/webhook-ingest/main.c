@@ -1,5 +1,6 @@
 /*
- * webhook-ingest: the front door Meta calls. Settings, the loop and signals live here;
+ * webhook-ingest: the front door Meta calls, on INGEST_LISTEN; /metrics is served only on
+ * the internal WEBHOOK_INGEST_HTTP_LISTEN. Settings, the loop and signals live here;
  * the routes are in http.c and callbacks.c, the parsers in envelope.c and signed_request.c,
  * JetStream in publish.c and stream.c, requests to other services in ask.c.
  */
@@ -21,7 +22,9 @@ static const struct cm_migration migrations[] = {
 static const struct cm_setting settings[] = {
     CM_BASE_SETTINGS(struct ingest_cfg, base),
     {"INGEST_LISTEN", CM_SET_LISTEN, offsetof(struct ingest_cfg, listen), "0.0.0.0:8080", 0, 0, 0,
-     NULL, "address for Meta's webhooks and /healthz, /readyz, /metrics"},
+     NULL, "public address Meta reaches: webhooks, callbacks, /healthz, /readyz; no /metrics"},
+    {"WEBHOOK_INGEST_HTTP_LISTEN", CM_SET_LISTEN, offsetof(struct ingest_cfg, http_listen),
+     "127.0.0.1:8085", 0, 0, 0, NULL, "internal address for /healthz, /readyz and /metrics"},
     {"META_APP_SECRET", CM_SET_SECRET, offsetof(struct ingest_cfg, app_secret), NULL, 1, 0, 0, NULL,
      "the Meta app secret that signs webhooks"},
     {"META_APP_SECRET_PREVIOUS", CM_SET_SECRET, offsetof(struct ingest_cfg, app_secret_previous),
@@ -64,9 +67,11 @@ int main(int argc, char **argv)
     ing.cfg = &cfg;
     rc = cm_pg_migrate_wait(cfg.base.database_url, "ingest", migrations,
                             sizeof(migrations) / sizeof(migrations[0]));
+    /* /metrics stays on the internal address: the public one is for Meta. */
     if (rc == CM_OK)
-        rc = cm_service_init(&ing.svc, "webhook-ingest", "ingest", &cfg.base, cfg.listen,
-                             (size_t)cfg.max_body);
+        rc = cm_service_init(&ing.svc, "webhook-ingest", "ingest", &cfg.base, cfg.http_listen, 0);
+    if (rc == CM_OK)
+        rc = cm_service_listen_public(&ing.svc, cfg.listen, (size_t)cfg.max_body);
     if (rc == CM_OK) {
         /* Thousands of small publishes a second: fewer, larger writes beat writing each. */
         cm_nats_coalesce_writes(ing.svc.nats);

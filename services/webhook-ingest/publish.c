@@ -47,7 +47,7 @@ static void finish(void *arg)
 
     if (failed == 0) {
         snprintf(body, sizeof(body), "{\"status\":\"ok\",\"events\":%zu}", d->total);
-        cm_httpd_reply_json(ing->svc.httpd, d->req, 200, body);
+        cm_httpd_reply_json(ing->svc.public_httpd, d->req, 200, body);
         cm_metrics_inc(ing->m_published, d->total - atomic_load(&d->duplicates));
         cm_metrics_inc(ing->m_duplicates, atomic_load(&d->duplicates));
         CM_DEBUG_ID(d->rid, "stored %zu events (%zu already held)", d->total,
@@ -55,7 +55,7 @@ static void finish(void *arg)
     } else {
         cm_metrics_inc(ing->m_unavailable, 1);
         CM_WARN_ID(d->rid, "%zu of %zu events not stored; answered 503", failed, d->total);
-        cm_httpd_reply_error(ing->svc.httpd, d->req, 503,
+        cm_httpd_reply_error(ing->svc.public_httpd, d->req, 503,
                              "events could not be stored durably; retry later");
     }
     cm_metrics_observe(ing->m_latency, seconds_since(&d->start));

@@ -2,7 +2,8 @@
  * test_ingest - webhook-ingest end to end: the real daemon, a real nats-server with
  * JetStream, a real PostgreSQL. Meta's handshake, signed notifications stored once, every
  * refusal path storing nothing, NATS going away and coming back, and SIGTERM under load
- * losing no acknowledged event.
+ * losing no acknowledged event. The daemon reads its app secret and database URL from
+ * files (NAME_FILE), and serves /metrics only on its internal address.
  */
 #include <curl/curl.h>
 #include <nats/nats.h>
@@ -23,21 +24,43 @@
 static struct th_nats nats;
 static struct th_db db;
 static struct th_proc ingest;
-static char base[64];
+static char base[64];     /* INGEST_LISTEN: Meta's side */
+static char internal[64]; /* WEBHOOK_INGEST_HTTP_LISTEN */
 static int port;
 static natsConnection *nc;
 static jsCtx *js;
 
+/* Writes text into <tmpdir>/name and returns the path (free it). */
+static char *write_tmp(const char *name, const char *text)
+{
+    char *path = cm_xasprintf("%s/%s", th_tmpdir(), name);
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL || fputs(text, f) < 0) {
+        perror(path);
+        exit(1);
+    }
+    fclose(f);
+    return path;
+}
+
 static void start_ingest(void)
 {
     char *dburl = th_db_url(&db, "doms_ingest");
-    char *env[16], ready[128];
+    char *env[16], ready[128], *text, *db_file, *secret_file;
     int n = 0;
 
-    env[n++] = cm_xasprintf("DATABASE_URL=%s", dburl);
+    /* The secrets as an orchestrator mounts them: one with the newline echo leaves, one with
+     * an editor's CRLF. Every signed POST below then proves the file's value was used. */
+    secret_file = write_tmp("app-secret", SECRET "\n");
+    text = cm_xasprintf("%s\r\n", dburl);
+    db_file = write_tmp("database-url", text);
+    free(text);
+    env[n++] = cm_xasprintf("DATABASE_URL_FILE=%s", db_file);
     env[n++] = cm_xasprintf("NATS_URL=%s", nats.url);
     env[n++] = cm_xasprintf("INGEST_LISTEN=127.0.0.1:%d", port);
-    env[n++] = cm_xstrdup("META_APP_SECRET=" SECRET);
+    env[n++] = cm_xasprintf("WEBHOOK_INGEST_HTTP_LISTEN=%s", internal + strlen("http://"));
+    env[n++] = cm_xasprintf("META_APP_SECRET_FILE=%s", secret_file);
     env[n++] = cm_xstrdup("META_APP_SECRET_PREVIOUS=" OLD_SECRET);
     env[n++] = cm_xstrdup("META_VERIFY_TOKEN=" VERIFY);
     env[n++] = cm_xstrdup("INGEST_MAX_BODY=64KiB");
@@ -50,6 +73,8 @@ static void start_ingest(void)
     for (int i = 0; i < n; i++)
         free(env[i]);
     free(dburl);
+    free(db_file);
+    free(secret_file);
 }
 
 static uint64_t stream_msgs(void)
@@ -242,13 +267,42 @@ static void test_refusals(void)
     CHECK_INT(stream_msgs(), before);
 }
 
+/* Meta's address answers health checks but keeps /metrics to the internal one. */
+static void test_two_listeners(void)
+{
+    const char *paths[] = {"/healthz", "/readyz"};
+    struct th_resp r;
+    char url[128];
+
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        snprintf(url, sizeof(url), "%s%s", base, paths[i]);
+        CHECK_MSG(th_http(&r, "GET", url, NULL, NULL, 0) == 200, "public %s", paths[i]);
+        th_resp_cleanup(&r);
+        snprintf(url, sizeof(url), "%s%s", internal, paths[i]);
+        CHECK_MSG(th_http(&r, "GET", url, NULL, NULL, 0) == 200, "internal %s", paths[i]);
+        th_resp_cleanup(&r);
+    }
+    snprintf(url, sizeof(url), "%s/metrics", base);
+    CHECK_INT(th_http(&r, "GET", url, NULL, NULL, 0), 404);
+    CHECK(strstr(r.body.data, "ingest_") == NULL);
+    th_resp_cleanup(&r);
+    snprintf(url, sizeof(url), "%s/metrics", internal);
+    CHECK_INT(th_http(&r, "GET", url, NULL, NULL, 0), 200);
+    CHECK_CONTAINS(r.body.data, "ingest_events_stored_total ");
+    th_resp_cleanup(&r);
+    /* Meta's routes are not on the internal address. */
+    snprintf(url, sizeof(url), "%s%s", internal, WEBHOOK);
+    CHECK_INT(th_http(&r, "GET", url, NULL, NULL, 0), 404);
+    th_resp_cleanup(&r);
+}
+
 static void test_metrics_and_logs(void)
 {
     struct th_resp r;
     char url[128];
     char *log;
 
-    snprintf(url, sizeof(url), "%s/metrics", base);
+    snprintf(url, sizeof(url), "%s/metrics", internal);
     CHECK_INT(th_http(&r, "GET", url, NULL, NULL, 0), 200);
     CHECK_CONTAINS(r.body.data, "ingest_signature_failures_total 3\n");
     CHECK_CONTAINS(r.body.data, "ingest_not_stored_total{reason=\"other_object\"} 1\n");
@@ -416,6 +470,9 @@ static void test_bad_settings(void)
                               "META_VERIFY_TOKEN=v", "INGEST_MAX_BODY=huge", NULL};
     const char *bad_listen[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", "META_APP_SECRET=s",
                                 "META_VERIFY_TOKEN=v", "INGEST_LISTEN=nowhere", NULL};
+    const char *bad_internal[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", "META_APP_SECRET=s",
+                                  "META_VERIFY_TOKEN=v", "WEBHOOK_INGEST_HTTP_LISTEN=nowhere",
+                                  NULL};
     const char *print[] = {"DATABASE_URL=postgresql://u:dbpass@127.0.0.1:1/x",
                            "META_APP_SECRET=very-secret-value", "META_VERIFY_TOKEN=v", NULL};
     const char *args[] = {"--print-config", NULL};
@@ -425,6 +482,8 @@ static void test_bad_settings(void)
     expect_refusal(missing, "webhook-ingest: META_APP_SECRET is required");
     expect_refusal(bad_size, "webhook-ingest: INGEST_MAX_BODY: \"huge\" is not a size");
     expect_refusal(bad_listen, "webhook-ingest: INGEST_LISTEN: \"nowhere\" is not host:port");
+    expect_refusal(bad_internal,
+                   "webhook-ingest: WEBHOOK_INGEST_HTTP_LISTEN: \"nowhere\" is not host:port");
 
     th_proc_start(&p, "webhook-ingest", args, print);
     CHECK_INT(th_proc_wait(&p, 10000), 0);
@@ -437,6 +496,99 @@ static void test_bad_settings(void)
     free(out);
 }
 
+/* NAME_FILE refusals: one line each, naming the variables, never a file's content. */
+static void test_bad_setting_files(void)
+{
+    char *secret_file = write_tmp("refused-secret", "file-secret-value\n");
+    char *empty_file = write_tmp("refused-empty", "");
+    char *missing = cm_xasprintf("%s/no-such-secret", th_tmpdir());
+    char *secret_env = cm_xasprintf("META_APP_SECRET_FILE=%s", secret_file);
+    char *empty_env = cm_xasprintf("META_APP_SECRET_FILE=%s", empty_file);
+    char *missing_env = cm_xasprintf("DATABASE_URL_FILE=%s", missing);
+    char *needle = cm_xasprintf("webhook-ingest: DATABASE_URL_FILE: cannot read %s: No such file "
+                                "or directory",
+                                missing);
+    const char *both[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", "META_APP_SECRET=s",
+                          secret_env, "META_VERIFY_TOKEN=v", NULL};
+    const char *unreadable[] = {missing_env, "META_APP_SECRET=s", "META_VERIFY_TOKEN=v", NULL};
+    const char *empty[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", empty_env,
+                           "META_VERIFY_TOKEN=v", NULL};
+    const char *print[] = {"DATABASE_URL=postgresql://x@127.0.0.1:1/x", secret_env,
+                           "META_VERIFY_TOKEN=v", NULL};
+    const char *args[] = {"--print-config", NULL};
+    struct th_proc p;
+    char *out;
+
+    expect_refusal(both, "webhook-ingest: META_APP_SECRET and META_APP_SECRET_FILE are both set");
+    expect_refusal(unreadable, needle);
+    expect_refusal(empty, "webhook-ingest: META_APP_SECRET is required");
+
+    th_proc_start(&p, "webhook-ingest", args, print);
+    CHECK_INT(th_proc_wait(&p, 10000), 0);
+    out = th_proc_output(&p);
+    CHECK_CONTAINS(out, "META_APP_SECRET=********");
+    CHECK(strstr(out, "file-secret-value") == NULL);
+    free(out);
+
+    free(secret_file);
+    free(empty_file);
+    free(missing);
+    free(secret_env);
+    free(empty_env);
+    free(missing_env);
+    free(needle);
+}
+
+/* Both addresses bound by one process: a second bind of the same one is refused, 78. */
+static void test_same_address_refused(void)
+{
+    char *dburl = th_db_url(&db, "doms_ingest");
+    int p = th_free_port();
+    char *env[8], *out, *needle = cm_xasprintf("cannot listen on 127.0.0.1:%d", p);
+    struct th_proc proc;
+    int n = 0;
+
+    env[n++] = cm_xasprintf("DATABASE_URL=%s", dburl);
+    env[n++] = cm_xasprintf("NATS_URL=%s", nats.url);
+    env[n++] = cm_xasprintf("INGEST_LISTEN=127.0.0.1:%d", p);
+    env[n++] = cm_xasprintf("WEBHOOK_INGEST_HTTP_LISTEN=127.0.0.1:%d", p);
+    env[n++] = cm_xstrdup("META_APP_SECRET=s");
+    env[n++] = cm_xstrdup("META_VERIFY_TOKEN=v");
+    env[n] = NULL;
+    th_proc_start(&proc, "webhook-ingest", NULL, (const char *const *)env);
+    CHECK_INT(th_proc_wait(&proc, 20000), 78);
+    out = th_proc_output(&proc);
+    CHECK_CONTAINS(out, needle);
+    free(out);
+    for (int i = 0; i < n; i++)
+        free(env[i]);
+    free(needle);
+    free(dburl);
+}
+
+/* domsctl reads NATS_URL through the daemons' loader, so NATS_URL_FILE works there too. */
+static void test_domsctl_nats_url_file(void)
+{
+    char *text = cm_xasprintf("%s\n", nats.url);
+    char *file = write_tmp("nats-url", text);
+    char *env_file = cm_xasprintf("NATS_URL_FILE=%s", file);
+    const char *env[] = {env_file, NULL};
+    const char *both_env[] = {env_file, "NATS_URL=nats://127.0.0.1:1", NULL};
+    const char *args[] = {"workspace", "create", "--name", "x", NULL};
+    char *out;
+
+    /* No router runs here: "no conversation-router is answering" means NATS was reached. */
+    CHECK_INT(th_run("domsctl", args, env, &out), 1);
+    CHECK_CONTAINS(out, "no conversation-router is answering");
+    free(out);
+    CHECK_INT(th_run("domsctl", args, both_env, &out), 1);
+    CHECK_CONTAINS(out, "domsctl: NATS_URL and NATS_URL_FILE are both set");
+    free(out);
+    free(text);
+    free(file);
+    free(env_file);
+}
+
 int main(void)
 {
     th_init("ingest");
@@ -444,6 +596,7 @@ int main(void)
     th_nats_start(&nats);
     port = th_free_port();
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    snprintf(internal, sizeof(internal), "http://127.0.0.1:%d", th_free_port());
     if (natsConnection_ConnectTo(&nc, nats.url) != NATS_OK ||
         natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
         fprintf(stderr, "cannot connect to the test nats-server\n");
@@ -452,6 +605,10 @@ int main(void)
     start_ingest();
 
     RUN(test_bad_settings);
+    RUN(test_bad_setting_files);
+    RUN(test_same_address_refused);
+    RUN(test_domsctl_nats_url_file);
+    RUN(test_two_listeners);
     RUN(test_handshake);
     RUN(test_signed_post_stored);
     RUN(test_redelivery_once);

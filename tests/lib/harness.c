@@ -24,13 +24,15 @@ static char test_name[48] = "test";
 static char tmp_dir[400];
 static int proc_seq;
 
-/* Settings a developer's shell may hold; a daemon under test sees only what the test sets. */
+/* Settings a developer's shell may hold, each also as NAME_FILE; a daemon under test sees only
+ * what the test sets. */
 static const char *const scrubbed[] = {"DATABASE_URL",
                                        "NATS_URL",
                                        "LOG_LEVEL",
                                        "LOG_FORMAT",
                                        "DOMS_KEK_FILE",
                                        "INGEST_LISTEN",
+                                       "WEBHOOK_INGEST_HTTP_LISTEN",
                                        "META_APP_SECRET",
                                        "META_APP_SECRET_PREVIOUS",
                                        "META_VERIFY_TOKEN",
@@ -281,8 +283,12 @@ static pid_t spawn(const char *path, char *const argv[], const char *const *env,
             dup2(fd, STDERR_FILENO);
             close(fd);
         }
-        for (int i = 0; scrubbed[i] != NULL; i++)
+        for (int i = 0; scrubbed[i] != NULL; i++) {
+            char file_var[96];
             unsetenv(scrubbed[i]);
+            snprintf(file_var, sizeof(file_var), "%s_FILE", scrubbed[i]);
+            unsetenv(file_var);
+        }
         for (int i = 0; env != NULL && env[i] != NULL; i++)
             putenv((char *)env[i]);
         execv(path, argv);

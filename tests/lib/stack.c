@@ -15,15 +15,16 @@
 struct role {
     const char *daemon;
     const char *role;
-    const char *listen_var;
+    const char *listen_var;   /* the address th_stack_start() returns and waits on */
+    const char *internal_var; /* a second, internal address, or NULL */
 };
 
 static const struct role roles[] = {
-    {"webhook-ingest", "doms_ingest", "INGEST_LISTEN"},
-    {"conversation-router", "doms_router", "CONVERSATION_ROUTER_HTTP_LISTEN"},
-    {"token-vault", "doms_vault", "TOKEN_VAULT_HTTP_LISTEN"},
-    {"retention-reaper", "doms_reaper", "RETENTION_REAPER_HTTP_LISTEN"},
-    {"ai-suggest", "doms_ai", "AI_SUGGEST_HTTP_LISTEN"},
+    {"webhook-ingest", "doms_ingest", "INGEST_LISTEN", "WEBHOOK_INGEST_HTTP_LISTEN"},
+    {"conversation-router", "doms_router", "CONVERSATION_ROUTER_HTTP_LISTEN", NULL},
+    {"token-vault", "doms_vault", "TOKEN_VAULT_HTTP_LISTEN", NULL},
+    {"retention-reaper", "doms_reaper", "RETENTION_REAPER_HTTP_LISTEN", NULL},
+    {"ai-suggest", "doms_ai", "AI_SUGGEST_HTTP_LISTEN", NULL},
 };
 
 void th_stack_init(struct th_stack *s)
@@ -80,6 +81,9 @@ int th_stack_start(struct th_stack *s, struct th_proc *p, const char *daemon,
     env[n++] = cm_xasprintf("NATS_URL=%s", s->nats.url);
     env[n++] = cm_xasprintf("DOMS_KEK_FILE=%s", s->kek);
     env[n++] = cm_xasprintf("%s=127.0.0.1:%d", r->listen_var, port);
+    /* Tests run in parallel: a default internal address would be taken by the first. */
+    if (r->internal_var != NULL)
+        env[n++] = cm_xasprintf("%s=127.0.0.1:%d", r->internal_var, th_free_port());
     env[n++] = cm_xasprintf("META_GRAPH_URL=%s", fakehttp_url(s->meta));
     env[n++] = cm_xasprintf("INSTAGRAM_GRAPH_URL=%s", fakehttp_url(s->meta));
     env[n++] = cm_xstrdup("META_APP_ID=" FAKEMETA_APP_ID);
