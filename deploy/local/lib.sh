@@ -176,6 +176,40 @@ doms__pg_as() {
     fi
 }
 
+# doms__pg_reachable_dir DIR USER: makes sure that USER can reach DIR, as PostgreSQL must.
+# A checkout in /root (mode 0700) is the usual case where it cannot: then the data lives in
+# /var/lib/doms/pg-<hash of DIR>, owned by USER, and DIR becomes a link to it, so that every
+# path under DIR still works for us. A DIR that already holds files is never moved.
+doms__pg_reachable_dir() {
+    local dir=$1 user=$2 parent blocked='' p='' part home
+    local -a parts
+    [[ -L $dir ]] && return 0
+    parent=$(mkdir -p "$(dirname "$dir")" && cd "$(dirname "$dir")" && pwd -P) || return 1
+    # Checked from / down, so that a message names the directory that is in the way.
+    IFS=/ read -ra parts <<<"${parent#/}"
+    for part in "${parts[@]}"; do
+        p+=/$part
+        runuser -u "$user" -- test -x "$p" || {
+            blocked=$p
+            break
+        }
+    done
+    [[ -z $blocked ]] && return 0
+    if [[ -d $dir && -n $(ls -A "$dir" 2>/dev/null) ]]; then
+        doms__err "PostgreSQL runs as OS user '$user', which cannot enter $blocked;" \
+            "chmod o+x $blocked, or move $dir elsewhere"
+        return 1
+    fi
+    home=/var/lib/doms/pg-$(printf '%s' "$parent/$(basename "$dir")" | sha256sum | cut -c1-16)
+    mkdir -p "$home"
+    chown "$user": "$home"
+    chmod 0700 "$home"
+    rmdir "$dir" 2>/dev/null || true
+    ln -sfn "$home" "$dir"
+    doms__say "PostgreSQL runs as '$user', which cannot enter $blocked: its data is in $home" \
+        "($dir links to it)"
+}
+
 # doms_pg_start DIR PORT MODE
 #   DIR   state directory (created); holds data/, postgres.log, the unix socket, admin-password
 #   PORT  a TCP port, or `free` / empty for a free one (retried on a bind failure)
@@ -196,29 +230,19 @@ doms_pg_start() {
         doms__err "PostgreSQL 15 binaries not found in $bin"
         return 1
     }
-    mkdir -p "$dir"
-    dir=$(cd "$dir" && pwd)
-    doms__check_path "$dir" || return 1
     user=$(doms__pg_os_user)
-
     if [[ $(id -u) == 0 ]]; then
         id -u "$user" >/dev/null 2>&1 || {
             doms__err "OS user '$user' (to run PostgreSQL as) does not exist"
             return 1
         }
-        # Every parent must be traversable by that user, or initdb fails with a puzzling error.
-        # Checked from / down, so that the message names the directory that is in the way.
-        local p='' part
-        local -a parts
-        IFS=/ read -ra parts <<<"${dir#/}"
-        for part in "${parts[@]:0:${#parts[@]}-1}"; do
-            p+=/$part
-            if ! runuser -u "$user" -- test -x "$p"; then
-                doms__err "PostgreSQL runs as OS user '$user', which cannot enter $p;" \
-                    "use a state directory under a traversable path (e.g. /tmp) or chmod o+x $p"
-                return 1
-            fi
-        done
+        doms__pg_reachable_dir "$dir" "$user" || return 1
+    fi
+    mkdir -p "$dir"
+    # Physical path: DIR may be the link doms__pg_reachable_dir made.
+    dir=$(cd "$dir" && pwd -P)
+    doms__check_path "$dir" || return 1
+    if [[ $(id -u) == 0 ]]; then
         chown "$user": "$dir"
         chmod 0700 "$dir"
     fi
@@ -305,7 +329,7 @@ doms_pg_start() {
 doms_pg_stop() {
     local dir=${1:?doms_pg_stop DIR} bin=$DOMS_PG_BINDIR
     [[ -f $dir/data/postmaster.pid ]] || return 0
-    dir=$(cd "$dir" && pwd)
+    dir=$(cd "$dir" && pwd -P)
     doms__pg_as "$dir" "$bin/pg_ctl" status -D "$dir/data" >/dev/null 2>&1 || return 0
     doms__pg_as "$dir" "$bin/pg_ctl" stop -D "$dir/data" -m fast -w -t 60 -s >/dev/null 2>&1 ||
         doms__pg_as "$dir" "$bin/pg_ctl" stop -D "$dir/data" -m immediate -w -t 30 -s >/dev/null 2>&1 ||
