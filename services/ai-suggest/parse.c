@@ -8,8 +8,15 @@
  *   Gemini  {"error": {"code": 429, "message": "...", "status": "RESOURCE_EXHAUSTED",
  *            "details": [{"@type": "...ErrorInfo", "reason": "API_KEY_INVALID"}]}}
  * Only the identifiers (type, code, status, reason) reach the reason line; see provider.h.
+ *
+ * How long a rate-limited caller must wait, as each provider says it:
+ *   OpenAI  Retry-After (seconds), retry-after-ms, and x-ratelimit-reset-requests /
+ *           x-ratelimit-reset-tokens as Go durations ("1s", "6m0s", "20ms")
+ *   Gemini  no header: google.rpc.RetryInfo in the body, {"@type":
+ *           "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,4 +411,141 @@ done:
     cm_buf_wipe(&text);
     cJSON_Delete(root);
     return f;
+}
+
+/* --- rate-limit delays ------------------------------------------------------------------ */
+
+long ai_duration_ms(const char *text)
+{
+    static const struct {
+        const char *name;
+        double ms;
+    } units[] = {{"ns", 1e-6}, {"us", 1e-3}, {"\xc2\xb5s", 1e-3}, {"ms", 1},
+                 {"s", 1000},  {"m", 60000}, {"h", 3600000}};
+    const char *s = text;
+    double total = 0;
+
+    if (s == NULL || *s == '\0')
+        return -1;
+    if (strcmp(s, "0") == 0)
+        return 0; /* Go writes a zero duration without a unit */
+    while (*s != '\0') {
+        double v = 0, scale = 1;
+        bool digits = false;
+        size_t best = 0;
+        double unit = 0;
+
+        for (; *s >= '0' && *s <= '9'; s++, digits = true)
+            v = v * 10 + (*s - '0');
+        if (*s == '.') {
+            for (s++; *s >= '0' && *s <= '9'; s++, digits = true) {
+                scale /= 10;
+                v += (*s - '0') * scale;
+            }
+        }
+        if (!digits)
+            return -1;
+        /* The longest unit that matches: "ms" before "m". */
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+            size_t n = strlen(units[i].name);
+            if (n > best && strncmp(s, units[i].name, n) == 0) {
+                best = n;
+                unit = units[i].ms;
+            }
+        }
+        if (best == 0)
+            return -1;
+        s += best;
+        total += v * unit;
+        if (total > 1e12)
+            return -1;
+    }
+    /* Up to the next millisecond, but not for the binary fraction in 0.3 * 1000. */
+    return (long)ceil(total - 1e-6);
+}
+
+long ai_gemini_retry_ms(const char *body, size_t len)
+{
+    cJSON *root = cJSON_ParseWithLength(body != NULL ? body : "", body != NULL ? len : 0);
+    const cJSON *d;
+    long ms = -1;
+
+    cJSON_ArrayForEach(d, path(path(root, "error", NULL), "details", NULL))
+    {
+        const char *type = cJSON_GetStringValue(path(d, "@type", NULL));
+        const char *delay = cJSON_GetStringValue(path(d, "retryDelay", NULL));
+        if (ms < 0 && type != NULL && delay != NULL &&
+            strcmp(type, "type.googleapis.com/google.rpc.RetryInfo") == 0)
+            ms = ai_duration_ms(delay);
+    }
+    cJSON_Delete(root);
+    return ms;
+}
+
+/* The value of response header name as a duration in ms, or -1. */
+static long header_duration(const struct cm_httpc_response *resp, const char *name)
+{
+    return ai_duration_ms(cm_httpc_header(resp, name));
+}
+
+/* ai_openai_reset_ms(), also naming the header it read (static text) in *name. */
+static long openai_reset(const struct cm_httpc_response *resp, const char **name)
+{
+    long requests = header_duration(resp, "x-ratelimit-reset-requests");
+    long tokens = header_duration(resp, "x-ratelimit-reset-tokens");
+    cJSON *root = cJSON_ParseWithLength(resp->body.data != NULL ? resp->body.data : "",
+                                        resp->body.data != NULL ? resp->body.len : 0);
+    const char *type = cJSON_GetStringValue(path(root, "error", "type"));
+    bool use_tokens;
+
+    /* The 429 says which limit it hit; without that, the longer wait is the safe one. */
+    if (type != NULL && strcmp(type, "requests") == 0)
+        use_tokens = false;
+    else if (type != NULL && strcmp(type, "tokens") == 0)
+        use_tokens = true;
+    else
+        use_tokens = tokens > requests;
+    cJSON_Delete(root);
+    *name = use_tokens ? "x-ratelimit-reset-tokens" : "x-ratelimit-reset-requests";
+    return use_tokens ? tokens : requests;
+}
+
+long ai_openai_reset_ms(const struct cm_httpc_response *resp)
+{
+    const char *name;
+
+    return openai_reset(resp, &name);
+}
+
+/* Raises *best to ms when ms is longer, naming its source. */
+static void longest(long *best, const char **source, long ms, const char *name)
+{
+    if (ms > *best) {
+        *best = ms;
+        *source = name;
+    }
+}
+
+long ai_retry_delay_ms(enum ai_provider_kind kind, const struct cm_httpc_response *resp,
+                       const char **source)
+{
+    const char *from = NULL;
+    long best = -1;
+
+    longest(&best, &from, resp->retry_after_ms, "Retry-After");
+    if (kind == AI_PROVIDER_OPENAI) {
+        const char *ms = cm_httpc_header(resp, "retry-after-ms"), *name;
+        char *end = NULL;
+        double v = ms != NULL ? strtod(ms, &end) : -1;
+        long reset;
+        if (ms != NULL && end != ms && *end == '\0' && v >= 0 && v < 1e12)
+            longest(&best, &from, (long)ceil(v), "retry-after-ms");
+        reset = openai_reset(resp, &name);
+        longest(&best, &from, reset, name);
+    } else {
+        longest(&best, &from, ai_gemini_retry_ms(resp->body.data, resp->body.len), "retryDelay");
+    }
+    if (source != NULL)
+        *source = from;
+    return best;
 }

@@ -86,6 +86,41 @@ enum ai_fail ai_openai_parse(long status, const char *body, size_t len, const ch
 enum ai_fail ai_gemini_parse(long status, const char *body, size_t len, const char *fallback_model,
                              struct ai_completion *out, char *why, size_t cap);
 
+/* --- rate-limit delays (parse.c) ------------------------------------------------------- */
+
+/*
+ * Parses a duration as the providers write them into milliseconds (rounded up): Go's
+ * time.Duration text in OpenAI's x-ratelimit-reset-* headers ("1s", "6m0s", "20ms",
+ * "1h2m3.5s", "1.5s") and protobuf's Duration JSON in Gemini's retryDelay ("7s", "0.5s",
+ * "1.200s"). Returns -1 for anything else (empty, negative, no unit, trailing text).
+ */
+long ai_duration_ms(const char *text);
+
+/*
+ * The retryDelay of a google.rpc.RetryInfo in Gemini's error body
+ * ({"error": {"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+ * "retryDelay": "7s"}]}}) in ms, or -1 when there is none. Any bytes are safe.
+ */
+long ai_gemini_retry_ms(const char *body, size_t len);
+
+/*
+ * The reset time OpenAI gives for the limit a 429 names: error.type "requests" reads
+ * x-ratelimit-reset-requests, "tokens" x-ratelimit-reset-tokens, anything else the longer
+ * of the two. In ms, or -1 when absent or unreadable.
+ */
+long ai_openai_reset_ms(const struct cm_httpc_response *resp);
+
+/*
+ * How long a provider asked us to wait before the next attempt after the answer in resp,
+ * in ms, or -1 when it said nothing: the longest of every delay it stated, so that no retry
+ * comes sooner than any of them. Both: Retry-After (resp->retry_after_ms). OpenAI also
+ * retry-after-ms and ai_openai_reset_ms(); Gemini ai_gemini_retry_ms(). *source (may be
+ * NULL) receives the name of the field that set the delay ("Retry-After", "retryDelay",
+ * "x-ratelimit-reset-requests", ...), static text.
+ */
+long ai_retry_delay_ms(enum ai_provider_kind kind, const struct cm_httpc_response *resp,
+                       const char **source);
+
 /* --- calls (provider.c) ----------------------------------------------------------------- */
 
 /* One configured provider. Strings are borrowed from the settings for the process's life. */
@@ -102,8 +137,10 @@ struct ai_provider {
 /*
  * Asks p for a draft of the reply to the conversation in user, under the instructions in
  * system. http may be NULL (a connection for this call only). Retries 429 and 5xx answers
- * and connection failures with backoff, honouring Retry-After, all within p->timeout_ms;
- * an OpenAI 429 "insufficient_quota" is final at once (waiting will not help). Returns
+ * and connection failures with backoff, all within p->timeout_ms; a wait the provider asks
+ * for (ai_retry_delay_ms()) replaces the backoff, and one longer than the time left ends
+ * the call at once. An OpenAI 429 "insufficient_quota" is final at once (waiting will not
+ * help). Returns
  * AI_FAIL_NONE with out filled, or the failure with why ("<name>: <reason>") filled and out
  * empty. *attempts and *elapsed_ms (may be NULL) receive what the call took.
  */

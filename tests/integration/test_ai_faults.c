@@ -1,7 +1,9 @@
 /*
  * test_ai_faults - what the providers do wrong, on the real suite (ingest, vault, router,
  * ai-suggest) against the OpenAI and Gemini stand-ins: 500 and 503, 401 and a wrong Gemini
- * key, 429 with Retry-After (honoured, too long, or an exhausted quota), malformed JSON, an
+ * key, 429 the way each provider states its wait (OpenAI's Retry-After and
+ * x-ratelimit-reset-* headers, Gemini's RetryInfo in the body: honoured, as the recorded
+ * request times show, or too long; or an exhausted quota), malformed JSON, an
  * empty choice list, content-filter and safety refusals, an answer that never comes, a
  * dropped connection. Each becomes one clear reason, the next provider is tried, and when
  * none answers nothing is stored. Then the circuit breaker: a provider failing again and
@@ -210,19 +212,59 @@ static void test_fallbacks(void)
     expect_fallback(FAKEAI_CLOSE, 3, "unreachable");
 }
 
-static void test_retry_after_honoured(void)
+/*
+ * Scripts provider p to answer 429 once stating a wait of wait_ms (OpenAI failing at once
+ * with a wrong key when p is Gemini), asks, and checks that p's second request came no
+ * sooner than that wait after its first, by the stand-in's own clock.
+ */
+static void expect_wait_honoured(enum fakeai_provider p, enum fakeai_mode mode, int wait_ms)
 {
-    long ms = 0;
+    long long at[4] = {0};
     cJSON *r;
 
     fakeai_reset(fake);
-    fakeai_set(fake, FAKEAI_OPENAI, FAKEAI_429_ONCE);
-    r = suggest(&ms);
-    CHECK_STR(th_json_str(r, "result", "provider"), "openai");
-    CHECK_INT(fakeai_count(fake, FAKEAI_OPENAI), 2);
-    CHECK_INT(fakeai_count(fake, FAKEAI_GEMINI), 0);
-    CHECK_MSG(ms >= 1000, "answered after %ld ms, before Retry-After: 1 was over", ms);
+    fakeai_set_retry_delay(fake, p, wait_ms);
+    fakeai_set(fake, p, mode);
+    if (p == FAKEAI_GEMINI)
+        fakeai_set(fake, FAKEAI_OPENAI, FAKEAI_401);
+    r = suggest(NULL);
+    CHECK_STR(th_json_str(r, "result", "provider"), p == FAKEAI_OPENAI ? "openai" : "gemini");
+    CHECK_INT(fakeai_times(fake, p, at, 4), 2);
+    CHECK_MSG(at[1] - at[0] >= wait_ms, "mode %d: the retry came %lld ms after the 429, asked %d",
+              (int)mode, at[1] - at[0], wait_ms);
+    /* Not much later either: the wait is the provider's, not a fixed long one. */
+    CHECK_MSG(at[1] - at[0] < wait_ms + 1000, "mode %d: the retry came %lld ms after the 429",
+              (int)mode, at[1] - at[0]);
+    if (p == FAKEAI_OPENAI)
+        CHECK_INT(fakeai_count(fake, FAKEAI_GEMINI), 0);
     cJSON_Delete(r);
+}
+
+static void test_retry_after_honoured(void)
+{
+    /* OpenAI: Retry-After 1 (and x-ratelimit-reset-requests 1s). */
+    expect_wait_honoured(FAKEAI_OPENAI, FAKEAI_429_ONCE, 1000);
+    /* OpenAI without Retry-After: x-ratelimit-reset-requests 1.5s alone says how long. */
+    expect_wait_honoured(FAKEAI_OPENAI, FAKEAI_429_RESET_ONCE, 1500);
+    /* Retry-After 2 rounds 1.2 s up; the reset header's 1.2s is shorter: 2 s it is, which
+     * AI_TIMEOUT (2 s) cannot allow: Gemini answers instead, after one OpenAI request. */
+    {
+        cJSON *r;
+        fakeai_reset(fake);
+        fakeai_set_retry_delay(fake, FAKEAI_OPENAI, 1200);
+        fakeai_set(fake, FAKEAI_OPENAI, FAKEAI_429_ONCE);
+        r = suggest(NULL);
+        CHECK_STR(th_json_str(r, "result", "provider"), "gemini");
+        CHECK_INT(fakeai_count(fake, FAKEAI_OPENAI), 1);
+        cJSON_Delete(r);
+    }
+    /* Gemini: no header at all, retryDelay "1.500s" in the body's RetryInfo. */
+    expect_wait_honoured(FAKEAI_GEMINI, FAKEAI_429_ONCE, 1500);
+    /* Gemini asking for 30 s: its turn ends at once, with the reason. */
+    expect_failure(FAKEAI_401, FAKEAI_429_LONG, "unavailable", "openai: the API key was refused",
+                   "gemini: rate limited (HTTP 429, RESOURCE_EXHAUSTED); retryDelay 30 s is "
+                   "longer than the timeout allows");
+    CHECK_INT(fakeai_count(fake, FAKEAI_GEMINI), 1);
 }
 
 static void test_slow_provider(void)

@@ -18,6 +18,7 @@ struct fakeai {
     struct fakehttp *srv;
     _Atomic int mode[NPROV];
     _Atomic int delay_ms[NPROV];
+    _Atomic int retry_ms[NPROV];
     _Atomic int count[NPROV];
 };
 
@@ -161,20 +162,77 @@ static void answer_ok(int p, struct fakehttp_response *resp)
     }
 }
 
-static void rate_limited(int p, struct fakehttp_response *resp, const char *after)
+/* ms as Go prints a time.Duration, the way OpenAI's x-ratelimit-reset-* headers carry it. */
+static void go_duration(char *out, size_t cap, int ms)
 {
-    if (after != NULL)
-        fakehttp_set_header(resp, "Retry-After", after);
-    if (p == FAKEAI_OPENAI)
+    int h = ms / 3600000, m = ms / 60000 % 60, sec = ms / 1000 % 60, frac = ms % 1000;
+    size_t n = 0;
+
+    if (ms < 1000) {
+        snprintf(out, cap, "%dms", ms);
+        return;
+    }
+    if (h > 0)
+        n += (size_t)snprintf(out + n, cap - n, "%dh", h);
+    if (h > 0 || m > 0)
+        n += (size_t)snprintf(out + n, cap - n, "%dm", m);
+    if (frac == 0)
+        snprintf(out + n, cap - n, "%ds", sec);
+    else {
+        /* Go drops trailing zeros: 1.5s, 1.25s, 1.125s. */
+        char f[8];
+        snprintf(f, sizeof(f), "%03d", frac);
+        for (int i = 2; i > 0 && f[i] == '0'; i--)
+            f[i] = '\0';
+        snprintf(out + n, cap - n, "%d.%ss", sec, f);
+    }
+}
+
+/* Answers p's 429 stating a wait of ms (see fakeai.h); with_retry_after false leaves out
+ * OpenAI's Retry-After. */
+static void rate_limited(int p, struct fakehttp_response *resp, int ms, bool with_retry_after)
+{
+    char after[32], reset[32], body[1024];
+
+    snprintf(after, sizeof(after), "%d", (ms + 999) / 1000);
+    if (p == FAKEAI_OPENAI) {
+        go_duration(reset, sizeof(reset), ms);
+        if (with_retry_after)
+            fakehttp_set_header(resp, "Retry-After", after);
+        fakehttp_set_header(resp, "x-ratelimit-limit-requests", "3");
+        fakehttp_set_header(resp, "x-ratelimit-remaining-requests", "0");
+        fakehttp_set_header(resp, "x-ratelimit-reset-requests", reset);
+        fakehttp_set_header(resp, "x-ratelimit-limit-tokens", "40000");
+        fakehttp_set_header(resp, "x-ratelimit-remaining-tokens", "39750");
+        fakehttp_set_header(resp, "x-ratelimit-reset-tokens", "375ms");
         openai_error(resp, 429,
                      "Rate limit reached for gpt-4o-mini in organization org-test on requests "
-                     "per min (RPM): Limit 3, Used 3, Requested 1.",
+                     "per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.",
                      "requests", "rate_limit_exceeded");
-    else if (p == FAKEAI_GEMINI)
-        gemini_error(resp, 429, "Resource has been exhausted (e.g. check quota).",
-                     "RESOURCE_EXHAUSTED", NULL);
-    else
+    } else if (p == FAKEAI_GEMINI) {
+        /* protobuf's Duration in JSON: seconds with 0, 3, 6 or 9 decimals. */
+        if (ms % 1000 == 0)
+            snprintf(reset, sizeof(reset), "%ds", ms / 1000);
+        else
+            snprintf(reset, sizeof(reset), "%d.%03ds", ms / 1000, ms % 1000);
+        snprintf(
+            body, sizeof(body),
+            "{\"error\":{\"code\":429,\"message\":\"You exceeded your current quota, please "
+            "check your plan and billing details.\",\"status\":\"RESOURCE_EXHAUSTED\","
+            "\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.QuotaFailure\","
+            "\"violations\":[{\"quotaMetric\":\"generativelanguage.googleapis.com/"
+            "generate_content_free_tier_requests\",\"quotaId\":"
+            "\"GenerateRequestsPerMinutePerProjectPerModel-FreeTier\"}]},"
+            "{\"@type\":\"type.googleapis.com/google.rpc.Help\",\"links\":[{\"description\":"
+            "\"Learn more about Gemini API quotas\",\"url\":"
+            "\"https://ai.google.dev/gemini-api/docs/rate-limits\"}]},"
+            "{\"@type\":\"type.googleapis.com/google.rpc.RetryInfo\",\"retryDelay\":\"%s\"}]}}",
+            reset);
+        fakehttp_json(resp, 429, body);
+    } else {
+        fakehttp_set_header(resp, "Retry-After", after);
         eleven_error(resp, 429, "too_many_concurrent_requests", "Too many concurrent requests");
+    }
 }
 
 static void server_error(int p, struct fakehttp_response *resp, int status)
@@ -226,11 +284,12 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
             eleven_error(resp, 401, "invalid_api_key", "Invalid API key");
         break;
     case FAKEAI_429:
-        rate_limited(p, resp, "1");
+        rate_limited(p, resp, atomic_load(&f->retry_ms[p]), true);
         break;
     case FAKEAI_429_ONCE:
+    case FAKEAI_429_RESET_ONCE:
         /* Only the first request after scripting it: the retry then succeeds. */
-        rate_limited(p, resp, "1");
+        rate_limited(p, resp, atomic_load(&f->retry_ms[p]), mode == FAKEAI_429_ONCE);
         atomic_compare_exchange_strong(&f->mode[p], &mode, FAKEAI_OK);
         break;
     case FAKEAI_429_QUOTA:
@@ -240,10 +299,10 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
                          "details.",
                          "insufficient_quota", "insufficient_quota");
         else
-            rate_limited(p, resp, "1");
+            rate_limited(p, resp, atomic_load(&f->retry_ms[p]), true);
         break;
     case FAKEAI_429_LONG:
-        rate_limited(p, resp, "30");
+        rate_limited(p, resp, 30000, true);
         break;
     case FAKEAI_MALFORMED:
         fakehttp_json(resp, 200,
@@ -302,8 +361,10 @@ int fakeai_start_at(struct fakeai **out, int port)
     struct fakeai *f = cm_xcalloc(1, sizeof(*f));
     int rc;
 
-    for (int p = 0; p < NPROV; p++)
+    for (int p = 0; p < NPROV; p++) {
         atomic_store(&f->delay_ms[p], 30000);
+        atomic_store(&f->retry_ms[p], 1000);
+    }
     rc = port > 0 ? fakehttp_start_at(&f->srv, port, on_request, f)
                   : fakehttp_start(&f->srv, on_request, f);
     if (rc != 0) {
@@ -335,6 +396,26 @@ void fakeai_set(struct fakeai *f, enum fakeai_provider p, enum fakeai_mode m)
 void fakeai_set_delay(struct fakeai *f, enum fakeai_provider p, int ms)
 {
     atomic_store(&f->delay_ms[p], ms);
+}
+
+void fakeai_set_retry_delay(struct fakeai *f, enum fakeai_provider p, int ms)
+{
+    atomic_store(&f->retry_ms[p], ms);
+}
+
+int fakeai_times(struct fakeai *f, enum fakeai_provider p, long long *at, int max)
+{
+    int n = 0;
+
+    for (int i = 0; i < fakehttp_count(f->srv); i++) {
+        const struct fakehttp_request *r = fakehttp_get(f->srv, i);
+        if (r != NULL && provider_of(r->path) == (int)p) {
+            if (n < max)
+                at[n] = r->at_ms;
+            n++;
+        }
+    }
+    return n;
 }
 
 struct fakehttp *fakeai_server(struct fakeai *f)
@@ -402,5 +483,6 @@ void fakeai_reset(struct fakeai *f)
     for (int p = 0; p < NPROV; p++) {
         atomic_store(&f->count[p], 0);
         atomic_store(&f->mode[p], FAKEAI_OK);
+        atomic_store(&f->retry_ms[p], 1000);
     }
 }

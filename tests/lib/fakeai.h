@@ -14,6 +14,14 @@
  * A request with a wrong key or a malformed body gets the provider's own 401/400 whatever
  * the scripted mode, so a test also proves that ai-suggest speaks the format.
  *
+ * Rate limits, each provider's way, stating the wait set by fakeai_set_retry_delay():
+ *   OpenAI      429 {"error": {"message", "type": "requests", "code": "rate_limit_exceeded"}}
+ *               with Retry-After (whole seconds, rounded up) and x-ratelimit-limit-*,
+ *               -remaining-* and -reset-* headers (Go durations: "1.5s", "6m0s", "20ms")
+ *   Gemini      429 RESOURCE_EXHAUSTED, the wait only in the body: details[] holds a
+ *               google.rpc.RetryInfo {"retryDelay": "1.500s"}; no Retry-After
+ *   ElevenLabs  429 with Retry-After (whole seconds)
+ *
  * Base URLs for ai-suggest: OPENAI_BASE_URL=<url>/v1, GEMINI_BASE_URL=<url>/v1beta,
  * ELEVENLABS_BASE_URL=<url>.
  */
@@ -40,20 +48,22 @@ enum fakeai_provider {
 };
 
 enum fakeai_mode {
-    FAKEAI_OK = 0,    /* a draft (audio for ElevenLabs) */
-    FAKEAI_500,       /* the provider's 500 error body, every time */
-    FAKEAI_503,       /* 503 (Gemini: UNAVAILABLE "The model is overloaded") */
-    FAKEAI_401,       /* the key is refused (Gemini: 400 API_KEY_INVALID) */
-    FAKEAI_429,       /* rate limited, "Retry-After: 1", every time */
-    FAKEAI_429_ONCE,  /* rate limited with "Retry-After: 1" on every other request */
-    FAKEAI_429_QUOTA, /* OpenAI: 429 insufficient_quota (others: like FAKEAI_429) */
-    FAKEAI_429_LONG,  /* rate limited with "Retry-After: 30" */
-    FAKEAI_MALFORMED, /* 200 with a truncated JSON body */
-    FAKEAI_EMPTY,     /* 200 with no choice / candidate */
-    FAKEAI_REFUSED,   /* content filter (OpenAI), finishReason SAFETY (Gemini) */
-    FAKEAI_BLOCKED,   /* Gemini: promptFeedback.blockReason SAFETY */
-    FAKEAI_HANG,      /* answers only after the delay (fakeai_set_delay, default 30 s) */
-    FAKEAI_CLOSE,     /* closes the connection without answering */
+    FAKEAI_OK = 0,         /* a draft (audio for ElevenLabs) */
+    FAKEAI_500,            /* the provider's 500 error body, every time */
+    FAKEAI_503,            /* 503 (Gemini: UNAVAILABLE "The model is overloaded") */
+    FAKEAI_401,            /* the key is refused (Gemini: 400 API_KEY_INVALID) */
+    FAKEAI_429,            /* rate limited (see above), every time */
+    FAKEAI_429_ONCE,       /* rate limited on the first request after scripting it, then OK */
+    FAKEAI_429_QUOTA,      /* OpenAI: 429 insufficient_quota (others: like FAKEAI_429) */
+    FAKEAI_429_LONG,       /* rate limited, stating a wait of 30 s */
+    FAKEAI_429_RESET_ONCE, /* like FAKEAI_429_ONCE, but OpenAI's answer has no Retry-After:
+                            * only its x-ratelimit-reset-* headers say how long to wait */
+    FAKEAI_MALFORMED,      /* 200 with a truncated JSON body */
+    FAKEAI_EMPTY,          /* 200 with no choice / candidate */
+    FAKEAI_REFUSED,        /* content filter (OpenAI), finishReason SAFETY (Gemini) */
+    FAKEAI_BLOCKED,        /* Gemini: promptFeedback.blockReason SAFETY */
+    FAKEAI_HANG,           /* answers only after the delay (fakeai_set_delay, default 30 s) */
+    FAKEAI_CLOSE,          /* closes the connection without answering */
 };
 
 struct fakeai;
@@ -71,6 +81,8 @@ const char *fakeai_url(const struct fakeai *f);
 void fakeai_set(struct fakeai *f, enum fakeai_provider p, enum fakeai_mode m);
 /* How long FAKEAI_HANG waits before answering (ms). */
 void fakeai_set_delay(struct fakeai *f, enum fakeai_provider p, int ms);
+/* The wait the 429 modes (but FAKEAI_429_LONG) state, in ms (default 1000). */
+void fakeai_set_retry_delay(struct fakeai *f, enum fakeai_provider p, int ms);
 
 /* Requests the provider received since the start or the last fakeai_reset(). */
 int fakeai_count(struct fakeai *f, enum fakeai_provider p);
@@ -83,10 +95,16 @@ char *fakeai_last_header(struct fakeai *f, enum fakeai_provider p, const char *n
 /* The path of the provider's last request (a new string), or NULL. */
 char *fakeai_last_path(struct fakeai *f, enum fakeai_provider p);
 
+/*
+ * When the provider's requests arrived (fakehttp's at_ms, CLOCK_MONOTONIC ms), in order:
+ * fills at most max of them into at and returns how many there are.
+ */
+int fakeai_times(struct fakeai *f, enum fakeai_provider p, long long *at, int max);
+
 /* The underlying fakehttp server (its recorded requests), borrowed. */
 struct fakehttp *fakeai_server(struct fakeai *f);
 
-/* Forgets the recorded requests and puts every provider back in FAKEAI_OK. */
+/* Forgets the recorded requests and puts every provider back in FAKEAI_OK, stating 1 s. */
 void fakeai_reset(struct fakeai *f);
 
 #endif

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* An answer waiting for its delay, on the loop thread's list until it is sent. */
 struct pending {
@@ -109,8 +110,11 @@ static struct fakehttp_request *make_record(struct fakehttp *srv, struct evhttp_
     struct evkeyvalq *in = evhttp_request_get_input_headers(ereq);
     struct evbuffer *body = evhttp_request_get_input_buffer(ereq);
     struct evkeyval *kv;
+    struct timespec now;
     size_t n = 0;
 
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    r->at_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     r->method = cm_xstrdup(method_name(evhttp_request_get_command(ereq)));
     r->uri = cm_xstrdup(evhttp_request_get_uri(ereq));
     r->path = cm_xstrdup(path != NULL ? path : "");

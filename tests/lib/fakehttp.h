@@ -34,6 +34,7 @@ struct fakehttp_request {
     size_t nheaders;
     char *body; /* NUL-terminated (the NUL is not counted) */
     size_t body_len;
+    long long at_ms; /* when it arrived: CLOCK_MONOTONIC in ms (compare two requests' times) */
 };
 
 /* What the handler answers. The server initialises it to 200, no headers, empty body. */

@@ -2,7 +2,9 @@
  * test_provider - OpenAI's and Gemini's wire formats as they really are: the request bodies
  * we send, and every kind of answer: drafts with usage, error bodies (401, 429 rate limit and
  * exhausted quota, 500, 503, a wrong Gemini key), content-filter and safety refusals, empty
- * choice lists, malformed JSON. Also ElevenLabs' answers and the transport outcomes.
+ * choice lists, malformed JSON. Also ElevenLabs' answers and the transport outcomes, and the
+ * waits a rate-limited provider asks for: Go durations in OpenAI's x-ratelimit-reset-*
+ * headers, retry-after-ms and Retry-After; Gemini's google.rpc.RetryInfo in the body.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -324,6 +326,144 @@ static void test_transport_and_labels(void)
     CHECK(!ai_fail_counts(AI_FAIL_NONE));
 }
 
+static void test_durations(void)
+{
+    /* OpenAI's headers are Go durations. */
+    CHECK_INT(ai_duration_ms("1s"), 1000);
+    CHECK_INT(ai_duration_ms("6m0s"), 360000);
+    CHECK_INT(ai_duration_ms("20ms"), 20);
+    CHECK_INT(ai_duration_ms("1.5s"), 1500);
+    CHECK_INT(ai_duration_ms("1m30.25s"), 90250);
+    CHECK_INT(ai_duration_ms("1h2m3s"), 3723000);
+    CHECK_INT(ai_duration_ms("0"), 0);
+    CHECK_INT(ai_duration_ms("0s"), 0);
+    /* Below a millisecond rounds up: never sooner than asked. */
+    CHECK_INT(ai_duration_ms("1500us"), 2);
+    CHECK_INT(ai_duration_ms("1500\xc2\xb5s"), 2);
+    CHECK_INT(ai_duration_ms("10ns"), 1);
+    /* Gemini's retryDelay is protobuf's Duration: seconds, up to nine decimals. */
+    CHECK_INT(ai_duration_ms("7s"), 7000);
+    CHECK_INT(ai_duration_ms("0.500s"), 500);
+    CHECK_INT(ai_duration_ms("1.0001s"), 1001);
+    CHECK_INT(ai_duration_ms("0.3s"), 300);
+    /* Anything else is unusable. */
+    const char *bad[] = {"",    "s",     "1",   "-1s", "1x", "1s ",
+                         " 1s", "1.s.s", "1 s", "abc", "ms", "99999999999999s",
+                         NULL};
+    for (int i = 0; bad[i] != NULL; i++)
+        CHECK_MSG(ai_duration_ms(bad[i]) == -1, "\"%s\" was read as %ld ms", bad[i],
+                  ai_duration_ms(bad[i]));
+    CHECK_INT(ai_duration_ms(NULL), -1);
+}
+
+static void test_gemini_retry_info(void)
+{
+    const char *body =
+        "{\"error\":{\"code\":429,\"message\":\"You exceeded your current quota.\","
+        "\"status\":\"RESOURCE_EXHAUSTED\",\"details\":[{\"@type\":"
+        "\"type.googleapis.com/google.rpc.QuotaFailure\",\"violations\":[{\"quotaMetric\":"
+        "\"generativelanguage.googleapis.com/generate_content_free_tier_requests\"}]},"
+        "{\"@type\":\"type.googleapis.com/google.rpc.RetryInfo\",\"retryDelay\":\"7s\"}]}}";
+    const char *fraction = "{\"error\":{\"code\":429,\"details\":[{\"@type\":"
+                           "\"type.googleapis.com/google.rpc.RetryInfo\",\"retryDelay\":"
+                           "\"1.250s\"}]}}";
+    /* A retryDelay outside a RetryInfo is not one. */
+    const char *other = "{\"error\":{\"code\":429,\"details\":[{\"@type\":"
+                        "\"type.googleapis.com/google.rpc.ErrorInfo\",\"retryDelay\":\"9s\"}]}}";
+    const char *none = "{\"error\":{\"code\":429,\"status\":\"RESOURCE_EXHAUSTED\"}}";
+    const char *garbage = "{\"error\":{\"details\":[{\"@type\":"
+                          "\"type.googleapis.com/google.rpc.RetryInfo\",\"retryDelay\":7}]}}";
+
+    CHECK_INT(ai_gemini_retry_ms(body, strlen(body)), 7000);
+    CHECK_INT(ai_gemini_retry_ms(fraction, strlen(fraction)), 1250);
+    CHECK_INT(ai_gemini_retry_ms(other, strlen(other)), -1);
+    CHECK_INT(ai_gemini_retry_ms(none, strlen(none)), -1);
+    CHECK_INT(ai_gemini_retry_ms(garbage, strlen(garbage)), -1);
+    CHECK_INT(ai_gemini_retry_ms("not json", 8), -1);
+    CHECK_INT(ai_gemini_retry_ms(NULL, 0), -1);
+}
+
+/* A response as the HTTP client leaves it: status, body, headers (name, value, ...). */
+static void response(struct cm_httpc_response *r, long status, const char *body, long retry_after,
+                     const char *const *headers)
+{
+    cm_httpc_response_init(r);
+    r->status = status;
+    r->retry_after_ms = retry_after;
+    cm_buf_puts(&r->body, body);
+    for (int i = 0; headers != NULL && headers[i] != NULL; i += 2) {
+        r->headers = cm_xrealloc(r->headers, (r->nheaders + 1) * sizeof(*r->headers));
+        r->headers[r->nheaders].name = cm_xstrdup(headers[i]);
+        r->headers[r->nheaders].value = cm_xstrdup(headers[i + 1]);
+        r->nheaders++;
+    }
+}
+
+static void test_retry_delays(void)
+{
+    const char *requests =
+        "{\"error\":{\"message\":\"Rate limit reached on requests per min\","
+        "\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}";
+    const char *tokens = "{\"error\":{\"message\":\"Rate limit reached on tokens per min\","
+                         "\"type\":\"tokens\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}";
+    const char *resets[] = {"x-ratelimit-remaining-requests",
+                            "0",
+                            "x-ratelimit-reset-requests",
+                            "1.5s",
+                            "X-RateLimit-Reset-Tokens",
+                            "6m0s",
+                            NULL};
+    const char *gemini_body = "{\"error\":{\"code\":429,\"status\":\"RESOURCE_EXHAUSTED\","
+                              "\"details\":[{\"@type\":\"type.googleapis.com/google.rpc."
+                              "RetryInfo\",\"retryDelay\":\"2s\"}]}}";
+    const char *ms_header[] = {"retry-after-ms", "2500", NULL};
+    struct cm_httpc_response r;
+    const char *source = NULL;
+
+    /* OpenAI: the reset of the limit the 429 names, whichever is longer. */
+    response(&r, 429, requests, -1, resets);
+    CHECK_INT(ai_openai_reset_ms(&r), 1500);
+    CHECK_INT(ai_retry_delay_ms(AI_PROVIDER_OPENAI, &r, &source), 1500);
+    CHECK_STR(source, "x-ratelimit-reset-requests");
+    cm_httpc_response_cleanup(&r);
+    response(&r, 429, tokens, -1, resets);
+    CHECK_INT(ai_retry_delay_ms(AI_PROVIDER_OPENAI, &r, &source), 360000);
+    CHECK_STR(source, "x-ratelimit-reset-tokens");
+    cm_httpc_response_cleanup(&r);
+    /* No type: the longer of the two. */
+    response(&r, 429, "{}", -1, resets);
+    CHECK_INT(ai_openai_reset_ms(&r), 360000);
+    cm_httpc_response_cleanup(&r);
+    /* Retry-After longer than the reset: never sooner than any stated wait. */
+    response(&r, 429, requests, 3000, resets);
+    CHECK_INT(ai_retry_delay_ms(AI_PROVIDER_OPENAI, &r, &source), 3000);
+    CHECK_STR(source, "Retry-After");
+    cm_httpc_response_cleanup(&r);
+    response(&r, 429, requests, 1000, ms_header);
+    CHECK_INT(ai_retry_delay_ms(AI_PROVIDER_OPENAI, &r, &source), 2500);
+    CHECK_STR(source, "retry-after-ms");
+    cm_httpc_response_cleanup(&r);
+    /* Nothing stated: -1, the caller backs off. */
+    response(&r, 429, requests, -1, NULL);
+    source = "unchanged";
+    CHECK_INT(ai_retry_delay_ms(AI_PROVIDER_OPENAI, &r, &source), -1);
+    CHECK(source == NULL);
+    cm_httpc_response_cleanup(&r);
+
+    /* Gemini: the body's RetryInfo; OpenAI's headers mean nothing there. */
+    response(&r, 429, gemini_body, -1, resets);
+    CHECK_INT(ai_retry_delay_ms(AI_PROVIDER_GEMINI, &r, &source), 2000);
+    CHECK_STR(source, "retryDelay");
+    cm_httpc_response_cleanup(&r);
+    response(&r, 429, gemini_body, 4000, NULL);
+    CHECK_INT(ai_retry_delay_ms(AI_PROVIDER_GEMINI, &r, &source), 4000);
+    CHECK_STR(source, "Retry-After");
+    cm_httpc_response_cleanup(&r);
+    response(&r, 503, "{\"error\":{\"code\":503,\"status\":\"UNAVAILABLE\"}}", -1, NULL);
+    CHECK_INT(ai_retry_delay_ms(AI_PROVIDER_GEMINI, &r, NULL), -1);
+    cm_httpc_response_cleanup(&r);
+}
+
 int main(void)
 {
     RUN(test_openai_body);
@@ -336,5 +476,8 @@ int main(void)
     RUN(test_gemini_refusals_and_garbage);
     RUN(test_voice_parse);
     RUN(test_transport_and_labels);
+    RUN(test_durations);
+    RUN(test_gemini_retry_info);
+    RUN(test_retry_delays);
     return check_summary();
 }
