@@ -201,8 +201,9 @@ doms__pg_reachable_dir() {
         return 1
     fi
     home=/var/lib/doms/pg-$(printf '%s' "$parent/$(basename "$dir")" | sha256sum | cut -c1-16)
-    mkdir -p "$home"
-    chown "$user": "$home"
+    # Explicit modes: the caller's umask (077 in up) must not lock the user out of the parent.
+    install -d -m 0755 /var/lib/doms
+    install -d -m 0700 -o "$user" -g "$(id -gn "$user")" "$home"
     chmod 0700 "$home"
     rmdir "$dir" 2>/dev/null || true
     ln -sfn "$home" "$dir"
