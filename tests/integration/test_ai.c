@@ -155,6 +155,9 @@ static void test_setup(void)
                             "--token",     "short-ai-b", NULL};
         const char *viewer[] = {"member", "add",    "--workspace", ws_a, "--user",
                                 "vic",    "--role", "viewer",      NULL};
+        /* The tokens Meta's Login dialog would have given the businesses. */
+        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-ai-a", NULL);
+        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-ai-b", NULL);
         out = run(0, NULL, ca);
         snprintf(int_a, sizeof(int_a), "%s", th_json_str(out, "integration_id", NULL));
         cJSON_Delete(out);

@@ -148,6 +148,7 @@ static void test_setup(void)
         const char *connect[] = {"integration", "connect",   "--workspace", ws,
                                  "--platform",  "messenger", "--account",   PAGE,
                                  "--token",     "short-f",   NULL};
+        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-f", NULL);
         CHECK_INT(th_stack_domsctl(&st, NULL, NULL, connect), 0);
     }
     snprintf(body, sizeof(body),

@@ -52,6 +52,7 @@ static void setup_workspace(char ws[64], const char *name, const char *page, con
 
     snprintf(ws, 64, "%s", th_json_str(out, "workspace_id", NULL));
     cJSON_Delete(out);
+    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short", NULL);
     out = run(0, connect);
     snprintf(integration, 64, "%s", th_json_str(out, "integration_id", NULL));
     cJSON_Delete(out);

@@ -15,6 +15,7 @@
 #include "stack.h"
 
 #define PAGE "106000000000001"
+#define IG   "17841400000000051"
 
 static struct th_stack st;
 static struct th_proc ingest, vault, router1, router2;
@@ -166,6 +167,8 @@ static void test_setup(void)
         cJSON_Delete(run(0, b));
         cJSON_Delete(run(0, v));
     }
+    /* The token Meta's Login dialog would have given the business. */
+    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-router", NULL);
     out = run(0, connect);
     CHECK(th_json_str(out, "integration_id", NULL) != NULL);
     cJSON_Delete(out);
@@ -480,6 +483,95 @@ static void test_send_outcomes(void)
     }
 }
 
+/* The last Send API request recorded by srv, borrowed, or NULL. */
+static const struct fakehttp_request *last_send(struct fakehttp *srv)
+{
+    for (int i = fakehttp_count(srv) - 1; i >= 0; i--) {
+        const struct fakehttp_request *r = fakehttp_get(srv, i);
+        if (strcmp(r->method, "POST") == 0 && strstr(r->path, "/messages") != NULL)
+            return r;
+    }
+    return NULL;
+}
+
+/* True when any request srv recorded names text in its URI or body. */
+static bool mentions(struct fakehttp *srv, const char *text)
+{
+    for (int i = 0; i < fakehttp_count(srv); i++) {
+        const struct fakehttp_request *r = fakehttp_get(srv, i);
+        if (strstr(r->uri, text) != NULL || strstr(r->body, text) != NULL)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Each platform's calls go to its own host: Instagram's exchange and replies to
+ * graph.instagram.com (POST /v23.0/<ig-id>/messages with the Instagram token, as the
+ * Instagram API with Instagram Login documents it), Messenger's to graph.facebook.com, and
+ * neither host ever sees the other's account. Each stand-in knows only its own tokens, so
+ * a call to the wrong host would also have failed with 190.
+ */
+static void test_hosts(void)
+{
+    const char *connect[] = {"integration", "connect",         "--workspace", ws,
+                             "--platform",  "instagram",       "--account",   IG,
+                             "--token",     "short-ig-router", NULL};
+    struct fakehttp *fb = fakemeta_server(st.meta, FAKEMETA_FACEBOOK);
+    struct fakehttp *ig = fakemeta_server(st.meta, FAKEMETA_INSTAGRAM);
+    const struct fakehttp_request *r;
+    int fb_sends, ig_sends;
+    char body[1024], *conv;
+    cJSON *m;
+
+    CHECK(strcmp(fakemeta_url(st.meta, FAKEMETA_FACEBOOK),
+                 fakemeta_url(st.meta, FAKEMETA_INSTAGRAM)) != 0);
+    fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-ig-router", IG);
+    cJSON_Delete(run(0, connect));
+    CHECK(fakehttp_find(ig, "/access_token") != NULL);
+    snprintf(body, sizeof(body),
+             "{\"object\":\"instagram\",\"entry\":[{\"id\":\"" IG "\",\"time\":%lld,"
+             "\"messaging\":[{\"sender\":{\"id\":\"ig-cust-1\"},\"recipient\":{\"id\":\"" IG
+             "\"},\"timestamp\":%lld,\"message\":{\"mid\":\"m_ig_1\",\"text\":\"Hola desde "
+             "Instagram\"}}]}]}",
+             (long long)now_ms_, (long long)now_ms_ - 60000);
+    CHECK_INT(th_stack_webhook(&st, body), 200);
+    conv = await_conv("Hola desde Instagram");
+
+    fb_sends = fakemeta_sends(st.meta, FAKEMETA_FACEBOOK);
+    ig_sends = fakemeta_sends(st.meta, FAKEMETA_INSTAGRAM);
+    free(reply_ok(conv, "Si, tenemos la chaqueta.", false));
+    m = await_status(conv, "Si, tenemos la chaqueta.", "sent");
+    CHECK(m != NULL && th_json_str(m, "mid", NULL) != NULL);
+    cJSON_Delete(m);
+    CHECK_INT(fakemeta_sends(st.meta, FAKEMETA_INSTAGRAM), ig_sends + 1);
+    CHECK_INT(fakemeta_sends(st.meta, FAKEMETA_FACEBOOK), fb_sends);
+    r = last_send(ig);
+    CHECK(r != NULL);
+    if (r != NULL) {
+        CHECK_STR(r->path, "/v23.0/" IG "/messages");
+        CHECK_STR(fakehttp_header(r, "Authorization"), "Bearer IGLL-short-ig-router");
+        CHECK_CONTAINS(r->body, "\"recipient\":{\"id\":\"ig-cust-1\"}");
+    }
+    CHECK_MSG(!mentions(fb, IG), "the Facebook host saw the Instagram account");
+    CHECK_MSG(!mentions(fb, "ig-cust-1"), "the Facebook host saw the Instagram contact");
+
+    /* And Messenger's reply goes to the Facebook host alone. */
+    free(reply_ok(c1, "Only on Messenger.", false));
+    cJSON_Delete(await_status(c1, "Only on Messenger.", "sent"));
+    CHECK_INT(fakemeta_sends(st.meta, FAKEMETA_FACEBOOK), fb_sends + 1);
+    CHECK_INT(fakemeta_sends(st.meta, FAKEMETA_INSTAGRAM), ig_sends + 1);
+    r = last_send(fb);
+    CHECK(r != NULL);
+    if (r != NULL) {
+        CHECK_STR(r->path, "/v23.0/" PAGE "/messages");
+        CHECK_STR(fakehttp_header(r, "Authorization"), "Bearer PAGE-" PAGE "-short-router");
+    }
+    CHECK_MSG(!mentions(ig, PAGE), "the Instagram host saw the Page");
+    CHECK_MSG(!mentions(ig, "\"cust-1\""), "the Instagram host saw a Messenger contact");
+    free(conv);
+}
+
 static void test_roles(void)
 {
     const char *viewer_list[] = {"--actor", "vic", "messages", "list", c1, NULL};
@@ -577,7 +669,8 @@ static void test_no_plaintext(void)
 static void test_logs_clean(void)
 {
     struct th_proc *procs[] = {&ingest, &vault, &router1, &router2};
-    const char *needles[] = {"blue jacket", "cust-1\"", "PAGE-", "EAAU-", FAKEMETA_APP_SECRET};
+    const char *needles[] = {"blue jacket", "cust-1\"", "PAGE-",
+                             "EAAU-",       "IGLL-",    FAKEMETA_APP_SECRET};
 
     for (size_t p = 0; p < 4; p++) {
         char *log = th_proc_output(procs[p]);
@@ -603,6 +696,7 @@ int main(void)
     RUN(test_event_kinds);
     RUN(test_windows);
     RUN(test_send_outcomes);
+    RUN(test_hosts);
     RUN(test_roles);
     RUN(test_replicas);
     RUN(test_no_plaintext);

@@ -59,6 +59,7 @@ static void test_outage(void)
             "integration", "connect",   "--workspace", th_json_str(out, "workspace_id", NULL),
             "--platform",  "messenger", "--account",   PAGE,
             "--token",     "t",         NULL};
+        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "t", NULL);
         CHECK_INT(th_stack_domsctl(&st, NULL, NULL, connect), 0);
     }
     cJSON_Delete(out);

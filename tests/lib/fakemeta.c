@@ -1,5 +1,11 @@
 /*
  * fakemeta.c - Meta's Graph API stand-in (see fakemeta.h).
+ *
+ * One token table serves both hosts; each token belongs to the host that issued it, and a
+ * listener answers only with its own host's endpoints and tokens. With one listener for
+ * both (fakemeta_server PORT) the path decides the host of a token endpoint and the token
+ * the host of a Send API call. Handlers run on the listeners' threads; the table is
+ * guarded by one lock.
  */
 #include "fakemeta.h"
 
@@ -8,13 +14,94 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/mem.h"
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static char seen[256][80]; /* recipients that already had their first (failing) attempt */
-static int nseen;
-static int sent_seq;
+#define SIXTY_DAYS  5184000
+#define ONE_HOUR    3600
+#define MAX_TOKENS  512
+#define MAX_SEEN    256
+#define BOTH_HOSTS  (-1)
+#define INVALID_190 "Invalid OAuth access token - Cannot parse access token"
+
+struct token {
+    char value[200];
+    enum fakemeta_kind kind;
+    char account[64]; /* the Page or Instagram account, "" for any */
+    int64_t issued_at;
+    int64_t expires_at; /* 0: never */
+    bool revoked;
+};
+
+/* The argument of one listener's handler. */
+struct listener {
+    struct fakemeta *m;
+    int host; /* FAKEMETA_FACEBOOK, FAKEMETA_INSTAGRAM or BOTH_HOSTS */
+};
+
+struct fakemeta {
+    struct fakehttp *srv[2]; /* srv[1] == srv[0] with one listener */
+    struct listener on[2];
+
+    pthread_mutex_t lock; /* guards what follows */
+    struct token tokens[MAX_TOKENS];
+    int ntokens;
+    int64_t clock_offset;
+    bool open_login;
+    int throttle_code;
+    int throttle_left; /* < 0: until turned off */
+    long calls;
+    char seen[MAX_SEEN][80]; /* recipients that already had their first (failing) attempt */
+    int nseen;
+    int sent_seq;
+};
+
+static int64_t now_locked(const struct fakemeta *m)
+{
+    return (int64_t)time(NULL) + m->clock_offset;
+}
+
+static enum fakemeta_host host_of(enum fakemeta_kind kind)
+{
+    return kind == FAKEMETA_IG_SHORT || kind == FAKEMETA_IG_LONG ? FAKEMETA_INSTAGRAM
+                                                                 : FAKEMETA_FACEBOOK;
+}
+
+static struct token *find_locked(struct fakemeta *m, const char *value)
+{
+    for (int i = 0; value != NULL && i < m->ntokens; i++) {
+        if (strcmp(m->tokens[i].value, value) == 0)
+            return &m->tokens[i];
+    }
+    return NULL;
+}
+
+static void issue_locked(struct fakemeta *m, enum fakemeta_kind kind, const char *value,
+                         const char *account, int64_t lifetime)
+{
+    struct token *t = find_locked(m, value);
+
+    if (t == NULL && m->ntokens < MAX_TOKENS)
+        t = &m->tokens[m->ntokens++];
+    if (t == NULL)
+        return;
+    memset(t, 0, sizeof(*t));
+    snprintf(t->value, sizeof(t->value), "%s", value);
+    snprintf(t->account, sizeof(t->account), "%s", account != NULL ? account : "");
+    t->kind = kind;
+    t->issued_at = now_locked(m);
+    t->expires_at = lifetime > 0 ? t->issued_at + lifetime : 0;
+}
+
+static int64_t lifetime_of(enum fakemeta_kind kind)
+{
+    return kind == FAKEMETA_USER_LONG || kind == FAKEMETA_IG_LONG ? SIXTY_DAYS
+           : kind == FAKEMETA_PAGE                                ? 0
+                                                                  : ONE_HOUR;
+}
+
+/* --- answers --------------------------------------------------------------------------- */
 
 static void token_json(struct fakehttp_response *resp, const char *token, long expires_in)
 {
@@ -29,33 +116,145 @@ static void token_json(struct fakehttp_response *resp, const char *token, long e
     fakehttp_json(resp, 200, body);
 }
 
+/* Meta's usage headers: X-App-Usage always, the business use case one for account. */
+static void usage_headers(struct fakemeta *m, struct fakehttp_response *resp, const char *account,
+                          const char *use_case)
+{
+    char v[384];
+    long pct;
+
+    pthread_mutex_lock(&m->lock);
+    m->calls++;
+    pct = m->throttle_code != 0 ? 100 : (m->calls < 99 ? m->calls : 99);
+    pthread_mutex_unlock(&m->lock);
+    snprintf(v, sizeof(v), "{\"call_count\":%ld,\"total_time\":%ld,\"total_cputime\":%ld}", pct,
+             pct / 2, pct / 2);
+    fakehttp_set_header(resp, "X-App-Usage", v);
+    if (account != NULL && account[0] != '\0') {
+        snprintf(v, sizeof(v),
+                 "{\"%s\":[{\"type\":\"%s\",\"call_count\":%ld,\"total_cputime\":%ld,"
+                 "\"total_time\":%ld,\"estimated_time_to_regain_access\":%d}]}",
+                 account, use_case, pct, pct / 2, pct / 2, pct == 100 ? 5 : 0);
+        fakehttp_set_header(resp, "X-Business-Use-Case-Usage", v);
+    }
+}
+
+/* Answers the scripted throttling error, if one is due; true when it did. */
+static bool throttled(struct fakemeta *m, struct fakehttp_response *resp)
+{
+    static const struct {
+        int code, status;
+        const char *message;
+    } codes[] = {
+        {4, 403, "(#4) Application request limit reached"},
+        {17, 403, "(#17) User request limit reached"},
+        {32, 403, "(#32) Page request limit reached"},
+        {613, 400, "(#613) Calls to this api have exceeded the rate limit."},
+    };
+    char body[512];
+    int code = 0;
+
+    pthread_mutex_lock(&m->lock);
+    if (m->throttle_code != 0 && m->throttle_left != 0) {
+        code = m->throttle_code;
+        if (m->throttle_left > 0 && --m->throttle_left == 0)
+            m->throttle_code = 0;
+    }
+    pthread_mutex_unlock(&m->lock);
+    for (size_t i = 0; code != 0 && i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (codes[i].code != code)
+            continue;
+        snprintf(body, sizeof(body),
+                 "{\"error\":{\"message\":\"%s\",\"type\":\"OAuthException\",\"is_transient\":"
+                 "true,\"code\":%d,\"fbtrace_id\":\"AFakeTrace%d\"}}",
+                 codes[i].message, code, code);
+        fakehttp_set_header(resp, "WWW-Authenticate", "OAuth \"Facebook Platform\"");
+        fakehttp_json(resp, codes[i].status, body);
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Checks that value is a live token of one of the kinds in mask (bit per kind) issued by
+ * host (BOTH_HOSTS: either). Answers Meta's 190 and returns false when it is not; copies
+ * the token into *out otherwise.
+ */
+static bool valid_token(struct fakemeta *m, int host, const char *value, unsigned mask,
+                        struct fakehttp_response *resp, struct token *out)
+{
+    struct token *t;
+    struct token copy = {0};
+    bool found = false;
+    int64_t now;
+
+    pthread_mutex_lock(&m->lock);
+    t = find_locked(m, value);
+    if (t != NULL) {
+        copy = *t;
+        found = true;
+    }
+    now = now_locked(m);
+    pthread_mutex_unlock(&m->lock);
+    if (!found || (host != BOTH_HOSTS && host_of(copy.kind) != (enum fakemeta_host)host) ||
+        !(mask & (1u << copy.kind))) {
+        fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
+        return false;
+    }
+    if (copy.revoked) {
+        fakehttp_meta_error(resp, 400, 190, 460,
+                            "Error validating access token: The session has been invalidated "
+                            "because the user changed their password or Facebook has changed the "
+                            "session for security reasons.");
+        return false;
+    }
+    if (copy.expires_at != 0 && now >= copy.expires_at) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "Error validating access token: Session has expired at unix time %lld. The "
+                 "current unix time is %lld.",
+                 (long long)copy.expires_at, (long long)now);
+        fakehttp_meta_error(resp, 400, 190, 463, msg);
+        return false;
+    }
+    if (out != NULL)
+        *out = copy;
+    return true;
+}
+
+/* With open login, an unknown token becomes a short-lived one of kind, issued now. */
+static void open_login(struct fakemeta *m, const char *value, enum fakemeta_kind kind)
+{
+    pthread_mutex_lock(&m->lock);
+    if (m->open_login && value != NULL && value[0] != '\0' && find_locked(m, value) == NULL)
+        issue_locked(m, kind, value, NULL, lifetime_of(kind));
+    pthread_mutex_unlock(&m->lock);
+}
+
 /* True the first time a recipient is seen. */
-static bool first_time(const char *recipient)
+static bool first_time(struct fakemeta *m, const char *recipient)
 {
     bool first = true;
 
-    pthread_mutex_lock(&lock);
-    for (int i = 0; i < nseen; i++) {
-        if (strcmp(seen[i], recipient) == 0)
+    pthread_mutex_lock(&m->lock);
+    for (int i = 0; i < m->nseen; i++) {
+        if (strcmp(m->seen[i], recipient) == 0)
             first = false;
     }
-    if (first && nseen < 256)
-        snprintf(seen[nseen++], sizeof(seen[0]), "%s", recipient);
-    pthread_mutex_unlock(&lock);
+    if (first && m->nseen < MAX_SEEN)
+        snprintf(m->seen[m->nseen++], sizeof(m->seen[0]), "%s", recipient);
+    pthread_mutex_unlock(&m->lock);
     return first;
 }
 
-static void send_api(const struct fakehttp_request *req, struct fakehttp_response *resp)
+/* --- Send API -------------------------------------------------------------------------- */
+
+/* The recipient-scripted outcomes of a send that passed the token checks (fakemeta.h). */
+static void deliver(struct fakemeta *m, const char *to, struct fakehttp_response *resp)
 {
-    cJSON *body = cJSON_ParseWithLength(req->body, req->body_len);
-    const char *to =
-        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "recipient"), "id"));
-    const char *auth = fakehttp_header(req, "Authorization");
     char ok[256];
 
-    if (to == NULL || auth == NULL || strncmp(auth, "Bearer ", 7) != 0) {
-        fakehttp_meta_error(resp, 400, 100, 0, "(#100) The parameter recipient is required");
-    } else if (strncmp(to, "fail-window", 11) == 0) {
+    if (strncmp(to, "fail-window", 11) == 0) {
         fakehttp_meta_error(resp, 400, 10, 2018278,
                             "(#10) This message is sent outside of allowed window.");
     } else if (strncmp(to, "fail-token", 10) == 0) {
@@ -69,105 +268,473 @@ static void send_api(const struct fakehttp_request *req, struct fakehttp_respons
                       "{\"error\":{\"message\":\"Service temporarily unavailable\","
                       "\"type\":\"OAuthException\",\"code\":2,"
                       "\"fbtrace_id\":\"AdownXYZ\"}}");
-    } else if (strncmp(to, "flaky", 5) == 0 && first_time(to)) {
+    } else if (strncmp(to, "flaky", 5) == 0 && first_time(m, to)) {
         fakehttp_reply(resp, 500, "Internal Server Error", 21);
-    } else if (strncmp(to, "throttled", 9) == 0 && first_time(to)) {
-        fakehttp_meta_error(resp, 400, 613, 0, "Calls to this api have exceeded the rate limit.");
+    } else if (strncmp(to, "throttled", 9) == 0 && first_time(m, to)) {
+        fakehttp_meta_error(resp, 400, 613, 0,
+                            "(#613) Calls to this api have exceeded the rate limit.");
     } else {
-        pthread_mutex_lock(&lock);
+        pthread_mutex_lock(&m->lock);
         snprintf(ok, sizeof(ok), "{\"recipient_id\":\"%s\",\"message_id\":\"m_sent_%d\"}", to,
-                 ++sent_seq);
-        pthread_mutex_unlock(&lock);
+                 ++m->sent_seq);
+        pthread_mutex_unlock(&m->lock);
         fakehttp_json(resp, 200, ok);
     }
+}
+
+/* POST /vX/<account>/messages: account is the path's id ("me" allowed on Instagram). */
+static void send_api(struct fakemeta *m, int host, const char *account,
+                     const struct fakehttp_request *req, struct fakehttp_response *resp)
+{
+    cJSON *body = cJSON_ParseWithLength(req->body, req->body_len);
+    const char *to =
+        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "recipient"), "id"));
+    const char *auth = fakehttp_header(req, "Authorization");
+    char *query_token = fakehttp_query_param(req, "access_token");
+    const char *token = auth != NULL && strncmp(auth, "Bearer ", 7) == 0 ? auth + 7 : query_token;
+    unsigned mask = host == FAKEMETA_FACEBOOK    ? 1u << FAKEMETA_PAGE
+                    : host == FAKEMETA_INSTAGRAM ? 1u << FAKEMETA_IG_LONG
+                                                 : (1u << FAKEMETA_PAGE) | (1u << FAKEMETA_IG_LONG);
+    struct token t;
+
+    if (token == NULL) {
+        fakehttp_meta_error(resp, 400, 2500, 0,
+                            "An active access token must be used to query information about "
+                            "the current user.");
+    } else if (!valid_token(m, host, token, mask, resp, &t)) {
+        /* answered */
+    } else if (t.account[0] != '\0' && strcmp(account, t.account) != 0 &&
+               !(t.kind == FAKEMETA_IG_LONG && strcmp(account, "me") == 0)) {
+        /* A Page token for another Page, or another account's Instagram token. */
+        fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
+    } else if (to == NULL) {
+        fakehttp_meta_error(resp, 400, 100, 0, "(#100) The parameter recipient is required");
+    } else {
+        usage_headers(m, resp, t.account[0] ? t.account : account,
+                      t.kind == FAKEMETA_PAGE ? "messenger" : "instagram");
+        deliver(m, to, resp);
+    }
+    free(query_token);
     cJSON_Delete(body);
+}
+
+/* --- token endpoints ------------------------------------------------------------------- */
+
+/* GET /vX/oauth/access_token?grant_type=fb_exchange_token... */
+static void fb_exchange(struct fakemeta *m, const struct fakehttp_request *req,
+                        struct fakehttp_response *resp)
+{
+    char *grant = fakehttp_query_param(req, "grant_type");
+    char *client = fakehttp_query_param(req, "client_id");
+    char *secret = fakehttp_query_param(req, "client_secret");
+    char *fbx = fakehttp_query_param(req, "fb_exchange_token");
+    char token[300];
+    struct token t;
+
+    if (grant == NULL || strcmp(grant, "fb_exchange_token") != 0) {
+        fakehttp_meta_error(resp, 400, 100, 0, "(#100) Invalid grant_type");
+    } else if (client == NULL || strcmp(client, FAKEMETA_APP_ID) != 0) {
+        fakehttp_meta_error(resp, 400, 101, 0,
+                            "Error validating application. Invalid application ID.");
+    } else if (secret == NULL || strcmp(secret, FAKEMETA_APP_SECRET) != 0) {
+        fakehttp_meta_error(resp, 400, 1, 0, "Error validating client secret.");
+    } else if (fbx == NULL) {
+        fakehttp_meta_error(resp, 400, 100, 0, "(#100) Missing parameter: fb_exchange_token");
+    } else {
+        open_login(m, fbx, FAKEMETA_USER_SHORT);
+        if (valid_token(m, FAKEMETA_FACEBOOK, fbx,
+                        (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp, &t)) {
+            /* Exchanging a long-lived token gives it back, renewed. */
+            if (t.kind == FAKEMETA_USER_LONG)
+                snprintf(token, sizeof(token), "%s", fbx);
+            else
+                snprintf(token, sizeof(token), "EAAU-%s", fbx);
+            fakemeta_issue(m, FAKEMETA_USER_LONG, token, NULL);
+            token_json(resp, token, SIXTY_DAYS - 56);
+        }
+    }
+    free(grant);
+    free(client);
+    free(secret);
+    free(fbx);
+}
+
+/* GET /vX/<page-id>?fields=access_token&access_token=<user token> */
+static void page_token(struct fakemeta *m, const char *page, const struct fakehttp_request *req,
+                       struct fakehttp_response *resp)
+{
+    char *access = fakehttp_query_param(req, "access_token");
+    char *fields = fakehttp_query_param(req, "fields");
+    char token[300];
+    struct token t;
+
+    if (access == NULL) {
+        fakehttp_meta_error(resp, 400, 2500, 0,
+                            "An active access token must be used to query information about "
+                            "the current user.");
+    } else if (valid_token(m, FAKEMETA_FACEBOOK, access,
+                           (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp, &t)) {
+        const char *user = strncmp(access, "EAAU-", 5) == 0 ? access + 5 : access;
+        snprintf(token, sizeof(token), "PAGE-%s-%s", page, user);
+        pthread_mutex_lock(&m->lock);
+        /* From a long-lived user token, a Page token does not expire. */
+        issue_locked(m, FAKEMETA_PAGE, token, page,
+                     t.kind == FAKEMETA_USER_LONG ? 0 : t.expires_at - now_locked(m));
+        pthread_mutex_unlock(&m->lock);
+        usage_headers(m, resp, page, "pages");
+        if (fields == NULL || strstr(fields, "access_token") == NULL) {
+            char body[200];
+            snprintf(body, sizeof(body), "{\"name\":\"Test Page\",\"id\":\"%s\"}", page);
+            fakehttp_json(resp, 200, body);
+        } else {
+            char body[512];
+            snprintf(body, sizeof(body), "{\"access_token\":\"%s\",\"id\":\"%s\"}", token, page);
+            fakehttp_json(resp, 200, body);
+        }
+    }
+    free(access);
+    free(fields);
+}
+
+/* GET /vX/debug_token?input_token=...&access_token=<app id>|<app secret> */
+static void debug_token(struct fakemeta *m, const struct fakehttp_request *req,
+                        struct fakehttp_response *resp)
+{
+    static const char *const types[] = {"USER", "USER", "PAGE", "USER", "USER"};
+    char *access = fakehttp_query_param(req, "access_token");
+    char *input = fakehttp_query_param(req, "input_token");
+    struct token t = {0};
+    bool found = false;
+    int64_t now = 0;
+    cJSON *out, *data, *scopes;
+    char *text;
+
+    if (access == NULL || strcmp(access, FAKEMETA_APP_ID "|" FAKEMETA_APP_SECRET) != 0) {
+        fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
+        goto done;
+    }
+    if (input == NULL) {
+        fakehttp_meta_error(resp, 400, 100, 0, "(#100) The parameter input_token is required");
+        goto done;
+    }
+    pthread_mutex_lock(&m->lock);
+    if (find_locked(m, input) != NULL) {
+        t = *find_locked(m, input);
+        found = host_of(t.kind) == FAKEMETA_FACEBOOK;
+    }
+    now = now_locked(m);
+    pthread_mutex_unlock(&m->lock);
+    out = cJSON_CreateObject();
+    data = cJSON_AddObjectToObject(out, "data");
+    if (!found) {
+        cJSON *err = cJSON_AddObjectToObject(data, "error");
+        cJSON_AddNumberToObject(err, "code", 190);
+        cJSON_AddStringToObject(err, "message", INVALID_190);
+        cJSON_AddBoolToObject(data, "is_valid", false);
+        cJSON_AddArrayToObject(data, "scopes");
+    } else {
+        bool expired = t.expires_at != 0 && now >= t.expires_at;
+        cJSON_AddStringToObject(data, "app_id", FAKEMETA_APP_ID);
+        cJSON_AddStringToObject(data, "type", types[t.kind]);
+        cJSON_AddStringToObject(data, "application", "Doms test app");
+        cJSON_AddNumberToObject(data, "data_access_expires_at", (double)(t.issued_at + 7776000));
+        cJSON_AddNumberToObject(data, "expires_at", (double)t.expires_at);
+        cJSON_AddBoolToObject(data, "is_valid", !t.revoked && !expired);
+        cJSON_AddNumberToObject(data, "issued_at", (double)t.issued_at);
+        if (t.kind == FAKEMETA_PAGE)
+            cJSON_AddStringToObject(data, "profile_id", t.account);
+        scopes = cJSON_AddArrayToObject(data, "scopes");
+        cJSON_AddItemToArray(scopes, cJSON_CreateString("pages_messaging"));
+        cJSON_AddItemToArray(scopes, cJSON_CreateString("pages_manage_metadata"));
+        cJSON_AddItemToArray(scopes, cJSON_CreateString("pages_show_list"));
+        cJSON_AddStringToObject(data, "user_id", "10000000000001");
+        if (t.revoked || expired) {
+            cJSON *err = cJSON_AddObjectToObject(data, "error");
+            cJSON_AddNumberToObject(err, "code", 190);
+            cJSON_AddStringToObject(err, "message",
+                                    t.revoked ? "Error validating access token: The session has "
+                                                "been invalidated."
+                                              : "Error validating access token: Session has "
+                                                "expired.");
+            cJSON_AddNumberToObject(err, "subcode", t.revoked ? 460 : 463);
+        }
+    }
+    text = cJSON_PrintUnformatted(out);
+    fakehttp_json(resp, 200, text);
+    cJSON_free(text);
+    cJSON_Delete(out);
+done:
+    free(access);
+    free(input);
+}
+
+/* GET /access_token?grant_type=ig_exchange_token&client_secret&access_token */
+static void ig_exchange(struct fakemeta *m, const struct fakehttp_request *req,
+                        struct fakehttp_response *resp)
+{
+    char *grant = fakehttp_query_param(req, "grant_type");
+    char *secret = fakehttp_query_param(req, "client_secret");
+    char *access = fakehttp_query_param(req, "access_token");
+    char token[300];
+    struct token t;
+
+    if (grant == NULL || strcmp(grant, "ig_exchange_token") != 0) {
+        fakehttp_meta_error(resp, 400, 100, 0, "Unsupported grant_type");
+    } else if (secret == NULL || strcmp(secret, FAKEMETA_APP_SECRET) != 0) {
+        fakehttp_meta_error(resp, 400, 101, 0, "Error validating client secret.");
+    } else if (access == NULL) {
+        fakehttp_meta_error(resp, 400, 100, 0, "(#100) Missing parameter: access_token");
+    } else {
+        open_login(m, access, FAKEMETA_IG_SHORT);
+        if (valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_SHORT, resp, &t)) {
+            snprintf(token, sizeof(token), "IGLL-%s", access);
+            fakemeta_issue(m, FAKEMETA_IG_LONG, token, t.account[0] ? t.account : NULL);
+            token_json(resp, token, SIXTY_DAYS);
+        }
+    }
+    free(grant);
+    free(secret);
+    free(access);
+}
+
+/* GET /refresh_access_token?grant_type=ig_refresh_token&access_token */
+static void ig_refresh(struct fakemeta *m, const struct fakehttp_request *req,
+                       struct fakehttp_response *resp)
+{
+    char *grant = fakehttp_query_param(req, "grant_type");
+    char *access = fakehttp_query_param(req, "access_token");
+    char token[300];
+    struct token t;
+    int64_t now;
+
+    if (grant == NULL || strcmp(grant, "ig_refresh_token") != 0) {
+        fakehttp_meta_error(resp, 400, 100, 0, "Unsupported grant_type");
+    } else if (access == NULL) {
+        fakehttp_meta_error(resp, 400, 100, 0, "(#100) Missing parameter: access_token");
+    } else if (valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_LONG, resp, &t)) {
+        pthread_mutex_lock(&m->lock);
+        now = now_locked(m);
+        pthread_mutex_unlock(&m->lock);
+        if (now - t.issued_at < 86400) {
+            fakehttp_meta_error(resp, 400, 100, 0,
+                                "(#100) The access token can be refreshed only once it is at "
+                                "least 24 hours old");
+        } else {
+            /* A new token; the old one stays valid until it expires, as Meta's does. */
+            snprintf(token, sizeof(token), "%s-r", access);
+            fakemeta_issue(m, FAKEMETA_IG_LONG, token, t.account[0] ? t.account : NULL);
+            token_json(resp, token, SIXTY_DAYS);
+        }
+    }
+    free(grant);
+    free(access);
+}
+
+/* --- routing --------------------------------------------------------------------------- */
+
+/* The path after "/vNN.N/", or NULL when the path has no version. */
+static const char *after_version(const char *path)
+{
+    const char *slash;
+
+    if (strncmp(path, "/v", 2) != 0 || (slash = strchr(path + 2, '/')) == NULL)
+        return NULL;
+    return slash + 1;
 }
 
 static void on_request(const struct fakehttp_request *req, struct fakehttp_response *resp,
                        void *arg)
 {
-    char *access = fakehttp_query_param(req, "access_token");
-    char *secret = fakehttp_query_param(req, "client_secret");
-    char *fbx = fakehttp_query_param(req, "fb_exchange_token");
-    size_t plen = strlen(req->path);
-    char token[300];
+    struct listener *l = arg;
+    struct fakemeta *m = l->m;
+    const char *rest = after_version(req->path);
+    bool fb = l->host != FAKEMETA_INSTAGRAM, ig = l->host != FAKEMETA_FACEBOOK;
+    bool get = strcmp(req->method, "GET") == 0;
+    size_t rlen = rest != NULL ? strlen(rest) : 0;
 
-    (void)arg;
-    if (strcmp(req->method, "POST") == 0 && plen > 9 &&
-        strcmp(req->path + plen - 9, "/messages") == 0) {
-        send_api(req, resp);
-    } else if (strcmp(req->path, "/access_token") == 0) {
-        if (secret == NULL || strcmp(secret, FAKEMETA_APP_SECRET) != 0 || access == NULL)
-            fakehttp_meta_error(resp, 400, 101, 0, "Error validating client secret.");
-        else if (strcmp(access, "expired") == 0)
-            fakehttp_meta_error(resp, 400, 190, 463, "Session has expired");
-        else {
-            snprintf(token, sizeof(token), "IGLL-%s", access);
-            token_json(resp, token, 5184000);
-        }
-    } else if (strstr(req->path, "/oauth/access_token") != NULL) {
-        if (secret == NULL || strcmp(secret, FAKEMETA_APP_SECRET) != 0 || fbx == NULL)
-            fakehttp_meta_error(resp, 400, 101, 0, "Error validating application.");
-        else {
-            snprintf(token, sizeof(token), "EAAU-%s", fbx);
-            token_json(resp, token, 5184000);
-        }
-    } else if (strstr(req->path, "/debug_token") != NULL) {
-        fakehttp_json(resp, 200, "{\"data\":{\"is_valid\":true,\"type\":\"PAGE\"}}");
-    } else if (strcmp(req->path, "/refresh_access_token") == 0) {
-        snprintf(token, sizeof(token), "%s-r", access ? access : "");
-        token_json(resp, token, 5184000);
-    } else if (strncmp(req->path, "/v", 2) == 0 && strchr(req->path + 1, '/') != NULL) {
-        const char *page = strchr(req->path + 1, '/') + 1;
-        if (access == NULL || strncmp(access, "EAAU-", 5) != 0)
-            fakehttp_meta_error(resp, 400, 190, 0, "Invalid OAuth access token.");
-        else {
-            snprintf(token, sizeof(token), "PAGE-%s-%s", page, access + 5);
-            token_json(resp, token, 0);
-        }
-    } else {
-        fakehttp_meta_error(resp, 404, 803, 0, "Unknown path");
+    if (throttled(m, resp)) {
+        usage_headers(m, resp, NULL, NULL);
+        return;
     }
-    free(access);
-    free(secret);
-    free(fbx);
+    if (strcmp(req->method, "POST") == 0 && rest != NULL && rlen > 9 &&
+        strcmp(rest + rlen - 9, "/messages") == 0 && strchr(rest, '/') == rest + rlen - 9) {
+        char account[80];
+        snprintf(account, sizeof(account), "%.*s", (int)(rlen - 9), rest);
+        if (strcmp(account, "me") == 0 && !ig)
+            fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
+        else
+            send_api(m, l->host, account, req, resp);
+    } else if (ig && get && strcmp(req->path, "/access_token") == 0) {
+        ig_exchange(m, req, resp);
+    } else if (ig && get && strcmp(req->path, "/refresh_access_token") == 0) {
+        ig_refresh(m, req, resp);
+    } else if (fb && get && rest != NULL && strcmp(rest, "oauth/access_token") == 0) {
+        fb_exchange(m, req, resp);
+    } else if (fb && get && rest != NULL && strcmp(rest, "debug_token") == 0) {
+        debug_token(m, req, resp);
+    } else if (fb && get && rest != NULL && rlen > 0 && strchr(rest, '/') == NULL) {
+        page_token(m, rest, req, resp);
+    } else {
+        /* Graph's answer to a path it does not know. */
+        fakehttp_meta_error(resp, 400, 100, 33,
+                            "Unsupported get request. Object does not exist, cannot be loaded "
+                            "due to missing permissions, or does not support this operation.");
+    }
+    /* Every answer, errors included, says how much of the app's budget is used. */
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        if (strcmp(resp->headers[i].name, "X-App-Usage") == 0)
+            return;
+    }
+    usage_headers(m, resp, NULL, NULL);
 }
 
-int fakemeta_start(struct fakehttp **out)
+/* --- lifecycle and hooks --------------------------------------------------------------- */
+
+int fakemeta_start(struct fakemeta **out)
 {
-    return fakehttp_start(out, on_request, NULL);
+    return fakemeta_start_at(out, 0, 0);
 }
 
-int fakemeta_start_at(struct fakehttp **out, int port)
+int fakemeta_start_at(struct fakemeta **out, int fb_port, int ig_port)
 {
-    return fakehttp_start_at(out, port, on_request, NULL);
+    struct fakemeta *m = cm_xcalloc(1, sizeof(*m));
+
+    *out = NULL;
+    pthread_mutex_init(&m->lock, NULL);
+    m->on[0] = (struct listener){m, ig_port < 0 ? BOTH_HOSTS : FAKEMETA_FACEBOOK};
+    m->on[1] = (struct listener){m, FAKEMETA_INSTAGRAM};
+    if (fakehttp_start_at(&m->srv[0], fb_port, on_request, &m->on[0]) != 0)
+        goto err;
+    if (ig_port < 0)
+        m->srv[1] = m->srv[0];
+    else if (fakehttp_start_at(&m->srv[1], ig_port, on_request, &m->on[1]) != 0)
+        goto err;
+    *out = m;
+    return 0;
+err:
+    fakehttp_stop(m->srv[0]);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+    return -1;
 }
 
-int fakemeta_sends(struct fakehttp *srv)
+void fakemeta_stop(struct fakemeta *m)
 {
+    if (m == NULL)
+        return;
+    if (m->srv[1] != m->srv[0])
+        fakehttp_stop(m->srv[1]);
+    fakehttp_stop(m->srv[0]);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+const char *fakemeta_url(const struct fakemeta *m, enum fakemeta_host host)
+{
+    return fakehttp_url(m->srv[host]);
+}
+
+struct fakehttp *fakemeta_server(struct fakemeta *m, enum fakemeta_host host)
+{
+    return m->srv[host];
+}
+
+void fakemeta_clear(struct fakemeta *m)
+{
+    fakehttp_clear(m->srv[0]);
+    if (m->srv[1] != m->srv[0])
+        fakehttp_clear(m->srv[1]);
+}
+
+void fakemeta_issue(struct fakemeta *m, enum fakemeta_kind kind, const char *token,
+                    const char *account)
+{
+    pthread_mutex_lock(&m->lock);
+    issue_locked(m, kind, token, account, lifetime_of(kind));
+    pthread_mutex_unlock(&m->lock);
+}
+
+void fakemeta_revoke(struct fakemeta *m, const char *token)
+{
+    struct token *t;
+
+    pthread_mutex_lock(&m->lock);
+    if ((t = find_locked(m, token)) != NULL)
+        t->revoked = true;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void fakemeta_age(struct fakemeta *m, const char *token, int64_t seconds)
+{
+    struct token *t;
+
+    pthread_mutex_lock(&m->lock);
+    if ((t = find_locked(m, token)) != NULL) {
+        t->issued_at -= seconds;
+        if (t->expires_at != 0)
+            t->expires_at -= seconds;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void fakemeta_set_clock(struct fakemeta *m, int64_t offset_seconds)
+{
+    pthread_mutex_lock(&m->lock);
+    m->clock_offset = offset_seconds;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void fakemeta_set_open_login(struct fakemeta *m, bool open)
+{
+    pthread_mutex_lock(&m->lock);
+    m->open_login = open;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void fakemeta_throttle(struct fakemeta *m, int code, int count)
+{
+    pthread_mutex_lock(&m->lock);
+    m->throttle_code = count != 0 ? code : 0;
+    m->throttle_left = count;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* True for a recorded Send API request. */
+static bool is_send(const struct fakehttp_request *r)
+{
+    size_t plen = strlen(r->path);
+
+    return strcmp(r->method, "POST") == 0 && plen > 9 &&
+           strcmp(r->path + plen - 9, "/messages") == 0;
+}
+
+int fakemeta_sends(struct fakemeta *m, enum fakemeta_host host)
+{
+    struct fakehttp *srv = m->srv[host];
     int n = 0, total = fakehttp_count(srv);
 
     for (int i = 0; i < total; i++) {
-        const struct fakehttp_request *r = fakehttp_get(srv, i);
-        size_t plen = strlen(r->path);
-        if (strcmp(r->method, "POST") == 0 && plen > 9 &&
-            strcmp(r->path + plen - 9, "/messages") == 0)
+        if (is_send(fakehttp_get(srv, i)))
             n++;
     }
     return n;
 }
 
-char *fakemeta_last_send(struct fakehttp *srv, const char *recipient)
+char *fakemeta_last_send(struct fakemeta *m, const char *recipient)
 {
     char *found = NULL;
     char needle[160];
 
     snprintf(needle, sizeof(needle), "\"recipient\":{\"id\":\"%s\"}", recipient);
-    for (int i = 0; i < fakehttp_count(srv); i++) {
-        const struct fakehttp_request *r = fakehttp_get(srv, i);
-        if (r->body != NULL && strstr(r->body, needle) != NULL) {
-            free(found);
-            found = cm_xstrdup(r->body);
+    for (int h = 0; h < 2; h++) {
+        if (h == 1 && m->srv[1] == m->srv[0])
+            break;
+        for (int i = 0; i < fakehttp_count(m->srv[h]); i++) {
+            const struct fakehttp_request *r = fakehttp_get(m->srv[h], i);
+            if (is_send(r) && r->body != NULL && strstr(r->body, needle) != NULL) {
+                free(found);
+                found = cm_xstrdup(r->body);
+            }
         }
     }
     return found;

@@ -1,11 +1,44 @@
 /*
- * fakemeta.h - a local stand-in for Meta's Graph API, speaking its real wire format: the
- * token endpoints token-vault calls and the Send API conversation-router calls, with
- * Meta's error bodies and throttling. Built on fakehttp; every request is recorded there.
+ * fakemeta.h - a local stand-in for Meta's Graph API, as strict as the real one: two hosts,
+ * graph.facebook.com and graph.instagram.com, each on a listener of its own (or both on one,
+ * for fakemeta_server), each knowing only its own endpoints and the tokens it issued.
  *
- * Tokens: a short-lived token T becomes IGLL-T (Instagram) or EAAU-T then PAGE-<page>-T
- * (Messenger). Send API: the recipient id chooses the answer, so a test scripts Meta by
- * naming its contacts:
+ * Facebook host (META_GRAPH_URL):
+ *   GET  /vX/oauth/access_token?grant_type=fb_exchange_token&client_id&client_secret
+ *        &fb_exchange_token=<user token>            -> long-lived user token, 60 days
+ *   GET  /vX/<page-id>?fields=access_token&access_token=<user token>
+ *                                                   -> Page token (never expires when the
+ *                                                      user token is long-lived, else 1 h)
+ *   GET  /vX/debug_token?input_token&access_token=<app id>|<app secret>
+ *                                                   -> {"data": {"is_valid", "type",
+ *                                                      "expires_at", "scopes", ...}}
+ *   POST /vX/<page-id>/messages (Bearer <Page token of that page>)
+ * Instagram host (INSTAGRAM_GRAPH_URL):
+ *   GET  /access_token?grant_type=ig_exchange_token&client_secret&access_token=<short>
+ *                                                   -> long-lived Instagram token, 60 days
+ *   GET  /refresh_access_token?grant_type=ig_refresh_token&access_token=<long-lived>
+ *                                                   -> a new one, only once the token is at
+ *                                                      least 24 hours old and unexpired
+ *   POST /vX/<ig-id>/messages or /vX/me/messages (Bearer <long-lived Instagram token>)
+ *
+ * A token the host never issued, or of the wrong kind, answers OAuthException 190
+ * "Invalid OAuth access token - Cannot parse access token" (HTTP 400); an expired one 190
+ * with error_subcode 463; a revoked one 190 with subcode 460. A wrong grant_type, a missing
+ * parameter or a refresh of a token younger than 24 hours is code 100 (Meta documents the
+ * rule but not its exact error text). A wrong app id or secret is code 101.
+ *
+ * Rate limits: every answer carries X-App-Usage {"call_count","total_time","total_cputime"}
+ * (percentages); a Send API call and a Page token read also carry
+ * X-Business-Use-Case-Usage for the page or Instagram account. fakemeta_throttle() makes the
+ * next calls answer a throttling code: 4 (app, HTTP 403), 17 (user, 403), 32 (page, 403),
+ * 613 (calls within one hour, 400), with "is_transient": true; usage then reads 100.
+ *
+ * Tokens that the business obtains through Meta's Login dialog (short-lived user or
+ * Instagram tokens) never pass through the suite: a test issues them with fakemeta_issue().
+ * With fakemeta_set_open_login() any unknown token presented to an exchange is taken as a
+ * short-lived token just issued by that host (for fakemeta_server, where a person types it).
+ *
+ * Send API: the recipient id also scripts Meta, so a test names its contacts:
  *   fail-window*   400, code 10 subcode 2018278 (outside the allowed window)
  *   fail-token*    400, code 190 (invalid OAuth access token)
  *   fail-gone*     400, code 551 subcode 1545041 (this person isn't available)
@@ -18,20 +51,76 @@
 #ifndef TESTS_FAKEMETA_H
 #define TESTS_FAKEMETA_H
 
+#include <stdint.h>
+
 #include "fakehttp.h"
 
 #define FAKEMETA_APP_ID     "app-123"
 #define FAKEMETA_APP_SECRET "test-app-secret-0123"
 
-/* Starts the stand-in; fakehttp_url() of *out is both META_GRAPH_URL and INSTAGRAM_GRAPH_URL. */
-int fakemeta_start(struct fakehttp **out);
-/* The same on a given port (for tests/tools/fakemeta_server). */
-int fakemeta_start_at(struct fakehttp **out, int port);
+enum fakemeta_host {
+    FAKEMETA_FACEBOOK = 0, /* graph.facebook.com */
+    FAKEMETA_INSTAGRAM = 1 /* graph.instagram.com */
+};
 
-/* The number of Send API requests received so far. */
-int fakemeta_sends(struct fakehttp *srv);
+enum fakemeta_kind {
+    FAKEMETA_USER_SHORT = 0, /* Facebook user token from Login, about 1 hour */
+    FAKEMETA_USER_LONG,      /* Facebook user token, 60 days */
+    FAKEMETA_PAGE,           /* Page token */
+    FAKEMETA_IG_SHORT,       /* Instagram user token from Instagram Login, 1 hour */
+    FAKEMETA_IG_LONG,        /* Instagram long-lived token, 60 days */
+};
 
-/* The body of the last Send API request to recipient (a new string; free it), or NULL. */
-char *fakemeta_last_send(struct fakehttp *srv, const char *recipient);
+struct fakemeta;
+
+/* Starts both hosts on two free ports of 127.0.0.1. Returns 0, or -1 (reason on stderr).
+ * Stop and free it with fakemeta_stop(). */
+int fakemeta_start(struct fakemeta **out);
+/*
+ * The same on given ports (0: a free one). ig_port -1: one listener on fb_port plays both
+ * hosts, each endpoint answering as its own host would (fakemeta_server PORT).
+ */
+int fakemeta_start_at(struct fakemeta **out, int fb_port, int ig_port);
+/* Stops both listeners and frees m; accepts NULL. */
+void fakemeta_stop(struct fakemeta *m);
+
+/* The hosts' base URLs ("http://127.0.0.1:PORT"), borrowed. Equal with one listener. */
+const char *fakemeta_url(const struct fakemeta *m, enum fakemeta_host host);
+/* The host's listener and its recorded requests, borrowed. */
+struct fakehttp *fakemeta_server(struct fakemeta *m, enum fakemeta_host host);
+/* Forgets every request recorded on both hosts. */
+void fakemeta_clear(struct fakemeta *m);
+
+/* --- test hooks (thread-safe) ---------------------------------------------------------- */
+
+/*
+ * Registers token as issued now by the host its kind belongs to. account binds it to a
+ * Page (FAKEMETA_PAGE) or an Instagram account id (IG kinds), so that the Send API accepts
+ * it for that account only; NULL for none. Issuing a token again renews it.
+ */
+void fakemeta_issue(struct fakemeta *m, enum fakemeta_kind kind, const char *token,
+                    const char *account);
+/* Revokes a token (the user removed the app or changed the password): then 190/460. */
+void fakemeta_revoke(struct fakemeta *m, const char *token);
+/* Makes a token seconds older: its issue time and its expiry move back by that much. */
+void fakemeta_age(struct fakemeta *m, const char *token, int64_t seconds);
+/* Moves the stand-in's clock (seconds, added to the real time) for every token at once. */
+void fakemeta_set_clock(struct fakemeta *m, int64_t offset_seconds);
+/* true: the exchanges accept any unknown token as a fresh short-lived one (see above). */
+void fakemeta_set_open_login(struct fakemeta *m, bool open);
+/*
+ * The next count calls to either host (count < 0: every call until called again with code
+ * 0) answer the throttling error code: 4, 17, 32 or 613.
+ */
+void fakemeta_throttle(struct fakemeta *m, int code, int count);
+
+/* --- what the suite sent --------------------------------------------------------------- */
+
+/* The number of Send API requests received so far by host. */
+int fakemeta_sends(struct fakemeta *m, enum fakemeta_host host);
+
+/* The body of the last Send API request to recipient on either host (a new string; free
+ * it), or NULL. */
+char *fakemeta_last_send(struct fakemeta *m, const char *recipient);
 
 #endif

@@ -84,8 +84,8 @@ int th_stack_start(struct th_stack *s, struct th_proc *p, const char *daemon,
     /* Tests run in parallel: a default internal address would be taken by the first. */
     if (r->internal_var != NULL)
         env[n++] = cm_xasprintf("%s=127.0.0.1:%d", r->internal_var, th_free_port());
-    env[n++] = cm_xasprintf("META_GRAPH_URL=%s", fakehttp_url(s->meta));
-    env[n++] = cm_xasprintf("INSTAGRAM_GRAPH_URL=%s", fakehttp_url(s->meta));
+    env[n++] = cm_xasprintf("META_GRAPH_URL=%s", fakemeta_url(s->meta, FAKEMETA_FACEBOOK));
+    env[n++] = cm_xasprintf("INSTAGRAM_GRAPH_URL=%s", fakemeta_url(s->meta, FAKEMETA_INSTAGRAM));
     env[n++] = cm_xstrdup("META_APP_ID=" FAKEMETA_APP_ID);
     env[n++] = cm_xstrdup("META_APP_SECRET=" FAKEMETA_APP_SECRET);
     env[n++] = cm_xstrdup("META_VERIFY_TOKEN=" STACK_VERIFY_TOKEN);
@@ -178,7 +178,7 @@ void th_stack_stop(struct th_stack *s)
     for (int i = s->nprocs - 1; i >= 0; i--)
         th_proc_stop(s->procs[i]);
     natsConnection_Destroy(s->nc);
-    fakehttp_stop(s->meta);
+    fakemeta_stop(s->meta);
     th_nats_stop(&s->nats);
 }
 

@@ -19,7 +19,7 @@
 struct th_stack {
     struct th_db db;
     struct th_nats nats;
-    struct fakehttp *meta;
+    struct fakemeta *meta; /* two hosts: graph.facebook.com and graph.instagram.com */
     natsConnection *nc;
     char kek[512];
     char ingest_url[64]; /* http://127.0.0.1:PORT once ingest runs */
