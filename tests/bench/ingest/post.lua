@@ -1,7 +1,12 @@
 -- wrk script: signed Meta webhook POSTs with a unique mid each, so JetStream stores every
 -- event (no duplicate short-cut). HMAC-SHA256 through OpenSSL via LuaJIT's FFI.
 --   BENCH_SECRET   app secret           BENCH_BATCH  events per POST (default 1)
---   BENCH_DELAY_MS pause before each request of a connection (0: as fast as possible)
+--   BENCH_RUN_ID   what makes this invocation's mids its own: m_<run id>_<thread>_<counter>.
+--                  Give each wrk invocation its own (without it, 8 bytes of /dev/urandom).
+--                  Not math.random: wrk never seeds it, so every run drew the same "random"
+--                  prefix and JetStream dropped the repeats as duplicates.
+-- Closed loop only: a paced mode (wrk's delay()) would time each request from when it left,
+-- not from when it was due; tests/bench/ingest/bench_post.c is the paced load.
 local ffi = require("ffi")
 ffi.cdef [[
 typedef struct evp_md_st EVP_MD;
@@ -12,7 +17,6 @@ unsigned char *HMAC(const EVP_MD *md, const void *key, int key_len, const unsign
 local crypto = ffi.load("libcrypto.so.3")
 local secret = os.getenv("BENCH_SECRET") or "bench-secret"
 local batch = tonumber(os.getenv("BENCH_BATCH") or "1")
-local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 local mac = ffi.new("unsigned char[32]")
 local maclen = ffi.new("unsigned int[1]")
 
@@ -25,8 +29,17 @@ function setup(thread)
     table.insert(threads, thread)
 end
 
+local function run_id()
+    local id = os.getenv("BENCH_RUN_ID")
+    if id ~= nil and id ~= "" then return id end
+    local f = assert(io.open("/dev/urandom", "rb"))
+    local raw = f:read(8)
+    f:close()
+    return (raw:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
 function init(args)
-    prefix = string.format("b%d-%d-", tid or 0, math.random(1, 1e9))
+    prefix = string.format("%s_%d_", run_id(), tid or 0)
 end
 
 local text = "Hi! Is the blue jacket from your summer collection still available in size M? "
@@ -53,10 +66,6 @@ function request()
         ["Content-Type"] = "application/json",
         ["X-Hub-Signature-256"] = "sha256=" .. table.concat(hex),
     }, body)
-end
-
-if pause > 0 then
-    function delay() return pause end
 end
 
 local non200 = 0
