@@ -189,7 +189,7 @@ doms__pg_reachable_dir() {
     IFS=/ read -ra parts <<<"${parent#/}"
     for part in "${parts[@]}"; do
         p+=/$part
-        runuser -u "$user" -- test -x "$p" || {
+        runuser -u "$user" -- test -x "$p" 2>/dev/null || {
             blocked=$p
             break
         }
