@@ -1,124 +1,33 @@
 /*
  * test_vault - token-vault end to end: the real daemon (two replicas for the refresh race),
- * domsctl, nats-server, PostgreSQL, and a local server speaking Meta's token endpoints,
- * their errors, throttling and garbage. Tokens are exchanged, sealed, served only to the
- * services allowed, refreshed when due and only then, marked needs_reauth on error 190,
- * never served after a disconnect, and never found in plaintext in the schema or the logs.
+ * domsctl, nats-server, PostgreSQL, and the Meta stand-in (fakemeta, two hosts that accept
+ * only the tokens they issued), with its errors, throttling and garbage. Tokens are
+ * exchanged, sealed, served only to the services allowed, refreshed when due and only then
+ * (never before Meta's 24 hours), marked needs_reauth on error 190 (revoked, expired) or
+ * is_valid false, never served after a disconnect, and never found in plaintext in the
+ * schema or the logs.
  */
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "check.h"
 #include "common/mem.h"
-#include "fakehttp.h"
+#include "fakemeta.h"
 #include "harness.h"
 
-#define APP_ID     "app-123"
-#define APP_SECRET "vault-app-secret-xyz"
+#define APP_ID     FAKEMETA_APP_ID
+#define APP_SECRET FAKEMETA_APP_SECRET
 
 static struct th_db db;
 static struct th_nats nats;
-static struct fakehttp *meta;
+static struct fakemeta *meta;
 static struct th_proc vault[2];
 static natsConnection *nc;
 static char kek_path[512];
-static _Atomic int page_valid = 1;
-static _Atomic int refresh_delay_ms = 0;
-
-/* --- the local Meta ------------------------------------------------------------------ */
-
-static void token_json(struct fakehttp_response *resp, const char *token, long expires_in)
-{
-    char body[512];
-
-    if (expires_in > 0)
-        snprintf(body, sizeof(body),
-                 "{\"access_token\":\"%s\",\"token_type\":\"bearer\",\"expires_in\":%ld}", token,
-                 expires_in);
-    else
-        snprintf(body, sizeof(body), "{\"access_token\":\"%s\",\"id\":\"x\"}", token);
-    fakehttp_json(resp, 200, body);
-}
-
-static void on_meta(const struct fakehttp_request *req, struct fakehttp_response *resp, void *arg)
-{
-    char *grant = fakehttp_query_param(req, "grant_type");
-    char *secret = fakehttp_query_param(req, "client_secret");
-    char *access = fakehttp_query_param(req, "access_token");
-    char *fbx = fakehttp_query_param(req, "fb_exchange_token");
-    char *input = fakehttp_query_param(req, "input_token");
-    char token[256];
-
-    (void)arg;
-    if (strcmp(req->path, "/access_token") == 0) {
-        /* Instagram Login: short-lived to long-lived. */
-        if (grant == NULL || strcmp(grant, "ig_exchange_token") != 0 || secret == NULL ||
-            strcmp(secret, APP_SECRET) != 0)
-            fakehttp_meta_error(resp, 400, 101, 0, "Error validating client secret.");
-        else if (strcmp(access, "expired-short") == 0)
-            fakehttp_meta_error(resp, 400, 190, 463,
-                                "Error validating access token: Session has expired");
-        else if (strcmp(access, "garbage") == 0)
-            fakehttp_reply(resp, 200, "<html><body>Welcome</body></html>", 33);
-        else if (strcmp(access, "html502") == 0)
-            fakehttp_reply(resp, 502, "<html><body>Bad Gateway</body></html>", 37);
-        else {
-            snprintf(token, sizeof(token), "IGLL-%s", access);
-            token_json(resp, token, 5184000);
-        }
-    } else if (strcmp(req->path, "/v23.0/oauth/access_token") == 0) {
-        char *client = fakehttp_query_param(req, "client_id");
-        if (client == NULL || strcmp(client, APP_ID) != 0 || secret == NULL ||
-            strcmp(secret, APP_SECRET) != 0 || fbx == NULL)
-            fakehttp_meta_error(resp, 400, 101, 0, "Error validating application.");
-        else if (strcmp(fbx, "throttled") == 0)
-            fakehttp_meta_error(resp, 400, 4, 0, "Application request limit reached");
-        else {
-            snprintf(token, sizeof(token), "EAAU-%s", fbx);
-            token_json(resp, token, 5184000);
-        }
-        free(client);
-    } else if (strcmp(req->path, "/v23.0/debug_token") == 0) {
-        char body[256];
-        snprintf(body, sizeof(body),
-                 "{\"data\":{\"app_id\":\"%s\",\"type\":\"PAGE\",\"is_valid\":%s}}", APP_ID,
-                 atomic_load(&page_valid) ? "true" : "false");
-        (void)input;
-        fakehttp_json(resp, 200, body);
-    } else if (strcmp(req->path, "/refresh_access_token") == 0) {
-        resp->delay_ms = atomic_load(&refresh_delay_ms);
-        if (access != NULL && strstr(access, "revoked") != NULL)
-            fakehttp_meta_error(resp, 400, 190, 460, "The session has been invalidated.");
-        else {
-            snprintf(token, sizeof(token), "%s-r", access ? access : "");
-            token_json(resp, token, 5184000);
-        }
-    } else if (strncmp(req->path, "/v23.0/", 7) == 0) {
-        /* The Page token from a long-lived user token. */
-        const char *page = req->path + 7;
-        if (strcmp(page, "999") == 0)
-            fakehttp_meta_error(resp, 400, 100, 33,
-                                "Unsupported get request. Object with ID '999' does not exist");
-        else if (access == NULL || strncmp(access, "EAAU-", 5) != 0)
-            fakehttp_meta_error(resp, 400, 190, 0, "Invalid OAuth access token.");
-        else {
-            snprintf(token, sizeof(token), "PAGE-%s-%s", page, access + 5);
-            token_json(resp, token, 0);
-        }
-    } else {
-        fakehttp_meta_error(resp, 404, 803, 0, "Unknown path");
-    }
-    free(grant);
-    free(secret);
-    free(access);
-    free(fbx);
-    free(input);
-}
 
 /* --- helpers ------------------------------------------------------------------------- */
 
@@ -132,8 +41,8 @@ static void start_vault(struct th_proc *p, const char *kek)
     env[n++] = cm_xasprintf("NATS_URL=%s", nats.url);
     env[n++] = cm_xasprintf("DOMS_KEK_FILE=%s", kek);
     env[n++] = cm_xasprintf("TOKEN_VAULT_HTTP_LISTEN=127.0.0.1:%d", port);
-    env[n++] = cm_xasprintf("META_GRAPH_URL=%s", fakehttp_url(meta));
-    env[n++] = cm_xasprintf("INSTAGRAM_GRAPH_URL=%s", fakehttp_url(meta));
+    env[n++] = cm_xasprintf("META_GRAPH_URL=%s", fakemeta_url(meta, FAKEMETA_FACEBOOK));
+    env[n++] = cm_xasprintf("INSTAGRAM_GRAPH_URL=%s", fakemeta_url(meta, FAKEMETA_INSTAGRAM));
     env[n++] = cm_xstrdup("META_APP_ID=" APP_ID);
     env[n++] = cm_xstrdup("META_APP_SECRET=" APP_SECRET);
     env[n++] = cm_xstrdup("LOG_LEVEL=debug");
@@ -190,6 +99,14 @@ static const char *str_at(const cJSON *o, const char *a, const char *b)
     return cJSON_GetStringValue(v);
 }
 
+/* The short-lived token Meta's Login would have given the business for account. */
+static void login(const char *platform, const char *account, const char *token)
+{
+    bool ig = strcmp(platform, "instagram") == 0;
+
+    fakemeta_issue(meta, ig ? FAKEMETA_IG_SHORT : FAKEMETA_USER_SHORT, token, ig ? account : NULL);
+}
+
 static char *connect_ok(const char *platform, const char *account, const char *token,
                         const char *asid, char **expires)
 {
@@ -199,7 +116,10 @@ static char *connect_ok(const char *platform, const char *account, const char *t
         NULL};
     cJSON *out = NULL;
     char *id = NULL;
-    int code = domsctl(&out, NULL, args);
+    int code;
+
+    login(platform, account, token);
+    code = domsctl(&out, NULL, args);
 
     CHECK_INT(code, 0);
     if (str_at(out, "integration_id", NULL) != NULL)
@@ -307,6 +227,7 @@ static void test_connect_both(void)
                                "--platform",  "instagram", "--account",   "17841400000000001",
                                "--token",     "t",         NULL};
         char *text = NULL;
+        login("instagram", "17841400000000001", "t");
         CHECK_INT(domsctl(NULL, &text, args2), 1);
         CHECK_CONTAINS(text, "already connected to another workspace");
         free(text);
@@ -318,10 +239,14 @@ static void test_meta_errors(void)
     struct {
         const char *platform, *account, *token, *needle;
     } cases[] = {
-        {"instagram", "1784", "expired-short", "Session has expired (code 190"},
+        {"instagram", "1784", "expired-short", "Session has expired"},
+        {"instagram", "1784", "expired-short", "(code 190, subcode 463"},
+        {"instagram", "1787", "never-issued", "Cannot parse access token (code 190"},
+        {"messenger", "1062", "short-on-ig-only", "Cannot parse access token (code 190"},
         {"instagram", "1785", "garbage", "unexpected (HTTP 200, not JSON)"},
         {"instagram", "1786", "html502", "(HTTP 502)"},
-        {"messenger", "999", "short-fb-2", "does not exist (code 100"},
+        {"messenger", "999", "short-fb-2", "Object with ID '999' does not exist"},
+        {"messenger", "999", "short-fb-2", "(code 100, subcode 33"},
         {"messenger", "1061", "throttled", "Application request limit reached (code 4"},
     };
     char *before = sql("SELECT count(*) FROM vault.integrations");
@@ -331,7 +256,21 @@ static void test_meta_errors(void)
                               "--platform",  cases[i].platform, "--account",   cases[i].account,
                               "--token",     cases[i].token,    NULL};
         char *text = NULL;
+        if (strcmp(cases[i].token, "expired-short") == 0) {
+            /* Issued two hours ago: a short-lived token lasts one. */
+            login(cases[i].platform, cases[i].account, cases[i].token);
+            fakemeta_age(meta, cases[i].token, 7200);
+        } else if (strcmp(cases[i].token, "short-on-ig-only") == 0) {
+            /* Issued by Instagram's host: Facebook's does not know it. */
+            login("instagram", cases[i].account, cases[i].token);
+        } else if (strcmp(cases[i].token, "never-issued") != 0) {
+            login(cases[i].platform, cases[i].account, cases[i].token);
+        }
+        /* Meta throttles the app for good: the vault retried, then gave up with the reason. */
+        if (strcmp(cases[i].token, "throttled") == 0)
+            fakemeta_throttle(meta, 4, -1);
         CHECK_INT(domsctl(NULL, &text, args), 1);
+        fakemeta_throttle(meta, 0, 0);
         CHECK_CONTAINS(text, cases[i].needle);
         free(text);
     }
@@ -341,15 +280,27 @@ static void test_meta_errors(void)
         CHECK_STR(after, before);
         free(after);
     }
+    /* Throttled twice, then answered: the vault's retries carry the exchange through. */
+    {
+        char *id;
+        int calls = fakehttp_count(fakemeta_server(meta, FAKEMETA_FACEBOOK));
+        fakemeta_throttle(meta, 4, 2);
+        id = connect_ok("messenger", "106000000000111", "short-throttled", NULL, NULL);
+        CHECK(id[0] != '\0');
+        /* Two refused exchanges, the exchange, the Page token. */
+        CHECK_INT(fakehttp_count(fakemeta_server(meta, FAKEMETA_FACEBOOK)) - calls, 4);
+        free(id);
+    }
     free(before);
 }
 
 static long refresh_count(void)
 {
+    struct fakehttp *ig = fakemeta_server(meta, FAKEMETA_INSTAGRAM);
     long n = 0;
 
-    for (int i = 0; i < fakehttp_count(meta); i++) {
-        if (strcmp(fakehttp_get(meta, i)->path, "/refresh_access_token") == 0)
+    for (int i = 0; i < fakehttp_count(ig); i++) {
+        if (strcmp(fakehttp_get(ig, i)->path, "/refresh_access_token") == 0)
             n++;
     }
     return n;
@@ -380,8 +331,10 @@ static void test_refresh_when_due(void)
              " expires_at = now() + interval '50 days' WHERE integration_id = '%s' RETURNING 1",
              distant);
     free(sql(q));
+    /* Meta's own record agrees: the token it issued is two days old. */
+    fakemeta_age(meta, "IGLL-short-ig-2", 2 * 86400);
 
-    fakehttp_clear(meta);
+    fakemeta_clear(meta);
     r = request("vault.refresh.run", "{}");
     CHECK_INT((long)cJSON_GetNumberValue(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "refreshed")),
@@ -405,6 +358,78 @@ static void test_refresh_when_due(void)
     CHECK_INT(refresh_count(), 1);
     free(young);
     free(distant);
+}
+
+/* Marks integration id due in the vault's own record: obtained two days ago, expiring soon. */
+static void make_due(const char *id)
+{
+    char q[512];
+
+    snprintf(q, sizeof(q),
+             "UPDATE vault.tokens SET obtained_at = now() - interval '2 days',"
+             " expires_at = now() + interval '3 days' WHERE integration_id = '%s' RETURNING 1",
+             id);
+    free(sql(q));
+}
+
+static char *state_of(const char *id)
+{
+    char q[256];
+
+    snprintf(q, sizeof(q),
+             "SELECT status || ' | ' || coalesce(last_error, '') FROM vault.integrations"
+             " WHERE id = '%s'",
+             id);
+    return sql(q);
+}
+
+/*
+ * Meta's rules win over the vault's record: a token Meta says is under 24 hours old is not
+ * refreshed (a passing failure, retried later, the integration still connected), and one
+ * Meta says has expired needs the business to log in again.
+ */
+static void test_refresh_rules(void)
+{
+    char *early = connect_ok("instagram", "17841400000000006", "short-early", NULL, NULL);
+    char *lapsed = connect_ok("instagram", "17841400000000007", "short-lapsed", NULL, NULL);
+    char *state;
+    cJSON *r;
+
+    make_due(early);
+    fakemeta_clear(meta);
+    r = request("vault.refresh.run", "{}");
+    CHECK_INT(
+        (long)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "failed")),
+        1);
+    CHECK_INT((long)cJSON_GetNumberValue(
+                  cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "needs_reauth")),
+              0);
+    cJSON_Delete(r);
+    CHECK_INT(refresh_count(), 1);
+    state = state_of(early);
+    CHECK_CONTAINS(state, "connected | ");
+    CHECK_CONTAINS(state, "at least 24 hours old (code 100");
+    free(state);
+    /* Not asked again at once. */
+    r = request("vault.refresh.run", "{}");
+    cJSON_Delete(r);
+    CHECK_INT(refresh_count(), 1);
+
+    /* Sixty-one days on Meta's clock for this token: expired, 190/463. */
+    make_due(lapsed);
+    fakemeta_age(meta, "IGLL-short-lapsed", 61LL * 86400);
+    r = request("vault.refresh.run", "{}");
+    CHECK_INT((long)cJSON_GetNumberValue(
+                  cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "needs_reauth")),
+              1);
+    cJSON_Delete(r);
+    CHECK_INT(refresh_count(), 2);
+    state = state_of(lapsed);
+    CHECK_CONTAINS(state, "needs_reauth | ");
+    CHECK_CONTAINS(state, "subcode 463");
+    free(state);
+    free(early);
+    free(lapsed);
 }
 
 /* Two vault replicas asked to refresh at once: the slow Meta answer holds the row. */
@@ -431,8 +456,9 @@ static void test_replicas_refresh_once(void)
              "UPDATE vault.tokens SET obtained_at = now() - interval '2 days',"
              " expires_at = now() + interval '3 days' WHERE integration_id = '%s' RETURNING 1",
              id);
-    atomic_store(&refresh_delay_ms, 1500);
-    fakehttp_clear(meta);
+    fakemeta_age(meta, "IGLL-short-race", 2 * 86400);
+    fakemeta_set_delay(meta, 1500);
+    fakemeta_clear(meta);
     free(sql(q));
     for (int i = 0; i < 4; i++)
         pthread_create(&t[i], NULL, race, &args[i]);
@@ -440,7 +466,7 @@ static void test_replicas_refresh_once(void)
         pthread_join(t[i], NULL);
         cJSON_Delete(args[i].reply);
     }
-    atomic_store(&refresh_delay_ms, 0);
+    fakemeta_set_delay(meta, 0);
     CHECK_INT(refresh_count(), 1);
     th_proc_stop(&vault[1]);
     free(id);
@@ -464,13 +490,15 @@ static void test_needs_reauth(void)
              " WHERE id = '%s' RETURNING 1",
              page_id);
     free(sql(q));
-    atomic_store(&page_valid, 0);
+    /* The user removed the app: Meta revoked both tokens. */
+    fakemeta_age(meta, "IGLL-revoked-soon", 2 * 86400);
+    fakemeta_revoke(meta, "IGLL-revoked-soon");
+    fakemeta_revoke(meta, "PAGE-106123456789012-short-fb-1");
     r = request("vault.refresh.run", "{}");
     CHECK_INT((long)cJSON_GetNumberValue(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "needs_reauth")),
               2);
     cJSON_Delete(r);
-    atomic_store(&page_valid, 1);
 
     CHECK_INT(domsctl(&list, NULL, args), 0);
     CHECK_STR(str_at(find_integration(list, rev), "status", NULL), "needs_reauth");
@@ -482,7 +510,7 @@ static void test_needs_reauth(void)
     CHECK_STR(code, "refused");
     free(code);
     /* No retry storm: a second pass leaves it alone. */
-    fakehttp_clear(meta);
+    fakemeta_clear(meta);
     r = request("vault.refresh.run", "{}");
     cJSON_Delete(r);
     CHECK_INT(refresh_count(), 0);
@@ -654,7 +682,7 @@ int main(void)
     th_init("vault");
     th_db_create(&db);
     th_nats_start(&nats);
-    if (fakehttp_start(&meta, on_meta, NULL) != 0)
+    if (fakemeta_start(&meta) != 0)
         return 1;
     snprintf(kek_path, sizeof(kek_path), "%s/vault.kek", th_tmpdir());
     f = fopen(kek_path, "w");
@@ -669,6 +697,7 @@ int main(void)
     RUN(test_connect_both);
     RUN(test_meta_errors);
     RUN(test_refresh_when_due);
+    RUN(test_refresh_rules);
     RUN(test_replicas_refresh_once);
     RUN(test_needs_reauth);
     RUN(test_disconnect);
@@ -679,7 +708,7 @@ int main(void)
     RUN(test_logs_clean);
 
     natsConnection_Destroy(nc);
-    fakehttp_stop(meta);
+    fakemeta_stop(meta);
     th_nats_stop(&nats);
     free(ig_id);
     free(page_id);

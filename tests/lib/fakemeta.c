@@ -51,6 +51,7 @@ struct fakemeta {
     bool open_login;
     int throttle_code;
     int throttle_left; /* < 0: until turned off */
+    int delay_ms;
     long calls;
     char seen[MAX_SEEN][80]; /* recipients that already had their first (failing) attempt */
     int nseen;
@@ -372,8 +373,17 @@ static void page_token(struct fakemeta *m, const char *page, const struct fakeht
         fakehttp_meta_error(resp, 400, 2500, 0,
                             "An active access token must be used to query information about "
                             "the current user.");
-    } else if (valid_token(m, FAKEMETA_FACEBOOK, access,
-                           (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp, &t)) {
+    } else if (!valid_token(m, FAKEMETA_FACEBOOK, access,
+                            (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp, &t)) {
+        /* answered */
+    } else if (strncmp(page, "999", 3) == 0) {
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "Unsupported get request. Object with ID '%s' does not exist, cannot be loaded "
+                 "due to missing permissions, or does not support this operation.",
+                 page);
+        fakehttp_meta_error(resp, 400, 100, 33, msg);
+    } else {
         const char *user = strncmp(access, "EAAU-", 5) == 0 ? access + 5 : access;
         snprintf(token, sizeof(token), "PAGE-%s-%s", page, user);
         pthread_mutex_lock(&m->lock);
@@ -486,7 +496,13 @@ static void ig_exchange(struct fakemeta *m, const struct fakehttp_request *req,
         fakehttp_meta_error(resp, 400, 100, 0, "(#100) Missing parameter: access_token");
     } else {
         open_login(m, access, FAKEMETA_IG_SHORT);
-        if (valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_SHORT, resp, &t)) {
+        if (!valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_SHORT, resp, &t)) {
+            /* answered */
+        } else if (strncmp(access, "garbage", 7) == 0) {
+            fakehttp_reply(resp, 200, "<html><body>Welcome</body></html>", 33);
+        } else if (strncmp(access, "html502", 7) == 0) {
+            fakehttp_reply(resp, 502, "<html><body>Bad Gateway</body></html>", 37);
+        } else {
             snprintf(token, sizeof(token), "IGLL-%s", access);
             fakemeta_issue(m, FAKEMETA_IG_LONG, token, t.account[0] ? t.account : NULL);
             token_json(resp, token, SIXTY_DAYS);
@@ -552,6 +568,9 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
     bool get = strcmp(req->method, "GET") == 0;
     size_t rlen = rest != NULL ? strlen(rest) : 0;
 
+    pthread_mutex_lock(&m->lock);
+    resp->delay_ms = m->delay_ms;
+    pthread_mutex_unlock(&m->lock);
     if (throttled(m, resp)) {
         usage_headers(m, resp, NULL, NULL);
         return;
@@ -688,6 +707,13 @@ void fakemeta_set_open_login(struct fakemeta *m, bool open)
 {
     pthread_mutex_lock(&m->lock);
     m->open_login = open;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void fakemeta_set_delay(struct fakemeta *m, int ms)
+{
+    pthread_mutex_lock(&m->lock);
+    m->delay_ms = ms;
     pthread_mutex_unlock(&m->lock);
 }
 

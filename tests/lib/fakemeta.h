@@ -38,6 +38,11 @@
  * With fakemeta_set_open_login() any unknown token presented to an exchange is taken as a
  * short-lived token just issued by that host (for fakemeta_server, where a person types it).
  *
+ * Faults scripted by name, once the token or id passes every check above:
+ *   Instagram exchange of a token garbage*   200 with an HTML page instead of JSON
+ *   Instagram exchange of a token html502*   502 with an HTML page (a proxy's)
+ *   Page token for a page id 999*            100/33: the object does not exist
+ *
  * Send API: the recipient id also scripts Meta, so a test names its contacts:
  *   fail-window*   400, code 10 subcode 2018278 (outside the allowed window)
  *   fail-token*    400, code 190 (invalid OAuth access token)
@@ -113,6 +118,9 @@ void fakemeta_set_open_login(struct fakemeta *m, bool open);
  * 0) answer the throttling error code: 4, 17, 32 or 613.
  */
 void fakemeta_throttle(struct fakemeta *m, int code, int count);
+
+/* Every answer leaves this many ms after its request arrived (0: at once). */
+void fakemeta_set_delay(struct fakemeta *m, int ms);
 
 /* --- what the suite sent --------------------------------------------------------------- */
 
