@@ -3,24 +3,40 @@
  * of a subject, beside an echo responder on the same server in the same run (the
  * baseline: what request-reply costs with no work behind it).
  *
- * usage: bench_rpc NATS_URL SUBJECT BODY CLIENTS SECONDS [RATE]
+ * usage: bench_rpc NATS_URL SUBJECT BODY CLIENTS SECONDS [RATE [IDS_FILE]]
+ *        bench_rpc connect NATS_URL WORKSPACE COUNT
  *   SUBJECT "echo" measures the built-in echo responder with a reply of the same size as
- *   the first real reply. RATE (requests/s over all clients) paces the clients; without
- *   it they go as fast as they can (closed loop).
+ *   a token reply. RATE (requests/s over all clients, 0: closed loop) paces the clients on
+ *   a fixed schedule: each request is due at start + k * CLIENTS / RATE for its client and is
+ *   timed from then, so a slow reply delays the requests behind it and their wait is
+ *   measured (no coordinated omission); without RATE they go as fast as they can and each
+ *   request is timed from when it left. IDS_FILE (one integration id a line) spreads the
+ *   requests over those ids, one drawn at random for each request: BODY then holds one %s,
+ *   where the id goes.
+ *   A request that fails (a NATS error, a timeout of 5 s, a reply with "error") counts in the
+ *   percentiles as +infinity (printed as inf) and in errors=; the exit status is then 1.
+ *   "connect" connects COUNT Instagram accounts through vault.integration.connect, 8 at a
+ *   time, and prints their integration ids, one a line.
  */
+#include <math.h>
 #include <nats/nats.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define MAX_SAMPLES 2000000
+#define TIMEOUT_MS  5000
 
 struct client {
     const char *url, *subject, *body;
     double seconds, interval; /* interval 0: closed loop */
-    double *lat;
+    char **ids;               /* NULL: body as it is */
+    int nids;
+    unsigned seed;
+    double *lat; /* seconds; INFINITY for a failed request */
     int n, errors;
 };
 
@@ -31,30 +47,51 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void sleep_until(double t)
+{
+    struct timespec ts = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
+
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+
 static void *run_client(void *p)
 {
     struct client *c = p;
     natsConnection *nc = NULL;
-    double start, next;
+    double start, due;
+    char body[1024];
 
-    if (natsConnection_ConnectTo(&nc, c->url) != NATS_OK)
+    if (natsConnection_ConnectTo(&nc, c->url) != NATS_OK) {
+        c->errors++;
         return NULL;
-    start = next = now();
-    while (now() - start < c->seconds && c->n < MAX_SAMPLES / 16) {
+    }
+    start = due = now();
+    /* Paced: the schedule has seconds / interval requests, sent however late they become. */
+    while (c->n < MAX_SAMPLES / 16 &&
+           (c->interval > 0 ? due < start + c->seconds : now() - start < c->seconds)) {
         natsMsg *reply = NULL;
+        const char *msg = c->body;
         double t0;
+
         if (c->interval > 0) {
-            double wait = next - now();
-            if (wait > 0) {
-                struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
-                nanosleep(&ts, NULL);
-            }
-            next += c->interval;
+            sleep_until(due);
+            t0 = due;
+            due += c->interval;
+        } else {
+            t0 = now();
         }
-        t0 = now();
-        if (natsConnection_RequestString(&reply, nc, c->subject, c->body, 5000) != NATS_OK ||
+        if (c->ids != NULL) {
+            const char *hole = strstr(c->body, "%s");
+            snprintf(body, sizeof(body), "%.*s%s%s", (int)(hole - c->body), c->body,
+                     c->ids[rand_r(&c->seed) % (unsigned)c->nids], hole + 2);
+            msg = body;
+        }
+        if (natsConnection_RequestString(&reply, nc, c->subject, msg, TIMEOUT_MS) != NATS_OK ||
             strstr(natsMsg_GetData(reply), "\"error\"") != NULL) {
+            if (reply != NULL && c->errors == 0)
+                fprintf(stderr, "first error: %.300s\n", natsMsg_GetData(reply));
             c->errors++;
+            c->lat[c->n++] = INFINITY;
         } else {
             c->lat[c->n++] = now() - t0;
         }
@@ -70,6 +107,21 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Formats percentile q of n sorted latencies in microseconds, "inf" on a failed one. */
+static const char *pct(const double *lat, int n, double q, char out[32])
+{
+    int i = (int)ceil(q * n) - 1;
+
+    if (n == 0)
+        return strcpy(out, "0");
+    if (i < 0)
+        i = 0;
+    if (isinf(lat[i]))
+        return strcpy(out, "inf");
+    snprintf(out, 32, "%.0f", lat[i] * 1e6);
+    return out;
+}
+
 static char echo_reply[4096];
 
 static void on_echo(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
@@ -80,20 +132,110 @@ static void on_echo(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
     natsMsg_Destroy(msg);
 }
 
+/* Reads one id a line; returns how many, the array in *out (freed by the process's exit). */
+static int read_ids(const char *path, char ***out)
+{
+    FILE *f = fopen(path, "r");
+    char line[256];
+    int n = 0, cap = 0;
+
+    *out = NULL;
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0')
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            *out = realloc(*out, (size_t)cap * sizeof(char *));
+        }
+        (*out)[n++] = strdup(line);
+    }
+    fclose(f);
+    return n;
+}
+
+/* --- connect ------------------------------------------------------------------------- */
+
+static const char *connect_url, *connect_ws;
+static int connect_count;
+static _Atomic int connect_next, connect_failed;
+static char **connect_ids;
+
+static void *connector(void *arg)
+{
+    natsConnection *nc = NULL;
+    char body[512];
+    int k;
+
+    (void)arg;
+    if (natsConnection_ConnectTo(&nc, connect_url) != NATS_OK) {
+        atomic_fetch_add(&connect_failed, 1);
+        return NULL;
+    }
+    while ((k = atomic_fetch_add(&connect_next, 1)) < connect_count) {
+        natsMsg *reply = NULL;
+        const char *id;
+        snprintf(body, sizeof(body),
+                 "{\"actor\":\"bench\",\"workspace_id\":\"%s\",\"platform\":\"instagram\","
+                 "\"account_id\":\"17841%010d\",\"token\":\"bench-short\"}",
+                 connect_ws, k);
+        if (natsConnection_RequestString(&reply, nc, "vault.integration.connect", body, 30000) !=
+                NATS_OK ||
+            (id = strstr(natsMsg_GetData(reply), "\"integration_id\":\"")) == NULL) {
+            if (reply != NULL)
+                fprintf(stderr, "connect %d: %.300s\n", k, natsMsg_GetData(reply));
+            atomic_fetch_add(&connect_failed, 1);
+        } else {
+            id += strlen("\"integration_id\":\"");
+            connect_ids[k] = strndup(id, strcspn(id, "\""));
+        }
+        natsMsg_Destroy(reply);
+    }
+    natsConnection_Destroy(nc);
+    return NULL;
+}
+
+static int connect_many(const char *url, const char *ws, int count)
+{
+    pthread_t ts[8];
+
+    connect_url = url;
+    connect_ws = ws;
+    connect_count = count;
+    connect_ids = calloc((size_t)count, sizeof(char *));
+    for (int i = 0; i < 8; i++)
+        pthread_create(&ts[i], NULL, connector, NULL);
+    for (int i = 0; i < 8; i++)
+        pthread_join(ts[i], NULL);
+    for (int i = 0; i < count; i++) {
+        if (connect_ids[i] != NULL)
+            printf("%s\n", connect_ids[i]);
+    }
+    return atomic_load(&connect_failed) > 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *subject;
-    int clients;
+    int clients, nids = 0;
     double seconds, rate = 0, t0, elapsed;
     struct client *cs;
     pthread_t *ts;
     natsConnection *echo_nc = NULL;
     natsSubscription *sub = NULL;
     double *all;
+    char **ids = NULL;
     int total = 0, errors = 0;
+    char p50[32], p99[32], p999[32];
+    FILE *urandom;
 
+    if (argc == 5 && strcmp(argv[1], "connect") == 0)
+        return connect_many(argv[2], argv[3], atoi(argv[4]));
     if (argc < 6) {
-        fprintf(stderr, "usage: bench_rpc NATS_URL SUBJECT BODY CLIENTS SECONDS [RATE]\n");
+        fprintf(stderr, "usage: bench_rpc NATS_URL SUBJECT BODY CLIENTS SECONDS [RATE [IDS_FILE]]\n"
+                        "       bench_rpc connect NATS_URL WORKSPACE COUNT\n");
         return 2;
     }
     subject = argv[2];
@@ -101,6 +243,14 @@ int main(int argc, char **argv)
     seconds = atof(argv[5]);
     if (argc > 6)
         rate = atof(argv[6]);
+    if (argc > 7 && (nids = read_ids(argv[7], &ids)) == 0) {
+        fprintf(stderr, "bench_rpc: no ids in %s\n", argv[7]);
+        return 2;
+    }
+    if (nids > 0 && strstr(argv[3], "%s") == NULL) {
+        fprintf(stderr, "bench_rpc: with IDS_FILE, BODY needs a %%s for the id\n");
+        return 2;
+    }
     if (strcmp(subject, "echo") == 0) {
         /* A reply the size of a token reply. */
         memset(echo_reply, 'x', 300);
@@ -112,14 +262,21 @@ int main(int argc, char **argv)
     }
     cs = calloc((size_t)clients, sizeof(*cs));
     ts = calloc((size_t)clients, sizeof(*ts));
+    urandom = fopen("/dev/urandom", "rb");
     for (int i = 0; i < clients; i++) {
         cs[i].url = argv[1];
         cs[i].subject = subject;
         cs[i].body = argv[3];
         cs[i].seconds = seconds;
         cs[i].interval = rate > 0 ? clients / rate : 0;
+        cs[i].ids = ids;
+        cs[i].nids = nids;
+        if (urandom == NULL || fread(&cs[i].seed, sizeof(cs[i].seed), 1, urandom) != 1)
+            cs[i].seed = (unsigned)i * 2654435761u ^ (unsigned)time(NULL);
         cs[i].lat = calloc(MAX_SAMPLES / 16, sizeof(double));
     }
+    if (urandom != NULL)
+        fclose(urandom);
     t0 = now();
     for (int i = 0; i < clients; i++)
         pthread_create(&ts[i], NULL, run_client, &cs[i]);
@@ -134,13 +291,13 @@ int main(int argc, char **argv)
         free(cs[i].lat);
     }
     qsort(all, (size_t)total, sizeof(double), cmp);
-    printf("RESULT requests=%d seconds=%.3f rps=%.0f p50_us=%.0f p99_us=%.0f errors=%d\n", total,
-           elapsed, total / elapsed, total ? all[total / 2] * 1e6 : 0,
-           total ? all[(size_t)total * 99 / 100] * 1e6 : 0, errors);
+    printf("RESULT requests=%d seconds=%.3f rps=%.0f p50_us=%s p99_us=%s p999_us=%s errors=%d\n",
+           total, elapsed, total / elapsed, pct(all, total, 0.50, p50), pct(all, total, 0.99, p99),
+           pct(all, total, 0.999, p999), errors);
     free(all);
     free(cs);
     free(ts);
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(echo_nc);
-    return 0;
+    return errors > 0;
 }
