@@ -572,6 +572,43 @@ static void test_hosts(void)
     free(conv);
 }
 
+/*
+ * The stand-in holds the router to Meta's rules: a user token is no Page token, the
+ * Instagram host knows no Page token, and every answer reports usage. When Meta throttles
+ * the Page (code 32, HTTP 403) the reply waits and goes on its next attempt.
+ */
+static void test_throttling(void)
+{
+    const char *user[] = {"Authorization: Bearer EAAU-short-router",
+                          "Content-Type: application/json", NULL};
+    const char *page[] = {"Authorization: Bearer PAGE-" PAGE "-short-router",
+                          "Content-Type: application/json", NULL};
+    const char *body = "{\"recipient\":{\"id\":\"cust-1\"},\"message\":{\"text\":\"probe\"}}";
+    char url[200], q[200], *id, *attempts;
+    struct th_resp r;
+
+    snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages",
+             fakemeta_url(st.meta, FAKEMETA_FACEBOOK));
+    CHECK_INT(th_http(&r, "POST", url, user, body, strlen(body)), 400);
+    CHECK_CONTAINS(r.body.data, "\"code\":190");
+    CHECK_CONTAINS(r.headers.data, "X-App-Usage: {\"call_count\":");
+    th_resp_cleanup(&r);
+    snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages",
+             fakemeta_url(st.meta, FAKEMETA_INSTAGRAM));
+    CHECK_INT(th_http(&r, "POST", url, page, body, strlen(body)), 400);
+    CHECK_CONTAINS(r.body.data, "\"code\":190");
+    th_resp_cleanup(&r);
+
+    fakemeta_throttle(st.meta, 32, 1);
+    id = reply_ok(c1, "After the throttle.", false);
+    cJSON_Delete(await_status(c1, "After the throttle.", "sent"));
+    snprintf(q, sizeof(q), "SELECT attempts FROM router.messages WHERE id = '%s'", id);
+    attempts = th_stack_sql(&st, q);
+    CHECK_STR(attempts, "2");
+    free(attempts);
+    free(id);
+}
+
 static void test_roles(void)
 {
     const char *viewer_list[] = {"--actor", "vic", "messages", "list", c1, NULL};
@@ -697,6 +734,7 @@ int main(void)
     RUN(test_windows);
     RUN(test_send_outcomes);
     RUN(test_hosts);
+    RUN(test_throttling);
     RUN(test_roles);
     RUN(test_replicas);
     RUN(test_no_plaintext);

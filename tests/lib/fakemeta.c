@@ -140,8 +140,19 @@ static void usage_headers(struct fakemeta *m, struct fakehttp_response *resp, co
     }
 }
 
-/* Answers the scripted throttling error, if one is due; true when it did. */
-static bool throttled(struct fakemeta *m, struct fakehttp_response *resp)
+/* Whose budget a call spends: the app's (app token), a user's, or a Page's (Send API). */
+enum scope { SCOPE_APP, SCOPE_USER, SCOPE_PAGE };
+
+/* True when throttling code applies to a call of scope: 4 to every call, 17 to calls with
+ * a user token, 32 and 613 to the Send API. */
+static bool applies(int code, enum scope scope)
+{
+    return code == 4 || (code == 17 && scope == SCOPE_USER) ||
+           ((code == 32 || code == 613) && scope == SCOPE_PAGE);
+}
+
+/* Answers the scripted throttling error, if one is due for scope; true when it did. */
+static bool throttled(struct fakemeta *m, enum scope scope, struct fakehttp_response *resp)
 {
     static const struct {
         int code, status;
@@ -156,7 +167,7 @@ static bool throttled(struct fakemeta *m, struct fakehttp_response *resp)
     int code = 0;
 
     pthread_mutex_lock(&m->lock);
-    if (m->throttle_code != 0 && m->throttle_left != 0) {
+    if (m->throttle_code != 0 && m->throttle_left != 0 && applies(m->throttle_code, scope)) {
         code = m->throttle_code;
         if (m->throttle_left > 0 && --m->throttle_left == 0)
             m->throttle_code = 0;
@@ -567,11 +578,16 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
     bool fb = l->host != FAKEMETA_INSTAGRAM, ig = l->host != FAKEMETA_FACEBOOK;
     bool get = strcmp(req->method, "GET") == 0;
     size_t rlen = rest != NULL ? strlen(rest) : 0;
+    enum scope scope = SCOPE_USER;
 
     pthread_mutex_lock(&m->lock);
     resp->delay_ms = m->delay_ms;
     pthread_mutex_unlock(&m->lock);
-    if (throttled(m, resp)) {
+    if (strcmp(req->method, "POST") == 0)
+        scope = SCOPE_PAGE;
+    else if (rest != NULL && strcmp(rest, "debug_token") == 0)
+        scope = SCOPE_APP;
+    if (throttled(m, scope, resp)) {
         usage_headers(m, resp, NULL, NULL);
         return;
     }

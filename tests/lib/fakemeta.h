@@ -30,8 +30,10 @@
  * Rate limits: every answer carries X-App-Usage {"call_count","total_time","total_cputime"}
  * (percentages); a Send API call and a Page token read also carry
  * X-Business-Use-Case-Usage for the page or Instagram account. fakemeta_throttle() makes the
- * next calls answer a throttling code: 4 (app, HTTP 403), 17 (user, 403), 32 (page, 403),
- * 613 (calls within one hour, 400), with "is_transient": true; usage then reads 100.
+ * next calls it applies to answer a throttling code, with "is_transient": true (usage then
+ * reads 100): 4 (the app's limit, HTTP 403: every call), 17 (a user's, 403: calls with a
+ * user token: exchanges, refresh, Page token reads), 32 (a Page's, 403) and 613 (calls
+ * within one hour, 400): Send API calls.
  *
  * Tokens that the business obtains through Meta's Login dialog (short-lived user or
  * Instagram tokens) never pass through the suite: a test issues them with fakemeta_issue().
@@ -114,8 +116,8 @@ void fakemeta_set_clock(struct fakemeta *m, int64_t offset_seconds);
 /* true: the exchanges accept any unknown token as a fresh short-lived one (see above). */
 void fakemeta_set_open_login(struct fakemeta *m, bool open);
 /*
- * The next count calls to either host (count < 0: every call until called again with code
- * 0) answer the throttling error code: 4, 17, 32 or 613.
+ * The next count calls to either host that code applies to (see above; count < 0: every
+ * one until called again with code 0) answer the throttling error code: 4, 17, 32 or 613.
  */
 void fakemeta_throttle(struct fakemeta *m, int code, int count);
 
