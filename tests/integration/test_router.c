@@ -584,6 +584,7 @@ static void test_throttling(void)
     const char *page[] = {"Authorization: Bearer PAGE-" PAGE "-short-router",
                           "Content-Type: application/json", NULL};
     const char *body = "{\"recipient\":{\"id\":\"cust-1\"},\"message\":{\"text\":\"probe\"}}";
+    const char *probe = "{\"recipient\":{\"id\":\"probe-0\"},\"message\":{\"text\":\"probe\"}}";
     char url[200], q[200], *id, *attempts;
     struct th_resp r;
 
@@ -591,6 +592,11 @@ static void test_throttling(void)
              fakemeta_url(st.meta, FAKEMETA_FACEBOOK));
     CHECK_INT(th_http(&r, "POST", url, user, body, strlen(body)), 400);
     CHECK_CONTAINS(r.body.data, "\"code\":190");
+    CHECK_CONTAINS(r.headers.data, "X-App-Usage: {\"call_count\":");
+    th_resp_cleanup(&r);
+    /* The Page's own token: accepted, with the Page's business use case usage. */
+    CHECK_INT(th_http(&r, "POST", url, page, probe, strlen(probe)), 200);
+    CHECK_CONTAINS(r.headers.data, "X-Business-Use-Case-Usage: {\"" PAGE "\":[{\"type\":");
     CHECK_CONTAINS(r.headers.data, "X-App-Usage: {\"call_count\":");
     th_resp_cleanup(&r);
     snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages",
