@@ -1,16 +1,24 @@
 /*
  * bench_router - the router's benchmark programs:
- *   preload NATS_URL N          publish N distinct message events into META_EVENTS, as ingest
- *                               would, for the router to drain
+ *   preload NATS_URL N RUN_ID CONTACTS
+ *                               publish N distinct message events into META_EVENTS, as ingest
+ *                               would, for the router to drain: mids m_<RUN_ID>_<i>; event i
+ *                               comes from contact c_<CONTACTS_ID>_<i % CONTACTS>, or from a new
+ *                               contact c_<RUN_ID>_<i> each when CONTACTS is 0 (CONTACTS_ID is
+ *                               BENCH_CONTACTS_ID, else RUN_ID: another preload's contacts)
  *   baseline PG_URL N           insert the same N rows unencrypted with plain libpq, 64 to a
  *                               transaction, into a scratch table: the baseline
- *   latency INGEST_URL SECRET PG_URL RATE SECONDS
- *                               POST signed webhooks at RATE events/s and time each event from
- *                               its POST to its row being visible in router.messages
- * Each prints one RESULT line.
+ *   latency INGEST_URL SECRET PG_URL RATE SECONDS RUN_ID CONTACTS
+ *                               POST signed webhooks (contacts as for preload) on a schedule
+ *                               of RATE events/s and time each event from when its POST was
+ *                               due to its row being visible in router.messages; an event
+ *                               whose POST failed or whose row never appeared (30 s after the
+ *                               schedule) counts as +infinity, and the exit status is 1.
+ * Each prints one RESULT line. RUN_ID keeps a run's mids and contacts its own.
  */
 #include <curl/curl.h>
 #include <libpq-fe.h>
+#include <math.h>
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -39,32 +47,54 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int event_json(char *out, size_t cap, const char *prefix, int i, long long ts)
+/* Formats percentile q of n sorted latencies (seconds) in milliseconds, "inf" on a lost one. */
+static const char *pct_ms(const double *lat, int n, double q, char out[32])
 {
-    return snprintf(out, cap,
-                    "{\"sender\":{\"id\":\"contact-%d\"},\"recipient\":{\"id\":\"" PAGE "\"},"
-                    "\"timestamp\":%lld,\"message\":{\"mid\":\"%s%d\",\"text\":\"" TEXT "\"}}",
-                    i % 500, ts, prefix, i);
+    int i = (int)ceil(q * n) - 1;
+
+    if (n == 0)
+        return strcpy(out, "0");
+    if (i < 0)
+        i = 0;
+    if (isinf(lat[i]))
+        return strcpy(out, "inf");
+    snprintf(out, 32, "%.1f", lat[i] * 1000);
+    return out;
 }
 
-static int preload(const char *url, int n)
+/* Event i: mid <prefix><i>, from contact c_<contact_id>_<i % contacts> (contacts 0: i). */
+static int event_json(char *out, size_t cap, const char *prefix, int i, const char *contact_id,
+                      int contacts, long long ts)
 {
+    return snprintf(out, cap,
+                    "{\"sender\":{\"id\":\"c_%s_%d\"},\"recipient\":{\"id\":\"" PAGE "\"},"
+                    "\"timestamp\":%lld,\"message\":{\"mid\":\"%s%d\",\"text\":\"" TEXT "\"}}",
+                    contact_id, contacts > 0 ? i % contacts : i, ts, prefix, i);
+}
+
+static int preload(const char *url, int n, const char *run_id, int contacts)
+{
+    const char *contact_id = getenv("BENCH_CONTACTS_ID");
+    char prefix[96];
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
-    char ev[1024], wrap[1400], id[128];
+    char ev[1024], wrap[1400], id[192];
     jsPubOptions po;
     long long ts = (long long)(now() * 1000);
 
+    if (contact_id == NULL || *contact_id == '\0')
+        contact_id = run_id;
+    snprintf(prefix, sizeof(prefix), "m_%s_", run_id);
     if (natsConnection_ConnectTo(&nc, url) != NATS_OK ||
         natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
         return 1;
     for (int i = 0; i < n; i++) {
-        event_json(ev, sizeof(ev), "m_pre_", i, ts + i);
+        event_json(ev, sizeof(ev), prefix, i, contact_id, contacts, ts + i);
         int len = snprintf(wrap, sizeof(wrap),
                            "{\"platform\":\"messenger\",\"account_id\":\"" PAGE "\",\"source\":"
                            "\"messaging\",\"kind\":\"message\",\"entry_time\":%lld,\"event\":%s}",
                            ts, ev);
-        snprintf(id, sizeof(id), "messenger:" PAGE ":message:m_pre_%d", i);
+        snprintf(id, sizeof(id), "messenger:" PAGE ":message:%s%d", prefix, i);
         jsPubOptions_Init(&po);
         po.MsgId = id;
         if (js_PublishAsync(js, "meta.events.messenger." PAGE ".message", wrap, len, &po) !=
@@ -122,12 +152,17 @@ static int baseline(const char *url, int n)
 
 /* --- latency ------------------------------------------------------------------------- */
 
-static const char *ingest_url, *secret;
-static _Atomic(double) *sent_at;
+#define POSTERS 16
+
+static const char *ingest_url, *secret, *run_id, *contact_id;
+static int contacts;
+static char lat_prefix[96];
+static _Atomic(double) *due_at; /* when each POST was due; 0 until it has been sent */
+static _Atomic int *failed;     /* the POST failed: its row will not come */
 static double *seen_at;
 static int total;
 static double rate, seconds;
-static _Atomic int posted;
+static _Atomic int posted, post_errors;
 
 static size_t sink(char *p, size_t s, size_t n, void *a)
 {
@@ -136,23 +171,27 @@ static size_t sink(char *p, size_t s, size_t n, void *a)
     return s * n;
 }
 
+static double start_at;
+
 static void *poster(void *arg)
 {
-    int me = (int)(long)arg, threads = 4;
+    int me = (int)(long)arg;
     CURL *c = curl_easy_init();
     char url[256], body[1500], ev[1024], sig[80], header[128];
     unsigned char mac[32];
-    double start = now(), interval = threads / rate;
 
     snprintf(url, sizeof(url), "%s/api/v1/webhooks/meta", ingest_url);
-    for (int i = me; i < total; i += threads) {
+    /* Event i is due at start + i / rate, whichever poster sends it: each takes every
+     * POSTERS-th event, and a late one is timed from its due time all the same. */
+    for (int i = me; i < total; i += POSTERS) {
         struct curl_slist *h = NULL;
-        double due = start + (double)(i / threads) * interval, wait = due - now();
+        double due = start_at + (double)i / rate, wait = due - now();
+        long status = 0;
         if (wait > 0) {
             struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
             nanosleep(&ts, NULL);
         }
-        event_json(ev, sizeof(ev), "lat_", i, (long long)(now() * 1000));
+        event_json(ev, sizeof(ev), lat_prefix, i, contact_id, contacts, (long long)(now() * 1000));
         snprintf(body, sizeof(body),
                  "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":1,"
                  "\"messaging\":[%s]}]}",
@@ -166,8 +205,13 @@ static void *poster(void *arg)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-        sent_at[i] = now();
-        curl_easy_perform(c);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+        due_at[i] = due;
+        if (curl_easy_perform(c) != CURLE_OK ||
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 200) {
+            failed[i] = 1;
+            atomic_fetch_add(&post_errors, 1);
+        }
         curl_slist_free_all(h);
         atomic_fetch_add(&posted, 1);
     }
@@ -182,7 +226,7 @@ static void *poster(void *arg)
  */
 static int look(PGconn *c, int *lo)
 {
-    char arr[500 * 16 + 4];
+    char arr[500 * 112 + 4];
     size_t len = 0;
     int asked = 0, found = 0;
 
@@ -190,9 +234,10 @@ static int look(PGconn *c, int *lo)
         (*lo)++;
     arr[len++] = '{';
     for (int i = *lo; i < total && asked < 500; i++) {
-        if (seen_at[i] > 0 || atomic_load(&sent_at[i]) == 0)
+        if (seen_at[i] > 0 || atomic_load(&due_at[i]) == 0 || failed[i])
             continue;
-        len += (size_t)snprintf(arr + len, sizeof(arr) - len, "%slat_%d", asked ? "," : "", i);
+        len += (size_t)snprintf(arr + len, sizeof(arr) - len, "%s%s%d", asked ? "," : "",
+                                lat_prefix, i);
         asked++;
     }
     arr[len++] = '}';
@@ -205,7 +250,7 @@ static int look(PGconn *c, int *lo)
                                    1, NULL, params, NULL, NULL, 0);
         double when = now();
         for (int i = 0; i < PQntuples(r); i++) {
-            int k = atoi(PQgetvalue(r, i, 0) + 4);
+            int k = atoi(PQgetvalue(r, i, 0) + strlen(lat_prefix));
             if (k >= 0 && k < total && seen_at[k] == 0) {
                 seen_at[k] = when;
                 found++;
@@ -219,38 +264,45 @@ static int look(PGconn *c, int *lo)
 static int latency(const char *pg_url)
 {
     PGconn *c = PQconnectdb(pg_url);
-    pthread_t t[4];
-    int seen = 0, lo = 0;
+    pthread_t t[POSTERS];
+    int seen = 0, lo = 0, n = 0;
     double deadline;
     double *lat;
+    char p50[32], p99[32], p999[32];
 
     if (PQstatus(c) != CONNECTION_OK)
         return 1;
+    snprintf(lat_prefix, sizeof(lat_prefix), "m_%s_lat_", run_id);
     total = (int)(rate * seconds);
-    sent_at = calloc((size_t)total, sizeof(*sent_at));
+    due_at = calloc((size_t)total, sizeof(*due_at));
+    failed = calloc((size_t)total, sizeof(*failed));
     seen_at = calloc((size_t)total, sizeof(double));
-    for (long i = 0; i < 4; i++)
+    start_at = now() + 0.05;
+    for (long i = 0; i < POSTERS; i++)
         pthread_create(&t[i], NULL, poster, (void *)i);
-    deadline = now() + seconds + 30;
+    deadline = start_at + seconds + 30;
     /* Every 2 ms: which of our rows became visible since the last look. */
-    while (seen < total && now() < deadline) {
+    while (seen + atomic_load(&post_errors) < total && now() < deadline) {
         struct timespec ts = {0, 2000000};
         seen += look(c, &lo);
         nanosleep(&ts, NULL);
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < POSTERS; i++)
         pthread_join(t[i], NULL);
     lat = calloc((size_t)total, sizeof(double));
-    int n = 0;
     for (int i = 0; i < total; i++) {
-        if (seen_at[i] > 0 && sent_at[i] > 0)
-            lat[n++] = seen_at[i] - sent_at[i];
+        if (seen_at[i] > 0)
+            n++;
+        lat[i] = seen_at[i] > 0 ? seen_at[i] - due_at[i] : INFINITY;
     }
-    qsort(lat, (size_t)n, sizeof(double), cmp);
-    printf("RESULT events=%d visible=%d rate=%.0f p50_ms=%.1f p99_ms=%.1f\n", total, n, rate,
-           n ? lat[n / 2] * 1000 : 0, n ? lat[(size_t)n * 99 / 100] * 1000 : 0);
+    qsort(lat, (size_t)total, sizeof(double), cmp);
+    printf("RESULT events=%d visible=%d post_errors=%d rate=%.0f p50_ms=%s p99_ms=%s "
+           "p999_ms=%s\n",
+           total, n, atomic_load(&post_errors), rate, pct_ms(lat, total, 0.50, p50),
+           pct_ms(lat, total, 0.99, p99), pct_ms(lat, total, 0.999, p999));
     free(lat);
-    free((void *)sent_at);
+    free((void *)due_at);
+    free((void *)failed);
     free(seen_at);
     PQfinish(c);
     return n == total ? 0 : 1;
@@ -258,15 +310,20 @@ static int latency(const char *pg_url)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 4 && strcmp(argv[1], "preload") == 0)
-        return preload(argv[2], atoi(argv[3]));
+    if (argc >= 6 && strcmp(argv[1], "preload") == 0)
+        return preload(argv[2], atoi(argv[3]), argv[4], atoi(argv[5]));
     if (argc >= 4 && strcmp(argv[1], "baseline") == 0)
         return baseline(argv[2], atoi(argv[3]));
-    if (argc >= 7 && strcmp(argv[1], "latency") == 0) {
+    if (argc >= 9 && strcmp(argv[1], "latency") == 0) {
         ingest_url = argv[2];
         secret = argv[3];
         rate = atof(argv[5]);
         seconds = atof(argv[6]);
+        run_id = argv[7];
+        contacts = atoi(argv[8]);
+        contact_id = getenv("BENCH_CONTACTS_ID");
+        if (contact_id == NULL || *contact_id == '\0')
+            contact_id = run_id;
         curl_global_init(CURL_GLOBAL_DEFAULT);
         return latency(argv[4]);
     }
