@@ -11,10 +11,15 @@
  *            ai-suggest's workers do: what the provider costs by itself.
  *   suggest  the NATS request {"actor":"operator","conversation_id"} on ai.suggest: the whole
  *            suite (NATS, router context, masking, provider call, sealing, storing, audit).
- * Each phase prints one line:
+ * Paced, request k of a client is due at start + k * CLIENTS / RATE and is timed from then, so a
+ * slow answer delays the requests behind it and their wait is measured (no coordinated
+ * omission); closed loop, each request is timed from when it left. A failed request (an
+ * error, a timeout, a reply with "error") counts in the percentiles as +infinity (printed
+ * as inf) and in errors=; the exit status is then 1. Each phase prints one line:
  *   RESULT phase=<bare|suggest> requests=N seconds=S rps=R p50_us=U p99_us=U errors=E
  */
 #include <curl/curl.h>
+#include <math.h>
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,7 +33,7 @@ struct client {
     const char *nats_url, *url, *body;
     int bare;
     double seconds, interval;
-    double *lat;
+    double *lat; /* seconds; INFINITY for a failed request */
     int n, errors;
 };
 
@@ -46,19 +51,31 @@ static size_t sink(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* Waits until the paced schedule allows the next request. */
-static void pace(struct client *c, double *next)
+/*
+ * Waits until the paced schedule allows the next request and returns when it was due (the
+ * time to measure it from); closed loop, returns now.
+ */
+static double pace(struct client *c, double *next)
 {
-    double wait;
+    double due = *next, wait;
 
     if (c->interval <= 0)
-        return;
-    wait = *next - now();
+        return now();
+    wait = due - now();
     if (wait > 0) {
         struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
         nanosleep(&ts, NULL);
     }
     *next += c->interval;
+    return due;
+}
+
+/* Paced: the schedule's requests, sent however late; closed loop: until the time is up. */
+static int more(const struct client *c, double start, double next)
+{
+    if (c->n >= MAX_SAMPLES)
+        return 0;
+    return c->interval > 0 ? next < start + c->seconds : now() - start < c->seconds;
 }
 
 static void *run_bare(struct client *c)
@@ -78,15 +95,15 @@ static void *run_bare(struct client *c)
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
     start = next = now();
-    while (now() - start < c->seconds && c->n < MAX_SAMPLES) {
-        double t0;
-        pace(c, &next);
-        t0 = now();
+    while (more(c, start, next)) {
+        double t0 = pace(c, &next);
         if (curl_easy_perform(curl) != CURLE_OK ||
-            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 200)
+            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 200) {
             c->errors++;
-        else
+            c->lat[c->n++] = INFINITY;
+        } else {
             c->lat[c->n++] = now() - t0;
+        }
     }
     curl_slist_free_all(h);
     curl_easy_cleanup(curl);
@@ -98,19 +115,20 @@ static void *run_suggest(struct client *c)
     natsConnection *nc = NULL;
     double start, next;
 
-    if (natsConnection_ConnectTo(&nc, c->nats_url) != NATS_OK)
+    if (natsConnection_ConnectTo(&nc, c->nats_url) != NATS_OK) {
+        c->errors++;
         return NULL;
+    }
     start = next = now();
-    while (now() - start < c->seconds && c->n < MAX_SAMPLES) {
+    while (more(c, start, next)) {
         natsMsg *reply = NULL;
-        double t0;
-        pace(c, &next);
-        t0 = now();
+        double t0 = pace(c, &next);
         if (natsConnection_RequestString(&reply, nc, "ai.suggest", c->body, 30000) != NATS_OK ||
             strstr(natsMsg_GetData(reply), "\"error\"") != NULL) {
             if (reply != NULL && c->errors == 0)
                 fprintf(stderr, "first error: %.300s\n", natsMsg_GetData(reply));
             c->errors++;
+            c->lat[c->n++] = INFINITY;
         } else {
             c->lat[c->n++] = now() - t0;
         }
@@ -132,13 +150,30 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void phase(const char *name, struct client *proto, int clients, double rate)
+/* Formats percentile q of n sorted latencies in microseconds, "inf" on a failed one. */
+static const char *pct(const double *lat, int n, double q, char out[32])
+{
+    int i = (int)ceil(q * n) - 1;
+
+    if (n == 0)
+        return strcpy(out, "0");
+    if (i < 0)
+        i = 0;
+    if (isinf(lat[i]))
+        return strcpy(out, "inf");
+    snprintf(out, 32, "%.0f", lat[i] * 1e6);
+    return out;
+}
+
+/* Runs one phase and prints its RESULT line; returns its failed requests. */
+static int phase(const char *name, struct client *proto, int clients, double rate)
 {
     struct client *cs = calloc((size_t)clients, sizeof(*cs));
     pthread_t *ts = calloc((size_t)clients, sizeof(*ts));
     double *all = calloc((size_t)MAX_SAMPLES * (size_t)clients, sizeof(double));
     double t0, elapsed;
     int total = 0, errors = 0;
+    char p50[32], p99[32];
 
     for (int i = 0; i < clients; i++) {
         cs[i] = *proto;
@@ -158,20 +193,21 @@ static void phase(const char *name, struct client *proto, int clients, double ra
         free(cs[i].lat);
     }
     qsort(all, (size_t)total, sizeof(double), cmp);
-    printf("RESULT phase=%s requests=%d seconds=%.3f rps=%.1f p50_us=%.0f p99_us=%.0f errors=%d\n",
-           name, total, elapsed, total / elapsed, total ? all[total / 2] * 1e6 : 0,
-           total ? all[(size_t)total * 99 / 100] * 1e6 : 0, errors);
+    printf("RESULT phase=%s requests=%d seconds=%.3f rps=%.1f p50_us=%s p99_us=%s errors=%d\n",
+           name, total, elapsed, total / elapsed, pct(all, total, 0.50, p50),
+           pct(all, total, 0.99, p99), errors);
     fflush(stdout);
     free(all);
     free(cs);
     free(ts);
+    return errors;
 }
 
 int main(int argc, char **argv)
 {
     struct client proto = {0};
     char url[512], body[4096], suggest[256];
-    int clients;
+    int clients, errors = 0;
     double rate = 0;
 
     if (argc < 6) {
@@ -199,10 +235,10 @@ int main(int argc, char **argv)
 
     proto.bare = 1;
     proto.body = body;
-    phase("bare", &proto, clients, rate);
+    errors += phase("bare", &proto, clients, rate);
     proto.bare = 0;
     proto.body = suggest;
-    phase("suggest", &proto, clients, rate);
+    errors += phase("suggest", &proto, clients, rate);
     curl_global_cleanup();
-    return 0;
+    return errors > 0;
 }
