@@ -23,7 +23,7 @@ if [[ ${1:-} == postgres ]]; then
         chown postgres:postgres "$PGDATA" /var/run/postgresql
         chmod 0700 "$PGDATA"
         chmod 3777 /var/run/postgresql
-        exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+        exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
     fi
 
     file_env POSTGRES_PASSWORD
