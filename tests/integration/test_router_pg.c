@@ -4,13 +4,21 @@
  * events), readiness says what is missing, and when PostgreSQL returns every event is
  * stored exactly once, with no restart of any daemon. A malformed event in the stream goes
  * to the dead letters and does not block the ones behind it.
+ *
+ * And the router's crypto-shredding, scope by scope: after an integration's purge its data
+ * key is gone while the workspace's and the other integration's stay; after a workspace's
+ * purge every key of it and its index key are gone while another workspace keeps its own. A
+ * purge held by the test's own row locks after its shred shows the keys gone (committed)
+ * while the rows remain, unreadable through the router and with the KEK itself.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "common/keyring.h"
 #include "common/mem.h"
+#include "common/pg.h"
 #include "stack.h"
 
 #define PAGE "106000000000002"
@@ -158,6 +166,410 @@ static void test_dead_letter(void)
     jsCtx_Destroy(js);
 }
 
+/* --- shredding: keys before rows, per purge scope -------------------------------------- */
+
+#define PAGE_A1 "106000000000021"
+#define PAGE_A2 "106000000000022"
+#define PAGE_B  "106000000000023"
+#define PAGE_C  "106000000000024"
+
+/*
+ * Runs q as the admin and returns the first value (free it), or NULL when there is no row.
+ * A SQL error fails the test: only a real "no row" may count as absence.
+ */
+static char *sql(const char *q)
+{
+    PGconn *c = th_db_connect(&st.db, NULL);
+    char err[512];
+    char *v = th_db_value(c, q, err, sizeof(err));
+
+    CHECK_MSG(err[0] == '\0', "SQL error: %s in: %s", err, q);
+    PQfinish(c);
+    return v;
+}
+
+/* q's count (-1 on an error, which fails the test). */
+static long count_of(const char *q)
+{
+    char *v = sql(q);
+    long n = v ? atol(v) : -1;
+
+    free(v);
+    return n;
+}
+
+/* How many data keys the router holds whose key id is key_id or starts with key_id ":". */
+static long keys_under(const char *key_id)
+{
+    char q[1024];
+
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM router.data_keys WHERE key_id = '%s'"
+             " OR left(key_id, length('%s:')) = '%s:'",
+             key_id, key_id, key_id);
+    return count_of(q);
+}
+
+static char *workspace(const char *name)
+{
+    const char *create[] = {"workspace", "create", "--name", name, NULL};
+    cJSON *out = NULL;
+    char *ws;
+
+    CHECK_INT(th_stack_domsctl(&st, &out, NULL, create), 0);
+    ws = cm_xstrdup(th_json_str(out, "workspace_id", NULL) ? th_json_str(out, "workspace_id", NULL)
+                                                           : "none");
+    cJSON_Delete(out);
+    return ws;
+}
+
+/* Connects page to ws; returns the integration id (a new string). */
+static char *connect_page(const char *ws, const char *page)
+{
+    char token[64];
+    const char *args[] = {"integration", "connect", "--workspace", ws,    "--platform", "messenger",
+                          "--account",   page,      "--token",     token, NULL};
+    cJSON *out = NULL;
+    char *id;
+
+    snprintf(token, sizeof(token), "short-%s", page);
+    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, token, NULL);
+    CHECK_INT(th_stack_domsctl(&st, &out, NULL, args), 0);
+    id = cm_xstrdup(th_json_str(out, "integration_id", NULL)
+                        ? th_json_str(out, "integration_id", NULL)
+                        : "none");
+    cJSON_Delete(out);
+    return id;
+}
+
+/* Three messages from two contacts of page, "<page> says <i>", and waits until stored. */
+static void post_page(const char *page)
+{
+    char body[2048], q[256];
+    size_t len = (size_t)snprintf(body, sizeof(body),
+                                  "{\"object\":\"page\",\"entry\":[{\"id\":\"%s\",\"time\":1,"
+                                  "\"messaging\":[",
+                                  page);
+
+    for (int i = 0; i < 3; i++)
+        len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                "%s{\"sender\":{\"id\":\"k-%s-%d\"},\"recipient\":{\"id\":\"%s\"},"
+                                "\"timestamp\":1732870000%03d,\"message\":{\"mid\":"
+                                "\"m_%s_%d\",\"text\":\"%s says %d\"}}",
+                                i ? "," : "", page, i % 2, page, i, page, i, page, i);
+    snprintf(body + len, sizeof(body) - len, "]}]}");
+    CHECK_INT(th_stack_webhook(&st, body), 200);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.messages WHERE mid LIKE 'm_%s_%%'", page);
+    for (int i = 0; i < 300 && count_of(q) < 3; i++)
+        th_sleep_ms(50);
+    CHECK_INT(count_of(q), 3);
+}
+
+/* A conversation of integration (a new string), or NULL. */
+static char *conversation_of(const char *integration)
+{
+    char q[256];
+
+    snprintf(q, sizeof(q),
+             "SELECT id FROM router.conversations WHERE integration_id = '%s' ORDER BY id LIMIT 1",
+             integration);
+    return sql(q);
+}
+
+/* router.messages.list of conv as the operator, printed (a new string; NULL: no reply). */
+static char *read_messages(const char *conv)
+{
+    char req[256];
+    cJSON *r;
+    char *text;
+
+    snprintf(req, sizeof(req), "{\"actor\":\"operator\",\"conversation_id\":\"%s\"}", conv);
+    r = th_stack_request(&st, "router.messages.list", req);
+    text = r ? cJSON_PrintUnformatted(r) : NULL;
+    cJSON_Delete(r);
+    return text;
+}
+
+/* Asks router.purge; returns the reply (free it). */
+static cJSON *purge(const char *body)
+{
+    cJSON *r = th_stack_request(&st, "router.purge", body);
+
+    CHECK_MSG(cJSON_GetObjectItem(r, "result") != NULL, "router.purge %s failed", body);
+    return r;
+}
+
+static double result_num(const cJSON *r, const char *a, const char *b)
+{
+    return cJSON_GetNumberValue(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), a), b));
+}
+
+/* A message's sealed body as a backup would hold it: its id, key id and ciphertext. */
+struct sealed_msg {
+    char id[64], key_id[200];
+    unsigned char *ct;
+    size_t len;
+};
+
+/* Copies the first sealed message of integration into m (free m->ct); false when none. */
+static bool sealed_load(struct sealed_msg *m, const char *integration)
+{
+    PGconn *c = th_db_connect(&st.db, NULL);
+    const char *params[1] = {integration};
+    PGresult *r =
+        PQexecParams(c,
+                     "SELECT m.id, 'ws:' || c.workspace_id || ':int:' || c.integration_id,"
+                     " m.body_sealed FROM router.messages m JOIN router.conversations c"
+                     " ON c.id = m.conversation_id WHERE c.integration_id = $1"
+                     " AND m.body_sealed IS NOT NULL ORDER BY m.id LIMIT 1",
+                     1, NULL, params, NULL, NULL, 1);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+
+    CHECK_MSG(ok, "no sealed message of %s: %s", integration, PQresultErrorMessage(r));
+    memset(m, 0, sizeof(*m));
+    if (ok) {
+        snprintf(m->id, sizeof(m->id), "%s", PQgetvalue(r, 0, 0));
+        snprintf(m->key_id, sizeof(m->key_id), "%s", PQgetvalue(r, 0, 1));
+        m->len = (size_t)PQgetlength(r, 0, 2);
+        m->ct = cm_xmalloc(m->len);
+        memcpy(m->ct, PQgetvalue(r, 0, 2), m->len);
+    }
+    PQclear(r);
+    PQfinish(c);
+    return ok;
+}
+
+/* Opens m as the router would, with the suite's KEK and no cache: the keyring's code, and
+ * on CM_OK the plaintext in *text (free it; NULL otherwise). */
+static int sealed_open(const struct sealed_msg *m, char **text)
+{
+    struct cm_keyring *kr = NULL;
+    struct cm_pg *conn = NULL;
+    char err[256], aad[128], *url = th_db_url(&st.db, "doms_router");
+    struct cm_buf out;
+    int rc;
+
+    *text = NULL;
+    cm_buf_init(&out);
+    rc = cm_keyring_load(&kr, st.kek, err, sizeof(err));
+    CHECK_MSG(rc == CM_OK, "keyring: %s", err);
+    if (rc == CM_OK)
+        rc = cm_pg_connect(&conn, url, "router");
+    if (rc == CM_OK) {
+        cm_keyring_set_cache_ttl(kr, 0);
+        snprintf(aad, sizeof(aad), "router.messages.body:%s", m->id);
+        rc = cm_keyring_open(kr, conn, m->key_id, aad, m->ct, m->len, &out);
+    }
+    if (rc == CM_OK)
+        *text = cm_xstrndup(out.data, out.len);
+    cm_buf_wipe(&out);
+    cm_pg_destroy(conn);
+    cm_keyring_destroy(kr);
+    free(url);
+    return rc;
+}
+
+static char *ws_a, *ws_b, *int_a1, *int_a2, *int_b;
+
+static void test_purge_setup(void)
+{
+    ws_a = workspace("Purge A");
+    ws_b = workspace("Purge B");
+    int_a1 = connect_page(ws_a, PAGE_A1);
+    int_a2 = connect_page(ws_a, PAGE_A2);
+    int_b = connect_page(ws_b, PAGE_B);
+    post_page(PAGE_A1);
+    post_page(PAGE_A2);
+    post_page(PAGE_B);
+}
+
+/*
+ * integration: that integration's data key is gone, with its rows; the workspace's own key
+ * (which seals the blind index's key) and its other integration's key stay, and that
+ * integration's messages still read; another workspace keeps everything.
+ */
+static void test_purge_integration_keys(void)
+{
+    char key[200], body[256], q[256], *conv, *text;
+    struct sealed_msg m;
+    cJSON *r;
+
+    snprintf(key, sizeof(key), "ws:%s:int:%s", ws_a, int_a1);
+    CHECK_INT(keys_under(key), 1);
+    CHECK(sealed_load(&m, int_a1));
+    CHECK_INT(sealed_open(&m, &text), CM_OK);
+    CHECK_CONTAINS(text, PAGE_A1 " says");
+    free(text);
+
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"integration\","
+             "\"integration_ids\":[\"%s\"]}",
+             int_a1);
+    r = purge(body);
+    CHECK_INT(result_num(r, "deleted", "messages"), 3);
+    CHECK_INT(result_num(r, "remaining", "messages"), 0);
+    CHECK_INT(result_num(r, "remaining", "contacts"), 0);
+    cJSON_Delete(r);
+
+    CHECK_INT(keys_under(key), 0);
+    /* The ciphertext copied before (as a backup would hold it) no longer opens. */
+    CHECK_INT(sealed_open(&m, &text), CM_NOTFOUND);
+    CHECK(text == NULL);
+    free(m.ct);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.conversations WHERE integration_id = '%s'",
+             int_a1);
+    CHECK_INT(count_of(q), 0);
+    snprintf(key, sizeof(key), "ws:%s:int:%s", ws_a, int_a2);
+    CHECK_INT(keys_under(key), 1);
+    snprintf(key, sizeof(key), "ws:%s", ws_a);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.data_keys WHERE key_id = '%s'", key);
+    CHECK_INT(count_of(q), 1);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.index_keys WHERE workspace_id = '%s'",
+             ws_a);
+    CHECK_INT(count_of(q), 1);
+    conv = conversation_of(int_a2);
+    text = conv ? read_messages(conv) : NULL;
+    CHECK_CONTAINS(text, PAGE_A2 " says");
+    free(text);
+    free(conv);
+    snprintf(key, sizeof(key), "ws:%s", ws_b);
+    CHECK_INT(keys_under(key), 2);
+}
+
+/*
+ * workspace: every key of the workspace (its own, each integration's) and its index key are
+ * gone, with its rows; the other workspace keeps its keys and reads its messages.
+ */
+static void test_purge_workspace_keys(void)
+{
+    char key[200], body[256], q[256], *conv, *text;
+    cJSON *r;
+
+    snprintf(body, sizeof(body), "{\"actor\":\"operator\",\"workspace_id\":\"%s\"}", ws_a);
+    r = th_stack_request(&st, "router.workspace.delete", body);
+    CHECK(cJSON_GetObjectItem(r, "result") != NULL);
+    cJSON_Delete(r);
+    snprintf(key, sizeof(key), "ws:%s", ws_a);
+    CHECK_INT(keys_under(key), 2);
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\",\"workspace_id\":\"%s\"}",
+             ws_a);
+    r = purge(body);
+    CHECK_INT(result_num(r, "deleted", "messages"), 3);
+    CHECK_INT(result_num(r, "remaining", "messages"), 0);
+    CHECK_INT(result_num(r, "remaining", "conversations"), 0);
+    CHECK_INT(result_num(r, "remaining", "contacts"), 0);
+    cJSON_Delete(r);
+    CHECK_INT(keys_under(key), 0);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.index_keys WHERE workspace_id = '%s'",
+             ws_a);
+    CHECK_INT(count_of(q), 0);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.workspaces WHERE id = '%s'", ws_a);
+    CHECK_INT(count_of(q), 0);
+
+    snprintf(key, sizeof(key), "ws:%s", ws_b);
+    CHECK_INT(keys_under(key), 2);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.index_keys WHERE workspace_id = '%s'",
+             ws_b);
+    CHECK_INT(count_of(q), 1);
+    conv = conversation_of(int_b);
+    text = conv ? read_messages(conv) : NULL;
+    CHECK_CONTAINS(text, PAGE_B " says");
+    free(text);
+    free(conv);
+}
+
+/*
+ * The purge stopped between the shred and the row deletion: the test's own transaction
+ * holds the workspace's message rows (FOR SHARE), so the router's DELETE waits. By then its
+ * keys are gone and committed: the rows are still there and cannot be opened, through the
+ * router's API or with the KEK. Released, the purge completes.
+ */
+static void test_purge_keys_before_rows(void)
+{
+    char *ws_c = workspace("Purge C"), *int_c = connect_page(ws_c, PAGE_C);
+    char key[200], body[256], q[512], *conv, *text, *before;
+    natsSubscription *sub = NULL;
+    natsMsg *reply = NULL;
+    struct sealed_msg m;
+    PGconn *lock;
+    PGresult *res;
+    bool stopped = false;
+
+    post_page(PAGE_C);
+    snprintf(key, sizeof(key), "ws:%s", ws_c);
+    CHECK_INT(keys_under(key), 2);
+    conv = conversation_of(int_c);
+    before = conv ? read_messages(conv) : NULL;
+    CHECK_CONTAINS(before, PAGE_C " says");
+    free(before);
+    CHECK(sealed_load(&m, int_c));
+    CHECK_INT(sealed_open(&m, &text), CM_OK);
+    free(text);
+
+    lock = th_db_connect(&st.db, NULL);
+    PQclear(PQexec(lock, "BEGIN"));
+    snprintf(q, sizeof(q), "SELECT id FROM router.messages WHERE workspace_id = '%s' FOR SHARE",
+             ws_c);
+    res = PQexec(lock, q);
+    CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 3, "rows not held: %s",
+              PQresultErrorMessage(res));
+    PQclear(res);
+
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\",\"workspace_id\":\"%s\"}",
+             ws_c);
+    CHECK(natsConnection_SubscribeSync(&sub, st.nc, "_TEST.purge.reply") == NATS_OK);
+    CHECK(natsConnection_PublishRequestString(st.nc, "router.purge", "_TEST.purge.reply", body) ==
+          NATS_OK);
+    /* Stopped where the test wants it: keys gone (committed), DELETE waiting on the rows. */
+    for (int i = 0; i < 600 && !stopped; i++) {
+        stopped = keys_under(key) == 0 &&
+                  count_of("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                           " AND query LIKE 'DELETE FROM messages%'") == 1;
+        if (!stopped)
+            th_sleep_ms(50);
+    }
+    CHECK_MSG(stopped, "the purge never stopped after the shred, before the rows");
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.messages WHERE workspace_id = '%s'", ws_c);
+    CHECK_INT(count_of(q), 3);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.index_keys WHERE workspace_id = '%s'",
+             ws_c);
+    CHECK_INT(count_of(q), 0);
+    /* The rows are there; what they hold is not readable any more. */
+    CHECK_INT(sealed_open(&m, &text), CM_NOTFOUND);
+    CHECK(text == NULL);
+    free(m.ct);
+    text = conv ? read_messages(conv) : NULL;
+    CHECK_MSG(text != NULL && strstr(text, PAGE_C " says") == NULL,
+              "the router read a shredded message: %s", text ? text : "(no reply)");
+    free(text);
+
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    CHECK(natsSubscription_NextMsg(&reply, sub, 60000) == NATS_OK);
+    if (reply != NULL) {
+        cJSON *r =
+            cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+        CHECK_INT(result_num(r, "deleted", "messages"), 3);
+        CHECK_INT(result_num(r, "remaining", "messages"), 0);
+        CHECK_INT(result_num(r, "remaining", "conversations"), 0);
+        CHECK_INT(result_num(r, "remaining", "contacts"), 0);
+        cJSON_Delete(r);
+        natsMsg_Destroy(reply);
+    }
+    natsSubscription_Destroy(sub);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.messages WHERE workspace_id = '%s'", ws_c);
+    CHECK_INT(count_of(q), 0);
+    CHECK_INT(keys_under(key), 0);
+    snprintf(key, sizeof(key), "ws:%s", ws_b);
+    CHECK_INT(keys_under(key), 2);
+    free(conv);
+    free(ws_c);
+    free(int_c);
+}
+
 int main(void)
 {
     th_init("router_pg");
@@ -169,6 +581,10 @@ int main(void)
 
     RUN(test_outage);
     RUN(test_dead_letter);
+    RUN(test_purge_setup);
+    RUN(test_purge_integration_keys);
+    RUN(test_purge_workspace_keys);
+    RUN(test_purge_keys_before_rows);
     /* Through the outage and the redeliveries, the consumers kept their subscriptions. */
     {
         char *log = th_proc_output(&router);
