@@ -31,10 +31,11 @@ static char kek_path[512];
 
 /* --- helpers ------------------------------------------------------------------------- */
 
-static void start_vault(struct th_proc *p, const char *kek)
+/* Starts a replica without waiting for it; returns its HTTP port (see await_vault). */
+static int launch_vault(struct th_proc *p, const char *kek)
 {
     char *dburl = th_db_url(&db, "doms_vault");
-    char *env[16], ready[128];
+    char *env[16];
     int n = 0, port = th_free_port();
 
     env[n++] = cm_xasprintf("DATABASE_URL=%s", dburl);
@@ -48,11 +49,23 @@ static void start_vault(struct th_proc *p, const char *kek)
     env[n++] = cm_xstrdup("LOG_LEVEL=debug");
     env[n] = NULL;
     th_proc_start(p, "token-vault", NULL, (const char *const *)env);
-    snprintf(ready, sizeof(ready), "http://127.0.0.1:%d/readyz", port);
-    CHECK_MSG(th_wait_http(ready, 200, 20000), "token-vault never ready");
     for (int i = 0; i < n; i++)
         free(env[i]);
     free(dburl);
+    return port;
+}
+
+static void await_vault(int port)
+{
+    char ready[128];
+
+    snprintf(ready, sizeof(ready), "http://127.0.0.1:%d/readyz", port);
+    CHECK_MSG(th_wait_http(ready, 200, 20000), "token-vault never ready");
+}
+
+static void start_vault(struct th_proc *p, const char *kek)
+{
+    await_vault(launch_vault(p, kek));
 }
 
 /* Runs domsctl --json with args; returns the exit code and the parsed output (or NULL). */
@@ -433,44 +446,117 @@ static void test_refresh_rules(void)
     free(lapsed);
 }
 
-/* Two vault replicas asked to refresh at once: the slow Meta answer holds the row. */
-struct race_arg {
-    cJSON *reply;
-};
-
-static void *race(void *p)
+/* Runs q as the admin; its first value (free it) or NULL for no row. A SQL error fails. */
+static char *sql_strict(const char *q)
 {
-    struct race_arg *a = p;
-    a->reply = request("vault.refresh.run", "{}");
-    return NULL;
+    PGconn *c = th_db_connect(&db, NULL);
+    char err[256];
+    char *v = th_db_value(c, q, err, sizeof(err));
+
+    CHECK_MSG(err[0] == '\0', "SQL error: %s in: %s", err, q);
+    PQfinish(c);
+    return v;
 }
 
+static long sql_count(const char *q)
+{
+    char *v = sql_strict(q);
+    long n = v ? atol(v) : -1;
+
+    free(v);
+    return n;
+}
+
+/* Refresh calls the Instagram host received for token. */
+static int refreshes_of(const char *token)
+{
+    struct fakehttp *ig = fakemeta_server(meta, FAKEMETA_INSTAGRAM);
+    char needle[128];
+    int n = 0;
+
+    snprintf(needle, sizeof(needle), "access_token=%s", token);
+    for (int i = 0; i < fakehttp_count(ig); i++) {
+        const struct fakehttp_request *r = fakehttp_get(ig, i);
+        if (strcmp(r->path, "/refresh_access_token") == 0 && strstr(r->uri, needle) != NULL)
+            n++;
+    }
+    return n;
+}
+
+static struct th_proc vault_first; /* vault[0] before its restart, for test_logs_clean */
+
+/*
+ * Two replicas run a refresh pass at the same moment, forced rather than hoped for: with
+ * two tokens due, the test holds vault.integrations locked, starts both replicas (each runs
+ * its scheduler's first pass at start-up), waits until both passes are blocked on the lock in
+ * their claim, then releases them together. Meta answers slowly, so each claimed row stays
+ * held while the other replica looks. Meta must see exactly one refresh per token.
+ */
 static void test_replicas_refresh_once(void)
 {
-    struct race_arg args[4] = {{0}};
-    pthread_t t[4];
-    char q[512];
-    char *id = connect_ok("instagram", "17841400000000004", "short-race", NULL, NULL);
+    const char *tokens[2] = {"IGLL-short-race-1", "IGLL-short-race-2"};
+    char *ids[2], q[512];
+    PGconn *lock;
+    PGresult *res;
+    int ports[2];
+    bool both = false, idle = false;
 
-    start_vault(&vault[1], kek_path);
-    snprintf(q, sizeof(q),
-             "UPDATE vault.tokens SET obtained_at = now() - interval '2 days',"
-             " expires_at = now() + interval '3 days' WHERE integration_id = '%s' RETURNING 1",
-             id);
-    fakemeta_age(meta, "IGLL-short-race", 2 * 86400);
+    ids[0] = connect_ok("instagram", "17841400000000004", "short-race-1", NULL, NULL);
+    ids[1] = connect_ok("instagram", "17841400000000014", "short-race-2", NULL, NULL);
+    vault_first = vault[0];
+    CHECK_INT(th_proc_stop(&vault[0]), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(q, sizeof(q),
+                 "UPDATE vault.tokens SET obtained_at = now() - interval '2 days',"
+                 " expires_at = now() + interval '3 days' WHERE integration_id = '%s'"
+                 " RETURNING 1",
+                 ids[i]);
+        free(sql_strict(q));
+        fakemeta_age(meta, tokens[i], 2 * 86400);
+    }
     fakemeta_set_delay(meta, 1500);
     fakemeta_clear(meta);
-    free(sql(q));
-    for (int i = 0; i < 4; i++)
-        pthread_create(&t[i], NULL, race, &args[i]);
-    for (int i = 0; i < 4; i++) {
-        pthread_join(t[i], NULL);
-        cJSON_Delete(args[i].reply);
+
+    lock = th_db_connect(&db, NULL);
+    res = PQexec(lock, "BEGIN; LOCK TABLE vault.integrations IN ACCESS EXCLUSIVE MODE");
+    CHECK_MSG(PQresultStatus(res) == PGRES_COMMAND_OK, "lock: %s", PQresultErrorMessage(res));
+    PQclear(res);
+    ports[0] = launch_vault(&vault[0], kek_path);
+    ports[1] = launch_vault(&vault[1], kek_path);
+    /* Both schedulers' first passes wait in their claim: they will race for the rows. */
+    for (int i = 0; i < 600 && !both; i++) {
+        both = sql_count("SELECT count(*) FROM pg_stat_activity WHERE usename = 'doms_vault'"
+                         " AND wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%'") == 2;
+        if (!both)
+            th_sleep_ms(50);
     }
+    CHECK_MSG(both, "the two replicas' refresh passes never both waited on the claim");
+    res = PQexec(lock, "COMMIT");
+    PQclear(res);
+    PQfinish(lock);
+    await_vault(ports[0]);
+    await_vault(ports[1]);
+    /* Both tokens refreshed, and both passes over: no vault connection busy any more. */
+    for (int i = 0; i < 600 && !idle; i++) {
+        snprintf(q, sizeof(q),
+                 "SELECT count(*) FROM vault.tokens WHERE integration_id IN ('%s', '%s')"
+                 " AND obtained_at > now() - interval '1 hour'",
+                 ids[0], ids[1]);
+        idle = sql_count(q) == 2 &&
+               sql_count("SELECT count(*) FROM pg_stat_activity WHERE usename = 'doms_vault'"
+                         " AND state <> 'idle'") == 0;
+        if (!idle)
+            th_sleep_ms(50);
+    }
+    CHECK_MSG(idle, "the raced refresh passes never finished");
     fakemeta_set_delay(meta, 0);
-    CHECK_INT(refresh_count(), 1);
+    for (int i = 0; i < 2; i++)
+        CHECK_MSG(refreshes_of(tokens[i]) == 1, "%s refreshed %d times", tokens[i],
+                  refreshes_of(tokens[i]));
+    CHECK_INT(refresh_count(), 2);
     th_proc_stop(&vault[1]);
-    free(id);
+    free(ids[0]);
+    free(ids[1]);
 }
 
 static void test_needs_reauth(void)
@@ -647,8 +733,10 @@ static void test_logs_clean(void)
 {
     const char *needles[] = {"IGLL-", "EAAU-", "PAGE-", "short-ig", APP_SECRET};
 
-    for (int p = 0; p < 2; p++) {
-        char *log = th_proc_output(&vault[p]);
+    const struct th_proc *procs[3] = {&vault_first, &vault[0], &vault[1]};
+
+    for (int p = 0; p < 3; p++) {
+        char *log = th_proc_output(procs[p]);
         for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
             CHECK_MSG(strstr(log, needles[i]) == NULL, "%s in the log of vault %d", needles[i], p);
         free(log);
