@@ -161,16 +161,26 @@ static char *token_of(const char *id, const char *requester, char **error_code)
     return tok;
 }
 
+/* Runs q as the admin; its first value (free it) or NULL for no row. A SQL error fails the
+ * test: only a real "no row" may count as absence. */
 static char *sql(const char *q)
 {
     PGconn *c = th_db_connect(&db, NULL);
     char err[256];
     char *v = th_db_value(c, q, err, sizeof(err));
 
-    if (err[0] != '\0')
-        printf("sql error: %s\n", err);
+    CHECK_MSG(err[0] == '\0', "SQL error: %s in: %s", err, q);
     PQfinish(c);
     return v;
+}
+
+/* Runs an UPDATE ... RETURNING 1 that must change a row. */
+static void update_one(const char *q)
+{
+    char *v = sql(q);
+
+    CHECK_MSG(v != NULL, "no row changed by: %s", q);
+    free(v);
 }
 
 static const cJSON *find_integration(const cJSON *list, const char *id)
@@ -332,19 +342,19 @@ static void test_refresh_when_due(void)
              "UPDATE vault.tokens SET obtained_at = now() - interval '2 days',"
              " expires_at = now() + interval '5 days' WHERE integration_id = '%s' RETURNING 1",
              ig_id);
-    free(sql(q));
+    update_one(q);
     /* Not due: expiring in five days but obtained an hour ago. */
     snprintf(q, sizeof(q),
              "UPDATE vault.tokens SET obtained_at = now() - interval '1 hour',"
              " expires_at = now() + interval '5 days' WHERE integration_id = '%s' RETURNING 1",
              young);
-    free(sql(q));
+    update_one(q);
     /* Not due: old, but expiring in fifty days. */
     snprintf(q, sizeof(q),
              "UPDATE vault.tokens SET obtained_at = now() - interval '10 days',"
              " expires_at = now() + interval '50 days' WHERE integration_id = '%s' RETURNING 1",
              distant);
-    free(sql(q));
+    update_one(q);
     /* Meta's own record agrees: the token it issued is two days old. */
     fakemeta_age(meta, "IGLL-short-ig-2", 2 * 86400);
 
@@ -383,7 +393,7 @@ static void make_due(const char *id)
              "UPDATE vault.tokens SET obtained_at = now() - interval '2 days',"
              " expires_at = now() + interval '3 days' WHERE integration_id = '%s' RETURNING 1",
              id);
-    free(sql(q));
+    update_one(q);
 }
 
 static char *state_of(const char *id)
@@ -446,21 +456,9 @@ static void test_refresh_rules(void)
     free(lapsed);
 }
 
-/* Runs q as the admin; its first value (free it) or NULL for no row. A SQL error fails. */
-static char *sql_strict(const char *q)
-{
-    PGconn *c = th_db_connect(&db, NULL);
-    char err[256];
-    char *v = th_db_value(c, q, err, sizeof(err));
-
-    CHECK_MSG(err[0] == '\0', "SQL error: %s in: %s", err, q);
-    PQfinish(c);
-    return v;
-}
-
 static long sql_count(const char *q)
 {
-    char *v = sql_strict(q);
+    char *v = sql(q);
     long n = v ? atol(v) : -1;
 
     free(v);
@@ -511,7 +509,7 @@ static void test_replicas_refresh_once(void)
                  " expires_at = now() + interval '3 days' WHERE integration_id = '%s'"
                  " RETURNING 1",
                  ids[i]);
-        free(sql_strict(q));
+        update_one(q);
         fakemeta_age(meta, tokens[i], 2 * 86400);
     }
     fakemeta_set_delay(meta, 1500);
@@ -570,13 +568,13 @@ static void test_needs_reauth(void)
              "UPDATE vault.tokens SET obtained_at = now() - interval '2 days',"
              " expires_at = now() + interval '2 days' WHERE integration_id = '%s' RETURNING 1",
              rev);
-    free(sql(q));
+    update_one(q);
     /* The Page token fails its daily check. */
     snprintf(q, sizeof(q),
              "UPDATE vault.integrations SET last_checked_at = now() - interval '2 days'"
              " WHERE id = '%s' RETURNING 1",
              page_id);
-    free(sql(q));
+    update_one(q);
     /* The user removed the app: Meta revoked both tokens. */
     fakemeta_age(meta, "IGLL-revoked-soon", 2 * 86400);
     fakemeta_revoke(meta, "IGLL-revoked-soon");
