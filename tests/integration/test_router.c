@@ -766,11 +766,15 @@ static long events_metric(int port, const char *outcome)
 
 /*
  * Both copies of an event in one pipelined batch: published while the router is stopped,
- * each pair back to back, so that the restarted router's workers fetch them together (a
- * batch holds up to 64). JetStream stores both copies (different ids, or none); the router
- * stores each message once and counts the other copy as its own duplicate. Half the pairs
- * are of a contact with an open conversation (the pipelined statement for both copies), half
- * of new contacts (a conversation opened by the first copy, found by the second).
+ * each pair back to back, so that the restarted router's workers take them as a backlog (a
+ * worker takes whatever has arrived, up to 64, as one batch). The consumer's queue group
+ * spreads messages over the two workers at random, so a pair shares one worker's batch with
+ * probability 1/2 and is otherwise raced by the two: with 20 pairs both cases occur (all 20
+ * pairs split has probability 2^-20). JetStream stores both copies (different ids, or none);
+ * the router stores each message once and counts the other copy as its own duplicate. Half
+ * the pairs are of a contact with an open conversation (the pipelined statement for both
+ * copies), half of new contacts (a conversation opened by the first copy, found by the
+ * second).
  */
 static void test_duplicates_in_one_batch(void)
 {
