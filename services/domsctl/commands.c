@@ -298,7 +298,8 @@ fail:
 
 void domsctl_usage(FILE *out)
 {
-    fprintf(out, "usage: domsctl [--json] [--actor ID] [--timeout SECONDS] <command>\n\n"
+    fprintf(out, "usage: domsctl [--json] [--actor ID] [--timeout SECONDS] <command>\n"
+                 "       domsctl --help | --version\n\n"
                  "commands:\n");
     for (const struct command *c = domsctl_commands; c->words[0] != NULL; c++)
         fprintf(out, "  %s\n", c->usage);

@@ -103,6 +103,9 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--help") == 0) {
             domsctl_usage(stdout);
             return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("domsctl %s\n", DOMS_VERSION);
+            return 0;
         } else {
             return usage_error("unknown or incomplete global option ", argv[i]);
         }
