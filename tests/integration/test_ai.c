@@ -448,6 +448,95 @@ static int deleted_of(const cJSON *r)
     return cJSON_IsNumber(n) ? n->valueint : -1;
 }
 
+/* Runs q as the admin: its first value (free it), NULL for no row; an SQL error fails. */
+static char *sql_strict(const char *q)
+{
+    PGconn *c = th_db_connect(&st.db, NULL);
+    char err[512];
+    char *v = th_db_value(c, q, err, sizeof(err));
+
+    CHECK_MSG(err[0] == '\0', "SQL error: %s in: %s", err, q);
+    PQfinish(c);
+    return v;
+}
+
+static long count_strict(const char *q)
+{
+    char *v = sql_strict(q);
+    long n = v ? atol(v) : -1;
+
+    free(v);
+    return n;
+}
+
+/*
+ * Asks the workspace purge req of ws_a while the test's own transaction holds the
+ * workspace's suggestion rows (FOR SHARE): the purge must stop after its shred, with the
+ * key gone and committed, the rows still there and no draft readable through
+ * ai.suggestion.get; released, it completes. Returns its reply (free it).
+ */
+static cJSON *purge_held(const char *req)
+{
+    char q[512], get[256], *sug;
+    natsSubscription *sub = NULL;
+    natsMsg *reply = NULL;
+    cJSON *r = NULL;
+    PGconn *lock;
+    PGresult *res;
+    bool stopped = false;
+
+    snprintf(q, sizeof(q), "SELECT id FROM ai.suggestions WHERE workspace_id = '%s' LIMIT 1", ws_a);
+    sug = sql_strict(q);
+    CHECK(sug != NULL);
+    /* Readable up to the purge (the workspace's deletion alone does not hide it), so that an
+     * error below is the shred's doing. */
+    snprintf(get, sizeof(get), "{\"actor\":\"operator\",\"suggestion_id\":\"%s\"}", sug ? sug : "");
+    r = th_stack_request(&st, "ai.suggestion.get", get);
+    CHECK_MSG(th_json_str(r, "result", "text") != NULL,
+              "the draft was unreadable before the purge");
+    cJSON_Delete(r);
+    lock = th_db_connect(&st.db, NULL);
+    PQclear(PQexec(lock, "BEGIN"));
+    snprintf(q, sizeof(q), "SELECT id FROM ai.suggestions WHERE workspace_id = '%s' FOR SHARE",
+             ws_a);
+    res = PQexec(lock, q);
+    CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "rows not held: %s",
+              PQresultErrorMessage(res));
+    PQclear(res);
+    CHECK(natsConnection_SubscribeSync(&sub, st.nc, "_TEST.ai.purge") == NATS_OK);
+    CHECK(natsConnection_PublishRequestString(st.nc, "ai.purge", "_TEST.ai.purge", req) == NATS_OK);
+    snprintf(q, sizeof(q),
+             "SELECT (SELECT count(*) FROM ai.data_keys WHERE key_id = 'ws:%s') +"
+             " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+             " AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM suggestions%%') * 10",
+             ws_a);
+    for (int i = 0; i < 600 && !stopped; i++) {
+        stopped = count_strict(q) == 10; /* no key, one DELETE waiting */
+        if (!stopped)
+            th_sleep_ms(50);
+    }
+    CHECK_MSG(stopped, "the purge never stopped after the shred, before the rows");
+    snprintf(q, sizeof(q), "SELECT count(*) FROM ai.suggestions WHERE workspace_id = '%s'", ws_a);
+    CHECK_INT(count_strict(q), 1);
+    r = th_stack_request(&st, "ai.suggestion.get", get);
+    CHECK_MSG(r != NULL && cJSON_GetObjectItem(r, "error") != NULL &&
+                  th_json_str(r, "result", "text") == NULL,
+              "a shredded draft was served: %s",
+              th_json_str(r, "error", "message") ? th_json_str(r, "error", "message") : "");
+    cJSON_Delete(r);
+    r = NULL;
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    CHECK(natsSubscription_NextMsg(&reply, sub, 60000) == NATS_OK);
+    if (reply != NULL) {
+        r = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+        natsMsg_Destroy(reply);
+    }
+    natsSubscription_Destroy(sub);
+    free(sug);
+    return r;
+}
+
 static void test_deleted_workspace_purged(void)
 {
     const char *del[] = {"workspace", "delete", ws_a, NULL};
@@ -496,7 +585,7 @@ static void test_deleted_workspace_purged(void)
     snprintf(req, sizeof(req),
              "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\",\"workspace_id\":\"%s\"}",
              ws_a);
-    r = th_stack_request(&st, "ai.purge", req);
+    r = purge_held(req);
     CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "suggestions")),
               1);
