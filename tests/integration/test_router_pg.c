@@ -526,7 +526,8 @@ static void test_purge_keys_before_rows(void)
     /* Stopped where the test wants it: keys gone (committed), DELETE waiting on the rows. */
     for (int i = 0; i < 600 && !stopped; i++) {
         stopped = keys_under(key) == 0 &&
-                  count_of("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                  count_of("SELECT count(*) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND wait_event_type = 'Lock'"
                            " AND query LIKE 'DELETE FROM messages%'") == 1;
         if (!stopped)
             th_sleep_ms(50);

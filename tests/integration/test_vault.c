@@ -523,7 +523,8 @@ static void test_replicas_refresh_once(void)
     ports[1] = launch_vault(&vault[1], kek_path);
     /* Both schedulers' first passes wait in their claim: they will race for the rows. */
     for (int i = 0; i < 600 && !both; i++) {
-        both = sql_count("SELECT count(*) FROM pg_stat_activity WHERE usename = 'doms_vault'"
+        both = sql_count("SELECT count(*) FROM pg_stat_activity"
+                         " WHERE datname = current_database() AND usename = 'doms_vault'"
                          " AND wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%'") == 2;
         if (!both)
             th_sleep_ms(50);
@@ -541,7 +542,8 @@ static void test_replicas_refresh_once(void)
                  " AND obtained_at > now() - interval '1 hour'",
                  ids[0], ids[1]);
         idle = sql_count(q) == 2 &&
-               sql_count("SELECT count(*) FROM pg_stat_activity WHERE usename = 'doms_vault'"
+               sql_count("SELECT count(*) FROM pg_stat_activity"
+                         " WHERE datname = current_database() AND usename = 'doms_vault'"
                          " AND state <> 'idle'") == 0;
         if (!idle)
             th_sleep_ms(50);
