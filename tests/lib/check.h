@@ -43,6 +43,36 @@ void check_report(int ok, const char *file, int line, const char *fmt, ...)
                      "%s contains \"%s\"", #hay, check_n_);                                        \
     } while (0)
 
+/* The monotonic clock in milliseconds, for deadlines and for timing what a test awaits. */
+long long check_now_ms(void);
+/* Sleeps ms milliseconds (WAIT_UNTIL's pause between two looks). */
+void check_pause_ms(int ms);
+
+/*
+ * Waits for a condition instead of sleeping: evaluates cond (an expression, evaluated again
+ * and again) every 50 ms until it holds or timeout_ms of monotonic time have passed, and is
+ * true when it held. The last look is taken at or after the deadline, so a condition that
+ * holds just in time counts.
+ */
+#define WAIT_UNTIL(cond, timeout_ms)                                                               \
+    __extension__({                                                                                \
+        long long wait_end_ = check_now_ms() + (timeout_ms);                                       \
+        int wait_ok_;                                                                              \
+        for (;;) {                                                                                 \
+            int wait_late_ = check_now_ms() >= wait_end_;                                          \
+            wait_ok_ = !!(cond);                                                                   \
+            if (wait_ok_ || wait_late_)                                                            \
+                break;                                                                             \
+            check_pause_ms(50);                                                                    \
+        }                                                                                          \
+        wait_ok_;                                                                                  \
+    })
+
+/* A check that cond comes to hold within timeout_ms (see WAIT_UNTIL). */
+#define CHECK_WAIT(cond, timeout_ms)                                                               \
+    check_report(WAIT_UNTIL(cond, timeout_ms), __FILE__, __LINE__, "%s within %d ms", #cond,       \
+                 (int)(timeout_ms))
+
 /* Runs one test function, announcing it. */
 #define RUN(test)                                                                                  \
     do {                                                                                           \

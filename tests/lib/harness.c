@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "common/crypto.h"
 
 static char test_name[48] = "test";
@@ -385,6 +386,29 @@ void th_nats_stop(struct th_nats *n)
     n->pid = 0;
 }
 
+/* True once waitpid reports pid stopped: every thread of it has stopped. */
+static bool reported_stopped(pid_t pid)
+{
+    int st;
+
+    return waitpid(pid, &st, WNOHANG | WUNTRACED) == pid && WIFSTOPPED(st);
+}
+
+bool th_nats_freeze(struct th_nats *n)
+{
+    /* kill() returns before the stop has reached each of the server's threads: until then
+     * it may still read, store and acknowledge. */
+    if (n->pid <= 0 || kill(n->pid, SIGSTOP) != 0)
+        return false;
+    return WAIT_UNTIL(reported_stopped(n->pid), 10000);
+}
+
+void th_nats_thaw(struct th_nats *n)
+{
+    if (n->pid > 0)
+        kill(n->pid, SIGCONT);
+}
+
 void th_proc_start(struct th_proc *p, const char *bin, const char *const *args,
                    const char *const *env)
 {
@@ -410,12 +434,48 @@ void th_proc_signal(struct th_proc *p, int sig)
         kill(p->pid, sig);
 }
 
+/* What the sanitizers print first in a report (ASan, LSan, UBSan, TSan, MSan). */
+static const char *const sanitizer_marks[] = {"ERROR: AddressSanitizer",
+                                              "ERROR: LeakSanitizer",
+                                              "runtime error:",
+                                              "ERROR: UndefinedBehaviorSanitizer",
+                                              "WARNING: ThreadSanitizer",
+                                              "ERROR: ThreadSanitizer",
+                                              "WARNING: MemorySanitizer",
+                                              "ERROR: MemorySanitizer",
+                                              "Sanitizer has encountered a fatal error",
+                                              NULL};
+
+int th_sanitizer_scan(const char *name, const char *log_path)
+{
+    char *text = th_read_file(log_path);
+    int found = 0;
+
+    for (int i = 0; text != NULL && sanitizer_marks[i] != NULL; i++) {
+        const char *hit = strstr(text, sanitizer_marks[i]);
+        const char *start, *end;
+        if (hit == NULL)
+            continue;
+        /* The whole line of the first hit, so the failure names the bug. */
+        for (start = hit; start > text && start[-1] != '\n'; start--)
+            ;
+        end = strchr(hit, '\n');
+        check_report(0, __FILE__, __LINE__, "%s: sanitizer report in %s: %.*s", name, log_path,
+                     (int)((end ? end : hit + strlen(hit)) - start), start);
+        found++;
+    }
+    free(text);
+    return found;
+}
+
 int th_proc_wait(struct th_proc *p, int timeout_ms)
 {
     if (p->status >= 0)
         return p->status;
     if (p->pid <= 0 || reap(p->pid, &p->status, timeout_ms) != 0)
         return -1;
+    /* Reaped just now: whatever the sanitizers had to say is in the log. */
+    th_sanitizer_scan(p->name, p->log);
     return p->status;
 }
 
@@ -430,6 +490,18 @@ int th_proc_stop(struct th_proc *p)
         th_proc_wait(p, 5000);
     }
     return p->status;
+}
+
+int th_proc_stop_clean(struct th_proc *p)
+{
+    bool running = p->pid > 0 && p->status < 0;
+    int status = th_proc_stop(p);
+
+    if (running)
+        check_report(status == 0, __FILE__, __LINE__,
+                     "%s (pid %d) stopped with status %d%s; see %s", p->name, (int)p->pid, status,
+                     status > 128 ? " (killed by a signal: 128 + its number)" : "", p->log);
+    return status;
 }
 
 char *th_proc_output(const struct th_proc *p)
@@ -455,17 +527,19 @@ int th_run(const char *bin, const char *const *args, const char *const *env, cha
     return code;
 }
 
+/* One GET of url; true when it answers want. */
+static bool http_answers(const char *url, long want)
+{
+    struct th_resp r;
+    long code = th_http(&r, "GET", url, NULL, NULL, 0);
+
+    th_resp_cleanup(&r);
+    return code == want;
+}
+
 bool th_wait_http(const char *url, long want, int timeout_ms)
 {
-    for (int waited = 0; waited <= timeout_ms; waited += 50) {
-        struct th_resp r;
-        long code = th_http(&r, "GET", url, NULL, NULL, 0);
-        th_resp_cleanup(&r);
-        if (code == want)
-            return true;
-        th_sleep_ms(50);
-    }
-    return false;
+    return WAIT_UNTIL(http_answers(url, want), timeout_ms);
 }
 
 /* --- HTTP ------------------------------------------------------------------------------ */

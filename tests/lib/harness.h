@@ -82,6 +82,11 @@ void th_nats_start(struct th_nats *n);
 void th_nats_stop(struct th_nats *n);
 /* Starts it again on the same port with the same store. */
 void th_nats_restart(struct th_nats *n);
+/* Freezes it (SIGSTOP) and waits (10 s at most) until every thread of it has stopped: its
+ * clients stay connected, and nothing they send is read or answered. True once frozen. */
+bool th_nats_freeze(struct th_nats *n);
+/* Lets a frozen server run again (SIGCONT). */
+void th_nats_thaw(struct th_nats *n);
 
 /* --- daemons --------------------------------------------------------------------------- */
 
@@ -102,10 +107,23 @@ void th_proc_start(struct th_proc *p, const char *bin, const char *const *args,
 /* Sends sig. */
 void th_proc_signal(struct th_proc *p, int sig);
 /* Waits up to timeout_ms for the process to exit; returns its exit code, or -1 on timeout
- * (or 128+signal when killed by one). */
+ * (or 128+signal when killed by one). Once it has exited, its log is scanned for sanitizer
+ * reports (th_sanitizer_scan): any report fails the test, whatever the exit code. */
 int th_proc_wait(struct th_proc *p, int timeout_ms);
 /* SIGTERM, then wait (30 s, then SIGKILL); returns the exit code. */
 int th_proc_stop(struct th_proc *p);
+/* th_proc_stop() for a daemon that must stop cleanly: when it was still running, an exit
+ * code other than 0 (a signal included) fails the test, naming the daemon and its status.
+ * Returns the exit code. */
+int th_proc_stop_clean(struct th_proc *p);
+
+/*
+ * Fails the test (a check per report) when the log at log_path holds a sanitizer report:
+ * ASan's, LSan's, UBSan's "runtime error:", TSan's or MSan's. name is the process's, for the
+ * message. Returns the number of reports found. The daemons inherit ASAN_OPTIONS and
+ * UBSAN_OPTIONS without a log_path, so their reports go to stderr, which is the log.
+ */
+int th_sanitizer_scan(const char *name, const char *log_path);
 /* Returns the process's log so far (free it). */
 char *th_proc_output(const struct th_proc *p);
 
@@ -138,7 +156,8 @@ void th_sign(const char *secret, const char *body, size_t len, char out[80]);
 /* Reads a whole file (free it), or NULL. */
 char *th_read_file(const char *path);
 
-/* Sleeps ms milliseconds (for pacing load, never for synchronisation). */
+/* Sleeps ms milliseconds (for pacing load, never for synchronisation: WAIT_UNTIL in check.h
+ * waits for a condition). */
 void th_sleep_ms(int ms);
 
 #endif

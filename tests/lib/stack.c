@@ -102,6 +102,11 @@ int th_stack_start(struct th_stack *s, struct th_proc *p, const char *daemon,
     CHECK_MSG(th_wait_http(ready, 200, 30000), "%s never became ready", daemon);
     for (int i = 0; i < n; i++)
         free(env[i]);
+    /* A daemon restarted in the same struct is one entry. */
+    for (int i = 0; i < s->nprocs; i++) {
+        if (s->procs[i] == p)
+            return port;
+    }
     if (s->nprocs < 16)
         s->procs[s->nprocs++] = p;
     return port;
@@ -167,16 +172,18 @@ char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql)
     char err[256];
     char *v = th_db_value(c, sql, err, sizeof(err));
 
-    if (err[0] != '\0')
-        printf("sql error: %s\n", err);
+    /* NULL must mean "no row": a query that fails is the test's failure, never an answer. */
+    CHECK_MSG(err[0] == '\0', "sql error: %s in: %s", err, sql);
     PQfinish(c);
     return v;
 }
 
 void th_stack_stop(struct th_stack *s)
 {
+    /* Those the test has not reaped itself: each must exit 0 (and its log is scanned). */
     for (int i = s->nprocs - 1; i >= 0; i--)
-        th_proc_stop(s->procs[i]);
+        th_proc_stop_clean(s->procs[i]);
+    s->nprocs = 0;
     natsConnection_Destroy(s->nc);
     fakemeta_stop(s->meta);
     th_nats_stop(&s->nats);

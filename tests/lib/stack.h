@@ -50,12 +50,14 @@ int th_stack_domsctl(struct th_stack *s, cJSON **out, char **text, const char *c
 /* A NATS request as an internal service would send it; the parsed reply (free it) or NULL. */
 cJSON *th_stack_request(struct th_stack *s, const char *subject, const char *body);
 
-/* Runs sql as the admin; returns the first value (free it) or NULL. */
+/* Runs sql as the admin; returns the first value (free it), or NULL when there is no row.
+ * A query that fails fails the test (and returns NULL). */
 char *th_stack_sql(struct th_stack *s, const char *sql);
 /* The same as role (NULL: the admin). */
 char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql);
 
-/* Stops every daemon started (SIGTERM), the stand-in and nats-server. */
+/* Stops every daemon started that is still running (SIGTERM), each of which must exit 0 (the
+ * test fails naming it and its status), then the stand-in and nats-server. */
 void th_stack_stop(struct th_stack *s);
 
 /* Convenience: a JSON string at o.a (or o.a.b when b is not NULL), borrowed, or NULL. */
