@@ -337,6 +337,105 @@ static void test_nats_outage(void)
     CHECK_INT(stream_msgs(), before + 1);
 }
 
+/* --- the acknowledgement comes first ------------------------------------------------- */
+
+/* services/webhook-ingest/ingest.h INGEST_PUBLISH_WAIT_MS: how long a POST waits for its
+ * JetStream acknowledgements before it is answered 503. */
+#define ACK_WAIT_MS 5000
+
+/* One series of ingest's /metrics ("name " or "name{labels} "), or -1. */
+static double ingest_metric(const char *series)
+{
+    struct th_resp r;
+    char url[128], line[160];
+    const char *p;
+    double v = -1;
+
+    snprintf(line, sizeof(line), "\n%s", series);
+    snprintf(url, sizeof(url), "%s/metrics", internal);
+    if (th_http(&r, "GET", url, NULL, NULL, 0) == 200 && (p = strstr(r.body.data, line)) != NULL)
+        v = strtod(p + strlen(line), NULL);
+    th_resp_cleanup(&r);
+    return v;
+}
+
+/* Messages of META_EVENTS from sequence from on whose data holds needle; -1 when the stream
+ * cannot be read. */
+static long stream_holding(uint64_t from, const char *needle)
+{
+    uint64_t last = stream_last_seq();
+    long n = 0;
+
+    if (last == 0)
+        return -1;
+    for (uint64_t seq = from; seq <= last; seq++) {
+        natsMsg *msg = NULL;
+        jsErrCode jerr = 0;
+        natsStatus st = js_GetMsg(&msg, js, "META_EVENTS", seq, NULL, &jerr);
+        if (st != NATS_OK)
+            continue; /* a sequence deleted or purged */
+        n += memmem(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), needle,
+                    strlen(needle)) != NULL;
+        natsMsg_Destroy(msg);
+    }
+    return n;
+}
+
+/*
+ * nats-server frozen (SIGSTOP): the connection stays up and the publish leaves ingest, but no
+ * acknowledgement comes. Code that answered after publishing, before the acknowledgement,
+ * would answer 200 here. Ingest must answer 503 when its deadline passes, count nothing as
+ * stored, and when the server thaws and stores the event late, that acknowledgement must not
+ * count either; Meta's retry of the same event then gets 200 and the event is held once.
+ */
+static void test_ack_after_deadline(void)
+{
+    const char *body = "{\"object\":\"page\",\"entry\":[{\"id\":\"777\",\"time\":1,"
+                       "\"messaging\":[{\"sender\":{\"id\":\"9\"},\"recipient\":{\"id\":"
+                       "\"777\"},\"timestamp\":1,\"message\":{\"mid\":\"m_frozen_ack\","
+                       "\"text\":\"late\"}}]}]}";
+    uint64_t from = stream_last_seq() + 1, before = stream_msgs();
+    double stored0 = ingest_metric("ingest_events_stored_total ");
+    double dup0 = ingest_metric("ingest_events_duplicate_total ");
+    double unavailable0 = ingest_metric("ingest_unavailable_total ");
+    long long t0, took;
+    struct th_resp r;
+    bool late;
+    long code;
+
+    CHECK(stored0 >= 0 && dup0 >= 0 && unavailable0 >= 0);
+    CHECK(th_nats_freeze(&nats));
+    t0 = check_now_ms();
+    code = post(body, strlen(body), SECRET, &r); /* curl gives up after 30 s */
+    took = check_now_ms() - t0;
+    th_resp_cleanup(&r);
+    /* Still frozen: ingest's own account of what it stored (its metrics need no NATS). */
+    CHECK(ingest_metric("ingest_events_stored_total ") == stored0);
+    CHECK(ingest_metric("ingest_unavailable_total ") == unavailable0 + 1);
+    th_nats_thaw(&nats);
+    CHECK_INT(code, 503);
+    /* Answered by the deadline of the acknowledgement (swept every 100 ms), not before it
+     * (nothing else here tells ingest that NATS is gone), nor long after. */
+    CHECK_MSG(took >= ACK_WAIT_MS - 500 && took <= ACK_WAIT_MS + 3000,
+              "503 after %lld ms; the acknowledgement deadline is %d ms", took, ACK_WAIT_MS);
+
+    /* Thawed, the server reads the publish it was sent and stores it: late, unacknowledged
+     * as far as Meta knows. */
+    late = WAIT_UNTIL(stream_msgs() == before + 1, 10000);
+    printf("the frozen publish was %s after the thaw\n", late ? "stored" : "not stored");
+    /* Meta retries: 200, and the event is held exactly once (the retry a duplicate of the late
+     * store, or the first store). Its acknowledgement comes after the late one on the same
+     * connection, so by now ingest has seen that one too. */
+    CHECK_INT(post(body, strlen(body), SECRET, &r), 200);
+    th_resp_cleanup(&r);
+    CHECK_INT(stream_holding(from, "m_frozen_ack"), 1);
+    CHECK_INT(stream_msgs(), before + 1);
+    /* The late acknowledgement counted as nothing: one event answered 200, once. */
+    CHECK(ingest_metric("ingest_events_stored_total ") == stored0 + (late ? 0 : 1));
+    CHECK(ingest_metric("ingest_events_duplicate_total ") == dup0 + (late ? 1 : 0));
+    CHECK(ingest_metric("ingest_unavailable_total ") == unavailable0 + 1);
+}
+
 /* --- SIGTERM under load -------------------------------------------------------------- */
 
 #define LOAD_REQUESTS 400
@@ -616,9 +715,10 @@ int main(void)
     RUN(test_refusals);
     RUN(test_metrics_and_logs);
     RUN(test_nats_outage);
+    RUN(test_ack_after_deadline);
     RUN(test_sigterm_under_load);
 
-    th_proc_stop(&ingest);
+    th_proc_stop(&ingest); /* reaped already: test_sigterm_under_load checked its exit */
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     th_nats_stop(&nats);
