@@ -24,9 +24,7 @@ void rs_init(void)
 void rs_cleanup(void)
 {
     jsCtx_Destroy(rs.js);
-    natsConnection_Destroy(rs.st.nc);
-    fakemeta_stop(rs.st.meta);
-    th_nats_stop(&rs.st.nats);
+    th_stack_stop(&rs.st);
 }
 
 void rs_start_vault(void)
@@ -206,6 +204,7 @@ static void on_fake(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
     char *reply;
 
     (void)sub;
+    atomic_fetch_add(&f->received, 1);
     if (atomic_load(&f->delay_ms) > 0)
         th_sleep_ms(atomic_load(&f->delay_ms));
     atomic_fetch_add(&f->calls, 1);
@@ -237,23 +236,36 @@ static void on_fake(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
     natsMsg_Destroy(msg);
 }
 
+/* nats.c: the subscription is closed and on_fake has returned for the last time. */
+static void on_fake_done(void *closure)
+{
+    struct rs_fake *f = closure;
+
+    atomic_store(&f->done, true);
+}
+
 void rs_fake_start(struct rs_fake *f, const char *subject, const char *deleted_json)
 {
     memset(f, 0, sizeof(*f));
     pthread_mutex_init(&f->lock, NULL);
     snprintf(f->subject, sizeof(f->subject), "%s", subject);
     f->deleted = deleted_json;
-    if (natsConnection_Subscribe(&f->sub, rs.st.nc, subject, on_fake, f) != NATS_OK)
+    if (natsConnection_Subscribe(&f->sub, rs.st.nc, subject, on_fake, f) != NATS_OK ||
+        natsSubscription_SetOnCompleteCB(f->sub, on_fake_done, f) != NATS_OK)
         exit(1);
     natsConnection_Flush(rs.st.nc);
 }
 
 void rs_fake_stop(struct rs_fake *f)
 {
-    natsSubscription_Unsubscribe(f->sub);
+    /* A callback may be in flight (sleeping its delay_ms): the lock and f->last are freed
+     * only once nats.c says no callback runs or will start. */
+    CHECK(natsSubscription_Unsubscribe(f->sub) == NATS_OK);
+    CHECK_WAIT(atomic_load(&f->done), 30000);
     natsSubscription_Destroy(f->sub);
-    natsConnection_Flush(rs.st.nc);
-    th_sleep_ms(100); /* a callback in flight finishes */
+    f->sub = NULL;
+    if (!atomic_load(&f->done))
+        return; /* failed above; leaking beats freeing what a callback still uses */
     cJSON_Delete(f->last);
     f->last = NULL;
     pthread_mutex_destroy(&f->lock);

@@ -34,7 +34,7 @@ extern struct rs rs;
 
 /* The stack and a JetStream context. Call after th_init. */
 void rs_init(void);
-/* Stops what rs_init started (the daemons must be stopped by the test). */
+/* Stops what rs_init started; a daemon the test left running is stopped and must exit 0. */
 void rs_cleanup(void);
 
 void rs_start_vault(void);
@@ -76,8 +76,10 @@ cJSON *rs_wait_status(const char *code, const char *want, int timeout_ms);
 struct rs_fake {
     natsSubscription *sub;
     char subject[64];
-    _Atomic int calls;
+    _Atomic int received; /* requests that reached the stand-in (counted before the delay) */
+    _Atomic int calls;    /* requests answered */
     _Atomic int delay_ms; /* before answering */
+    _Atomic bool done;    /* nats.c will call on_fake no more (its completion callback ran) */
     _Atomic int fail;     /* answer {"error": unavailable} */
     cJSON *last;          /* the last request (guarded by lock) */
     pthread_mutex_t lock;
@@ -86,6 +88,7 @@ struct rs_fake {
 
 /* Subscribes a stand-in on subject (router.purge, ai.purge, router.workspace.delete). */
 void rs_fake_start(struct rs_fake *f, const char *subject, const char *deleted_json);
+/* Unsubscribes and waits (bounded) until no callback runs or can start, then frees. */
 void rs_fake_stop(struct rs_fake *f);
 /* A copy of a field of the last request (free it), or NULL. */
 char *rs_fake_last(struct rs_fake *f, const char *field);

@@ -238,10 +238,10 @@ static void test_waits_for_missing_services(void)
     CHECK_STR(status_of(st), "in_progress");
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(st, "completed_at")));
     cJSON_Delete(st);
-    th_sleep_ms(500);
-    CHECK_INT(rs_sql_long("SELECT count(*) FROM reaper.deletion_requests WHERE status ="
-                          " 'in_progress' AND last_error LIKE '%router.purge%no responders%'"),
-              1);
+    CHECK_WAIT(rs_sql_long("SELECT count(*) FROM reaper.deletion_requests WHERE status ="
+                           " 'in_progress' AND last_error LIKE '%router.purge%no responders%'") ==
+                   1,
+               10000);
     /* Nothing pretended: the vault's integration waits for the rest (it goes last). */
     CHECK(rs_sql_long("SELECT count(*) FROM vault.integrations WHERE asid = 'asid-500'") == 1);
     /* What could go went at once: the account's raw events. */
@@ -445,12 +445,15 @@ static void test_killed_mid_deletion(void)
     char *code;
     cJSON *st;
 
+    int asked = atomic_load(&router.received);
+
     /* The router takes its time; the reaper is killed while it waits. */
     atomic_store(&router.delay_ms, 3000);
     code = callback(RS_APP_SECRET, "asid-700", &http, NULL);
     CHECK_INT(http, 200);
     cJSON_Delete(rs_wait_status(code, "in_progress", 10000));
-    th_sleep_ms(1000); /* inside router.purge now */
+    /* Inside router.purge now: the stand-in holds the request. */
+    CHECK_WAIT(atomic_load(&router.received) > asked, 10000);
     th_proc_signal(&rs.reaper, SIGKILL);
     th_proc_wait(&rs.reaper, 5000);
     CHECK_INT(rs_sql_long("SELECT count(*) FROM reaper.deletion_requests WHERE status ="

@@ -13,7 +13,9 @@
 
 #include "check.h"
 #include "common/crypto.h"
+#include "common/keyring.h"
 #include "common/mem.h"
+#include "common/pg.h"
 #include "fakeai.h"
 #include "stack.h"
 
@@ -106,7 +108,8 @@ static void await_rows(const char *ws, long want)
  */
 static long scan(const char *needle, bool skip_audit)
 {
-    char q[1200];
+    char q[1200], *where;
+    long n;
 
     snprintf(q, sizeof(q),
              "SELECT coalesce(sum((xpath('/row/c/text()', query_to_xml(format("
@@ -116,7 +119,22 @@ static long scan(const char *needle, bool skip_audit)
              " IN ('public', 'ingest', 'router', 'vault', 'reaper', 'ai')%s",
              needle,
              skip_audit ? " AND NOT (table_schema = 'reaper' AND table_name = 'audit_log')" : "");
-    return sql_long(q);
+    n = sql_long(q);
+    if (n != 0) {
+        /* Which tables: the failure should say where to look. */
+        snprintf(q, sizeof(q),
+                 "SELECT string_agg(table_schema || '.' || table_name, ', ') FROM"
+                 " information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema"
+                 " IN ('public', 'ingest', 'router', 'vault', 'reaper', 'ai') AND (xpath("
+                 "'/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %%I.%%I t"
+                 " WHERE row_to_json(t)::text LIKE %%L', table_schema, table_name, '%%%s%%'),"
+                 " false, true, '')))[1]::text::bigint > 0",
+                 needle);
+        where = th_stack_sql(&st, q);
+        printf("%s: %ld rows, in %s\n", needle, n, where ? where : "(none?)");
+        free(where);
+    }
+    return n;
 }
 
 static long stream_count(const char *stream, const char *filter)
@@ -130,13 +148,119 @@ static long stream_count(const char *stream, const char *filter)
     natsConnection_JetStream(&js, st.nc, NULL);
     jsOptions_Init(&o);
     o.Stream.Info.SubjectsFilter = filter;
+    /* A stream that cannot be read is -1, never "none left". */
     if (js_GetStreamInfo(&si, js, stream, &o, &jerr) == NATS_OK) {
         for (int i = 0; si->State.Subjects != NULL && i < si->State.Subjects->Count; i++)
             n += (long)si->State.Subjects->List[i].Msgs;
         jsStreamInfo_Destroy(si);
+    } else {
+        n = -1;
     }
     jsCtx_Destroy(js);
     return n;
+}
+
+/*
+ * What the router stores of one contact: PSIDs are only sealed, so a search for the PSID
+ * itself could never find a row. It is found by what is stored in the clear: the blind index
+ * (HMAC-SHA256 under the workspace's index key of "<integration>:<psid>", computed here the
+ * way the router computes it, keys.c), the contact's id and its conversations' ids.
+ */
+struct trace {
+    char blind[2 * CM_SHA256_LEN + 1];
+    char contact[64];
+    char convs[4][64];
+    int nconvs;
+};
+
+/* The blind index of psid, as conversation-router computes it; false when it cannot be. */
+static bool blind_index(const char *ws, const char *integration, const char *psid,
+                        char hex[2 * CM_SHA256_LEN + 1])
+{
+    char *url = th_db_url(&st.db, "doms_router"), kid[160], aad[200], err[256] = "";
+    const char *params[1] = {ws};
+    struct cm_keyring *kr = NULL;
+    struct cm_pg *pg = NULL;
+    struct cm_buf sealed, key, msg;
+    unsigned char mac[CM_SHA256_LEN];
+    bool ok = false;
+    int rc;
+
+    cm_buf_init(&sealed);
+    cm_buf_init(&key);
+    cm_buf_init(&msg);
+    snprintf(kid, sizeof(kid), "ws:%s", ws);
+    snprintf(aad, sizeof(aad), "router.index_keys.sealed:%s", ws);
+    if (cm_keyring_load(&kr, st.kek, err, sizeof(err)) != CM_OK) {
+        printf("keyring: %s\n", err);
+        goto done;
+    }
+    if (cm_pg_connect(&pg, url, "router") != CM_OK ||
+        cm_pg_exec_params(pg, "SELECT sealed FROM index_keys WHERE workspace_id = $1", 1, params,
+                          NULL, NULL, 1) != CM_OK ||
+        cm_pg_ntuples(pg) != 1) {
+        printf("index key of %s: %s\n", ws, pg ? cm_pg_error(pg) : "no connection");
+        goto done;
+    }
+    /* A copy: the keyring's own queries on pg clear the result. */
+    cm_buf_append(&sealed, cm_pg_value(pg, 0, 0), (size_t)cm_pg_length(pg, 0, 0));
+    rc = cm_keyring_open(kr, pg, kid, aad, sealed.data, sealed.len, &key);
+    if (rc != CM_OK || key.len != 32) {
+        printf("index key of %s: cannot open it (%d, %zu bytes)\n", ws, rc, key.len);
+        goto done;
+    }
+    cm_buf_printf(&msg, "%s:%s", integration, psid);
+    cm_crypto_hmac_sha256(key.data, key.len, msg.data, msg.len, mac);
+    cm_hex_encode(mac, sizeof(mac), hex);
+    ok = true;
+done:
+    cm_buf_wipe(&key);
+    cm_buf_cleanup(&sealed);
+    cm_buf_cleanup(&msg);
+    cm_pg_destroy(pg);
+    cm_keyring_destroy(kr);
+    free(url);
+    return ok;
+}
+
+/* Records what is stored of psid's contact in ws, and checks that it is there to be found. */
+static void trace_contact(const char *ws, const char *integration, const char *psid,
+                          struct trace *t)
+{
+    char q[400], *v;
+
+    memset(t, 0, sizeof(*t));
+    CHECK_MSG(blind_index(ws, integration, psid, t->blind), "blind index of %s", psid);
+    snprintf(q, sizeof(q),
+             "SELECT id FROM router.contacts WHERE workspace_id = '%s' AND blind = '\\x%s'", ws,
+             t->blind);
+    v = th_stack_sql(&st, q);
+    CHECK_MSG(v != NULL, "the router holds %s's contact under its blind index", psid);
+    snprintf(t->contact, sizeof(t->contact), "%s", v ? v : "none");
+    free(v);
+    for (t->nconvs = 0; t->nconvs < 4; t->nconvs++) {
+        snprintf(q, sizeof(q),
+                 "SELECT id FROM router.conversations WHERE contact_id = '%s' ORDER BY id"
+                 " OFFSET %d",
+                 t->contact, t->nconvs);
+        if ((v = th_stack_sql(&st, q)) == NULL)
+            break;
+        snprintf(t->convs[t->nconvs], sizeof(t->convs[0]), "%s", v);
+        free(v);
+    }
+    CHECK_MSG(t->nconvs > 0, "%s has a conversation", psid);
+}
+
+/* No row of any table holds the contact's blind index; none but the audit log (our own ids,
+ * kept 12 months by policy, as for integrations) its id or its conversations' ids. */
+static void check_trace_gone(const struct trace *t)
+{
+    if (t->blind[0] == '\0')
+        return; /* not computed: failed already, and an empty needle matches every row */
+    CHECK_MSG(scan(t->blind, false) == 0, "a row still holds the blind index %s", t->blind);
+    CHECK_MSG(scan(t->contact, true) == 0, "a row still names contact %s", t->contact);
+    for (int i = 0; i < t->nconvs; i++)
+        CHECK_MSG(scan(t->convs[i], true) == 0, "a row still names conversation %s", t->convs[i]);
 }
 
 /* A signed_request as Meta builds it (see test_signed_request.c for the vectors). */
@@ -216,12 +340,17 @@ static void test_setup(void)
 
 static void test_callback_deletes_at_once(void)
 {
-    static const char *const needles[] = {"cust-a1", "cust-a2", "m_e2e_a1", "m_e2e_a3", NULL};
+    /* Meta's message ids are stored in the clear (router.messages.mid); PSIDs only sealed. */
+    static const char *const needles[] = {"m_e2e_a1", "m_e2e_a2", "m_e2e_a3", NULL};
     char url[160], *body = signed_request("asid-e2e-a"), *code;
     const char *headers[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
     long b_before = router_rows(ws_b);
+    struct trace a1, a2;
     struct th_resp r;
     cJSON *out = NULL;
+
+    trace_contact(ws_a, int_a, "cust-a1", &a1);
+    trace_contact(ws_a, int_a, "cust-a2", &a2);
 
     snprintf(url, sizeof(url), "%s/api/v1/integrations/instagram/data-delete", st.ingest_url);
     CHECK_INT(th_http(&r, "POST", url, headers, body, strlen(body)), 200);
@@ -259,6 +388,8 @@ static void test_callback_deletes_at_once(void)
     CHECK_INT(router_rows(ws_a), 0);
     CHECK_INT(suggestions(ws_a), 0);
     check_gone(PAGE_A, int_a, needles);
+    check_trace_gone(&a1);
+    check_trace_gone(&a2);
     /* Nothing else touched. */
     CHECK_INT(router_rows(ws_b), b_before);
     CHECK_INT(suggestions(ws_b), 1);
@@ -268,12 +399,15 @@ static void test_callback_deletes_at_once(void)
 
 static void test_workspace_purge(void)
 {
-    static const char *const needles[] = {"cust-c1", "m_e2e_c1", NULL};
+    static const char *const needles[] = {"m_e2e_c1", NULL};
     const char *del[] = {"workspace", "delete", ws_c, NULL};
     const char *pass[] = {"retention", "run", NULL};
     long b_before = router_rows(ws_b);
+    struct trace c1;
     char q[256];
     cJSON *out;
+
+    trace_contact(ws_c, int_c, "cust-c1", &c1);
 
     out = run(0, del);
     CHECK(th_json_str(out, "purge_due_at", NULL) != NULL);
@@ -305,6 +439,7 @@ static void test_workspace_purge(void)
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.workspaces WHERE id = '%s'", ws_c);
     CHECK_INT(sql_long(q), 0);
     check_gone(PAGE_C, int_c, needles);
+    check_trace_gone(&c1);
     /* The other workspace keeps every row, and still works. */
     CHECK_INT(router_rows(ws_b), b_before);
     CHECK_INT(suggestions(ws_b), 1);
