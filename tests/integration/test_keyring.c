@@ -625,6 +625,19 @@ static void *seal_thread(void *arg)
     return NULL;
 }
 
+/* True when a session of the test's database waits on a lock: B on A's uncommitted row. */
+static bool waits_on_lock(PGconn *admin)
+{
+    char *v = th_db_value(admin,
+                          "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                          " current_database() AND wait_event_type = 'Lock'",
+                          NULL, 0);
+    bool yes = v != NULL && atol(v) > 0;
+
+    free(v);
+    return yes;
+}
+
 /*
  * One thread's transaction creates a DEK and is still open when another thread of the same
  * process needs that key: the other thread must wait for the outcome, not use the cached key
@@ -636,6 +649,7 @@ static void test_pending_elsewhere(void)
     char line[128];
     const char *path, *aad = "router.messages.text:6";
     struct cm_keyring *kr, *fresh;
+    PGconn *admin = th_db_connect(&db, NULL);
 
     snprintf(line, sizeof(line), "1:%s\n", b64_1);
     path = kek_file("pe.kek", line);
@@ -650,7 +664,7 @@ static void test_pending_elsewhere(void)
         CHECK_INT(cm_pg_begin(pg), CM_OK);
         seal(kr, pg, key_id, aad, "from A", &a);
         pthread_create(&t, NULL, seal_thread, &b);
-        th_sleep_ms(300); /* B now waits on A's uncommitted row */
+        CHECK_WAIT(waits_on_lock(admin), 10000); /* B waits on A's uncommitted row */
         if (commit)
             CHECK_INT(cm_pg_commit(pg), CM_OK);
         else
@@ -671,6 +685,7 @@ static void test_pending_elsewhere(void)
     cm_keyring_destroy(kr);
     cm_keyring_destroy(fresh);
     cm_pg_destroy(pg);
+    PQfinish(admin);
 }
 
 /* What a service does: sealed values in its table; no plaintext anywhere in the schema. */
