@@ -175,6 +175,17 @@ long rs_post_callback(struct th_resp *r, const char *path, const char *sr)
     return code;
 }
 
+bool rs_wait_due(const char *ws, int timeout_ms)
+{
+    char q[200];
+
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM reaper.workspace_deletions WHERE workspace_id = '%s'"
+             " AND purge_due_at <= now()",
+             ws);
+    return WAIT_UNTIL(rs_sql_long(q) == 1, timeout_ms);
+}
+
 cJSON *rs_wait_status(const char *code, const char *want, int timeout_ms)
 {
     const char *args[] = {"deletion", "status", code, NULL};

@@ -68,6 +68,10 @@ char *rs_signed_request(const char *secret, const char *payload_json);
 /* POSTs signed_request=<sr> to an ingest path; fills r. */
 long rs_post_callback(struct th_resp *r, const char *path, const char *sr);
 
+/* Waits (timeout_ms at most) until the workspace's purge is due by the database's clock, the
+ * one the reaper's passes compare purge_due_at with; false when it did not come due. */
+bool rs_wait_due(const char *ws, int timeout_ms);
+
 /* Polls `deletion status` until its status is want (or timeout_ms); returns the result. */
 cJSON *rs_wait_status(const char *code, const char *want, int timeout_ms);
 

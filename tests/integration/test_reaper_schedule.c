@@ -194,7 +194,7 @@ static void test_purged_when_due(void)
     cJSON *out;
     char *scope, *ws, *tok, q[256];
 
-    th_sleep_ms(6000);
+    CHECK(rs_wait_due("ws_1", 10000));
     out = run_pass();
     CHECK(num(out, "deleted", "messages") == 7);
     CHECK(num(out, "deleted", "conversations") == 2);
@@ -259,7 +259,7 @@ static void test_one_pass_at_a_time(void)
     char *id = rs_connect("ws_3", "instagram", "17841400000000303", NULL);
 
     CHECK_INT(delete_ws("ws_3", "operator", NULL, NULL), 0);
-    th_sleep_ms(6000);
+    CHECK(rs_wait_due("ws_3", 10000));
     before = atomic_load(&router.calls);
     atomic_store(&router.delay_ms, 2000);
     for (int i = 0; i < 2; i++)
@@ -288,7 +288,7 @@ static void test_pass_killed_half_way(void)
     int asked;
 
     CHECK_INT(delete_ws("ws_4", "operator", NULL, NULL), 0);
-    th_sleep_ms(6000);
+    CHECK(rs_wait_due("ws_4", 10000));
     atomic_store(&router.delay_ms, 3000);
     asked = atomic_load(&router.received);
     pthread_create(&t, NULL, race, &racer);
