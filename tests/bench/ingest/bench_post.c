@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/latency.h"
 #include "common/crypto.h"
 
 #define PAGE "106123456789012"
@@ -231,27 +232,6 @@ static void *sender(void *arg)
     return NULL;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Formats percentile q of the sorted latencies in microseconds, "inf" on a failed one. */
-static const char *pct(const double *lat, long n, double q, char out[32])
-{
-    long i = (long)ceil(q * (double)n) - 1;
-
-    if (n == 0)
-        return strcpy(out, "0");
-    if (i < 0)
-        i = 0;
-    if (isinf(lat[i]))
-        return strcpy(out, "inf");
-    snprintf(out, 32, "%.0f", lat[i] * 1e6);
-    return out;
-}
-
 static int parse_url(struct plan *p, const char *url)
 {
     const char *h = url, *slash, *colon;
@@ -300,12 +280,14 @@ int main(int argc, char **argv)
     for (int i = 0; i < conns; i++)
         pthread_join(ts[i], NULL);
     elapsed = now() - p.start;
-    qsort(p.lat, (size_t)p.total, sizeof(double), cmp);
+    bench_latency_sort(p.lat, p.total);
     printf("RESULT requests=%ld sent=%ld seconds=%.3f rps=%.0f p50_us=%s p99_us=%s p999_us=%s "
            "max_us=%s errors=%ld late_ms_max=%.1f\n",
            p.total, atomic_load(&p.sent), elapsed, (double)p.total / elapsed,
-           pct(p.lat, p.total, 0.50, p50), pct(p.lat, p.total, 0.99, p99),
-           pct(p.lat, p.total, 0.999, p999), pct(p.lat, p.total, 1.0, max), atomic_load(&p.errors),
+           bench_latency_pct(p.lat, p.total, 0.50, 1e6, 0, p50),
+           bench_latency_pct(p.lat, p.total, 0.99, 1e6, 0, p99),
+           bench_latency_pct(p.lat, p.total, 0.999, 1e6, 0, p999),
+           bench_latency_pct(p.lat, p.total, 1.0, 1e6, 0, max), atomic_load(&p.errors),
            (double)atomic_load(&p.late_us) / 1000);
     free(p.lat);
     free(ts);

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/latency.h"
 #include "common/crypto.h"
 
 #define PAGE "106000000000777"
@@ -39,27 +40,6 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Formats percentile q of n sorted latencies (seconds) in milliseconds, "inf" on a lost one. */
-static const char *pct_ms(const double *lat, int n, double q, char out[32])
-{
-    int i = (int)ceil(q * n) - 1;
-
-    if (n == 0)
-        return strcpy(out, "0");
-    if (i < 0)
-        i = 0;
-    if (isinf(lat[i]))
-        return strcpy(out, "inf");
-    snprintf(out, 32, "%.1f", lat[i] * 1000);
-    return out;
 }
 
 /* Event i: mid <prefix><i>, from contact c_<contact_id>_<i % contacts> (contacts 0: i). */
@@ -295,11 +275,13 @@ static int latency(const char *pg_url)
             n++;
         lat[i] = seen_at[i] > 0 ? seen_at[i] - due_at[i] : INFINITY;
     }
-    qsort(lat, (size_t)total, sizeof(double), cmp);
+    bench_latency_sort(lat, total);
     printf("RESULT events=%d visible=%d post_errors=%d rate=%.0f p50_ms=%s p99_ms=%s "
            "p999_ms=%s\n",
-           total, n, atomic_load(&post_errors), rate, pct_ms(lat, total, 0.50, p50),
-           pct_ms(lat, total, 0.99, p99), pct_ms(lat, total, 0.999, p999));
+           total, n, atomic_load(&post_errors), rate,
+           bench_latency_pct(lat, total, 0.50, 1e3, 1, p50),
+           bench_latency_pct(lat, total, 0.99, 1e3, 1, p99),
+           bench_latency_pct(lat, total, 0.999, 1e3, 1, p999));
     free(lat);
     free((void *)due_at);
     free((void *)failed);

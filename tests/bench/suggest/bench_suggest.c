@@ -27,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/latency.h"
+
 #define MAX_SAMPLES 200000
 
 struct client {
@@ -144,27 +146,6 @@ static void *run_client(void *p)
     return c->bare ? run_bare(c) : run_suggest(c);
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Formats percentile q of n sorted latencies in microseconds, "inf" on a failed one. */
-static const char *pct(const double *lat, int n, double q, char out[32])
-{
-    int i = (int)ceil(q * n) - 1;
-
-    if (n == 0)
-        return strcpy(out, "0");
-    if (i < 0)
-        i = 0;
-    if (isinf(lat[i]))
-        return strcpy(out, "inf");
-    snprintf(out, 32, "%.0f", lat[i] * 1e6);
-    return out;
-}
-
 /* Runs one phase and prints its RESULT line; returns its failed requests. */
 static int phase(const char *name, struct client *proto, int clients, double rate)
 {
@@ -192,10 +173,10 @@ static int phase(const char *name, struct client *proto, int clients, double rat
         errors += cs[i].errors;
         free(cs[i].lat);
     }
-    qsort(all, (size_t)total, sizeof(double), cmp);
+    bench_latency_sort(all, total);
     printf("RESULT phase=%s requests=%d seconds=%.3f rps=%.1f p50_us=%s p99_us=%s errors=%d\n",
-           name, total, elapsed, total / elapsed, pct(all, total, 0.50, p50),
-           pct(all, total, 0.99, p99), errors);
+           name, total, elapsed, total / elapsed, bench_latency_pct(all, total, 0.50, 1e6, 0, p50),
+           bench_latency_pct(all, total, 0.99, 1e6, 0, p99), errors);
     fflush(stdout);
     free(all);
     free(cs);

@@ -27,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/latency.h"
+
 #define MAX_SAMPLES 2000000
 #define TIMEOUT_MS  5000
 
@@ -99,27 +101,6 @@ static void *run_client(void *p)
     }
     natsConnection_Destroy(nc);
     return NULL;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Formats percentile q of n sorted latencies in microseconds, "inf" on a failed one. */
-static const char *pct(const double *lat, int n, double q, char out[32])
-{
-    int i = (int)ceil(q * n) - 1;
-
-    if (n == 0)
-        return strcpy(out, "0");
-    if (i < 0)
-        i = 0;
-    if (isinf(lat[i]))
-        return strcpy(out, "inf");
-    snprintf(out, 32, "%.0f", lat[i] * 1e6);
-    return out;
 }
 
 static char echo_reply[4096];
@@ -290,10 +271,11 @@ int main(int argc, char **argv)
         errors += cs[i].errors;
         free(cs[i].lat);
     }
-    qsort(all, (size_t)total, sizeof(double), cmp);
+    bench_latency_sort(all, total);
     printf("RESULT requests=%d seconds=%.3f rps=%.0f p50_us=%s p99_us=%s p999_us=%s errors=%d\n",
-           total, elapsed, total / elapsed, pct(all, total, 0.50, p50), pct(all, total, 0.99, p99),
-           pct(all, total, 0.999, p999), errors);
+           total, elapsed, total / elapsed, bench_latency_pct(all, total, 0.50, 1e6, 0, p50),
+           bench_latency_pct(all, total, 0.99, 1e6, 0, p99),
+           bench_latency_pct(all, total, 0.999, 1e6, 0, p999), errors);
     free(all);
     free(cs);
     free(ts);
