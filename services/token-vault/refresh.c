@@ -9,7 +9,11 @@
  * waits 15 minutes before the next try.
  *
  * Each integration is handled in a transaction that holds its row with FOR UPDATE SKIP
- * LOCKED, so replicas running passes at the same time never refresh one token twice.
+ * LOCKED, so replicas running passes at the same time never refresh one token twice. An
+ * Instagram claim locks the token's row too: a row another replica refreshed after this
+ * claim's snapshot is then re-read whole before it is taken (PostgreSQL re-checks only the
+ * rows it locks against their newest version; with the integration's row alone it would see
+ * the new integration beside the old token, still due, and refresh it again).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -88,7 +92,7 @@ static const char due_instagram[] =
     " AND t.obtained_at <= now() - interval '24 hours' AND t.expires_at IS NOT NULL"
     " AND t.expires_at <= now() + make_interval(secs => $1::bigint)"
     " AND (i.retry_after IS NULL OR i.retry_after <= now())"
-    " ORDER BY t.expires_at LIMIT 1 FOR UPDATE OF i SKIP LOCKED";
+    " ORDER BY t.expires_at LIMIT 1 FOR UPDATE OF i, t SKIP LOCKED";
 
 static const char due_page[] =
     "SELECT i.id FROM integrations i JOIN tokens t ON t.integration_id = i.id"
