@@ -448,27 +448,6 @@ static int deleted_of(const cJSON *r)
     return cJSON_IsNumber(n) ? n->valueint : -1;
 }
 
-/* Runs q as the admin: its first value (free it), NULL for no row; an SQL error fails. */
-static char *sql_strict(const char *q)
-{
-    PGconn *c = th_db_connect(&st.db, NULL);
-    char err[512];
-    char *v = th_db_value(c, q, err, sizeof(err));
-
-    CHECK_MSG(err[0] == '\0', "SQL error: %s in: %s", err, q);
-    PQfinish(c);
-    return v;
-}
-
-static long count_strict(const char *q)
-{
-    char *v = sql_strict(q);
-    long n = v ? atol(v) : -1;
-
-    free(v);
-    return n;
-}
-
 /*
  * Asks the workspace purge req of ws_a while the test's own transaction holds the
  * workspace's suggestion rows (FOR SHARE): the purge must stop after its shred, with the
@@ -486,7 +465,7 @@ static cJSON *purge_held(const char *req)
     bool stopped = false;
 
     snprintf(q, sizeof(q), "SELECT id FROM ai.suggestions WHERE workspace_id = '%s' LIMIT 1", ws_a);
-    sug = sql_strict(q);
+    sug = th_stack_sql(&st, q);
     CHECK(sug != NULL);
     /* Readable up to the purge (the workspace's deletion alone does not hide it), so that an
      * error below is the shred's doing. */
@@ -511,13 +490,13 @@ static cJSON *purge_held(const char *req)
              " AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM suggestions%%') * 10",
              ws_a);
     for (int i = 0; i < 600 && !stopped; i++) {
-        stopped = count_strict(q) == 10; /* no key, one DELETE waiting */
+        stopped = th_db_count(&st.db, NULL, q) == 10; /* no key, one DELETE waiting */
         if (!stopped)
             th_sleep_ms(50);
     }
     CHECK_MSG(stopped, "the purge never stopped after the shred, before the rows");
     snprintf(q, sizeof(q), "SELECT count(*) FROM ai.suggestions WHERE workspace_id = '%s'", ws_a);
-    CHECK_INT(count_strict(q), 1);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 1);
     r = th_stack_request(&st, "ai.suggestion.get", get);
     CHECK_MSG(r != NULL && cJSON_GetObjectItem(r, "error") != NULL &&
                   th_json_str(r, "result", "text") == NULL,

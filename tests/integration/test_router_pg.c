@@ -173,31 +173,6 @@ static void test_dead_letter(void)
 #define PAGE_B  "106000000000023"
 #define PAGE_C  "106000000000024"
 
-/*
- * Runs q as the admin and returns the first value (free it), or NULL when there is no row.
- * A SQL error fails the test: only a real "no row" may count as absence.
- */
-static char *sql(const char *q)
-{
-    PGconn *c = th_db_connect(&st.db, NULL);
-    char err[512];
-    char *v = th_db_value(c, q, err, sizeof(err));
-
-    CHECK_MSG(err[0] == '\0', "SQL error: %s in: %s", err, q);
-    PQfinish(c);
-    return v;
-}
-
-/* q's count (-1 on an error, which fails the test). */
-static long count_of(const char *q)
-{
-    char *v = sql(q);
-    long n = v ? atol(v) : -1;
-
-    free(v);
-    return n;
-}
-
 /* How many data keys the router holds whose key id is key_id or starts with key_id ":". */
 static long keys_under(const char *key_id)
 {
@@ -207,7 +182,7 @@ static long keys_under(const char *key_id)
              "SELECT count(*) FROM router.data_keys WHERE key_id = '%s'"
              " OR left(key_id, length('%s:')) = '%s:'",
              key_id, key_id, key_id);
-    return count_of(q);
+    return th_db_count(&st.db, NULL, q);
 }
 
 static char *workspace(const char *name)
@@ -260,9 +235,9 @@ static void post_page(const char *page)
     snprintf(body + len, sizeof(body) - len, "]}]}");
     CHECK_INT(th_stack_webhook(&st, body), 200);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.messages WHERE mid LIKE 'm_%s_%%'", page);
-    for (int i = 0; i < 300 && count_of(q) < 3; i++)
+    for (int i = 0; i < 300 && th_db_count(&st.db, NULL, q) < 3; i++)
         th_sleep_ms(50);
-    CHECK_INT(count_of(q), 3);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 3);
 }
 
 /* A conversation of integration (a new string), or NULL. */
@@ -273,7 +248,7 @@ static char *conversation_of(const char *integration)
     snprintf(q, sizeof(q),
              "SELECT id FROM router.conversations WHERE integration_id = '%s' ORDER BY id LIMIT 1",
              integration);
-    return sql(q);
+    return th_stack_sql(&st, q);
 }
 
 /* router.messages.list of conv as the operator, printed (a new string; NULL: no reply). */
@@ -419,15 +394,15 @@ static void test_purge_integration_keys(void)
     free(m.ct);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.conversations WHERE integration_id = '%s'",
              int_a1);
-    CHECK_INT(count_of(q), 0);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 0);
     snprintf(key, sizeof(key), "ws:%s:int:%s", ws_a, int_a2);
     CHECK_INT(keys_under(key), 1);
     snprintf(key, sizeof(key), "ws:%s", ws_a);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.data_keys WHERE key_id = '%s'", key);
-    CHECK_INT(count_of(q), 1);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 1);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.index_keys WHERE workspace_id = '%s'",
              ws_a);
-    CHECK_INT(count_of(q), 1);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 1);
     conv = conversation_of(int_a2);
     text = conv ? read_messages(conv) : NULL;
     CHECK_CONTAINS(text, PAGE_A2 " says");
@@ -464,15 +439,15 @@ static void test_purge_workspace_keys(void)
     CHECK_INT(keys_under(key), 0);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.index_keys WHERE workspace_id = '%s'",
              ws_a);
-    CHECK_INT(count_of(q), 0);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 0);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.workspaces WHERE id = '%s'", ws_a);
-    CHECK_INT(count_of(q), 0);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 0);
 
     snprintf(key, sizeof(key), "ws:%s", ws_b);
     CHECK_INT(keys_under(key), 2);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.index_keys WHERE workspace_id = '%s'",
              ws_b);
-    CHECK_INT(count_of(q), 1);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 1);
     conv = conversation_of(int_b);
     text = conv ? read_messages(conv) : NULL;
     CHECK_CONTAINS(text, PAGE_B " says");
@@ -526,18 +501,19 @@ static void test_purge_keys_before_rows(void)
     /* Stopped where the test wants it: keys gone (committed), DELETE waiting on the rows. */
     for (int i = 0; i < 600 && !stopped; i++) {
         stopped = keys_under(key) == 0 &&
-                  count_of("SELECT count(*) FROM pg_stat_activity"
-                           " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                           " AND query LIKE 'DELETE FROM messages%'") == 1;
+                  th_db_count(&st.db, NULL,
+                              "SELECT count(*) FROM pg_stat_activity"
+                              " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                              " AND query LIKE 'DELETE FROM messages%'") == 1;
         if (!stopped)
             th_sleep_ms(50);
     }
     CHECK_MSG(stopped, "the purge never stopped after the shred, before the rows");
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.messages WHERE workspace_id = '%s'", ws_c);
-    CHECK_INT(count_of(q), 3);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 3);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.index_keys WHERE workspace_id = '%s'",
              ws_c);
-    CHECK_INT(count_of(q), 0);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 0);
     /* The rows are there; what they hold is not readable any more. */
     CHECK_INT(sealed_open(&m, &text), CM_NOTFOUND);
     CHECK(text == NULL);
@@ -562,7 +538,7 @@ static void test_purge_keys_before_rows(void)
     }
     natsSubscription_Destroy(sub);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.messages WHERE workspace_id = '%s'", ws_c);
-    CHECK_INT(count_of(q), 0);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 0);
     CHECK_INT(keys_under(key), 0);
     snprintf(key, sizeof(key), "ws:%s", ws_b);
     CHECK_INT(keys_under(key), 2);

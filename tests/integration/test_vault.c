@@ -161,23 +161,10 @@ static char *token_of(const char *id, const char *requester, char **error_code)
     return tok;
 }
 
-/* Runs q as the admin; its first value (free it) or NULL for no row. A SQL error fails the
- * test: only a real "no row" may count as absence. */
-static char *sql(const char *q)
-{
-    PGconn *c = th_db_connect(&db, NULL);
-    char err[256];
-    char *v = th_db_value(c, q, err, sizeof(err));
-
-    CHECK_MSG(err[0] == '\0', "SQL error: %s in: %s", err, q);
-    PQfinish(c);
-    return v;
-}
-
 /* Runs an UPDATE ... RETURNING 1 that must change a row. */
 static void update_one(const char *q)
 {
-    char *v = sql(q);
+    char *v = th_db_sql(&db, NULL, q);
 
     CHECK_MSG(v != NULL, "no row changed by: %s", q);
     free(v);
@@ -272,7 +259,7 @@ static void test_meta_errors(void)
         {"messenger", "999", "short-fb-2", "(code 100, subcode 33"},
         {"messenger", "1061", "throttled", "User request limit reached (code 17"},
     };
-    char *before = sql("SELECT count(*) FROM vault.integrations");
+    char *before = th_db_sql(&db, NULL, "SELECT count(*) FROM vault.integrations");
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *args[] = {"integration", "connect",         "--workspace", "ws_1",
@@ -300,7 +287,7 @@ static void test_meta_errors(void)
     }
     /* Nothing half-stored. */
     {
-        char *after = sql("SELECT count(*) FROM vault.integrations");
+        char *after = th_db_sql(&db, NULL, "SELECT count(*) FROM vault.integrations");
         CHECK_STR(after, before);
         free(after);
     }
@@ -316,6 +303,14 @@ static void test_meta_errors(void)
         free(id);
     }
     free(before);
+}
+
+/* The number result.<name> of a service's reply, -1 when it is absent or not a number. */
+static long result_num(const cJSON *r, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), name);
+
+    return cJSON_IsNumber(v) ? (long)v->valuedouble : -1;
 }
 
 static long refresh_count(void)
@@ -360,9 +355,7 @@ static void test_refresh_when_due(void)
 
     fakemeta_clear(meta);
     r = request("vault.refresh.run", "{}");
-    CHECK_INT((long)cJSON_GetNumberValue(
-                  cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "refreshed")),
-              1);
+    CHECK_INT(result_num(r, "refreshed"), 1);
     cJSON_Delete(r);
     CHECK_INT(refresh_count(), 1);
     tok = token_of(ig_id, "conversation-router", NULL);
@@ -372,7 +365,7 @@ static void test_refresh_when_due(void)
              "SELECT expires_at > now() + interval '59 days' FROM vault.tokens"
              " WHERE integration_id = '%s'",
              ig_id);
-    v = sql(q);
+    v = th_db_sql(&db, NULL, q);
     CHECK_STR(v, "t");
     free(v);
 
@@ -404,7 +397,7 @@ static char *state_of(const char *id)
              "SELECT status || ' | ' || coalesce(last_error, '') FROM vault.integrations"
              " WHERE id = '%s'",
              id);
-    return sql(q);
+    return th_db_sql(&db, NULL, q);
 }
 
 /*
@@ -422,12 +415,8 @@ static void test_refresh_rules(void)
     make_due(early);
     fakemeta_clear(meta);
     r = request("vault.refresh.run", "{}");
-    CHECK_INT(
-        (long)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "failed")),
-        1);
-    CHECK_INT((long)cJSON_GetNumberValue(
-                  cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "needs_reauth")),
-              0);
+    CHECK_INT(result_num(r, "failed"), 1);
+    CHECK_INT(result_num(r, "needs_reauth"), 0);
     cJSON_Delete(r);
     CHECK_INT(refresh_count(), 1);
     state = state_of(early);
@@ -443,9 +432,7 @@ static void test_refresh_rules(void)
     make_due(lapsed);
     fakemeta_age(meta, "IGLL-short-lapsed", 61LL * 86400);
     r = request("vault.refresh.run", "{}");
-    CHECK_INT((long)cJSON_GetNumberValue(
-                  cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "needs_reauth")),
-              1);
+    CHECK_INT(result_num(r, "needs_reauth"), 1);
     cJSON_Delete(r);
     CHECK_INT(refresh_count(), 2);
     state = state_of(lapsed);
@@ -454,15 +441,6 @@ static void test_refresh_rules(void)
     free(state);
     free(early);
     free(lapsed);
-}
-
-static long sql_count(const char *q)
-{
-    char *v = sql(q);
-    long n = v ? atol(v) : -1;
-
-    free(v);
-    return n;
 }
 
 /* Refresh calls the Instagram host received for token. */
@@ -523,9 +501,10 @@ static void test_replicas_refresh_once(void)
     ports[1] = launch_vault(&vault[1], kek_path);
     /* Both schedulers' first passes wait in their claim: they will race for the rows. */
     for (int i = 0; i < 600 && !both; i++) {
-        both = sql_count("SELECT count(*) FROM pg_stat_activity"
-                         " WHERE datname = current_database() AND usename = 'doms_vault'"
-                         " AND wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%'") == 2;
+        both = th_db_count(&db, NULL,
+                           "SELECT count(*) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND usename = 'doms_vault'"
+                           " AND wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%'") == 2;
         if (!both)
             th_sleep_ms(50);
     }
@@ -541,10 +520,11 @@ static void test_replicas_refresh_once(void)
                  "SELECT count(*) FROM vault.tokens WHERE integration_id IN ('%s', '%s')"
                  " AND obtained_at > now() - interval '1 hour'",
                  ids[0], ids[1]);
-        idle = sql_count(q) == 2 &&
-               sql_count("SELECT count(*) FROM pg_stat_activity"
-                         " WHERE datname = current_database() AND usename = 'doms_vault'"
-                         " AND state <> 'idle'") == 0;
+        idle = th_db_count(&db, NULL, q) == 2 &&
+               th_db_count(&db, NULL,
+                           "SELECT count(*) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND usename = 'doms_vault'"
+                           " AND state <> 'idle'") == 0;
         if (!idle)
             th_sleep_ms(50);
     }
@@ -582,9 +562,7 @@ static void test_needs_reauth(void)
     fakemeta_revoke(meta, "IGLL-revoked-soon");
     fakemeta_revoke(meta, "PAGE-106123456789012-short-fb-1");
     r = request("vault.refresh.run", "{}");
-    CHECK_INT((long)cJSON_GetNumberValue(
-                  cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "needs_reauth")),
-              2);
+    CHECK_INT(result_num(r, "needs_reauth"), 2);
     cJSON_Delete(r);
 
     CHECK_INT(domsctl(&list, NULL, args), 0);
@@ -620,7 +598,7 @@ static void test_disconnect(void)
     CHECK_STR(code, "refused");
     free(code);
     snprintf(q, sizeof(q), "SELECT count(*) FROM vault.data_keys WHERE key_id = 'int:%s'", ig_id);
-    v = sql(q);
+    v = th_db_sql(&db, NULL, q);
     CHECK_STR(v, "0");
     free(v);
     CHECK_INT(domsctl(&out, NULL, list_args), 0);
@@ -652,9 +630,7 @@ static void test_deauthorize(void)
     {
         char *id = connect_ok("instagram", "17841400000000009", "short-deauth", "asid-88", NULL);
         r = request("vault.integration.deauthorize", "{\"asid\":\"asid-88\",\"actor\":\"meta\"}");
-        CHECK_INT((long)cJSON_GetNumberValue(
-                      cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "revoked")),
-                  1);
+        CHECK_INT(result_num(r, "revoked"), 1);
         cJSON_Delete(r);
         tok = token_of(id, "conversation-router", &code);
         CHECK(tok == NULL);
@@ -692,8 +668,9 @@ static void test_find_and_purge(void)
     CHECK_INT(domsctl(&list, NULL, list_args), 0);
     CHECK_INT(cJSON_GetArraySize(list), 0);
     cJSON_Delete(list);
-    left =
-        sql("SELECT (SELECT count(*) FROM vault.tokens) + (SELECT count(*) FROM vault.data_keys)");
+    left = th_db_sql(
+        &db, NULL,
+        "SELECT (SELECT count(*) FROM vault.tokens) + (SELECT count(*) FROM vault.data_keys)");
     CHECK_STR(left, "0");
     free(left);
     /* Repeating it is harmless. */
@@ -722,7 +699,7 @@ static void test_no_plaintext(void)
                  " UNION ALL SELECT row_to_json(t)::text FROM vault.outbox t) s"
                  " WHERE r LIKE '%%%s%%'",
                  needles[i]);
-        hits = sql(q);
+        hits = th_db_sql(&db, NULL, q);
         CHECK_MSG(hits != NULL && strcmp(hits, "0") == 0, "%s found in the vault schema",
                   needles[i]);
         free(hits);

@@ -253,6 +253,26 @@ char *th_db_value(PGconn *c, const char *sql, char *err, size_t errlen)
     return v;
 }
 
+char *th_db_sql(const struct th_db *db, const char *role, const char *sql)
+{
+    PGconn *c = th_db_connect(db, role);
+    char err[256];
+    char *v = th_db_value(c, sql, err, sizeof(err));
+
+    CHECK_MSG(err[0] == '\0', "sql error: %s in: %s", err, sql);
+    PQfinish(c);
+    return v;
+}
+
+long th_db_count(const struct th_db *db, const char *role, const char *sql)
+{
+    char *v = th_db_sql(db, role, sql);
+    long n = v ? atol(v) : -1;
+
+    free(v);
+    return n;
+}
+
 /* --- processes ------------------------------------------------------------------------- */
 
 /* Connects to 127.0.0.1:port; true when something accepts. */

@@ -52,6 +52,13 @@ PGconn *th_db_connect(const struct th_db *db, const char *role);
  * newly allocated string (free it), or NULL on an error or no rows; err gets the error. */
 char *th_db_value(PGconn *c, const char *sql, char *err, size_t errlen);
 
+/* Runs sql as role (NULL: the admin) on a connection of its own and returns the first value
+ * (free it), or NULL when there is no row. A query that fails fails the test (and returns
+ * NULL): NULL must mean "no row", never an error taken for an answer. */
+char *th_db_sql(const struct th_db *db, const char *role, const char *sql);
+/* th_db_sql's value as a number: a count; -1 when there is no row. */
+long th_db_count(const struct th_db *db, const char *role, const char *sql);
+
 /* --- a private PostgreSQL, for tests that stop and restart it ------------------------ */
 
 struct th_pg {

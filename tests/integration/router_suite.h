@@ -1,0 +1,33 @@
+/*
+ * router_suite.h - what test_router.c shares with test_router_dedup.c: one test program, one
+ * stack (ingest, token-vault, two router replicas), split into files by concern.
+ */
+#ifndef ROUTER_SUITE_H
+#define ROUTER_SUITE_H
+
+#include <stdint.h>
+
+#include "stack.h"
+
+#define PAGE "106000000000001"
+#define IG   "17841400000000051"
+
+extern struct th_stack st;
+extern struct th_proc ingest, vault, router1, router2, router1_first;
+/* The replicas' HTTP ports (/metrics); router2_port is 0 until test_replicas starts it. */
+extern int router1_port, router2_port;
+/* Meta's timestamp of the run's events: the test's start. */
+extern int64_t now_ms_;
+extern const char *const router_env[];
+
+/* Polls until a conversation holds text (the router stores asynchronously) and returns its id
+ * (free it); fails the test after 10 s. */
+char *await_conv(const char *text);
+
+/* test_router_dedup.c */
+void test_duplicates_in_one_batch(void);
+void test_duplicates_racing(void);
+/* Frees what the de-duplication tests keep (their JetStream context). */
+void router_dedup_cleanup(void);
+
+#endif
