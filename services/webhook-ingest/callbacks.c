@@ -1,6 +1,6 @@
 /*
  * callbacks.c - Meta's data-deletion and deauthorize callbacks, and the deletion status page
- * whose URL the data-deletion answer gives to Meta (INTERFACE.md, proto/reaper.md).
+ * whose URL the data-deletion answer gives to Meta (docs/retention.md, proto/reaper.md).
  *
  * Both callbacks carry a signed_request form field, verified with the app secret (and the
  * previous one during a rotation); anything that does not verify is answered 400 and

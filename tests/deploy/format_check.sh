@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # format_check.sh REPO: every C source and header tracked by git is formatted with the
-# committed .clang-format (STYLE.md, convention 14).
+# committed .clang-format (LLVM base, 4-space indent, 100 columns, Linux braces).
 set -euo pipefail
 cd "$1"
 mapfile -t files < <(git ls-files '*.c' '*.h' 2>/dev/null || find libcommon services tests -name '*.[ch]')
