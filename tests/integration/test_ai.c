@@ -461,7 +461,6 @@ static cJSON *purge_held(const char *req)
     natsMsg *reply = NULL;
     cJSON *r = NULL;
     PGconn *lock;
-    PGresult *res;
     bool stopped = false;
 
     snprintf(q, sizeof(q), "SELECT id FROM ai.suggestions WHERE workspace_id = '%s' LIMIT 1", ws_a);
@@ -474,14 +473,9 @@ static cJSON *purge_held(const char *req)
     CHECK_MSG(th_json_str(r, "result", "text") != NULL,
               "the draft was unreadable before the purge");
     cJSON_Delete(r);
-    lock = th_db_connect(&st.db, NULL);
-    PQclear(PQexec(lock, "BEGIN"));
     snprintf(q, sizeof(q), "SELECT id FROM ai.suggestions WHERE workspace_id = '%s' FOR SHARE",
              ws_a);
-    res = PQexec(lock, q);
-    CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "rows not held: %s",
-              PQresultErrorMessage(res));
-    PQclear(res);
+    lock = th_db_hold(&st.db, q, 1);
     CHECK(natsConnection_SubscribeSync(&sub, st.nc, "_TEST.ai.purge") == NATS_OK);
     CHECK(natsConnection_PublishRequestString(st.nc, "ai.purge", "_TEST.ai.purge", req) == NATS_OK);
     snprintf(q, sizeof(q),
@@ -504,8 +498,7 @@ static cJSON *purge_held(const char *req)
               th_json_str(r, "error", "message") ? th_json_str(r, "error", "message") : "");
     cJSON_Delete(r);
     r = NULL;
-    PQclear(PQexec(lock, "COMMIT"));
-    PQfinish(lock);
+    th_db_release(lock);
     CHECK(natsSubscription_NextMsg(&reply, sub, 60000) == NATS_OK);
     if (reply != NULL) {
         r = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));

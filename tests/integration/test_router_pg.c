@@ -469,7 +469,6 @@ static void test_purge_keys_before_rows(void)
     natsMsg *reply = NULL;
     struct sealed_msg m;
     PGconn *lock;
-    PGresult *res;
     bool stopped = false;
 
     post_page(PAGE_C);
@@ -483,14 +482,9 @@ static void test_purge_keys_before_rows(void)
     CHECK_INT(sealed_open(&m, &text), CM_OK);
     free(text);
 
-    lock = th_db_connect(&st.db, NULL);
-    PQclear(PQexec(lock, "BEGIN"));
     snprintf(q, sizeof(q), "SELECT id FROM router.messages WHERE workspace_id = '%s' FOR SHARE",
              ws_c);
-    res = PQexec(lock, q);
-    CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 3, "rows not held: %s",
-              PQresultErrorMessage(res));
-    PQclear(res);
+    lock = th_db_hold(&st.db, q, 3);
 
     snprintf(body, sizeof(body),
              "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\",\"workspace_id\":\"%s\"}",
@@ -523,8 +517,7 @@ static void test_purge_keys_before_rows(void)
               "the router read a shredded message: %s", text ? text : "(no reply)");
     free(text);
 
-    PQclear(PQexec(lock, "COMMIT"));
-    PQfinish(lock);
+    th_db_release(lock);
     CHECK(natsSubscription_NextMsg(&reply, sub, 60000) == NATS_OK);
     if (reply != NULL) {
         cJSON *r =

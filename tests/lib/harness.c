@@ -273,6 +273,25 @@ long th_db_count(const struct th_db *db, const char *role, const char *sql)
     return n;
 }
 
+PGconn *th_db_hold(const struct th_db *db, const char *select, int rows)
+{
+    PGconn *c = th_db_connect(db, NULL);
+    PGresult *r;
+
+    PQclear(PQexec(c, "BEGIN"));
+    r = PQexec(c, select);
+    CHECK_MSG(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == rows,
+              "rows not held (%d wanted): %s", rows, PQresultErrorMessage(r));
+    PQclear(r);
+    return c;
+}
+
+void th_db_release(PGconn *c)
+{
+    PQclear(PQexec(c, "COMMIT"));
+    PQfinish(c);
+}
+
 /* --- processes ------------------------------------------------------------------------- */
 
 /* Connects to 127.0.0.1:port; true when something accepts. */

@@ -59,6 +59,13 @@ char *th_db_sql(const struct th_db *db, const char *role, const char *sql);
 /* th_db_sql's value as a number: a count; -1 when there is no row. */
 long th_db_count(const struct th_db *db, const char *role, const char *sql);
 
+/* Opens a transaction as the admin that runs select (a SELECT ... FOR SHARE or FOR UPDATE) and
+ * keeps its row locks: a statement of the service that needs those rows then waits, where a
+ * test wants it stopped. Fails the test unless the select held rows rows. Returns the
+ * connection; th_db_release() commits and closes it. */
+PGconn *th_db_hold(const struct th_db *db, const char *select, int rows);
+void th_db_release(PGconn *c);
+
 /* --- a private PostgreSQL, for tests that stop and restart it ------------------------ */
 
 struct th_pg {

@@ -59,21 +59,6 @@ struct plan {
     double *lat;          /* seconds from due to answer, per request; INFINITY: failed */
 };
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_until(double t)
-{
-    struct timespec ts = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
-
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
 /* A connected, blocking socket with a 10 s receive and send timeout, or -1. */
 static int dial(const struct plan *p)
 {
@@ -195,8 +180,8 @@ static void *sender(void *arg)
         if (k >= p->total)
             break;
         due = p->start + (double)k / p->rate;
-        sleep_until(due);
-        t = now();
+        bench_sleep_until(due);
+        t = bench_now();
         if (t > p->give_up) {
             /* Abandoned: this request and every one no sender has taken count as failed
              * (those taken meanwhile are their senders' to count). */
@@ -216,7 +201,7 @@ static void *sender(void *arg)
             status = read_response(fd, resp, sizeof(resp), &keep);
         }
         if (status == 200) {
-            p->lat[k] = now() - due;
+            p->lat[k] = bench_now() - due;
         } else {
             p->lat[k] = INFINITY;
             atomic_fetch_add(&p->errors, 1);
@@ -273,13 +258,13 @@ int main(int argc, char **argv)
     p.lat = calloc((size_t)p.total, sizeof(double));
     ts = calloc((size_t)conns, sizeof(*ts));
     /* The first request is due once every sender is waiting for it. */
-    p.start = now() + 0.05;
+    p.start = bench_now() + 0.05;
     p.give_up = p.start + 3 * p.seconds + 10;
     for (int i = 0; i < conns; i++)
         pthread_create(&ts[i], NULL, sender, &p);
     for (int i = 0; i < conns; i++)
         pthread_join(ts[i], NULL);
-    elapsed = now() - p.start;
+    elapsed = bench_now() - p.start;
     bench_latency_sort(p.lat, p.total);
     printf("RESULT requests=%ld sent=%ld seconds=%.3f rps=%.0f p50_us=%s p99_us=%s p999_us=%s "
            "max_us=%s errors=%ld late_ms_max=%.1f\n",

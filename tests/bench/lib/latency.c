@@ -1,12 +1,31 @@
 /*
- * latency.c - sorting and percentiles for the benchmarks' latency arrays (latency.h).
+ * latency.c - the benchmarks' monotonic clock, and sorting and percentiles of their latency
+ * arrays (latency.h).
  */
 #include "latency.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+double bench_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void bench_sleep_until(double t)
+{
+    struct timespec ts = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
+
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
 
 static int cmp(const void *a, const void *b)
 {

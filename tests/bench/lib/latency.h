@@ -1,5 +1,5 @@
 /*
- * latency.h - the benchmarks' percentiles, computed one way for every load generator.
+ * latency.h - the benchmarks' clock and percentiles, one way for every load generator.
  *
  * Latencies are seconds in a plain array of doubles; a request that failed or was lost is
  * +INFINITY, so that it counts in the percentiles as infinitely slow instead of vanishing
@@ -7,6 +7,11 @@
  */
 #ifndef BENCH_LATENCY_H
 #define BENCH_LATENCY_H
+
+/* Seconds on the monotonic clock: what schedules and latencies are measured on. */
+double bench_now(void);
+/* Sleeps until bench_now() reaches t (a due time of an open-loop schedule). */
+void bench_sleep_until(double t);
 
 /* Sorts n latencies in place, ascending (+INFINITY last). */
 void bench_latency_sort(double *lat, long n);

@@ -39,13 +39,6 @@ struct client {
     int n, errors;
 };
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static size_t sink(char *data, size_t size, size_t n, void *arg)
 {
     (void)data;
@@ -62,8 +55,8 @@ static double pace(struct client *c, double *next)
     double due = *next, wait;
 
     if (c->interval <= 0)
-        return now();
-    wait = due - now();
+        return bench_now();
+    wait = due - bench_now();
     if (wait > 0) {
         struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
         nanosleep(&ts, NULL);
@@ -77,7 +70,7 @@ static int more(const struct client *c, double start, double next)
 {
     if (c->n >= MAX_SAMPLES)
         return 0;
-    return c->interval > 0 ? next < start + c->seconds : now() - start < c->seconds;
+    return c->interval > 0 ? next < start + c->seconds : bench_now() - start < c->seconds;
 }
 
 static void *run_bare(struct client *c)
@@ -96,7 +89,7 @@ static void *run_bare(struct client *c)
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, sink);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
-    start = next = now();
+    start = next = bench_now();
     while (more(c, start, next)) {
         double t0 = pace(c, &next);
         if (curl_easy_perform(curl) != CURLE_OK ||
@@ -104,7 +97,7 @@ static void *run_bare(struct client *c)
             c->errors++;
             c->lat[c->n++] = INFINITY;
         } else {
-            c->lat[c->n++] = now() - t0;
+            c->lat[c->n++] = bench_now() - t0;
         }
     }
     curl_slist_free_all(h);
@@ -121,7 +114,7 @@ static void *run_suggest(struct client *c)
         c->errors++;
         return NULL;
     }
-    start = next = now();
+    start = next = bench_now();
     while (more(c, start, next)) {
         natsMsg *reply = NULL;
         double t0 = pace(c, &next);
@@ -132,7 +125,7 @@ static void *run_suggest(struct client *c)
             c->errors++;
             c->lat[c->n++] = INFINITY;
         } else {
-            c->lat[c->n++] = now() - t0;
+            c->lat[c->n++] = bench_now() - t0;
         }
         natsMsg_Destroy(reply);
     }
@@ -161,12 +154,12 @@ static int phase(const char *name, struct client *proto, int clients, double rat
         cs[i].interval = rate > 0 ? clients / rate : 0;
         cs[i].lat = calloc(MAX_SAMPLES, sizeof(double));
     }
-    t0 = now();
+    t0 = bench_now();
     for (int i = 0; i < clients; i++)
         pthread_create(&ts[i], NULL, run_client, &cs[i]);
     for (int i = 0; i < clients; i++)
         pthread_join(ts[i], NULL);
-    elapsed = now() - t0;
+    elapsed = bench_now() - t0;
     for (int i = 0; i < clients; i++) {
         memcpy(all + total, cs[i].lat, (size_t)cs[i].n * sizeof(double));
         total += cs[i].n;

@@ -42,20 +42,6 @@ struct client {
     int n, errors;
 };
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_until(double t)
-{
-    struct timespec ts = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
-
-    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-}
-
 static void *run_client(void *p)
 {
     struct client *c = p;
@@ -67,20 +53,20 @@ static void *run_client(void *p)
         c->errors++;
         return NULL;
     }
-    start = due = now();
+    start = due = bench_now();
     /* Paced: the schedule has seconds / interval requests, sent however late they become. */
     while (c->n < MAX_SAMPLES / 16 &&
-           (c->interval > 0 ? due < start + c->seconds : now() - start < c->seconds)) {
+           (c->interval > 0 ? due < start + c->seconds : bench_now() - start < c->seconds)) {
         natsMsg *reply = NULL;
         const char *msg = c->body;
         double t0;
 
         if (c->interval > 0) {
-            sleep_until(due);
+            bench_sleep_until(due);
             t0 = due;
             due += c->interval;
         } else {
-            t0 = now();
+            t0 = bench_now();
         }
         if (c->ids != NULL) {
             const char *hole = strstr(c->body, "%s");
@@ -95,7 +81,7 @@ static void *run_client(void *p)
             c->errors++;
             c->lat[c->n++] = INFINITY;
         } else {
-            c->lat[c->n++] = now() - t0;
+            c->lat[c->n++] = bench_now() - t0;
         }
         natsMsg_Destroy(reply);
     }
@@ -258,12 +244,12 @@ int main(int argc, char **argv)
     }
     if (urandom != NULL)
         fclose(urandom);
-    t0 = now();
+    t0 = bench_now();
     for (int i = 0; i < clients; i++)
         pthread_create(&ts[i], NULL, run_client, &cs[i]);
     for (int i = 0; i < clients; i++)
         pthread_join(ts[i], NULL);
-    elapsed = now() - t0;
+    elapsed = bench_now() - t0;
     all = calloc(MAX_SAMPLES, sizeof(double));
     for (int i = 0; i < clients; i++) {
         memcpy(all + total, cs[i].lat, (size_t)cs[i].n * sizeof(double));
