@@ -56,6 +56,9 @@ static void register_metrics(struct reaper *r)
     r->m_deletions = cm_metrics_counter(m, "reaper_deletions_completed_total", NULL,
                                         "Meta data-deletion requests completed");
     r->m_passes = cm_metrics_counter(m, "reaper_passes_total", NULL, "Retention passes run here");
+    r->m_passes_skipped =
+        cm_metrics_counter(m, "reaper_passes_skipped_total", NULL,
+                           "Scheduled passes skipped because another replica's pass was running");
     r->m_open = cm_metrics_gauge(m, "reaper_deletion_requests_open", NULL,
                                  "Data-deletion requests received or in progress");
     r->m_open_age = cm_metrics_gauge(m, "reaper_deletion_request_oldest_seconds", NULL,

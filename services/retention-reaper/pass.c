@@ -228,8 +228,10 @@ static int pass(struct reaper *r, struct cm_pg *pg, bool wait, struct reaper_cou
         rc = cm_pg_exec(pg, "SELECT pg_try_advisory_lock(" PASS_LOCK ")", 0, NULL);
         if (rc != CM_OK)
             return rc;
-        if (strcmp(cm_pg_value(pg, 0, 0), "t") != 0)
+        if (strcmp(cm_pg_value(pg, 0, 0), "t") != 0) {
+            cm_metrics_inc(r->m_passes_skipped, 1);
             return CM_CONFLICT; /* another replica's pass is running */
+        }
     }
     tokens_due(r, pg, c);
     each_workspace(r, pg,

@@ -74,6 +74,7 @@ struct reaper {
     struct cm_metric *m_appended;             /* audit entries appended */
     struct cm_metric *m_deletions;            /* deletion requests completed */
     struct cm_metric *m_passes;               /* retention passes run */
+    struct cm_metric *m_passes_skipped;       /* scheduled passes another replica held off */
     struct cm_metric *m_open;                 /* open deletion requests */
     struct cm_metric *m_open_age;             /* age of the oldest open one */
     struct cm_metric *m_last_pass;            /* time of the last pass */

@@ -218,6 +218,8 @@ static void on_fake(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
     atomic_fetch_add(&f->received, 1);
     if (atomic_load(&f->delay_ms) > 0)
         th_sleep_ms(atomic_load(&f->delay_ms));
+    for (int waited = 0; atomic_load(&f->hold) && waited < 60000; waited += 10)
+        th_sleep_ms(10);
     atomic_fetch_add(&f->calls, 1);
     if (atomic_load(&f->fail)) {
         reply = cm_xstrdup("{\"error\":{\"code\":\"unavailable\",\"message\":\"stand-in down\"}}");

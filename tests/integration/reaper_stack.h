@@ -83,6 +83,7 @@ struct rs_fake {
     _Atomic int received; /* requests that reached the stand-in (counted before the delay) */
     _Atomic int calls;    /* requests answered */
     _Atomic int delay_ms; /* before answering */
+    _Atomic bool hold;    /* while set (at most a minute), requests wait unanswered */
     _Atomic bool done;    /* nats.c will call on_fake no more (its completion callback ran) */
     _Atomic int fail;     /* answer {"error": unavailable} */
     cJSON *last;          /* the last request (guarded by lock) */

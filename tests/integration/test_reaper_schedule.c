@@ -25,6 +25,9 @@
 
 static struct rs_fake wsdel, router, ai;
 static const char *const reaper_env[] = {"RETENTION_MESSAGES=6s", "RETENTION_TOKENS=5s", NULL};
+/* The same, for a replica started by th_stack_start directly (rs_start_reaper adds this). */
+static const char *const reaper_env_long[] = {"REAPER_INTERVAL=1d", "RETENTION_MESSAGES=6s",
+                                              "RETENTION_TOKENS=5s", NULL};
 
 static double num(const cJSON *o, const char *a, const char *b)
 {
@@ -50,7 +53,8 @@ static cJSON *run_pass(void)
 }
 
 /* The value of one series in the reaper's /metrics, or -1. */
-static double metric(const char *series)
+/* A series' value on the reaper listening on port, -1 if absent. */
+static double metric_at(int port, const char *series)
 {
     struct th_resp r;
     char url[96];
@@ -61,11 +65,16 @@ static double metric(const char *series)
 
     /* At the start of a line: the # HELP line names the metric too. */
     snprintf(line, sizeof(line), "\n%s", series);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", rs.reaper_port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
     if (th_http(&r, "GET", url, NULL, NULL, 0) == 200 && (p = strstr(r.body.data, line)) != NULL)
         v = strtod(p + strlen(line), NULL);
     th_resp_cleanup(&r);
     return v;
+}
+
+static double metric(const char *series)
+{
+    return metric_at(rs.reaper_port, series);
 }
 
 /* 1 once the workspace's purge is recorded as complete; otherwise says what is pending. */
@@ -279,6 +288,41 @@ static void test_one_pass_at_a_time(void)
     free(id);
 }
 
+/*
+ * Two replicas meet on the same due workspace, by construction rather than by luck: the
+ * first replica's pass is held inside router.purge (the stand-in does not answer) when the
+ * second replica starts, and the second one's start-up pass must find the lock taken and
+ * skip its turn. One purge reaches the router; the second replica ran no pass.
+ */
+static void test_replicas_race(void)
+{
+    struct racer racer = {0};
+    struct th_proc second;
+    pthread_t t;
+    char *id = rs_connect("ws_7", "instagram", "17841400000000707", NULL);
+    int before, asked, port;
+
+    CHECK_INT(delete_ws("ws_7", "operator", NULL, NULL), 0);
+    CHECK(rs_wait_due("ws_7", 10000));
+    before = atomic_load(&router.calls);
+    asked = atomic_load(&router.received);
+    atomic_store(&router.hold, true);
+    pthread_create(&t, NULL, race, &racer); /* one replica so far: it takes this pass */
+    CHECK_WAIT(atomic_load(&router.received) > asked, 10000);
+    port = th_stack_start(&rs.st, &second, "retention-reaper", reaper_env_long);
+    CHECK_WAIT(metric_at(port, "reaper_passes_skipped_total ") >= 1, 15000);
+    atomic_store(&router.hold, false);
+    pthread_join(t, NULL);
+    CHECK_INT(racer.code, 0);
+    CHECK(num(racer.out, "deleted", "messages") == 7);
+    cJSON_Delete(racer.out);
+    CHECK_INT(atomic_load(&router.calls) - before, 1);
+    CHECK(metric_at(port, "reaper_passes_total ") == 0);
+    CHECK_INT(purged("ws_7"), 1);
+    CHECK_INT(th_proc_stop(&second), 0);
+    free(id);
+}
+
 static void test_pass_killed_half_way(void)
 {
     struct racer racer = {NULL, 0, "8"}; /* its reaper dies: no answer will come */
@@ -407,6 +451,7 @@ int main(void)
     RUN(test_not_due_yet);
     RUN(test_purged_when_due);
     RUN(test_one_pass_at_a_time);
+    RUN(test_replicas_race);
     RUN(test_pass_killed_half_way);
     RUN(test_disconnect_tokens_gone);
     RUN(test_scheduled);
