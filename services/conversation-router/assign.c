@@ -4,7 +4,7 @@
  * agent's capacity (open conversations assigned to them). Nobody with room: it waits,
  * unassigned, and is assigned when room frees (a close, a new agent, a raised capacity).
  *
- * The candidate agent's row is locked FOR UPDATE SKIP LOCKED while their load is counted,
+ * The candidate agent's row is locked FOR UPDATE SKIP LOCKED while their load is read,
  * so replicas assigning at the same time never push one agent over capacity, and the
  * conversation's own row is held by the caller, so it is never assigned twice.
  */
@@ -16,10 +16,11 @@
 #include "common/outbox.h"
 #include "router.h"
 
+/* members.open_assigned is the agent's load, kept by a trigger on conversations
+ * (schema/003_member_load.sql): one row read per member, however many conversations. */
 static const char pick_sql[] =
     "SELECT m.user_id FROM members m WHERE m.workspace_id = $1 AND m.role = 'agent'"
-    " AND m.capacity > (SELECT count(*) FROM conversations c WHERE c.workspace_id = m.workspace_id"
-    " AND c.assignee = m.user_id AND c.status = 'open')"
+    " AND m.capacity > m.open_assigned"
     " ORDER BY m.last_assigned_at NULLS FIRST, m.user_id LIMIT 1 FOR UPDATE OF m SKIP LOCKED";
 
 /* Publishes the assignment event through the outbox (no Platform Data in it). */

@@ -253,6 +253,23 @@ static void test_waiting_assignment(void)
     free(c3);
 }
 
+/* Every agent's load as kept by the trigger (members.open_assigned) equals the count of their
+ * open conversations, after the paths the tests before took: open, close, reopen, waiting
+ * assignment, replicas racing. */
+static void test_member_load(void)
+{
+    char *bad = th_stack_sql(&st, "SELECT count(*) FROM router.members m WHERE m.open_assigned <>"
+                                  " (SELECT count(*) FROM router.conversations c WHERE"
+                                  " c.workspace_id = m.workspace_id AND c.assignee = m.user_id"
+                                  " AND c.status = 'open')");
+    char *load = th_stack_sql(&st, "SELECT sum(open_assigned) FROM router.members");
+
+    CHECK_STR(bad, "0");
+    CHECK_MSG(load != NULL && atol(load) > 0, "no load kept at all: %s", load ? load : "NULL");
+    free(bad);
+    free(load);
+}
+
 static void test_event_kinds(void)
 {
     char ev[1024], *before, *after;
@@ -747,6 +764,7 @@ int main(void)
     RUN(test_setup);
     RUN(test_messages_and_assignment);
     RUN(test_waiting_assignment);
+    RUN(test_member_load);
     RUN(test_event_kinds);
     RUN(test_windows);
     RUN(test_send_outcomes);
@@ -757,6 +775,7 @@ int main(void)
     RUN(test_replicas);
     RUN(test_duplicates_racing);
     RUN(test_no_plaintext);
+    RUN(test_member_load);
     router_dedup_cleanup();
     th_stack_stop(&st);
     RUN(test_logs_clean);
