@@ -19,6 +19,7 @@
 
 #include "ai.h"
 #include "common/audit.h"
+#include "common/id.h"
 #include "common/log.h"
 
 #define BATCH   1000
@@ -99,7 +100,7 @@ static int purge_one(struct ai *ai, struct cm_rpc_call *call, const char *where,
     return rc;
 }
 
-/* The ids of a list member (strings that are valid ids), into ids; returns how many. */
+/* The ids of a list member into ids; returns how many, or -1 when one is not an id. */
 static int id_list(const cJSON *list, char **ids)
 {
     const cJSON *it;
@@ -107,7 +108,9 @@ static int id_list(const cJSON *list, char **ids)
 
     cJSON_ArrayForEach(it, list)
     {
-        if (n < MAX_IDS && cJSON_IsString(it) && ai_valid_id(it->valuestring, 128))
+        if (!cJSON_IsString(it) || !cm_id_valid(it->valuestring, 128))
+            return -1;
+        if (n < MAX_IDS)
             ids[n++] = it->valuestring;
     }
     return n;
@@ -134,7 +137,11 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
     char **ids = NULL;
     int rc = CM_OK, n;
 
-    if (scope != NULL && strcmp(scope, "workspace") == 0 && ai_valid_id(ws, 128)) {
+    if (scope != NULL && strcmp(scope, "workspace") == 0 && ws != NULL) {
+        if (!cm_id_valid(ws, 128)) {
+            cm_rpc_fail(call, "invalid", "workspace_id is not an id");
+            return;
+        }
         rc = purge_one(ai, call, "workspace_id = $1", ws, true, &deleted, &remaining);
     } else if (scope != NULL &&
                (strcmp(scope, "integration") == 0 || strcmp(scope, "conversation") == 0)) {
@@ -148,6 +155,12 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
         }
         ids = cm_xcalloc(MAX_IDS, sizeof(char *));
         n = id_list(list, ids);
+        if (n < 0) {
+            free(ids);
+            cm_rpc_fail(call, "invalid", "%s holds something that is not an id",
+                        integ ? "integration_ids" : "conversation_ids");
+            return;
+        }
         for (int i = 0; rc == CM_OK && i < n; i++)
             rc = purge_one(ai, call, integ ? "integration_id = $1" : "conversation_id = $1", ids[i],
                            false, &deleted, &remaining);

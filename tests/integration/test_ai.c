@@ -547,6 +547,14 @@ static void test_deleted_workspace_purged(void)
     r = th_stack_request(&st, "ai.purge", "{\"scope\":\"due\",\"older_than\":\"yesterday\"}");
     CHECK_STR(th_json_str(r, "error", "code"), "invalid");
     cJSON_Delete(r);
+    /* Ids are exact: a malformed one is refused, never used. */
+    r = th_stack_request(&st, "ai.purge", "{\"scope\":\"workspace\",\"workspace_id\":\"ws_%\"}");
+    CHECK_STR(th_json_str(r, "error", "code"), "invalid");
+    cJSON_Delete(r);
+    r = th_stack_request(&st, "ai.purge",
+                         "{\"scope\":\"integration\",\"integration_ids\":[\"int_1\",\"a:b\"]}");
+    CHECK_STR(th_json_str(r, "error", "code"), "invalid");
+    cJSON_Delete(r);
 
     cJSON_Delete(run(0, NULL, del));
     before = all_requests();

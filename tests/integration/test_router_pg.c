@@ -9,7 +9,9 @@
  * key is gone while the workspace's and the other integration's stay; after a workspace's
  * purge every key of it and its index key are gone while another workspace keeps its own. A
  * purge held by the test's own row locks after its shred shows the keys gone (committed)
- * while the rows remain, unreadable through the router and with the KEK itself.
+ * while the rows remain, unreadable through the router and with the KEK itself. Ids are
+ * matched exactly: a purge of a prefix of another workspace's or integration's id leaves
+ * their keys, and a malformed id is refused as invalid.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -412,6 +414,65 @@ static void test_purge_integration_keys(void)
     CHECK_INT(keys_under(key), 2);
 }
 
+/* Expects router.purge to answer body with {"error":{"code":"invalid"}}. */
+static void purge_invalid(const char *body)
+{
+    cJSON *r = th_stack_request(&st, "router.purge", body);
+    const cJSON *code = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "code");
+
+    CHECK_MSG(cJSON_IsString(code) && strcmp(code->valuestring, "invalid") == 0,
+              "router.purge %s was not refused as invalid", body);
+    cJSON_Delete(r);
+}
+
+/*
+ * Ids are matched exactly: a purge naming a prefix of another workspace's id, or of another
+ * integration's id, shreds nothing of theirs (before, "ws:<prefix>" matched every key id
+ * starting with it). A malformed id is refused before anything happens.
+ */
+static void test_purge_exact_ids(void)
+{
+    char key[200], body[512], prefix[128], *conv, *text;
+    cJSON *r;
+
+    snprintf(key, sizeof(key), "ws:%s", ws_b);
+    CHECK_INT(keys_under(key), 2);
+    snprintf(prefix, sizeof(prefix), "%.*s", (int)strlen(ws_b) - 1, ws_b);
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\",\"workspace_id\":\"%s\"}",
+             prefix);
+    r = purge(body);
+    CHECK_INT(result_num(r, "deleted", "messages"), 0);
+    cJSON_Delete(r);
+    snprintf(prefix, sizeof(prefix), "%.*s", (int)strlen(int_b) - 1, int_b);
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"integration\","
+             "\"integration_ids\":[\"%s\"]}",
+             prefix);
+    r = purge(body);
+    CHECK_INT(result_num(r, "deleted", "messages"), 0);
+    cJSON_Delete(r);
+    CHECK_INT(keys_under(key), 2);
+    conv = conversation_of(int_b);
+    text = conv ? read_messages(conv) : NULL;
+    CHECK_CONTAINS(text, PAGE_B " says");
+    free(text);
+    free(conv);
+
+    purge_invalid("{\"actor\":\"retention-reaper\",\"scope\":\"workspace\","
+                  "\"workspace_id\":\"ws_%\"}");
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\",\"workspace_id\":\"%s:int\"}",
+             ws_b);
+    purge_invalid(body);
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"integration\","
+             "\"integration_ids\":[\"%s\",\"x y\"]}",
+             int_b);
+    purge_invalid(body);
+    CHECK_INT(keys_under(key), 2);
+}
+
 /*
  * workspace: every key of the workspace (its own, each integration's) and its index key are
  * gone, with its rows; the other workspace keeps its keys and reads its messages.
@@ -553,6 +614,7 @@ int main(void)
     RUN(test_dead_letter);
     RUN(test_purge_setup);
     RUN(test_purge_integration_keys);
+    RUN(test_purge_exact_ids);
     RUN(test_purge_workspace_keys);
     RUN(test_purge_keys_before_rows);
     /* Through the outage and the redeliveries, the consumers kept their subscriptions. */
