@@ -10,8 +10,9 @@
  * purge every key of it and its index key are gone while another workspace keeps its own. A
  * purge held by the test's own row locks after its shred shows the keys gone (committed)
  * while the rows remain, unreadable through the router and with the KEK itself. Ids are
- * matched exactly: a purge of a prefix of another workspace's or integration's id leaves
- * their keys, and a malformed id is refused as invalid.
+ * matched exactly (and Meta's mids within one integration: another integration's unsend,
+ * edit or reaction naming them changes nothing): a purge of a prefix of another workspace's or
+ * integration's id leaves their keys, and a malformed id is refused as invalid.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -362,6 +363,56 @@ static void test_purge_setup(void)
 }
 
 /*
+ * Meta's mids are looked up within the event's integration: an unsend, an edit and a
+ * reaction arriving for Page B, naming mids that exist only on Page A1 (another workspace),
+ * change nothing of A1's messages; and B may hold a message of a mid A1 holds too (the
+ * unique key is (integration, mid)). B's own message, last in the same POST, is the sign
+ * that the events before it were handled.
+ */
+static void test_mid_scoped_to_integration(void)
+{
+    char body[4096], q[512];
+    const char *from = "{\"sender\":{\"id\":\"k-" PAGE_B "-0\"},\"recipient\":{\"id\":\"" PAGE_B
+                       "\"},\"timestamp\":1732870001000,";
+
+    snprintf(body, sizeof(body),
+             "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE_B "\",\"time\":1,\"messaging\":["
+             "%s\"message\":{\"mid\":\"m_" PAGE_A1 "_0\",\"is_deleted\":true}},"
+             "%s\"message_edit\":{\"mid\":\"m_" PAGE_A1 "_1\",\"text\":\"edited by B\","
+             "\"num_edit\":2}},"
+             "%s\"reaction\":{\"mid\":\"m_" PAGE_A1 "_1\",\"action\":\"react\","
+             "\"reaction\":\"love\",\"emoji\":\"\\u2764\"}},"
+             "%s\"message\":{\"mid\":\"m_" PAGE_A1 "_2\",\"text\":\"B's own\"}}]}]}",
+             from, from, from, from);
+    CHECK_INT(th_stack_webhook(&st, body), 200);
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM router.messages m JOIN router.conversations c"
+             " ON c.id = m.conversation_id WHERE c.integration_id = '%s'"
+             " AND m.mid = 'm_" PAGE_A1 "_2'",
+             int_b);
+    for (int i = 0; i < 300 && th_db_count(&st.db, NULL, q) < 1; i++)
+        th_sleep_ms(50);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 1);
+    /* A1's three messages as they were: not deleted, not edited, no reaction, readable. */
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM router.messages m JOIN router.conversations c"
+             " ON c.id = m.conversation_id WHERE c.integration_id = '%s' AND NOT m.deleted"
+             " AND m.edit_count = 0 AND m.reaction_sealed IS NULL AND m.body_sealed IS NOT NULL",
+             int_a1);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 3);
+    {
+        struct sealed_msg m;
+        char *text = NULL;
+        CHECK(sealed_load(&m, int_a1));
+        CHECK_INT(sealed_open(&m, &text), CM_OK);
+        CHECK_CONTAINS(text, PAGE_A1 " says");
+        CHECK(text == NULL || strstr(text, "edited by B") == NULL);
+        free(text);
+        free(m.ct);
+    }
+}
+
+/*
  * integration: that integration's data key is gone, with its rows; the workspace's own key
  * (which seals the blind index's key) and its other integration's key stay, and that
  * integration's messages still read; another workspace keeps everything.
@@ -613,6 +664,7 @@ int main(void)
     RUN(test_outage);
     RUN(test_dead_letter);
     RUN(test_purge_setup);
+    RUN(test_mid_scoped_to_integration);
     RUN(test_purge_integration_keys);
     RUN(test_purge_exact_ids);
     RUN(test_purge_workspace_keys);
