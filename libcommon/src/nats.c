@@ -6,6 +6,7 @@
 #include "common/mem.h"
 #include "common/metrics.h"
 #include "common/service.h"
+#include "common/url.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -185,8 +186,11 @@ static void on_connected(natsConnection *nc, void *closure)
     struct cm_nats *n = closure;
     char url[256] = "";
 
+    char shown[256];
+
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
-    CM_INFO("nats: connected to %s", url);
+    cm_url_redact(url, shown, sizeof(shown));
+    CM_INFO("nats: connected to %s", shown);
     atomic_store(&n->connected, true);
     request_setup(n);
 }
@@ -341,6 +345,7 @@ int cm_nats_start(struct cm_nats *n)
 {
     natsStatus s;
     jsOptions jo;
+    char shown[512];
 
     s = natsOptions_Create(&n->opts);
     if (s == NATS_OK)
@@ -373,12 +378,13 @@ int cm_nats_start(struct cm_nats *n)
     }
 
     s = natsConnection_Connect(&n->conn, n->opts);
+    cm_url_redact(n->url, shown, sizeof(shown)); /* NATS_URL may hold a user's password */
     if (s == NATS_OK) {
         on_connected(n->conn, n);
     } else if (s == NATS_NOT_YET_CONNECTED) {
-        CM_WARN("nats: %s not reachable yet; retrying in the background", n->url);
+        CM_WARN("nats: %s not reachable yet; retrying in the background", shown);
     } else {
-        CM_ERROR("nats: connect to %s: %s", n->url, natsStatus_GetText(s));
+        CM_ERROR("nats: connect to %s: %s", shown, natsStatus_GetText(s));
         return CM_INVALID;
     }
 
