@@ -5,12 +5,15 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/metrics.h"
+#include "common/service.h"
+#include "common/url.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PEND_BUCKETS 1024
 #define MAX_SETUPS   8
@@ -183,8 +186,11 @@ static void on_connected(natsConnection *nc, void *closure)
     struct cm_nats *n = closure;
     char url[256] = "";
 
+    char shown[256];
+
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
-    CM_INFO("nats: connected to %s", url);
+    cm_url_redact(url, shown, sizeof(shown));
+    CM_INFO("nats: connected to %s", shown);
     atomic_store(&n->connected, true);
     request_setup(n);
 }
@@ -339,6 +345,7 @@ int cm_nats_start(struct cm_nats *n)
 {
     natsStatus s;
     jsOptions jo;
+    char shown[512];
 
     s = natsOptions_Create(&n->opts);
     if (s == NATS_OK)
@@ -371,12 +378,13 @@ int cm_nats_start(struct cm_nats *n)
     }
 
     s = natsConnection_Connect(&n->conn, n->opts);
+    cm_url_redact(n->url, shown, sizeof(shown)); /* NATS_URL may hold a user's password */
     if (s == NATS_OK) {
         on_connected(n->conn, n);
     } else if (s == NATS_NOT_YET_CONNECTED) {
-        CM_WARN("nats: %s not reachable yet; retrying in the background", n->url);
+        CM_WARN("nats: %s not reachable yet; retrying in the background", shown);
     } else {
-        CM_ERROR("nats: connect to %s: %s", n->url, natsStatus_GetText(s));
+        CM_ERROR("nats: connect to %s: %s", shown, natsStatus_GetText(s));
         return CM_INVALID;
     }
 
@@ -474,6 +482,61 @@ jsCtx *cm_nats_js(struct cm_nats *n)
     return n->js;
 }
 
+/* True when every subject of one list is in the other (the same set, in any order). */
+static bool same_subjects(const jsStreamConfig *a, const jsStreamConfig *b)
+{
+    if (a->SubjectsLen != b->SubjectsLen)
+        return false;
+    for (int i = 0; i < a->SubjectsLen; i++) {
+        bool found = false;
+        for (int j = 0; j < b->SubjectsLen && !found; j++)
+            found = strcmp(a->Subjects[i], b->Subjects[j]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Names the first security-relevant field in which the live configuration differs from the
+ * intended one, with both values in live_v and want_v; NULL when none does. These are the
+ * fields an attacker with access to $JS.API.STREAM.UPDATE would change to keep Platform Data
+ * beyond its purge or its age (deny_purge and deny_delete cannot even be unset again), or
+ * to redirect it (storage, subjects).
+ */
+static const char *insecure_difference(const jsStreamConfig *live, const jsStreamConfig *want,
+                                       char *live_v, char *want_v, size_t cap)
+{
+    if (live->DenyPurge != want->DenyPurge) {
+        snprintf(live_v, cap, "%s", live->DenyPurge ? "true" : "false");
+        snprintf(want_v, cap, "%s", want->DenyPurge ? "true" : "false");
+        return "deny_purge";
+    }
+    if (live->DenyDelete != want->DenyDelete) {
+        snprintf(live_v, cap, "%s", live->DenyDelete ? "true" : "false");
+        snprintf(want_v, cap, "%s", want->DenyDelete ? "true" : "false");
+        return "deny_delete";
+    }
+    if (live->MaxAge != want->MaxAge) {
+        snprintf(live_v, cap, "%llds", (long long)(live->MaxAge / 1000000000LL));
+        snprintf(want_v, cap, "%llds", (long long)(want->MaxAge / 1000000000LL));
+        return "max_age";
+    }
+    if (live->Storage != want->Storage) {
+        snprintf(live_v, cap, "%s", live->Storage == js_FileStorage ? "file" : "memory");
+        snprintf(want_v, cap, "%s", want->Storage == js_FileStorage ? "file" : "memory");
+        return "storage";
+    }
+    if (!same_subjects(live, want)) {
+        snprintf(live_v, cap, "%s%s", live->SubjectsLen > 0 ? live->Subjects[0] : "(none)",
+                 live->SubjectsLen > 1 ? ", ..." : "");
+        snprintf(want_v, cap, "%s%s", want->SubjectsLen > 0 ? want->Subjects[0] : "(none)",
+                 want->SubjectsLen > 1 ? ", ..." : "");
+        return "subjects";
+    }
+    return NULL;
+}
+
 int cm_nats_stream_ensure(struct cm_nats *n, const jsStreamConfig *cfg)
 {
     jsStreamInfo *si = NULL;
@@ -486,11 +549,27 @@ int cm_nats_stream_ensure(struct cm_nats *n, const jsStreamConfig *cfg)
         if (s == NATS_OK)
             CM_INFO("nats: stream %s created", cfg->Name);
     } else if (s == NATS_OK) {
+        char live_v[160], want_v[160];
+        const char *field = si->Config != NULL ? insecure_difference(si->Config, cfg, live_v,
+                                                                     want_v, sizeof(live_v))
+                                               : NULL;
+        if (field != NULL) {
+            /*
+             * Serving on would keep data past its promised deletion, or send it elsewhere,
+             * silently: stop, whatever thread this is (the log line is written already, and
+             * _exit runs no handler that another thread could be using).
+             */
+            CM_ERROR("nats: stream %s has %s %s on the server, %s intended: refusing to start;"
+                     " restore the stream's configuration (or delete the stream) and start again",
+                     cfg->Name, field, live_v, want_v);
+            jsStreamInfo_Destroy(si);
+            _exit(CM_EXIT_CONFIG);
+        }
         jsStreamInfo_Destroy(si);
         si = NULL;
         s = js_UpdateStream(&si, n->js, (jsStreamConfig *)cfg, NULL, &jerr);
         if (s != NATS_OK) {
-            /* An immutable field (storage type, say) differs: keep the stream as it is. */
+            /* An immutable field (retention, say) differs: keep the stream as it is. */
             CM_WARN("nats: stream %s kept as it is, update refused: %s (%d)", cfg->Name,
                     natsStatus_GetText(s), (int)jerr);
             s = NATS_OK;

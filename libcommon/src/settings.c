@@ -3,6 +3,7 @@
  */
 #include "common/settings.h"
 #include "common/mem.h"
+#include "common/url.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -415,27 +416,6 @@ int cm_settings_load(const struct cm_setting *table, size_t n, void *cfg, char *
     return CM_OK;
 }
 
-void cm_settings_mask_url(const char *url, char *out, size_t cap)
-{
-    const char *scheme = strstr(url, "://");
-    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-    const char *colon = NULL;
-
-    if (at != NULL) {
-        for (const char *p = scheme + 3; p < at; p++) {
-            if (*p == ':') {
-                colon = p;
-                break;
-            }
-        }
-    }
-    if (colon == NULL) {
-        snprintf(out, cap, "%s", url);
-        return;
-    }
-    snprintf(out, cap, "%.*s:****%s", (int)(colon - url), url, at);
-}
-
 void cm_settings_print(const struct cm_setting *table, size_t n, const void *cfg, FILE *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -454,7 +434,7 @@ void cm_settings_print(const struct cm_setting *table, size_t n, const void *cfg
         case CM_SET_URL: {
             const char *v = *(char *const *)field;
             char masked[1024];
-            cm_settings_mask_url(v ? v : "", masked, sizeof(masked));
+            cm_url_redact(v, masked, sizeof(masked));
             fprintf(out, "%s=%s\n", s->name, masked);
             break;
         }

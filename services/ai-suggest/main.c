@@ -15,11 +15,13 @@
 #include "common/outbox.h"
 
 extern const char doms_embed_001_init[];
+extern const char doms_embed_002_key_id[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
     {2, "data keys", cm_keyring_schema_sql},
     {3, "outbox", CM_OUTBOX_SCHEMA_SQL},
+    {4, "key ids", doms_embed_002_key_id},
 };
 
 static const struct cm_setting settings[] = {

@@ -3,12 +3,13 @@
  * decides when; this crypto-shreds and deletes suggestions, in bounded batches.
  *
  * Scopes:
- *   workspace     shreds ws:<workspace_id> (every draft and audio of the workspace is then
- *                 unreadable, backups included), then deletes its rows.
- *   integration   deletes the rows received through those integrations. Their key is the
- *                 workspace's, which the workspace's other suggestions still need, so there
- *                 is no shred: the rows themselves go at once.
- *   conversation  (conversation_ids) the same for single conversations.
+ *   workspace     shreds ws:<workspace_id> and each ws:<workspace_id>:int:<integration>
+ *                 (every draft and audio of the workspace is then unreadable, backups
+ *                 included), then deletes its rows.
+ *   integration   shreds ws:<ws>:int:<integration> (the drafts of that integration, sealed
+ *                 under it since migration 4), then deletes its rows.
+ *   conversation  (conversation_ids) deletes the rows of single conversations (their key is
+ *                 the integration's, which its other conversations still need: no shred).
  *   due           the rows created before older_than; nothing without it.
  * Every scope is idempotent: repeating it deletes nothing more and reports 0 remaining.
  */
@@ -19,6 +20,7 @@
 
 #include "ai.h"
 #include "common/audit.h"
+#include "common/id.h"
 #include "common/log.h"
 
 #define BATCH   1000
@@ -78,18 +80,56 @@ static int count_where(struct cm_pg *pg, const char *where, const char *param, l
     return rc;
 }
 
-/* Purges one id of a scope: shred first (workspace only), then rows, then the count. */
+/*
+ * Destroys the data keys of one workspace (which "workspace": ws:<id> and every
+ * ws:<id>:int:<integration>) or one integration (which "integration": ws:<any>:int:<id>),
+ * matched exactly by comparing the parts of the key id (ai_key_id; ids hold no ':'), never
+ * by prefix. *shredded receives the number of DEK rows destroyed.
+ */
+static int shred_exact(struct ai *ai, struct cm_pg *pg, const char *which, const char *id,
+                       long *shredded)
+{
+    const char *params[1] = {id};
+    const char *sql =
+        strcmp(which, "workspace") == 0
+            ? "SELECT DISTINCT key_id FROM data_keys WHERE key_id = 'ws:' || $1"
+              " OR (split_part(key_id, ':', 1) = 'ws' AND split_part(key_id, ':', 2) = $1"
+              " AND split_part(key_id, ':', 3) = 'int' AND split_part(key_id, ':', 4) <> ''"
+              " AND split_part(key_id, ':', 5) = '')"
+            : "SELECT DISTINCT key_id FROM data_keys WHERE split_part(key_id, ':', 1) = 'ws'"
+              " AND split_part(key_id, ':', 2) <> '' AND split_part(key_id, ':', 3) = 'int'"
+              " AND split_part(key_id, ':', 4) = $1 AND split_part(key_id, ':', 5) = ''";
+    char **ids;
+    int n, rc;
+
+    rc = cm_pg_exec(pg, sql, 1, params);
+    if (rc != CM_OK)
+        return rc;
+    n = cm_pg_ntuples(pg);
+    ids = cm_xcalloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++)
+        ids[i] = cm_xstrdup(cm_pg_value(pg, i, 0));
+    for (int i = 0; i < n && rc == CM_OK; i++) {
+        long destroyed = 0;
+        rc = cm_keyring_shred(ai->keyring, pg, ids[i], &destroyed);
+        *shredded += destroyed;
+    }
+    for (int i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rc;
+}
+
+/* Purges one id of a scope: shred first (shred names the scope; NULL: none), then rows,
+ * then the count. */
 static int purge_one(struct ai *ai, struct cm_rpc_call *call, const char *where, const char *id,
-                     bool shred, long *deleted, long *remaining)
+                     const char *shred, long *deleted, long *remaining)
 {
     long before = *deleted, shredded = 0;
     int rc = CM_OK;
 
-    if (shred) {
-        char kid[160];
-        snprintf(kid, sizeof(kid), "ws:%s", id);
-        rc = cm_keyring_shred(ai->keyring, call->pg, kid, &shredded);
-    }
+    if (shred != NULL)
+        rc = shred_exact(ai, call->pg, shred, id, &shredded);
     if (rc == CM_OK)
         rc = delete_where(call->pg, where, id, deleted);
     if (rc == CM_OK && (*deleted > before || shredded > 0))
@@ -99,7 +139,7 @@ static int purge_one(struct ai *ai, struct cm_rpc_call *call, const char *where,
     return rc;
 }
 
-/* The ids of a list member (strings that are valid ids), into ids; returns how many. */
+/* The ids of a list member into ids; returns how many, or -1 when one is not an id. */
 static int id_list(const cJSON *list, char **ids)
 {
     const cJSON *it;
@@ -107,7 +147,9 @@ static int id_list(const cJSON *list, char **ids)
 
     cJSON_ArrayForEach(it, list)
     {
-        if (n < MAX_IDS && cJSON_IsString(it) && ai_valid_id(it->valuestring, 128))
+        if (!cJSON_IsString(it) || !cm_id_valid(it->valuestring, 128))
+            return -1;
+        if (n < MAX_IDS)
             ids[n++] = it->valuestring;
     }
     return n;
@@ -134,8 +176,12 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
     char **ids = NULL;
     int rc = CM_OK, n;
 
-    if (scope != NULL && strcmp(scope, "workspace") == 0 && ai_valid_id(ws, 128)) {
-        rc = purge_one(ai, call, "workspace_id = $1", ws, true, &deleted, &remaining);
+    if (scope != NULL && strcmp(scope, "workspace") == 0 && ws != NULL) {
+        if (!cm_id_valid(ws, 128)) {
+            cm_rpc_fail(call, "invalid", "workspace_id is not an id");
+            return;
+        }
+        rc = purge_one(ai, call, "workspace_id = $1", ws, "workspace", &deleted, &remaining);
     } else if (scope != NULL &&
                (strcmp(scope, "integration") == 0 || strcmp(scope, "conversation") == 0)) {
         bool integ = strcmp(scope, "integration") == 0;
@@ -148,9 +194,15 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
         }
         ids = cm_xcalloc(MAX_IDS, sizeof(char *));
         n = id_list(list, ids);
+        if (n < 0) {
+            free(ids);
+            cm_rpc_fail(call, "invalid", "%s holds something that is not an id",
+                        integ ? "integration_ids" : "conversation_ids");
+            return;
+        }
         for (int i = 0; rc == CM_OK && i < n; i++)
             rc = purge_one(ai, call, integ ? "integration_id = $1" : "conversation_id = $1", ids[i],
-                           false, &deleted, &remaining);
+                           integ ? "integration" : NULL, &deleted, &remaining);
         free(ids);
     } else if (scope != NULL && strcmp(scope, "due") == 0) {
         if (older != NULL) {
@@ -161,7 +213,7 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
                 cm_rpc_fail(call, "invalid", "older_than must be an RFC 3339 time");
                 return;
             }
-            rc = purge_one(ai, call, "created_at < $1::timestamptz", older, false, &deleted,
+            rc = purge_one(ai, call, "created_at < $1::timestamptz", older, NULL, &deleted,
                            &remaining);
         }
     } else {

@@ -19,7 +19,7 @@
 
 #define SELECT_SQL                                                                                 \
     "SELECT workspace_id, conversation_id, provider, model, text_sealed, audio_bytes,"             \
-    " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"                 \
+    " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), key_id"         \
     " FROM suggestions WHERE id = $1"
 
 /*
@@ -65,11 +65,11 @@ static bool authorized(struct ai *ai, struct cm_rpc_call *call, const char *ws)
     return ok;
 }
 
-/* Opens the draft of row 0 of the last result into text (the caller wipes it). */
-static int open_draft(struct ai *ai, struct cm_pg *pg, const char *id, const char *ws,
+/* Opens the draft sealed under key id kid into text (the caller wipes it). */
+static int open_draft(struct ai *ai, struct cm_pg *pg, const char *id, const char *kid,
                       const char *sealed_hex, struct cm_buf *text)
 {
-    char kid[160], aad[96];
+    char aad[96];
     unsigned char *raw;
     size_t raw_len = 0;
     int rc;
@@ -77,7 +77,6 @@ static int open_draft(struct ai *ai, struct cm_pg *pg, const char *id, const cha
     raw = PQunescapeBytea((const unsigned char *)sealed_hex, &raw_len);
     if (raw == NULL)
         return CM_ERR;
-    snprintf(kid, sizeof(kid), "ws:%s", ws);
     snprintf(aad, sizeof(aad), "ai.suggestions.text:%s", id);
     rc = cm_keyring_open(ai->keyring, pg, kid, aad, raw, raw_len, text);
     PQfreemem(raw);
@@ -89,7 +88,7 @@ static void on_get(struct cm_rpc_call *call, void *arg)
     struct ai *ai = arg;
     const char *id = cm_rpc_str(call, "suggestion_id");
     const char *params[1] = {id};
-    char *row[7] = {NULL};
+    char *row[8] = {NULL};
     struct cm_buf text;
     cJSON *out;
     int rc;
@@ -107,14 +106,14 @@ static void on_get(struct cm_rpc_call *call, void *arg)
         return;
     }
     /* Copied: the keyring's queries on this connection replace the result. */
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         row[i] = cm_pg_is_null(call->pg, 0, i) ? NULL : cm_xstrdup(cm_pg_value(call->pg, 0, i));
     cm_buf_init(&text);
     if (!authorized(ai, call, row[0]))
         goto done;
     rc = cm_pg_begin(call->pg);
     if (rc == CM_OK)
-        rc = open_draft(ai, call->pg, id, row[0], row[4], &text);
+        rc = open_draft(ai, call->pg, id, row[7], row[4], &text);
     if (rc == CM_OK)
         rc = cm_audit_add(call->pg, AI_SERVICE, call->actor, "suggestion.read", id);
     if (rc == CM_OK)
@@ -142,7 +141,7 @@ static void on_get(struct cm_rpc_call *call, void *arg)
     cm_rpc_reply(call, out);
 done:
     cm_buf_wipe(&text);
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         free(row[i]);
 }
 

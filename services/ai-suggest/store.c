@@ -1,7 +1,9 @@
 /*
  * store.c - the ai schema: one row per suggestion, its draft and audio sealed under the
- * workspace's data key, written in the same transaction as its suggestion.created event
- * and its audit record (see ai.h and schema/001_init.sql).
+ * data key of its integration (ws:<ws>:int:<integration>, the router's key id for the same
+ * Platform Data; ws:<ws> for a conversation without one), so that an integration's purge
+ * shreds exactly its drafts; written in the same transaction as its suggestion.created event
+ * and its audit record (see ai.h and schema/001_init.sql). The row names its key id.
  *
  * The additional data binds each sealed value to its row and column, so that a draft
  * copied to another row, or into the audio column, does not open.
@@ -23,11 +25,19 @@
 #define INSERT_SQL                                                                                 \
     "WITH s AS (INSERT INTO suggestions (id, workspace_id, integration_id, conversation_id,"       \
     " actor, provider, model, text_sealed, audio_sealed, audio_type, audio_bytes, latency_ms,"     \
-    " prompt_tokens, completion_tokens, masked_items, created_at)"                                 \
+    " prompt_tokens, completion_tokens, masked_items, created_at, key_id)"                         \
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::integer, $12::integer,"                \
-    " $13::integer, $14::integer, $15::integer, $16::timestamptz) RETURNING 1)"                    \
+    " $13::integer, $14::integer, $15::integer, $16::timestamptz, $23) RETURNING 1)"               \
     " INSERT INTO outbox (subject, msg_id, payload) SELECT v.subject, v.msg_id, v.payload"         \
     " FROM s, (VALUES ($17, $18, $19), ($20, $21, $22)) AS v (subject, msg_id, payload)"
+
+void ai_key_id(char *out, size_t cap, const char *ws, const char *integration)
+{
+    if (integration != NULL)
+        snprintf(out, cap, "ws:%s:int:%s", ws, integration);
+    else
+        snprintf(out, cap, "ws:%s", ws);
+}
 
 /* Now as RFC 3339 UTC with microseconds: the row's created_at and the event's. */
 static void now_rfc3339(char *out, size_t cap)
@@ -86,7 +96,7 @@ int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record 
     struct cm_buf text, audio;
     int rc;
 
-    snprintf(kid, sizeof(kid), "ws:%s", r->ctx->workspace_id);
+    ai_key_id(kid, sizeof(kid), r->ctx->workspace_id, r->ctx->integration_id);
     snprintf(aad_text, sizeof(aad_text), "ai.suggestions.text:%s", r->id);
     snprintf(aad_audio, sizeof(aad_audio), "ai.suggestions.audio:%s", r->id);
     snprintf(ev_id, sizeof(ev_id), "ai:suggestion:%s", r->id);
@@ -110,7 +120,7 @@ int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record 
     if (rc == CM_OK && r->audio != NULL)
         rc = cm_keyring_seal(ai->keyring, pg, kid, aad_audio, r->audio, r->audio_len, &audio);
     if (rc == CM_OK) {
-        const char *values[22] = {
+        const char *values[23] = {
             r->id,
             r->ctx->workspace_id,
             r->ctx->integration_id,
@@ -133,9 +143,10 @@ int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record 
             "audit." AI_SERVICE,
             audit_id,
             audit,
+            kid,
         };
-        int lengths[22] = {0};
-        int formats[22] = {0};
+        int lengths[23] = {0};
+        int formats[23] = {0};
         lengths[7] = (int)text.len;
         formats[7] = 1;
         lengths[8] = (int)audio.len;
@@ -143,7 +154,7 @@ int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record 
         const struct cm_pg_call calls[4] = {
             CM_PG_BEGIN,
             CM_PG_ASYNC_COMMIT,
-            {"ai_store_suggestion", INSERT_SQL, 22, values, lengths, formats},
+            {"ai_store_suggestion", INSERT_SQL, 23, values, lengths, formats},
             CM_PG_COMMIT,
         };
         PGresult *res[4];

@@ -19,6 +19,7 @@
 
 #include "ai.h"
 #include "common/crypto.h"
+#include "common/id.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "mask.h"
@@ -243,8 +244,9 @@ static void suggest(struct ai *ai, struct cm_rpc_call *call, struct job *j, cons
         cm_rpc_fail(call, "refused", "AI assistance is off for this conversation's workspace");
         return;
     }
-    if (!ai_valid_id(j->ctx.workspace_id, 128) ||
-        (j->ctx.integration_id != NULL && !ai_valid_id(j->ctx.integration_id, 128))) {
+    /* Exact ids (no ':'): they become the draft's key id, ws:<ws>:int:<integration>. */
+    if (!cm_id_valid(j->ctx.workspace_id, 128) ||
+        (j->ctx.integration_id != NULL && !cm_id_valid(j->ctx.integration_id, 128))) {
         cm_rpc_fail(call, "internal", "conversation-router answered malformed ids");
         return;
     }

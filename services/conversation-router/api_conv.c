@@ -555,22 +555,23 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
     if (rc == CM_OK)
         rc = router_seal(r, call->pg, c.ws, c.integration, aad, json, strlen(json), &sealed);
     if (rc == CM_OK) {
-        const char *values[8] = {id,
+        const char *values[9] = {id,
                                  c.id,
                                  c.ws,
                                  c.platform,
                                  sealed.data,
                                  tag ? "true" : "false",
                                  ai_drafted ? "true" : "false",
-                                 suggestion};
-        const int lengths[8] = {0, 0, 0, 0, (int)sealed.len, 0, 0, 0};
-        const int formats[8] = {0, 0, 0, 0, 1, 0, 0, 0};
+                                 suggestion,
+                                 c.integration};
+        const int lengths[9] = {0, 0, 0, 0, (int)sealed.len, 0, 0, 0, 0};
+        const int formats[9] = {0, 0, 0, 0, 1, 0, 0, 0, 0};
         rc = cm_pg_exec_params(call->pg,
                                "INSERT INTO messages (id, conversation_id, workspace_id, platform,"
                                " direction, body_sealed, sent_at, status, human_agent, ai_drafted,"
-                               " suggestion_id) VALUES ($1, $2, $3, $4, 'out', $5, now(),"
-                               " 'queued', $6::boolean, $7::boolean, $8)",
-                               8, values, lengths, formats, 0);
+                               " suggestion_id, integration_id) VALUES ($1, $2, $3, $4, 'out', $5,"
+                               " now(), 'queued', $6::boolean, $7::boolean, $8, $9)",
+                               9, values, lengths, formats, 0);
     }
     /* Queued for the sender in the same transaction: no reply is lost or sent twice. */
     if (rc == CM_OK) {

@@ -17,7 +17,7 @@
 #include "router.h"
 
 /* members.open_assigned is the agent's load, kept by a trigger on conversations
- * (schema/003_member_load.sql): one row read per member, however many conversations. */
+ * (schema/004_member_load.sql): one row read per member, however many conversations. */
 static const char pick_sql[] =
     "SELECT m.user_id FROM members m WHERE m.workspace_id = $1 AND m.role = 'agent'"
     " AND m.capacity > m.open_assigned"

@@ -8,7 +8,7 @@
  * the dead letters alone and a transient failure (PostgreSQL down) is retried with nothing
  * acknowledged.
  *
- * Idempotent by construction: messages have a unique key on (platform, mid) and are
+ * Idempotent by construction: messages have a unique key on (integration, mid) and are
  * inserted on conflict do nothing; a conversation is opened with its own unique index on
  * (integration, contact) while open. Redeliveries, Meta's duplicates and two routers
  * consuming the same stream store each message once.

@@ -14,14 +14,16 @@
 
 extern const char doms_embed_001_init[];
 extern const char doms_embed_002_contact_index[];
-extern const char doms_embed_003_member_load[];
+extern const char doms_embed_003_message_integration[];
+extern const char doms_embed_004_member_load[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
     {2, "data keys", cm_keyring_schema_sql},
     {3, "outbox", CM_OUTBOX_SCHEMA_SQL},
     {4, "contact index", doms_embed_002_contact_index},
-    {5, "member load", doms_embed_003_member_load},
+    {5, "message integration", doms_embed_003_message_integration},
+    {6, "member load", doms_embed_004_member_load},
 };
 
 static const struct cm_setting settings[] = {

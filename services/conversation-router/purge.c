@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/audit.h"
+#include "common/id.h"
 #include "common/log.h"
 #include "router.h"
 
@@ -23,6 +24,10 @@ static void on_workspace_delete(struct cm_rpc_call *call, void *arg)
     cJSON *out;
 
     (void)arg;
+    if (ws != NULL && !cm_id_valid(ws, 128)) {
+        cm_rpc_fail(call, "invalid", "workspace_id is not an id");
+        return;
+    }
     if (!router_authorize(call, ws, "owner", false))
         return;
     rc = cm_pg_begin(call->pg);
@@ -68,15 +73,29 @@ static int delete_batches(struct cm_pg *pg, const char *sql, int nparams, const 
     }
 }
 
-/* Destroys every data key whose id starts with prefix. */
-static int shred_prefix(struct router *r, struct cm_pg *pg, const char *prefix, long *keys)
+/*
+ * Destroys the data keys of one workspace (which "workspace") or one integration (which
+ * "integration"), matched exactly: the key ids are ws:<ws> and ws:<ws>:int:<integration>
+ * (keys.c), ids never hold ':' (cm_id_valid), so comparing the parts of the key id with
+ * the id is exact. Never a prefix: workspace "wa" must not reach the keys of "wab".
+ */
+static int shred_exact(struct router *r, struct cm_pg *pg, const char *which, const char *id,
+                       long *keys)
 {
-    const char *params[1] = {prefix};
+    const char *params[1] = {id};
+    const char *sql =
+        strcmp(which, "workspace") == 0
+            ? "SELECT DISTINCT key_id FROM data_keys WHERE key_id = 'ws:' || $1"
+              " OR (split_part(key_id, ':', 1) = 'ws' AND split_part(key_id, ':', 2) = $1"
+              " AND split_part(key_id, ':', 3) = 'int' AND split_part(key_id, ':', 4) <> ''"
+              " AND split_part(key_id, ':', 5) = '')"
+            : "SELECT DISTINCT key_id FROM data_keys WHERE split_part(key_id, ':', 1) = 'ws'"
+              " AND split_part(key_id, ':', 2) <> '' AND split_part(key_id, ':', 3) = 'int'"
+              " AND split_part(key_id, ':', 4) = $1 AND split_part(key_id, ':', 5) = ''";
     char **ids;
     int n, rc;
 
-    rc = cm_pg_exec(pg, "SELECT DISTINCT key_id FROM data_keys WHERE left(key_id, length($1)) = $1",
-                    1, params);
+    rc = cm_pg_exec(pg, sql, 1, params);
     if (rc != CM_OK)
         return rc;
     n = cm_pg_ntuples(pg);
@@ -196,12 +215,10 @@ static int purge_rows(struct router *r, struct cm_pg *pg, const struct scope_sql
 static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, struct counts *c)
 {
     const char *params[1] = {ws};
-    char prefix[160];
     int rc;
 
     /* Keys first: from here on nothing of the workspace can be read, whatever remains. */
-    snprintf(prefix, sizeof(prefix), "ws:%s", ws);
-    rc = shred_prefix(r, pg, prefix, &c->keys);
+    rc = shred_exact(r, pg, "workspace", ws, &c->keys);
     router_keys_forget(r, ws);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, "DELETE FROM index_keys WHERE workspace_id = $1", 1, params);
@@ -218,22 +235,10 @@ static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, s
 static int purge_integration(struct router *r, struct cm_pg *pg, const char *integration,
                              struct counts *c)
 {
-    const char *params[1] = {integration};
-    char prefix[160];
     int rc;
 
-    rc = cm_pg_exec(pg,
-                    "SELECT workspace_id FROM conversations WHERE integration_id = $1"
-                    " UNION SELECT workspace_id FROM contacts WHERE integration_id = $1"
-                    " UNION SELECT workspace_id FROM routes WHERE integration_id = $1 LIMIT 1",
-                    1, params);
-    if (rc != CM_OK)
-        return rc;
     /* The integration's own keys: the rest of the workspace stays readable. */
-    if (cm_pg_ntuples(pg) > 0) {
-        snprintf(prefix, sizeof(prefix), "ws:%s:int:%s", cm_pg_value(pg, 0, 0), integration);
-        rc = shred_prefix(r, pg, prefix, &c->keys);
-    }
+    rc = shred_exact(r, pg, "integration", integration, &c->keys);
     if (rc == CM_OK)
         rc = purge_rows(r, pg, &by_integration, integration, c);
     return rc;
@@ -249,13 +254,25 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
     cJSON *out, *deleted, *remaining;
     int rc = CM_OK;
 
-    if (scope != NULL && strcmp(scope, "workspace") == 0 && router_valid_id(ws, 128)) {
+    if (scope != NULL && strcmp(scope, "workspace") == 0 && ws != NULL) {
+        if (!cm_id_valid(ws, 128)) {
+            cm_rpc_fail(call, "invalid", "workspace_id is not an id");
+            return;
+        }
         rc = purge_workspace(r, call->pg, ws, &c);
     } else if (scope != NULL && strcmp(scope, "integration") == 0 && cJSON_IsArray(ids)) {
         const cJSON *id;
+        /* All or nothing: one malformed id refuses the request before anything is shred. */
         cJSON_ArrayForEach(id, ids)
         {
-            if (rc == CM_OK && cJSON_IsString(id) && router_valid_id(id->valuestring, 64))
+            if (!cJSON_IsString(id) || !cm_id_valid(id->valuestring, 64)) {
+                cm_rpc_fail(call, "invalid", "integration_ids holds something that is not an id");
+                return;
+            }
+        }
+        cJSON_ArrayForEach(id, ids)
+        {
+            if (rc == CM_OK)
                 rc = purge_integration(r, call->pg, id->valuestring, &c);
         }
     } else if (scope == NULL || strcmp(scope, "due") != 0) {

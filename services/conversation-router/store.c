@@ -122,10 +122,12 @@ static int contact_of(struct router *r, struct cm_pg *pg, struct inbound_caches 
  * one; *opened says it is new or reopened. Not
  * inbound (an echo): the open or most recent one, else a new open one.
  */
-static int already_held(struct cm_pg *pg, const struct inbound_event *ev, bool *held)
+static int already_held(struct cm_pg *pg, const struct router_route *route,
+                        const struct inbound_event *ev, bool *held)
 {
-    const char *params[2] = {ev->platform, ev->mid};
-    int rc = cm_pg_exec(pg, "SELECT 1 FROM messages WHERE platform = $1 AND mid = $2", 2, params);
+    const char *params[2] = {route->integration_id, ev->mid};
+    int rc =
+        cm_pg_exec(pg, "SELECT 1 FROM messages WHERE integration_id = $1 AND mid = $2", 2, params);
 
     *held = rc == CM_OK && cm_pg_ntuples(pg) > 0;
     return rc;
@@ -158,7 +160,7 @@ static int conversation_of(struct cm_pg *pg, const struct router_route *route,
         if (strcmp(cm_pg_value(pg, 0, 1), "closed") == 0 && inbound) {
             const char *reopen[1] = {conv_id};
             /* An old message redelivered must not reopen what an agent closed. */
-            if (ev->mid != NULL && (rc = already_held(pg, ev, duplicate)) != CM_OK)
+            if (ev->mid != NULL && (rc = already_held(pg, route, ev, duplicate)) != CM_OK)
                 return rc;
             if (*duplicate)
                 return CM_OK;
@@ -230,7 +232,7 @@ static char *body_json(const struct inbound_event *ev)
 }
 
 /* Inserts the business's own message (an echo) with a sealed body; *inserted false when
- * (platform, mid) existed. It never moves the window. */
+ * (integration, mid) existed. It never moves the window. */
 static int insert_echo(struct router *r, struct cm_pg *pg, const struct router_route *route,
                        const char *conv, const struct inbound_event *ev, bool *inserted)
 {
@@ -246,17 +248,17 @@ static int insert_echo(struct router *r, struct cm_pg *pg, const struct router_r
     rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, body, strlen(body),
                      &sealed);
     if (rc == CM_OK) {
-        const char *values[7] = {id,          conv, route->workspace_id, ev->platform, ev->mid,
-                                 sealed.data, ts};
-        const int lengths[7] = {0, 0, 0, 0, 0, (int)sealed.len, 0};
-        const int formats[7] = {0, 0, 0, 0, 0, 1, 0};
+        const char *values[8] = {id,          conv, route->workspace_id,  ev->platform, ev->mid,
+                                 sealed.data, ts,   route->integration_id};
+        const int lengths[8] = {0, 0, 0, 0, 0, (int)sealed.len, 0, 0};
+        const int formats[8] = {0, 0, 0, 0, 0, 1, 0, 0};
         rc = cm_pg_exec_prepared(pg, "router_insert_echo",
                                  "INSERT INTO messages (id, conversation_id, workspace_id,"
-                                 " platform, mid, direction, kind, body_sealed, sent_at, status)"
-                                 " VALUES ($1, $2, $3, $4, $5, 'out', 'message', $6,"
-                                 " to_timestamp($7::double precision), 'sent')"
-                                 " ON CONFLICT (platform, mid) DO NOTHING",
-                                 7, values, lengths, formats);
+                                 " platform, mid, direction, kind, body_sealed, sent_at, status,"
+                                 " integration_id) VALUES ($1, $2, $3, $4, $5, 'out', 'message',"
+                                 " $6, to_timestamp($7::double precision), 'sent', $8)"
+                                 " ON CONFLICT (integration_id, mid) DO NOTHING",
+                                 8, values, lengths, formats);
     }
     if (rc == CM_OK)
         *inserted = cm_pg_affected(pg) == 1;
@@ -308,10 +310,10 @@ static int seal_message(struct router *r, struct cm_pg *pg, const struct inbound
                " WHERE integration_id = $1 AND contact_id = $2 AND status = 'open'"
                " RETURNING id),"
                " ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform, mid,"
-               " direction, kind, body_sealed, sent_at, status) SELECT $3::text, conv.id,"
-               " $4::text, $5::text, $6::text, 'in', $7::text, $8::bytea,"
-               " to_timestamp($9::double precision), 'received' FROM conv"
-               " ON CONFLICT (platform, mid) DO NOTHING RETURNING 1)"
+               " direction, kind, body_sealed, sent_at, status, integration_id) SELECT $3::text,"
+               " conv.id, $4::text, $5::text, $6::text, 'in', $7::text, $8::bytea,"
+               " to_timestamp($9::double precision), 'received', $1::text FROM conv"
+               " ON CONFLICT (integration_id, mid) DO NOTHING RETURNING 1)"
                " SELECT (SELECT count(*) FROM conv), (SELECT count(*) FROM ins)",
         .n = 9,
         .values = f->values,
@@ -378,7 +380,7 @@ static int store_echo(struct router *r, struct cm_pg *pg, struct inbound_caches 
         *outcome = INBOUND_IGNORED;
         return CM_OK;
     }
-    rc = already_held(pg, ev, &held);
+    rc = already_held(pg, route, ev, &held);
     if (rc != CM_OK || held) {
         *outcome = INBOUND_DUPLICATE;
         return rc;
@@ -413,13 +415,18 @@ static enum inbound_outcome later(const struct inbound_event *ev)
     return INBOUND_LATER;
 }
 
-static int store_unsend(struct cm_pg *pg, const struct inbound_event *ev,
-                        enum inbound_outcome *outcome)
+/*
+ * Unsend, edit and reaction name a message by Meta's mid: it is looked up within the
+ * event's own integration (the route of the account it arrived for), never across tenants,
+ * so an event of one integration cannot touch another's message of the same mid.
+ */
+static int store_unsend(struct cm_pg *pg, const struct router_route *route,
+                        const struct inbound_event *ev, enum inbound_outcome *outcome)
 {
-    const char *params[2] = {ev->platform, ev->mid};
+    const char *params[2] = {route->integration_id, ev->mid};
     int rc = cm_pg_exec(pg,
                         "UPDATE messages SET body_sealed = NULL, reaction_sealed = NULL,"
-                        " deleted = true WHERE platform = $1 AND mid = $2",
+                        " deleted = true WHERE integration_id = $1 AND mid = $2",
                         2, params);
 
     if (rc == CM_OK)
@@ -433,7 +440,7 @@ static int store_edit(struct router *r, struct cm_pg *pg, const struct router_ro
     const cJSON *edit = cJSON_GetObjectItemCaseSensitive(ev->event, "message_edit");
     const cJSON *num = cJSON_GetObjectItemCaseSensitive(edit, "num_edit");
     const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(edit, "text"));
-    const char *params[2] = {ev->platform, ev->mid};
+    const char *params[2] = {route->integration_id, ev->mid};
     char count[16], aad[96];
     struct cm_buf sealed;
     cJSON *body;
@@ -441,7 +448,7 @@ static int store_edit(struct router *r, struct cm_pg *pg, const struct router_ro
     int rc;
 
     rc = cm_pg_exec(pg,
-                    "SELECT id, edit_count, deleted FROM messages WHERE platform = $1"
+                    "SELECT id, edit_count, deleted FROM messages WHERE integration_id = $1"
                     " AND mid = $2 FOR UPDATE",
                     2, params);
     if (rc != CM_OK)
@@ -489,13 +496,14 @@ static int store_reaction(struct router *r, struct cm_pg *pg, const struct route
 {
     const cJSON *re = cJSON_GetObjectItemCaseSensitive(ev->event, "reaction");
     const char *action = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(re, "action"));
-    const char *params[2] = {ev->platform, ev->mid};
+    const char *params[2] = {route->integration_id, ev->mid};
     char id[40], aad[96];
     struct cm_buf sealed;
     int rc;
 
-    rc = cm_pg_exec(pg, "SELECT id FROM messages WHERE platform = $1 AND mid = $2 AND NOT deleted",
-                    2, params);
+    rc = cm_pg_exec(
+        pg, "SELECT id FROM messages WHERE integration_id = $1 AND mid = $2 AND NOT deleted", 2,
+        params);
     if (rc != CM_OK)
         return rc;
     if (cm_pg_ntuples(pg) == 0) {
@@ -668,7 +676,7 @@ int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *cac
     if (strcmp(k, "echo") == 0)
         return store_echo(r, pg, caches, &route, ev, outcome);
     if (strcmp(k, "unsend") == 0)
-        return store_unsend(pg, ev, outcome);
+        return store_unsend(pg, &route, ev, outcome);
     if (strcmp(k, "edit") == 0)
         return store_edit(r, pg, &route, ev, outcome);
     if (strcmp(k, "reaction") == 0)

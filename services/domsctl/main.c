@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/settings.h"
+#include "common/url.h"
 #include "commands.h"
 #include "output.h"
 
@@ -57,7 +58,7 @@ static cJSON *request(const struct command *cmd, const cJSON *req, const char *u
         s = natsConnection_Connect(&nc, opts);
     if (s != NATS_OK) {
         char masked[256];
-        cm_settings_mask_url(url, masked, sizeof(masked));
+        cm_url_redact(url, masked, sizeof(masked));
         snprintf(why, cap, "cannot reach NATS at %s: %s", masked, natsStatus_GetText(s));
         goto done;
     }

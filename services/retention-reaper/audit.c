@@ -74,29 +74,63 @@ static int chain_hash(const char *prev_hex, const char *seq, const struct entry 
     return CM_OK;
 }
 
-/* A short text field of an event: present, bounded, no control characters. */
-static const char *field(const cJSON *ev, const char *name, bool may_be_empty)
+/* "sha256:" and the 64 hex digits of SHA-256(len bytes of data) into out (72 bytes). */
+static void digest_of(const void *data, size_t len, char out[72])
 {
-    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, name));
-    size_t n;
+    unsigned char d[CM_SHA256_LEN];
 
-    if (s == NULL)
-        return NULL;
-    n = strlen(s);
+    cm_crypto_sha256(data, len, d);
+    memcpy(out, "sha256:", 7);
+    cm_hex_encode(d, sizeof(d), out + 7);
+}
+
+/* True for a short text field: bounded, no control characters, empty only when allowed. */
+static bool usable(const char *s, bool may_be_empty)
+{
+    size_t n = strlen(s);
+
     if (n > FIELD_MAX || (n == 0 && !may_be_empty))
-        return NULL;
+        return false;
     for (size_t i = 0; i < n; i++) {
         if ((unsigned char)s[i] < 0x20)
-            return NULL;
+            return false;
     }
-    return s;
+    return true;
+}
+
+/*
+ * A text field of an event, as it will be stored: the value itself when usable; else, so
+ * that the event is still recorded and the bad value still identifiable, the digest of
+ * what was sent ("sha256:<hex>" of the string, or of the JSON text of a value that is not
+ * a string) written into buf; MISSING when absent. Sets *bad when the value was replaced.
+ */
+#define MISSING "(missing)"
+static const char *field(const cJSON *ev, const char *name, bool may_be_empty, char buf[72],
+                         bool *bad)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
+    char *json;
+
+    if (cJSON_IsString(v) && usable(v->valuestring, may_be_empty))
+        return v->valuestring;
+    *bad = true;
+    if (v == NULL)
+        return MISSING;
+    if (cJSON_IsString(v)) {
+        digest_of(v->valuestring, strlen(v->valuestring), buf);
+        return buf;
+    }
+    json = cJSON_PrintUnformatted(v);
+    digest_of(json ? json : "", json ? strlen(json) : 0, buf);
+    free(json);
+    return buf;
 }
 
 /*
  * Appends e unless its id is there already. The event's time is normalised by PostgreSQL
- * (and never later than now: a clock ahead of ours must not hold back retention).
- * Returns CM_OK (appended or duplicate), CM_INVALID (a time PostgreSQL refuses), or the
- * database's error.
+ * (and never later than now: a clock ahead of ours must not hold back retention); a missing
+ * time (NULL) or one PostgreSQL refuses becomes the time of appending. Returns CM_OK
+ * (appended or duplicate) or the database's error.
  */
 static int append(struct reaper *r, struct cm_pg *pg, struct entry *e, bool *added)
 {
@@ -106,11 +140,18 @@ static int append(struct reaper *r, struct cm_pg *pg, struct entry *e, bool *add
 
     *added = false;
     rc = cm_pg_exec(pg,
-                    "SELECT to_char(least($1::timestamptz, clock_timestamp()) AT TIME ZONE 'UTC',"
-                    " " TS_FORMAT ")",
+                    "SELECT to_char(least(coalesce($1::timestamptz, clock_timestamp()),"
+                    " clock_timestamp()) AT TIME ZONE 'UTC', " TS_FORMAT ")",
                     1, tparams);
-    if (rc == CM_ERR)
-        return CM_INVALID; /* not a time: poison, not an outage */
+    if (rc == CM_ERR && e->at != NULL) {
+        /* Not a time: the event is still recorded, at the time it was appended. */
+        CM_WARN("audit: event %s has an unusable time; recorded at the time of appending", e->id);
+        tparams[0] = NULL;
+        rc = cm_pg_exec(pg,
+                        "SELECT to_char(least(coalesce($1::timestamptz, clock_timestamp()),"
+                        " clock_timestamp()) AT TIME ZONE 'UTC', " TS_FORMAT ")",
+                        1, tparams);
+    }
     if (rc != CM_OK)
         return rc;
     snprintf(at, sizeof(at), "%s", cm_pg_value(pg, 0, 0));
@@ -154,26 +195,48 @@ static int append(struct reaper *r, struct cm_pg *pg, struct entry *e, bool *add
     return CM_OK;
 }
 
-/* Consumer thread: one event. Malformed events are terminated, never retried forever. */
+/*
+ * Consumer thread: one event. An event is never dropped for a bad field: each field that is
+ * missing, oversized, not a string or holds control characters is stored as its digest
+ * (field()), a bad id is replaced by its digest (or, when absent, by the digest of the whole
+ * message, so that a redelivery is still stored once), a bad time by the time of appending.
+ * Only what is not a JSON object at all is terminated, never retried forever.
+ */
 static enum cm_consume_result on_event(void *arg, natsMsg *msg)
 {
     struct reaper_audit *a = arg;
     cJSON *ev = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(ev, "at");
+    char b_id[72], b_service[72], b_actor[72], b_action[72], b_subject[72];
     struct entry e;
-    bool added = false;
+    bool added = false, bad = false;
     int rc;
 
-    e.id = field(ev, "id", false);
-    e.at = field(ev, "at", false);
-    e.service = field(ev, "service", false);
-    e.actor = field(ev, "actor", false);
-    e.action = field(ev, "action", false);
-    e.subject = field(ev, "subject", true);
-    if (!reaper_valid_id(e.id, 64) || !e.at || !e.service || !e.actor || !e.action || !e.subject) {
-        CM_WARN("audit: malformed event on %s dropped", natsMsg_GetSubject(msg));
+    if (!cJSON_IsObject(ev)) {
+        CM_WARN("audit: a message on %s that is not a JSON object dropped",
+                natsMsg_GetSubject(msg));
         cJSON_Delete(ev);
         return CM_CONSUME_TERM;
     }
+    e.id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "id"));
+    if (e.id == NULL) {
+        digest_of(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), b_id);
+        e.id = b_id;
+        bad = true;
+    } else if (!reaper_valid_id(e.id, 64)) {
+        digest_of(e.id, strlen(e.id), b_id);
+        e.id = b_id;
+        bad = true;
+    }
+    e.at = cJSON_IsString(at) && usable(at->valuestring, false) ? at->valuestring : NULL;
+    bad = bad || e.at == NULL;
+    e.service = field(ev, "service", false, b_service, &bad);
+    e.actor = field(ev, "actor", false, b_actor, &bad);
+    e.action = field(ev, "action", false, b_action, &bad);
+    e.subject = field(ev, "subject", true, b_subject, &bad);
+    if (bad)
+        CM_WARN("audit: event %s on %s has malformed fields; recorded with their digests", e.id,
+                natsMsg_GetSubject(msg));
     if (a->pg == NULL &&
         cm_pg_connect(&a->pg, a->r->cfg->base.database_url, REAPER_SCHEMA) == CM_INVALID) {
         cJSON_Delete(ev);
@@ -183,10 +246,6 @@ static enum cm_consume_result on_event(void *arg, natsMsg *msg)
     if (rc == CM_OK && added)
         CM_DEBUG("audit: %s %s %s by %s", e.service, e.action, e.subject, e.actor);
     cJSON_Delete(ev);
-    if (rc == CM_INVALID) {
-        CM_WARN("audit: event %s has an unusable time; dropped", e.id);
-        return CM_CONSUME_TERM;
-    }
     if (rc != CM_OK) {
         CM_WARN("audit: event not appended (%s); it will be redelivered", cm_err_str(rc));
         return CM_CONSUME_RETRY;

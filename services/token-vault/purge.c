@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/audit.h"
+#include "common/id.h"
 #include "common/log.h"
 #include "vault.h"
 
@@ -62,15 +63,23 @@ static int scope_ids(struct cm_rpc_call *call, char ***ids, int *n)
     *ids = cm_xcalloc(MAX_IDS, sizeof(char *));
     *n = 0;
     if (scope != NULL && strcmp(scope, "integration") == 0 && cJSON_IsArray(list)) {
+        /* All or nothing: one malformed id refuses the request before anything is shred. */
         cJSON_ArrayForEach(item, list)
         {
-            if (cJSON_IsString(item) && *n < MAX_IDS)
+            if (!cJSON_IsString(item) || !cm_id_valid(item->valuestring, 64))
+                return CM_INVALID;
+        }
+        cJSON_ArrayForEach(item, list)
+        {
+            if (*n < MAX_IDS)
                 (*ids)[(*n)++] = cm_xstrdup(item->valuestring);
         }
         return CM_OK;
     }
     if (scope != NULL && strcmp(scope, "workspace") == 0 && cm_rpc_str(call, "workspace_id")) {
         const char *params[1] = {cm_rpc_str(call, "workspace_id")};
+        if (!cm_id_valid(params[0], 128))
+            return CM_INVALID;
         rc = cm_pg_exec(call->pg, "SELECT id FROM integrations WHERE workspace_id = $1 LIMIT 10000",
                         1, params);
     } else if (scope != NULL && strcmp(scope, "due") == 0) {
@@ -134,8 +143,8 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
     free(ids);
     if (rc == CM_INVALID) {
         cm_rpc_fail(call, "invalid",
-                    "scope must be workspace (with workspace_id), integration"
-                    " (with integration_ids) or due");
+                    "scope must be workspace (with an id as workspace_id), integration"
+                    " (with ids as integration_ids) or due");
         return;
     }
     if (rc != CM_OK) {
@@ -162,8 +171,8 @@ static void on_find(struct cm_rpc_call *call, void *arg)
     cJSON *list;
 
     (void)arg;
-    if (asid == NULL || *asid == '\0') {
-        cm_rpc_fail(call, "invalid", "asid is required");
+    if (!cm_id_valid(asid, 64)) {
+        cm_rpc_fail(call, "invalid", "asid is required, an id");
         return;
     }
     if (cm_pg_exec(call->pg,

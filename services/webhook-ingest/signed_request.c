@@ -54,11 +54,17 @@ static int read_payload(const cJSON *p, int64_t now, struct signed_request *out,
             return fail(why, "the request has expired");
         out->expires = n;
     }
-    if (issued != NULL && !cJSON_IsNull(issued)) {
-        if (!whole(issued, &n))
-            return fail(why, "issued_at is not a time");
-        out->issued_at = n;
-    }
+    /* A signed request does not expire by itself (expires is 0 in Meta's callbacks): without
+     * a bound on its age, one captured request could be replayed for ever. */
+    if (issued == NULL || cJSON_IsNull(issued))
+        return fail(why, "issued_at is missing");
+    if (!whole(issued, &n))
+        return fail(why, "issued_at is not a time");
+    if (n < now - SIGNED_REQUEST_MAX_AGE)
+        return fail(why, "the request is stale: issued_at is older than 5 minutes");
+    if (n > now + SIGNED_REQUEST_MAX_AGE)
+        return fail(why, "issued_at is in the future");
+    out->issued_at = n;
     if (cJSON_IsString(uid)) {
         size_t len = strlen(uid->valuestring);
         if (len == 0 || len > SIGNED_USER_ID_MAX)

@@ -15,10 +15,12 @@
 /* Longer inputs are refused before any work (Meta's are a few hundred bytes). */
 #define SIGNED_REQUEST_MAX 8192
 #define SIGNED_USER_ID_MAX 256
+/* How far issued_at may be from now, either way, in seconds (5 minutes; docs/retention.md). */
+#define SIGNED_REQUEST_MAX_AGE 300
 
 struct signed_request {
     char user_id[SIGNED_USER_ID_MAX + 1]; /* the app-scoped user id, as Meta sent it */
-    int64_t issued_at;                    /* 0 when absent */
+    int64_t issued_at;                    /* epoch seconds, within SIGNED_REQUEST_MAX_AGE */
     int64_t expires;                      /* 0 when absent or 0 (does not expire) */
 };
 
@@ -28,8 +30,9 @@ struct signed_request {
  * both are computed and compared in constant time whatever the outcome. base64url padding
  * is optional in both parts. Then the payload must be a JSON object whose algorithm is
  * HMAC-SHA256 (any case), whose expires, when present and not 0, is not before now (epoch
- * seconds), and whose user_id is a non-empty string (or a whole number) of at most
- * SIGNED_USER_ID_MAX characters.
+ * seconds), whose issued_at is present and at most SIGNED_REQUEST_MAX_AGE seconds from now
+ * (older is stale: a replay; newer is a clock too far ahead), and whose user_id is a non-empty
+ * string (or a whole number) of at most SIGNED_USER_ID_MAX characters.
  *
  * Returns CM_OK with out filled; CM_DENIED when the signature matches neither secret;
  * CM_INVALID for anything else (*why, when why is not NULL, gets a static reason naming

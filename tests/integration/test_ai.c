@@ -7,8 +7,9 @@
  * received; masking switched off per workspace; an opted-out workspace, a conversation of
  * attachments only and a viewer refused with no request reaching any provider; the voice
  * draft; the stored row sealed (no draft or message text in plaintext in the ai schema),
- * its event and audit record; a deleted workspace refused and purged; bad settings refused;
- * logs without content or keys.
+ * its event and audit record, under its integration's key; an integration's purge shreds
+ * that key (a copy of a draft taken before no longer opens with the KEK); a deleted
+ * workspace refused and purged; bad settings refused; logs without content or keys.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <sys/time.h>
 
 #include "check.h"
+#include "common/keyring.h"
 #include "common/mem.h"
 #include "fakeai.h"
 #include "stack.h"
@@ -249,7 +251,12 @@ static void test_stored_sealed(void)
                           " OR payload LIKE '%jane%'");
     CHECK_STR(v, "0");
     free(v);
-    snprintf(q, sizeof(q), "SELECT count(*) FROM ai.data_keys WHERE key_id = 'ws:%s'", ws_a);
+    /* Sealed under the integration's own key, which the row names. */
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM ai.data_keys WHERE key_id = 'ws:%s:int:%s'"
+             " AND EXISTS (SELECT 1 FROM ai.suggestions WHERE id = '%s'"
+             " AND key_id = 'ws:%s:int:%s')",
+             ws_a, int_a, first_id, ws_a, int_a);
     v = th_stack_sql(&st, q);
     CHECK_STR(v, "1");
     free(v);
@@ -479,10 +486,11 @@ static cJSON *purge_held(const char *req)
     CHECK(natsConnection_SubscribeSync(&sub, st.nc, "_TEST.ai.purge") == NATS_OK);
     CHECK(natsConnection_PublishRequestString(st.nc, "ai.purge", "_TEST.ai.purge", req) == NATS_OK);
     snprintf(q, sizeof(q),
-             "SELECT (SELECT count(*) FROM ai.data_keys WHERE key_id = 'ws:%s') +"
+             "SELECT (SELECT count(*) FROM ai.data_keys WHERE left(key_id, length('ws:%s:'))"
+             " = 'ws:%s:' OR key_id = 'ws:%s') +"
              " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
              " AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM suggestions%%') * 10",
-             ws_a);
+             ws_a, ws_a, ws_a);
     for (int i = 0; i < 600 && !stopped; i++) {
         stopped = th_db_count(&st.db, NULL, q) == 10; /* no key, one DELETE waiting */
         if (!stopped)
@@ -509,16 +517,68 @@ static cJSON *purge_held(const char *req)
     return r;
 }
 
+/* A draft as a backup would hold it: its row id, key id and sealed text (free ct). */
+struct sealed_draft {
+    char id[64], key_id[200];
+    struct cm_buf ct;
+};
+
+/* Copies one sealed draft of int_a into d, then opens it as ai-suggest would, with the
+ * suite's KEK and no cache; returns the keyring's code (CM_ERR when there is none). */
+static int draft_open(struct sealed_draft *d, bool load)
+{
+    char err[256], aad[128], *url = th_db_url(&st.db, "doms_ai");
+    const char *params[1] = {int_a};
+    struct cm_keyring *kr = NULL;
+    struct cm_pg *conn = NULL;
+    struct cm_buf out;
+    int rc = cm_keyring_load(&kr, st.kek, err, sizeof(err));
+
+    cm_buf_init(&out);
+    if (load) {
+        memset(d, 0, sizeof(*d));
+        cm_buf_init(&d->ct);
+    }
+    if (rc == CM_OK)
+        rc = cm_pg_connect(&conn, url, "ai");
+    if (rc == CM_OK && load) {
+        rc = cm_pg_exec_params(conn,
+                               "SELECT id, key_id, text_sealed FROM suggestions"
+                               " WHERE integration_id = $1 ORDER BY id LIMIT 1",
+                               1, params, NULL, NULL, 1);
+        if (rc == CM_OK && cm_pg_ntuples(conn) == 1) {
+            snprintf(d->id, sizeof(d->id), "%s", cm_pg_value(conn, 0, 0));
+            snprintf(d->key_id, sizeof(d->key_id), "%s", cm_pg_value(conn, 0, 1));
+            cm_buf_append(&d->ct, cm_pg_value(conn, 0, 2), (size_t)cm_pg_length(conn, 0, 2));
+        } else {
+            rc = CM_ERR;
+        }
+    }
+    if (rc == CM_OK) {
+        cm_keyring_set_cache_ttl(kr, 0);
+        snprintf(aad, sizeof(aad), "ai.suggestions.text:%s", d->id);
+        rc = cm_keyring_open(kr, conn, d->key_id, aad, d->ct.data, d->ct.len, &out);
+    }
+    cm_buf_wipe(&out);
+    cm_pg_destroy(conn);
+    cm_keyring_destroy(kr);
+    free(url);
+    return rc;
+}
+
 static void test_deleted_workspace_purged(void)
 {
     const char *del[] = {"workspace", "delete", ws_a, NULL};
     const char *args[] = {"suggest", conv_pii, NULL};
-    char req[256], q[256], *v, *text = NULL;
+    char req[256], q[512], *v, *text = NULL;
     int before;
     cJSON *r;
 
-    /* Purge by integration first: the rows go (the three drafts of the tests before, and
-     * the one test_suggestion_sent sent), the workspace's key stays. */
+    /* Purge by integration first: its key is shredded, then the rows go (the three drafts of
+     * the tests before, and the one test_suggestion_sent sent). A draft copied before, as a
+     * backup holds it, opens with the KEK until then, and never after. */
+    struct sealed_draft d;
+    CHECK_INT(draft_open(&d, true), CM_OK);
     snprintf(req, sizeof(req),
              "{\"actor\":\"retention-reaper\",\"scope\":\"integration\",\"integration_ids\":"
              "[\"%s\"]}",
@@ -528,6 +588,13 @@ static void test_deleted_workspace_purged(void)
                   cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "suggestions")),
               4);
     cJSON_Delete(r);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM ai.data_keys WHERE key_id = 'ws:%s:int:%s'", ws_a,
+             int_a);
+    v = th_stack_sql(&st, q);
+    CHECK_STR(v, "0");
+    free(v);
+    CHECK_INT(draft_open(&d, false), CM_NOTFOUND);
+    cm_buf_cleanup(&d.ct);
 
     /* By conversation, and by age: nothing is older than the year 2000; a bad time is
      * refused rather than taken for an outage. */
@@ -545,6 +612,14 @@ static void test_deleted_workspace_purged(void)
     CHECK_INT(deleted_of(r), 0);
     cJSON_Delete(r);
     r = th_stack_request(&st, "ai.purge", "{\"scope\":\"due\",\"older_than\":\"yesterday\"}");
+    CHECK_STR(th_json_str(r, "error", "code"), "invalid");
+    cJSON_Delete(r);
+    /* Ids are exact: a malformed one is refused, never used. */
+    r = th_stack_request(&st, "ai.purge", "{\"scope\":\"workspace\",\"workspace_id\":\"ws_%\"}");
+    CHECK_STR(th_json_str(r, "error", "code"), "invalid");
+    cJSON_Delete(r);
+    r = th_stack_request(&st, "ai.purge",
+                         "{\"scope\":\"integration\",\"integration_ids\":[\"int_1\",\"a:b\"]}");
     CHECK_STR(th_json_str(r, "error", "code"), "invalid");
     cJSON_Delete(r);
 
@@ -566,7 +641,10 @@ static void test_deleted_workspace_purged(void)
             cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "remaining"), "suggestions")),
         0);
     cJSON_Delete(r);
-    snprintf(q, sizeof(q), "SELECT count(*) FROM ai.data_keys WHERE key_id = 'ws:%s'", ws_a);
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM ai.data_keys WHERE key_id = 'ws:%s'"
+             " OR left(key_id, length('ws:%s:')) = 'ws:%s:'",
+             ws_a, ws_a, ws_a);
     v = th_stack_sql(&st, q);
     CHECK_STR(v, "0");
     free(v);

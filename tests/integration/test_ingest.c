@@ -665,6 +665,78 @@ static void test_same_address_refused(void)
     free(dburl);
 }
 
+/* --- META_EVENTS tampered with before the start -------------------------------------- */
+
+/* Creates META_EVENTS as ingest would, then with deny_purge and max_age changed as given. */
+static void create_events_stream(bool deny_purge, int64_t max_age_s)
+{
+    static const char *subjects[] = {"meta.events.>"};
+    jsStreamConfig sc;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+
+    js_DeleteStream(js, "META_EVENTS", NULL, &jerr);
+    jsStreamConfig_Init(&sc);
+    sc.Name = "META_EVENTS";
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    sc.Duplicates = 300LL * 1000000000LL;
+    sc.MaxAge = max_age_s * 1000000000LL;
+    sc.DenyPurge = deny_purge;
+    CHECK(js_AddStream(&si, js, &sc, NULL, &jerr) == NATS_OK);
+    jsStreamInfo_Destroy(si);
+}
+
+/* Starts a webhook-ingest that must refuse the stream: exits non-zero, naming the field. */
+static void expect_stream_refused(const char *field)
+{
+    char *dburl = th_db_url(&db, "doms_ingest");
+    char *env[8], *out;
+    struct th_proc proc;
+    int n = 0, code;
+
+    env[n++] = cm_xasprintf("DATABASE_URL=%s", dburl);
+    /* With credentials (the test server takes any): no log line may show the password. */
+    env[n++] = cm_xasprintf("NATS_URL=nats://doms:s3cret-pw@%s", nats.url + strlen("nats://"));
+    env[n++] = cm_xasprintf("INGEST_LISTEN=127.0.0.1:%d", th_free_port());
+    env[n++] = cm_xasprintf("WEBHOOK_INGEST_HTTP_LISTEN=127.0.0.1:%d", th_free_port());
+    env[n++] = cm_xstrdup("META_APP_SECRET=s");
+    env[n++] = cm_xstrdup("META_VERIFY_TOKEN=v");
+    env[n] = NULL;
+    th_proc_start(&proc, "webhook-ingest", NULL, (const char *const *)env);
+    code = th_proc_wait(&proc, 20000);
+    CHECK_MSG(code > 0, "ingest on a tampered stream exited %d", code);
+    out = th_proc_output(&proc);
+    CHECK_CONTAINS(out, "stream META_EVENTS has ");
+    CHECK_CONTAINS(out, field);
+    CHECK_CONTAINS(out, "refusing to start");
+    CHECK_CONTAINS(out, "nats: connected to nats://doms:****@");
+    CHECK_MSG(strstr(out, "s3cret-pw") == NULL, "the NATS password was logged: %s", out);
+    free(out);
+    for (int i = 0; i < n; i++)
+        free(env[i]);
+    free(dburl);
+}
+
+/*
+ * META_EVENTS changed through $JS.API.STREAM.UPDATE before ingest starts: deny_purge set
+ * (which NATS never lets anyone unset, so purges of deleted accounts would fail for ever),
+ * or max_age 0 (raw events kept for ever). ingest refuses to start, naming the field; once
+ * the stream is as intended again, it starts (start_ingest after this test).
+ */
+static void test_tampered_stream_refused(void)
+{
+    create_events_stream(true, 7 * 86400);
+    expect_stream_refused("deny_purge true on the server, false intended");
+    create_events_stream(false, 0);
+    expect_stream_refused("max_age 0s on the server, 604800s intended");
+    {
+        jsErrCode jerr = 0;
+        CHECK(js_DeleteStream(js, "META_EVENTS", NULL, &jerr) == NATS_OK);
+    }
+}
+
 /* domsctl reads NATS_URL through the daemons' loader, so NATS_URL_FILE works there too. */
 static void test_domsctl_nats_url_file(void)
 {
@@ -701,6 +773,7 @@ int main(void)
         fprintf(stderr, "cannot connect to the test nats-server\n");
         return 1;
     }
+    RUN(test_tampered_stream_refused);
     start_ingest();
 
     RUN(test_bad_settings);

@@ -3,6 +3,7 @@
  * reaper's hash chain exactly once each; `domsctl audit verify` passes, and fails at the
  * right seq once a row is edited or removed by hand as the database admin; two replicas
  * append one chain; RETENTION_AUDIT deletes the old entries and leaves the rest verifiable.
+ * An event with malformed fields is recorded with their digests, never dropped.
  * Also: the retention bounds cannot be configured away (RETENTION_TOKENS=8d refused, 78).
  */
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "common/crypto.h"
 #include "common/mem.h"
 #include "reaper_stack.h"
 
@@ -163,6 +165,73 @@ static void test_duplicates_once(void)
     CHECK_INT(entries(), before + 2);
 }
 
+/* Publishes body on audit.test as it is, with msg_id as Nats-Msg-Id. */
+static void publish_raw(const char *body, const char *msg_id)
+{
+    jsPubOptions po;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+
+    jsPubOptions_Init(&po);
+    po.MsgId = msg_id;
+    CHECK(js_Publish(&pa, rs.js, "audit.test", body, (int)strlen(body), &po, &jerr) == NATS_OK);
+    jsPubAck_Destroy(pa);
+}
+
+/* "sha256:<hex>" of s, as the reaper stores a malformed field. */
+static void digest(const char *s, char out[72])
+{
+    unsigned char d[CM_SHA256_LEN];
+
+    cm_crypto_sha256(s, strlen(s), d);
+    memcpy(out, "sha256:", 7);
+    cm_hex_encode(d, sizeof(d), out + 7);
+}
+
+/*
+ * An event with malformed fields is recorded, never dropped: an oversized actor, an action
+ * with a control character and a subject that is not a string are stored as their digests,
+ * an unusable time as the time of appending; the chain still verifies.
+ */
+static void test_malformed_fields_recorded(void)
+{
+    char actor[400], body[1024], id[40], msg_id[64], want[72], q[256], *v;
+    long before = entries(), n, broken;
+
+    memset(actor, 'a', sizeof(actor) - 1);
+    actor[sizeof(actor) - 1] = '\0';
+    snprintf(id, sizeof(id), "%08xmalformed", (unsigned)getpid());
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"at\":\"not a time\",\"service\":\"test\",\"actor\":\"%s\","
+             "\"action\":\"test.\\u0001bad\",\"subject\":42}",
+             id, actor);
+    snprintf(msg_id, sizeof(msg_id), "audit:%s", id);
+    publish_raw(body, msg_id);
+    CHECK(wait_entries(before + 1, 10000));
+    snprintf(q, sizeof(q), "SELECT actor FROM reaper.audit_log WHERE event_id = '%s'", id);
+    v = rs_sql(q);
+    digest(actor, want);
+    CHECK_STR(v, want);
+    free(v);
+    snprintf(q, sizeof(q), "SELECT action FROM reaper.audit_log WHERE event_id = '%s'", id);
+    v = rs_sql(q);
+    digest("test.\001bad", want);
+    CHECK_STR(v, want);
+    free(v);
+    snprintf(q, sizeof(q), "SELECT subject FROM reaper.audit_log WHERE event_id = '%s'", id);
+    v = rs_sql(q);
+    digest("42", want);
+    CHECK_STR(v, want);
+    free(v);
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM reaper.audit_log WHERE event_id = '%s' AND service = 'test'"
+             " AND at > now() - interval '1 hour'",
+             id);
+    CHECK_INT(rs_sql_long(q), 1);
+    CHECK_INT(verify(&n, &broken), 0);
+    CHECK_INT(broken, 0);
+}
+
 static void test_since(void)
 {
     const char *args[] = {"audit", "list", "--since", "2030-01-01T00:00:00Z", NULL};
@@ -286,6 +355,7 @@ int main(void)
     RUN(test_bounds);
     RUN(test_vault_events_chained);
     RUN(test_duplicates_once);
+    RUN(test_malformed_fields_recorded);
     RUN(test_since);
     RUN(test_tamper);
     RUN(test_two_replicas_one_chain);

@@ -168,6 +168,29 @@ static void test_forged_refused(void)
         th_resp_cleanup(&r);
         free(sr);
     }
+    /* Properly signed, but stale (issued 10 minutes ago: a replay) or without issued_at;
+     * answered as a forged one is, 400 with the reason. */
+    {
+        char payload[160];
+        snprintf(payload, sizeof(payload),
+                 "{\"algorithm\":\"HMAC-SHA256\",\"expires\":0,\"issued_at\":%ld,"
+                 "\"user_id\":\"5001\"}",
+                 (long)time(NULL) - 600);
+        sr = rs_signed_request(RS_APP_SECRET, payload);
+        CHECK_INT(rs_post_callback(&r, DELETE_PATH, sr), 400);
+        CHECK_CONTAINS(r.body.data, "stale");
+        th_resp_cleanup(&r);
+        CHECK_INT(rs_post_callback(&r, DEAUTH_PATH, sr), 400);
+        CHECK_CONTAINS(r.body.data, "stale");
+        th_resp_cleanup(&r);
+        free(sr);
+        sr = rs_signed_request(
+            RS_APP_SECRET, "{\"algorithm\":\"HMAC-SHA256\",\"expires\":0,\"user_id\":\"5001\"}");
+        CHECK_INT(rs_post_callback(&r, DELETE_PATH, sr), 400);
+        CHECK_CONTAINS(r.body.data, "issued_at is missing");
+        th_resp_cleanup(&r);
+        free(sr);
+    }
     /* No signed_request at all, and not a POST. */
     CHECK_INT(rs_post_callback(&r, DELETE_PATH, NULL), 400);
     th_resp_cleanup(&r);
@@ -418,8 +441,14 @@ static void test_deauthorize(void)
     CHECK(tok != NULL);
     free(tok);
     /* Meta's: the 200 comes once the token is unusable. */
-    sr = rs_signed_request(RS_APP_SECRET, "{\"algorithm\":\"HMAC-SHA256\",\"expires\":0,"
-                                          "\"issued_at\":1732870000,\"user_id\":\"asid-600\"}");
+    {
+        char payload[160];
+        snprintf(payload, sizeof(payload),
+                 "{\"algorithm\":\"HMAC-SHA256\",\"expires\":0,\"issued_at\":%ld,"
+                 "\"user_id\":\"asid-600\"}",
+                 (long)time(NULL));
+        sr = rs_signed_request(RS_APP_SECRET, payload);
+    }
     CHECK_INT(rs_post_callback(&r, DEAUTH_PATH, sr), 200);
     CHECK_CONTAINS(r.body.data, "\"revoked\":1");
     th_resp_cleanup(&r);

@@ -9,7 +9,10 @@
  * key is gone while the workspace's and the other integration's stay; after a workspace's
  * purge every key of it and its index key are gone while another workspace keeps its own. A
  * purge held by the test's own row locks after its shred shows the keys gone (committed)
- * while the rows remain, unreadable through the router and with the KEK itself.
+ * while the rows remain, unreadable through the router and with the KEK itself. Ids are
+ * matched exactly (and Meta's mids within one integration: another integration's unsend,
+ * edit or reaction naming them changes nothing): a purge of a prefix of another workspace's or
+ * integration's id leaves their keys, and a malformed id is refused as invalid.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -360,6 +363,56 @@ static void test_purge_setup(void)
 }
 
 /*
+ * Meta's mids are looked up within the event's integration: an unsend, an edit and a
+ * reaction arriving for Page B, naming mids that exist only on Page A1 (another workspace),
+ * change nothing of A1's messages; and B may hold a message of a mid A1 holds too (the
+ * unique key is (integration, mid)). B's own message, last in the same POST, is the sign
+ * that the events before it were handled.
+ */
+static void test_mid_scoped_to_integration(void)
+{
+    char body[4096], q[512];
+    const char *from = "{\"sender\":{\"id\":\"k-" PAGE_B "-0\"},\"recipient\":{\"id\":\"" PAGE_B
+                       "\"},\"timestamp\":1732870001000,";
+
+    snprintf(body, sizeof(body),
+             "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE_B "\",\"time\":1,\"messaging\":["
+             "%s\"message\":{\"mid\":\"m_" PAGE_A1 "_0\",\"is_deleted\":true}},"
+             "%s\"message_edit\":{\"mid\":\"m_" PAGE_A1 "_1\",\"text\":\"edited by B\","
+             "\"num_edit\":2}},"
+             "%s\"reaction\":{\"mid\":\"m_" PAGE_A1 "_1\",\"action\":\"react\","
+             "\"reaction\":\"love\",\"emoji\":\"\\u2764\"}},"
+             "%s\"message\":{\"mid\":\"m_" PAGE_A1 "_2\",\"text\":\"B's own\"}}]}]}",
+             from, from, from, from);
+    CHECK_INT(th_stack_webhook(&st, body), 200);
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM router.messages m JOIN router.conversations c"
+             " ON c.id = m.conversation_id WHERE c.integration_id = '%s'"
+             " AND m.mid = 'm_" PAGE_A1 "_2'",
+             int_b);
+    for (int i = 0; i < 300 && th_db_count(&st.db, NULL, q) < 1; i++)
+        th_sleep_ms(50);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 1);
+    /* A1's three messages as they were: not deleted, not edited, no reaction, readable. */
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM router.messages m JOIN router.conversations c"
+             " ON c.id = m.conversation_id WHERE c.integration_id = '%s' AND NOT m.deleted"
+             " AND m.edit_count = 0 AND m.reaction_sealed IS NULL AND m.body_sealed IS NOT NULL",
+             int_a1);
+    CHECK_INT(th_db_count(&st.db, NULL, q), 3);
+    {
+        struct sealed_msg m;
+        char *text = NULL;
+        CHECK(sealed_load(&m, int_a1));
+        CHECK_INT(sealed_open(&m, &text), CM_OK);
+        CHECK_CONTAINS(text, PAGE_A1 " says");
+        CHECK(text == NULL || strstr(text, "edited by B") == NULL);
+        free(text);
+        free(m.ct);
+    }
+}
+
+/*
  * integration: that integration's data key is gone, with its rows; the workspace's own key
  * (which seals the blind index's key) and its other integration's key stay, and that
  * integration's messages still read; another workspace keeps everything.
@@ -409,6 +462,65 @@ static void test_purge_integration_keys(void)
     free(text);
     free(conv);
     snprintf(key, sizeof(key), "ws:%s", ws_b);
+    CHECK_INT(keys_under(key), 2);
+}
+
+/* Expects router.purge to answer body with {"error":{"code":"invalid"}}. */
+static void purge_invalid(const char *body)
+{
+    cJSON *r = th_stack_request(&st, "router.purge", body);
+    const cJSON *code = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "code");
+
+    CHECK_MSG(cJSON_IsString(code) && strcmp(code->valuestring, "invalid") == 0,
+              "router.purge %s was not refused as invalid", body);
+    cJSON_Delete(r);
+}
+
+/*
+ * Ids are matched exactly: a purge naming a prefix of another workspace's id, or of another
+ * integration's id, shreds nothing of theirs (before, "ws:<prefix>" matched every key id
+ * starting with it). A malformed id is refused before anything happens.
+ */
+static void test_purge_exact_ids(void)
+{
+    char key[200], body[512], prefix[128], *conv, *text;
+    cJSON *r;
+
+    snprintf(key, sizeof(key), "ws:%s", ws_b);
+    CHECK_INT(keys_under(key), 2);
+    snprintf(prefix, sizeof(prefix), "%.*s", (int)strlen(ws_b) - 1, ws_b);
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\",\"workspace_id\":\"%s\"}",
+             prefix);
+    r = purge(body);
+    CHECK_INT(result_num(r, "deleted", "messages"), 0);
+    cJSON_Delete(r);
+    snprintf(prefix, sizeof(prefix), "%.*s", (int)strlen(int_b) - 1, int_b);
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"integration\","
+             "\"integration_ids\":[\"%s\"]}",
+             prefix);
+    r = purge(body);
+    CHECK_INT(result_num(r, "deleted", "messages"), 0);
+    cJSON_Delete(r);
+    CHECK_INT(keys_under(key), 2);
+    conv = conversation_of(int_b);
+    text = conv ? read_messages(conv) : NULL;
+    CHECK_CONTAINS(text, PAGE_B " says");
+    free(text);
+    free(conv);
+
+    purge_invalid("{\"actor\":\"retention-reaper\",\"scope\":\"workspace\","
+                  "\"workspace_id\":\"ws_%\"}");
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\",\"workspace_id\":\"%s:int\"}",
+             ws_b);
+    purge_invalid(body);
+    snprintf(body, sizeof(body),
+             "{\"actor\":\"retention-reaper\",\"scope\":\"integration\","
+             "\"integration_ids\":[\"%s\",\"x y\"]}",
+             int_b);
+    purge_invalid(body);
     CHECK_INT(keys_under(key), 2);
 }
 
@@ -552,7 +664,9 @@ int main(void)
     RUN(test_outage);
     RUN(test_dead_letter);
     RUN(test_purge_setup);
+    RUN(test_mid_scoped_to_integration);
     RUN(test_purge_integration_keys);
+    RUN(test_purge_exact_ids);
     RUN(test_purge_workspace_keys);
     RUN(test_purge_keys_before_rows);
     /* Through the outage and the redeliveries, the consumers kept their subscriptions. */

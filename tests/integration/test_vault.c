@@ -680,6 +680,16 @@ static void test_find_and_purge(void)
     r = request("vault.purge", "{\"scope\":\"everything\"}");
     CHECK_STR(str_at(r, "error", "code"), "invalid");
     cJSON_Delete(r);
+    /* Ids are exact: a malformed one is refused, never used. */
+    r = request("vault.purge", "{\"scope\":\"workspace\",\"workspace_id\":\"ws_%\"}");
+    CHECK_STR(str_at(r, "error", "code"), "invalid");
+    cJSON_Delete(r);
+    r = request("vault.purge", "{\"scope\":\"integration\",\"integration_ids\":[\"a:b\"]}");
+    CHECK_STR(str_at(r, "error", "code"), "invalid");
+    cJSON_Delete(r);
+    r = request("vault.integration.find", "{\"asid\":\"1 OR 1\"}");
+    CHECK_STR(str_at(r, "error", "code"), "invalid");
+    cJSON_Delete(r);
 }
 
 /* No column of the vault schema holds a token or the app secret in plaintext. */

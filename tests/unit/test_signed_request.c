@@ -38,6 +38,11 @@
 #define P_NO_USER "eyJhbGdvcml0aG0iOiJITUFDLVNIQTI1NiIsImlzc3VlZF9hdCI6MTczMjg3MDAwMH0"
 #define S_NO_USER "2l765ToNHSmqWaslWe7FwXHxzgzFxj9YvI1yHoVrlvY="
 
+/* {"algorithm":"HMAC-SHA256","expires":0,"user_id":"17841400000000123"}: no issued_at */
+#define P_NO_ISSUED                                                                                \
+    "eyJhbGdvcml0aG0iOiJITUFDLVNIQTI1NiIsImV4cGlyZXMiOjAsInVzZXJfaWQiOiIxNzg0MTQwMDAwMDAwMDEyMyJ9"
+#define S_NO_ISSUED "pviejkZCouvXEhdAPzWThkxe341_MntFD0G5_tz6bi8="
+
 /* {"algorithm":"hmac-sha256","expires":4102444800,"issued_at":1732870000,
  *  "user_id":17841400000000} : lower-case algorithm, a numeric user id, a future expiry */
 #define P_NUMERIC                                                                                  \
@@ -146,6 +151,31 @@ static void test_payload_rules(void)
     CHECK_STR(why, "user_id is missing");
 }
 
+/* issued_at (1732870000 in P_OK) must be there and within 5 minutes of now, either way. */
+static void test_issued_at(void)
+{
+    struct signed_request sr;
+    const char *why = NULL;
+    const char *in = S_OK "." P_OK;
+
+    CHECK_INT(
+        ingest_signed_request_parse(in, strlen(in), SECRET, NULL, 1732870000LL + 300, &sr, NULL),
+        CM_OK);
+    CHECK_INT(
+        ingest_signed_request_parse(in, strlen(in), SECRET, NULL, 1732870000LL + 301, &sr, &why),
+        CM_INVALID);
+    CHECK_STR(why, "the request is stale: issued_at is older than 5 minutes");
+    CHECK_INT(
+        ingest_signed_request_parse(in, strlen(in), SECRET, NULL, 1732870000LL - 300, &sr, NULL),
+        CM_OK);
+    CHECK_INT(
+        ingest_signed_request_parse(in, strlen(in), SECRET, NULL, 1732870000LL - 301, &sr, &why),
+        CM_INVALID);
+    CHECK_STR(why, "issued_at is in the future");
+    CHECK_INT(parse(S_NO_ISSUED "." P_NO_ISSUED, NULL, &sr, &why), CM_INVALID);
+    CHECK_STR(why, "issued_at is missing");
+}
+
 static void test_too_long(void)
 {
     static char big[SIGNED_REQUEST_MAX + 16];
@@ -164,6 +194,7 @@ int main(void)
     RUN(test_forged);
     RUN(test_malformed);
     RUN(test_payload_rules);
+    RUN(test_issued_at);
     RUN(test_too_long);
     return check_summary();
 }

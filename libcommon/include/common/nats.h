@@ -73,6 +73,12 @@ jsCtx *cm_nats_js(struct cm_nats *n);
  * Creates the stream described by cfg, or updates it to cfg when it exists already
  * (a field the server cannot change is logged and left as it is). Blocking: call it
  * from a set-up step or a worker thread, never from the event loop.
+ *
+ * An existing stream whose live configuration differs from cfg in a security-relevant
+ * field (deny_purge, deny_delete, max_age, storage, subjects: what keeps data past its
+ * deletion or sends it elsewhere; deny_purge cannot even be unset) is not updated: one
+ * error line names the stream, the field and both values, and the process exits
+ * CM_EXIT_CONFIG at once, from whichever thread this runs on. Other differences are updated.
  */
 int cm_nats_stream_ensure(struct cm_nats *n, const jsStreamConfig *cfg) CM_MUST_CHECK;
 

@@ -121,7 +121,4 @@ int cm_parse_duration(const char *s, int64_t *seconds) CM_MUST_CHECK;
 /* Parses "4194304", "512KiB", "4MiB", "1GiB" (also K, M, G, KB, MB, GB as binary) into *bytes. */
 int cm_parse_size(const char *s, int64_t *bytes) CM_MUST_CHECK;
 
-/* Writes a copy of url into out (cap bytes) with any password replaced by "****". */
-void cm_settings_mask_url(const char *url, char *out, size_t cap);
-
 #endif
