@@ -27,6 +27,11 @@ struct ingest_cfg {
     char *verify_token;
     char *public_base_url;
     int64_t max_body;
+    int64_t max_events;      /* events in one POST at most; more: 413 */
+    int64_t max_connections; /* on listen */
+    int64_t read_timeout;    /* seconds for a request's headers and body, on listen */
+    char *tls_cert_file;     /* both set: listen serves HTTPS only */
+    char *tls_key_file;
 };
 
 struct ingest {
