@@ -41,7 +41,11 @@ struct ingest {
     int inflight;  /* POSTs waiting for JetStream or another service; loop thread only */
     bool draining; /* shutdown asked; finish the in-flight POSTs, then stop */
     bool closed;   /* the loop has ended: late answers are dropped (ask.c) */
-    struct ingest_asker *asker;
+    struct ingest_asker *askers[2]; /* by enum ingest_lane (ask.h) */
+    /* The status page's token bucket (callbacks.c); loop thread only. */
+    double status_tokens;
+    long long status_refilled_ms;
+    int status_queued; /* status requests asked and not yet answered */
 
     struct cm_metric *m_bad_signature;
     struct cm_metric *m_published;

@@ -154,3 +154,12 @@ void ingest_status_page_unknown(struct cm_buf *out)
                      "copied in full.</p>");
     cm_buf_puts(out, tail);
 }
+
+void ingest_status_page_busy(struct cm_buf *out)
+{
+    cm_buf_reset(out);
+    cm_buf_puts(out, head);
+    cm_buf_puts(out, "<p><span class=\"state refused\">Busy</span></p><p>This page is being "
+                     "asked for very often right now. Please reload it in a moment.</p>");
+    cm_buf_puts(out, tail);
+}
