@@ -32,9 +32,9 @@ doms__err() { printf 'error: %s\n' "$*" >&2; }
 # Installs the Debian packages that are missing. As root: apt-get update + install, quietly
 # (apt's output is shown only on failure). Not root: prints the exact install line and exits 1.
 doms_install_deps() {
-    local pkgs=(cmake gcc libc6-dev make pkg-config libevent-dev libnats-dev libpq-dev libsodium-dev
-        libssl-dev libcurl4-openssl-dev libcjson-dev postgresql-15 postgresql-client-15
-        nats-server openssl curl ca-certificates iproute2 util-linux)
+    local pkgs=(cmake gcc libc6-dev make pkg-config libevent-dev libevent-openssl-2.1-7 libnats-dev
+        libpq-dev libsodium-dev libssl-dev libcurl4-openssl-dev libcjson-dev postgresql-15
+        postgresql-client-15 nats-server openssl curl ca-certificates iproute2 util-linux)
     local arg
     for arg in "$@"; do
         case $arg in

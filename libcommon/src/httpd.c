@@ -1,11 +1,30 @@
 /*
  * httpd.c - evhttp with the three standard routes (see httpd.h).
+ *
+ * On a server with a connection cap, a read deadline or TLS, every accepted connection gets a
+ * bufferevent of ours (evhttp_set_bevcb): a socket one, or an OpenSSL one for HTTPS, of which
+ * we keep a reference. libevent 2.1 says nothing when evhttp lets a connection go, but it
+ * clears the bufferevent's callbacks then, and that is what the janitor (a sweep at each
+ * accept and every JANITOR_MS) looks for: it drops our reference, which closes the socket,
+ * and the connection stops counting against the cap. (A filter bufferevent's free callback
+ * would say it at once, but 2.1's filter reports a reply written before it reaches the
+ * socket, and evhttp then shuts a closing connection down on the unsent reply.)
+ *
+ * Each connection's read deadline is a timer armed at accept (and again after each reply,
+ * for the next request on a kept-alive connection) and disarmed when a whole request has
+ * been read. When it fires, or when the connection is over the cap, the socket is shut
+ * down under evhttp, which then sees the end of the stream and frees the connection
+ * itself: evhttp stays the only owner of what it created.
  */
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
@@ -17,6 +36,7 @@
 #include <unistd.h>
 
 #define MAX_ROUTES 16
+#define JANITOR_MS 250
 
 struct route {
     char *path;
@@ -24,8 +44,22 @@ struct route {
     void *arg;
 };
 
+/* One accepted connection (see the top of the file). */
+struct conn {
+    struct cm_httpd *h;
+    struct bufferevent *bev; /* evhttp's, and one reference of ours */
+    struct event *deadline;
+    bool counted; /* within the cap, so counted in nconns */
+    LIST_ENTRY(conn) link;
+};
+
 struct cm_httpd {
     struct evhttp *http;
+    struct event_base *base;
+    struct cm_httpd_opts opts;
+    LIST_HEAD(, conn) conns;
+    int nconns; /* counted connections open */
+    struct event *janitor;
     struct evhttp_bound_socket *bound;
     struct cm_metrics *metrics;
     cm_httpd_ready_fn ready;
@@ -54,6 +88,8 @@ static const char *status_reason(int code)
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -61,6 +97,144 @@ static const char *status_reason(int code)
     default:
         return "";
     }
+}
+
+/* The connection a request arrived on, or NULL (gone, or not one of ours). */
+static struct conn *find_conn(struct cm_httpd *h, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct conn *c;
+
+    /* A list walk: at most max_connections entries, once or twice a request. */
+    LIST_FOREACH(c, &h->conns, link)
+    {
+        if (c->bev == bev)
+            return c;
+    }
+    return NULL;
+}
+
+/* True while evhttp holds the connection: it clears the callbacks when it lets go. */
+static bool conn_alive(const struct conn *c)
+{
+    bufferevent_event_cb eventcb = NULL;
+
+    bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
+    return eventcb != NULL;
+}
+
+/* Ends the connection under evhttp: it reads the end of the stream and frees it. */
+static void cut(struct conn *c)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (!conn_alive(c))
+        return; /* gone already; the janitor frees it */
+    if (c->counted) {
+        CM_DEBUG("http: a request was not read within %ds; connection closed",
+                 c->h->opts.read_timeout_s);
+        if (c->h->metrics != NULL)
+            cm_metrics_inc(cm_metrics_counter(c->h->metrics, "http_read_deadline_closed_total",
+                                              NULL,
+                                              "Connections closed because a request was not "
+                                              "read by its deadline"),
+                           1);
+    }
+    cut(c);
+}
+
+static void arm_deadline(struct conn *c)
+{
+    struct timeval tv = {0, 0};
+
+    if (c == NULL || c->deadline == NULL)
+        return;
+    tv.tv_sec = c->h->opts.read_timeout_s;
+    event_add(c->deadline, &tv);
+}
+
+/* Drops a connection evhttp has let go: our reference was the last, so the socket closes. */
+static void conn_free(struct conn *c)
+{
+    if (c->counted)
+        c->h->nconns--;
+    LIST_REMOVE(c, link);
+    if (c->deadline != NULL)
+        event_free(c->deadline);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_decref(c->bev);
+    free(c);
+}
+
+static void sweep(struct cm_httpd *h)
+{
+    struct conn *c, *next;
+
+    for (c = LIST_FIRST(&h->conns); c != NULL; c = next) {
+        next = LIST_NEXT(c, link);
+        if (!conn_alive(c))
+            conn_free(c);
+    }
+}
+
+static void on_janitor(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sweep(arg);
+}
+
+/* evhttp's bevcb: the bufferevent of a connection just accepted (its socket is set later,
+ * by evhttp, before the loop runs again). */
+static struct bufferevent *new_conn(struct event_base *base, void *arg)
+{
+    struct cm_httpd *h = arg;
+    struct conn *c = cm_xcalloc(1, sizeof(*c));
+    struct timeval now = {0, 0};
+
+    c->h = h;
+    if (h->opts.tls != NULL) {
+        SSL *ssl = SSL_new(h->opts.tls);
+        if (ssl == NULL)
+            abort(); /* allocation only */
+        c->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+    } else {
+        c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (c->bev == NULL)
+        abort(); /* allocation only */
+    /* Ours until the janitor sees evhttp let go; the last reference closes the socket. */
+    bufferevent_incref(c->bev);
+    sweep(h); /* the cap counts the connections still open, now */
+    LIST_INSERT_HEAD(&h->conns, c, link);
+    c->counted = h->opts.max_connections <= 0 || h->nconns < h->opts.max_connections;
+    if (c->counted)
+        h->nconns++;
+    if (!c->counted || h->opts.read_timeout_s > 0)
+        c->deadline = evtimer_new(base, on_deadline, c);
+    if (!c->counted) {
+        /* Over the cap: closed as soon as evhttp has given it its socket, unread. */
+        if (h->metrics != NULL)
+            cm_metrics_inc(cm_metrics_counter(h->metrics, "http_connections_refused_total", NULL,
+                                              "Connections closed at once: over the cap"),
+                           1);
+        event_add(c->deadline, &now);
+    } else {
+        arm_deadline(c);
+    }
+    return c->bev;
 }
 
 static void count_reply(struct cm_httpd *h, int code)
@@ -90,6 +264,9 @@ void cm_httpd_reply(struct cm_httpd *h, struct evhttp_request *req, int code,
     if (out != NULL)
         evbuffer_free(out);
     count_reply(h, code);
+    /* The next request on this connection, if it is kept alive, has its own deadline. */
+    if (h != NULL)
+        arm_deadline(find_conn(h, req));
 }
 
 void cm_httpd_reply_json(struct cm_httpd *h, struct evhttp_request *req, int code, const char *json)
@@ -200,7 +377,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct cm_httpd *h = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    struct conn *c = find_conn(h, req);
 
+    /* The whole request is read: the deadline is met; the handler's own time is its own. */
+    if (c != NULL && c->deadline != NULL && c->counted)
+        event_del(c->deadline);
     for (int i = 0; path != NULL && i < h->nroutes; i++) {
         if (strcmp(path, h->routes[i].path) == 0) {
             h->routes[i].fn(req, h->routes[i].arg);
@@ -230,8 +411,47 @@ static int split_listen(const char *listen, char *host, size_t cap, int *port)
     return *port >= 0 && *port < 65536 ? CM_OK : CM_INVALID;
 }
 
+int cm_httpd_tls_create(struct ssl_ctx_st **out, const char *cert_file, const char *key_file,
+                        char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *what = NULL, *file = NULL;
+    char reason[256];
+
+    if (ctx == NULL)
+        abort(); /* allocation only */
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+        what = "cannot require TLS 1.2";
+    } else if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        what = "cannot load the certificate";
+        file = cert_file;
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        what = "cannot load the private key";
+        file = key_file;
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        what = "the private key does not match the certificate";
+        file = key_file;
+    }
+    if (what != NULL) {
+        ERR_error_string_n(ERR_peek_last_error(), reason, sizeof(reason));
+        snprintf(err, errlen, "%s%s%s: %s", what, file ? " " : "", file ? file : "", reason);
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return CM_INVALID;
+    }
+    /* Connections are short and many: no session cache to grow, nothing to resume. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    *out = ctx;
+    return CM_OK;
+}
+
+void cm_httpd_tls_destroy(struct ssl_ctx_st *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
 int cm_httpd_create(struct cm_httpd **out, struct event_base *base, const char *listen,
-                    size_t max_body, struct cm_metrics *metrics, unsigned flags)
+                    struct cm_metrics *metrics, const struct cm_httpd_opts *opts)
 {
     struct cm_httpd *h = cm_xcalloc(1, sizeof(*h));
     char host[256];
@@ -242,20 +462,35 @@ int cm_httpd_create(struct cm_httpd **out, struct event_base *base, const char *
         free(h);
         return CM_INVALID;
     }
+    if (opts != NULL)
+        h->opts = *opts;
+    LIST_INIT(&h->conns);
+    h->base = base;
     h->metrics = metrics;
     h->http = evhttp_new(base);
     if (h->http == NULL)
         abort(); /* allocation only */
-    evhttp_set_max_body_size(h->http, max_body ? (ev_ssize_t)max_body : 1024 * 1024);
+    evhttp_set_max_body_size(h->http,
+                             h->opts.max_body ? (ev_ssize_t)h->opts.max_body : 1024 * 1024);
     evhttp_set_max_headers_size(h->http, 64 * 1024);
     evhttp_set_timeout(h->http, 30);
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
     evhttp_set_gencb(h->http, on_request, h);
+    if (h->opts.tls != NULL || h->opts.max_connections > 0 || h->opts.read_timeout_s > 0) {
+        struct timeval every = {0, JANITOR_MS * 1000};
+        evhttp_set_bevcb(h->http, new_conn, h);
+        h->janitor = event_new(base, -1, EV_PERSIST, on_janitor, h);
+        if (h->janitor == NULL)
+            abort(); /* allocation only */
+        event_add(h->janitor, &every);
+    }
     h->bound = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port);
     if (h->bound == NULL) {
         CM_ERROR("http: cannot listen on %s: %s", listen,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         evhttp_free(h->http);
+        if (h->janitor != NULL)
+            event_free(h->janitor);
         free(h);
         return CM_INVALID;
     }
@@ -269,7 +504,7 @@ int cm_httpd_create(struct cm_httpd **out, struct event_base *base, const char *
     }
     cm_httpd_route(h, "/healthz", on_healthz, h);
     cm_httpd_route(h, "/readyz", on_readyz, h);
-    if (!(flags & CM_HTTPD_PUBLIC))
+    if (!(h->opts.flags & CM_HTTPD_PUBLIC))
         cm_httpd_route(h, "/metrics", on_metrics, h);
     *out = h;
     return CM_OK;
@@ -280,6 +515,9 @@ void cm_httpd_destroy(struct cm_httpd *h)
     if (h == NULL)
         return;
     evhttp_free(h->http);
+    sweep(h); /* every connection is let go now */
+    if (h->janitor != NULL)
+        event_free(h->janitor);
     for (int i = 0; i < h->nroutes; i++)
         free(h->routes[i].path);
     free(h);
@@ -307,6 +545,11 @@ void cm_httpd_close(struct cm_httpd *h)
         evhttp_del_accept_socket(h->http, h->bound);
         h->bound = NULL;
     }
+}
+
+bool cm_httpd_is_tls(const struct cm_httpd *h)
+{
+    return h->opts.tls != NULL;
 }
 
 int cm_httpd_port(struct cm_httpd *h)

@@ -177,16 +177,22 @@ int cm_service_init(struct cm_service *svc, const char *name, const char *schema
     event_add(svc->sig_int, NULL);
     if (cm_nats_create(&svc->nats, cfg->nats_url, name, svc->metrics) != CM_OK)
         return CM_ERR;
-    if (cm_httpd_create(&svc->httpd, svc->base, listen, max_body, svc->metrics, 0) != CM_OK)
-        return CM_INVALID;
+    {
+        struct cm_httpd_opts opts = {.max_body = max_body};
+        if (cm_httpd_create(&svc->httpd, svc->base, listen, svc->metrics, &opts) != CM_OK)
+            return CM_INVALID;
+    }
     cm_httpd_set_ready(svc->httpd, service_ready, svc);
     return CM_OK;
 }
 
-int cm_service_listen_public(struct cm_service *svc, const char *listen, size_t max_body)
+int cm_service_listen_public(struct cm_service *svc, const char *listen,
+                             const struct cm_httpd_opts *opts)
 {
-    if (cm_httpd_create(&svc->public_httpd, svc->base, listen, max_body, svc->metrics,
-                        CM_HTTPD_PUBLIC) != CM_OK)
+    struct cm_httpd_opts public_opts = *opts;
+
+    public_opts.flags |= CM_HTTPD_PUBLIC;
+    if (cm_httpd_create(&svc->public_httpd, svc->base, listen, svc->metrics, &public_opts) != CM_OK)
         return CM_INVALID;
     /* A load balancer in front of the public address asks the same question as the
      * orchestrator does on the internal one. */
@@ -216,7 +222,9 @@ int cm_service_run(struct cm_service *svc)
     }
     svc->health_started = true;
     if (svc->public_httpd != NULL)
-        CM_INFO("serving public HTTP on port %d", cm_httpd_port(svc->public_httpd));
+        CM_INFO("serving public %s on port %d",
+                cm_httpd_is_tls(svc->public_httpd) ? "HTTPS" : "HTTP",
+                cm_httpd_port(svc->public_httpd));
     CM_INFO("serving HTTP on port %d", cm_httpd_port(svc->httpd));
     if (event_base_dispatch(svc->base) < 0) {
         CM_ERROR("event loop failed");

@@ -5,6 +5,10 @@
  * worker threads; the worker makes the request and posts the job back to the loop
  * (cm_loopq_post), as publish.c does with JetStream's acknowledgements. The queue is
  * bounded: past it, the caller hears "unavailable" at once and Meta retries later.
+ *
+ * Two lanes, each with its own workers and queue: Meta's signed callbacks, and the deletion
+ * status page that anyone on the Internet may ask for. A flood of status requests then
+ * fills only its own lane and never stands between Meta and a worker.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,9 +21,13 @@
 #include "ingest.h"
 
 /* Callbacks are rare (a few a day per account); two workers keep one slow answer from
- * holding up the next, and the bound keeps a flood from queueing without end. */
-#define WORKERS     2
-#define QUEUE_LIMIT 256
+ * holding up the next, and the bound keeps a flood from queueing without end. The status
+ * page is read by people, one at a time: one worker, and a short queue (callbacks.c also
+ * limits its rate before it gets here). */
+#define WORKERS            2
+#define QUEUE_LIMIT        256
+#define STATUS_WORKERS     1
+#define STATUS_QUEUE_LIMIT INGEST_STATUS_QUEUE
 
 struct job {
     struct ingest *ing;
@@ -36,7 +44,10 @@ struct job {
 };
 
 struct ingest_asker {
+    struct ingest *ing;
     pthread_t threads[WORKERS];
+    int nworkers;
+    int limit; /* jobs queued at most */
     int started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -129,8 +140,8 @@ static void finish(void *arg)
 
 static void *worker_main(void *p)
 {
-    struct ingest *ing = p;
-    struct ingest_asker *q = ing->asker;
+    struct ingest_asker *q = p;
+    struct ingest *ing = q->ing;
 
     pthread_mutex_lock(&q->lock);
     for (;;) {
@@ -154,9 +165,10 @@ static void *worker_main(void *p)
     return NULL;
 }
 
-void ingest_ask(struct ingest *ing, const char *subject, char *body, ingest_ask_fn done, void *arg)
+void ingest_ask(struct ingest *ing, enum ingest_lane lane, const char *subject, char *body,
+                ingest_ask_fn done, void *arg)
 {
-    struct ingest_asker *q = ing->asker;
+    struct ingest_asker *q = ing->askers[lane];
     struct job *j = cm_xcalloc(1, sizeof(*j));
     bool full;
 
@@ -169,7 +181,7 @@ void ingest_ask(struct ingest *ing, const char *subject, char *body, ingest_ask_
     ing->inflight++;
     cm_metrics_set(ing->m_inflight, ing->inflight);
     pthread_mutex_lock(&q->lock);
-    full = q->queued >= QUEUE_LIMIT;
+    full = q->queued >= q->limit;
     if (!full) {
         if (q->tail != NULL)
             q->tail->next = j;
@@ -182,20 +194,23 @@ void ingest_ask(struct ingest *ing, const char *subject, char *body, ingest_ask_
     pthread_mutex_unlock(&q->lock);
     if (full) {
         j->rc = CM_UNAVAIL;
-        snprintf(j->message, sizeof(j->message), "too many callbacks waiting");
+        snprintf(j->message, sizeof(j->message), "too many requests waiting");
         finish(j);
     }
 }
 
-int ingest_ask_start(struct ingest *ing)
+static int lane_start(struct ingest *ing, enum ingest_lane lane, int workers, int limit)
 {
     struct ingest_asker *q = cm_xcalloc(1, sizeof(*q));
 
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->cond, NULL);
-    ing->asker = q;
-    for (int i = 0; i < WORKERS; i++) {
-        if (pthread_create(&q->threads[i], NULL, worker_main, ing) != 0) {
+    q->ing = ing;
+    q->nworkers = workers;
+    q->limit = limit;
+    ing->askers[lane] = q;
+    for (int i = 0; i < q->nworkers; i++) {
+        if (pthread_create(&q->threads[i], NULL, worker_main, q) != 0) {
             CM_ERROR("cannot start a callback worker");
             return CM_ERR;
         }
@@ -204,14 +219,19 @@ int ingest_ask_start(struct ingest *ing)
     return CM_OK;
 }
 
-void ingest_ask_stop(struct ingest *ing)
+int ingest_ask_start(struct ingest *ing)
 {
-    struct ingest_asker *q = ing->asker;
+    int rc = lane_start(ing, INGEST_LANE_CALLBACK, WORKERS, QUEUE_LIMIT);
 
+    if (rc == CM_OK)
+        rc = lane_start(ing, INGEST_LANE_STATUS, STATUS_WORKERS, STATUS_QUEUE_LIMIT);
+    return rc;
+}
+
+static void lane_stop(struct ingest_asker *q)
+{
     if (q == NULL)
         return;
-    /* Answers still on their way find the server closed and only free their job. */
-    ing->closed = true;
     pthread_mutex_lock(&q->lock);
     q->stopping = true;
     pthread_cond_broadcast(&q->cond);
@@ -226,5 +246,14 @@ void ingest_ask_stop(struct ingest *ing)
     pthread_cond_destroy(&q->cond);
     pthread_mutex_destroy(&q->lock);
     free(q);
-    ing->asker = NULL;
+}
+
+void ingest_ask_stop(struct ingest *ing)
+{
+    /* Answers still on their way find the server closed and only free their job. */
+    ing->closed = true;
+    for (int i = 0; i < INGEST_LANES; i++) {
+        lane_stop(ing->askers[i]);
+        ing->askers[i] = NULL;
+    }
 }

@@ -29,6 +29,17 @@
 #define STATUS_PATH "/api/v1/integrations/instagram/data-delete/status"
 #define DEAUTH_PATH "/api/v1/integrations/instagram/deauthorize"
 
+/*
+ * The status page is public: anyone may ask for it, as often as they like. What it costs
+ * is bounded twice, so that Meta's signed callbacks never wait behind it: a token bucket
+ * (STATUS_RATE a second, bursts of STATUS_BURST), and at most INGEST_STATUS_QUEUE requests
+ * waiting for the reaper on the status page's own lane (ask.h). Past either, 429 at once,
+ * with Retry-After.
+ */
+#define STATUS_RATE        20.0
+#define STATUS_BURST       40.0
+#define STATUS_RETRY_AFTER "1"
+
 /* The page embeds nothing from elsewhere, and this says so to the browser as well. */
 #define PAGE_CSP                                                                                   \
     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none';"          \
@@ -166,7 +177,8 @@ static void on_data_delete(struct evhttp_request *req, void *arg)
         cJSON_AddNumberToObject(body, "issued_at", (double)sr.issued_at);
     text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
-    ingest_ask(ing, "reaper.deletion.request", text, deletion_answered, waiting_new(req));
+    ingest_ask(ing, INGEST_LANE_CALLBACK, "reaper.deletion.request", text, deletion_answered,
+               waiting_new(req));
 }
 
 /* --- deauthorize ----------------------------------------------------------------------- */
@@ -206,7 +218,8 @@ static void on_deauthorize(struct evhttp_request *req, void *arg)
     cJSON_AddStringToObject(body, "asid", sr.user_id);
     text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
-    ingest_ask(ing, "vault.integration.deauthorize", text, deauthorize_answered, waiting_new(req));
+    ingest_ask(ing, INGEST_LANE_CALLBACK, "vault.integration.deauthorize", text,
+               deauthorize_answered, waiting_new(req));
 }
 
 /* --- the status page ------------------------------------------------------------------- */
@@ -235,12 +248,62 @@ static void not_found(struct ingest *ing, struct evhttp_request *req, bool json)
     cm_buf_cleanup(&b);
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Takes a token from the status page's bucket; false when it is empty. */
+static bool status_token(struct ingest *ing)
+{
+    long long now = now_ms();
+
+    if (ing->status_refilled_ms == 0) {
+        ing->status_tokens = STATUS_BURST;
+    } else {
+        ing->status_tokens += (double)(now - ing->status_refilled_ms) * STATUS_RATE / 1000.0;
+        if (ing->status_tokens > STATUS_BURST)
+            ing->status_tokens = STATUS_BURST;
+    }
+    ing->status_refilled_ms = now;
+    if (ing->status_tokens < 1.0)
+        return false;
+    ing->status_tokens -= 1.0;
+    return true;
+}
+
+/* 429 at once, without asking anyone: the page is being asked for too often. */
+static void too_many(struct ingest *ing, struct evhttp_request *req, bool json, const char *why)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    struct cm_buf b;
+    char labels[32];
+
+    snprintf(labels, sizeof(labels), "reason=\"%s\"", why);
+    cm_metrics_inc(cm_metrics_counter(ing->svc.metrics, "ingest_status_page_limited_total", labels,
+                                      "Status page requests answered 429, by limit"),
+                   1);
+    evhttp_add_header(h, "Retry-After", STATUS_RETRY_AFTER);
+    if (json) {
+        cm_httpd_reply_error(ing->svc.public_httpd, req, 429, "too many requests; retry later");
+        return;
+    }
+    cm_buf_init(&b);
+    ingest_status_page_busy(&b);
+    page(ing, req, 429, &b);
+    cm_buf_cleanup(&b);
+}
+
 static void status_answered(struct ingest *ing, void *arg, const struct ingest_answer *a)
 {
     struct waiting *w = arg;
     struct cm_buf b;
     char *text;
 
+    ing->status_queued--;
     if (a->rc == CM_NOTFOUND || a->rc == CM_INVALID) {
         not_found(ing, w->req, w->json);
     } else if (a->rc != CM_OK || !cJSON_IsObject(a->result)) {
@@ -276,6 +339,17 @@ static void on_status(struct evhttp_request *req, void *arg)
         cm_httpd_reply_error(ing->svc.public_httpd, req, 405, "use GET");
         return;
     }
+    /* The limits come first: a refusal costs nothing, and a flood of any codes is refused. */
+    if (!status_token(ing)) {
+        free(code);
+        too_many(ing, req, json, "rate");
+        return;
+    }
+    if (ing->status_queued >= INGEST_STATUS_QUEUE) {
+        free(code);
+        too_many(ing, req, json, "queue");
+        return;
+    }
     /* An impossible code is answered like an unknown one: the page is no oracle. */
     if (code == NULL || *code == '\0' || strlen(code) > 64) {
         free(code);
@@ -290,7 +364,8 @@ static void on_status(struct evhttp_request *req, void *arg)
     free(code);
     w = waiting_new(req);
     w->json = json;
-    ingest_ask(ing, "reaper.deletion.status", text, status_answered, w);
+    ing->status_queued++;
+    ingest_ask(ing, INGEST_LANE_STATUS, "reaper.deletion.status", text, status_answered, w);
 }
 
 void ingest_callbacks_register(struct ingest *ing)

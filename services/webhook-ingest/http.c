@@ -115,12 +115,20 @@ static void notification(struct ingest *ing, struct evhttp_request *req)
         reject(ing, req, rid, 200, "empty_entry", "empty entry array");
         break;
     case ENVELOPE_OK:
-        if (env.nevents == 0)
+        if (env.nevents == 0) {
             reject(ing, req, rid, 200, "no_events", "no events in the entries");
-        else if (!cm_nats_ready(ing->svc.nats))
+        } else if (env.nevents > (size_t)ing->cfg->max_events) {
+            /* Meta sends at most 1000 a POST: this is not Meta, or not as it says. Nothing of
+             * the body is kept, and a retry of the same body would fare no better: 413. */
+            char message[96];
+            snprintf(message, sizeof(message), "%zu events in one POST; at most %lld accepted",
+                     env.nevents, (long long)ing->cfg->max_events);
+            reject(ing, req, rid, 413, "too_many_events", message);
+        } else if (!cm_nats_ready(ing->svc.nats)) {
             reject(ing, req, rid, 503, "nats_unavailable", "event store unavailable; retry later");
-        else
+        } else {
             ingest_publish(ing, req, rid, &env);
+        }
         break;
     }
     envelope_cleanup(&env);

@@ -27,6 +27,11 @@ struct ingest_cfg {
     char *verify_token;
     char *public_base_url;
     int64_t max_body;
+    int64_t max_events;      /* events in one POST at most; more: 413 */
+    int64_t max_connections; /* on listen */
+    int64_t read_timeout;    /* seconds for a request's headers and body, on listen */
+    char *tls_cert_file;     /* both set: listen serves HTTPS only */
+    char *tls_key_file;
 };
 
 struct ingest {
@@ -36,7 +41,11 @@ struct ingest {
     int inflight;  /* POSTs waiting for JetStream or another service; loop thread only */
     bool draining; /* shutdown asked; finish the in-flight POSTs, then stop */
     bool closed;   /* the loop has ended: late answers are dropped (ask.c) */
-    struct ingest_asker *asker;
+    struct ingest_asker *askers[2]; /* by enum ingest_lane (ask.h) */
+    /* The status page's token bucket (callbacks.c); loop thread only. */
+    double status_tokens;
+    long long status_refilled_ms;
+    int status_queued; /* status requests asked and not yet answered */
 
     struct cm_metric *m_bad_signature;
     struct cm_metric *m_published;

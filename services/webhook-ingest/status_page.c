@@ -3,6 +3,7 @@
  * server-rendered HTML, readable on a phone, with no outside asset (inline CSS, no script,
  * no font or image), showing the state and nothing that identifies the person.
  */
+#include <ctype.h>
 #include <string.h>
 
 #include "common/mem.h"
@@ -45,12 +46,19 @@ static const char tail[] =
     "to delete the data this service received about them through Instagram or Messenger. It "
     "does not say whose data it was.</footer></main></body></html>\n";
 
-/* "2026-11-29T10:00:00Z" as "2026-11-29 10:00:00 UTC"; anything else as it is. */
+/* "2026-11-29T10:00:00Z" as "2026-11-29 10:00:00 UTC"; anything else as it is, escaped.
+ * Only digits and separators are copied unescaped: a value merely shaped like a time (the
+ * right length, a T and a Z in place) is escaped like any other. */
 static void put_time(struct cm_buf *b, const char *t)
 {
-    size_t n = strlen(t);
+    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    size_t n = strlen(t), i;
 
-    if (n == 20 && t[10] == 'T' && t[19] == 'Z') {
+    for (i = 0; i < n && shape[i] != '\0'; i++) {
+        if (shape[i] == 'd' ? !isdigit((unsigned char)t[i]) : t[i] != shape[i])
+            break;
+    }
+    if (n == sizeof(shape) - 1 && i == n) {
         cm_buf_append(b, t, 10);
         cm_buf_puts(b, " ");
         cm_buf_append(b, t + 11, 8);
@@ -144,5 +152,14 @@ void ingest_status_page_unknown(struct cm_buf *out)
     cm_buf_puts(out, "<p><span class=\"state refused\">Unknown code</span></p><p>No data "
                      "deletion request has this confirmation code. Check that the address was "
                      "copied in full.</p>");
+    cm_buf_puts(out, tail);
+}
+
+void ingest_status_page_busy(struct cm_buf *out)
+{
+    cm_buf_reset(out);
+    cm_buf_puts(out, head);
+    cm_buf_puts(out, "<p><span class=\"state refused\">Busy</span></p><p>This page is being "
+                     "asked for very often right now. Please reload it in a moment.</p>");
     cm_buf_puts(out, tail);
 }

@@ -19,4 +19,7 @@ void ingest_status_page(const cJSON *status, struct cm_buf *out);
 /* The page for a code no request has (served with 404). */
 void ingest_status_page_unknown(struct cm_buf *out);
 
+/* The page for a request refused by the rate limit (served with 429). */
+void ingest_status_page_busy(struct cm_buf *out);
+
 #endif

@@ -79,6 +79,48 @@ static void test_states(void)
     free(h);
 }
 
+/*
+ * Every value that reaches the page is escaped: the code, the reason, both times (also one
+ * merely shaped like a time), the state. Nothing of the hostile values stands as markup, and
+ * no attribute can be closed by a quote.
+ */
+static void test_every_value_escaped(void)
+{
+    static const char *const states[] = {"received", "in_progress", "completed", "refused",
+                                         "<script>alert(\"s\")</script>"};
+    char json[1024];
+    char *h;
+
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        cJSON *o = cJSON_CreateObject();
+        char *text;
+        cJSON_AddStringToObject(o, "confirmation_code", "<script>alert('c')</script>\"x");
+        cJSON_AddStringToObject(o, "status", states[i]);
+        /* Both 20 characters with a T and a Z where a time has them. */
+        cJSON_AddStringToObject(o, "received_at", "<script>abT<b>'\"</bZ");
+        cJSON_AddStringToObject(o, "completed_at", "2026-11-29T<b>'\"</bZ");
+        cJSON_AddStringToObject(o, "reason", "<script>alert(\"r\")</script> & 'q'");
+        cJSON_AddItemToObject(o, "deleted", cJSON_CreateObject());
+        text = cJSON_PrintUnformatted(o);
+        snprintf(json, sizeof(json), "%s", text);
+        cJSON_free(text);
+        cJSON_Delete(o);
+        h = render(json);
+        CHECK_MSG(strstr(h, "<script") == NULL, "state %s: a script tag got through", states[i]);
+        CHECK_MSG(strstr(h, "<b>") == NULL, "state %s: markup in a time got through", states[i]);
+        CHECK_MSG(strstr(h, "'c'") == NULL && strstr(h, "\"x") == NULL,
+                  "state %s: a quote of the code got through", states[i]);
+        CHECK_CONTAINS(h, "&lt;script&gt;alert(&#39;c&#39;)&lt;/script&gt;&quot;x");
+        if (strcmp(states[i], "refused") == 0)
+            CHECK_CONTAINS(h,
+                           "&lt;script&gt;alert(&quot;r&quot;)&lt;/script&gt; &amp; &#39;q&#39;");
+        if (strcmp(states[i], "completed") == 0)
+            CHECK_CONTAINS(h, "2026-11-29T&lt;b&gt;&#39;&quot;&lt;/bZ");
+        CHECK_CONTAINS(h, "&lt;script&gt;abT&lt;b&gt;&#39;&quot;&lt;/bZ");
+        free(h);
+    }
+}
+
 static void test_unknown(void)
 {
     struct cm_buf b;
@@ -93,6 +135,7 @@ static void test_unknown(void)
 int main(void)
 {
     RUN(test_states);
+    RUN(test_every_value_escaped);
     RUN(test_unknown);
     return check_summary();
 }

@@ -20,6 +20,7 @@
 
 struct cm_httpd;
 struct cm_metrics;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 typedef void (*cm_httpd_fn)(struct evhttp_request *req, void *arg);
 
@@ -40,14 +41,43 @@ enum cm_httpd_flags {
 };
 
 /*
- * Binds listen ("host:port", ":port" meaning all addresses) on base. max_body bounds a
- * request body (0: 1 MiB); a larger one is answered 413 by evhttp. metrics (borrowed) counts
- * the replies and is rendered by /metrics; flags are cm_httpd_flags. Free with
+ * What cm_httpd_create() serves and how it guards itself. Zero is a sensible default for
+ * every member.
+ */
+struct cm_httpd_opts {
+    size_t max_body; /* a larger request body is answered 413 by evhttp; 0: 1 MiB */
+    unsigned flags;  /* cm_httpd_flags */
+    /* When set (see cm_httpd_tls_create), the address serves HTTPS only; borrowed, and it
+     * must outlive the server. */
+    struct ssl_ctx_st *tls;
+    /* Open connections at most; one more is closed at once, unanswered. 0: no cap. */
+    int max_connections;
+    /* Whole seconds a client has for a request's headers and body, from the moment the
+     * connection is accepted (or the previous reply sent): a deadline, which a client
+     * trickling bytes cannot stretch. Past it the connection is closed. 0: none (evhttp's
+     * idle timeout of 30 s only). */
+    int read_timeout_s;
+};
+
+/*
+ * Binds listen ("host:port", ":port" meaning all addresses) on base with opts (NULL: all
+ * defaults). metrics (borrowed) counts the replies and is rendered by /metrics. Free with
  * cm_httpd_destroy(). Returns CM_INVALID when the address cannot be bound.
  */
 int cm_httpd_create(struct cm_httpd **out, struct event_base *base, const char *listen,
-                    size_t max_body, struct cm_metrics *metrics, unsigned flags) CM_MUST_CHECK;
+                    struct cm_metrics *metrics, const struct cm_httpd_opts *opts) CM_MUST_CHECK;
 void cm_httpd_destroy(struct cm_httpd *h);
+
+/*
+ * Loads a TLS server context for cm_httpd_opts.tls: the certificate chain cert_file (PEM,
+ * the server's certificate first) and its private key key_file, TLS 1.2 or higher only.
+ * Returns CM_OK with *out (free it with cm_httpd_tls_destroy()), or CM_INVALID with one
+ * line in err (the file and OpenSSL's reason) when a file cannot be read or parsed, or the
+ * key does not match the certificate.
+ */
+int cm_httpd_tls_create(struct ssl_ctx_st **out, const char *cert_file, const char *key_file,
+                        char *err, size_t errlen) CM_MUST_CHECK;
+void cm_httpd_tls_destroy(struct ssl_ctx_st *ctx);
 
 /* Sets the readiness callback behind /readyz (default: always ready). */
 void cm_httpd_set_ready(struct cm_httpd *h, cm_httpd_ready_fn fn, void *arg);
@@ -57,6 +87,9 @@ void cm_httpd_route(struct cm_httpd *h, const char *path, cm_httpd_fn fn, void *
 
 /* Stops accepting new connections; requests in progress still get their replies. */
 void cm_httpd_close(struct cm_httpd *h);
+
+/* True when the server speaks HTTPS (cm_httpd_opts.tls). */
+bool cm_httpd_is_tls(const struct cm_httpd *h);
 
 /* The port actually bound (useful with port 0 in tests). */
 int cm_httpd_port(struct cm_httpd *h);

@@ -90,12 +90,13 @@ int cm_service_init(struct cm_service *svc, const char *name, const char *schema
 /*
  * Opens svc->public_httpd on listen, after cm_service_init(), for a daemon that the Internet
  * calls: the daemon adds its routes there; it answers /healthz and /readyz like the internal
- * server and 404 to /metrics (CM_HTTPD_PUBLIC). max_body bounds its request bodies. It stops
+ * server and 404 to /metrics (CM_HTTPD_PUBLIC, added to opts' flags). opts (copied; its tls
+ * borrowed) bounds its request bodies, connections and read time, and may make it HTTPS. It stops
  * accepting on SIGTERM with the internal one; cm_service_cleanup() frees it. Returns CM_OK, or
  * CM_INVALID when listen cannot be bound (main() exits CM_EXIT_CONFIG).
  */
 int cm_service_listen_public(struct cm_service *svc, const char *listen,
-                             size_t max_body) CM_MUST_CHECK;
+                             const struct cm_httpd_opts *opts) CM_MUST_CHECK;
 
 /* Sets the shutdown hook (see above). */
 void cm_service_on_shutdown(struct cm_service *svc, cm_service_hook fn, void *arg);
