@@ -344,6 +344,7 @@ doms_pg_start() {
         )
     fi
     doms__pg_tls_files "$dir" "$pki" "$user" "$method" || return 1
+
     # The unix socket lives in DIR when its path fits in sun_path; TCP is what we use anyway.
     local sockdir=$dir
     ((${#dir} + 20 > 107)) && sockdir=
