@@ -9,7 +9,7 @@
 #   doms_install_deps [--with-test] [--with-fuzz] [--with-bench]
 #   doms_free_port [EXCLUDED_PORT...]              prints a free TCP port on 127.0.0.1
 #   doms_port_in_use PORT                          true when something listens on PORT
-#   doms_pg_start DIR PORT|free trust|scram        sets DOMS_PG_ADMIN_URL, DOMS_PG_BOUND_PORT
+#   doms_pg_start DIR PORT|free trust|scram PKI    sets DOMS_PG_ADMIN_URL, DOMS_PG_BOUND_PORT
 #   doms_pg_stop DIR
 #   doms_nats_start DIR PORT|free                  sets DOMS_NATS_URL, DOMS_NATS_BOUND_PORT,
 #                                                  DOMS_NATS_MONITOR_PORT
@@ -17,6 +17,12 @@
 #   doms_provision ADMIN_URL DBNAME [PASSWORDS_DIR]
 #   doms_pg_url_parse URL                          sets DOMS_URL_{SCHEME,USER,PASSWORD,HOSTPORT,DB,QUERY}
 #   doms_pg_url_build USER PASSWORD HOSTPORT DB [QUERY]   prints a postgresql:// URL
+#   doms_pg_url_with_db URL DB                     prints URL naming database DB instead
+#   doms_pg_identity ROLE                          prints the PKI identity of a service role
+#   doms_pg_tls_query PKI [IDENTITY]               prints libpq's verify-full parameters
+#   doms_pg_service_url ROLE HOSTPORT DB PKI       prints a service role's certificate URL
+#   doms_pg_url_passfile URL FILE                  prints URL with its password moved to FILE
+#   doms_url_mask URL                              prints URL with its password as ***
 
 DOMS_REPO=${DOMS_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 DOMS_PG_BINDIR=${DOMS_PG_BINDIR:-/usr/lib/postgresql/15/bin}
@@ -211,18 +217,59 @@ doms__pg_reachable_dir() {
         "($dir links to it)"
 }
 
-# doms_pg_start DIR PORT MODE
+# The service roles, and the identity (certificate CN, deploy/pki's NAME) each logs in with.
+DOMS_PG_ROLES="doms_ingest:webhook-ingest doms_router:conversation-router
+doms_vault:token-vault doms_reaper:retention-reaper doms_ai:ai-suggest"
+
+# doms__pg_tls_files DIR PKI USER METHOD: writes DIR/data's pg_hba.conf and pg_ident.conf, and
+# copies the server's certificate, key and the CA bundle into DIR/data, owned by USER.
+doms__pg_tls_files() {
+    local dir=$1 pki=$2 user=$3 method=$4 data=$1/data roles='' pair own=()
+    [[ $(id -u) == 0 ]] && own=(-o "$user" -g "$(id -gn "$user")")
+    # PostgreSQL refuses a key that its group or others can read.
+    install -m 0600 "${own[@]}" "$pki/postgres.key" "$data/server.key"
+    install -m 0644 "${own[@]}" "$pki/postgres.crt" "$data/server.crt"
+    install -m 0644 "${own[@]}" "$pki/ca.crt" "$data/ca.crt"
+    {
+        echo "# written by deploy/local/lib.sh at every start: the certificate's CN -> its role"
+        for pair in $DOMS_PG_ROLES; do
+            printf 'doms %s %s\n' "${pair#*:}" "${pair%%:*}"
+            roles+=${roles:+,}${pair%%:*}
+        done
+    } >"$data/pg_ident.conf"
+    # hostssl only: a plaintext TCP connection matches no line and is refused.
+    printf '%s\n' "# written by deploy/local/lib.sh at every start: TLS only, no unix socket" \
+        "hostssl all $roles 127.0.0.1/32 cert map=doms" \
+        "hostssl all $roles ::1/128 cert map=doms" \
+        "hostssl all doms_admin 127.0.0.1/32 $method" \
+        "hostssl all doms_admin ::1/128 $method" >"$data/pg_hba.conf"
+    chmod 0600 "$data/pg_hba.conf" "$data/pg_ident.conf"
+    [[ $(id -u) == 0 ]] && chown "$user": "$data/pg_hba.conf" "$data/pg_ident.conf"
+    return 0
+}
+
+# doms_pg_start DIR PORT MODE PKI
 #   DIR   state directory (created); holds data/, postgres.log, the unix socket, admin-password
 #   PORT  a TCP port, or `free` / empty for a free one (retried on a bind failure)
-#   MODE  trust (tests: no passwords on local and 127.0.0.1) or scram (scram-sha-256, admin
-#         password generated once into DIR/admin-password, 0600)
+#   MODE  how the admin role doms_admin authenticates: trust (tests: no password) or scram
+#         (scram-sha-256, admin password generated once into DIR/admin-password, 0600, and
+#         given to clients through the password file DIR/pgpass, never in a URL)
+#   PKI   deploy/pki's directory: the server presents postgres.crt, trusts ca.crt
 # Runs initdb when DIR/data does not exist (superuser doms_admin, UTF8), starts the server on
 # 127.0.0.1:PORT only and waits until pg_isready says it accepts connections.
-# Sets and exports DOMS_PG_ADMIN_URL (postgresql://doms_admin[:pw]@127.0.0.1:PORT/postgres) and
-# DOMS_PG_BOUND_PORT; writes the URL into DIR/admin-url (0600).
+# TLS only, 1.2 or higher: pg_hba.conf (rewritten at every start) has hostssl lines only, so a
+# plaintext connection is refused, and no `local` line (nothing here uses the unix socket).
+# The five service roles authenticate with their certificate alone (`cert`, the CN mapped to
+# the role by pg_ident.conf's map doms); doms_admin with MODE, over TLS too. The certificate,
+# its key (0600) and ca.crt are copied into data/ at every start, owned by the server's OS
+# user: a renewed certificate takes effect at the next start.
+# Sets and exports DOMS_PG_ADMIN_URL (postgresql://doms_admin@127.0.0.1:PORT/postgres with
+# sslmode=verify-full, sslrootcert and, for scram, passfile) and DOMS_PG_BOUND_PORT; writes the
+# URL into DIR/admin-url (0600).
 doms_pg_start() {
-    local dir=${1:?doms_pg_start DIR PORT MODE} port=${2:-free} mode=${3:-trust}
-    local bin=$DOMS_PG_BINDIR user auto=0 attempt
+    local dir=${1:?doms_pg_start DIR PORT MODE PKI} port=${2:-free} mode=${3:-trust}
+    local pki=${4:?doms_pg_start DIR PORT MODE PKI: the PKI directory is missing}
+    local bin=$DOMS_PG_BINDIR user auto=0 attempt f
     [[ $mode == trust || $mode == scram ]] || {
         doms__err "doms_pg_start: MODE must be trust or scram, not '$mode'"
         return 2
@@ -231,6 +278,16 @@ doms_pg_start() {
         doms__err "PostgreSQL 15 binaries not found in $bin"
         return 1
     }
+    pki=$(cd "$pki" 2>/dev/null && pwd) || {
+        doms__err "doms_pg_start: PKI directory '$4' not found (create it with deploy/pki)"
+        return 1
+    }
+    for f in ca.crt postgres.crt postgres.key; do
+        [[ -s $pki/$f ]] || {
+            doms__err "doms_pg_start: $pki/$f is missing (deploy/pki $pki postgres)"
+            return 1
+        }
+    done
     user=$(doms__pg_os_user)
     if [[ $(id -u) == 0 ]]; then
         id -u "$user" >/dev/null 2>&1 || {
@@ -269,19 +326,24 @@ doms_pg_start() {
         fi
     fi
 
-    local method=trust pw=
+    local method=trust
     if [[ $mode == scram ]]; then
         method=scram-sha-256
         [[ -s $dir/admin-password ]] || {
             doms__err "$dir/data exists but $dir/admin-password is missing; remove $dir to start over"
             return 1
         }
-        pw=$(<"$dir/admin-password")
+        # libpq's password file: the admin URL names it (passfile=), so that the password is
+        # never in a URL, a command line or an environment.
+        (
+            umask 077
+            pw=$(<"$dir/admin-password")
+            printf '%s\n' "127.0.0.1:*:*:doms_admin:$pw" "localhost:*:*:doms_admin:$pw" \
+                >"$dir/pgpass.tmp"
+            mv -f "$dir/pgpass.tmp" "$dir/pgpass"
+        )
     fi
-    # Our own pg_hba, rewritten at every start: local socket and 127.0.0.1 only.
-    printf '%s\n' "# written by deploy/local/lib.sh at every start" \
-        "local all all $method" "host all all 127.0.0.1/32 $method" >"$dir/data/pg_hba.conf"
-    [[ $(id -u) == 0 ]] && chown "$user": "$dir/data/pg_hba.conf"
+    doms__pg_tls_files "$dir" "$pki" "$user" "$method" || return 1
 
     # The unix socket lives in DIR when its path fits in sun_path; TCP is what we use anyway.
     local sockdir=$dir
@@ -294,6 +356,8 @@ doms_pg_start() {
         [[ -f $dir/postgres.log ]] && logsize=$(stat -c %s "$dir/postgres.log")
         local opts="-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='$sockdir'"
         opts+=" -c max_connections=200 -c shared_buffers=128MB -c fsync=on"
+        opts+=" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+        opts+=" -c ssl_ca_file=ca.crt -c ssl_min_protocol_version=TLSv1.2"
         if doms__pg_as "$dir" "$bin/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" \
             -w -t 90 -s -o "$opts" >/dev/null 2>&1; then
             break
@@ -320,7 +384,10 @@ doms_pg_start() {
     }
 
     DOMS_PG_BOUND_PORT=$port
-    DOMS_PG_ADMIN_URL="postgresql://doms_admin${pw:+:$pw}@127.0.0.1:$port/postgres"
+    local query
+    query=$(doms_pg_tls_query "$pki")
+    [[ $mode == scram ]] && query+="&passfile=$(doms__urlenc "$dir/pgpass")"
+    DOMS_PG_ADMIN_URL=$(doms_pg_url_build doms_admin '' "127.0.0.1:$port" postgres "$query")
     export DOMS_PG_BOUND_PORT DOMS_PG_ADMIN_URL
     (umask 077 && printf '%s\n' "$DOMS_PG_ADMIN_URL" >"$dir/admin-url")
     printf '%s\n' "$port" >"$dir/port"
@@ -370,6 +437,86 @@ doms_pg_url_build() {
     local userinfo=''
     [[ -n $1 ]] && userinfo="$1${2:+:$2}@"
     printf 'postgresql://%s%s/%s%s\n' "$userinfo" "$3" "$4" "${5:+?$5}"
+}
+
+# doms__urlenc TEXT: TEXT percent-encoded for a URL's query (unreserved characters and / kept).
+doms__urlenc() {
+    local s=$1 out='' c i
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        case $c in
+        [A-Za-z0-9._~/-]) out+=$c ;;
+        *) out+=$(printf '%%%02X' "'$c") ;;
+        esac
+    done
+    printf '%s\n' "$out"
+}
+
+# doms_pg_url_with_db URL DB: prints URL with its database replaced by DB (query kept).
+doms_pg_url_with_db() {
+    doms_pg_url_parse "$1" || return 1
+    doms_pg_url_build "$DOMS_URL_USER" "$DOMS_URL_PASSWORD" "$DOMS_URL_HOSTPORT" "$2" "$DOMS_URL_QUERY"
+}
+
+# doms_pg_identity ROLE: prints the identity whose certificate logs in as service role ROLE
+# (doms_router -> conversation-router); returns 1 for any other role.
+doms_pg_identity() {
+    local pair
+    for pair in $DOMS_PG_ROLES; do
+        [[ ${pair%%:*} == "$1" ]] && { printf '%s\n' "${pair#*:}"; return 0; }
+    done
+    return 1
+}
+
+# doms_pg_tls_query PKI [IDENTITY]: prints the libpq URL parameters that check the server's
+# certificate against PKI/ca.crt and its name (verify-full) and, with IDENTITY, present that
+# identity's certificate and key.
+doms_pg_tls_query() {
+    local pki q
+    pki=$(cd "$1" && pwd) || return 1
+    q="sslmode=verify-full&sslrootcert=$(doms__urlenc "$pki/ca.crt")"
+    if [[ -n ${2:-} ]]; then
+        q+="&sslcert=$(doms__urlenc "$pki/$2.crt")&sslkey=$(doms__urlenc "$pki/$2.key")"
+    fi
+    printf '%s\n' "$q"
+}
+
+# doms_pg_service_url ROLE HOSTPORT DB PKI: prints the URL with which service role ROLE logs in
+# with its identity's certificate (no password) on the server at HOSTPORT, database DB.
+doms_pg_service_url() {
+    local id
+    id=$(doms_pg_identity "$1") || {
+        doms__err "doms_pg_service_url: '$1' is not a service role"
+        return 1
+    }
+    doms_pg_url_build "$1" '' "$2" "$3" "$(doms_pg_tls_query "$4" "$id")"
+}
+
+# doms_pg_url_passfile URL FILE: prints URL without its password, which goes into FILE (libpq's
+# password file format, 0600, rewritten) that the URL then names (passfile=). A URL without a
+# password is printed as it is. The URL can then be shown and passed on a command line.
+doms_pg_url_passfile() {
+    local url=$1 file=$2 pw user q path
+    doms_pg_url_parse "$url" || return 1
+    [[ -n $DOMS_URL_PASSWORD ]] || { printf '%s\n' "$url"; return 0; }
+    # The URL's percent-encoding undone; the password file's own escapes (\ and :) done.
+    pw=$(printf '%b' "${DOMS_URL_PASSWORD//%/\\x}")
+    pw=${pw//\\/\\\\}
+    user=$(printf '%b' "${DOMS_URL_USER//%/\\x}")
+    user=${user//\\/\\\\}
+    (
+        umask 077
+        printf '*:*:*:%s:%s\n' "${user//:/\\:}" "${pw//:/\\:}" >"$file.tmp"
+        mv -f "$file.tmp" "$file"
+    )
+    path=$(cd "$(dirname "$file")" && pwd)/$(basename "$file")
+    q=$DOMS_URL_QUERY${DOMS_URL_QUERY:+&}passfile=$(doms__urlenc "$path")
+    doms_pg_url_build "$DOMS_URL_USER" '' "$DOMS_URL_HOSTPORT" "$DOMS_URL_DB" "$q"
+}
+
+# doms_url_mask URL: prints URL with the password of its user information, if any, as ***.
+doms_url_mask() {
+    sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://[^:@/?]*):[^@/?]*@#\1:***@#' <<<"$1"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -187,20 +187,71 @@ void th_db_create_at(struct th_db *db, const char *admin)
 /* Runs one of deploy/local/lib.sh's functions for p's directory and port. */
 static void pg_lib(struct th_pg *p, const char *fn)
 {
-    char *cmd = cm_xasprintf("bash -c '. \"%s/deploy/local/lib.sh\" && %s \"%s\" %d trust' "
+    char *cmd = cm_xasprintf("bash -c '. \"%s/deploy/local/lib.sh\" && %s \"%s\" %d trust \"%s\"' "
                              ">>'%s.log' 2>&1",
-                             th_getenv("DOMS_SOURCE_DIR"), fn, p->dir, p->port, p->dir);
+                             th_getenv("DOMS_SOURCE_DIR"), fn, p->dir, p->port,
+                             th_getenv("DOMS_TEST_PKI"), p->dir);
     run_or_die(cmd);
     free(cmd);
 }
 
+/* Appends text to b percent-encoded for a URL's query (unreserved characters and / kept). */
+static void put_encoded(struct cm_buf *b, const char *text)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~/", *p) != NULL) {
+            cm_buf_append(b, (const char *)p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            cm_buf_append(b, e, 3);
+        }
+    }
+}
+
+/* Appends "&key=<DOMS_TEST_PKI>/<file>" to b. */
+static void put_pki_param(struct cm_buf *b, const char *key, const char *file)
+{
+    char *path = cm_xasprintf("%s/%s", th_getenv("DOMS_TEST_PKI"), file);
+
+    cm_buf_append(b, "&", 1);
+    cm_buf_append(b, key, strlen(key));
+    cm_buf_append(b, "=", 1);
+    put_encoded(b, path);
+    free(path);
+}
+
+char *th_pg_tls_query(const char *identity)
+{
+    struct cm_buf b;
+    char *file;
+
+    cm_buf_init(&b);
+    cm_buf_append(&b, "sslmode=verify-full", strlen("sslmode=verify-full"));
+    put_pki_param(&b, "sslrootcert", "ca.crt");
+    if (identity != NULL) {
+        file = cm_xasprintf("%s.crt", identity);
+        put_pki_param(&b, "sslcert", file);
+        free(file);
+        file = cm_xasprintf("%s.key", identity);
+        put_pki_param(&b, "sslkey", file);
+        free(file);
+    }
+    return cm_buf_steal(&b);
+}
+
 void th_pg_start(struct th_pg *p)
 {
+    char *q = th_pg_tls_query(NULL);
+
     memset(p, 0, sizeof(*p));
     snprintf(p->dir, sizeof(p->dir), "%s/pg", tmp_dir);
     p->port = th_free_port();
-    snprintf(p->admin_url, sizeof(p->admin_url), "postgresql://doms_admin@127.0.0.1:%d/postgres",
-             p->port);
+    snprintf(p->admin_url, sizeof(p->admin_url), "postgresql://doms_admin@127.0.0.1:%d/postgres?%s",
+             p->port, q);
+    free(q);
     pg_lib(p, "doms_pg_start");
 }
 
@@ -218,9 +269,35 @@ void th_pg_restart(struct th_pg *p)
     pg_lib(p, "doms_pg_start");
 }
 
+/* The service roles and the identity (certificate CN) each logs in with, as pg_ident.conf's
+ * map doms in deploy/local/lib.sh says. */
+static const char *const role_identities[][2] = {
+    {"doms_ingest", "webhook-ingest"}, {"doms_router", "conversation-router"},
+    {"doms_vault", "token-vault"},     {"doms_reaper", "retention-reaper"},
+    {"doms_ai", "ai-suggest"},
+};
+
+const char *th_db_identity(const char *role)
+{
+    for (size_t i = 0; i < sizeof(role_identities) / sizeof(role_identities[0]); i++) {
+        if (strcmp(role_identities[i][0], role) == 0)
+            return role_identities[i][1];
+    }
+    return NULL;
+}
+
+char *th_db_url_as(const struct th_db *db, const char *role, const char *identity)
+{
+    char *q = th_pg_tls_query(identity);
+    char *url = cm_xasprintf("postgresql://%s@%s:%s/%s?%s", role, db->host, db->port, db->name, q);
+
+    free(q);
+    return url;
+}
+
 char *th_db_url(const struct th_db *db, const char *role)
 {
-    return cm_xasprintf("postgresql://%s@%s:%s/%s", role, db->host, db->port, db->name);
+    return th_db_url_as(db, role, th_db_identity(role));
 }
 
 PGconn *th_db_connect(const struct th_db *db, const char *role)

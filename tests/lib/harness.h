@@ -2,9 +2,9 @@
  * harness.h - what integration tests need to drive the real daemons: a private database
  * provisioned like production, a private nats-server, daemon processes, HTTP, signatures.
  *
- * tests/run provides the environment: DOMS_TEST_PG_URL (an admin URL), DOMS_BIN_DIR,
- * DOMS_SOURCE_DIR and DOMS_TEST_TMP. Each test binary gets its own database and its own
- * nats-server, so tests run in parallel without seeing each other's streams or rows.
+ * tests/run provides the environment: DOMS_TEST_PG_URL (an admin URL, TLS), DOMS_TEST_PKI,
+ * DOMS_BIN_DIR, DOMS_SOURCE_DIR and DOMS_TEST_TMP. Each test binary gets its own database and
+ * its own nats-server, so tests run in parallel without seeing each other's streams or rows.
  */
 #ifndef TESTS_HARNESS_H
 #define TESTS_HARNESS_H
@@ -42,8 +42,21 @@ void th_db_create(struct th_db *db);
 /* The same on the PostgreSQL server of admin_url (a private one, see th_pg). */
 void th_db_create_at(struct th_db *db, const char *admin_url);
 
-/* URL for role (e.g. "doms_ingest") in this database; the caller frees it. */
+/* URL for role (e.g. "doms_ingest") in this database, over TLS with the server's certificate
+ * checked (sslmode=verify-full against DOMS_TEST_PKI's ca.crt); a service role presents its
+ * identity's certificate and key (th_db_identity), the admin none. The caller frees it. */
 char *th_db_url(const struct th_db *db, const char *role);
+
+/* The same, presenting identity's certificate (NULL: none) whatever the role. Caller frees. */
+char *th_db_url_as(const struct th_db *db, const char *role, const char *identity);
+
+/* The identity (DOMS_TEST_PKI certificate) of a service role, e.g. "webhook-ingest" for
+ * "doms_ingest"; NULL for any other role. Static storage. */
+const char *th_db_identity(const char *role);
+
+/* libpq URL parameters: sslmode=verify-full and sslrootcert, and with identity (or NULL) its
+ * sslcert and sslkey, from DOMS_TEST_PKI. The caller frees it. */
+char *th_pg_tls_query(const char *identity);
 
 /* Connects as role (NULL: the admin); stops the test when it cannot. PQfinish() it. */
 PGconn *th_db_connect(const struct th_db *db, const char *role);
@@ -71,7 +84,7 @@ void th_db_release(PGconn *c);
 struct th_pg {
     char dir[512];
     int port;
-    char admin_url[160];
+    char admin_url[640]; /* TLS parameters included */
 };
 
 /* initdb and start a PostgreSQL of this test's own (deploy/local/lib.sh's doms_pg_start). */
