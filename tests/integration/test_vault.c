@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "common/mem.h"
+#include "common/nats.h"
 #include "fakemeta.h"
 #include "harness.h"
 
@@ -92,16 +93,22 @@ static int domsctl(cJSON **out, char **text, const char *const *args)
 }
 
 /* A raw NATS request, as conversation-router would send it; returns the reply (free it). */
-static cJSON *request(const char *subject, const char *body)
+static cJSON *request_as(const char *identity, const char *subject, const char *body)
 {
     natsMsg *reply = NULL;
     cJSON *json = NULL;
 
-    if (natsConnection_RequestString(&reply, nc, subject, body, 30000) == NATS_OK) {
+    if (cm_nats_request_as(&reply, nc, identity, subject, body, 30000) == NATS_OK) {
         json = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
         natsMsg_Destroy(reply);
     }
     return json;
+}
+
+/* A request as the operator. */
+static cJSON *request(const char *subject, const char *body)
+{
+    return request_as("operator", subject, body);
 }
 
 static const char *str_at(const cJSON *o, const char *a, const char *b)
@@ -151,8 +158,8 @@ static char *token_of(const char *id, const char *requester, char **error_code)
     cJSON *r;
     char *tok = NULL;
 
-    snprintf(body, sizeof(body), "{\"integration_id\":\"%s\",\"requester\":\"%s\"}", id, requester);
-    r = request("vault.token.get", body);
+    snprintf(body, sizeof(body), "{\"integration_id\":\"%s\"}", id);
+    r = request_as(requester, "vault.token.get", body);
     if (str_at(r, "result", "token") != NULL)
         tok = cm_xstrdup(str_at(r, "result", "token"));
     if (error_code != NULL)

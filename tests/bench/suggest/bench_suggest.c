@@ -118,7 +118,8 @@ static void *run_suggest(struct client *c)
     while (more(c, start, next)) {
         natsMsg *reply = NULL;
         double t0 = pace(c, &next);
-        if (natsConnection_RequestString(&reply, nc, "ai.suggest", c->body, 30000) != NATS_OK ||
+        if (natsConnection_RequestString(&reply, nc, "ai.suggest.operator", c->body, 30000) !=
+                NATS_OK ||
             strstr(natsMsg_GetData(reply), "\"error\"") != NULL) {
             if (reply != NULL && c->errors == 0)
                 fprintf(stderr, "first error: %.300s\n", natsMsg_GetData(reply));

@@ -148,8 +148,8 @@ static void *connector(void *arg)
                  "{\"actor\":\"bench\",\"workspace_id\":\"%s\",\"platform\":\"instagram\","
                  "\"account_id\":\"17841%010d\",\"token\":\"bench-short\"}",
                  connect_ws, k);
-        if (natsConnection_RequestString(&reply, nc, "vault.integration.connect", body, 30000) !=
-                NATS_OK ||
+        if (natsConnection_RequestString(&reply, nc, "vault.integration.connect.operator", body,
+                                         30000) != NATS_OK ||
             (id = strstr(natsMsg_GetData(reply), "\"integration_id\":\"")) == NULL) {
             if (reply != NULL)
                 fprintf(stderr, "connect %d: %.300s\n", k, natsMsg_GetData(reply));
