@@ -123,6 +123,7 @@ int main(void)
     CHECK_INT(cm_pg_migrate_wait(url, "vault", migrations, 1), CM_OK);
 
     CHECK_INT(cm_nats_create(&n, server.url, "test-rpc", NULL), CM_OK);
+    th_nats_identity(n);
     cm_nats_on_connect(n, cm_audit_stream_ensure, NULL);
     CHECK_INT(cm_rpc_create(&rpc, n, "test-rpc", url, "vault", 3, NULL), CM_OK);
     cm_rpc_handle(rpc, "t.echo", echo, NULL);
@@ -133,7 +134,7 @@ int main(void)
     CHECK_INT(cm_nats_start(n), CM_OK);
     CHECK(wait_ready(n));
     CHECK_INT(cm_outbox_start(&ob, n, url, "vault", NULL), CM_OK);
-    CHECK(natsConnection_ConnectTo(&nc, server.url) == NATS_OK);
+    CHECK(th_nats_connect(&nc, server.url) == NATS_OK);
     CHECK(natsConnection_JetStream(&js, nc, NULL) == NATS_OK);
 
     printf("== replies\n");

@@ -762,7 +762,7 @@ int main(void)
     fputs("1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n", f);
     fclose(f);
     chmod(kek_path, 0600);
-    if (natsConnection_ConnectTo(&nc, nats.url) != NATS_OK)
+    if (th_nats_connect(&nc, nats.url) != NATS_OK)
         return 1;
     start_vault(&vault[0], kek_path);
 

@@ -53,7 +53,7 @@ void th_stack_init_at(struct th_stack *s, const char *admin_url)
     fputs("1:c3RhY2stdGVzdC1rZWstMDEyMzQ1Njc4OWFiY2RlZmc=\n", f);
     fclose(f);
     chmod(s->kek, 0600);
-    if (natsConnection_ConnectTo(&s->nc, s->nats.url) != NATS_OK) {
+    if (th_nats_connect(&s->nc, s->nats.url) != NATS_OK) {
         fprintf(stderr, "cannot connect to the test nats-server\n");
         exit(1);
     }
