@@ -228,6 +228,36 @@ static void test_connect_both(void)
     CHECK(tok == NULL);
     CHECK_STR(code, "denied");
     free(code);
+    {
+        /* The old way in: a body that names the router. The caller is the subject's, and the
+         * vault refuses it even where a loose server would let it through. */
+        char body[256];
+        cJSON *r;
+        snprintf(body, sizeof(body),
+                 "{\"integration_id\":\"%s\",\"requester\":\"conversation-router\"}", page_id);
+        r = request_as("webhook-ingest", "vault.token.get", body);
+        CHECK_STR(str_at(r, "error", "code"), "denied");
+        CHECK(str_at(r, "result", "token") == NULL);
+        cJSON_Delete(r);
+        /* Over TLS, webhook-ingest's own certificate cannot even ask: no answer comes. */
+        if (th_nats_tls()) {
+            natsConnection *ing = NULL;
+            natsMsg *m = NULL;
+            snprintf(body, sizeof(body), "{\"integration_id\":\"%s\"}", page_id);
+            CHECK(th_nats_connect_as(&ing, nats.url, "webhook-ingest") == NATS_OK);
+            CHECK(cm_nats_request_as(&m, ing, "webhook-ingest", "vault.token.get", body, 2000) !=
+                  NATS_OK);
+            CHECK(m == NULL);
+            natsMsg_Destroy(m);
+            natsConnection_Destroy(ing);
+        }
+        /* A daemon may not act as the operator. */
+        snprintf(body, sizeof(body),
+                 "{\"actor\":\"operator\",\"platform\":\"messenger\",\"account_id\":\"1\"}");
+        r = request_as("conversation-router", "vault.integration.lookup", body);
+        CHECK_STR(str_at(r, "error", "code"), "denied");
+        cJSON_Delete(r);
+    }
 
     /* Reconnecting the same account in the same workspace renews it in place. */
     {
