@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/connect.h"
 #include "../lib/latency.h"
 
 #define MAX_SAMPLES 200000
@@ -110,7 +111,7 @@ static void *run_suggest(struct client *c)
     natsConnection *nc = NULL;
     double start, next;
 
-    if (natsConnection_ConnectTo(&nc, c->nats_url) != NATS_OK) {
+    if (bench_connect(&nc, c->nats_url) != NATS_OK) {
         c->errors++;
         return NULL;
     }
