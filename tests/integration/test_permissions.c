@@ -222,7 +222,7 @@ static void check_identity(const char *id)
 {
     natsConnection *nc = NULL;
     natsOptions *opts = NULL;
-    char subj[400], ca[600], cert[600], key[600];
+    char subj[768], ca[600], cert[600], key[600];
     const char *pki = th_getenv("DOMS_TEST_PKI");
     const char *other = strcmp(id, "operator") == 0 ? "webhook-ingest" : "operator";
 
