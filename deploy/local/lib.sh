@@ -523,18 +523,25 @@ doms_url_mask() {
 # NATS
 # ---------------------------------------------------------------------------------------------
 
-# doms_nats_start DIR PORT
+# doms_nats_start DIR PORT [PKI [ALLOW_ALL...]]
 #   DIR   state directory (created): nats.conf, js/ (JetStream store, encrypted with the key in
 #         DIR/js.key, generated once, 0600), nats.log, nats.pid
 #   PORT  a TCP port, or `free` / empty for a free one (retried on a bind failure)
+#   PKI   deploy/pki's directory (nats-server.crt/.key, ca.crt): TLS only, a client certificate
+#         required and mapped to its identity, whose permissions DIR/authorization.conf gives
+#         (deploy/nats/authorization from proto/permissions.tsv). Without it: plaintext, no
+#         authorization (docker-compose's way, for now).
+#   ALLOW_ALL  users allowed every subject (tests only: doms-test)
 # Writes DIR/nats.conf from deploy/nats/nats.conf, starts nats-server (detached, its own
 # session) on 127.0.0.1:PORT with its monitoring port on another free 127.0.0.1 port, and waits
 # until /healthz?js-enabled-only=true answers 200.
-# Sets and exports DOMS_NATS_URL (nats://127.0.0.1:PORT), DOMS_NATS_BOUND_PORT and
+# Sets and exports DOMS_NATS_URL (nats://127.0.0.1:PORT, tls:// with a PKI), DOMS_NATS_BOUND_PORT and
 # DOMS_NATS_MONITOR_PORT.
 doms_nats_start() {
     local dir=${1:?doms_nats_start DIR PORT} port=${2:-free} auto=0 mon attempt
     local tmpl=$DOMS_REPO/deploy/nats/nats.conf
+    local pki=${3:-} scheme=nats extra=()
+    [[ $# -gt 3 ]] && extra=("${@:4}")
     command -v nats-server >/dev/null || {
         doms__err "nats-server is not installed"
         return 1
@@ -548,6 +555,15 @@ doms_nats_start() {
         return 1
     fi
     doms__secret_file "$dir/js.key" openssl rand -hex 32
+    if [[ -n $pki ]]; then
+        pki=$(cd "$pki" && pwd) || return 1
+        doms__check_path "$pki" || return 1
+        local a allow=()
+        for a in "${extra[@]}"; do allow+=(--allow-all "$a"); done
+        "$DOMS_REPO/deploy/nats/authorization" "${allow[@]}" "$DOMS_REPO/proto/permissions.tsv" \
+            >"$dir/authorization.conf" || return 1
+        scheme=tls
+    fi
 
     [[ $port == free || -z $port ]] && auto=1
     for attempt in 1 2 3 4 5; do
@@ -560,6 +576,12 @@ doms_nats_start() {
                 -e "s|\$DOMS_NATS_STORE_DIR|\"$dir/js\"|" \
                 -e "s|\$DOMS_NATS_JS_KEY|\"$(<"$dir/js.key")\"|" \
                 "$tmpl" >"$dir/nats.conf"
+            if [[ -n $pki ]]; then
+                sed -e "s|\$DOMS_NATS_TLS_CERT|\"$pki/nats-server.crt\"|" \
+                    -e "s|\$DOMS_NATS_TLS_KEY|\"$pki/nats-server.key\"|" \
+                    -e "s|\$DOMS_NATS_TLS_CA|\"$pki/ca.crt\"|" \
+                    "$DOMS_REPO/deploy/nats/tls.conf" >>"$dir/nats.conf"
+            fi
         )
         rm -f "$dir/nats.pid"
         local logsize=0
@@ -581,7 +603,7 @@ doms_nats_start() {
         if ((ok)); then
             DOMS_NATS_BOUND_PORT=$port
             DOMS_NATS_MONITOR_PORT=$mon
-            DOMS_NATS_URL="nats://127.0.0.1:$port"
+            DOMS_NATS_URL="$scheme://127.0.0.1:$port"
             export DOMS_NATS_BOUND_PORT DOMS_NATS_MONITOR_PORT DOMS_NATS_URL
             return 0
         fi

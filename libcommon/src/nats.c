@@ -45,6 +45,8 @@ struct setup {
 struct cm_nats {
     char *url;
     char *name;
+    char *identity;                       /* who it speaks as: the certificate's CN, or the name */
+    char *ca_file, *cert_file, *key_file; /* NULL: plaintext */
     natsOptions *opts;
     natsConnection *conn;
     jsCtx *js;
@@ -353,6 +355,9 @@ int cm_nats_start(struct cm_nats *n)
     if (s == NATS_OK)
         s = natsOptions_SetName(n->opts, n->name);
     if (s == NATS_OK)
+        s = cm_nats_options_identity(n->opts, cm_nats_identity_of(n), n->ca_file, n->cert_file,
+                                     n->key_file);
+    if (s == NATS_OK)
         s = natsOptions_SetMaxReconnect(n->opts, -1);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectWait(n->opts, 250);
@@ -448,6 +453,10 @@ void cm_nats_destroy(struct cm_nats *n)
     pthread_mutex_destroy(&n->lock);
     free(n->url);
     free(n->name);
+    free(n->identity);
+    free(n->ca_file);
+    free(n->cert_file);
+    free(n->key_file);
     free(n);
 }
 
@@ -664,4 +673,33 @@ int cm_nats_publish_sync(struct cm_nats *n, const char *subj, const char *msg_id
         *seq = pa->Sequence;
     jsPubAck_Destroy(pa);
     return CM_OK;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL && *s != '\0' ? cm_xstrdup(s) : NULL;
+}
+
+void cm_nats_set_identity(struct cm_nats *n, const char *identity, const char *ca_file,
+                          const char *cert_file, const char *key_file)
+{
+    free(n->identity);
+    free(n->ca_file);
+    free(n->cert_file);
+    free(n->key_file);
+    n->identity = dup_or_null(identity);
+    n->ca_file = dup_or_null(ca_file);
+    n->cert_file = dup_or_null(cert_file);
+    n->key_file = dup_or_null(key_file);
+}
+
+void cm_nats_share_identity(struct cm_nats *dst, const struct cm_nats *src)
+{
+    cm_nats_set_identity(dst, cm_nats_identity_of(src), src->ca_file, src->cert_file,
+                         src->key_file);
+}
+
+const char *cm_nats_identity_of(const struct cm_nats *n)
+{
+    return n->identity != NULL ? n->identity : n->name;
 }

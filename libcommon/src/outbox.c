@@ -227,6 +227,7 @@ int cm_outbox_start(struct cm_outbox **out, struct cm_nats *n, const char *db_ur
         free(ob);
         return CM_ERR;
     }
+    cm_nats_share_identity(ob->nats, n);
     cm_nats_coalesce_writes(ob->nats);
     if (cm_nats_start(ob->nats) != CM_OK) {
         cm_nats_destroy(ob->nats);

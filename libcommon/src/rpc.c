@@ -22,11 +22,16 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_ROUTES  32
-#define QUEUE_LIMIT 4096
+#define MAX_ROUTES    32
+#define QUEUE_LIMIT   4096
+#define MAX_DELEGATES 4
+#define ACTOR_MAX     128
 
 struct route {
     char *subject;
+    char *pattern;                  /* "<subject>.*": one token for the caller */
+    char *delegates[MAX_DELEGATES]; /* callers that may act as "operator" here */
+    int ndelegates;
     cm_rpc_fn fn;
     void *arg;
     natsSubscription *sub;
@@ -158,7 +163,8 @@ void cm_rpc_fail(struct cm_rpc_call *call, const char *code, const char *fmt, ..
     call->replied = 1;
     if (call->rpc->m_errors != NULL)
         cm_metrics_inc(call->rpc->m_errors, 1);
-    CM_INFO("rpc %s by %s: %s: %s", call->subject, call->actor, code, message);
+    CM_INFO("rpc %s from %s by %s: %s: %s", call->subject, call->caller ? call->caller : "?",
+            call->actor ? call->actor : "?", code, message);
     cJSON_free(text);
     cJSON_Delete(env);
 }
@@ -177,13 +183,77 @@ static double elapsed(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+bool cm_rpc_actor_valid(const char *actor)
+{
+    size_t len = actor != NULL ? strlen(actor) : 0;
+
+    if (len == 0 || len > ACTOR_MAX)
+        return false;
+    for (const char *p = actor; *p != '\0'; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '@' || c == '+' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* The caller's identity: the token after the route's subject ("<subject>.<caller>"), which
+ * the server's permissions give to that identity alone. */
+static const char *caller_of(const struct route *route, natsMsg *msg)
+{
+    const char *subj = natsMsg_GetSubject(msg);
+    size_t len = strlen(route->subject);
+
+    if (subj == NULL || strncmp(subj, route->subject, len) != 0 || subj[len] != '.' ||
+        subj[len + 1] == '\0')
+        return NULL;
+    return subj + len + 1;
+}
+
+static bool may_act_as_operator(const struct route *route, const char *caller)
+{
+    if (strcmp(caller, "operator") == 0)
+        return true;
+    for (int i = 0; i < route->ndelegates; i++) {
+        if (strcmp(caller, route->delegates[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Who acts: the request's actor when given, else the caller itself (a daemon's own calls act
+ * as that daemon, domsctl's as "operator"). Returns false after replying when the actor is
+ * malformed or may not be named by this caller.
+ */
+static bool resolve_actor(struct cm_rpc_call *call, const struct route *route)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(call->req, "actor");
+
+    if (v == NULL || cJSON_IsNull(v)) {
+        call->actor = call->caller;
+        return true;
+    }
+    if (!cJSON_IsString(v) || !cm_rpc_actor_valid(v->valuestring)) {
+        cm_rpc_fail(call, "invalid",
+                    "actor must be 1 to %d of the characters A-Z a-z 0-9 . _ : @ + -", ACTOR_MAX);
+        return false;
+    }
+    if (strcmp(v->valuestring, "operator") == 0 && !may_act_as_operator(route, call->caller)) {
+        cm_rpc_fail(call, "denied", "only the operator may act as operator");
+        return false;
+    }
+    call->actor = v->valuestring;
+    return true;
+}
+
 /* Runs one request on a worker. */
 static void serve(struct cm_rpc *rpc, struct cm_pg *pg, int worker, struct item *it)
 {
     struct cm_rpc_call call = {0};
-    const char *actor;
     struct timespec t0;
-    cJSON *req;
+    cJSON *req = NULL;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     call.subject = it->route->subject;
@@ -191,16 +261,20 @@ static void serve(struct cm_rpc *rpc, struct cm_pg *pg, int worker, struct item 
     call.rpc = rpc;
     call.pg = pg;
     call.worker = worker;
-    call.actor = "operator";
+    call.caller = caller_of(it->route, it->msg);
+    if (call.caller == NULL) {
+        /* The subscription is "<subject>.*": unreachable, unless nats.c changes. */
+        cm_rpc_fail(&call, "denied", "the request names no caller");
+        goto done;
+    }
     req = cJSON_ParseWithLength(natsMsg_GetData(it->msg), (size_t)natsMsg_GetDataLength(it->msg));
     if (!cJSON_IsObject(req)) {
         cm_rpc_fail(&call, "invalid", "the request is not a JSON object");
         goto done;
     }
     call.req = req;
-    actor = cm_rpc_str(&call, "actor");
-    if (actor != NULL && *actor != '\0')
-        call.actor = actor;
+    if (!resolve_actor(&call, it->route))
+        goto done;
     it->route->fn(&call, it->route->arg);
     if (!call.replied) {
         CM_ERROR("rpc: handler of %s did not reply", call.subject);
@@ -303,7 +377,7 @@ static int subscribe_all(struct cm_nats *n, void *arg)
 
         if (r->sub != NULL)
             continue;
-        s = natsConnection_QueueSubscribe(&r->sub, cm_nats_conn(n), r->subject, rpc->name, on_msg,
+        s = natsConnection_QueueSubscribe(&r->sub, cm_nats_conn(n), r->pattern, rpc->name, on_msg,
                                           r);
         if (s != NATS_OK) {
             CM_WARN("rpc: cannot subscribe to %s: %s", r->subject, natsStatus_GetText(s));
@@ -353,6 +427,8 @@ void cm_rpc_handle(struct cm_rpc *rpc, const char *subject, cm_rpc_fn fn, void *
         abort(); /* a programming error, caught by the first test run */
     r = &rpc->routes[rpc->nroutes++];
     r->subject = cm_xstrdup(subject);
+    r->pattern = cm_xmalloc(strlen(subject) + 3);
+    sprintf(r->pattern, "%s.*", subject);
     r->fn = fn;
     r->arg = arg;
     r->rpc = rpc;
@@ -402,8 +478,12 @@ void cm_rpc_destroy(struct cm_rpc *rpc)
     pthread_mutex_unlock(&rpc->lock);
     for (int i = 0; i < rpc->nstarted; i++)
         pthread_join(rpc->threads[i], NULL);
-    for (int i = 0; i < rpc->nroutes; i++)
+    for (int i = 0; i < rpc->nroutes; i++) {
         free(rpc->routes[i].subject);
+        free(rpc->routes[i].pattern);
+        for (int j = 0; j < rpc->routes[i].ndelegates; j++)
+            free(rpc->routes[i].delegates[j]);
+    }
     pthread_cond_destroy(&rpc->cond);
     pthread_mutex_destroy(&rpc->lock);
     free(rpc->threads);
@@ -412,4 +492,18 @@ void cm_rpc_destroy(struct cm_rpc *rpc)
     free(rpc->schema);
     free(rpc->session_sql);
     free(rpc);
+}
+
+void cm_rpc_delegate(struct cm_rpc *rpc, const char *subject, const char *caller)
+{
+    for (int i = 0; i < rpc->nroutes; i++) {
+        struct route *r = &rpc->routes[i];
+        if (strcmp(r->subject, subject) != 0)
+            continue;
+        if (r->ndelegates == MAX_DELEGATES)
+            abort(); /* a programming error, caught by the first test run */
+        r->delegates[r->ndelegates++] = cm_xstrdup(caller);
+        return;
+    }
+    abort(); /* delegation on a subject not handled: a programming error */
 }

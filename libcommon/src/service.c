@@ -19,11 +19,13 @@
 #include <unistd.h>
 
 #define SHUTDOWN_DEADLINE_S 25
+_Static_assert(sizeof(((struct cm_base_cfg *)0)->nats_identity) == CM_NATS_IDENTITY_MAX,
+               "the base settings hold one identity");
 
 void cm_service_configure(int argc, char **argv, const char *name, const struct cm_setting *table,
                           size_t n, void *cfg)
 {
-    const struct cm_base_cfg *base = cfg;
+    struct cm_base_cfg *base = cfg;
     bool print_config = false;
     char err[512];
     int level = CM_LVL_INFO;
@@ -44,6 +46,12 @@ void cm_service_configure(int argc, char **argv, const char *name, const struct 
         }
     }
     if (cm_settings_load(table, n, cfg, err, sizeof(err)) != CM_OK) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        exit(CM_EXIT_CONFIG);
+    }
+    /* Who the daemon is on NATS: its certificate's CN over TLS, its name in plaintext. */
+    if (cm_nats_identity(base->nats_ca_file, base->nats_cert_file, base->nats_key_file, name,
+                         base->nats_identity, err, sizeof(err)) != CM_OK) {
         fprintf(stderr, "%s: %s\n", name, err);
         exit(CM_EXIT_CONFIG);
     }
@@ -177,6 +185,10 @@ int cm_service_init(struct cm_service *svc, const char *name, const char *schema
     event_add(svc->sig_int, NULL);
     if (cm_nats_create(&svc->nats, cfg->nats_url, name, svc->metrics) != CM_OK)
         return CM_ERR;
+    cm_nats_set_identity(svc->nats, cfg->nats_identity[0] ? cfg->nats_identity : name,
+                         cfg->nats_ca_file, cfg->nats_cert_file, cfg->nats_key_file);
+    CM_INFO("nats: speaking as %s (%s)", cm_nats_identity_of(svc->nats),
+            cfg->nats_cert_file != NULL ? "TLS, the certificate's common name" : "plaintext");
     {
         struct cm_httpd_opts opts = {.max_body = max_body};
         if (cm_httpd_create(&svc->httpd, svc->base, listen, svc->metrics, &opts) != CM_OK)

@@ -107,7 +107,7 @@ int ai_context_parse(struct ai_context *ctx, const char *reply, size_t len, char
     return CM_OK;
 }
 
-int ai_context_fetch(natsConnection *nc, const char *actor, const char *conversation_id,
+int ai_context_fetch(struct cm_nats *n, const char *actor, const char *conversation_id,
                      long max_chars, long timeout_ms, struct ai_context *ctx, char *code,
                      size_t ccap, char *why, size_t cap)
 {
@@ -118,7 +118,7 @@ int ai_context_fetch(natsConnection *nc, const char *actor, const char *conversa
     int rc;
 
     ai_context_cleanup(ctx);
-    if (nc == NULL) {
+    if (cm_nats_conn(n) == NULL) {
         cJSON_Delete(req);
         snprintf(code, ccap, "unavailable");
         snprintf(why, cap, "NATS is not connected; retry");
@@ -131,7 +131,7 @@ int ai_context_fetch(natsConnection *nc, const char *actor, const char *conversa
     cJSON_Delete(req);
     if (body == NULL)
         abort();
-    s = natsConnection_RequestString(&reply, nc, AI_CONTEXT_SUBJECT, body, timeout_ms);
+    s = cm_nats_request(&reply, n, AI_CONTEXT_SUBJECT, body, timeout_ms);
     cJSON_free(body);
     if (s != NATS_OK) {
         CM_WARN("context: %s for conversation %s: %s", AI_CONTEXT_SUBJECT, conversation_id,

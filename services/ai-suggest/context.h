@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "common/err.h"
+#include "common/nats.h"
 #include "prompt.h"
 
 #define AI_CONTEXT_SUBJECT "router.conversation.context"
@@ -51,7 +52,7 @@ int ai_context_parse(struct ai_context *ctx, const char *reply, size_t len, char
  * CM_UNAVAIL (code "unavailable") when the router does not answer or NATS is down.
  * Blocking: worker threads only.
  */
-int ai_context_fetch(natsConnection *nc, const char *actor, const char *conversation_id,
+int ai_context_fetch(struct cm_nats *n, const char *actor, const char *conversation_id,
                      long max_chars, long timeout_ms, struct ai_context *ctx, char *code,
                      size_t ccap, char *why, size_t cap) CM_MUST_CHECK;
 

@@ -28,11 +28,10 @@
  */
 static bool authorized(struct ai *ai, struct cm_rpc_call *call, const char *ws)
 {
-    natsConnection *nc = cm_nats_conn(ai->svc.nats);
     cJSON *req = cJSON_CreateObject(), *reply = NULL;
     const cJSON *err;
     natsMsg *msg = NULL;
-    natsStatus s = NATS_NOT_YET_CONNECTED;
+    natsStatus s;
     char *body;
     bool ok = false;
 
@@ -40,8 +39,7 @@ static bool authorized(struct ai *ai, struct cm_rpc_call *call, const char *ws)
     cJSON_AddStringToObject(req, "workspace_id", ws);
     body = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
-    if (nc != NULL)
-        s = natsConnection_RequestString(&msg, nc, "router.workspace.get", body, AUTH_TIMEOUT_MS);
+    s = cm_nats_request(&msg, ai->svc.nats, "router.workspace.get", body, AUTH_TIMEOUT_MS);
     cJSON_free(body);
     if (s != NATS_OK) {
         cm_rpc_fail(call, "unavailable", "conversation-router %s; retry",
@@ -148,4 +146,6 @@ done:
 void ai_read_register(struct ai *ai)
 {
     cm_rpc_handle(ai->rpc, "ai.suggestion.get", on_get, ai);
+    /* The router reads a suggestion for whoever replies with it. */
+    cm_rpc_delegate(ai->rpc, "ai.suggestion.get", "conversation-router");
 }

@@ -229,9 +229,8 @@ static void suggest(struct ai *ai, struct cm_rpc_call *call, struct job *j, cons
     bool refused_only;
     int rc;
 
-    rc = ai_context_fetch(cm_nats_conn(ai->svc.nats), call->actor, conv,
-                          (long)ai->cfg->context_chars, CONTEXT_TIMEOUT_MS, &j->ctx, code,
-                          sizeof(code), why, sizeof(why));
+    rc = ai_context_fetch(ai->svc.nats, call->actor, conv, (long)ai->cfg->context_chars,
+                          CONTEXT_TIMEOUT_MS, &j->ctx, code, sizeof(code), why, sizeof(why));
     if (rc != CM_OK) {
         if (strcmp(code, "refused") == 0)
             cm_metrics_inc(ai->m_refused, 1);

@@ -306,4 +306,6 @@ void router_api_register(struct router *r)
     cm_rpc_handle(r->rpc, "router.workspace.update", on_workspace_update, r);
     cm_rpc_handle(r->rpc, "router.member.add", on_member_add, r);
     cm_rpc_handle(r->rpc, "router.member.remove", on_member_remove, r);
+    /* ai-suggest checks, for whoever asked it for a suggestion, that they may read. */
+    cm_rpc_delegate(r->rpc, "router.workspace.get", "ai-suggest");
 }

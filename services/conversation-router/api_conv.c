@@ -498,8 +498,7 @@ static bool unedited_suggestion(struct router *r, const struct cm_rpc_call *call
     cJSON_AddStringToObject(req, "actor", call->actor);
     cJSON_AddStringToObject(req, "suggestion_id", suggestion_id);
     body = cJSON_PrintUnformatted(req);
-    if (natsConnection_RequestString(&reply, cm_nats_conn(r->svc.nats), "ai.suggestion.get", body,
-                                     5000) == NATS_OK) {
+    if (cm_nats_request(&reply, r->svc.nats, "ai.suggestion.get", body, 5000) == NATS_OK) {
         resp = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
         draft =
             cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "result"), "text"));
@@ -612,4 +611,6 @@ void router_api_conv_register(struct router *r)
     cm_rpc_handle(r->rpc, "router.conversation.assign", on_assign, r);
     cm_rpc_handle(r->rpc, "router.conversation.close", on_close, r);
     cm_rpc_handle(r->rpc, "router.reply", on_reply, r);
+    /* ai-suggest reads a conversation for whoever asked it for a suggestion. */
+    cm_rpc_delegate(r->rpc, "router.conversation.context", "ai-suggest");
 }

@@ -306,4 +306,6 @@ void router_purge_register(struct router *r)
 {
     cm_rpc_handle(r->rpc, "router.workspace.delete", on_workspace_delete, r);
     cm_rpc_handle(r->rpc, "router.purge", on_purge, r);
+    /* The reaper passes on who asked it to delete a workspace. */
+    cm_rpc_delegate(r->rpc, "router.workspace.delete", "retention-reaper");
 }

@@ -111,8 +111,7 @@ static int ask_vault(struct router *r, struct cm_pg *pg, const char *platform,
     cJSON_AddStringToObject(req, "platform", platform);
     cJSON_AddStringToObject(req, "account_id", account_id);
     body = cJSON_PrintUnformatted(req);
-    s = natsConnection_RequestString(&reply, cm_nats_conn(r->svc.nats), "vault.integration.lookup",
-                                     body, 5000);
+    s = cm_nats_request(&reply, r->svc.nats, "vault.integration.lookup", body, 5000);
     cJSON_free(body);
     cJSON_Delete(req);
     if (s != NATS_OK)

@@ -193,11 +193,9 @@ static int fetch_token(struct sender *s, const struct job *j, char **token, char
     int rc;
 
     cJSON_AddStringToObject(req, "actor", ROUTER_SERVICE);
-    cJSON_AddStringToObject(req, "requester", ROUTER_SERVICE);
     cJSON_AddStringToObject(req, "integration_id", j->integration);
     body = cJSON_PrintUnformatted(req);
-    st = natsConnection_RequestString(&reply, cm_nats_conn(s->r->svc.nats), "vault.token.get", body,
-                                      10000);
+    st = cm_nats_request(&reply, s->r->svc.nats, "vault.token.get", body, 10000);
     cJSON_free(body);
     cJSON_Delete(req);
     if (st != NATS_OK) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/nats.h"
 #include "common/settings.h"
 #include "common/url.h"
 #include "commands.h"
@@ -20,12 +21,21 @@
 
 struct domsctl_cfg {
     char *nats_url;
+    char *nats_ca_file; /* the operator's identity: all three, or none for plaintext */
+    char *nats_cert_file;
+    char *nats_key_file;
 };
 
 /* The daemons' own loader, so that NATS_URL_FILE works here as it does for them. */
 static const struct cm_setting settings[] = {
     {"NATS_URL", CM_SET_URL, offsetof(struct domsctl_cfg, nats_url), "nats://127.0.0.1:4222", 0, 0,
      0, NULL, "NATS server URL(s), comma-separated"},
+    {"NATS_CA_FILE", CM_SET_STR, offsetof(struct domsctl_cfg, nats_ca_file), NULL, 0, 0, 0, NULL,
+     "CA certificate (PEM) that signed nats-server's certificate"},
+    {"NATS_CERT_FILE", CM_SET_STR, offsetof(struct domsctl_cfg, nats_cert_file), NULL, 0, 0, 0,
+     NULL, "the operator's certificate (PEM)"},
+    {"NATS_KEY_FILE", CM_SET_STR, offsetof(struct domsctl_cfg, nats_key_file), NULL, 0, 0, 0, NULL,
+     "the operator's private key (PEM)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -37,13 +47,14 @@ static int usage_error(const char *what, const char *arg)
 }
 
 /* Sends req to cmd's subject over url and returns the parsed reply, or NULL with *why set. */
-static cJSON *request(const struct command *cmd, const cJSON *req, const char *url, long timeout_ms,
-                      char *why, size_t cap)
+static cJSON *request(const struct command *cmd, const cJSON *req, const struct domsctl_cfg *cfg,
+                      const char *identity, long timeout_ms, char *why, size_t cap)
 {
     natsConnection *nc = NULL;
     natsOptions *opts = NULL;
     natsMsg *reply = NULL;
     char *body = cJSON_PrintUnformatted(req);
+    const char *url = cfg->nats_url;
     cJSON *parsed = NULL;
     natsStatus s;
 
@@ -55,6 +66,9 @@ static cJSON *request(const struct command *cmd, const cJSON *req, const char *u
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(opts, 5000);
     if (s == NATS_OK)
+        s = cm_nats_options_identity(opts, identity, cfg->nats_ca_file, cfg->nats_cert_file,
+                                     cfg->nats_key_file);
+    if (s == NATS_OK)
         s = natsConnection_Connect(&nc, opts);
     if (s != NATS_OK) {
         char masked[256];
@@ -62,7 +76,7 @@ static cJSON *request(const struct command *cmd, const cJSON *req, const char *u
         snprintf(why, cap, "cannot reach NATS at %s: %s", masked, natsStatus_GetText(s));
         goto done;
     }
-    s = natsConnection_RequestString(&reply, nc, cmd->subject, body, timeout_ms);
+    s = cm_nats_request_as(&reply, nc, identity, cmd->subject, body, timeout_ms);
     if (s == NATS_NO_RESPONDERS) {
         snprintf(why, cap, "no %s is answering on %s (is it running?)", cmd->service, cmd->subject);
         goto done;
@@ -93,6 +107,7 @@ int main(int argc, char **argv)
     cJSON *req, *reply;
     const cJSON *result, *error;
     struct domsctl_cfg cfg = {0};
+    char identity[CM_NATS_IDENTITY_MAX];
 
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--json") == 0) {
@@ -128,7 +143,14 @@ int main(int argc, char **argv)
         cm_settings_cleanup(settings, NSETTINGS, &cfg);
         return EXIT_REFUSED;
     }
-    reply = request(cmd, req, cfg.nats_url, timeout_ms, err, sizeof(err));
+    if (cm_nats_identity(cfg.nats_ca_file, cfg.nats_cert_file, cfg.nats_key_file, "operator",
+                         identity, err, sizeof(err)) != CM_OK) {
+        fprintf(stderr, "domsctl: %s\n", err);
+        cJSON_Delete(req);
+        cm_settings_cleanup(settings, NSETTINGS, &cfg);
+        return EXIT_REFUSED;
+    }
+    reply = request(cmd, req, &cfg, identity, timeout_ms, err, sizeof(err));
     cJSON_Delete(req);
     cm_settings_cleanup(settings, NSETTINGS, &cfg);
     if (reply == NULL) {

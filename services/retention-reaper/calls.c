@@ -127,7 +127,7 @@ int reaper_call(struct reaper *r, const char *subject, cJSON *req, long timeout_
     if (cJSON_GetObjectItemCaseSensitive(req, "actor") == NULL)
         cJSON_AddStringToObject(req, "actor", REAPER_SERVICE);
     body = cJSON_PrintUnformatted(req);
-    s = natsConnection_RequestString(&reply, cm_nats_conn(r->svc.nats), subject, body, timeout_ms);
+    s = cm_nats_request(&reply, r->svc.nats, subject, body, timeout_ms);
     cJSON_free(body);
     if (s != NATS_OK) {
         /* No responders comes back at once: the service is not running (or not written

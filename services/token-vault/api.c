@@ -310,10 +310,10 @@ static void on_deauthorize(struct cm_rpc_call *call, void *arg)
     cm_rpc_reply(call, out);
 }
 
-static bool may_fetch(const char *requester)
+static bool may_fetch(const char *caller)
 {
-    for (int i = 0; requester != NULL && token_requesters[i] != NULL; i++) {
-        if (strcmp(requester, token_requesters[i]) == 0)
+    for (int i = 0; caller != NULL && token_requesters[i] != NULL; i++) {
+        if (strcmp(caller, token_requesters[i]) == 0)
             return true;
     }
     return false;
@@ -324,7 +324,10 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
 {
     struct vault *v = arg;
     const char *id = cm_rpc_str(call, "integration_id");
-    const char *requester = cm_rpc_str(call, "requester");
+    /* Who asks is known from the server (the subject space it may publish on), never from
+     * the body: nats-server lets only these two identities request this subject, and this
+     * check holds even against a server configured too loosely. */
+    const char *requester = call->caller;
     struct cm_buf tok;
     char platform[16], account[80], expires[32];
     int64_t until;
@@ -430,4 +433,7 @@ void vault_api_register(struct vault *v)
     cm_rpc_handle(v->rpc, "vault.integration.deauthorize", on_deauthorize, v);
     cm_rpc_handle(v->rpc, "vault.token.get", on_token_get, v);
     cm_rpc_handle(v->rpc, "vault.refresh.run", on_refresh_run, v);
+    /* The reaper disconnects a deleted workspace's integrations for whoever deleted it. */
+    cm_rpc_delegate(v->rpc, "vault.integration.list", "retention-reaper");
+    cm_rpc_delegate(v->rpc, "vault.integration.disconnect", "retention-reaper");
 }

@@ -85,8 +85,7 @@ static void perform(struct job *j)
         snprintf(j->message, sizeof(j->message), "NATS is unreachable");
         return;
     }
-    s = natsConnection_RequestString(&msg, cm_nats_conn(n), j->subject, j->body,
-                                     INGEST_ASK_WAIT_MS);
+    s = cm_nats_request(&msg, n, j->subject, j->body, INGEST_ASK_WAIT_MS);
     if (s != NATS_OK) {
         snprintf(j->message, sizeof(j->message), "%s: %s", j->subject,
                  s == NATS_NO_RESPONDERS ? "no service is answering" : natsStatus_GetText(s));

@@ -107,9 +107,8 @@ char *rs_token(const char *integration_id)
     const char *t;
     char *copy = NULL;
 
-    snprintf(body, sizeof(body),
-             "{\"integration_id\":\"%s\",\"requester\":\"conversation-router\"}", integration_id);
-    r = rs_request("vault.token.get", body);
+    snprintf(body, sizeof(body), "{\"integration_id\":\"%s\"}", integration_id);
+    r = th_stack_request_as(&rs.st, "conversation-router", "vault.token.get", body);
     t = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "token"));
     if (t != NULL)
         copy = cm_xstrdup(t);
@@ -259,11 +258,15 @@ static void on_fake_done(void *closure)
 
 void rs_fake_start(struct rs_fake *f, const char *subject, const char *deleted_json)
 {
+    char pattern[160];
+
     memset(f, 0, sizeof(*f));
     pthread_mutex_init(&f->lock, NULL);
     snprintf(f->subject, sizeof(f->subject), "%s", subject);
     f->deleted = deleted_json;
-    if (natsConnection_Subscribe(&f->sub, rs.st.nc, subject, on_fake, f) != NATS_OK ||
+    /* A service subject is served on "<subject>.*": the last token names the caller. */
+    snprintf(pattern, sizeof(pattern), "%s.*", subject);
+    if (natsConnection_Subscribe(&f->sub, rs.st.nc, pattern, on_fake, f) != NATS_OK ||
         natsSubscription_SetOnCompleteCB(f->sub, on_fake_done, f) != NATS_OK)
         exit(1);
     natsConnection_Flush(rs.st.nc);

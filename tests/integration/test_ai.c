@@ -484,7 +484,8 @@ static cJSON *purge_held(const char *req)
              ws_a);
     lock = th_db_hold(&st.db, q, 1);
     CHECK(natsConnection_SubscribeSync(&sub, st.nc, "_TEST.ai.purge") == NATS_OK);
-    CHECK(natsConnection_PublishRequestString(st.nc, "ai.purge", "_TEST.ai.purge", req) == NATS_OK);
+    CHECK(natsConnection_PublishRequestString(st.nc, "ai.purge.retention-reaper", "_TEST.ai.purge",
+                                              req) == NATS_OK);
     snprintf(q, sizeof(q),
              "SELECT (SELECT count(*) FROM ai.data_keys WHERE left(key_id, length('ws:%s:'))"
              " = 'ws:%s:' OR key_id = 'ws:%s') +"

@@ -240,6 +240,7 @@ int main(void)
     th_nats_stop(&server);
 
     CHECK_INT(cm_nats_create(&n, url, "test", NULL), CM_OK);
+    th_nats_identity(n);
     cm_nats_on_connect(n, ensure, NULL);
     CHECK_INT(cm_nats_start(n), CM_OK);
     CHECK(!cm_nats_ready(n));

@@ -502,7 +502,7 @@ static void test_send_outcomes(void)
         free(why);
     }
     {
-        cJSON *dead = th_stack_request(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD", "");
+        cJSON *dead = th_stack_js(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD", "");
         CHECK(cJSON_GetNumberValue(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(dead, "state"), "messages")) >= 1);
         cJSON_Delete(dead);

@@ -69,8 +69,7 @@ static void await_acked(uint64_t seq)
     double floor = -1;
 
     for (int i = 0; i < 600; i++) {
-        cJSON *info =
-            th_stack_request(&st, "$JS.API.CONSUMER.INFO.META_EVENTS.conversation-router", "");
+        cJSON *info = th_stack_js(&st, "$JS.API.CONSUMER.INFO.META_EVENTS.conversation-router", "");
         floor = js_num(info, "ack_floor", "stream_seq");
         cJSON_Delete(info);
         if (floor >= (double)seq)
@@ -84,8 +83,8 @@ static void await_acked(uint64_t seq)
 /* How many inbound dead letters ROUTER_DEAD holds (-1 when the stream cannot be asked). */
 static long dead_inbound(void)
 {
-    cJSON *info = th_stack_request(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD",
-                                   "{\"subjects_filter\":\"router.dead.inbound.>\"}");
+    cJSON *info = th_stack_js(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD",
+                              "{\"subjects_filter\":\"router.dead.inbound.>\"}");
     const cJSON *subjects = cJSON_GetObjectItem(cJSON_GetObjectItem(info, "state"), "subjects");
     const cJSON *n;
     long total = info != NULL && cJSON_GetObjectItem(info, "state") != NULL ? 0 : -1;

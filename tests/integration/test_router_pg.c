@@ -129,7 +129,7 @@ static void test_dead_letter(void)
     for (int i = 0; i < 200 && stored() < 52; i++)
         th_sleep_ms(50);
     CHECK_INT(stored(), 52);
-    info = th_stack_request(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD", "");
+    info = th_stack_js(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD", "");
     CHECK(cJSON_GetNumberValue(
               cJSON_GetObjectItem(cJSON_GetObjectItem(info, "state"), "messages")) == 2);
     /* Each with its reason, in whichever order the router's workers met them. */
@@ -159,8 +159,7 @@ static void test_dead_letter(void)
                  "\"integration_ids\":[\"%s\"]}",
                  integration ? integration : "");
         cJSON_Delete(th_stack_request(&st, "router.purge", req));
-        info =
-            th_stack_request(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD", "{\"subjects_filter\":\">\"}");
+        info = th_stack_js(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD", "{\"subjects_filter\":\">\"}");
         CHECK(cJSON_GetNumberValue(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(info, "state"), "messages")) == 0);
         cJSON_Delete(info);
@@ -602,8 +601,8 @@ static void test_purge_keys_before_rows(void)
              "{\"actor\":\"retention-reaper\",\"scope\":\"workspace\",\"workspace_id\":\"%s\"}",
              ws_c);
     CHECK(natsConnection_SubscribeSync(&sub, st.nc, "_TEST.purge.reply") == NATS_OK);
-    CHECK(natsConnection_PublishRequestString(st.nc, "router.purge", "_TEST.purge.reply", body) ==
-          NATS_OK);
+    CHECK(natsConnection_PublishRequestString(st.nc, "router.purge.retention-reaper",
+                                              "_TEST.purge.reply", body) == NATS_OK);
     /* Stopped where the test wants it: keys gone (committed), DELETE waiting on the rows. */
     for (int i = 0; i < 600 && !stopped; i++) {
         stopped = keys_under(key) == 0 &&

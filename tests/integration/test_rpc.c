@@ -32,6 +32,7 @@ static void echo(struct cm_rpc_call *call, void *arg)
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "word", word);
     cJSON_AddStringToObject(out, "actor", call->actor);
+    cJSON_AddStringToObject(out, "caller", call->caller);
     cJSON_AddNumberToObject(out, "worker", call->worker);
     cm_rpc_reply(call, out);
 }
@@ -66,16 +67,23 @@ static void forgetful(struct cm_rpc_call *call, void *arg)
     (void)arg;
 }
 
-static char *request(natsConnection *nc, const char *subject, const char *body)
+/* A request as identity (its subject space: "<subject>.<identity>"). */
+static char *request_as(natsConnection *nc, const char *identity, const char *subject,
+                        const char *body)
 {
     natsMsg *reply = NULL;
     char *text;
 
-    if (natsConnection_RequestString(&reply, nc, subject, body, 5000) != NATS_OK)
+    if (cm_nats_request_as(&reply, nc, identity, subject, body, 5000) != NATS_OK)
         return cm_xstrdup("(no reply)");
     text = cm_xstrndup(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     return text;
+}
+
+static char *request(natsConnection *nc, const char *subject, const char *body)
+{
+    return request_as(nc, "operator", subject, body);
 }
 
 static int wait_ready(struct cm_nats *n)
@@ -115,21 +123,24 @@ int main(void)
     CHECK_INT(cm_pg_migrate_wait(url, "vault", migrations, 1), CM_OK);
 
     CHECK_INT(cm_nats_create(&n, server.url, "test-rpc", NULL), CM_OK);
+    th_nats_identity(n);
     cm_nats_on_connect(n, cm_audit_stream_ensure, NULL);
     CHECK_INT(cm_rpc_create(&rpc, n, "test-rpc", url, "vault", 3, NULL), CM_OK);
     cm_rpc_handle(rpc, "t.echo", echo, NULL);
     cm_rpc_handle(rpc, "t.audited", audited, NULL);
     cm_rpc_handle(rpc, "t.forgetful", forgetful, NULL);
+    cm_rpc_delegate(rpc, "t.echo", "retention-reaper");
     CHECK_INT(cm_rpc_start(rpc), CM_OK);
     CHECK_INT(cm_nats_start(n), CM_OK);
     CHECK(wait_ready(n));
     CHECK_INT(cm_outbox_start(&ob, n, url, "vault", NULL), CM_OK);
-    CHECK(natsConnection_ConnectTo(&nc, server.url) == NATS_OK);
+    CHECK(th_nats_connect(&nc, server.url) == NATS_OK);
     CHECK(natsConnection_JetStream(&js, nc, NULL) == NATS_OK);
 
     printf("== replies\n");
     r = request(nc, "t.echo", "{\"word\":\"hi\",\"actor\":\"alice\"}");
-    CHECK_CONTAINS(r, "{\"result\":{\"word\":\"hi\",\"actor\":\"alice\",\"worker\":");
+    CHECK_CONTAINS(
+        r, "{\"result\":{\"word\":\"hi\",\"actor\":\"alice\",\"caller\":\"operator\",\"worker\":");
     free(r);
     r = request(nc, "t.echo", "{\"word\":\"hi\"}");
     CHECK_CONTAINS(r, "\"actor\":\"operator\"");
@@ -143,6 +154,53 @@ int main(void)
     r = request(nc, "t.forgetful", "{}");
     CHECK_CONTAINS(r, "\"code\":\"internal\"");
     free(r);
+
+    printf("== callers and actors\n");
+    /* The caller is the subject's last token; a daemon without an actor acts as itself. */
+    r = request_as(nc, "conversation-router", "t.echo", "{\"word\":\"hi\"}");
+    CHECK_CONTAINS(r, "\"actor\":\"conversation-router\"");
+    CHECK_CONTAINS(r, "\"caller\":\"conversation-router\"");
+    free(r);
+    /* Only the operator identity may act as operator... */
+    r = request_as(nc, "webhook-ingest", "t.echo", "{\"word\":\"hi\",\"actor\":\"operator\"}");
+    CHECK_CONTAINS(r, "\"code\":\"denied\"");
+    free(r);
+    r = request_as(nc, "webhook-ingest", "t.forgetful", "{\"actor\":\"operator\"}");
+    CHECK_CONTAINS(r, "\"code\":\"denied\"");
+    free(r);
+    /* ...or a daemon given that right on this subject (cm_rpc_delegate). */
+    r = request_as(nc, "retention-reaper", "t.echo", "{\"word\":\"hi\",\"actor\":\"operator\"}");
+    CHECK_CONTAINS(r, "\"actor\":\"operator\",");
+    CHECK_CONTAINS(r, "\"caller\":\"retention-reaper\"");
+    free(r);
+    /* A label another daemon passes on is kept. */
+    r = request_as(nc, "ai-suggest", "t.echo", "{\"word\":\"hi\",\"actor\":\"alice@example.com\"}");
+    CHECK_CONTAINS(r, "\"actor\":\"alice@example.com\"");
+    free(r);
+    /* A malformed actor is refused once, here, for every handler. */
+    r = request(nc, "t.echo", "{\"word\":\"hi\",\"actor\":\"a b\"}");
+    CHECK_CONTAINS(r, "\"code\":\"invalid\"");
+    free(r);
+    r = request(nc, "t.echo", "{\"word\":\"hi\",\"actor\":\"\"}");
+    CHECK_CONTAINS(r, "\"code\":\"invalid\"");
+    free(r);
+    r = request(nc, "t.echo", "{\"word\":\"hi\",\"actor\":42}");
+    CHECK_CONTAINS(r, "\"code\":\"invalid\"");
+    free(r);
+    {
+        char body[300];
+        snprintf(body, sizeof(body), "{\"word\":\"hi\",\"actor\":\"%0129d\"}", 0);
+        r = request(nc, "t.echo", body);
+        CHECK_CONTAINS(r, "\"code\":\"invalid\"");
+        free(r);
+    }
+    /* The bare subject names no caller: nobody serves it. */
+    {
+        natsMsg *m = NULL;
+        CHECK_INT(natsConnection_RequestString(&m, nc, "t.echo", "{\"word\":\"hi\"}", 2000),
+                  NATS_NO_RESPONDERS);
+        natsMsg_Destroy(m);
+    }
 
     printf("== outbox\n");
     r = request(nc, "t.audited", "{\"subject\":\"kept\",\"commit\":true}");

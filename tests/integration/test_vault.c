@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "common/mem.h"
+#include "common/nats.h"
 #include "fakemeta.h"
 #include "harness.h"
 
@@ -92,16 +93,22 @@ static int domsctl(cJSON **out, char **text, const char *const *args)
 }
 
 /* A raw NATS request, as conversation-router would send it; returns the reply (free it). */
-static cJSON *request(const char *subject, const char *body)
+static cJSON *request_as(const char *identity, const char *subject, const char *body)
 {
     natsMsg *reply = NULL;
     cJSON *json = NULL;
 
-    if (natsConnection_RequestString(&reply, nc, subject, body, 30000) == NATS_OK) {
+    if (cm_nats_request_as(&reply, nc, identity, subject, body, 30000) == NATS_OK) {
         json = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
         natsMsg_Destroy(reply);
     }
     return json;
+}
+
+/* A request as the operator. */
+static cJSON *request(const char *subject, const char *body)
+{
+    return request_as("operator", subject, body);
 }
 
 static const char *str_at(const cJSON *o, const char *a, const char *b)
@@ -151,8 +158,8 @@ static char *token_of(const char *id, const char *requester, char **error_code)
     cJSON *r;
     char *tok = NULL;
 
-    snprintf(body, sizeof(body), "{\"integration_id\":\"%s\",\"requester\":\"%s\"}", id, requester);
-    r = request("vault.token.get", body);
+    snprintf(body, sizeof(body), "{\"integration_id\":\"%s\"}", id);
+    r = request_as(requester, "vault.token.get", body);
     if (str_at(r, "result", "token") != NULL)
         tok = cm_xstrdup(str_at(r, "result", "token"));
     if (error_code != NULL)
@@ -221,6 +228,36 @@ static void test_connect_both(void)
     CHECK(tok == NULL);
     CHECK_STR(code, "denied");
     free(code);
+    {
+        /* The old way in: a body that names the router. The caller is the subject's, and the
+         * vault refuses it even where a loose server would let it through. */
+        char body[256];
+        cJSON *r;
+        snprintf(body, sizeof(body),
+                 "{\"integration_id\":\"%s\",\"requester\":\"conversation-router\"}", page_id);
+        r = request_as("webhook-ingest", "vault.token.get", body);
+        CHECK_STR(str_at(r, "error", "code"), "denied");
+        CHECK(str_at(r, "result", "token") == NULL);
+        cJSON_Delete(r);
+        /* Over TLS, webhook-ingest's own certificate cannot even ask: no answer comes. */
+        if (th_nats_tls()) {
+            natsConnection *ing = NULL;
+            natsMsg *m = NULL;
+            snprintf(body, sizeof(body), "{\"integration_id\":\"%s\"}", page_id);
+            CHECK(th_nats_connect_as(&ing, nats.url, "webhook-ingest") == NATS_OK);
+            CHECK(cm_nats_request_as(&m, ing, "webhook-ingest", "vault.token.get", body, 2000) !=
+                  NATS_OK);
+            CHECK(m == NULL);
+            natsMsg_Destroy(m);
+            natsConnection_Destroy(ing);
+        }
+        /* A daemon may not act as the operator. */
+        snprintf(body, sizeof(body),
+                 "{\"actor\":\"operator\",\"platform\":\"messenger\",\"account_id\":\"1\"}");
+        r = request_as("conversation-router", "vault.integration.lookup", body);
+        CHECK_STR(str_at(r, "error", "code"), "denied");
+        cJSON_Delete(r);
+    }
 
     /* Reconnecting the same account in the same workspace renews it in place. */
     {
@@ -765,7 +802,7 @@ int main(void)
     fputs("1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n", f);
     fclose(f);
     chmod(kek_path, 0600);
-    if (natsConnection_ConnectTo(&nc, nats.url) != NATS_OK)
+    if (th_nats_connect(&nc, nats.url) != NATS_OK)
         return 1;
     start_vault(&vault[0], kek_path);
 

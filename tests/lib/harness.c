@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -29,6 +30,9 @@ static int proc_seq;
  * what the test sets. */
 static const char *const scrubbed[] = {"DATABASE_URL",
                                        "NATS_URL",
+                                       "NATS_CA_FILE",
+                                       "NATS_CERT_FILE",
+                                       "NATS_KEY_FILE",
                                        "LOG_LEVEL",
                                        "LOG_FORMAT",
                                        "DOMS_KEK_FILE",
@@ -385,6 +389,36 @@ static bool port_open(int port)
     return ok;
 }
 
+/*
+ * In a child about to exec path: a daemon (or domsctl, as the operator) gets its own identity's
+ * certificate for the test nats-server, unless the test set NATS_CA_FILE itself.
+ */
+static void give_identity(const char *path)
+{
+    static const char *const daemons[] = {"webhook-ingest",   "conversation-router", "token-vault",
+                                          "retention-reaper", "ai-suggest",          NULL};
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *pki = getenv("DOMS_TEST_PKI"), *identity = NULL;
+    char v[700];
+
+    if (pki == NULL || *pki == '\0' || getenv("NATS_CA_FILE") != NULL)
+        return;
+    if (strcmp(base, "domsctl") == 0)
+        identity = "operator";
+    for (int i = 0; daemons[i] != NULL; i++) {
+        if (strcmp(base, daemons[i]) == 0)
+            identity = daemons[i];
+    }
+    if (identity == NULL)
+        return;
+    snprintf(v, sizeof(v), "%s/ca.crt", pki);
+    setenv("NATS_CA_FILE", v, 1);
+    snprintf(v, sizeof(v), "%s/%s.crt", pki, identity);
+    setenv("NATS_CERT_FILE", v, 1);
+    snprintf(v, sizeof(v), "%s/%s.key", pki, identity);
+    setenv("NATS_KEY_FILE", v, 1);
+}
+
 static pid_t spawn(const char *path, char *const argv[], const char *const *env, const char *log)
 {
     pid_t pid = fork();
@@ -408,6 +442,7 @@ static pid_t spawn(const char *path, char *const argv[], const char *const *env,
         }
         for (int i = 0; env != NULL && env[i] != NULL; i++)
             putenv((char *)env[i]);
+        give_identity(path);
         execv(path, argv);
         fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
         _exit(127);
@@ -445,21 +480,53 @@ static const char *nats_server_path(void)
     exit(1);
 }
 
+/* deploy/pki's directory for this run, or NULL: then the test nats-server is plaintext. */
+static const char *test_pki(void)
+{
+    const char *pki = getenv("DOMS_TEST_PKI");
+
+    return pki != NULL && *pki != '\0' ? pki : NULL;
+}
+
+/* Writes dir/authorization.conf from proto/permissions.tsv, doms-test allowed everything. */
+static void write_authorization(const char *dir)
+{
+    char *cmd = cm_xasprintf("'%s/deploy/nats/authorization' --allow-all doms-test"
+                             " '%s/proto/permissions.tsv' > '%s/authorization.conf'",
+                             th_getenv("DOMS_SOURCE_DIR"), th_getenv("DOMS_SOURCE_DIR"), dir);
+
+    if (system(cmd) != 0) {
+        fprintf(stderr, "%s: %s failed\n", test_name, cmd);
+        exit(1);
+    }
+    free(cmd);
+}
+
 void th_nats_start(struct th_nats *n)
 {
-    char conf[600], log[600], *text;
+    const char *pki = test_pki();
+    char conf[600], *text, *tls = NULL;
     FILE *f;
 
     memset(n, 0, sizeof(*n));
     n->port = th_free_port();
     snprintf(n->dir, sizeof(n->dir), "%s/nats", tmp_dir);
     mkdir(n->dir, 0755);
-    snprintf(n->url, sizeof(n->url), "nats://127.0.0.1:%d", n->port);
+    snprintf(n->url, sizeof(n->url), "%s://127.0.0.1:%d", pki ? "tls" : "nats", n->port);
     snprintf(conf, sizeof(conf), "%s/nats.conf", n->dir);
+    if (pki != NULL) {
+        /* As deploy/nats/tls.conf: TLS only, each certificate mapped to its user. */
+        write_authorization(n->dir);
+        tls = cm_xasprintf("tls {\n  cert_file: \"%s/nats-server.crt\"\n"
+                           "  key_file: \"%s/nats-server.key\"\n  ca_file: \"%s/ca.crt\"\n"
+                           "  verify_and_map: true\n  timeout: 5\n}\n"
+                           "include ./authorization.conf\n",
+                           pki, pki, pki);
+    }
     text = cm_xasprintf("listen: 127.0.0.1:%d\n"
                         "jetstream {\n  store_dir: \"%s/js\"\n"
-                        "  key: \"test-only-jetstream-key-0123456789\"\n  cipher: aes\n}\n",
-                        n->port, n->dir);
+                        "  key: \"test-only-jetstream-key-0123456789\"\n  cipher: aes\n}\n%s",
+                        n->port, n->dir, tls ? tls : "");
     f = fopen(conf, "w");
     if (f == NULL || fputs(text, f) < 0) {
         perror(conf);
@@ -467,8 +534,61 @@ void th_nats_start(struct th_nats *n)
     }
     fclose(f);
     free(text);
-    (void)log;
+    free(tls);
     th_nats_restart(n);
+}
+
+bool th_nats_tls(void)
+{
+    return test_pki() != NULL;
+}
+
+natsStatus th_nats_connect_as(natsConnection **nc, const char *url, const char *identity)
+{
+    const char *pki = test_pki();
+    char ca[600], cert[600], key[600], id[CM_NATS_IDENTITY_MAX], err[256];
+    natsOptions *opts = NULL;
+    natsStatus s;
+
+    *nc = NULL;
+    snprintf(ca, sizeof(ca), "%s/ca.crt", pki ? pki : "");
+    snprintf(cert, sizeof(cert), "%s/%s.crt", pki ? pki : "", identity);
+    snprintf(key, sizeof(key), "%s/%s.key", pki ? pki : "", identity);
+    /* Also keeps OpenSSL's exit handler from freeing twice (see cm_nats_identity). */
+    if (cm_nats_identity(pki ? ca : NULL, pki ? cert : NULL, pki ? key : NULL, identity, id, err,
+                         sizeof(err)) != CM_OK) {
+        fprintf(stderr, "%s: %s\n", test_name, err);
+        return NATS_ERR;
+    }
+    s = natsOptions_Create(&opts);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(opts, url);
+    if (s == NATS_OK)
+        s = cm_nats_options_identity(opts, id, pki ? ca : NULL, pki ? cert : NULL,
+                                     pki ? key : NULL);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(nc, opts);
+    natsOptions_Destroy(opts);
+    return s;
+}
+
+natsStatus th_nats_connect(natsConnection **nc, const char *url)
+{
+    return th_nats_connect_as(nc, url, "doms-test");
+}
+
+void th_nats_identity(struct cm_nats *n)
+{
+    const char *pki = test_pki();
+    char ca[600], cert[600], key[600];
+
+    if (pki == NULL)
+        return;
+    snprintf(ca, sizeof(ca), "%s/ca.crt", pki);
+    snprintf(cert, sizeof(cert), "%s/doms-test.crt", pki);
+    snprintf(key, sizeof(key), "%s/doms-test.key", pki);
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
+    cm_nats_set_identity(n, "doms-test", ca, cert, key);
 }
 
 void th_nats_restart(struct th_nats *n)
@@ -494,6 +614,15 @@ void th_nats_stop(struct th_nats *n)
 
     if (n->pid <= 0)
         return;
+    {
+        /* Permission violations are refused silently to the client: show them here. */
+        char *cmd = cm_xasprintf("grep -h 'Violation\\|uthorization' '%s/nats.log' | "
+                                 "sed 's/^/%s: nats-server: /' | head -n 40 >&2",
+                                 n->dir, test_name);
+        if (system(cmd) < 0)
+            perror("system");
+        free(cmd);
+    }
     kill(n->pid, SIGTERM);
     if (reap(n->pid, &st, 15000) != 0) {
         kill(n->pid, SIGKILL);

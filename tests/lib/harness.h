@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "common/mem.h"
+#include "common/nats.h"
 
 /* Returns the variable's value, or stops the test (exit 1) naming it when unset. */
 const char *th_getenv(const char *name);
@@ -103,8 +104,22 @@ struct th_nats {
     char url[64];
 };
 
-/* Starts a private JetStream server (encrypted file store) and waits until it listens. */
+/*
+ * Starts a private JetStream server (encrypted file store) and waits until it listens. With
+ * DOMS_TEST_PKI (tests/run sets it) it is the suite's server: TLS only, each client
+ * certificate mapped to its identity, the permissions of proto/permissions.tsv, and a user
+ * doms-test allowed everything (the tests' own connection, standing in for any daemon); its
+ * URL is then tls://. Daemons started with th_proc_start() get their identity's certificate.
+ */
 void th_nats_start(struct th_nats *n);
+/* True when the test nats-server speaks TLS (DOMS_TEST_PKI set). */
+bool th_nats_tls(void);
+/* Connects to url as doms-test (its certificate over TLS; plaintext without a PKI). */
+natsStatus th_nats_connect(natsConnection **nc, const char *url);
+/* Connects to url with identity's certificate from DOMS_TEST_PKI (inbox _INBOX.<identity>). */
+natsStatus th_nats_connect_as(natsConnection **nc, const char *url, const char *identity);
+/* Gives a cm_nats connection the doms-test identity (over TLS; nothing without a PKI). */
+void th_nats_identity(struct cm_nats *n);
 /* Stops it (SIGTERM, wait). Its store stays for a restart. */
 void th_nats_stop(struct th_nats *n);
 /* Starts it again on the same port with the same store. */

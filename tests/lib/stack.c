@@ -11,6 +11,7 @@
 #include "check.h"
 #include "common/crypto.h"
 #include "common/mem.h"
+#include "common/nats.h"
 
 struct role {
     const char *daemon;
@@ -52,7 +53,7 @@ void th_stack_init_at(struct th_stack *s, const char *admin_url)
     fputs("1:c3RhY2stdGVzdC1rZWstMDEyMzQ1Njc4OWFiY2RlZmc=\n", f);
     fclose(f);
     chmod(s->kek, 0600);
-    if (natsConnection_ConnectTo(&s->nc, s->nats.url) != NATS_OK) {
+    if (th_nats_connect(&s->nc, s->nats.url) != NATS_OK) {
         fprintf(stderr, "cannot connect to the test nats-server\n");
         exit(1);
     }
@@ -149,16 +150,37 @@ int th_stack_domsctl(struct th_stack *s, cJSON **out, char **text, const char *c
     return code;
 }
 
-cJSON *th_stack_request(struct th_stack *s, const char *subject, const char *body)
+static cJSON *parse_reply(natsStatus st, natsMsg *reply)
 {
-    natsMsg *reply = NULL;
     cJSON *json = NULL;
 
-    if (natsConnection_RequestString(&reply, s->nc, subject, body, 30000) == NATS_OK) {
+    if (st == NATS_OK) {
         json = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
         natsMsg_Destroy(reply);
     }
     return json;
+}
+
+cJSON *th_stack_request_as(struct th_stack *s, const char *identity, const char *subject,
+                           const char *body)
+{
+    natsMsg *reply = NULL;
+    natsStatus st = cm_nats_request_as(&reply, s->nc, identity, subject, body, 30000);
+
+    return parse_reply(st, reply);
+}
+
+cJSON *th_stack_request(struct th_stack *s, const char *subject, const char *body)
+{
+    return th_stack_request_as(s, "operator", subject, body);
+}
+
+cJSON *th_stack_js(struct th_stack *s, const char *subject, const char *body)
+{
+    natsMsg *reply = NULL;
+    natsStatus st = natsConnection_RequestString(&reply, s->nc, subject, body, 30000);
+
+    return parse_reply(st, reply);
 }
 
 char *th_stack_sql(struct th_stack *s, const char *sql)

@@ -47,8 +47,14 @@ long th_stack_webhook(struct th_stack *s, const char *body);
  * *text everything printed (may be NULL). Free both. */
 int th_stack_domsctl(struct th_stack *s, cJSON **out, char **text, const char *const *args);
 
-/* A NATS request as an internal service would send it; the parsed reply (free it) or NULL. */
+/* A request to a service subject as the operator (published on "<subject>.operator"); the
+ * parsed reply (free it) or NULL. */
 cJSON *th_stack_request(struct th_stack *s, const char *subject, const char *body);
+/* The same as identity: the tests' connection stands in for that daemon. */
+cJSON *th_stack_request_as(struct th_stack *s, const char *identity, const char *subject,
+                           const char *body);
+/* A request on subject as it is (JetStream's API, $JS.API...); the parsed reply or NULL. */
+cJSON *th_stack_js(struct th_stack *s, const char *subject, const char *body);
 
 /* Runs sql as the admin; returns the first value (free it), or NULL when there is no row.
  * A query that fails fails the test (and returns NULL). */

@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "common/mem.h"
+#include "common/nats.h"
 #include "common/settings.h"
 
 struct cfg {
@@ -391,6 +392,49 @@ static void test_help_mentions_file(void)
     free(text);
 }
 
+/* NATS_CA_FILE, NATS_CERT_FILE, NATS_KEY_FILE: all three (the CN is the identity) or none. */
+static void test_nats_identity(void)
+{
+    char id[CM_NATS_IDENTITY_MAX], err[256], path[256];
+    const char *pki = getenv("DOMS_TEST_PKI");
+    FILE *f;
+
+    CHECK_INT(cm_nats_identity(NULL, NULL, NULL, "token-vault", id, err, sizeof(err)), CM_OK);
+    CHECK_STR(id, "token-vault");
+    CHECK_INT(cm_nats_identity("", "", "", "operator", id, err, sizeof(err)), CM_OK);
+    CHECK_STR(id, "operator");
+    CHECK_INT(cm_nats_identity("/ca.crt", NULL, NULL, "operator", id, err, sizeof(err)),
+              CM_INVALID);
+    CHECK_CONTAINS(err,
+                   "NATS_CERT_FILE: NATS_CA_FILE, NATS_CERT_FILE and NATS_KEY_FILE go together");
+    CHECK_INT(cm_nats_identity("/ca.crt", "/x.crt", NULL, "operator", id, err, sizeof(err)),
+              CM_INVALID);
+    CHECK_CONTAINS(err, "NATS_KEY_FILE:");
+    CHECK_INT(
+        cm_nats_identity("/ca.crt", "/nonexistent.crt", "/x.key", "operator", id, err, sizeof(err)),
+        CM_INVALID);
+    CHECK_CONTAINS(err, "NATS_CERT_FILE: cannot open /nonexistent.crt");
+    snprintf(path, sizeof(path), "/tmp/test_settings_%d.crt", (int)getpid());
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fputs("not a certificate\n", f);
+        fclose(f);
+    }
+    CHECK_INT(cm_nats_identity("/ca.crt", path, "/x.key", "operator", id, err, sizeof(err)),
+              CM_INVALID);
+    CHECK_CONTAINS(err, "holds no PEM certificate");
+    unlink(path);
+    if (pki != NULL && *pki != '\0') {
+        char ca[512], cert[512], key[512];
+        snprintf(ca, sizeof(ca), "%s/ca.crt", pki);
+        snprintf(cert, sizeof(cert), "%s/ai-suggest.crt", pki);
+        snprintf(key, sizeof(key), "%s/ai-suggest.key", pki);
+        CHECK_INT(cm_nats_identity(ca, cert, key, "operator", id, err, sizeof(err)), CM_OK);
+        CHECK_STR(id, "ai-suggest");
+    }
+}
+
 int main(void)
 {
     const char *base = getenv("DOMS_TEST_TMP");
@@ -409,6 +453,7 @@ int main(void)
     RUN(test_file_refusals);
     RUN(test_file_secret_masked);
     RUN(test_help_mentions_file);
+    RUN(test_nats_identity);
     rc = check_summary();
     {
         static const char *const names[] = {"secret", "dburl", "spaced", "count", "empty",

@@ -34,7 +34,61 @@ typedef int (*cm_nats_setup_fn)(struct cm_nats *n, void *arg);
 int cm_nats_create(struct cm_nats **out, const char *url, const char *name,
                    struct cm_metrics *metrics) CM_MUST_CHECK;
 
-/* Registers a set-up step (see above). fn and arg are borrowed for the connection's life. */
+/* --- Identity and transport security ---------------------------------------------------- */
+
+/* The longest identity (a certificate's CN, or a daemon's name), with its terminating NUL. */
+#define CM_NATS_IDENTITY_MAX 65
+
+/*
+ * Resolves who a connection speaks as. With ca_file, cert_file and key_file all set (non-NULL
+ * and non-empty), the identity is the common name of cert_file's certificate, read with
+ * OpenSSL; the server maps the same certificate to the same name. With none of them set, it
+ * is fallback (the daemon's name; "operator" for domsctl), for a plaintext server. One or
+ * two of the three, an unreadable certificate or a CN that is not a valid subject token:
+ * CM_INVALID with one line in err naming the variable. out receives the identity.
+ */
+int cm_nats_identity(const char *ca_file, const char *cert_file, const char *key_file,
+                     const char *fallback, char out[CM_NATS_IDENTITY_MAX], char *err,
+                     size_t errlen) CM_MUST_CHECK;
+
+/*
+ * Applies the identity to nats.c options: with the three files, TLS (natsOptions_SetSecure),
+ * the CA that verifies the server and the client's certificate chain; always the private
+ * inbox prefix _INBOX.<identity>, so that replies to this identity travel on subjects only it
+ * may subscribe to. Strings are borrowed for the call. Returns nats.c's status.
+ */
+natsStatus cm_nats_options_identity(natsOptions *opts, const char *identity, const char *ca_file,
+                                    const char *cert_file, const char *key_file);
+
+/*
+ * Sets the identity and TLS files (NULL for plaintext) of n, before cm_nats_start(); copied.
+ * Without it a connection speaks as its name, in plaintext.
+ */
+void cm_nats_set_identity(struct cm_nats *n, const char *identity, const char *ca_file,
+                          const char *cert_file, const char *key_file);
+
+/* Gives dst the identity and TLS files of src (a secondary connection of the same daemon). */
+void cm_nats_share_identity(struct cm_nats *dst, const struct cm_nats *src);
+
+/* The identity n speaks as (borrowed). */
+const char *cm_nats_identity_of(const struct cm_nats *n);
+
+/*
+ * A request to the service subject `subject` as identity: published on
+ * "<subject>.<identity>", the caller's own subject space, which the server's permissions let
+ * only that identity publish on (proto/README.md). Blocking, like natsConnection_Request.
+ * *reply is the caller's to natsMsg_Destroy().
+ */
+natsStatus cm_nats_request_as(natsMsg **reply, natsConnection *nc, const char *identity,
+                              const char *subject, const char *body, int64_t timeout_ms);
+
+/* cm_nats_request_as() on n's connection and identity. NATS_CONNECTION_CLOSED before the
+ * first connect. */
+natsStatus cm_nats_request(natsMsg **reply, struct cm_nats *n, const char *subject,
+                           const char *body, int64_t timeout_ms);
+
+/* Registers a set-up step (see the top of this file). fn and arg are borrowed for the connection's
+ * life. */
 void cm_nats_on_connect(struct cm_nats *n, cm_nats_setup_fn fn, void *arg);
 
 /*

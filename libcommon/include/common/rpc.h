@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
+#include <stdbool.h>
 
 #include "common/err.h"
 
@@ -28,7 +29,8 @@ struct cm_metrics;
 struct cm_rpc_call {
     const char *subject;
     const cJSON *req;   /* the parsed request object */
-    const char *actor;  /* req.actor, or "operator" when absent */
+    const char *caller; /* the identity that sent it: the last token of its subject */
+    const char *actor;  /* req.actor (validated), or the caller when absent */
     struct cm_pg *pg;   /* the worker's connection (search_path: the service's schema) */
     int worker;         /* 0..N-1 */
     natsMsg *msg;       /* the NATS message, for its reply subject */
@@ -48,8 +50,23 @@ typedef void (*cm_rpc_fn)(struct cm_rpc_call *call, void *arg);
 int cm_rpc_create(struct cm_rpc **out, struct cm_nats *n, const char *name, const char *db_url,
                   const char *schema, int workers, struct cm_metrics *metrics) CM_MUST_CHECK;
 
-/* Routes subject to fn (before cm_rpc_start). subject is copied; arg is borrowed. */
+/*
+ * Routes subject to fn (before cm_rpc_start): the server subscribes "<subject>.*", each
+ * caller publishing on "<subject>.<its identity>" (cm_nats_request), a subject space the
+ * server's permissions give to that identity alone. subject is copied; arg is borrowed.
+ */
 void cm_rpc_handle(struct cm_rpc *rpc, const char *subject, cm_rpc_fn fn, void *arg);
+
+/*
+ * Lets caller name "operator" as the actor of requests on subject, which only the operator
+ * identity may do otherwise: for a daemon that passes on what the operator asked of it (the
+ * reaper's workspace deletion, ai-suggest's reading for a suggestion). After
+ * cm_rpc_handle(subject); caller is copied.
+ */
+void cm_rpc_delegate(struct cm_rpc *rpc, const char *subject, const char *caller);
+
+/* True when actor is a well-formed actor: 1 to 128 of A-Z a-z 0-9 . _ : @ + - */
+bool cm_rpc_actor_valid(const char *actor);
 
 /* Session settings for every worker's connection (cm_pg_session); before cm_rpc_start. */
 void cm_rpc_session(struct cm_rpc *rpc, const char *sql);

@@ -50,9 +50,15 @@ struct cm_setting {
 struct cm_base_cfg {
     char *database_url;
     char *nats_url;
+    char *nats_ca_file; /* NATS_CA_FILE, NATS_CERT_FILE, NATS_KEY_FILE: all or none */
+    char *nats_cert_file;
+    char *nats_key_file;
     char *log_level;
     char *log_format;
     char *kek_file;
+    /* Not a setting: who the daemon is on NATS (cm_nats_identity), set by
+     * cm_service_configure(). */
+    char nats_identity[65];
 };
 
 /* The base settings' table entries, for a config struct whose member `field` is the base. */
@@ -75,6 +81,33 @@ struct cm_base_cfg {
          0,                                                                                        \
          NULL,                                                                                     \
          "NATS server URL(s), comma-separated"},                                                   \
+        {"NATS_CA_FILE",                                                                           \
+         CM_SET_STR,                                                                               \
+         offsetof(type, field.nats_ca_file),                                                       \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         "CA certificate (PEM) that signed nats-server's certificate; with the next two: TLS"},    \
+        {"NATS_CERT_FILE",                                                                         \
+         CM_SET_STR,                                                                               \
+         offsetof(type, field.nats_cert_file),                                                     \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         "this identity's certificate (PEM); its CN is who the daemon is on NATS"},                \
+        {"NATS_KEY_FILE",                                                                          \
+         CM_SET_STR,                                                                               \
+         offsetof(type, field.nats_key_file),                                                      \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         "the certificate's private key (PEM)"},                                                   \
         {"LOG_LEVEL",                                                                              \
          CM_SET_ENUM,                                                                              \
          offsetof(type, field.log_level),                                                          \

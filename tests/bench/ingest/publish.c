@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/connect.h"
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static int inflight;
@@ -75,7 +77,7 @@ int main(int argc, char **argv)
     events = atoi(argv[2]);
     window = atoi(argv[3]);
     latencies = calloc((size_t)events, sizeof(double));
-    if (natsConnection_ConnectTo(&nc, argv[1]) != NATS_OK)
+    if (bench_connect(&nc, argv[1]) != NATS_OK)
         return 1;
     jsOptions_Init(&jo);
     jo.PublishAsync.AckHandler = on_ack;

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/connect.h"
 #include "../lib/latency.h"
 #include "common/crypto.h"
 
@@ -65,8 +66,7 @@ static int preload(const char *url, int n, const char *run_id, int contacts)
     if (contact_id == NULL || *contact_id == '\0')
         contact_id = run_id;
     snprintf(prefix, sizeof(prefix), "m_%s_", run_id);
-    if (natsConnection_ConnectTo(&nc, url) != NATS_OK ||
-        natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+    if (bench_connect(&nc, url) != NATS_OK || natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
         return 1;
     for (int i = 0; i < n; i++) {
         event_json(ev, sizeof(ev), prefix, i, contact_id, contacts, ts + i);

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/connect.h"
 #include "../lib/latency.h"
 
 #define MAX_SAMPLES 200000
@@ -110,7 +111,7 @@ static void *run_suggest(struct client *c)
     natsConnection *nc = NULL;
     double start, next;
 
-    if (natsConnection_ConnectTo(&nc, c->nats_url) != NATS_OK) {
+    if (bench_connect(&nc, c->nats_url) != NATS_OK) {
         c->errors++;
         return NULL;
     }
@@ -118,7 +119,8 @@ static void *run_suggest(struct client *c)
     while (more(c, start, next)) {
         natsMsg *reply = NULL;
         double t0 = pace(c, &next);
-        if (natsConnection_RequestString(&reply, nc, "ai.suggest", c->body, 30000) != NATS_OK ||
+        if (natsConnection_RequestString(&reply, nc, "ai.suggest.operator", c->body, 30000) !=
+                NATS_OK ||
             strstr(natsMsg_GetData(reply), "\"error\"") != NULL) {
             if (reply != NULL && c->errors == 0)
                 fprintf(stderr, "first error: %.300s\n", natsMsg_GetData(reply));

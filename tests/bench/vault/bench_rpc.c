@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/connect.h"
 #include "../lib/latency.h"
 
 #define MAX_SAMPLES 2000000
@@ -49,7 +50,7 @@ static void *run_client(void *p)
     double start, due;
     char body[1024];
 
-    if (natsConnection_ConnectTo(&nc, c->url) != NATS_OK) {
+    if (bench_connect(&nc, c->url) != NATS_OK) {
         c->errors++;
         return NULL;
     }
@@ -137,7 +138,7 @@ static void *connector(void *arg)
     int k;
 
     (void)arg;
-    if (natsConnection_ConnectTo(&nc, connect_url) != NATS_OK) {
+    if (bench_connect(&nc, connect_url) != NATS_OK) {
         atomic_fetch_add(&connect_failed, 1);
         return NULL;
     }
@@ -148,8 +149,8 @@ static void *connector(void *arg)
                  "{\"actor\":\"bench\",\"workspace_id\":\"%s\",\"platform\":\"instagram\","
                  "\"account_id\":\"17841%010d\",\"token\":\"bench-short\"}",
                  connect_ws, k);
-        if (natsConnection_RequestString(&reply, nc, "vault.integration.connect", body, 30000) !=
-                NATS_OK ||
+        if (natsConnection_RequestString(&reply, nc, "vault.integration.connect.operator", body,
+                                         30000) != NATS_OK ||
             (id = strstr(natsMsg_GetData(reply), "\"integration_id\":\"")) == NULL) {
             if (reply != NULL)
                 fprintf(stderr, "connect %d: %.300s\n", k, natsMsg_GetData(reply));
@@ -223,7 +224,7 @@ int main(int argc, char **argv)
         memset(echo_reply, 'x', 300);
         echo_reply[300] = '\0';
         subject = "bench.echo";
-        natsConnection_ConnectTo(&echo_nc, argv[1]);
+        bench_connect(&echo_nc, argv[1]);
         natsConnection_QueueSubscribe(&sub, echo_nc, subject, "echo", on_echo, NULL);
         natsConnection_Flush(echo_nc);
     }
