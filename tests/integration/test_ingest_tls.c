@@ -269,7 +269,7 @@ int main(void)
     port = th_free_port();
     snprintf(base, sizeof(base), "https://127.0.0.1:%d", port);
     snprintf(internal, sizeof(internal), "http://127.0.0.1:%d", th_free_port());
-    if (natsConnection_ConnectTo(&nc, nats.url) != NATS_OK ||
+    if (th_nats_connect(&nc, nats.url) != NATS_OK ||
         natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
         fprintf(stderr, "cannot connect to the test nats-server\n");
         return 1;
