@@ -139,15 +139,7 @@ static void start_ingest(void)
 
 static uint64_t stream_msgs(void)
 {
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    uint64_t n = 0;
-
-    if (js_GetStreamInfo(&si, js, "META_EVENTS", NULL, &jerr) == NATS_OK) {
-        n = si->State.Msgs;
-        jsStreamInfo_Destroy(si);
-    }
-    return n;
+    return th_stream_msgs(js, "META_EVENTS");
 }
 
 /* One series of ingest's /metrics ("name " or "name{labels} "), or -1. */

@@ -151,15 +151,7 @@ static void start_ingest(void)
 
 static uint64_t stream_msgs(void)
 {
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    uint64_t n = 0;
-
-    if (js_GetStreamInfo(&si, js, "META_EVENTS", NULL, &jerr) == NATS_OK) {
-        n = si->State.Msgs;
-        jsStreamInfo_Destroy(si);
-    }
-    return n;
+    return th_stream_msgs(js, "META_EVENTS");
 }
 
 static void test_signed_post_over_https(void)

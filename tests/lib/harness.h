@@ -22,6 +22,8 @@ const char *th_getenv(const char *name);
 
 /* A directory private to this test binary under DOMS_TEST_TMP (created). Static storage. */
 const char *th_tmpdir(void);
+/* The name th_init was given. */
+const char *th_test_name(void);
 
 /* Sets the test's name (for directories and database names). Call first in main(). */
 void th_init(const char *name);
@@ -116,6 +118,8 @@ void th_nats_start(struct th_nats *n);
 bool th_nats_tls(void);
 /* Connects to url as doms-test (its certificate over TLS; plaintext without a PKI). */
 natsStatus th_nats_connect(natsConnection **nc, const char *url);
+/* Messages held in stream (0 when it cannot be read). */
+uint64_t th_stream_msgs(jsCtx *js, const char *stream);
 /* Connects to url with identity's certificate from DOMS_TEST_PKI (inbox _INBOX.<identity>). */
 natsStatus th_nats_connect_as(natsConnection **nc, const char *url, const char *identity);
 /* Gives a cm_nats connection the doms-test identity (over TLS; nothing without a PKI). */
