@@ -66,6 +66,7 @@ struct cm_nats {
     pthread_cond_t cond;
     bool want_setup;
     bool stopping;
+    bool setup_running; /* the set-up thread is running a pass of steps; under lock */
     struct setup setups[MAX_SETUPS];
     int nsetups;
 
@@ -280,6 +281,8 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 static void *setup_main(void *arg)
 {
     struct cm_nats *n = arg;
+    struct setup steps[MAX_SETUPS];
+    int nsteps;
 
     pthread_mutex_lock(&n->lock);
     while (!n->stopping) {
@@ -290,10 +293,17 @@ static void *setup_main(void *arg)
             continue;
         }
         n->want_setup = false;
+        /* A copy: cm_nats_off_connect() may remove a step while the pass runs unlocked; it
+         * waits for the pass to end (setup_running) before its caller frees the step's arg. */
+        nsteps = n->nsetups;
+        memcpy(steps, n->setups, sizeof(steps[0]) * (size_t)nsteps);
+        n->setup_running = true;
         pthread_mutex_unlock(&n->lock);
-        for (int i = 0; i < n->nsetups && ok; i++)
-            ok = n->setups[i].fn(n, n->setups[i].arg) == CM_OK;
+        for (int i = 0; i < nsteps && ok; i++)
+            ok = steps[i].fn(n, steps[i].arg) == CM_OK;
         pthread_mutex_lock(&n->lock);
+        n->setup_running = false;
+        pthread_cond_broadcast(&n->cond);
         if (ok && !n->want_setup) {
             atomic_store(&n->setup_done, true);
         } else if (!ok && !n->stopping) {
@@ -331,11 +341,31 @@ int cm_nats_create(struct cm_nats **out, const char *url, const char *name,
 
 void cm_nats_on_connect(struct cm_nats *n, cm_nats_setup_fn fn, void *arg)
 {
+    pthread_mutex_lock(&n->lock);
     if (n->nsetups == MAX_SETUPS)
         abort(); /* a programming error, caught by the first test run */
     n->setups[n->nsetups].fn = fn;
     n->setups[n->nsetups].arg = arg;
     n->nsetups++;
+    pthread_mutex_unlock(&n->lock);
+}
+
+void cm_nats_off_connect(struct cm_nats *n, cm_nats_setup_fn fn, void *arg)
+{
+    pthread_mutex_lock(&n->lock);
+    for (int i = 0; i < n->nsetups; i++) {
+        if (n->setups[i].fn != fn || n->setups[i].arg != arg)
+            continue;
+        memmove(&n->setups[i], &n->setups[i + 1],
+                sizeof(n->setups[0]) * (size_t)(n->nsetups - i - 1));
+        n->nsetups--;
+        break;
+    }
+    /* A pass that started before the removal may be running the step with arg right now. */
+    while (n->setup_running &&
+           !(n->setup_thread_started && pthread_equal(pthread_self(), n->setup_thread)))
+        pthread_cond_wait(&n->cond, &n->lock);
+    pthread_mutex_unlock(&n->lock);
 }
 
 void cm_nats_coalesce_writes(struct cm_nats *n)

@@ -57,12 +57,14 @@ struct cm_rpc {
     struct route routes[MAX_ROUTES];
     int nroutes;
     bool subscribed;
+    bool started; /* cm_rpc_start registered subscribe_all with the connection */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct item *head, *tail;
     int queued;
     bool stopping;
+    int live_subs; /* subscriptions whose on-complete callback has not run; under lock */
 
     struct cm_metric *m_calls;
     struct cm_metric *m_errors;
@@ -364,7 +366,26 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     pthread_mutex_unlock(&rpc->lock);
 }
 
-/* Set-up step: subscribe once; nats.c restores subscriptions after a reconnect itself. */
+/*
+ * nats.c thread: the subscription is closed and its handler has returned for the last time
+ * (natsSubscription_SetOnCompleteCB). cm_rpc_destroy() waits for every one of these before
+ * it frees the routes that on_msg reads. Touches nothing of rpc after the unlock.
+ */
+static void on_sub_complete(void *closure)
+{
+    struct cm_rpc *rpc = ((struct route *)closure)->rpc;
+
+    pthread_mutex_lock(&rpc->lock);
+    rpc->live_subs--;
+    pthread_cond_broadcast(&rpc->cond);
+    pthread_mutex_unlock(&rpc->lock);
+}
+
+/*
+ * Set-up step: subscribe once; nats.c restores subscriptions after a reconnect itself. Runs on
+ * cm_nats's set-up thread; cm_rpc_destroy() unregisters it, waiting out a pass in progress,
+ * before it touches the subscriptions.
+ */
 static int subscribe_all(struct cm_nats *n, void *arg)
 {
     struct cm_rpc *rpc = arg;
@@ -379,6 +400,21 @@ static int subscribe_all(struct cm_nats *n, void *arg)
             continue;
         s = natsConnection_QueueSubscribe(&r->sub, cm_nats_conn(n), r->pattern, rpc->name, on_msg,
                                           r);
+        if (s == NATS_OK) {
+            pthread_mutex_lock(&rpc->lock);
+            rpc->live_subs++;
+            pthread_mutex_unlock(&rpc->lock);
+            s = natsSubscription_SetOnCompleteCB(r->sub, on_sub_complete, r);
+            if (s != NATS_OK) {
+                /* Unreachable for an open asynchronous subscription; without the callback
+                 * destroy could not know when on_msg is done with r, so keep none. */
+                natsSubscription_Unsubscribe(r->sub);
+                natsSubscription_Destroy(r->sub);
+                pthread_mutex_lock(&rpc->lock);
+                rpc->live_subs--;
+                pthread_mutex_unlock(&rpc->lock);
+            }
+        }
         if (s != NATS_OK) {
             CM_WARN("rpc: cannot subscribe to %s: %s", r->subject, natsStatus_GetText(s));
             r->sub = NULL;
@@ -454,30 +490,70 @@ int cm_rpc_start(struct cm_rpc *rpc)
         rpc->nstarted++;
     }
     cm_nats_on_connect(rpc->nats, subscribe_all, rpc);
+    rpc->started = true;
     return CM_OK;
+}
+
+/*
+ * Closes every subscription: drained, so that what the server sent already is served, or
+ * unsubscribed when the drain cannot finish (disconnected: a subscription left open would be
+ * restored by the next reconnect, with its handler pointing into freed memory). Then waits
+ * until nats.c has run each one's on-complete callback, after which on_msg runs no more.
+ * Returns false when that did not happen in time.
+ */
+static bool close_subscriptions(struct cm_rpc *rpc)
+{
+    struct timespec deadline;
+    bool done;
+
+    for (int i = 0; i < rpc->nroutes; i++) {
+        if (rpc->routes[i].sub != NULL && natsSubscription_Drain(rpc->routes[i].sub) != NATS_OK)
+            natsSubscription_Unsubscribe(rpc->routes[i].sub);
+    }
+    for (int i = 0; i < rpc->nroutes; i++) {
+        natsSubscription *sub = rpc->routes[i].sub;
+        if (sub != NULL && natsSubscription_IsValid(sub) &&
+            natsSubscription_WaitForDrainCompletion(sub, 5000) != NATS_OK)
+            natsSubscription_Unsubscribe(sub);
+    }
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    pthread_mutex_lock(&rpc->lock);
+    while (rpc->live_subs > 0) {
+        if (pthread_cond_timedwait(&rpc->cond, &rpc->lock, &deadline) != 0)
+            break;
+    }
+    done = rpc->live_subs == 0;
+    pthread_mutex_unlock(&rpc->lock);
+    for (int i = 0; i < rpc->nroutes; i++) {
+        natsSubscription_Destroy(rpc->routes[i].sub);
+        rpc->routes[i].sub = NULL;
+    }
+    return done;
 }
 
 void cm_rpc_destroy(struct cm_rpc *rpc)
 {
+    bool closed;
+
     if (rpc == NULL)
         return;
-    /* Draining delivers what the server already sent, and waits until no callback runs. */
-    for (int i = 0; i < rpc->nroutes; i++) {
-        if (rpc->routes[i].sub != NULL)
-            natsSubscription_Drain(rpc->routes[i].sub);
-    }
-    for (int i = 0; i < rpc->nroutes; i++) {
-        if (rpc->routes[i].sub != NULL) {
-            natsSubscription_WaitForDrainCompletion(rpc->routes[i].sub, 5000);
-            natsSubscription_Destroy(rpc->routes[i].sub);
-        }
-    }
+    /* First, so that no set-up pass (a reconnect) subscribes anew, now or after the free. */
+    if (rpc->started)
+        cm_nats_off_connect(rpc->nats, subscribe_all, rpc);
+    closed = close_subscriptions(rpc);
     pthread_mutex_lock(&rpc->lock);
     rpc->stopping = true;
     pthread_cond_broadcast(&rpc->cond);
     pthread_mutex_unlock(&rpc->lock);
     for (int i = 0; i < rpc->nstarted; i++)
         pthread_join(rpc->threads[i], NULL);
+    if (!closed) {
+        /* A handler may still run on nats.c's thread with a route of ours: better a leak at
+         * exit than a use after free. */
+        CM_ERROR("rpc: subscriptions not closed in time; leaving the server allocated");
+        return;
+    }
     for (int i = 0; i < rpc->nroutes; i++) {
         free(rpc->routes[i].subject);
         free(rpc->routes[i].pattern);

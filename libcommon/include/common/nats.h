@@ -92,6 +92,14 @@ natsStatus cm_nats_request(natsMsg **reply, struct cm_nats *n, const char *subje
 void cm_nats_on_connect(struct cm_nats *n, cm_nats_setup_fn fn, void *arg);
 
 /*
+ * Unregisters the set-up step fn with arg (a no-op when it is not registered) and, when the
+ * set-up thread is running a pass of steps, waits until that pass ends: once it returns, fn
+ * is not running with arg and will not be called with it again, so the caller may free arg.
+ * Not from a set-up step (it would wait for itself: such a call does not wait).
+ */
+void cm_nats_off_connect(struct cm_nats *n, cm_nats_setup_fn fn, void *arg);
+
+/*
  * By default each publish is written at once by the thread that makes it: a request or a
  * reply does not wait for nats.c's flusher thread to wake, which costs a fraction of a
  * millisecond per hop. A connection that publishes many small messages back to back (ingest)

@@ -74,7 +74,11 @@ void cm_rpc_session(struct cm_rpc *rpc, const char *sql);
 /* Starts the workers and subscribes, now or on the first connect. */
 int cm_rpc_start(struct cm_rpc *rpc) CM_MUST_CHECK;
 
-/* Unsubscribes, answers what is queued, joins the workers and frees. Accepts NULL. */
+/*
+ * Stops subscribing (a reconnect after this subscribes nothing), drains the subscriptions and
+ * waits until nats.c will call none of their handlers again, answers what is queued, joins
+ * the workers and frees. Call before cm_nats_destroy() of its connection. Accepts NULL.
+ */
 void cm_rpc_destroy(struct cm_rpc *rpc);
 
 /* Replies {"result": result}. Takes ownership of result (may be NULL for JSON null). */
