@@ -25,6 +25,7 @@ struct conv {
     char contact[64];
     char status[16];
     char account[80];
+    char route_status[16];   /* the integration's status; "" when it was purged */
     int64_t last_inbound_ms; /* 0: the contact never wrote */
     bool ai, mask_pii;       /* the workspace's settings */
     char psid_sealed[1024];  /* the contact's id, sealed (bytea text); "" when none */
@@ -59,7 +60,7 @@ static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, stru
             "SELECT c.workspace_id, c.integration_id, c.platform, c.contact_id, c.status,"
             " coalesce((extract(epoch FROM c.last_inbound_at) * 1000)::bigint, 0),"
             " coalesce(r.account_id, ''), w.status = 'deleted', m.role, w.ai, w.mask_pii,"
-            " ct.psid_sealed FROM conversations c"
+            " ct.psid_sealed, coalesce(r.status, '') FROM conversations c"
             " JOIN workspaces w ON w.id = c.workspace_id"
             " LEFT JOIN routes r ON r.integration_id = c.integration_id"
             " LEFT JOIN members m ON m.workspace_id = c.workspace_id AND m.user_id = $2"
@@ -86,6 +87,7 @@ static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, stru
     /* A sealed id of a few dozen bytes; a longer value would not open anyway. */
     if (cm_pg_length(pg, 0, 11) < (int)sizeof(c->psid_sealed))
         snprintf(c->psid_sealed, sizeof(c->psid_sealed), "%s", cm_pg_value(pg, 0, 11));
+    snprintf(c->route_status, sizeof(c->route_status), "%s", cm_pg_value(pg, 0, 12));
     return router_allowed(call, c->ws, role, strcmp(cm_pg_value(pg, 0, 7), "t") == 0, min, live);
 }
 
@@ -438,6 +440,104 @@ static void on_close(struct cm_rpc_call *call, void *arg)
     cm_rpc_reply(call, out);
 }
 
+/*
+ * The number of characters (Unicode code points) in the UTF-8 text s, or -1 when s is not
+ * valid UTF-8 (overlong forms, surrogates and code points past U+10FFFF included).
+ */
+static long utf8_chars(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    long n = 0;
+
+    while (*p != '\0') {
+        uint32_t cp;
+        int len, k;
+
+        if (*p < 0x80) {
+            p++;
+            n++;
+            continue;
+        }
+        if ((*p & 0xe0) == 0xc0) {
+            len = 2;
+            cp = *p & 0x1f;
+        } else if ((*p & 0xf0) == 0xe0) {
+            len = 3;
+            cp = *p & 0x0f;
+        } else if ((*p & 0xf8) == 0xf0) {
+            len = 4;
+            cp = *p & 0x07;
+        } else {
+            return -1;
+        }
+        for (k = 1; k < len; k++) {
+            if ((p[k] & 0xc0) != 0x80)
+                return -1;
+            cp = (cp << 6) | (p[k] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return -1;
+        p += len;
+        n++;
+    }
+    return n;
+}
+
+/*
+ * Is text a reply Meta takes on the conversation's platform? Meta counts characters, not
+ * bytes: at most 2000 on Messenger and 1000 on Instagram.
+ */
+static bool text_fits(struct cm_rpc_call *call, const struct conv *c, const char *text)
+{
+    long max = strcmp(c->platform, "instagram") == 0 ? 1000 : 2000;
+    long n = text != NULL ? utf8_chars(text) : 0;
+
+    if (text == NULL || *text == '\0') {
+        cm_rpc_fail(call, "invalid", "text is required");
+        return false;
+    }
+    if (n < 0) {
+        cm_rpc_fail(call, "invalid", "text is not valid UTF-8");
+        return false;
+    }
+    if (n > max) {
+        cm_rpc_fail(call, "invalid", "text is %ld characters; %s takes at most %ld", n, c->platform,
+                    max);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * May the conversation's integration send now? A reply that Meta would refuse anyway is
+ * refused at once, with what the business can do about it, rather than queued to fail.
+ */
+static bool integration_live(struct cm_rpc_call *call, const struct conv *c)
+{
+    const char *st = c->route_status;
+
+    if (strcmp(st, "connected") == 0 && c->account[0] != '\0')
+        return true;
+    if (*st == '\0')
+        cm_rpc_fail(call, "refused", "the conversation's integration no longer exists");
+    else if (strcmp(st, "disconnected") == 0)
+        cm_rpc_fail(call, "refused",
+                    "the conversation's integration was disconnected: connect the account"
+                    " again to reply");
+    else if (strcmp(st, "revoked") == 0)
+        cm_rpc_fail(call, "refused",
+                    "the business removed this app from its account (deauthorized): it must"
+                    " connect again before anyone can reply");
+    else if (strcmp(st, "needs_reauth") == 0)
+        cm_rpc_fail(call, "refused",
+                    "Meta no longer accepts the integration's token (needs_reauth): the"
+                    " business must connect the account again to reply");
+    else
+        cm_rpc_fail(call, "refused", "the conversation's integration is %s", st);
+    return false;
+}
+
 /* Explains a refusal by the window, in words an agent can act on. */
 static bool window_allows(struct cm_rpc_call *call, const struct conv *c, bool human,
                           bool ai_drafted, bool *tag)
@@ -529,14 +629,8 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
 
     if (!load_conv(call, "agent", true, &c))
         return;
-    if (text == NULL || *text == '\0' || strlen(text) > 2000) {
-        cm_rpc_fail(call, "invalid", "text is required (at most 2000 characters, Meta's limit)");
+    if (!text_fits(call, &c, text) || !integration_live(call, &c))
         return;
-    }
-    if (c.account[0] == '\0') {
-        cm_rpc_fail(call, "refused", "the conversation's integration is no longer connected");
-        return;
-    }
     /* A suggestion sent as drafted stays AI-drafted, whatever the caller says. */
     if (suggestion != NULL && !ai_drafted && unedited_suggestion(r, call, suggestion, text))
         ai_drafted = true;

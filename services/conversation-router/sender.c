@@ -33,6 +33,7 @@
 #define RATE_PER_ACCOUNT 100.0 /* messages per second per account and replica */
 #define BACKOFF_BASE_MS  1000
 #define BACKOFF_CAP_MS   60000
+#define PROOF_LEN        65 /* appsecret_proof: 64 hex digits and a NUL */
 
 struct bucket {
     char account[80];
@@ -182,12 +183,17 @@ static void finish(struct sender *s, const struct job *j, bool sent, const char 
     }
 }
 
-/* Asks token-vault for the integration's token (sodium memory in *token). */
-static int fetch_token(struct sender *s, const struct job *j, char **token, char *why, size_t cap)
+/*
+ * Asks token-vault for the integration's token (sodium memory in *token) and its
+ * appsecret_proof (proof; "" from a vault that sends none), which every Graph call carries:
+ * the app secret itself stays in the vault.
+ */
+static int fetch_token(struct sender *s, const struct job *j, char **token, char proof[PROOF_LEN],
+                       char *why, size_t cap)
 {
     natsMsg *reply = NULL;
-    cJSON *req = cJSON_CreateObject(), *resp;
-    const char *tok, *code, *message;
+    cJSON *req = cJSON_CreateObject(), *resp, *result;
+    const char *tok, *code, *message, *mac;
     char *body;
     natsStatus st;
     int rc;
@@ -203,7 +209,12 @@ static int fetch_token(struct sender *s, const struct job *j, char **token, char
         return CM_UNAVAIL;
     }
     resp = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    tok = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "result"), "token"));
+    result = cJSON_GetObjectItem(resp, "result");
+    tok = cJSON_GetStringValue(cJSON_GetObjectItem(result, "token"));
+    mac = cJSON_GetStringValue(cJSON_GetObjectItem(result, "appsecret_proof"));
+    proof[0] = '\0';
+    if (mac != NULL && strlen(mac) == PROOF_LEN - 1)
+        memcpy(proof, mac, PROOF_LEN);
     code = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "error"), "code"));
     message =
         cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "error"), "message"));
@@ -316,7 +327,8 @@ static void dead_letter(struct sender *s, const struct job *j, const char *reaso
 }
 
 /* Posts the job to Meta and records the outcome; returns the queue verdict. */
-static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j, char *token)
+static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j, char *token,
+                                   const char *proof)
 {
     struct cm_buf psid, text, url, auth;
     struct cm_httpc_request req = {0};
@@ -352,6 +364,8 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
                   strcmp(j->platform, "instagram") == 0 ? s->r->cfg->ig_graph_url
                                                         : s->r->cfg->graph_url,
                   s->r->cfg->graph_version, j->account);
+    if (*proof != '\0')
+        cm_buf_printf(&url, "?appsecret_proof=%s", proof);
     cm_buf_printf(&auth, "Authorization: Bearer %s", token);
     headers[0] = auth.data;
     headers[1] = "Content-Type: application/json";
@@ -423,7 +437,7 @@ static enum cm_consume_result on_job(void *arg, natsMsg *msg)
     cJSON *json = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(json, "message_id"));
     enum cm_consume_result verdict = CM_CONSUME_ACK;
-    char *token = NULL, why[512];
+    char *token = NULL, why[512], proof[PROOF_LEN];
     struct job j;
     int rc, loaded;
 
@@ -448,13 +462,13 @@ static enum cm_consume_result on_job(void *arg, natsMsg *msg)
     } else if (!take(s->r->limiter, j.account)) {
         natsMsg_NakWithDelay(msg, 1000, NULL);
         verdict = CM_CONSUME_SETTLED;
-    } else if ((rc = fetch_token(s, &j, &token, why, sizeof(why))) == CM_DENIED) {
+    } else if ((rc = fetch_token(s, &j, &token, proof, why, sizeof(why))) == CM_DENIED) {
         finish(s, &j, false, NULL, why);
     } else if (rc != CM_OK) {
         CM_WARN_ID(j.id, "%s", why);
         verdict = CM_CONSUME_RETRY;
     } else {
-        verdict = post(s, msg, &j, token);
+        verdict = post(s, msg, &j, token, proof);
     }
     if (token != NULL)
         sodium_free(token);

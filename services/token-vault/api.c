@@ -398,6 +398,12 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "integration_id", id);
     cJSON_AddStringToObject(out, "token", tok.data);
+    {
+        char proof[VAULT_PROOF_LEN];
+        vault_meta_proof(v->cfg, tok.data, proof);
+        cJSON_AddStringToObject(out, "appsecret_proof", proof);
+        sodium_memzero(proof, sizeof(proof));
+    }
     cm_buf_wipe(&tok);
     cJSON_AddStringToObject(out, "platform", platform);
     cJSON_AddStringToObject(out, "account_id", account);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/crypto.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "vault.h"
@@ -128,21 +129,34 @@ static void wipe_json(cJSON *json)
     cJSON_Delete(json);
 }
 
+void vault_meta_proof(const struct vault_cfg *cfg, const char *token, char proof[VAULT_PROOF_LEN])
+{
+    unsigned char mac[CM_SHA256_LEN];
+
+    cm_crypto_hmac_sha256(cfg->app_secret, strlen(cfg->app_secret), token, strlen(token), mac);
+    cm_hex_encode(mac, sizeof(mac), proof);
+    sodium_memzero(mac, sizeof(mac));
+}
+
 int vault_meta_exchange_instagram(const struct vault_cfg *cfg, struct cm_httpc *http,
                                   const char *short_token, struct vault_token *out, int *meta_code,
                                   char *why, size_t cap)
 {
+    char proof[VAULT_PROOF_LEN];
     const char *params[] = {"grant_type",
                             "ig_exchange_token",
                             "client_secret",
                             cfg->app_secret,
                             "access_token",
                             short_token,
+                            "appsecret_proof",
+                            proof,
                             NULL};
     struct cm_buf url;
     cJSON *json;
     int rc;
 
+    vault_meta_proof(cfg, short_token, proof);
     cm_buf_init(&url);
     cm_httpc_url(&url, cfg->ig_graph_url, "access_token", params);
     rc = get_json(http, &url, &json, meta_code, why, cap);
@@ -175,7 +189,10 @@ int vault_meta_exchange_page(const struct vault_cfg *cfg, struct cm_httpc *http,
     json = NULL;
     if (rc == CM_OK) {
         /* A Page token derived from a long-lived user token does not expire. */
-        const char *page[] = {"fields", "access_token", "access_token", user.token, NULL};
+        char proof[VAULT_PROOF_LEN];
+        const char *page[] = {
+            "fields", "access_token", "access_token", user.token, "appsecret_proof", proof, NULL};
+        vault_meta_proof(cfg, user.token, proof);
         cm_buf_reset(&path);
         cm_buf_printf(&path, "%s/%s", cfg->graph_version, page_id);
         cm_httpc_url(&url, cfg->graph_url, path.data, page);
@@ -196,11 +213,14 @@ int vault_meta_refresh_instagram(const struct vault_cfg *cfg, struct cm_httpc *h
                                  const char *token, struct vault_token *out, int *meta_code,
                                  char *why, size_t cap)
 {
-    const char *params[] = {"grant_type", "ig_refresh_token", "access_token", token, NULL};
+    char proof[VAULT_PROOF_LEN];
+    const char *params[] = {
+        "grant_type", "ig_refresh_token", "access_token", token, "appsecret_proof", proof, NULL};
     struct cm_buf url;
     cJSON *json;
     int rc;
 
+    vault_meta_proof(cfg, token, proof);
     cm_buf_init(&url);
     cm_httpc_url(&url, cfg->ig_graph_url, "refresh_access_token", params);
     rc = get_json(http, &url, &json, meta_code, why, cap);
@@ -225,7 +245,10 @@ int vault_meta_check_page(const struct vault_cfg *cfg, struct cm_httpc *http, co
     cm_buf_printf(&app_token, "%s|%s", cfg->app_id, cfg->app_secret);
     cm_buf_printf(&path, "%s/debug_token", cfg->graph_version);
     {
-        const char *params[] = {"input_token", token, "access_token", app_token.data, NULL};
+        char proof[VAULT_PROOF_LEN];
+        const char *params[] = {
+            "input_token", token, "access_token", app_token.data, "appsecret_proof", proof, NULL};
+        vault_meta_proof(cfg, app_token.data, proof);
         cm_httpc_url(&url, cfg->graph_url, path.data, params);
     }
     cm_buf_wipe(&app_token);

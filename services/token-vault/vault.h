@@ -56,6 +56,16 @@ struct vault_token {
 
 void vault_token_clear(struct vault_token *t);
 
+#define VAULT_PROOF_LEN 65 /* 64 hex digits and a NUL */
+
+/*
+ * Meta's appsecret_proof for token: the hex HMAC-SHA256 of the token under the app secret.
+ * Every Graph call made with an access token carries it, so a token that leaks is useless
+ * without the app secret (Meta refuses it when the app requires the proof). Only the vault
+ * holds the secret: it hands the proof out with each token it serves.
+ */
+void vault_meta_proof(const struct vault_cfg *cfg, const char *token, char proof[VAULT_PROOF_LEN]);
+
 /*
  * Each returns CM_OK with *out filled, or CM_DENIED (Meta refused: why holds Meta's message
  * and code), CM_INVALID (Meta answered something unexpected), CM_UNAVAIL or CM_TIMEOUT.

@@ -23,6 +23,16 @@ extern const char *const router_env[];
 /* Polls until a conversation holds text (the router stores asynchronously) and returns its id
  * (free it); fails the test after 10 s. */
 char *await_conv(const char *text);
+/* The same in another workspace than the suite's own. */
+char *await_conv_in(const char *workspace, const char *text);
+
+/* test_router_reply.c */
+void test_reply_setup(void);
+void test_reply_limits(void);
+void test_appsecret_proof(void);
+void test_reply_refused_at_once(void);
+/* Meta's appsecret_proof of token under the stand-in's app secret (64 hex digits). */
+void proof_of(const char *token, char out[65]);
 
 /* test_router_dedup.c */
 void test_duplicates_in_one_batch(void);

@@ -1,7 +1,8 @@
 /*
  * test_router - conversation-router end to end: signed webhooks in Meta's format through
  * webhook-ingest, token-vault with the Meta stand-in, two router replicas, domsctl. Every
- * event kind, duplicates (the router's own de-duplication is in test_router_dedup.c), an
+ * event kind, duplicates (the router's own de-duplication is in test_router_dedup.c, the
+ * rules of a reply in test_router_reply.c), an
  * unknown account, assignment under capacity, the three
  * windows from Meta's timestamps, every Send API outcome, roles, and a scan that finds no
  * message text, contact id or profile field in plaintext in the router's schema.
@@ -64,10 +65,15 @@ static cJSON *run(int want, const char *const *args)
     return out;
 }
 
+static cJSON *conversations_in(const char *workspace)
+{
+    const char *args[] = {"conversations", "list", "--workspace", workspace, NULL};
+    return run(0, args);
+}
+
 static cJSON *conversations(void)
 {
-    const char *args[] = {"conversations", "list", "--workspace", ws, NULL};
-    return run(0, args);
+    return conversations_in(ws);
 }
 
 static cJSON *messages(const char *conv)
@@ -76,10 +82,11 @@ static cJSON *messages(const char *conv)
     return run(0, args);
 }
 
-/* The id of the conversation holding a message with text (a new string), or NULL. */
-static char *conv_with(const char *text)
+/* The id of the conversation of workspace holding a message with text (a new string), or
+ * NULL. */
+static char *conv_with(const char *workspace, const char *text)
 {
-    cJSON *list = conversations(), *c;
+    cJSON *list = conversations_in(workspace), *c;
     char *found = NULL;
 
     cJSON_ArrayForEach(c, list)
@@ -98,16 +105,20 @@ static char *conv_with(const char *text)
     return found;
 }
 
+char *await_conv_in(const char *workspace, const char *text)
+{
+    char *id = NULL;
+
+    /* A deadline, not a count of looks: each look lists every conversation's messages. */
+    if (WAIT_UNTIL((id = conv_with(workspace, text)) != NULL, 10000))
+        return id;
+    CHECK_MSG(0, "no conversation of %s ever held \"%s\"", workspace, text);
+    return cm_xstrdup("none");
+}
+
 char *await_conv(const char *text)
 {
-    for (int i = 0; i < 200; i++) {
-        char *id = conv_with(text);
-        if (id != NULL)
-            return id;
-        th_sleep_ms(50);
-    }
-    CHECK_MSG(0, "no conversation ever held \"%s\"", text);
-    return cm_xstrdup("none");
+    return await_conv_in(ws, text);
 }
 
 static const cJSON *conv_row(const cJSON *list, const char *id)
@@ -611,7 +622,7 @@ static void test_throttling(void)
                           "Content-Type: application/json", NULL};
     const char *body = "{\"recipient\":{\"id\":\"cust-1\"},\"message\":{\"text\":\"probe\"}}";
     const char *probe = "{\"recipient\":{\"id\":\"probe-0\"},\"message\":{\"text\":\"probe\"}}";
-    char url[200], q[200], *id, *attempts;
+    char url[300], q[200], *id, *attempts;
     struct th_resp r;
 
     snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages",
@@ -620,7 +631,14 @@ static void test_throttling(void)
     CHECK_CONTAINS(r.body.data, "\"code\":190");
     CHECK_CONTAINS(r.headers.data, "X-App-Usage: {\"call_count\":");
     th_resp_cleanup(&r);
-    /* The Page's own token: accepted, with the Page's business use case usage. */
+    /* The Page's own token, with its proof: accepted, with the Page's business use case
+     * usage. */
+    {
+        char proof[65];
+        proof_of("PAGE-" PAGE "-short-router", proof);
+        snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages?appsecret_proof=%s",
+                 fakemeta_url(st.meta, FAKEMETA_FACEBOOK), proof);
+    }
     CHECK_INT(th_http(&r, "POST", url, page, probe, strlen(probe)), 200);
     CHECK_CONTAINS(r.headers.data, "X-Business-Use-Case-Usage: {\"" PAGE "\":[{\"type\":");
     CHECK_CONTAINS(r.headers.data, "X-App-Usage: {\"call_count\":");
@@ -769,11 +787,15 @@ int main(void)
     RUN(test_windows);
     RUN(test_send_outcomes);
     RUN(test_hosts);
+    RUN(test_reply_setup);
+    RUN(test_reply_limits);
+    RUN(test_appsecret_proof);
     RUN(test_throttling);
     RUN(test_roles);
     RUN(test_duplicates_in_one_batch);
     RUN(test_replicas);
     RUN(test_duplicates_racing);
+    RUN(test_reply_refused_at_once);
     RUN(test_no_plaintext);
     RUN(test_member_load);
     router_dedup_cleanup();

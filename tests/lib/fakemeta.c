@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/crypto.h"
 #include "common/mem.h"
 
 #define SIXTY_DAYS  5184000
@@ -49,6 +50,7 @@ struct fakemeta {
     int ntokens;
     int64_t clock_offset;
     bool open_login;
+    bool proof_optional; /* false: every call with a token must carry appsecret_proof */
     int throttle_code;
     int throttle_left; /* < 0: until turned off */
     int delay_ms;
@@ -234,6 +236,47 @@ static bool valid_token(struct fakemeta *m, int host, const char *value, unsigne
     return true;
 }
 
+/*
+ * Checks the request's appsecret_proof for the access token it presents: the hex
+ * HMAC-SHA256 of the token under the app secret, which Meta requires of every call when the
+ * app turns on "Require App Secret" (this stand-in's default). A wrong proof is refused
+ * whether or not the app requires one. Answers Meta's error and returns false on a refusal.
+ */
+static bool proof_ok(struct fakemeta *m, const struct fakehttp_request *req, const char *token,
+                     struct fakehttp_response *resp)
+{
+    char *proof = fakehttp_query_param(req, "appsecret_proof");
+    unsigned char mac[CM_SHA256_LEN];
+    char want[2 * CM_SHA256_LEN + 1];
+    bool optional, ok;
+
+    pthread_mutex_lock(&m->lock);
+    optional = m->proof_optional;
+    pthread_mutex_unlock(&m->lock);
+    if (proof == NULL) {
+        if (!optional)
+            fakehttp_meta_error(resp, 400, 100, 0,
+                                "API calls from the server require an appsecret_proof argument");
+        return optional;
+    }
+    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), token, strlen(token),
+                          mac);
+    cm_hex_encode(mac, sizeof(mac), want);
+    ok = strlen(proof) == strlen(want) && cm_crypto_equal(proof, want, strlen(want));
+    free(proof);
+    if (!ok)
+        fakehttp_meta_error(resp, 400, 100, 0,
+                            "Invalid appsecret_proof provided in the API argument");
+    return ok;
+}
+
+void fakemeta_set_proof_optional(struct fakemeta *m, bool optional)
+{
+    pthread_mutex_lock(&m->lock);
+    m->proof_optional = optional;
+    pthread_mutex_unlock(&m->lock);
+}
+
 /* With open login, an unknown token becomes a short-lived one of kind, issued now. */
 static void open_login(struct fakemeta *m, const char *value, enum fakemeta_kind kind)
 {
@@ -313,7 +356,7 @@ static void send_api(struct fakemeta *m, int host, const char *account,
         fakehttp_meta_error(resp, 400, 2500, 0,
                             "An active access token must be used to query information about "
                             "the current user.");
-    } else if (!valid_token(m, host, token, mask, resp, &t)) {
+    } else if (!valid_token(m, host, token, mask, resp, &t) || !proof_ok(m, req, token, resp)) {
         /* answered */
     } else if (t.account[0] != '\0' && strcmp(account, t.account) != 0 &&
                !(t.kind == FAKEMETA_IG_LONG && strcmp(account, "me") == 0)) {
@@ -385,7 +428,8 @@ static void page_token(struct fakemeta *m, const char *page, const struct fakeht
                             "An active access token must be used to query information about "
                             "the current user.");
     } else if (!valid_token(m, FAKEMETA_FACEBOOK, access,
-                            (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp, &t)) {
+                            (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp, &t) ||
+               !proof_ok(m, req, access, resp)) {
         /* answered */
     } else if (strncmp(page, "999", 3) == 0) {
         char msg[256];
@@ -434,6 +478,8 @@ static void debug_token(struct fakemeta *m, const struct fakehttp_request *req,
         fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
         goto done;
     }
+    if (!proof_ok(m, req, access, resp))
+        goto done;
     if (input == NULL) {
         fakehttp_meta_error(resp, 400, 100, 0, "(#100) The parameter input_token is required");
         goto done;
@@ -507,7 +553,8 @@ static void ig_exchange(struct fakemeta *m, const struct fakehttp_request *req,
         fakehttp_meta_error(resp, 400, 100, 0, "(#100) Missing parameter: access_token");
     } else {
         open_login(m, access, FAKEMETA_IG_SHORT);
-        if (!valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_SHORT, resp, &t)) {
+        if (!valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_SHORT, resp, &t) ||
+            !proof_ok(m, req, access, resp)) {
             /* answered */
         } else if (strncmp(access, "garbage", 7) == 0) {
             fakehttp_reply(resp, 200, "<html><body>Welcome</body></html>", 33);
@@ -538,7 +585,8 @@ static void ig_refresh(struct fakemeta *m, const struct fakehttp_request *req,
         fakehttp_meta_error(resp, 400, 100, 0, "Unsupported grant_type");
     } else if (access == NULL) {
         fakehttp_meta_error(resp, 400, 100, 0, "(#100) Missing parameter: access_token");
-    } else if (valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_LONG, resp, &t)) {
+    } else if (valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_LONG, resp, &t) &&
+               proof_ok(m, req, access, resp)) {
         pthread_mutex_lock(&m->lock);
         now = now_locked(m);
         pthread_mutex_unlock(&m->lock);

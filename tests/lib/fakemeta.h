@@ -21,6 +21,10 @@
  *                                                      least 24 hours old and unexpired
  *   POST /vX/<ig-id>/messages or /vX/me/messages (Bearer <long-lived Instagram token>)
  *
+ * Every call that presents an access token must carry appsecret_proof, the hex HMAC-SHA256
+ * of that token under the app secret: missing or wrong, it is code 100 (HTTP 400) with
+ * Meta's message.
+ *
  * A token the host never issued, or of the wrong kind, answers OAuthException 190
  * "Invalid OAuth access token - Cannot parse access token" (HTTP 400); an expired one 190
  * with error_subcode 463; a revoked one 190 with subcode 460. A wrong grant_type, a missing
@@ -120,6 +124,13 @@ void fakemeta_set_open_login(struct fakemeta *m, bool open);
  * one until called again with code 0) answer the throttling error code: 4, 17, 32 or 613.
  */
 void fakemeta_throttle(struct fakemeta *m, int code, int count);
+
+/*
+ * By default every call that presents an access token must carry its appsecret_proof (the
+ * app requires it, as the suite's app should); true: a call without one is accepted, as
+ * Meta does for an app that does not require it. A wrong proof is refused either way.
+ */
+void fakemeta_set_proof_optional(struct fakemeta *m, bool optional);
 
 /* Every answer leaves this many ms after its request arrived (0: at once). */
 void fakemeta_set_delay(struct fakemeta *m, int ms);
