@@ -36,8 +36,15 @@ if [[ $services == "$want" ]]; then ok; else fail "services: got '$services', wa
 config=$(cfg config)
 
 # Secrets go through NAME_FILE: no password, app secret, token or key in any environment.
-if grep -nE '^\s+(META_APP_SECRET|META_APP_SECRET_PREVIOUS|META_VERIFY_TOKEN|OPENAI_API_KEY|GEMINI_API_KEY|ELEVENLABS_API_KEY|POSTGRES_PASSWORD|DATABASE_URL|DOMS_[A-Z]+_DB_PASSWORD|NATS_JS_KEY|DOMS_NATS_JS_KEY):' <<<"$config"; then
+if grep -nE '^\s+(META_APP_SECRET|META_APP_SECRET_PREVIOUS|META_VERIFY_TOKEN|OPENAI_API_KEY|GEMINI_API_KEY|ELEVENLABS_API_KEY|POSTGRES_PASSWORD|DOMS_[A-Z]+_DB_PASSWORD|NATS_JS_KEY|DOMS_NATS_JS_KEY):' <<<"$config"; then
     fail "a secret is set in environment: (use NAME_FILE and a secret file)"
+else
+    ok
+fi
+
+# DATABASE_URL is in environment: it must hold no password (certificate logins, verify-full).
+if grep -nE '^\s+DATABASE_URL: ' <<<"$config" | grep -vE 'postgresql://[a-z_]+@postgres:5432/doms\?sslmode=verify-full&'; then
+    fail "a DATABASE_URL in environment: has a password or no sslmode=verify-full"
 else
     ok
 fi

@@ -41,8 +41,10 @@ if [[ ${1:-} == postgres ]]; then
             ${POSTGRES_INITDB_ARGS:---encoding=UTF8 --locale=C.UTF-8} -D "$PGDATA"
         printf '\nhost all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
 
-        # The init-time server: unix socket only, so nothing outside sees it half-initialised.
-        pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w start
+        # The init-time server: the command's options (hba_file, ssl, ...), as the official
+        # image gives them, and the unix socket only, so nothing outside sees it
+        # half-initialised.
+        pg_ctl -D "$PGDATA" -o "$(printf '%q ' "${@:2}")-c listen_addresses='' -p 5432" -w start
         export PGUSER=$POSTGRES_USER PGPASSWORD=$POSTGRES_PASSWORD PGHOST=/var/run/postgresql
         if [[ $POSTGRES_DB != postgres ]]; then
             psql -v ON_ERROR_STOP=1 -X -q -d postgres -v db="$POSTGRES_DB" \
