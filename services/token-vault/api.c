@@ -58,26 +58,42 @@ static void fail_meta(struct cm_rpc_call *call, int rc, const char *why)
     cm_rpc_fail(call, rc == CM_DENIED ? "refused" : "unavailable", "%s", why);
 }
 
+/* Who connected: the blind index of their app-scoped user id, and who said it. */
+struct connector {
+    char blind[VAULT_BLIND_LEN];
+    const char *source; /* "meta" (GET /me) or "operator" (--asid) */
+};
+
 /* Writes the new or renewed integration and its token in one transaction. */
 static int save_connection(struct vault *v, struct cm_pg *pg, const char *id, bool existing,
                            const char *ws, const char *platform, const char *account,
-                           const char *asid, const struct vault_token *tok, const char *actor)
+                           const struct connector *who, const struct vault_token *tok,
+                           const char *actor)
 {
-    const char *params[5] = {id, ws, platform, account, asid};
+    const char *params[6] = {id, ws, platform, account, who->blind, who->source};
     int rc = vault_begin(pg);
 
     if (rc == CM_OK && existing) {
-        const char *renew[2] = {id, asid};
+        const char *renew[3] = {id, who->blind, who->source};
         rc = cm_pg_exec(pg,
-                        "UPDATE integrations SET status = 'connected', asid = coalesce($2, asid),"
-                        " updated_at = now(), last_checked_at = now(), last_error = NULL,"
-                        " retry_after = NULL WHERE id = $1",
-                        2, renew);
+                        "UPDATE integrations SET status = 'connected', asid_blind = $2,"
+                        " asid_source = $3, updated_at = now(), last_checked_at = now(),"
+                        " last_error = NULL, retry_after = NULL WHERE id = $1",
+                        3, renew);
     } else if (rc == CM_OK)
         rc = cm_pg_exec(pg,
-                        "INSERT INTO integrations (id, workspace_id, platform, account_id, asid,"
-                        " last_checked_at) VALUES ($1, $2, $3, $4, $5, now())",
-                        5, params);
+                        "INSERT INTO integrations (id, workspace_id, platform, account_id,"
+                        " asid_blind, asid_source, last_checked_at)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, now())",
+                        6, params);
+    if (rc == CM_OK) {
+        const char *conn[3] = {id, who->blind, who->source};
+        rc = cm_pg_exec(pg,
+                        "INSERT INTO connectors (integration_id, asid_blind, source)"
+                        " VALUES ($1, $2, $3) ON CONFLICT (integration_id, asid_blind)"
+                        " DO UPDATE SET source = excluded.source, connected_at = now()",
+                        3, conn);
+    }
     if (rc == CM_OK)
         rc = vault_store_token(v, pg, id, tok);
     if (rc == CM_OK)
@@ -91,6 +107,41 @@ static int save_connection(struct vault *v, struct cm_pg *pg, const char *id, bo
     return rc;
 }
 
+/*
+ * Learns who connected: the operator's --asid when given (an override), else Meta's answer
+ * to GET /me with the person's own token. False after answering the call with the failure.
+ */
+static bool learn_connector(struct cm_rpc_call *call, struct vault *v, const char *platform,
+                            const char *given, const struct vault_token *user,
+                            struct connector *who)
+{
+    char asid[VAULT_ASID_LEN], why[640];
+    int rc, meta_code = 0;
+
+    if (given != NULL) {
+        snprintf(asid, sizeof(asid), "%s", given);
+        who->source = "operator";
+    } else {
+        rc = vault_meta_whoami(v->cfg, NULL, platform, user->token, asid, &meta_code, why,
+                               sizeof(why));
+        if (rc != CM_OK) {
+            char full[700];
+            snprintf(full, sizeof(full), "Meta did not say who connected (GET /me): %s", why);
+            fail_meta(call, rc, full);
+            return false;
+        }
+        who->source = "meta";
+    }
+    rc = vault_asid_blind(v, call->pg, asid, who->blind);
+    sodium_memzero(asid, sizeof(asid));
+    if (rc != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the vault's index key is unavailable: %s",
+                    cm_err_str(rc));
+        return false;
+    }
+    return true;
+}
+
 static void on_connect(struct cm_rpc_call *call, void *arg)
 {
     struct vault *v = arg;
@@ -99,7 +150,8 @@ static void on_connect(struct cm_rpc_call *call, void *arg)
     const char *account = cm_rpc_str(call, "account_id");
     const char *token = cm_rpc_str(call, "token");
     const char *asid = cm_rpc_str(call, "asid");
-    struct vault_token tok = {0};
+    struct vault_token tok = {0}, user = {0};
+    struct connector who;
     char id[32], why[640], expires[32];
     bool existing = false;
     int rc, meta_code = 0;
@@ -140,14 +192,21 @@ static void on_connect(struct cm_rpc_call *call, void *arg)
     if (strcmp(platform, "instagram") == 0)
         rc = vault_meta_exchange_instagram(v->cfg, NULL, token, &tok, &meta_code, why, sizeof(why));
     else
-        rc = vault_meta_exchange_page(v->cfg, NULL, account, token, &tok, &meta_code, why,
+        rc = vault_meta_exchange_page(v->cfg, NULL, account, token, &tok, &user, &meta_code, why,
                                       sizeof(why));
     if (rc != CM_OK) {
         fail_meta(call, rc, why);
         return;
     }
+    /* Instagram's token is the person's own; a Page token's person is its user token's. */
+    if (!learn_connector(call, v, platform, asid, user.token != NULL ? &user : &tok, &who)) {
+        vault_token_clear(&user);
+        vault_token_clear(&tok);
+        return;
+    }
+    vault_token_clear(&user);
 
-    rc = save_connection(v, call->pg, id, existing, ws, platform, account, asid, &tok, call->actor);
+    rc = save_connection(v, call->pg, id, existing, ws, platform, account, &who, &tok, call->actor);
     if (rc == CM_CONFLICT) {
         cm_rpc_fail(call, "conflict", "this %s account was connected meanwhile", platform);
     } else if (rc != CM_OK) {
@@ -157,6 +216,7 @@ static void on_connect(struct cm_rpc_call *call, void *arg)
         CM_INFO("integration %s connected (%s) by %s", id, platform, call->actor);
         out = cJSON_CreateObject();
         cJSON_AddStringToObject(out, "integration_id", id);
+        cJSON_AddStringToObject(out, "connected_by", who.source);
         if (tok.expires_at != 0) {
             rfc3339(tok.expires_at, expires);
             cJSON_AddStringToObject(out, "expires_at", expires);
@@ -266,7 +326,8 @@ static void on_deauthorize(struct cm_rpc_call *call, void *arg)
 {
     struct vault *v = arg;
     const char *asid = cm_rpc_str(call, "asid");
-    const char *params[1] = {asid};
+    char blind[VAULT_BLIND_LEN];
+    const char *params[2] = {blind, asid};
     cJSON *out, *ids;
     char **ending = NULL;
     int n, ended = 0;
@@ -275,10 +336,11 @@ static void on_deauthorize(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "invalid", "asid is required");
         return;
     }
-    if (cm_pg_exec(call->pg,
-                   "SELECT id FROM integrations WHERE asid = $1"
+    if (vault_asid_blind(v, call->pg, asid, blind) != CM_OK ||
+        cm_pg_exec(call->pg,
+                   "SELECT id FROM integrations WHERE (asid_blind = $1 OR asid = $2)"
                    " AND status IN ('connected', 'needs_reauth')",
-                   1, params) != CM_OK) {
+                   2, params) != CM_OK) {
         cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
         return;
     }

@@ -13,11 +13,13 @@
 #include "vault.h"
 
 extern const char doms_embed_001_init[];
+extern const char doms_embed_002_asid_blind[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
     {2, "data keys", cm_keyring_schema_sql},
     {3, "outbox", CM_OUTBOX_SCHEMA_SQL},
+    {4, "asid blind index", doms_embed_002_asid_blind},
 };
 
 static const struct cm_setting settings[] = {
@@ -112,6 +114,7 @@ int main(int argc, char **argv)
     vault_refresher_stop(&v);
     cm_outbox_destroy(v.outbox);
     cm_service_cleanup(&v.svc);
+    vault_asid_forget_key();
     cm_keyring_destroy(v.keyring);
     cm_settings_cleanup(settings, NSETTINGS, &cfg);
     return cm_service_exit_status(rc);

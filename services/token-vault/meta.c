@@ -168,7 +168,7 @@ int vault_meta_exchange_instagram(const struct vault_cfg *cfg, struct cm_httpc *
 
 int vault_meta_exchange_page(const struct vault_cfg *cfg, struct cm_httpc *http,
                              const char *page_id, const char *short_token, struct vault_token *out,
-                             int *meta_code, char *why, size_t cap)
+                             struct vault_token *user_out, int *meta_code, char *why, size_t cap)
 {
     const char *exchange[] = {"grant_type",        "fb_exchange_token", "client_id",
                               cfg->app_id,         "client_secret",     cfg->app_secret,
@@ -203,9 +203,47 @@ int vault_meta_exchange_page(const struct vault_cfg *cfg, struct cm_httpc *http,
             out->expires_at = 0;
     }
     wipe_json(json);
+    if (rc == CM_OK && user_out != NULL) {
+        *user_out = user;
+        user.token = NULL;
+    }
     vault_token_clear(&user);
     cm_buf_cleanup(&path);
     cm_buf_wipe(&url);
+    return rc;
+}
+
+int vault_meta_whoami(const struct vault_cfg *cfg, struct cm_httpc *http, const char *platform,
+                      const char *user_token, char asid[VAULT_ASID_LEN], int *meta_code, char *why,
+                      size_t cap)
+{
+    bool ig = strcmp(platform, "instagram") == 0;
+    char proof[VAULT_PROOF_LEN];
+    const char *params[] = {"fields", "id", "access_token", user_token, "appsecret_proof",
+                            proof,    NULL};
+    const cJSON *id;
+    struct cm_buf url, path;
+    cJSON *json = NULL;
+    int rc;
+
+    vault_meta_proof(cfg, user_token, proof);
+    cm_buf_init(&url);
+    cm_buf_init(&path);
+    cm_buf_printf(&path, "%s/me", cfg->graph_version);
+    cm_httpc_url(&url, ig ? cfg->ig_graph_url : cfg->graph_url, path.data, params);
+    rc = get_json(http, &url, &json, meta_code, why, cap);
+    if (rc == CM_OK) {
+        id = cJSON_GetObjectItemCaseSensitive(json, "id");
+        if (!cJSON_IsString(id) || id->valuestring[0] == '\0' ||
+            strlen(id->valuestring) >= VAULT_ASID_LEN) {
+            snprintf(why, cap, "Meta's answer to /me has no usable id");
+            rc = CM_INVALID;
+        } else {
+            snprintf(asid, VAULT_ASID_LEN, "%s", id->valuestring);
+        }
+    }
+    wipe_json(json);
+    cm_buf_cleanup(&path);
     return rc;
 }
 

@@ -166,19 +166,22 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
 
 static void on_find(struct cm_rpc_call *call, void *arg)
 {
+    struct vault *v = arg;
     const char *asid = cm_rpc_str(call, "asid");
-    const char *params[1] = {asid};
+    char blind[VAULT_BLIND_LEN];
+    const char *params[2] = {blind, asid};
     cJSON *list;
 
-    (void)arg;
     if (!cm_id_valid(asid, 64)) {
         cm_rpc_fail(call, "invalid", "asid is required, an id");
         return;
     }
-    if (cm_pg_exec(call->pg,
+    if (vault_asid_blind(v, call->pg, asid, blind) != CM_OK ||
+        cm_pg_exec(call->pg,
                    "SELECT id, workspace_id, platform, account_id, status FROM integrations"
-                   " WHERE asid = $1 ORDER BY created_at",
-                   1, params) != CM_OK) {
+                   " WHERE id IN (SELECT integration_id FROM connectors WHERE asid_blind = $1)"
+                   " OR asid = $2 ORDER BY created_at",
+                   2, params) != CM_OK) {
         cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
         return;
     }

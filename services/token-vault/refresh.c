@@ -182,6 +182,7 @@ static void *refresher_main(void *arg)
     struct cm_httpc *http = NULL;
     struct cm_pg *pg = NULL;
     long rewrapped = 0;
+    bool converted = false;
 
     if (cm_pg_connect(&pg, v->cfg->base.database_url, VAULT_SCHEMA) == CM_INVALID ||
         cm_httpc_create(&http) != CM_OK) {
@@ -195,6 +196,10 @@ static void *refresher_main(void *arg)
     while (!atomic_load(&r->stopping)) {
         struct vault_refresh_counts counts = {0};
         vault_refresh_pass(v, pg, http, &counts);
+        if (!converted) {
+            vault_asid_convert_legacy(v, pg);
+            converted = true;
+        }
         for (int i = 0; i < PASS_INTERVAL_S * 10 && !atomic_load(&r->stopping); i++) {
             struct timespec ts = {0, 100 * 1000000L};
             nanosleep(&ts, NULL);

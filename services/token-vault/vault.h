@@ -57,6 +57,7 @@ struct vault_token {
 void vault_token_clear(struct vault_token *t);
 
 #define VAULT_PROOF_LEN 65 /* 64 hex digits and a NUL */
+#define VAULT_ASID_LEN  65 /* an app-scoped user id (Meta's are digits, under 20) and a NUL */
 
 /*
  * Meta's appsecret_proof for token: the hex HMAC-SHA256 of the token under the app secret.
@@ -75,15 +76,41 @@ void vault_meta_proof(const struct vault_cfg *cfg, const char *token, char proof
 int vault_meta_exchange_instagram(const struct vault_cfg *cfg, struct cm_httpc *http,
                                   const char *short_token, struct vault_token *out, int *meta_code,
                                   char *why, size_t cap) CM_MUST_CHECK;
+/* user receives the long-lived user token the Page token was read with (may be NULL). */
 int vault_meta_exchange_page(const struct vault_cfg *cfg, struct cm_httpc *http,
                              const char *page_id, const char *short_token, struct vault_token *out,
-                             int *meta_code, char *why, size_t cap) CM_MUST_CHECK;
+                             struct vault_token *user, int *meta_code, char *why,
+                             size_t cap) CM_MUST_CHECK;
 int vault_meta_refresh_instagram(const struct vault_cfg *cfg, struct cm_httpc *http,
                                  const char *token, struct vault_token *out, int *meta_code,
                                  char *why, size_t cap) CM_MUST_CHECK;
 /* debug_token: *valid false when Meta says the token is no longer valid. */
 int vault_meta_check_page(const struct vault_cfg *cfg, struct cm_httpc *http, const char *token,
                           bool *valid, int *meta_code, char *why, size_t cap) CM_MUST_CHECK;
+
+/*
+ * GET /me with a user token (Messenger: the long-lived user token; Instagram: the Instagram
+ * user token) on the host the token belongs to: the app-scoped id of the person who
+ * granted it, which Meta's deauthorize and data-deletion callbacks name. Returns as above;
+ * CM_INVALID when the answer has no id.
+ */
+int vault_meta_whoami(const struct vault_cfg *cfg, struct cm_httpc *http, const char *platform,
+                      const char *user_token, char asid[VAULT_ASID_LEN], int *meta_code, char *why,
+                      size_t cap) CM_MUST_CHECK;
+
+/* --- asid.c: the blind index of who connected ------------------------------------------ */
+
+#define VAULT_BLIND_LEN 65 /* 64 hex digits and a NUL */
+
+/* HMAC-SHA256 of asid under the vault's index key (created on first use), in hex. */
+int vault_asid_blind(struct vault *v, struct cm_pg *pg, const char *asid,
+                     char out[VAULT_BLIND_LEN]) CM_MUST_CHECK;
+
+/* Drops the index key from memory (at exit). */
+void vault_asid_forget_key(void);
+
+/* Turns the plaintext asid column that earlier versions wrote into the blind index. */
+void vault_asid_convert_legacy(struct vault *v, struct cm_pg *pg);
 
 /* --- store.c: the vault schema --------------------------------------------------------- */
 

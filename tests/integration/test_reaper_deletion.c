@@ -266,7 +266,11 @@ static void test_waits_for_missing_services(void)
                    1,
                10000);
     /* Nothing pretended: the vault's integration waits for the rest (it goes last). */
-    CHECK(rs_sql_long("SELECT count(*) FROM vault.integrations WHERE asid = 'asid-500'") == 1);
+    {
+        char q[256];
+        snprintf(q, sizeof(q), "SELECT count(*) FROM vault.integrations WHERE id = '%s'", user_int);
+        CHECK_INT(rs_sql_long(q), 1);
+    }
     /* What could go went at once: the account's raw events. */
     CHECK_INT(rs_stream_count("META_EVENTS", "meta.events.instagram.17841400000000042.>"), 0);
 
@@ -342,9 +346,10 @@ static void test_completes_when_services_appear(void)
     cJSON_Delete(json);
     th_resp_cleanup(&r);
     /* Gone: the token, the integration, its key, its state events, the sealed user id. */
-    CHECK_INT(rs_sql_long("SELECT count(*) FROM vault.integrations WHERE asid = 'asid-500'"), 0);
     {
         char q[256];
+        snprintf(q, sizeof(q), "SELECT count(*) FROM vault.integrations WHERE id = '%s'", user_int);
+        CHECK_INT(rs_sql_long(q), 0);
         snprintf(q, sizeof(q), "SELECT count(*) FROM vault.data_keys WHERE key_id = 'int:%s'",
                  user_int);
         CHECK_INT(rs_sql_long(q), 0);
@@ -495,7 +500,11 @@ static void test_killed_mid_deletion(void)
     CHECK_STR(status_of(st), "completed");
     CHECK(deleted_of(st, "integrations") == 1);
     cJSON_Delete(st);
-    CHECK_INT(rs_sql_long("SELECT count(*) FROM vault.integrations WHERE asid = 'asid-700'"), 0);
+    {
+        char q[256];
+        snprintf(q, sizeof(q), "SELECT count(*) FROM vault.integrations WHERE id = '%s'", id);
+        CHECK_INT(rs_sql_long(q), 0);
+    }
     free(code);
     free(id);
 }

@@ -335,8 +335,8 @@ static void test_meta_errors(void)
         fakemeta_throttle(meta, 17, 2);
         id = connect_ok("messenger", "106000000000111", "short-throttled", NULL, NULL);
         CHECK(id[0] != '\0');
-        /* Two refused exchanges, the exchange, the Page token. */
-        CHECK_INT(fakehttp_count(fakemeta_server(meta, FAKEMETA_FACEBOOK)) - calls, 4);
+        /* Two refused exchanges, the exchange, the Page token, who connected (GET /me). */
+        CHECK_INT(fakehttp_count(fakemeta_server(meta, FAKEMETA_FACEBOOK)) - calls, 5);
         free(id);
     }
     free(before);
@@ -684,7 +684,8 @@ static void test_find_and_purge(void)
     cJSON *list = NULL;
     char *left;
 
-    /* asid-77's integration is disconnected but still held: find names it. */
+    /* asid-77's integration is disconnected but still held, and was reconnected since by
+     * another person (u-short-ig-2): find still names it for the first one. */
     CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(r, "result")), 1);
     CHECK_STR(
         str_at(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "result"), 0), "integration_id", NULL),
@@ -705,9 +706,11 @@ static void test_find_and_purge(void)
     CHECK_INT(domsctl(&list, NULL, list_args), 0);
     CHECK_INT(cJSON_GetArraySize(list), 0);
     cJSON_Delete(list);
+    /* Every integration's key is gone; the vault's own index key (asid.c) stays. */
     left = th_db_sql(
         &db, NULL,
-        "SELECT (SELECT count(*) FROM vault.tokens) + (SELECT count(*) FROM vault.data_keys)");
+        "SELECT (SELECT count(*) FROM vault.tokens) + (SELECT count(*) FROM vault.data_keys"
+        " WHERE key_id <> 'vault:index')");
     CHECK_STR(left, "0");
     free(left);
     /* Repeating it is harmless. */
@@ -730,9 +733,82 @@ static void test_find_and_purge(void)
 }
 
 /* No column of the vault schema holds a token or the app secret in plaintext. */
+/* The integrations whose connector has app-scoped id asid, by vault.integration.find. */
+static int found_for(const char *asid, const char *want_id)
+{
+    char body[160];
+    cJSON *r, *list;
+    int n;
+
+    snprintf(body, sizeof(body), "{\"asid\":\"%s\"}", asid);
+    r = request("vault.integration.find", body);
+    list = cJSON_GetObjectItem(r, "result");
+    n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    if (want_id != NULL && n == 1)
+        CHECK_STR(str_at(cJSON_GetArrayItem(list, 0), "integration_id", NULL), want_id);
+    cJSON_Delete(r);
+    return n;
+}
+
+/*
+ * Who connected is learnt from their token (GET /me with appsecret_proof), not typed: a
+ * deletion or deauthorize callback for that person reaches what they connected. --asid
+ * overrides it. Only a blind index is stored (test_no_plaintext scans for the ids).
+ */
+static void test_who_connected(void)
+{
+    const char *ig_args[] = {"integration", "connect",     "--workspace", "ws_1",
+                             "--platform",  "instagram",   "--account",   "17841400000000011",
+                             "--token",     "short-ig-me", NULL};
+    const char *typed_args[] = {"integration", "connect",        "--workspace", "ws_1",
+                                "--platform",  "instagram",      "--account",   "17841400000000012",
+                                "--token",     "short-ig-typed", "--asid",      "asid-typed",
+                                NULL};
+    struct fakehttp *ig = fakemeta_server(meta, FAKEMETA_INSTAGRAM);
+    const struct fakehttp_request *req;
+    cJSON *out = NULL, *r;
+    char *ig_me, *typed;
+
+    /* The Page of test_connect_both, connected without --asid: its user token's person. */
+    CHECK_INT(found_for("u-short-fb-1", page_id), 1);
+
+    login("instagram", "17841400000000011", "short-ig-me");
+    CHECK_INT(domsctl(&out, NULL, ig_args), 0);
+    CHECK_STR(str_at(out, "connected_by", NULL), "meta");
+    ig_me = cm_xstrdup(str_at(out, "integration_id", NULL) ? str_at(out, "integration_id", NULL)
+                                                           : "none");
+    cJSON_Delete(out);
+    /* Asked of Instagram's host, with the long-lived token and its proof. */
+    req = fakehttp_find(ig, "/v23.0/me");
+    CHECK(req != NULL);
+    if (req != NULL) {
+        char *p = fakehttp_query_param(req, "appsecret_proof");
+        CHECK(p != NULL && strlen(p) == 64);
+        free(p);
+    }
+    CHECK_INT(found_for("u-short-ig-me", ig_me), 1);
+
+    login("instagram", "17841400000000012", "short-ig-typed");
+    CHECK_INT(domsctl(&out, NULL, typed_args), 0);
+    CHECK_STR(str_at(out, "connected_by", NULL), "operator");
+    typed = cm_xstrdup(str_at(out, "integration_id", NULL) ? str_at(out, "integration_id", NULL)
+                                                           : "none");
+    cJSON_Delete(out);
+    CHECK_INT(found_for("asid-typed", typed), 1);
+    CHECK_INT(found_for("u-short-ig-typed", NULL), 0);
+
+    /* Meta's deauthorize callback for the person found by /me ends what they connected. */
+    r = request("vault.integration.deauthorize", "{\"asid\":\"u-short-ig-me\",\"actor\":\"meta\"}");
+    CHECK_INT(result_num(r, "revoked"), 1);
+    cJSON_Delete(r);
+    free(ig_me);
+    free(typed);
+}
+
 static void test_no_plaintext(void)
 {
-    const char *needles[] = {"IGLL-", "EAAU-", "PAGE-", "short-ig", "short-fb", APP_SECRET};
+    const char *needles[] = {"IGLL-",    "EAAU-", "PAGE-",   "short-ig",
+                             "short-fb", "asid-", APP_SECRET};
     char q[1024];
 
     for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++) {
@@ -743,6 +819,8 @@ static void test_no_plaintext(void)
                  " UNION ALL SELECT encode(sealed, 'escape') FROM vault.tokens"
                  " UNION ALL SELECT row_to_json(t)::text FROM vault.data_keys t"
                  " UNION ALL SELECT encode(wrapped, 'escape') FROM vault.data_keys"
+                 " UNION ALL SELECT row_to_json(t)::text FROM vault.index_key t"
+                 " UNION ALL SELECT row_to_json(t)::text FROM vault.connectors t"
                  " UNION ALL SELECT row_to_json(t)::text FROM vault.outbox t) s"
                  " WHERE r LIKE '%%%s%%'",
                  needles[i]);
@@ -815,6 +893,7 @@ int main(void)
     RUN(test_needs_reauth);
     RUN(test_disconnect);
     RUN(test_deauthorize);
+    RUN(test_who_connected);
     RUN(test_no_plaintext);
     RUN(test_find_and_purge);
     CHECK_INT(th_proc_stop(&vault[0]), 0);

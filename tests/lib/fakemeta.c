@@ -30,6 +30,7 @@ struct token {
     char value[200];
     enum fakemeta_kind kind;
     char account[64]; /* the Page or Instagram account, "" for any */
+    char person[80];  /* the app-scoped id of who granted it (GET /me) */
     int64_t issued_at;
     int64_t expires_at; /* 0: never */
     bool revoked;
@@ -92,9 +93,23 @@ static void issue_locked(struct fakemeta *m, enum fakemeta_kind kind, const char
     memset(t, 0, sizeof(*t));
     snprintf(t->value, sizeof(t->value), "%s", value);
     snprintf(t->account, sizeof(t->account), "%s", account != NULL ? account : "");
+    snprintf(t->person, sizeof(t->person), "u-%.60s", value);
     t->kind = kind;
     t->issued_at = now_locked(m);
     t->expires_at = lifetime > 0 ? t->issued_at + lifetime : 0;
+}
+
+/* The token derived from another (exchanged, refreshed, a Page's) is the same person's. */
+static void inherit_person(struct fakemeta *m, const char *derived, const char *from)
+{
+    struct token *d, *f;
+
+    pthread_mutex_lock(&m->lock);
+    d = find_locked(m, derived);
+    f = find_locked(m, from);
+    if (d != NULL && f != NULL)
+        snprintf(d->person, sizeof(d->person), "%s", f->person);
+    pthread_mutex_unlock(&m->lock);
 }
 
 static int64_t lifetime_of(enum fakemeta_kind kind)
@@ -405,6 +420,7 @@ static void fb_exchange(struct fakemeta *m, const struct fakehttp_request *req,
             else
                 snprintf(token, sizeof(token), "EAAU-%s", fbx);
             fakemeta_issue(m, FAKEMETA_USER_LONG, token, NULL);
+            inherit_person(m, token, fbx);
             token_json(resp, token, SIXTY_DAYS - 56);
         }
     }
@@ -446,6 +462,7 @@ static void page_token(struct fakemeta *m, const char *page, const struct fakeht
         issue_locked(m, FAKEMETA_PAGE, token, page,
                      t.kind == FAKEMETA_USER_LONG ? 0 : t.expires_at - now_locked(m));
         pthread_mutex_unlock(&m->lock);
+        inherit_person(m, token, access);
         usage_headers(m, resp, page, "pages");
         if (fields == NULL || strstr(fields, "access_token") == NULL) {
             char body[200];
@@ -563,6 +580,7 @@ static void ig_exchange(struct fakemeta *m, const struct fakehttp_request *req,
         } else {
             snprintf(token, sizeof(token), "IGLL-%s", access);
             fakemeta_issue(m, FAKEMETA_IG_LONG, token, t.account[0] ? t.account : NULL);
+            inherit_person(m, token, access);
             token_json(resp, token, SIXTY_DAYS);
         }
     }
@@ -598,10 +616,47 @@ static void ig_refresh(struct fakemeta *m, const struct fakehttp_request *req,
             /* A new token; the old one stays valid until it expires, as Meta's does. */
             snprintf(token, sizeof(token), "%s-r", access);
             fakemeta_issue(m, FAKEMETA_IG_LONG, token, t.account[0] ? t.account : NULL);
+            inherit_person(m, token, access);
             token_json(resp, token, SIXTY_DAYS);
         }
     }
     free(grant);
+    free(access);
+}
+
+/*
+ * GET /vX/me?fields=...&access_token: who granted a user token (Facebook host: a user
+ * token; Instagram host: an Instagram token), by their app-scoped id.
+ */
+static void whoami(struct fakemeta *m, int host, const struct fakehttp_request *req,
+                   struct fakehttp_response *resp)
+{
+    char *access = fakehttp_query_param(req, "access_token");
+    unsigned mask;
+    struct token t;
+
+    if (host == BOTH_HOSTS) {
+        /* One listener for both (fakemeta_server): the token's kind names its host. */
+        struct token *found;
+        pthread_mutex_lock(&m->lock);
+        found = find_locked(m, access);
+        host = found != NULL ? (int)host_of(found->kind) : FAKEMETA_FACEBOOK;
+        pthread_mutex_unlock(&m->lock);
+    }
+    mask = host == FAKEMETA_INSTAGRAM ? (1u << FAKEMETA_IG_SHORT) | (1u << FAKEMETA_IG_LONG)
+                                      : (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG);
+    if (access == NULL) {
+        fakehttp_meta_error(resp, 400, 2500, 0,
+                            "An active access token must be used to query information about "
+                            "the current user.");
+    } else if (valid_token(m, host, access, mask, resp, &t) && proof_ok(m, req, access, resp)) {
+        char body[256];
+        if (host == FAKEMETA_INSTAGRAM)
+            snprintf(body, sizeof(body), "{\"id\":\"%s\",\"user_id\":\"%s\"}", t.person, t.account);
+        else
+            snprintf(body, sizeof(body), "{\"id\":\"%s\",\"name\":\"Test User\"}", t.person);
+        fakehttp_json(resp, 200, body);
+    }
     free(access);
 }
 
@@ -655,6 +710,12 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
         fb_exchange(m, req, resp);
     } else if (fb && get && rest != NULL && strcmp(rest, "debug_token") == 0) {
         debug_token(m, req, resp);
+    } else if (get && rest != NULL && strcmp(rest, "me") == 0) {
+        whoami(m,
+               ig && !fb   ? FAKEMETA_INSTAGRAM
+               : fb && !ig ? FAKEMETA_FACEBOOK
+                           : BOTH_HOSTS,
+               req, resp);
     } else if (fb && get && rest != NULL && rlen > 0 && strchr(rest, '/') == NULL) {
         page_token(m, rest, req, resp);
     } else {

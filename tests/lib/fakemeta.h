@@ -12,6 +12,7 @@
  *   GET  /vX/debug_token?input_token&access_token=<app id>|<app secret>
  *                                                   -> {"data": {"is_valid", "type",
  *                                                      "expires_at", "scopes", ...}}
+ *   GET  /vX/me?fields=id&access_token=<user token>  -> {"id": <app-scoped user id>}
  *   POST /vX/<page-id>/messages (Bearer <Page token of that page>)
  * Instagram host (INSTAGRAM_GRAPH_URL):
  *   GET  /access_token?grant_type=ig_exchange_token&client_secret&access_token=<short>
@@ -19,7 +20,11 @@
  *   GET  /refresh_access_token?grant_type=ig_refresh_token&access_token=<long-lived>
  *                                                   -> a new one, only once the token is at
  *                                                      least 24 hours old and unexpired
+ *   GET  /vX/me?fields=id&access_token=<Instagram token> -> {"id", "user_id"}
  *   POST /vX/<ig-id>/messages or /vX/me/messages (Bearer <long-lived Instagram token>)
+ *
+ * The person who granted a token issued with fakemeta_issue() has the app-scoped id
+ * "u-<token>"; the tokens derived from it (exchanged, refreshed, a Page's) are theirs too.
  *
  * Every call that presents an access token must carry appsecret_proof, the hex HMAC-SHA256
  * of that token under the app secret: missing or wrong, it is code 100 (HTTP 400) with
