@@ -213,10 +213,19 @@ static void on_connect(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, cm_rpc_code(rc), "the integration could not be stored: %s",
                     cm_err_str(rc));
     } else {
+        char swhy[640];
+        bool subscribed;
         CM_INFO("integration %s connected (%s) by %s", id, platform, call->actor);
+        /* Meta sends nothing until the account is subscribed; a failure leaves the
+         * integration connected and the reconciliation pass trying again. */
+        subscribed = vault_subscription_make(v, call->pg, NULL, id, platform, account, tok.token,
+                                             swhy, sizeof(swhy)) == CM_OK;
         out = cJSON_CreateObject();
         cJSON_AddStringToObject(out, "integration_id", id);
         cJSON_AddStringToObject(out, "connected_by", who.source);
+        cJSON_AddBoolToObject(out, "subscribed", subscribed);
+        if (!subscribed)
+            cJSON_AddStringToObject(out, "subscription_error", swhy);
         if (tok.expires_at != 0) {
             rfc3339(tok.expires_at, expires);
             cJSON_AddStringToObject(out, "expires_at", expires);
@@ -241,6 +250,9 @@ static void end_one(struct cm_rpc_call *call, struct vault *v, const char *statu
         cm_rpc_fail(call, "invalid", "integration_id is required");
         return;
     }
+    /* A disconnect stops Meta's webhooks too; after a deauthorization Meta already has. */
+    if (strcmp(status, "disconnected") == 0)
+        vault_subscription_end(v, call->pg, NULL, id);
     rc = vault_store_end(v, call->pg, id, status, call->actor, action);
     if (rc == CM_NOTFOUND) {
         cm_rpc_fail(call, "not_found", "no integration %s", id);
@@ -266,6 +278,51 @@ static void end_one(struct cm_rpc_call *call, struct vault *v, const char *statu
 static void on_disconnect(struct cm_rpc_call *call, void *arg)
 {
     end_one(call, arg, "disconnected", "integration.disconnect");
+}
+
+/* The reconciliation of one integration now (the scheduled pass does the same). */
+static void on_check(struct cm_rpc_call *call, void *arg)
+{
+    struct vault *v = arg;
+    const char *id = cm_rpc_str(call, "integration_id");
+    const char *params[1] = {id};
+    bool subscribed, resubscribed;
+    char why[640];
+    cJSON *out;
+    int rc;
+
+    if (!valid_id(id, 64)) {
+        cm_rpc_fail(call, "invalid", "integration_id is required");
+        return;
+    }
+    if (cm_pg_exec(call->pg, "SELECT status FROM integrations WHERE id = $1", 1, params) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
+        return;
+    }
+    if (cm_pg_ntuples(call->pg) == 0) {
+        cm_rpc_fail(call, "not_found", "no integration %s", id);
+        return;
+    }
+    if (strcmp(cm_pg_value(call->pg, 0, 0), "connected") != 0) {
+        cm_rpc_fail(call, "refused", "integration %s is %s: nothing to reconcile", id,
+                    cm_pg_value(call->pg, 0, 0));
+        return;
+    }
+    rc = vault_subscription_check(v, call->pg, NULL, id, &subscribed, &resubscribed, why,
+                                  sizeof(why));
+    if (rc != CM_OK) {
+        fail_meta(call, rc, why);
+        return;
+    }
+    CM_INFO("integration %s checked by %s: %s", id, call->actor,
+            resubscribed ? "subscribed again" : "subscribed");
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "integration_id", id);
+    cJSON_AddBoolToObject(out, "subscribed", subscribed);
+    cJSON_AddBoolToObject(out, "resubscribed", resubscribed);
+    /* The Conversations API backfill is not built yet: nothing is fetched. */
+    cJSON_AddNumberToObject(out, "backfilled", 0);
+    cm_rpc_reply(call, out);
 }
 
 static void on_list(struct cm_rpc_call *call, void *arg)
@@ -485,6 +542,8 @@ static void on_refresh_run(struct cm_rpc_call *call, void *arg)
     cJSON *out = cJSON_CreateObject();
 
     vault_refresh_pass(arg, call->pg, NULL, &counts);
+    cJSON_AddNumberToObject(out, "subscriptions_checked",
+                            (double)vault_subscription_pass(arg, call->pg, NULL));
     cJSON_AddNumberToObject(out, "refreshed", (double)counts.refreshed);
     cJSON_AddNumberToObject(out, "checked", (double)counts.checked);
     cJSON_AddNumberToObject(out, "needs_reauth", (double)counts.needs_reauth);
@@ -497,6 +556,7 @@ void vault_api_register(struct vault *v)
     cm_rpc_handle(v->rpc, "vault.integration.connect", on_connect, v);
     cm_rpc_handle(v->rpc, "vault.integration.disconnect", on_disconnect, v);
     cm_rpc_handle(v->rpc, "vault.integration.list", on_list, v);
+    cm_rpc_handle(v->rpc, "vault.integration.check", on_check, v);
     cm_rpc_handle(v->rpc, "vault.integration.lookup", on_lookup, v);
     cm_rpc_handle(v->rpc, "vault.integration.deauthorize", on_deauthorize, v);
     cm_rpc_handle(v->rpc, "vault.token.get", on_token_get, v);

@@ -14,12 +14,14 @@
 
 extern const char doms_embed_001_init[];
 extern const char doms_embed_002_asid_blind[];
+extern const char doms_embed_003_subscription[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
     {2, "data keys", cm_keyring_schema_sql},
     {3, "outbox", CM_OUTBOX_SCHEMA_SQL},
     {4, "asid blind index", doms_embed_002_asid_blind},
+    {5, "webhook subscription", doms_embed_003_subscription},
 };
 
 static const struct cm_setting settings[] = {

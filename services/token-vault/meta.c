@@ -38,9 +38,9 @@ static void take_token(struct vault_token *t, const char *text)
     memcpy(t->token, text, len + 1);
 }
 
-/* GETs url (holding secrets) and parses the JSON answer into *json. */
-static int get_json(struct cm_httpc *http, struct cm_buf *url, cJSON **json, int *meta_code,
-                    char *why, size_t cap)
+/* Sends method to url (holding secrets) and parses the JSON answer into *json. */
+static int call_json(struct cm_httpc *http, const char *method, struct cm_buf *url, cJSON **json,
+                     int *meta_code, char *why, size_t cap)
 {
     struct cm_httpc_request req = {0};
     struct cm_httpc_response resp;
@@ -48,7 +48,7 @@ static int get_json(struct cm_httpc *http, struct cm_buf *url, cJSON **json, int
 
     *json = NULL;
     *meta_code = 0;
-    req.method = "GET";
+    req.method = method;
     req.url = url->data;
     req.meta = true;
     req.timeout_ms = 10000;
@@ -89,6 +89,12 @@ done:
         sodium_memzero(resp.body.data, resp.body.len);
     cm_httpc_response_cleanup(&resp);
     return rc;
+}
+
+static int get_json(struct cm_httpc *http, struct cm_buf *url, cJSON **json, int *meta_code,
+                    char *why, size_t cap)
+{
+    return call_json(http, "GET", url, json, meta_code, why, cap);
 }
 
 /* Reads {"access_token", "expires_in"} into out; CM_INVALID when the token is missing. */
@@ -304,5 +310,106 @@ int vault_meta_check_page(const struct vault_cfg *cfg, struct cm_httpc *http, co
     }
     wipe_json(json);
     cm_buf_cleanup(&path);
+    return rc;
+}
+
+/* The webhook fields the suite consumes, per platform (what the router and ingest handle). */
+static const char fb_fields[] = "messages,messaging_postbacks,message_reactions,message_echoes,"
+                                "messaging_seen,message_edits,messaging_handovers,standby";
+static const char ig_fields[] = "messages,messaging_postbacks,message_reactions,messaging_seen";
+
+/* {graph}/{version}/{page}/subscribed_apps, or Instagram's /me/subscribed_apps. */
+static void subscribed_apps_url(const struct vault_cfg *cfg, const char *platform,
+                                const char *account, const char *const *params, struct cm_buf *url)
+{
+    bool ig = strcmp(platform, "instagram") == 0;
+    struct cm_buf path;
+
+    cm_buf_init(&path);
+    cm_buf_printf(&path, "%s/%s/subscribed_apps", cfg->graph_version, ig ? "me" : account);
+    cm_httpc_url(url, ig ? cfg->ig_graph_url : cfg->graph_url, path.data, params);
+    cm_buf_cleanup(&path);
+}
+
+int vault_meta_subscribe(const struct vault_cfg *cfg, struct cm_httpc *http, const char *platform,
+                         const char *account, const char *token, bool on, int *meta_code, char *why,
+                         size_t cap)
+{
+    char proof[VAULT_PROOF_LEN];
+    const char *fields = strcmp(platform, "instagram") == 0 ? ig_fields : fb_fields;
+    const char *with_fields[] = {
+        "subscribed_fields", fields, "access_token", token, "appsecret_proof", proof, NULL};
+    const char *without[] = {"access_token", token, "appsecret_proof", proof, NULL};
+    const cJSON *ok;
+    struct cm_buf url;
+    cJSON *json = NULL;
+    int rc;
+
+    vault_meta_proof(cfg, token, proof);
+    cm_buf_init(&url);
+    subscribed_apps_url(cfg, platform, account, on ? with_fields : without, &url);
+    rc = call_json(http, on ? "POST" : "DELETE", &url, &json, meta_code, why, cap);
+    if (rc == CM_OK) {
+        ok = cJSON_GetObjectItemCaseSensitive(json, "success");
+        if (!cJSON_IsTrue(ok)) {
+            snprintf(why, cap, "Meta's answer to subscribed_apps is not {\"success\": true}");
+            rc = CM_INVALID;
+        }
+    }
+    wipe_json(json);
+    cm_buf_wipe(&url);
+    return rc;
+}
+
+int vault_meta_subscribed(const struct vault_cfg *cfg, struct cm_httpc *http, const char *platform,
+                          const char *account, const char *token, bool *subscribed, int *meta_code,
+                          char *why, size_t cap)
+{
+    char proof[VAULT_PROOF_LEN];
+    const char *params[] = {"access_token", token, "appsecret_proof", proof, NULL};
+    const char *want = strcmp(platform, "instagram") == 0 ? ig_fields : fb_fields;
+    const cJSON *data, *app, *apps;
+    struct cm_buf url;
+    cJSON *json = NULL;
+    int rc;
+
+    *subscribed = false;
+    vault_meta_proof(cfg, token, proof);
+    cm_buf_init(&url);
+    subscribed_apps_url(cfg, platform, account, params, &url);
+    rc = get_json(http, &url, &json, meta_code, why, cap);
+    data = cJSON_GetObjectItemCaseSensitive(json, "data");
+    if (rc == CM_OK && !cJSON_IsArray(data)) {
+        snprintf(why, cap, "Meta's subscribed_apps answer has no data list");
+        rc = CM_INVALID;
+    }
+    /* Ours is the entry with the app's id, holding every field the suite consumes. */
+    apps = rc == CM_OK ? data : NULL;
+    cJSON_ArrayForEach(app, apps)
+    {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(app, "id");
+        const cJSON *fields = cJSON_GetObjectItemCaseSensitive(app, "subscribed_fields");
+        const char *p = want;
+        bool all = cJSON_IsArray(fields);
+
+        if (!cJSON_IsString(id) || strcmp(id->valuestring, cfg->app_id) != 0)
+            continue;
+        while (all && *p != '\0') {
+            size_t n = strcspn(p, ",");
+            const cJSON *f;
+            bool has = false;
+            cJSON_ArrayForEach(f, fields)
+            {
+                if (cJSON_IsString(f) && strlen(f->valuestring) == n &&
+                    strncmp(f->valuestring, p, n) == 0)
+                    has = true;
+            }
+            all = has;
+            p += n + (p[n] == ',');
+        }
+        *subscribed = all;
+    }
+    wipe_json(json);
+    cm_buf_wipe(&url);
     return rc;
 }

@@ -24,6 +24,8 @@ static int purge_one(struct vault *v, struct cm_pg *pg, const char *id, const ch
     int rc;
 
     snprintf(kid, sizeof(kid), "int:%s", id);
+    /* A workspace's deletion stops Meta's webhooks for its accounts, best effort. */
+    vault_subscription_end(v, pg, NULL, id);
     rc = vault_begin(pg);
     if (rc == CM_OK)
         rc = cm_keyring_shred(v->keyring, pg, kid, &shredded);

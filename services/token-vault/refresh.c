@@ -196,6 +196,7 @@ static void *refresher_main(void *arg)
     while (!atomic_load(&r->stopping)) {
         struct vault_refresh_counts counts = {0};
         vault_refresh_pass(v, pg, http, &counts);
+        vault_subscription_pass(v, pg, http);
         if (!converted) {
             vault_asid_convert_legacy(v, pg);
             converted = true;

@@ -177,6 +177,11 @@ cJSON *vault_store_describe(struct cm_pg *pg, int row)
         cJSON_AddStringToObject(o, "expires_at", cm_pg_value(pg, row, VAULT_COL_EXPIRES));
     cJSON_AddBoolToObject(o, "needs_reauth", strcmp(status, "needs_reauth") == 0);
     cJSON_AddBoolToObject(o, "token_held", strcmp(cm_pg_value(pg, row, VAULT_COL_HELD), "t") == 0);
+    cJSON_AddBoolToObject(o, "subscribed",
+                          strcmp(cm_pg_value(pg, row, VAULT_COL_SUBSCRIBED), "t") == 0);
+    if (!cm_pg_is_null(pg, row, VAULT_COL_SUBSCRIPTION_ERROR))
+        cJSON_AddStringToObject(o, "subscription_error",
+                                cm_pg_value(pg, row, VAULT_COL_SUBSCRIPTION_ERROR));
     return o;
 }
 

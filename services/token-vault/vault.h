@@ -98,6 +98,43 @@ int vault_meta_whoami(const struct vault_cfg *cfg, struct cm_httpc *http, const 
                       const char *user_token, char asid[VAULT_ASID_LEN], int *meta_code, char *why,
                       size_t cap) CM_MUST_CHECK;
 
+/*
+ * Subscribes the account to the app's webhooks for the fields the suite consumes (on), or
+ * removes the subscription: POST or DELETE {graph}/{version}/{page-id}/subscribed_apps with
+ * the Page token, or {instagram graph}/{version}/me/subscribed_apps with the Instagram token.
+ */
+int vault_meta_subscribe(const struct vault_cfg *cfg, struct cm_httpc *http, const char *platform,
+                         const char *account, const char *token, bool on, int *meta_code, char *why,
+                         size_t cap) CM_MUST_CHECK;
+/* GET subscribed_apps: *subscribed when the app is there with every field the suite needs. */
+int vault_meta_subscribed(const struct vault_cfg *cfg, struct cm_httpc *http, const char *platform,
+                          const char *account, const char *token, bool *subscribed, int *meta_code,
+                          char *why, size_t cap) CM_MUST_CHECK;
+
+/* --- subscription.c: the account's webhook subscription ------------------------------- */
+
+/* How often a subscription that holds is compared with Meta's; how soon a failed one is
+ * tried again (PostgreSQL intervals). */
+#define VAULT_SUBSCRIPTION_CHECK "6 hours"
+#define VAULT_SUBSCRIPTION_RETRY "5 minutes"
+
+/* Subscribes the integration's account and records the outcome; why holds a failure. */
+int vault_subscription_make(struct vault *v, struct cm_pg *pg, struct cm_httpc *http,
+                            const char *id, const char *platform, const char *account,
+                            const char *token, char *why, size_t cap);
+/*
+ * Compares Meta's subscribed_apps with what the suite needs and subscribes again when it is
+ * missing (*resubscribed). CM_NOTFOUND: no token; a Meta failure leaves the record as it was.
+ */
+int vault_subscription_check(struct vault *v, struct cm_pg *pg, struct cm_httpc *http,
+                             const char *id, bool *subscribed, bool *resubscribed, char *why,
+                             size_t cap);
+/* Removes a live integration's subscription before it ends: best effort, never fails. */
+void vault_subscription_end(struct vault *v, struct cm_pg *pg, struct cm_httpc *http,
+                            const char *id);
+/* Checks up to 20 due integrations (safe across replicas); returns how many answered. */
+long vault_subscription_pass(struct vault *v, struct cm_pg *pg, struct cm_httpc *http);
+
 /* --- asid.c: the blind index of who connected ------------------------------------------ */
 
 #define VAULT_BLIND_LEN 65 /* 64 hex digits and a NUL */

@@ -212,6 +212,18 @@ static void test_connect_both(void)
     it = find_integration(list, ig_id);
     CHECK_STR(str_at(it, "status", NULL), "connected");
     CHECK_STR(str_at(it, "platform", NULL), "instagram");
+    /* Subscribed at connect to the fields the suite consumes, each on its host. */
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(it, "subscribed")));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(find_integration(list, page_id), "subscribed")));
+    {
+        char *ig_fields = fakemeta_subscription(meta, "17841400000000001");
+        char *fb_fields = fakemeta_subscription(meta, "106123456789012");
+        CHECK_CONTAINS(ig_fields, "messages,messaging_postbacks");
+        CHECK_CONTAINS(fb_fields, "message_echoes");
+        CHECK_CONTAINS(fb_fields, "standby");
+        free(ig_fields);
+        free(fb_fields);
+    }
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(it, "token_held")));
     CHECK(cJSON_IsFalse(cJSON_GetObjectItem(it, "needs_reauth")));
     it = find_integration(list, page_id);
@@ -335,8 +347,9 @@ static void test_meta_errors(void)
         fakemeta_throttle(meta, 17, 2);
         id = connect_ok("messenger", "106000000000111", "short-throttled", NULL, NULL);
         CHECK(id[0] != '\0');
-        /* Two refused exchanges, the exchange, the Page token, who connected (GET /me). */
-        CHECK_INT(fakehttp_count(fakemeta_server(meta, FAKEMETA_FACEBOOK)) - calls, 5);
+        /* Two refused exchanges, the exchange, the Page token, who connected (GET /me), the
+         * webhook subscription. */
+        CHECK_INT(fakehttp_count(fakemeta_server(meta, FAKEMETA_FACEBOOK)) - calls, 6);
         free(id);
     }
     free(before);
@@ -733,6 +746,90 @@ static void test_find_and_purge(void)
 }
 
 /* No column of the vault schema holds a token or the app secret in plaintext. */
+/* domsctl integration check I: its result (free it), exit code in *code. */
+static cJSON *check_integration(const char *id, int *code, char **text)
+{
+    const char *args[] = {"integration", "check", id, NULL};
+    cJSON *out = NULL;
+
+    *code = domsctl(&out, text, args);
+    return out;
+}
+
+/*
+ * The webhook subscription: refused for a missing permission (connected all the same, the
+ * reason shown), restored when Meta forgot it, by integration check and by the scheduled
+ * pass, and removed by a disconnect (test_disconnect).
+ */
+static void test_subscription(void)
+{
+    const char *connect[] = {"integration", "connect",       "--workspace", "ws_1",
+                             "--platform",  "messenger",     "--account",   "998000000000001",
+                             "--token",     "short-no-perm", NULL};
+    const char *list_args[] = {"integration", "list", "--workspace", "ws_1", NULL};
+    cJSON *out = NULL, *r;
+    char *id, *sub, *fields, *text = NULL, q[256];
+    int code;
+
+    sub = connect_ok("messenger", "106000000000222", "short-sub", NULL, NULL);
+    login("messenger", "998000000000001", "short-no-perm");
+    CHECK_INT(domsctl(&out, NULL, connect), 0);
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(out, "subscribed")));
+    CHECK_CONTAINS(str_at(out, "subscription_error", NULL), "pages_messaging");
+    id = cm_xstrdup(str_at(out, "integration_id", NULL) ? str_at(out, "integration_id", NULL)
+                                                        : "none");
+    cJSON_Delete(out);
+    CHECK_INT(domsctl(&out, NULL, list_args), 0);
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(find_integration(out, id), "subscribed")));
+    CHECK_CONTAINS(str_at(find_integration(out, id), "subscription_error", NULL), "(#200)");
+    cJSON_Delete(out);
+    /* Checking it now says the same, with Meta's reason, exit 1. */
+    cJSON_Delete(check_integration(id, &code, &text));
+    CHECK_INT(code, 1);
+    CHECK_CONTAINS(text, "pages_messaging");
+    free(text);
+    text = NULL;
+
+    /* Meta forgets the Page's subscription: integration check restores it. */
+    fakemeta_forget_subscription(meta, "106000000000222");
+    out = check_integration(sub, &code, NULL);
+    CHECK_INT(code, 0);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(out, "subscribed")));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(out, "resubscribed")));
+    cJSON_Delete(out);
+    fields = fakemeta_subscription(meta, "106000000000222");
+    CHECK_CONTAINS(fields, "messages");
+    free(fields);
+    out = check_integration(sub, &code, NULL);
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(out, "resubscribed")));
+    cJSON_Delete(out);
+
+    /* And the scheduled pass, once the last check is older than its interval. */
+    fakemeta_forget_subscription(meta, "106000000000222");
+    snprintf(q, sizeof(q),
+             "UPDATE vault.integrations SET subscription_checked_at = now() - interval '7 hours'"
+             " WHERE id = '%s' RETURNING 1",
+             sub);
+    update_one(q);
+    r = request("vault.refresh.run", "{}");
+    CHECK(result_num(r, "subscriptions_checked") >= 1);
+    cJSON_Delete(r);
+    fields = fakemeta_subscription(meta, "106000000000222");
+    CHECK_CONTAINS(fields, "messages");
+    free(fields);
+
+    /* A disconnect removes the subscription at Meta. */
+    {
+        const char *disc[] = {"integration", "disconnect", sub, NULL};
+        CHECK_INT(domsctl(NULL, NULL, disc), 0);
+        fields = fakemeta_subscription(meta, "106000000000222");
+        CHECK_MSG(fields == NULL, "the Page is still subscribed after its disconnect: %s", fields);
+        free(fields);
+    }
+    free(id);
+    free(sub);
+}
+
 /* The integrations whose connector has app-scoped id asid, by vault.integration.find. */
 static int found_for(const char *asid, const char *want_id)
 {
@@ -894,6 +991,7 @@ int main(void)
     RUN(test_disconnect);
     RUN(test_deauthorize);
     RUN(test_who_connected);
+    RUN(test_subscription);
     RUN(test_no_plaintext);
     RUN(test_find_and_purge);
     CHECK_INT(th_proc_stop(&vault[0]), 0);

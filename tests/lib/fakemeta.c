@@ -23,6 +23,7 @@
 #define ONE_HOUR    3600
 #define MAX_TOKENS  512
 #define MAX_SEEN    256
+#define MAX_SUBS    128
 #define BOTH_HOSTS  (-1)
 #define INVALID_190 "Invalid OAuth access token - Cannot parse access token"
 
@@ -57,6 +58,11 @@ struct fakemeta {
     int delay_ms;
     long calls;
     char seen[MAX_SEEN][80]; /* recipients that already had their first (failing) attempt */
+    struct {
+        char account[80];
+        char fields[256];
+    } subs[MAX_SUBS]; /* the app's webhook subscriptions, by account */
+    int nsubs;
     int nseen;
     int sent_seq;
 };
@@ -388,6 +394,116 @@ static void send_api(struct fakemeta *m, int host, const char *account,
     cJSON_Delete(body);
 }
 
+/* --- webhook subscriptions -------------------------------------------------------------- */
+
+static int sub_find_locked(struct fakemeta *m, const char *account)
+{
+    for (int i = 0; i < m->nsubs; i++) {
+        if (strcmp(m->subs[i].account, account) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static void sub_remove_locked(struct fakemeta *m, const char *account)
+{
+    int i = sub_find_locked(m, account);
+
+    if (i >= 0)
+        m->subs[i] = m->subs[--m->nsubs];
+}
+
+/*
+ * GET, POST and DELETE /vX/<account>/subscribed_apps: the app's webhook subscription for a
+ * Page (its Page token) or an Instagram account (/me or its id, with its Instagram token).
+ */
+static void subscribed_apps(struct fakemeta *m, int host, const char *account,
+                            const struct fakehttp_request *req, struct fakehttp_response *resp)
+{
+    char *token = fakehttp_query_param(req, "access_token");
+    char *fields = fakehttp_query_param(req, "subscribed_fields");
+    unsigned mask = host == FAKEMETA_INSTAGRAM ? 1u << FAKEMETA_IG_LONG : 1u << FAKEMETA_PAGE;
+    struct token t;
+
+    if (token == NULL) {
+        fakehttp_meta_error(resp, 400, 2500, 0,
+                            "An active access token must be used to query information about "
+                            "the current user.");
+    } else if (!valid_token(m, host, token, mask, resp, &t) || !proof_ok(m, req, token, resp)) {
+        /* answered */
+    } else if (t.account[0] != '\0' && strcmp(account, t.account) != 0 &&
+               !(host == FAKEMETA_INSTAGRAM && strcmp(account, "me") == 0)) {
+        fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
+    } else if (strncmp(t.account, "998", 3) == 0) {
+        /* Scripted: the business did not grant what subscribing needs. */
+        fakehttp_meta_error(resp, 403, 200, 0,
+                            "(#200) To subscribe to the messages field, one of these permissions "
+                            "is needed: pages_messaging");
+    } else {
+        const char *acct = t.account[0] != '\0' ? t.account : account;
+        usage_headers(m, resp, acct, host == FAKEMETA_INSTAGRAM ? "instagram" : "pages");
+        pthread_mutex_lock(&m->lock);
+        if (strcmp(req->method, "POST") == 0 && (fields == NULL || fields[0] == '\0')) {
+            fakehttp_meta_error(resp, 400, 100, 0,
+                                "(#100) The parameter subscribed_fields is required");
+        } else if (strcmp(req->method, "POST") == 0) {
+            int i = sub_find_locked(m, acct);
+            if (i < 0 && m->nsubs < MAX_SUBS)
+                i = m->nsubs++;
+            if (i >= 0) {
+                snprintf(m->subs[i].account, sizeof(m->subs[i].account), "%s", acct);
+                snprintf(m->subs[i].fields, sizeof(m->subs[i].fields), "%s", fields);
+            }
+            fakehttp_json(resp, 200, "{\"success\":true}");
+        } else if (strcmp(req->method, "DELETE") == 0) {
+            sub_remove_locked(m, acct);
+            fakehttp_json(resp, 200, "{\"success\":true}");
+        } else {
+            int i = sub_find_locked(m, acct);
+            cJSON *out = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(out, "data");
+            char *text;
+            if (i >= 0) {
+                cJSON *app = cJSON_CreateObject(), *list;
+                char copy[256], *save = NULL;
+                cJSON_AddStringToObject(app, "id", FAKEMETA_APP_ID);
+                cJSON_AddStringToObject(app, "name", "Test App");
+                list = cJSON_AddArrayToObject(app, "subscribed_fields");
+                snprintf(copy, sizeof(copy), "%s", m->subs[i].fields);
+                for (char *f = strtok_r(copy, ",", &save); f; f = strtok_r(NULL, ",", &save))
+                    cJSON_AddItemToArray(list, cJSON_CreateString(f));
+                cJSON_AddItemToArray(data, app);
+            }
+            text = cJSON_PrintUnformatted(out);
+            fakehttp_json(resp, 200, text);
+            cJSON_free(text);
+            cJSON_Delete(out);
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+    free(token);
+    free(fields);
+}
+
+char *fakemeta_subscription(struct fakemeta *m, const char *account)
+{
+    char *fields = NULL;
+    int i;
+
+    pthread_mutex_lock(&m->lock);
+    i = sub_find_locked(m, account);
+    if (i >= 0)
+        fields = cm_xstrdup(m->subs[i].fields);
+    pthread_mutex_unlock(&m->lock);
+    return fields;
+}
+
+void fakemeta_forget_subscription(struct fakemeta *m, const char *account)
+{
+    pthread_mutex_lock(&m->lock);
+    sub_remove_locked(m, account);
+    pthread_mutex_unlock(&m->lock);
+}
+
 /* --- token endpoints ------------------------------------------------------------------- */
 
 /* GET /vX/oauth/access_token?grant_type=fb_exchange_token... */
@@ -710,6 +826,11 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
         fb_exchange(m, req, resp);
     } else if (fb && get && rest != NULL && strcmp(rest, "debug_token") == 0) {
         debug_token(m, req, resp);
+    } else if (rest != NULL && rlen > 16 && strcmp(rest + rlen - 16, "/subscribed_apps") == 0 &&
+               strchr(rest, '/') == rest + rlen - 16) {
+        char account[80];
+        snprintf(account, sizeof(account), "%.*s", (int)(rlen - 16), rest);
+        subscribed_apps(m, ig && !fb ? FAKEMETA_INSTAGRAM : FAKEMETA_FACEBOOK, account, req, resp);
     } else if (get && rest != NULL && strcmp(rest, "me") == 0) {
         whoami(m,
                ig && !fb   ? FAKEMETA_INSTAGRAM

@@ -14,6 +14,8 @@
  *                                                      "expires_at", "scopes", ...}}
  *   GET  /vX/me?fields=id&access_token=<user token>  -> {"id": <app-scoped user id>}
  *   POST /vX/<page-id>/messages (Bearer <Page token of that page>)
+ *   GET|POST|DELETE /vX/<page-id>/subscribed_apps?[subscribed_fields]&access_token=<Page token>
+ *                                                   -> the app's webhook subscription
  * Instagram host (INSTAGRAM_GRAPH_URL):
  *   GET  /access_token?grant_type=ig_exchange_token&client_secret&access_token=<short>
  *                                                   -> long-lived Instagram token, 60 days
@@ -22,6 +24,7 @@
  *                                                      least 24 hours old and unexpired
  *   GET  /vX/me?fields=id&access_token=<Instagram token> -> {"id", "user_id"}
  *   POST /vX/<ig-id>/messages or /vX/me/messages (Bearer <long-lived Instagram token>)
+ *   GET|POST|DELETE /vX/me/subscribed_apps?[subscribed_fields]&access_token=<Instagram token>
  *
  * The person who granted a token issued with fakemeta_issue() has the app-scoped id
  * "u-<token>"; the tokens derived from it (exchanged, refreshed, a Page's) are theirs too.
@@ -53,6 +56,7 @@
  *   Instagram exchange of a token garbage*   200 with an HTML page instead of JSON
  *   Instagram exchange of a token html502*   502 with an HTML page (a proxy's)
  *   Page token for a page id 999*            100/33: the object does not exist
+ *   subscribed_apps for an account 998*      403, 200: a permission is missing
  *
  * Send API: the recipient id also scripts Meta, so a test names its contacts:
  *   fail-window*   400, code 10 subcode 2018278 (outside the allowed window)
@@ -141,6 +145,11 @@ void fakemeta_set_proof_optional(struct fakemeta *m, bool optional);
 void fakemeta_set_delay(struct fakemeta *m, int ms);
 
 /* --- what the suite sent --------------------------------------------------------------- */
+
+/* The fields account is subscribed to, comma-separated (a new string), or NULL. */
+char *fakemeta_subscription(struct fakemeta *m, const char *account);
+/* Meta forgets the app's subscription for account (as after a permission's removal). */
+void fakemeta_forget_subscription(struct fakemeta *m, const char *account);
 
 /* The number of Send API requests received so far by host. */
 int fakemeta_sends(struct fakemeta *m, enum fakemeta_host host);
