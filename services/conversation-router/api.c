@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/audit.h"
+#include "common/id.h"
 #include "common/log.h"
 #include "router.h"
 
@@ -299,8 +300,69 @@ static void on_member_remove(struct cm_rpc_call *call, void *arg)
     cm_rpc_reply(call, out);
 }
 
+/* RFC 3339 UTC with milliseconds, from PostgreSQL. */
+#define RFC3339_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/*
+ * token-vault's integration list: Meta's time of the last message a contact sent through
+ * each integration, {"<integration id>": "...Z" | null}. Ids only, no Platform Data, so no
+ * actor's role is checked; only token-vault may ask (the subject space, and here).
+ */
+static void on_integration_activity(struct cm_rpc_call *call, void *arg)
+{
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(call->req, "integration_ids");
+    const cJSON *id;
+    struct cm_buf list;
+    const char *params[1];
+    cJSON *out;
+    int n = 0;
+
+    (void)arg;
+    if (call->caller == NULL || strcmp(call->caller, "token-vault") != 0) {
+        cm_rpc_fail(call, "denied", "only token-vault asks for integrations' activity");
+        return;
+    }
+    if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > 1000) {
+        cm_rpc_fail(call, "invalid", "integration_ids is required, at most 1000 ids");
+        return;
+    }
+    cm_buf_init(&list);
+    cm_buf_puts(&list, "{");
+    cJSON_ArrayForEach(id, ids)
+    {
+        if (!cJSON_IsString(id) || !cm_id_valid(id->valuestring, 64)) {
+            cm_buf_cleanup(&list);
+            cm_rpc_fail(call, "invalid", "integration_ids holds a malformed id");
+            return;
+        }
+        cm_buf_printf(&list, "%s%s", n++ ? "," : "", id->valuestring);
+    }
+    cm_buf_puts(&list, "}");
+    params[0] = list.data;
+    if (cm_pg_exec(
+            call->pg,
+            "SELECT i, " RFC3339_UTC(
+                "max(c.last_inbound_at)") " FROM unnest($1::text[]) AS i LEFT JOIN conversations c"
+                                          " ON c.integration_id = i GROUP BY i",
+            1, params) != CM_OK) {
+        cm_buf_cleanup(&list);
+        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
+        return;
+    }
+    cm_buf_cleanup(&list);
+    out = cJSON_CreateObject();
+    for (int i = 0; i < cm_pg_ntuples(call->pg); i++) {
+        if (cm_pg_is_null(call->pg, i, 1))
+            cJSON_AddNullToObject(out, cm_pg_value(call->pg, i, 0));
+        else
+            cJSON_AddStringToObject(out, cm_pg_value(call->pg, i, 0), cm_pg_value(call->pg, i, 1));
+    }
+    cm_rpc_reply(call, out);
+}
+
 void router_api_register(struct router *r)
 {
+    cm_rpc_handle(r->rpc, "router.integration.activity", on_integration_activity, r);
     cm_rpc_handle(r->rpc, "router.workspace.create", on_workspace_create, r);
     cm_rpc_handle(r->rpc, "router.workspace.get", on_workspace_get, r);
     cm_rpc_handle(r->rpc, "router.workspace.update", on_workspace_update, r);

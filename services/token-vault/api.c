@@ -325,14 +325,65 @@ static void on_check(struct cm_rpc_call *call, void *arg)
     cm_rpc_reply(call, out);
 }
 
+#define ACTIVITY_TIMEOUT_MS 2000
+
+/*
+ * Adds last_event_at to each integration of list: Meta's time of the last message a
+ * contact sent through it, which conversation-router knows (router.integration.activity).
+ * Without an answer the list is still given, with null and a warning in the log.
+ */
+static void add_activity(struct vault *v, cJSON *list)
+{
+    cJSON *req = cJSON_CreateObject(), *ids = cJSON_AddArrayToObject(req, "integration_ids");
+    cJSON *reply = NULL, *it;
+    const cJSON *result = NULL;
+    natsMsg *msg = NULL;
+    natsStatus s;
+    char *body;
+
+    cJSON_AddStringToObject(req, "actor", VAULT_SERVICE);
+    cJSON_ArrayForEach(it, list)
+    {
+        cJSON_AddItemToArray(ids, cJSON_CreateString(cJSON_GetStringValue(
+                                      cJSON_GetObjectItem(it, "integration_id"))));
+    }
+    body = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    s = cJSON_GetArraySize(list) > 0
+            ? cm_nats_request(&msg, v->svc.nats, "router.integration.activity", body,
+                              ACTIVITY_TIMEOUT_MS)
+            : NATS_OK;
+    cJSON_free(body);
+    if (s == NATS_OK && msg != NULL) {
+        reply = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+        natsMsg_Destroy(msg);
+        result = cJSON_GetObjectItemCaseSensitive(reply, "result");
+    }
+    if (cJSON_GetArraySize(list) > 0 && !cJSON_IsObject(result))
+        CM_WARN("integration list: no activity from conversation-router (%s); last_event_at null",
+                s != NATS_OK ? natsStatus_GetText(s) : "an unexpected answer");
+    cJSON_ArrayForEach(it, list)
+    {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "integration_id"));
+        const cJSON *at = cJSON_IsObject(result) && id != NULL
+                              ? cJSON_GetObjectItemCaseSensitive(result, id)
+                              : NULL;
+        if (cJSON_IsString(at))
+            cJSON_AddStringToObject(it, "last_event_at", at->valuestring);
+        else
+            cJSON_AddNullToObject(it, "last_event_at");
+    }
+    cJSON_Delete(reply);
+}
+
 static void on_list(struct cm_rpc_call *call, void *arg)
 {
+    struct vault *v = arg;
     const char *ws = cm_rpc_str(call, "workspace_id");
     const char *params[1] = {ws};
     cJSON *list;
     int rc;
 
-    (void)arg;
     if (!valid_id(ws, 128)) {
         cm_rpc_fail(call, "invalid", "workspace_id is required");
         return;
@@ -346,6 +397,7 @@ static void on_list(struct cm_rpc_call *call, void *arg)
     list = cJSON_CreateArray();
     for (int i = 0; i < cm_pg_ntuples(call->pg); i++)
         cJSON_AddItemToArray(list, vault_store_describe(call->pg, i));
+    add_activity(v, list);
     cm_rpc_reply(call, list);
 }
 

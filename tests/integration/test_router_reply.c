@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "common/crypto.h"
@@ -93,6 +94,34 @@ void test_reply_setup(void)
 }
 
 /*
+ * integration list shows, beside the vault's state, when a contact last wrote through each
+ * integration (Meta's timestamp, from the router): the inbound messages of a minute ago.
+ */
+static void check_last_event_at(void)
+{
+    const char *args[] = {"integration", "list", "--workspace", ws, NULL};
+    int64_t at = now_ms_ - 60000;
+    time_t secs = (time_t)(at / 1000);
+    char want[40], day[32];
+    struct tm tm;
+    cJSON *list = NULL;
+    const cJSON *it;
+    int seen = 0;
+
+    gmtime_r(&secs, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(want, sizeof(want), "%s.%03dZ", day, (int)(at % 1000));
+    CHECK_INT(th_stack_domsctl(&st, &list, NULL, args), 0);
+    cJSON_ArrayForEach(it, list)
+    {
+        CHECK_STR(th_json_str(it, "last_event_at", NULL), want);
+        seen++;
+    }
+    CHECK_INT(seen, 2);
+    cJSON_Delete(list);
+}
+
+/*
  * Meta counts characters: 2000 on Messenger and 1000 on Instagram. Two-byte characters up
  * to the limit pass (twice as many bytes as the limit), one character more is refused with
  * the platform's limit, and text that is not UTF-8 is refused.
@@ -105,6 +134,7 @@ void test_reply_limits(void)
     fb_int = connect("messenger", PAGE_DEAUTH, "short-fb-limits", "asid-fb-limits");
     ig_conv = inbound("instagram", IG_GONE, "ig-limits-1", "m_lim_ig", "limits on IG");
     fb_conv = inbound("page", PAGE_DEAUTH, "fb-limits-1", "m_lim_fb", "limits on FB");
+    check_last_event_at();
 
     text = repeat("\xc3\xa9", 1000); /* é */
     CHECK_INT(reply(ig_conv, text, &why), 0);
