@@ -94,10 +94,40 @@ enum router_window {
     ROUTER_WINDOW_CLOSED,      /* after 7 days */
 };
 
+/* The windows' lengths: a reply within 24 hours; a human agent's, tagged, within 7 days. */
+#define ROUTER_WINDOW_OPEN_MS  (24LL * 3600 * 1000)
+#define ROUTER_WINDOW_HUMAN_MS (7LL * 24 * 3600 * 1000)
+
 /* The window at now_ms for a last inbound message at last_ms (0: none), epoch ms. */
 enum router_window router_window_at(int64_t now_ms, int64_t last_ms);
 /* "open", "human_agent" or "closed" (NONE reads "closed"). */
 const char *router_window_name(enum router_window w);
+
+/* --- page.c: cursors and page sizes of the lists -------------------------------------- */
+
+/* The kinds of cursor: one list's cursor is refused by another. */
+#define ROUTER_CURSOR_CONVERSATIONS 'c' /* router.conversations.list, by last activity */
+#define ROUTER_CURSOR_OLDEST        'm' /* router.messages.list, oldest first */
+#define ROUTER_CURSOR_NEWEST        'n' /* router.messages.list with newest, going back */
+/* A cursor's size, its NUL included; a longer one is refused. */
+#define ROUTER_CURSOR_MAX 192
+
+/*
+ * Writes the cursor of a sort key (usec: a timestamp in microseconds since the epoch; key:
+ * a conversation id, or a message's seq in decimal) into out (ROUTER_CURSOR_MAX bytes).
+ */
+void router_cursor_encode(char kind, int64_t usec, const char *key, char *out);
+/*
+ * Reads a cursor of the given kind back into *usec and key (keycap bytes). Returns CM_OK,
+ * or CM_INVALID for anything router_cursor_encode would not have written for that kind.
+ */
+int router_cursor_decode(const char *cursor, char kind, int64_t *usec, char *key,
+                         size_t keycap) CM_MUST_CHECK;
+/*
+ * A page size from the request's field name: dflt when absent or null, else a whole number
+ * from 1 to max into *out. Returns CM_OK, or CM_INVALID (anything else).
+ */
+int router_page_size(const cJSON *req, const char *name, int dflt, int max, int *out) CM_MUST_CHECK;
 
 /* --- routes.c: account id to workspace ----------------------------------------------- */
 
