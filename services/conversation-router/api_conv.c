@@ -1,5 +1,6 @@
 /*
- * api_conv.c - conversations, messages and replies over NATS (proto/router.md).
+ * api_conv.c - a conversation over NATS (proto/router.md): its context for ai-suggest,
+ * assignment, closing and replies. The lists are api_list.c's.
  *
  * A reply is decided here, inside Meta's rules: only in a conversation the contact
  * started, only inside the messaging window, only with the HUMAN_AGENT tag between 24
@@ -17,20 +18,6 @@
 #include "common/outbox.h"
 #include "router.h"
 
-struct conv {
-    char id[64];
-    char ws[128];
-    char integration[64];
-    char platform[16];
-    char contact[64];
-    char status[16];
-    char account[80];
-    char route_status[16];   /* the integration's status; "" when it was purged */
-    int64_t last_inbound_ms; /* 0: the contact never wrote */
-    bool ai, mask_pii;       /* the workspace's settings */
-    char psid_sealed[1024];  /* the contact's id, sealed (bytea text); "" when none */
-};
-
 static int64_t now_ms(void)
 {
     struct timeval tv;
@@ -43,7 +30,7 @@ static int64_t now_ms(void)
  * Loads the conversation named in the call, with its workspace's settings and the actor's
  * role in it, in one statement, and checks the role; false: answered.
  */
-static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, struct conv *c)
+bool router_conv_load(struct cm_rpc_call *call, const char *min, bool live, struct router_conv *c)
 {
     const char *id = cm_rpc_str(call, "conversation_id");
     const char *params[2] = {id, call->actor};
@@ -95,178 +82,14 @@ static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, stru
  * A read of message content and its audit row commit together, without waiting for the
  * WAL flush: a PostgreSQL crash may lose the last audit rows of reads, never a change.
  */
-static int begin_read_audit(struct cm_pg *pg)
+int router_begin_read_audit(struct cm_pg *pg)
 {
     return cm_pg_exec_simple(pg, "BEGIN; SET LOCAL synchronous_commit TO off");
 }
 
-/* RFC 3339 UTC with milliseconds, from PostgreSQL. */
-#define RFC3339(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
-/* Page sizes of the lists: the default, and the most one page may hold (proto/router.md). */
-#define CONVERSATIONS_PAGE     100
-#define CONVERSATIONS_PAGE_MAX 1000
-#define MESSAGES_PAGE          200
-#define MESSAGES_PAGE_MAX      5000
-
-/* The next page starts after the row whose sort key (a timestamp, in microseconds) is $n. */
-#define AFTER_USEC(n) "('epoch'::timestamptz + " n "::bigint * interval '1 microsecond')"
-
-/*
- * A workspace's conversations, most recent activity first, id (descending) breaking ties;
- * filtered when $2 (status), $3 (assignee, "none": unassigned) or $4 (window) is set. The
- * window is computed from the same milliseconds as router_window_at, at the bounds $5 (24
- * hours ago) and $6 (7 days ago) that the caller computes from its own clock. $7, $8: the
- * cursor's key; $9: the page size and one more, to know whether a next page exists. (One
- * clause a line, by hand: it reads better than the formatter's layout of the macros.)
- */
-/* clang-format off */
-static const char conversations_sql[] =
-    "SELECT id, platform, contact_id, status, assignee, " RFC3339("last_inbound_at") ","
-    " last_ms, (extract(epoch FROM last_activity_at) * 1000000)::bigint"
-    " FROM (SELECT *, coalesce((extract(epoch FROM last_inbound_at) * 1000)::bigint, 0)"
-    " AS last_ms FROM conversations WHERE workspace_id = $1) c"
-    " WHERE ($2::text IS NULL OR status = $2)"
-    " AND ($3::text IS NULL OR assignee IS NOT DISTINCT FROM nullif($3, 'none'))"
-    " AND ($4::text IS NULL OR CASE $4 WHEN 'open' THEN last_ms > $5::bigint"
-    " WHEN 'human_agent' THEN last_ms <= $5::bigint AND last_ms > $6::bigint"
-    " ELSE last_ms <= $6::bigint END)"
-    " AND ($7::bigint IS NULL OR (last_activity_at, id) < (" AFTER_USEC("$7") ", $8::text))"
-    " ORDER BY last_activity_at DESC, id DESC LIMIT $9::int";
-/* clang-format on */
-
-/* An optional string field that must be one of choices ("|a|b|c|"); false: answered. */
-static bool choice_field(struct cm_rpc_call *call, const char *name, const char *choices,
-                         const char **out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(call->req, name);
-    char padded[64];
-
-    *out = NULL;
-    if (v == NULL || cJSON_IsNull(v))
-        return true;
-    snprintf(padded, sizeof(padded), "|%s|", cJSON_IsString(v) ? v->valuestring : "");
-    if (!cJSON_IsString(v) || strchr(v->valuestring, '|') != NULL || v->valuestring[0] == '\0' ||
-        strstr(choices, padded) == NULL) {
-        /* choices is written "|a|b|c|"; shown without the outer bars */
-        cm_rpc_fail(call, "invalid", "%s must be one of %.*s", name, (int)strlen(choices) - 2,
-                    choices + 1);
-        return false;
-    }
-    *out = v->valuestring;
-    return true;
-}
-
-/*
- * The page size (field name, dflt, max) and the cursor (of kind) of a list request into
- * *limit, *usec and key (a cursor absent: *usec -1). False: answered.
- */
-static bool page_fields(struct cm_rpc_call *call, const char *name, int dflt, int max, char kind,
-                        int *limit, int64_t *usec, char *key, size_t keycap)
-{
-    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(call->req, "cursor");
-
-    if (router_page_size(call->req, name, dflt, max, limit) != CM_OK) {
-        cm_rpc_fail(call, "invalid", "%s must be a whole number from 1 to %d", name, max);
-        return false;
-    }
-    *usec = -1;
-    if (cur == NULL || cJSON_IsNull(cur))
-        return true;
-    if (cJSON_IsString(cur) &&
-        router_cursor_decode(cur->valuestring, kind, usec, key, keycap) == CM_OK)
-        return true;
-    if (cJSON_IsString(cur) && kind != ROUTER_CURSOR_CONVERSATIONS &&
-        router_cursor_decode(cur->valuestring,
-                             kind == ROUTER_CURSOR_NEWEST ? ROUTER_CURSOR_OLDEST
-                                                          : ROUTER_CURSOR_NEWEST,
-                             usec, key, keycap) == CM_OK) {
-        cm_rpc_fail(call, "invalid",
-                    kind == ROUTER_CURSOR_NEWEST
-                        ? "cursor pages forward from the oldest messages: ask again without newest"
-                        : "cursor pages back from the newest messages: ask again with newest");
-        return false;
-    }
-    cm_rpc_fail(call, "invalid",
-                "cursor is malformed or belongs to another list: pass a next_cursor of this"
-                " list back unchanged");
-    return false;
-}
-
-static void on_conversations_list(struct cm_rpc_call *call, void *arg)
-{
-    const char *ws = cm_rpc_str(call, "workspace_id");
-    const char *status, *assignee, *window;
-    char open_after[24], human_after[24], after_usec[24], after_id[72], limit_s[16];
-    const char *params[9] = {ws, NULL, NULL, NULL, open_after, human_after, NULL, NULL, limit_s};
-    char next[ROUTER_CURSOR_MAX] = "";
-    int64_t now = now_ms(), usec;
-    int limit, n;
-    cJSON *list;
-
-    (void)arg;
-    if (!router_authorize(call, ws, "viewer", false))
-        return;
-    if (!choice_field(call, "status", "|open|closed|", &status) ||
-        !choice_field(call, "window", "|open|human_agent|closed|", &window) ||
-        !page_fields(call, "limit", CONVERSATIONS_PAGE, CONVERSATIONS_PAGE_MAX,
-                     ROUTER_CURSOR_CONVERSATIONS, &limit, &usec, after_id, sizeof(after_id)))
-        return;
-    assignee = cm_rpc_str(call, "assignee");
-    if (cJSON_GetObjectItemCaseSensitive(call->req, "assignee") != NULL &&
-        !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(call->req, "assignee")) &&
-        !router_valid_id(assignee, 128)) {
-        cm_rpc_fail(call, "invalid", "assignee must be a member's user id, or none");
-        return;
-    }
-    params[1] = status;
-    params[2] = assignee;
-    params[3] = window;
-    snprintf(open_after, sizeof(open_after), "%lld", (long long)(now - ROUTER_WINDOW_OPEN_MS));
-    snprintf(human_after, sizeof(human_after), "%lld", (long long)(now - ROUTER_WINDOW_HUMAN_MS));
-    if (usec >= 0) {
-        snprintf(after_usec, sizeof(after_usec), "%lld", (long long)usec);
-        params[6] = after_usec;
-        params[7] = after_id;
-    }
-    snprintf(limit_s, sizeof(limit_s), "%d", limit + 1);
-    /* Planned for its parameters each time: a filter left out must not cost an index. */
-    if (cm_pg_exec(call->pg, conversations_sql, 9, params) != CM_OK) {
-        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
-        return;
-    }
-    n = cm_pg_ntuples(call->pg);
-    if (n > limit) {
-        n = limit;
-        router_cursor_encode(ROUTER_CURSOR_CONVERSATIONS,
-                             strtoll(cm_pg_value(call->pg, n - 1, 7), NULL, 10),
-                             cm_pg_value(call->pg, n - 1, 0), next);
-    }
-    list = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) {
-        cJSON *o = cJSON_CreateObject();
-        int64_t last = strtoll(cm_pg_value(call->pg, i, 6), NULL, 10);
-        cJSON_AddStringToObject(o, "conversation_id", cm_pg_value(call->pg, i, 0));
-        cJSON_AddStringToObject(o, "platform", cm_pg_value(call->pg, i, 1));
-        cJSON_AddStringToObject(o, "contact_id", cm_pg_value(call->pg, i, 2));
-        cJSON_AddStringToObject(o, "status", cm_pg_value(call->pg, i, 3));
-        if (cm_pg_is_null(call->pg, i, 4))
-            cJSON_AddNullToObject(o, "assignee");
-        else
-            cJSON_AddStringToObject(o, "assignee", cm_pg_value(call->pg, i, 4));
-        if (cm_pg_is_null(call->pg, i, 5))
-            cJSON_AddNullToObject(o, "last_inbound_at");
-        else
-            cJSON_AddStringToObject(o, "last_inbound_at", cm_pg_value(call->pg, i, 5));
-        cJSON_AddStringToObject(o, "window", router_window_name(router_window_at(now, last)));
-        cJSON_AddItemToArray(list, o);
-    }
-    cm_rpc_reply_page(call, list, next[0] != '\0' ? next : NULL);
-}
-
 /* The text of a sealed body, or NULL (unsent, or no text such as an attachment alone). */
-static char *body_text(struct router *r, struct cm_pg *pg, const struct conv *c, const char *id,
-                       const char *sealed)
+char *router_body_text(struct router *r, struct cm_pg *pg, const struct router_conv *c,
+                       const char *id, const char *sealed)
 {
     char aad[96], *text = NULL;
     struct cm_buf plain;
@@ -286,120 +109,6 @@ static char *body_text(struct router *r, struct cm_pg *pg, const struct conv *c,
     return text;
 }
 
-/*
- * Rows of a conversation's messages: id, mid, direction, sealed, sent_at, status, the sort
- * key (sent_at in microseconds, seq). Oldest first from after the cursor ($2, $3), or newest
- * first from before it; $4 rows at most.
- */
-#define MESSAGES_COLS 8
-/* clang-format off */
-#define MESSAGES_SELECT                                                                    \
-    "SELECT id, mid, direction, body_sealed, " RFC3339("sent_at") ", status,"              \
-    " (extract(epoch FROM sent_at) * 1000000)::bigint, seq"                                \
-    " FROM messages WHERE conversation_id = $1"
-static const char messages_sql[] = MESSAGES_SELECT
-    " AND ($2::bigint IS NULL OR (sent_at, seq) > (" AFTER_USEC("$2") ", $3::bigint))"
-    " ORDER BY sent_at, seq LIMIT $4::int";
-static const char messages_newest_sql[] = MESSAGES_SELECT
-    " AND ($2::bigint IS NULL OR (sent_at, seq) < (" AFTER_USEC("$2") ", $3::bigint))"
-    " ORDER BY sent_at DESC, seq DESC LIMIT $4::int";
-/* clang-format on */
-
-/* One message row (MESSAGES_COLS strings, NULL for SQL null) as the list shows it. */
-static cJSON *message_json(struct router *r, struct cm_pg *pg, const struct conv *c, char **row)
-{
-    cJSON *o = cJSON_CreateObject();
-    char *text = NULL;
-
-    if (row[1] != NULL)
-        cJSON_AddStringToObject(o, "mid", row[1]);
-    else
-        cJSON_AddNullToObject(o, "mid");
-    cJSON_AddStringToObject(o, "direction", row[2]);
-    if (row[3] != NULL)
-        text = body_text(r, pg, c, row[0], row[3]);
-    if (text != NULL)
-        cJSON_AddStringToObject(o, "text", text);
-    else
-        cJSON_AddNullToObject(o, "text");
-    cJSON_AddStringToObject(o, "sent_at", row[4]);
-    cJSON_AddStringToObject(o, "status", row[5]);
-    free(text);
-    return o;
-}
-
-/*
- * One page of a conversation's messages, always in reading order (oldest first): from the
- * oldest by default, or the newest N ("newest") and then, with its cursor, the N before them.
- */
-static void on_messages_list(struct cm_rpc_call *call, void *arg)
-{
-    struct router *r = arg;
-    bool newest = cJSON_GetObjectItemCaseSensitive(call->req, "newest") != NULL;
-    char after_usec[24], after_seq[24], limit_s[16], next[ROUTER_CURSOR_MAX] = "";
-    const char *params[4] = {NULL, NULL, NULL, limit_s};
-    struct cm_pg *pg = call->pg;
-    struct conv c;
-    int64_t usec;
-    int limit, n;
-    char **rows;
-    cJSON *list;
-
-    if (!load_conv(call, "viewer", false, &c))
-        return;
-    if (newest && cJSON_GetObjectItemCaseSensitive(call->req, "limit") != NULL) {
-        cm_rpc_fail(call, "invalid", "newest already says how many: give newest or limit");
-        return;
-    }
-    if (!page_fields(call, newest ? "newest" : "limit", MESSAGES_PAGE, MESSAGES_PAGE_MAX,
-                     newest ? ROUTER_CURSOR_NEWEST : ROUTER_CURSOR_OLDEST, &limit, &usec, after_seq,
-                     sizeof(after_seq)))
-        return;
-    params[0] = c.id;
-    if (usec >= 0) {
-        snprintf(after_usec, sizeof(after_usec), "%lld", (long long)usec);
-        params[1] = after_usec;
-        params[2] = after_seq;
-    }
-    snprintf(limit_s, sizeof(limit_s), "%d", limit + 1);
-    if (begin_read_audit(pg) != CM_OK ||
-        cm_pg_exec(pg, newest ? messages_newest_sql : messages_sql, 4, params) != CM_OK) {
-        cm_pg_rollback(pg);
-        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
-        return;
-    }
-    n = cm_pg_ntuples(pg);
-    if (n > limit) {
-        n = limit;
-        router_cursor_encode(newest ? ROUTER_CURSOR_NEWEST : ROUTER_CURSOR_OLDEST,
-                             strtoll(cm_pg_value(pg, n - 1, 6), NULL, 10),
-                             cm_pg_value(pg, n - 1, 7), next);
-    }
-    /* Copy the rows out: opening a value may query the key tables on this connection. */
-    rows = cm_xcalloc((size_t)n * MESSAGES_COLS + 1, sizeof(char *));
-    for (int i = 0; i < n * MESSAGES_COLS; i++)
-        rows[i] = cm_pg_is_null(pg, i / MESSAGES_COLS, i % MESSAGES_COLS)
-                      ? NULL
-                      : cm_xstrdup(cm_pg_value(pg, i / MESSAGES_COLS, i % MESSAGES_COLS));
-    list = cJSON_CreateArray();
-    /* The newest were read newest first: shown, like every page, oldest first. */
-    for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(
-            list, message_json(r, pg, &c, &rows[(newest ? n - 1 - i : i) * MESSAGES_COLS]));
-    for (int i = 0; i < n * MESSAGES_COLS; i++)
-        free(rows[i]);
-    free(rows);
-    /* Reading message content is an audit event, committed with the read. */
-    if (cm_audit_add(pg, ROUTER_SERVICE, call->actor, "messages.read", c.id) != CM_OK ||
-        cm_pg_commit(pg) != CM_OK) {
-        cm_pg_rollback(pg);
-        cJSON_Delete(list);
-        cm_rpc_fail(call, "unavailable", "the read could not be audited; nothing is shown");
-        return;
-    }
-    cm_rpc_reply_page(call, list, next[0] != '\0' ? next : NULL);
-}
-
 /* Cuts text to at most max bytes without splitting a UTF-8 character. */
 static void truncate_utf8(char *text, size_t max)
 {
@@ -417,7 +126,8 @@ static void truncate_utf8(char *text, size_t max)
  * a row, into *rows, to free) and the audit record of their reading, committed together in
  * one round trip before anything is opened. False: the call is answered.
  */
-static bool read_audited(struct cm_rpc_call *call, const struct conv *c, char ***rows, int *n)
+static bool read_audited(struct cm_rpc_call *call, const struct router_conv *c, char ***rows,
+                         int *n)
 {
     char audit_id[48], *audit = NULL;
     const char *values[4] = {c->id, "audit." ROUTER_SERVICE, audit_id, NULL};
@@ -426,11 +136,12 @@ static bool read_audited(struct cm_rpc_call *call, const struct conv *c, char **
         CM_PG_ASYNC_COMMIT,
         {"router_context_read",
          "WITH audit AS (INSERT INTO outbox (subject, msg_id, payload) VALUES ($2, $3, $4))"
-         " SELECT id, direction, body_sealed, " RFC3339("sent_at") " FROM messages"
-                                                                   " WHERE conversation_id = $1"
-                                                                   " AND body_sealed IS NOT NULL"
-                                                                   " ORDER BY sent_at DESC, seq"
-                                                                   " DESC LIMIT 200",
+         " SELECT id, direction, body_sealed, " ROUTER_RFC3339(
+             "sent_at") " FROM messages"
+                        " WHERE conversation_id = $1"
+                        " AND body_sealed IS NOT NULL"
+                        " ORDER BY sent_at DESC, seq"
+                        " DESC LIMIT 200",
          4, values, NULL, NULL},
         CM_PG_COMMIT,
     };
@@ -462,12 +173,12 @@ static void on_context(struct cm_rpc_call *call, void *arg)
     const cJSON *budget_j = cJSON_GetObjectItemCaseSensitive(call->req, "max_chars");
     long budget = cJSON_IsNumber(budget_j) ? (long)budget_j->valuedouble : 4000;
     struct cm_pg *pg = call->pg;
-    struct conv c;
+    struct router_conv c;
     cJSON *out, *msgs, *ids;
     char **rows = NULL;
     int n = 0;
 
-    if (!load_conv(call, "agent", true, &c))
+    if (!router_conv_load(call, "agent", true, &c))
         return;
     if (!c.ai) {
         cm_rpc_fail(call, "refused", "AI assistance is off for workspace %s", c.ws);
@@ -478,7 +189,7 @@ static void on_context(struct cm_rpc_call *call, void *arg)
     msgs = cJSON_CreateArray();
     /* Newest first until the budget is spent, then put back in reading order. */
     for (int i = 0; i < n && budget > 0; i++) {
-        char *text = body_text(r, pg, &c, rows[i * 4], rows[i * 4 + 2]);
+        char *text = router_body_text(r, pg, &c, rows[i * 4], rows[i * 4 + 2]);
         cJSON *m;
         if (text == NULL)
             continue;
@@ -528,12 +239,12 @@ static void on_context(struct cm_rpc_call *call, void *arg)
 static void on_assign(struct cm_rpc_call *call, void *arg)
 {
     const char *user = cm_rpc_str(call, "user");
-    struct conv c;
+    struct router_conv c;
     int rc;
     cJSON *out;
 
     (void)arg;
-    if (!load_conv(call, "agent", true, &c))
+    if (!router_conv_load(call, "agent", true, &c))
         return;
     if (strcmp(c.status, "open") != 0) {
         cm_rpc_fail(call, "refused", "conversation %s is closed", c.id);
@@ -576,11 +287,11 @@ static void on_close(struct cm_rpc_call *call, void *arg)
 {
     struct router *r = arg;
     const char *params[1];
-    struct conv c;
+    struct router_conv c;
     int rc;
     cJSON *out;
 
-    if (!load_conv(call, "agent", false, &c))
+    if (!router_conv_load(call, "agent", false, &c))
         return;
     params[0] = c.id;
     rc = cm_pg_begin(call->pg);
@@ -655,7 +366,7 @@ static long utf8_chars(const char *s)
  * Is text a reply Meta takes on the conversation's platform? Meta counts characters, not
  * bytes: at most 2000 on Messenger and 1000 on Instagram.
  */
-static bool text_fits(struct cm_rpc_call *call, const struct conv *c, const char *text)
+static bool text_fits(struct cm_rpc_call *call, const struct router_conv *c, const char *text)
 {
     long max = strcmp(c->platform, "instagram") == 0 ? 1000 : 2000;
     long n = text != NULL ? utf8_chars(text) : 0;
@@ -680,7 +391,7 @@ static bool text_fits(struct cm_rpc_call *call, const struct conv *c, const char
  * May the conversation's integration send now? A reply that Meta would refuse anyway is
  * refused at once, with what the business can do about it, rather than queued to fail.
  */
-static bool integration_live(struct cm_rpc_call *call, const struct conv *c)
+static bool integration_live(struct cm_rpc_call *call, const struct router_conv *c)
 {
     const char *st = c->route_status;
 
@@ -706,7 +417,7 @@ static bool integration_live(struct cm_rpc_call *call, const struct conv *c)
 }
 
 /* Explains a refusal by the window, in words an agent can act on. */
-static bool window_allows(struct cm_rpc_call *call, const struct conv *c, bool human,
+static bool window_allows(struct cm_rpc_call *call, const struct router_conv *c, bool human,
                           bool ai_drafted, bool *tag)
 {
     enum router_window w = router_window_at(now_ms(), c->last_inbound_ms);
@@ -788,13 +499,13 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
     bool ai_drafted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(call->req, "ai_drafted"));
     char id[40], aad[96], subject[160];
     struct cm_buf sealed;
-    struct conv c;
+    struct router_conv c;
     bool tag = false;
     cJSON *body, *out;
     char *json;
     int rc;
 
-    if (!load_conv(call, "agent", true, &c))
+    if (!router_conv_load(call, "agent", true, &c))
         return;
     if (!text_fits(call, &c, text) || !integration_live(call, &c))
         return;
@@ -866,8 +577,6 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
 
 void router_api_conv_register(struct router *r)
 {
-    cm_rpc_handle(r->rpc, "router.conversations.list", on_conversations_list, r);
-    cm_rpc_handle(r->rpc, "router.messages.list", on_messages_list, r);
     cm_rpc_handle(r->rpc, "router.conversation.context", on_context, r);
     cm_rpc_handle(r->rpc, "router.conversation.assign", on_assign, r);
     cm_rpc_handle(r->rpc, "router.conversation.close", on_close, r);

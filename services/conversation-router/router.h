@@ -169,7 +169,8 @@ int router_assign(struct router *r, struct cm_pg *pg, const char *ws,
 /* Assigns waiting conversations of ws while agents have room. */
 int router_assign_waiting(struct router *r, struct cm_pg *pg, const char *ws) CM_MUST_CHECK;
 
-/* --- api.c, api_conv.c: the NATS request subjects ------------------------------------- */
+/* --- api.c, api_conv.c, api_list.c: the NATS request subjects
+ * ------------------------------------- */
 
 /* The actor's role in ws ("owner" for operator), or NULL; *deleted when ws is deleted.
  * Returns CM_NOTFOUND for an unknown workspace. */
@@ -192,6 +193,45 @@ bool router_allowed(struct cm_rpc_call *call, const char *ws, const char *role, 
 
 void router_api_register(struct router *r);
 void router_api_conv_register(struct router *r);
+void router_api_list_register(struct router *r);
+
+/* RFC 3339 UTC with milliseconds, from PostgreSQL: the SQL of a column's text. */
+#define ROUTER_RFC3339(col)                                                                        \
+    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* A conversation as a call about it finds it (api_conv.c). */
+struct router_conv {
+    char id[64];
+    char ws[128];
+    char integration[64];
+    char platform[16];
+    char contact[64];
+    char status[16];
+    char account[80];
+    char route_status[16];   /* the integration's status; "" when it was purged */
+    int64_t last_inbound_ms; /* 0: the contact never wrote */
+    bool ai, mask_pii;       /* the workspace's settings */
+    char psid_sealed[1024];  /* the contact's id, sealed (bytea text); "" when none */
+};
+
+/*
+ * Loads the conversation named by the call's conversation_id, with its workspace's settings
+ * and the actor's role in it, in one statement, and checks that the role reaches min (and,
+ * when live, that the workspace is not deleted). False: the call is answered.
+ */
+bool router_conv_load(struct cm_rpc_call *call, const char *min, bool live, struct router_conv *c);
+/*
+ * The text of message id's sealed body (bytea text) in c (a new string: free()), or NULL:
+ * unsent, no text (an attachment alone), or a body that does not open (logged).
+ */
+char *router_body_text(struct router *r, struct cm_pg *pg, const struct router_conv *c,
+                       const char *id, const char *sealed);
+/*
+ * Begins the transaction in which a read of message content and its audit row commit
+ * together, without waiting for the WAL flush: a crash may lose the last audit rows of
+ * reads, never a change.
+ */
+int router_begin_read_audit(struct cm_pg *pg) CM_MUST_CHECK;
 
 /* --- sender.c: replies to Meta's Send API --------------------------------------------- */
 
