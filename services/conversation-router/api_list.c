@@ -190,9 +190,9 @@ static void on_conversations_list(struct cm_rpc_call *call, void *arg)
  */
 #define MESSAGES_COLS 8
 /* clang-format off */
-#define MESSAGES_SELECT                                                                    \
-    "SELECT id, mid, direction, body_sealed, " ROUTER_RFC3339("sent_at") ", status,"              \
-    " (extract(epoch FROM sent_at) * 1000000)::bigint, seq"                                \
+#define MESSAGES_SELECT                                                                            \
+    "SELECT id, mid, direction, body_sealed, " ROUTER_RFC3339("sent_at") ", status,"               \
+    " (extract(epoch FROM sent_at) * 1000000)::bigint, seq"                                        \
     " FROM messages WHERE conversation_id = $1"
 static const char messages_sql[] = MESSAGES_SELECT
     " AND ($2::bigint IS NULL OR (sent_at, seq) > (" AFTER_USEC("$2") ", $3::bigint))"
