@@ -158,16 +158,24 @@ static bool distinct(const cJSON *list, const char *field)
     return true;
 }
 
+/* Moves the rows of the array rows to the end of all. */
+static void append_rows(cJSON *all, cJSON *rows)
+{
+    cJSON *row;
+
+    while ((row = cJSON_DetachItemFromArray(rows, 0)) != NULL)
+        cJSON_AddItemToArray(all, row);
+}
+
 /* Moves the rows of reply's result to the end of (or, with front, before) all. */
 static void take_rows(cJSON *all, cJSON *reply, bool front)
 {
-    cJSON *rows = cJSON_GetObjectItem(reply, "result"), *row;
+    cJSON *rows = cJSON_GetObjectItem(reply, "result");
 
     /* Before: what all held goes after the page's rows, then all takes them back. */
-    while (front && (row = cJSON_DetachItemFromArray(all, 0)) != NULL)
-        cJSON_AddItemToArray(rows, row);
-    while ((row = cJSON_DetachItemFromArray(rows, 0)) != NULL)
-        cJSON_AddItemToArray(all, row);
+    if (front)
+        append_rows(rows, all);
+    append_rows(all, rows);
 }
 
 /* The reply's next_cursor (a new string), or NULL when it is null. */
@@ -364,12 +372,8 @@ void test_lists_filters(void)
                  th_json_str(cJSON_GetArrayItem(out, 0), "conversation_id", NULL));
         seen_mid = th_stack_sql(&st, q);
     }
-    {
-        cJSON *row;
-        while ((row = cJSON_DetachItemFromArray(out, 0)) != NULL)
-            cJSON_AddItemToArray(paged, row);
-        cJSON_Delete(out);
-    }
+    append_rows(paged, out);
+    cJSON_Delete(out);
     idx = seen_mid && strncmp(seen_mid, "m_lst_chat", 10) != 0 ? atoi(seen_mid + 6) : -1;
     snprintf(psid, sizeof(psid), idx >= 0 ? "lst-%d" : "lst-chat", idx);
     snprintf(mid, sizeof(mid), "m_lst_again_%d", idx);
@@ -387,11 +391,7 @@ void test_lists_filters(void)
         CHECK_INT(ctl(&out, &text, args), 0);
         free(cursor);
         cursor = printed_cursor(text);
-        {
-            cJSON *row;
-            while ((row = cJSON_DetachItemFromArray(out, 0)) != NULL)
-                cJSON_AddItemToArray(paged, row);
-        }
+        append_rows(paged, out);
         cJSON_Delete(out);
         free(text);
         pages++;
@@ -510,27 +510,45 @@ void test_lists_refused(void)
         return;
     }
     {
-        const char *a[] = {"conversations",    "list", "--workspace", ws, "--cursor",
-                           "bm90IGEgY3Vyc29y", NULL};
-        const char *b[] = {"messages", "list", chat, "--cursor", conv_cursor, NULL};
-        const char *c[] = {"messages", "list", chat, "--cursor", newest_cursor, NULL};
-        const char *d[] = {"conversations", "list", "--workspace", ws, "--limit", "0", NULL};
-        const char *e[] = {"conversations", "list", "--workspace", ws, "--limit", "1001", NULL};
-        const char *f[] = {"messages", "list", chat, "--newest", "5001", NULL};
-        const char *g[] = {"messages", "list", chat, "--newest", "3", "--limit", "3", NULL};
-        const char *h[] = {"messages", "list", chat, "--limit", "ten", NULL};
-        const char *i[] = {"conversations", "list", "--workspace", ws, "--window", "ajar", NULL};
-        const char *j[] = {"messages", "list", chat, "--newest", "3", "--all", NULL};
-        refused(1, "cursor is malformed or belongs to another list", a);
-        refused(1, "cursor is malformed or belongs to another list", b);
-        refused(1, "ask again with newest", c);
-        refused(1, "limit must be a whole number from 1 to 1000", d);
-        refused(1, "limit must be a whole number from 1 to 1000", e);
-        refused(1, "newest must be a whole number from 1 to 5000", f);
-        refused(1, "give newest or limit", g);
-        refused(2, "--limit takes a whole number", h);
-        refused(2, "--window takes open|human_agent|closed", i);
-        refused(2, "not with --newest", j);
+        const char *garbage[] = {"conversations",    "list", "--workspace", ws, "--cursor",
+                                 "bm90IGEgY3Vyc29y", NULL};
+        const char *backwards[] = {"messages", "list", chat, "--cursor", newest_cursor, NULL};
+        const char *zero[] = {"conversations", "list", "--workspace", ws, "--limit", "0", NULL};
+        const char *word[] = {"messages", "list", chat, "--limit", "ten", NULL};
+        const char *ajar[] = {"conversations", "list", "--workspace", ws, "--window", "ajar", NULL};
+        const char *all_newest[] = {"messages", "list", chat, "--newest", "3", "--all", NULL};
+        refused(1, "cursor is malformed or belongs to another list", garbage);
+        refused(1, "ask again with newest", backwards);
+        refused(1, "limit must be a whole number from 1 to 1000", zero);
+        refused(2, "--limit takes a whole number", word);
+        refused(2, "--window takes open|human_agent|closed", ajar);
+        refused(2, "not with --newest", all_newest);
+    }
+    /* The router's own reasons (domsctl shows any of them as above, exit 1). */
+    {
+        static const struct {
+            const char *subject, *fields, *reason;
+        } cases[] = {
+            {"router.conversations.list", "\"limit\":1001",
+             "limit must be a whole number from 1 to 1000"},
+            {"router.messages.list", "\"newest\":5001",
+             "newest must be a whole number from 1 to 5000"},
+            {"router.messages.list", "\"newest\":3,\"limit\":3", "give newest or limit"},
+        };
+        char req[512];
+        for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+            snprintf(req, sizeof(req), "{\"workspace_id\":\"%s\",\"conversation_id\":\"%s\",%s}",
+                     ws, chat, cases[k].fields);
+            r = th_stack_request(&st, cases[k].subject, req);
+            CHECK_STR(th_json_str(r, "error", "code"), "invalid");
+            CHECK_CONTAINS(th_json_str(r, "error", "message"), cases[k].reason);
+            cJSON_Delete(r);
+        }
+        snprintf(req, sizeof(req), "{\"conversation_id\":\"%s\",\"cursor\":\"%s\"}", chat,
+                 conv_cursor);
+        r = th_stack_request(&st, "router.messages.list", req);
+        CHECK_CONTAINS(th_json_str(r, "error", "message"), "belongs to another list");
+        cJSON_Delete(r);
     }
     /* Fields of the wrong type or shape, as another caller might send them. */
     {
