@@ -54,6 +54,14 @@ static const char conversations_sql[] =
     " ORDER BY last_activity_at DESC, id DESC LIMIT $9::int";
 /* clang-format on */
 
+/* Is the optional field name given (present and not null)? */
+static bool given(const cJSON *req, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, name);
+
+    return v != NULL && !cJSON_IsNull(v);
+}
+
 /* An optional string field that must be one of choices ("|a|b|c|"); false: answered. */
 static bool choice_field(struct cm_rpc_call *call, const char *name, const char *choices,
                          const char **out)
@@ -62,7 +70,7 @@ static bool choice_field(struct cm_rpc_call *call, const char *name, const char 
     char padded[64];
 
     *out = NULL;
-    if (v == NULL || cJSON_IsNull(v))
+    if (!given(call->req, name))
         return true;
     snprintf(padded, sizeof(padded), "|%s|", cJSON_IsString(v) ? v->valuestring : "");
     if (!cJSON_IsString(v) || strchr(v->valuestring, '|') != NULL || v->valuestring[0] == '\0' ||
@@ -90,7 +98,7 @@ static bool page_fields(struct cm_rpc_call *call, const char *name, int dflt, in
         return false;
     }
     *usec = -1;
-    if (cur == NULL || cJSON_IsNull(cur))
+    if (!given(call->req, "cursor"))
         return true;
     if (cJSON_IsString(cur) &&
         router_cursor_decode(cur->valuestring, kind, usec, key, keycap) == CM_OK)
@@ -132,9 +140,7 @@ static void on_conversations_list(struct cm_rpc_call *call, void *arg)
                      ROUTER_CURSOR_CONVERSATIONS, &limit, &usec, after_id, sizeof(after_id)))
         return;
     assignee = cm_rpc_str(call, "assignee");
-    if (cJSON_GetObjectItemCaseSensitive(call->req, "assignee") != NULL &&
-        !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(call->req, "assignee")) &&
-        !router_valid_id(assignee, 128)) {
+    if (given(call->req, "assignee") && !router_valid_id(assignee, 128)) {
         cm_rpc_fail(call, "invalid", "assignee must be a member's user id, or none");
         return;
     }
@@ -233,7 +239,7 @@ static cJSON *message_json(struct router *r, struct cm_pg *pg, const struct rout
 static void on_messages_list(struct cm_rpc_call *call, void *arg)
 {
     struct router *r = arg;
-    bool newest = cJSON_GetObjectItemCaseSensitive(call->req, "newest") != NULL;
+    bool newest = given(call->req, "newest");
     char after_usec[24], after_seq[24], limit_s[16], next[ROUTER_CURSOR_MAX] = "";
     const char *params[4] = {NULL, NULL, NULL, limit_s};
     struct cm_pg *pg = call->pg;
@@ -245,7 +251,7 @@ static void on_messages_list(struct cm_rpc_call *call, void *arg)
 
     if (!router_conv_load(call, "viewer", false, &c))
         return;
-    if (newest && cJSON_GetObjectItemCaseSensitive(call->req, "limit") != NULL) {
+    if (newest && given(call->req, "limit")) {
         cm_rpc_fail(call, "invalid", "newest already says how many: give newest or limit");
         return;
     }
