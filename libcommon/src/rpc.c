@@ -115,13 +115,21 @@ static void wipe_json(cJSON *j)
     }
 }
 
-/* Replies {"result": result}; with secret, what held it is zeroed before it is freed. */
-static void reply(struct cm_rpc_call *call, cJSON *result, bool secret)
+/*
+ * Replies {"result": result}, with "next_cursor" when page (a page of a list); with secret,
+ * what held it is zeroed before it is freed.
+ */
+static void reply(struct cm_rpc_call *call, cJSON *result, bool secret, bool page,
+                  const char *next_cursor)
 {
     cJSON *env = cJSON_CreateObject();
     char *text;
 
     cJSON_AddItemToObject(env, "result", result ? result : cJSON_CreateNull());
+    if (page && next_cursor != NULL)
+        cJSON_AddStringToObject(env, "next_cursor", next_cursor);
+    else if (page)
+        cJSON_AddNullToObject(env, "next_cursor");
     text = cJSON_PrintUnformatted(env);
     if (text == NULL)
         abort(); /* allocation only */
@@ -137,12 +145,17 @@ static void reply(struct cm_rpc_call *call, cJSON *result, bool secret)
 
 void cm_rpc_reply(struct cm_rpc_call *call, cJSON *result)
 {
-    reply(call, result, false);
+    reply(call, result, false, false, NULL);
+}
+
+void cm_rpc_reply_page(struct cm_rpc_call *call, cJSON *result, const char *next_cursor)
+{
+    reply(call, result, false, true, next_cursor);
 }
 
 void cm_rpc_reply_secret(struct cm_rpc_call *call, cJSON *result)
 {
-    reply(call, result, true);
+    reply(call, result, true, false, NULL);
 }
 
 void cm_rpc_fail(struct cm_rpc_call *call, const char *code, const char *fmt, ...)

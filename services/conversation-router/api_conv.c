@@ -1,5 +1,6 @@
 /*
- * api_conv.c - conversations, messages and replies over NATS (proto/router.md).
+ * api_conv.c - a conversation over NATS (proto/router.md): its context for ai-suggest,
+ * assignment, closing and replies. The lists are api_list.c's.
  *
  * A reply is decided here, inside Meta's rules: only in a conversation the contact
  * started, only inside the messaging window, only with the HUMAN_AGENT tag between 24
@@ -17,20 +18,6 @@
 #include "common/outbox.h"
 #include "router.h"
 
-struct conv {
-    char id[64];
-    char ws[128];
-    char integration[64];
-    char platform[16];
-    char contact[64];
-    char status[16];
-    char account[80];
-    char route_status[16];   /* the integration's status; "" when it was purged */
-    int64_t last_inbound_ms; /* 0: the contact never wrote */
-    bool ai, mask_pii;       /* the workspace's settings */
-    char psid_sealed[1024];  /* the contact's id, sealed (bytea text); "" when none */
-};
-
 static int64_t now_ms(void)
 {
     struct timeval tv;
@@ -43,7 +30,7 @@ static int64_t now_ms(void)
  * Loads the conversation named in the call, with its workspace's settings and the actor's
  * role in it, in one statement, and checks the role; false: answered.
  */
-static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, struct conv *c)
+bool router_conv_load(struct cm_rpc_call *call, const char *min, bool live, struct router_conv *c)
 {
     const char *id = cm_rpc_str(call, "conversation_id");
     const char *params[2] = {id, call->actor};
@@ -95,59 +82,14 @@ static bool load_conv(struct cm_rpc_call *call, const char *min, bool live, stru
  * A read of message content and its audit row commit together, without waiting for the
  * WAL flush: a PostgreSQL crash may lose the last audit rows of reads, never a change.
  */
-static int begin_read_audit(struct cm_pg *pg)
+int router_begin_read_audit(struct cm_pg *pg)
 {
     return cm_pg_exec_simple(pg, "BEGIN; SET LOCAL synchronous_commit TO off");
 }
 
-/* RFC 3339 UTC with milliseconds, from PostgreSQL. */
-#define RFC3339(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
-static void on_conversations_list(struct cm_rpc_call *call, void *arg)
-{
-    const char *ws = cm_rpc_str(call, "workspace_id");
-    const char *params[1] = {ws};
-    int64_t now = now_ms();
-    cJSON *list;
-
-    (void)arg;
-    if (!router_authorize(call, ws, "viewer", false))
-        return;
-    if (cm_pg_exec(call->pg,
-                   "SELECT id, platform, contact_id, status, assignee, " RFC3339(
-                       "last_inbound_at") ", coalesce((extract(epoch FROM last_inbound_at) * "
-                                          "1000)::bigint, 0)"
-                                          " FROM conversations WHERE workspace_id = $1"
-                                          " ORDER BY last_activity_at DESC, id LIMIT 1000",
-                   1, params) != CM_OK) {
-        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
-        return;
-    }
-    list = cJSON_CreateArray();
-    for (int i = 0; i < cm_pg_ntuples(call->pg); i++) {
-        cJSON *o = cJSON_CreateObject();
-        int64_t last = strtoll(cm_pg_value(call->pg, i, 6), NULL, 10);
-        cJSON_AddStringToObject(o, "conversation_id", cm_pg_value(call->pg, i, 0));
-        cJSON_AddStringToObject(o, "platform", cm_pg_value(call->pg, i, 1));
-        cJSON_AddStringToObject(o, "contact_id", cm_pg_value(call->pg, i, 2));
-        cJSON_AddStringToObject(o, "status", cm_pg_value(call->pg, i, 3));
-        if (cm_pg_is_null(call->pg, i, 4))
-            cJSON_AddNullToObject(o, "assignee");
-        else
-            cJSON_AddStringToObject(o, "assignee", cm_pg_value(call->pg, i, 4));
-        if (cm_pg_is_null(call->pg, i, 5))
-            cJSON_AddNullToObject(o, "last_inbound_at");
-        else
-            cJSON_AddStringToObject(o, "last_inbound_at", cm_pg_value(call->pg, i, 5));
-        cJSON_AddStringToObject(o, "window", router_window_name(router_window_at(now, last)));
-        cJSON_AddItemToArray(list, o);
-    }
-    cm_rpc_reply(call, list);
-}
-
 /* The text of a sealed body, or NULL (unsent, or no text such as an attachment alone). */
-static char *body_text(struct router *r, struct cm_pg *pg, const struct conv *c, const char *id,
-                       const char *sealed)
+char *router_body_text(struct router *r, struct cm_pg *pg, const struct router_conv *c,
+                       const char *id, const char *sealed)
 {
     char aad[96], *text = NULL;
     struct cm_buf plain;
@@ -167,72 +109,6 @@ static char *body_text(struct router *r, struct cm_pg *pg, const struct conv *c,
     return text;
 }
 
-/* Rows of a conversation's messages: id, mid, direction, sealed, sent_at, status. */
-static const char messages_sql[] = "SELECT id, mid, direction, body_sealed, " RFC3339(
-    "sent_at") ", status, body_sealed IS NULL"
-               " FROM messages WHERE conversation_id = $1 ORDER BY sent_at, seq LIMIT 5000";
-
-static void on_messages_list(struct cm_rpc_call *call, void *arg)
-{
-    struct router *r = arg;
-    struct conv c;
-    const char *params[1];
-    struct cm_pg *pg = call->pg;
-    cJSON *list;
-    int n;
-
-    if (!load_conv(call, "viewer", false, &c))
-        return;
-    params[0] = c.id;
-    if (begin_read_audit(pg) != CM_OK || cm_pg_exec(pg, messages_sql, 1, params) != CM_OK) {
-        cm_pg_rollback(pg);
-        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
-        return;
-    }
-    /* Copy the rows out: opening a value may query the key tables on this connection. */
-    n = cm_pg_ntuples(pg);
-    {
-        char **rows = cm_xcalloc((size_t)n * 7 + 1, sizeof(char *));
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < 7; j++)
-                rows[i * 7 + j] =
-                    cm_pg_is_null(pg, i, j) ? NULL : cm_xstrdup(cm_pg_value(pg, i, j));
-        list = cJSON_CreateArray();
-        for (int i = 0; i < n; i++) {
-            char **row = &rows[i * 7];
-            cJSON *o = cJSON_CreateObject();
-            char *text = NULL;
-            if (row[1] != NULL)
-                cJSON_AddStringToObject(o, "mid", row[1]);
-            else
-                cJSON_AddNullToObject(o, "mid");
-            cJSON_AddStringToObject(o, "direction", row[2]);
-            if (row[3] != NULL)
-                text = body_text(r, pg, &c, row[0], row[3]);
-            if (text != NULL)
-                cJSON_AddStringToObject(o, "text", text);
-            else
-                cJSON_AddNullToObject(o, "text");
-            cJSON_AddStringToObject(o, "sent_at", row[4]);
-            cJSON_AddStringToObject(o, "status", row[5]);
-            free(text);
-            cJSON_AddItemToArray(list, o);
-        }
-        for (int i = 0; i < n * 7; i++)
-            free(rows[i]);
-        free(rows);
-    }
-    /* Reading message content is an audit event, committed with the read. */
-    if (cm_audit_add(pg, ROUTER_SERVICE, call->actor, "messages.read", c.id) != CM_OK ||
-        cm_pg_commit(pg) != CM_OK) {
-        cm_pg_rollback(pg);
-        cJSON_Delete(list);
-        cm_rpc_fail(call, "unavailable", "the read could not be audited; nothing is shown");
-        return;
-    }
-    cm_rpc_reply(call, list);
-}
-
 /* Cuts text to at most max bytes without splitting a UTF-8 character. */
 static void truncate_utf8(char *text, size_t max)
 {
@@ -250,7 +126,8 @@ static void truncate_utf8(char *text, size_t max)
  * a row, into *rows, to free) and the audit record of their reading, committed together in
  * one round trip before anything is opened. False: the call is answered.
  */
-static bool read_audited(struct cm_rpc_call *call, const struct conv *c, char ***rows, int *n)
+static bool read_audited(struct cm_rpc_call *call, const struct router_conv *c, char ***rows,
+                         int *n)
 {
     char audit_id[48], *audit = NULL;
     const char *values[4] = {c->id, "audit." ROUTER_SERVICE, audit_id, NULL};
@@ -259,11 +136,12 @@ static bool read_audited(struct cm_rpc_call *call, const struct conv *c, char **
         CM_PG_ASYNC_COMMIT,
         {"router_context_read",
          "WITH audit AS (INSERT INTO outbox (subject, msg_id, payload) VALUES ($2, $3, $4))"
-         " SELECT id, direction, body_sealed, " RFC3339("sent_at") " FROM messages"
-                                                                   " WHERE conversation_id = $1"
-                                                                   " AND body_sealed IS NOT NULL"
-                                                                   " ORDER BY sent_at DESC, seq"
-                                                                   " DESC LIMIT 200",
+         " SELECT id, direction, body_sealed, " ROUTER_RFC3339(
+             "sent_at") " FROM messages"
+                        " WHERE conversation_id = $1"
+                        " AND body_sealed IS NOT NULL"
+                        " ORDER BY sent_at DESC, seq"
+                        " DESC LIMIT 200",
          4, values, NULL, NULL},
         CM_PG_COMMIT,
     };
@@ -295,12 +173,12 @@ static void on_context(struct cm_rpc_call *call, void *arg)
     const cJSON *budget_j = cJSON_GetObjectItemCaseSensitive(call->req, "max_chars");
     long budget = cJSON_IsNumber(budget_j) ? (long)budget_j->valuedouble : 4000;
     struct cm_pg *pg = call->pg;
-    struct conv c;
+    struct router_conv c;
     cJSON *out, *msgs, *ids;
     char **rows = NULL;
     int n = 0;
 
-    if (!load_conv(call, "agent", true, &c))
+    if (!router_conv_load(call, "agent", true, &c))
         return;
     if (!c.ai) {
         cm_rpc_fail(call, "refused", "AI assistance is off for workspace %s", c.ws);
@@ -311,7 +189,7 @@ static void on_context(struct cm_rpc_call *call, void *arg)
     msgs = cJSON_CreateArray();
     /* Newest first until the budget is spent, then put back in reading order. */
     for (int i = 0; i < n && budget > 0; i++) {
-        char *text = body_text(r, pg, &c, rows[i * 4], rows[i * 4 + 2]);
+        char *text = router_body_text(r, pg, &c, rows[i * 4], rows[i * 4 + 2]);
         cJSON *m;
         if (text == NULL)
             continue;
@@ -361,12 +239,12 @@ static void on_context(struct cm_rpc_call *call, void *arg)
 static void on_assign(struct cm_rpc_call *call, void *arg)
 {
     const char *user = cm_rpc_str(call, "user");
-    struct conv c;
+    struct router_conv c;
     int rc;
     cJSON *out;
 
     (void)arg;
-    if (!load_conv(call, "agent", true, &c))
+    if (!router_conv_load(call, "agent", true, &c))
         return;
     if (strcmp(c.status, "open") != 0) {
         cm_rpc_fail(call, "refused", "conversation %s is closed", c.id);
@@ -409,11 +287,11 @@ static void on_close(struct cm_rpc_call *call, void *arg)
 {
     struct router *r = arg;
     const char *params[1];
-    struct conv c;
+    struct router_conv c;
     int rc;
     cJSON *out;
 
-    if (!load_conv(call, "agent", false, &c))
+    if (!router_conv_load(call, "agent", false, &c))
         return;
     params[0] = c.id;
     rc = cm_pg_begin(call->pg);
@@ -488,7 +366,7 @@ static long utf8_chars(const char *s)
  * Is text a reply Meta takes on the conversation's platform? Meta counts characters, not
  * bytes: at most 2000 on Messenger and 1000 on Instagram.
  */
-static bool text_fits(struct cm_rpc_call *call, const struct conv *c, const char *text)
+static bool text_fits(struct cm_rpc_call *call, const struct router_conv *c, const char *text)
 {
     long max = strcmp(c->platform, "instagram") == 0 ? 1000 : 2000;
     long n = text != NULL ? utf8_chars(text) : 0;
@@ -513,7 +391,7 @@ static bool text_fits(struct cm_rpc_call *call, const struct conv *c, const char
  * May the conversation's integration send now? A reply that Meta would refuse anyway is
  * refused at once, with what the business can do about it, rather than queued to fail.
  */
-static bool integration_live(struct cm_rpc_call *call, const struct conv *c)
+static bool integration_live(struct cm_rpc_call *call, const struct router_conv *c)
 {
     const char *st = c->route_status;
 
@@ -539,7 +417,7 @@ static bool integration_live(struct cm_rpc_call *call, const struct conv *c)
 }
 
 /* Explains a refusal by the window, in words an agent can act on. */
-static bool window_allows(struct cm_rpc_call *call, const struct conv *c, bool human,
+static bool window_allows(struct cm_rpc_call *call, const struct router_conv *c, bool human,
                           bool ai_drafted, bool *tag)
 {
     enum router_window w = router_window_at(now_ms(), c->last_inbound_ms);
@@ -621,13 +499,13 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
     bool ai_drafted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(call->req, "ai_drafted"));
     char id[40], aad[96], subject[160];
     struct cm_buf sealed;
-    struct conv c;
+    struct router_conv c;
     bool tag = false;
     cJSON *body, *out;
     char *json;
     int rc;
 
-    if (!load_conv(call, "agent", true, &c))
+    if (!router_conv_load(call, "agent", true, &c))
         return;
     if (!text_fits(call, &c, text) || !integration_live(call, &c))
         return;
@@ -699,8 +577,6 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
 
 void router_api_conv_register(struct router *r)
 {
-    cm_rpc_handle(r->rpc, "router.conversations.list", on_conversations_list, r);
-    cm_rpc_handle(r->rpc, "router.messages.list", on_messages_list, r);
     cm_rpc_handle(r->rpc, "router.conversation.context", on_context, r);
     cm_rpc_handle(r->rpc, "router.conversation.assign", on_assign, r);
     cm_rpc_handle(r->rpc, "router.conversation.close", on_close, r);

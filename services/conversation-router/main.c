@@ -97,6 +97,7 @@ static int start(struct router *r)
     if (rc == CM_OK) {
         router_api_register(r);
         router_api_conv_register(r);
+        router_api_list_register(r);
         router_purge_register(r);
         rc = cm_rpc_start(r->rpc);
     }

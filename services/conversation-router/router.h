@@ -94,10 +94,40 @@ enum router_window {
     ROUTER_WINDOW_CLOSED,      /* after 7 days */
 };
 
+/* The windows' lengths: a reply within 24 hours; a human agent's, tagged, within 7 days. */
+#define ROUTER_WINDOW_OPEN_MS  (24LL * 3600 * 1000)
+#define ROUTER_WINDOW_HUMAN_MS (7LL * 24 * 3600 * 1000)
+
 /* The window at now_ms for a last inbound message at last_ms (0: none), epoch ms. */
 enum router_window router_window_at(int64_t now_ms, int64_t last_ms);
 /* "open", "human_agent" or "closed" (NONE reads "closed"). */
 const char *router_window_name(enum router_window w);
+
+/* --- page.c: cursors and page sizes of the lists -------------------------------------- */
+
+/* The kinds of cursor: one list's cursor is refused by another. */
+#define ROUTER_CURSOR_CONVERSATIONS 'c' /* router.conversations.list, by last activity */
+#define ROUTER_CURSOR_OLDEST        'm' /* router.messages.list, oldest first */
+#define ROUTER_CURSOR_NEWEST        'n' /* router.messages.list with newest, going back */
+/* A cursor's size, its NUL included; a longer one is refused. */
+#define ROUTER_CURSOR_MAX 192
+
+/*
+ * Writes the cursor of a sort key (usec: a timestamp in microseconds since the epoch; key:
+ * a conversation id, or a message's seq in decimal) into out (ROUTER_CURSOR_MAX bytes).
+ */
+void router_cursor_encode(char kind, int64_t usec, const char *key, char *out);
+/*
+ * Reads a cursor of the given kind back into *usec and key (keycap bytes). Returns CM_OK,
+ * or CM_INVALID for anything router_cursor_encode would not have written for that kind.
+ */
+int router_cursor_decode(const char *cursor, char kind, int64_t *usec, char *key,
+                         size_t keycap) CM_MUST_CHECK;
+/*
+ * A page size from the request's field name: dflt when absent or null, else a whole number
+ * from 1 to max into *out. Returns CM_OK, or CM_INVALID (anything else).
+ */
+int router_page_size(const cJSON *req, const char *name, int dflt, int max, int *out) CM_MUST_CHECK;
 
 /* --- routes.c: account id to workspace ----------------------------------------------- */
 
@@ -139,7 +169,8 @@ int router_assign(struct router *r, struct cm_pg *pg, const char *ws,
 /* Assigns waiting conversations of ws while agents have room. */
 int router_assign_waiting(struct router *r, struct cm_pg *pg, const char *ws) CM_MUST_CHECK;
 
-/* --- api.c, api_conv.c: the NATS request subjects ------------------------------------- */
+/* --- api.c, api_conv.c, api_list.c: the NATS request subjects
+ * ------------------------------------- */
 
 /* The actor's role in ws ("owner" for operator), or NULL; *deleted when ws is deleted.
  * Returns CM_NOTFOUND for an unknown workspace. */
@@ -162,6 +193,45 @@ bool router_allowed(struct cm_rpc_call *call, const char *ws, const char *role, 
 
 void router_api_register(struct router *r);
 void router_api_conv_register(struct router *r);
+void router_api_list_register(struct router *r);
+
+/* RFC 3339 UTC with milliseconds, from PostgreSQL: the SQL of a column's text. */
+#define ROUTER_RFC3339(col)                                                                        \
+    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* A conversation as a call about it finds it (api_conv.c). */
+struct router_conv {
+    char id[64];
+    char ws[128];
+    char integration[64];
+    char platform[16];
+    char contact[64];
+    char status[16];
+    char account[80];
+    char route_status[16];   /* the integration's status; "" when it was purged */
+    int64_t last_inbound_ms; /* 0: the contact never wrote */
+    bool ai, mask_pii;       /* the workspace's settings */
+    char psid_sealed[1024];  /* the contact's id, sealed (bytea text); "" when none */
+};
+
+/*
+ * Loads the conversation named by the call's conversation_id, with its workspace's settings
+ * and the actor's role in it, in one statement, and checks that the role reaches min (and,
+ * when live, that the workspace is not deleted). False: the call is answered.
+ */
+bool router_conv_load(struct cm_rpc_call *call, const char *min, bool live, struct router_conv *c);
+/*
+ * The text of message id's sealed body (bytea text) in c (a new string: free()), or NULL:
+ * unsent, no text (an attachment alone), or a body that does not open (logged).
+ */
+char *router_body_text(struct router *r, struct cm_pg *pg, const struct router_conv *c,
+                       const char *id, const char *sealed);
+/*
+ * Begins the transaction in which a read of message content and its audit row commit
+ * together, without waiting for the WAL flush: a crash may lose the last audit rows of
+ * reads, never a change.
+ */
+int router_begin_read_audit(struct cm_pg *pg) CM_MUST_CHECK;
 
 /* --- sender.c: replies to Meta's Send API --------------------------------------------- */
 

@@ -7,8 +7,6 @@
  */
 #include "router.h"
 
-#define HOUR_MS (3600LL * 1000)
-
 enum router_window router_window_at(int64_t now_ms, int64_t last_ms)
 {
     int64_t age;
@@ -16,9 +14,9 @@ enum router_window router_window_at(int64_t now_ms, int64_t last_ms)
     if (last_ms <= 0)
         return ROUTER_WINDOW_NONE;
     age = now_ms - last_ms;
-    if (age < 24 * HOUR_MS)
+    if (age < ROUTER_WINDOW_OPEN_MS)
         return ROUTER_WINDOW_OPEN;
-    if (age < 7 * 24 * HOUR_MS)
+    if (age < ROUTER_WINDOW_HUMAN_MS)
         return ROUTER_WINDOW_HUMAN_AGENT;
     return ROUTER_WINDOW_CLOSED;
 }

@@ -80,10 +80,17 @@ const struct command domsctl_commands[] = {
     {{"conversations", "list"},
      NULL,
      NULL,
-     {{"workspace", "workspace_id", OPT_STRING, 1, NULL}},
+     {{"workspace", "workspace_id", OPT_STRING, 1, NULL},
+      {"status", "status", OPT_CHOICE, 0, "open|closed"},
+      {"assignee", "assignee", OPT_STRING, 0, NULL},
+      {"window", "window", OPT_CHOICE, 0, "open|human_agent|closed"},
+      {"limit", "limit", OPT_INT, 0, NULL},
+      {"cursor", "cursor", OPT_STRING, 0, NULL},
+      {"all", NULL, OPT_ALL, 0, NULL}},
      "router.conversations.list",
      "conversation-router",
-     "conversations list --workspace W"},
+     "conversations list --workspace W [--status open|closed] [--assignee USER|none] "
+     "[--window open|human_agent|closed] [--limit N] [--cursor C] [--all]"},
     {{"conversation", "assign"},
      "conversation_id",
      "C",
@@ -101,10 +108,13 @@ const struct command domsctl_commands[] = {
     {{"messages", "list"},
      "conversation_id",
      "C",
-     {{0}},
+     {{"limit", "limit", OPT_INT, 0, NULL},
+      {"newest", "newest", OPT_INT, 0, NULL},
+      {"cursor", "cursor", OPT_STRING, 0, NULL},
+      {"all", NULL, OPT_ALL, 0, NULL}},
      "router.messages.list",
      "conversation-router",
-     "messages list C"},
+     "messages list C [--limit N | --newest N] [--cursor C] [--all]"},
     {{"reply", NULL},
      "conversation_id",
      "C",
@@ -208,6 +218,8 @@ static int add_option(cJSON *req, const struct option_spec *o, const char *v, ch
     long n;
 
     switch (o->kind) {
+    case OPT_ALL:
+        return 0; /* domsctl's own, never sent */
     case OPT_FLAG:
         cJSON_AddTrueToObject(req, o->field);
         return 0;
@@ -253,12 +265,13 @@ static int add_option(cJSON *req, const struct option_spec *o, const char *v, ch
     return -1;
 }
 
-cJSON *domsctl_build(const struct command *cmd, int argc, char **argv, const char *actor, char *err,
-                     size_t errlen)
+cJSON *domsctl_build(const struct command *cmd, int argc, char **argv, const char *actor, int *all,
+                     char *err, size_t errlen)
 {
     cJSON *req = cJSON_CreateObject();
     int have_positional = 0;
 
+    *all = 0;
     cJSON_AddStringToObject(req, "actor", actor);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -268,15 +281,19 @@ cJSON *domsctl_build(const struct command *cmd, int argc, char **argv, const cha
                 snprintf(err, errlen, "unknown option %s for \"%s\"", a, cmd->usage);
                 goto fail;
             }
-            if (cJSON_GetObjectItemCaseSensitive(req, o->field) != NULL) {
+            if (o->kind == OPT_ALL ? *all
+                                   : cJSON_GetObjectItemCaseSensitive(req, o->field) != NULL) {
                 snprintf(err, errlen, "%s given twice", a);
                 goto fail;
             }
-            if (o->kind != OPT_FLAG && i + 1 >= argc) {
+            if (o->kind == OPT_ALL)
+                *all = 1;
+            if (o->kind != OPT_FLAG && o->kind != OPT_ALL && i + 1 >= argc) {
                 snprintf(err, errlen, "%s needs a value", a);
                 goto fail;
             }
-            if (add_option(req, o, o->kind == OPT_FLAG ? NULL : argv[++i], err, errlen) != 0)
+            if (o->kind != OPT_ALL &&
+                add_option(req, o, o->kind == OPT_FLAG ? NULL : argv[++i], err, errlen) != 0)
                 goto fail;
         } else if (cmd->positional != NULL && !have_positional) {
             cJSON_AddStringToObject(req, cmd->positional, a);
@@ -288,6 +305,12 @@ cJSON *domsctl_build(const struct command *cmd, int argc, char **argv, const cha
     }
     if (cmd->positional != NULL && !have_positional) {
         snprintf(err, errlen, "missing %s", cmd->positional_name);
+        goto fail;
+    }
+    /* --newest pages backwards: followed to the end, its pages would print in an order no
+     * page has. --newest names a tail, --all the rest of the list. */
+    if (*all && cJSON_GetObjectItemCaseSensitive(req, "newest") != NULL) {
+        snprintf(err, errlen, "--all reads to the end of the list: not with --newest");
         goto fail;
     }
     for (int i = 0; i < MAX_OPTS && cmd->opts[i].name != NULL; i++) {

@@ -13,17 +13,18 @@ enum opt_kind {
     OPT_FLAG,   /* --human-agent, sent as true */
     OPT_CHOICE, /* --role owner|admin|agent|viewer */
     OPT_TIME,   /* --since 2026-11-01T00:00:00Z */
+    OPT_ALL,    /* --all: domsctl follows the list's cursors itself; nothing is sent */
 };
 
 struct option_spec {
     const char *name;  /* without the dashes */
-    const char *field; /* request field */
+    const char *field; /* request field (NULL for OPT_ALL) */
     enum opt_kind kind;
     int required;
     const char *choices; /* for OPT_CHOICE: "a|b|c" */
 };
 
-#define MAX_OPTS 6
+#define MAX_OPTS 8
 
 struct command {
     const char *words[2];   /* "integration", "connect"; words[1] may be NULL */
@@ -45,11 +46,12 @@ extern const struct command domsctl_commands[];
 const struct command *domsctl_find(int argc, char **argv, int *consumed);
 
 /*
- * Builds the request object from the arguments after the command words. On a usage error
- * returns NULL and writes one line into err. The caller frees the object (cJSON_Delete).
+ * Builds the request object from the arguments after the command words; *all is set when
+ * --all asks domsctl to follow a paged list to its end. On a usage error returns NULL and
+ * writes one line into err. The caller frees the object (cJSON_Delete).
  */
-cJSON *domsctl_build(const struct command *cmd, int argc, char **argv, const char *actor, char *err,
-                     size_t errlen);
+cJSON *domsctl_build(const struct command *cmd, int argc, char **argv, const char *actor, int *all,
+                     char *err, size_t errlen);
 
 /* Prints every command's usage line. */
 void domsctl_usage(FILE *out);

@@ -46,21 +46,17 @@ static int usage_error(const char *what, const char *arg)
     return EXIT_USAGE;
 }
 
-/* Sends req to cmd's subject over url and returns the parsed reply, or NULL with *why set. */
-static cJSON *request(const struct command *cmd, const cJSON *req, const struct domsctl_cfg *cfg,
-                      const char *identity, long timeout_ms, char *why, size_t cap)
+/* Connects to NATS as identity into *nc; false with *why set. */
+static bool connect_nats(natsConnection **nc, const struct domsctl_cfg *cfg, const char *identity,
+                         char *why, size_t cap)
 {
-    natsConnection *nc = NULL;
     natsOptions *opts = NULL;
-    natsMsg *reply = NULL;
-    char *body = cJSON_PrintUnformatted(req);
-    const char *url = cfg->nats_url;
-    cJSON *parsed = NULL;
     natsStatus s;
 
+    *nc = NULL;
     s = natsOptions_Create(&opts);
     if (s == NATS_OK)
-        s = natsOptions_SetURL(opts, url);
+        s = natsOptions_SetURL(opts, cfg->nats_url);
     if (s == NATS_OK)
         s = natsOptions_SetName(opts, "domsctl");
     if (s == NATS_OK)
@@ -69,43 +65,109 @@ static cJSON *request(const struct command *cmd, const cJSON *req, const struct 
         s = cm_nats_options_identity(opts, identity, cfg->nats_ca_file, cfg->nats_cert_file,
                                      cfg->nats_key_file);
     if (s == NATS_OK)
-        s = natsConnection_Connect(&nc, opts);
+        s = natsConnection_Connect(nc, opts);
     if (s != NATS_OK) {
         char masked[256];
-        cm_url_redact(url, masked, sizeof(masked));
+        cm_url_redact(cfg->nats_url, masked, sizeof(masked));
         snprintf(why, cap, "cannot reach NATS at %s: %s", masked, natsStatus_GetText(s));
-        goto done;
     }
+    natsOptions_Destroy(opts);
+    return s == NATS_OK;
+}
+
+/* Sends req to cmd's subject and returns the parsed reply (free it), or NULL with *why set. */
+static cJSON *request(natsConnection *nc, const struct command *cmd, const cJSON *req,
+                      const char *identity, long timeout_ms, char *why, size_t cap)
+{
+    natsMsg *reply = NULL;
+    char *body = cJSON_PrintUnformatted(req);
+    cJSON *parsed = NULL;
+    natsStatus s;
+
     s = cm_nats_request_as(&reply, nc, identity, cmd->subject, body, timeout_ms);
-    if (s == NATS_NO_RESPONDERS) {
+    if (s == NATS_NO_RESPONDERS)
         snprintf(why, cap, "no %s is answering on %s (is it running?)", cmd->service, cmd->subject);
-        goto done;
-    }
-    if (s != NATS_OK) {
+    else if (s != NATS_OK)
         snprintf(why, cap, "%s did not answer on %s: %s", cmd->service, cmd->subject,
                  natsStatus_GetText(s));
-        goto done;
+    if (s == NATS_OK) {
+        parsed =
+            cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+        if (parsed == NULL)
+            snprintf(why, cap, "%s answered something that is not JSON", cmd->service);
     }
-    parsed = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    if (parsed == NULL)
-        snprintf(why, cap, "%s answered something that is not JSON", cmd->service);
-done:
     natsMsg_Destroy(reply);
-    natsConnection_Destroy(nc);
-    natsOptions_Destroy(opts);
     cJSON_free(body);
     return parsed;
+}
+
+/*
+ * The result of a reply (borrowed from it), or NULL when the reply is an error or has no
+ * result, with the reason in why.
+ */
+static const cJSON *result_of(const struct command *cmd, const cJSON *reply, char *why, size_t cap)
+{
+    const cJSON *error = cJSON_GetObjectItemCaseSensitive(reply, "error");
+    const cJSON *result = cJSON_GetObjectItemCaseSensitive(reply, "result");
+
+    if (error != NULL) {
+        const char *message = cJSON_GetStringValue(cJSON_GetObjectItem(error, "message"));
+        snprintf(why, cap, "%s", message ? message : "refused");
+        return NULL;
+    }
+    if (result == NULL)
+        snprintf(why, cap, "%s gave neither a result nor an error", cmd->service);
+    return result;
+}
+
+/*
+ * --all: asks for the pages after the one in *reply until the last, and appends their rows
+ * to its result. Returns 0, or EXIT_REFUSED with the reason in why (nothing is printed then:
+ * part of a list is not the list asked for).
+ */
+static int follow_pages(natsConnection *nc, const struct command *cmd, cJSON *req, cJSON *reply,
+                        const char *identity, long timeout_ms, char *why, size_t cap)
+{
+    cJSON *rows = cJSON_GetObjectItemCaseSensitive(reply, "result");
+
+    while (cJSON_IsArray(rows) &&
+           cJSON_IsString(cJSON_GetObjectItemCaseSensitive(reply, "next_cursor"))) {
+        const char *cursor = cJSON_GetObjectItemCaseSensitive(reply, "next_cursor")->valuestring;
+        const cJSON *page, *cursor_item;
+        cJSON *next, *row;
+
+        cJSON_DeleteItemFromObjectCaseSensitive(req, "cursor");
+        cJSON_AddStringToObject(req, "cursor", cursor);
+        next = request(nc, cmd, req, identity, timeout_ms, why, cap);
+        page = next != NULL ? result_of(cmd, next, why, cap) : NULL;
+        if (!cJSON_IsArray(page)) {
+            if (page != NULL)
+                snprintf(why, cap, "%s answered a page that is not a list", cmd->service);
+            cJSON_Delete(next);
+            return EXIT_REFUSED;
+        }
+        while ((row = cJSON_DetachItemFromArray((cJSON *)page, 0)) != NULL)
+            cJSON_AddItemToArray(rows, row);
+        cursor_item = cJSON_GetObjectItemCaseSensitive(next, "next_cursor");
+        cJSON_ReplaceItemInObjectCaseSensitive(reply, "next_cursor",
+                                               cJSON_IsString(cursor_item)
+                                                   ? cJSON_CreateString(cursor_item->valuestring)
+                                                   : cJSON_CreateNull());
+        cJSON_Delete(next);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *actor = "operator";
     long timeout_ms = 60000;
-    int json = 0, i = 1, consumed = 0, rc = 0;
+    int json = 0, i = 1, consumed = 0, rc = 0, all = 0;
     const struct command *cmd;
     char err[512] = "";
+    natsConnection *nc = NULL;
     cJSON *req, *reply;
-    const cJSON *result, *error;
+    const cJSON *result;
     struct domsctl_cfg cfg = {0};
     char identity[CM_NATS_IDENTITY_MAX];
 
@@ -131,7 +193,8 @@ int main(int argc, char **argv)
     cmd = domsctl_find(argc - i, argv + i, &consumed);
     if (cmd == NULL)
         return usage_error("unknown command ", argv[i]);
-    req = domsctl_build(cmd, argc - i - consumed, argv + i + consumed, actor, err, sizeof(err));
+    req =
+        domsctl_build(cmd, argc - i - consumed, argv + i + consumed, actor, &all, err, sizeof(err));
     if (req == NULL) {
         fprintf(stderr, "domsctl: %s; usage: domsctl %s\n", err, cmd->usage);
         return EXIT_USAGE;
@@ -150,25 +213,33 @@ int main(int argc, char **argv)
         cm_settings_cleanup(settings, NSETTINGS, &cfg);
         return EXIT_REFUSED;
     }
-    reply = request(cmd, req, &cfg, identity, timeout_ms, err, sizeof(err));
-    cJSON_Delete(req);
-    cm_settings_cleanup(settings, NSETTINGS, &cfg);
-    if (reply == NULL) {
+    if (!connect_nats(&nc, &cfg, identity, err, sizeof(err))) {
         fprintf(stderr, "domsctl: %s\n", err);
+        cJSON_Delete(req);
+        cm_settings_cleanup(settings, NSETTINGS, &cfg);
+        natsConnection_Destroy(nc);
         nats_Close();
         return EXIT_REFUSED;
     }
-    error = cJSON_GetObjectItemCaseSensitive(reply, "error");
-    result = cJSON_GetObjectItemCaseSensitive(reply, "result");
-    if (error != NULL) {
-        const char *message = cJSON_GetStringValue(cJSON_GetObjectItem(error, "message"));
-        fprintf(stderr, "domsctl: %s\n", message ? message : "refused");
-        rc = EXIT_REFUSED;
-    } else if (result == NULL) {
-        fprintf(stderr, "domsctl: %s gave neither a result nor an error\n", cmd->service);
+    cm_settings_cleanup(settings, NSETTINGS, &cfg);
+    reply = request(nc, cmd, req, identity, timeout_ms, err, sizeof(err));
+    result = reply != NULL ? result_of(cmd, reply, err, sizeof(err)) : NULL;
+    if (result != NULL && all)
+        rc = follow_pages(nc, cmd, req, reply, identity, timeout_ms, err, sizeof(err));
+    cJSON_Delete(req);
+    natsConnection_Destroy(nc);
+    if (result == NULL || rc != 0) {
+        fprintf(stderr, "domsctl: %s\n", err);
         rc = EXIT_REFUSED;
     } else {
+        const cJSON *next = cJSON_GetObjectItemCaseSensitive(reply, "next_cursor");
         domsctl_print(stdout, result, json);
+        /* More pages: how to ask for the next, on stderr, after the page itself, so that
+         * stdout stays the one JSON value the interface promises. */
+        if (cJSON_IsString(next)) {
+            fflush(stdout);
+            fprintf(stderr, "domsctl: more follow: --cursor %s\n", next->valuestring);
+        }
         /* A verdict that is a refusal in itself, such as a broken audit chain. */
         if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(result, "ok"))) {
             fprintf(stderr, "domsctl: %s reported a failure\n", cmd->service);

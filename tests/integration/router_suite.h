@@ -34,6 +34,13 @@ void test_reply_refused_at_once(void);
 /* Meta's appsecret_proof of token under the stand-in's app secret (64 hex digits). */
 void proof_of(const char *token, char out[65]);
 
+/* test_router_lists.c */
+void test_lists_setup(void);
+void test_lists_paging(void);
+void test_lists_newest(void);
+void test_lists_filters(void);
+void test_lists_refused(void);
+
 /* test_router_dedup.c */
 void test_duplicates_in_one_batch(void);
 void test_duplicates_racing(void);

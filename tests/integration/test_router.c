@@ -797,6 +797,11 @@ int main(void)
     RUN(test_appsecret_proof);
     RUN(test_throttling);
     RUN(test_roles);
+    RUN(test_lists_setup);
+    RUN(test_lists_paging);
+    RUN(test_lists_newest);
+    RUN(test_lists_filters);
+    RUN(test_lists_refused);
     RUN(test_duplicates_in_one_batch);
     RUN(test_replicas);
     RUN(test_duplicates_racing);

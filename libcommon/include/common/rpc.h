@@ -85,6 +85,14 @@ void cm_rpc_destroy(struct cm_rpc *rpc);
 void cm_rpc_reply(struct cm_rpc_call *call, cJSON *result);
 
 /*
+ * Replies one page of a list: {"result": result, "next_cursor": next_cursor}, next_cursor
+ * null (NULL) on the last page. The result stays what the subject's contract says (an
+ * array), so a caller that reads only "result" is unchanged. Takes ownership of result;
+ * next_cursor is copied.
+ */
+void cm_rpc_reply_page(struct cm_rpc_call *call, cJSON *result, const char *next_cursor);
+
+/*
  * Like cm_rpc_reply(), for a result that holds a secret (a token): the serialized reply and
  * every string of result are zeroed before they are freed. (The copy in nats.c's write
  * buffer is overwritten by the next messages.)
