@@ -2,11 +2,11 @@
  * inbound.c - Meta's events, from webhook-ingest's stream into conversations.
  *
  * A durable consumer on META_EVENTS hands over batches; a batch is stored in one
- * transaction and acknowledged only after the commit, its common case (a contact writing
- * into an open conversation) as statements pipelined in one round trip. When one event of a batch
- * fails, the batch is rolled back and its events are taken one by one, so a poison event goes to
- * the dead letters alone and a transient failure (PostgreSQL down) is retried with nothing
- * acknowledged.
+ * transaction and acknowledged only after the commit, every event a contact wrote (a new
+ * contact's too) as one statement, pipelined with the batch's others in one round trip, and
+ * the batch's assignments last. When one event of a batch fails, the batch is rolled back
+ * and its events are taken one by one, so a poison event goes to the dead letters alone and
+ * a transient failure (PostgreSQL down) is retried with nothing acknowledged.
  *
  * Idempotent by construction: messages have a unique key on (integration, mid) and are
  * inserted on conflict do nothing; a conversation is opened with its own unique index on

@@ -2,8 +2,8 @@
  * store.c - what each kind of Meta event changes in the router's schema.
  *
  * message, postback, referral: the contact wrote; the message is stored (sealed), the
- *   conversation opened or reopened, the window moved to Meta's timestamp, an agent
- *   assigned when the conversation is new or reopened.
+ *   conversation opened or reopened, the window moved to Meta's timestamp (one statement,
+ *   see inbound.h); the batch then assigns an agent to a conversation left without one.
  * echo: the business's own message sent from Meta's apps (or ours, coming back); stored
  *   as outbound, never reopening anything or moving the window.
  * unsend: the content is wiped, not kept. edit: the text replaced, the edit count kept.
