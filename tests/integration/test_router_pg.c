@@ -14,8 +14,9 @@
  * edit or reaction naming them changes nothing): a purge of a prefix of another workspace's or
  * integration's id leaves their keys, and a malformed id is refused as invalid.
  *
- * And assignment under racing transactions: two that each opened a conversation and assign
- * at once leave neither waiting while the agent has room.
+ * And assignment: two transactions that each opened a conversation and assign at once leave
+ * neither waiting while the agent has room; one assignment over several waiting
+ * conversations deals them round-robin under each agent's capacity.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -738,6 +739,58 @@ static void test_assign_racing(void)
     free(ws);
 }
 
+/*
+ * One assign_waiting() call over several waiting conversations deals them round-robin, oldest
+ * first: one per agent with room per round, an agent dropping out when its room is used up;
+ * the agent served last ends last in the round-robin order.
+ */
+static void test_assign_rounds(void)
+{
+    char *ws = workspace("Rounds");
+    const char *x[] = {"member", "add",   "--workspace", ws,  "--user", "rx",
+                       "--role", "agent", "--capacity",  "1", NULL};
+    const char *y[] = {"member", "add",   "--workspace", ws,  "--user", "ry",
+                       "--role", "agent", "--capacity",  "3", NULL};
+    PGconn *c = th_db_connect(&st.db, NULL);
+    char q[1024], *v;
+
+    CHECK_INT(th_stack_domsctl(&st, NULL, NULL, x), 0);
+    CHECK_INT(th_stack_domsctl(&st, NULL, NULL, y), 0);
+    exec_ok(c, "BEGIN");
+    for (int i = 0; i < 5; i++) {
+        snprintf(q, sizeof(q),
+                 "INSERT INTO router.contacts (id, workspace_id, integration_id, platform, blind,"
+                 " psid_sealed) VALUES ('ct_round_%d', '%s', 'int_round', 'messenger', '\\x%02d',"
+                 " '\\x00'); INSERT INTO router.conversations (id, workspace_id, integration_id,"
+                 " contact_id, platform, created_at) VALUES ('cv_round_%d', '%s', 'int_round',"
+                 " 'ct_round_%d', 'messenger', now() + interval '%d seconds')",
+                 i, ws, i, i, ws, i, i);
+        exec_ok(c, q);
+    }
+    snprintf(q, sizeof(q), "SELECT router.assign_waiting('%s')", ws);
+    v = th_db_value(c, q, NULL, 0);
+    CHECK_STR(v, "4");
+    free(v);
+    exec_ok(c, "COMMIT");
+    PQfinish(c);
+    /* Round 1: rx (never assigned, first by name), ry; rounds 2 and 3: ry; the newest waits. */
+    snprintf(q, sizeof(q),
+             "SELECT string_agg(coalesce(assignee, '-'), ',' ORDER BY created_at)"
+             " FROM router.conversations WHERE workspace_id = '%s'",
+             ws);
+    v = th_db_sql(&st.db, NULL, q);
+    CHECK_STR(v, "rx,ry,ry,ry,-");
+    free(v);
+    snprintf(q, sizeof(q),
+             "SELECT string_agg(user_id, ',' ORDER BY last_assigned_at) FROM router.members"
+             " WHERE workspace_id = '%s' AND role = 'agent'",
+             ws);
+    v = th_db_sql(&st.db, NULL, q);
+    CHECK_STR(v, "rx,ry");
+    free(v);
+    free(ws);
+}
+
 int main(void)
 {
     th_init("router_pg");
@@ -756,6 +809,7 @@ int main(void)
     RUN(test_purge_workspace_keys);
     RUN(test_purge_keys_before_rows);
     RUN(test_assign_racing);
+    RUN(test_assign_rounds);
     /* Through the outage and the redeliveries, the consumers kept their subscriptions. */
     {
         char *log = th_proc_output(&router);

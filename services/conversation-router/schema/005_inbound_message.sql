@@ -118,48 +118,68 @@ BEGIN
 END
 $$;
 
--- Assigns the workspace's waiting conversations, oldest first, each to the agent with room
--- who waited longest since their last assignment (round-robin under capacity), until nobody
--- has room or nothing waits; queues an assignment event for each. Returns how many.
+-- Assigns the workspace's waiting conversations, oldest first, round-robin under capacity:
+-- the agents with room in the order of their last assignment (never assigned first), one
+-- conversation each per round, an agent leaving the rounds when its room is used up; queues an
+-- assignment event for each, in that order, and leaves each agent's last_assigned_at in the
+-- order of its last conversation here. Returns how many. One statement for the lot, not one
+-- round of statements per conversation: a batch of new contacts assigns 64 at once.
 -- Every agent of the workspace is locked first, in one order, and waited for rather than
 -- skipped: an agent another transaction is assigning to is still there when it commits
 -- (SKIP LOCKED would leave the conversation waiting while that agent has room). The inbound
 -- batch calls it last, after every conversation lock it takes, for its workspaces in one
--- order, so that two workers or replicas wait for each other here and never deadlock.
--- A conversation another transaction holds is skipped: that one assigns it.
+-- order; a request takes its conversation locks, then router_lock_agents(), then this; so
+-- transactions wait for each other here and never deadlock. A conversation another
+-- transaction holds is skipped: that one assigns it.
 CREATE OR REPLACE FUNCTION assign_waiting(p_workspace text) RETURNS integer
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-    v_user text;
-    v_conv text;
-    v_n integer := 0;
+    v_n integer;
 BEGIN
     PERFORM 1 FROM members m WHERE m.workspace_id = p_workspace AND m.role = 'agent'
       ORDER BY m.user_id FOR UPDATE;
-    LOOP
-        v_user := NULL;
-        v_conv := NULL;
-        SELECT m.user_id INTO v_user FROM members m
+    WITH agents AS (
+        SELECT m.user_id, m.capacity - m.open_assigned AS room,
+               row_number() OVER (ORDER BY m.last_assigned_at NULLS FIRST, m.user_id) AS pos
+          FROM members m
          WHERE m.workspace_id = p_workspace AND m.role = 'agent'
            AND m.capacity > m.open_assigned
-         ORDER BY m.last_assigned_at NULLS FIRST, m.user_id LIMIT 1;
-        EXIT WHEN v_user IS NULL;
-        SELECT v.id INTO v_conv FROM conversations v
+    ), locked AS (
+        SELECT v.id, v.created_at FROM conversations v
          WHERE v.workspace_id = p_workspace AND v.status = 'open' AND v.assignee IS NULL
-         ORDER BY v.created_at, v.id LIMIT 1 FOR UPDATE SKIP LOCKED;
-        EXIT WHEN v_conv IS NULL;
-        -- The trigger of 004_member_load.sql counts it in the agent's open_assigned.
-        UPDATE conversations SET assignee = v_user WHERE id = v_conv;
-        UPDATE members SET last_assigned_at = clock_timestamp()
-         WHERE workspace_id = p_workspace AND user_id = v_user;
+         ORDER BY v.created_at, v.id
+         LIMIT (SELECT coalesce(sum(room), 0) FROM agents)
+           FOR UPDATE SKIP LOCKED
+    ), waiting AS (
+        SELECT l.id, row_number() OVER (ORDER BY l.created_at, l.id) AS k FROM locked l
+    ), slots AS (
+        -- Round r gives one conversation to every agent with room for r of them.
+        SELECT a.user_id, row_number() OVER (ORDER BY r, a.pos) AS k
+          FROM agents a,
+               generate_series(1, least(a.room, (SELECT count(*) FROM waiting)::integer)) r
+    ), assigned AS (
+        -- The trigger of 004_member_load.sql counts each in its agent's open_assigned.
+        UPDATE conversations v SET assignee = s.user_id
+          FROM waiting w JOIN slots s USING (k)
+         WHERE v.id = w.id
+        RETURNING v.id, s.user_id, w.k
+    ), stamped AS (
+        -- Microseconds apart in the order of each agent's last conversation: the next
+        -- round starts after the agent served last here.
+        UPDATE members m
+           SET last_assigned_at = clock_timestamp() + make_interval(secs => x.last_k / 1e6)
+          FROM (SELECT a.user_id, max(a.k) AS last_k FROM assigned a GROUP BY a.user_id) x
+         WHERE m.workspace_id = p_workspace AND m.user_id = x.user_id
+    ), events AS (
         INSERT INTO outbox (subject, msg_id, payload)
-        VALUES ('router.events.assignment',
-                'assign:' || v_conv || ':' || v_user || ':'
-                    || floor(extract(epoch FROM clock_timestamp()))::bigint,
-                json_build_object('conversation_id', v_conv, 'workspace_id', p_workspace,
-                                  'assignee', v_user)::text);
-        v_n := v_n + 1;
-    END LOOP;
+        SELECT 'router.events.assignment',
+               'assign:' || a.id || ':' || a.user_id || ':'
+                   || floor(extract(epoch FROM clock_timestamp()))::bigint,
+               json_build_object('conversation_id', a.id, 'workspace_id', p_workspace,
+                                 'assignee', a.user_id)::text
+          FROM assigned a ORDER BY a.k
+    )
+    SELECT count(*) INTO v_n FROM assigned;
     RETURN v_n;
 END
 $$;
