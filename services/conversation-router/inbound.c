@@ -215,63 +215,30 @@ static void sort_by_contact(const struct item *items, int *of, int n)
     }
 }
 
-/* Whether two eligible items are about the same contact. */
-static bool same_contact(const struct item *a, const struct item *b)
+/* Runs the statements of items of[0..n) in one round trip and reads their outcomes; an item
+ * whose short statement found no open conversation is marked again, its statement the full
+ * one. */
+static int run_pipelined(struct inbound *in, struct item *items, const int *of, int n)
 {
-    return contact_cmp(a, b) == 0;
-}
-
-/*
- * Runs, in one round trip, the new contacts' statement over items nof[0..nnew) (when nnew > 0)
- * and the statements of items of[0..n), and reads their outcomes; an item whose short
- * statement found no open conversation, or whose contact the new contacts' statement found
- * existing, is marked again, its statement the full one.
- */
-static int run_pipelined(struct inbound *in, struct item *items, const int *nof, int nnew,
-                         const int *of, int n)
-{
-    int extra = nnew > 0 ? 1 : 0;
-    struct cm_pg_call *calls = cm_xcalloc((size_t)(n + extra), sizeof(*calls));
-    PGresult **results = cm_xcalloc((size_t)(n + extra), sizeof(*results));
-    struct inbound_fast **fs = cm_xcalloc((size_t)nnew + 1, sizeof(*fs));
-    enum inbound_outcome **outcomes = cm_xcalloc((size_t)nnew + 1, sizeof(*outcomes));
-    bool *handled = cm_xcalloc((size_t)nnew + 1, sizeof(*handled));
-    struct inbound_new nb;
+    struct cm_pg_call *calls = cm_xcalloc((size_t)n, sizeof(*calls));
+    PGresult **results = cm_xcalloc((size_t)n, sizeof(*results));
     int rc;
 
-    for (int c = 0; c < nnew; c++) {
-        fs[c] = &items[nof[c]].fast;
-        outcomes[c] = &items[nof[c]].outcome;
-    }
-    if (nnew > 0) {
-        inbound_new_prepare(&nb, fs, nnew);
-        calls[0] = nb.call;
-    }
     for (int c = 0; c < n; c++)
-        calls[extra + c] = items[of[c]].fast.call;
-    rc = cm_pg_pipeline(in->pg, calls, n + extra, results);
-    if (nnew > 0 && rc == CM_OK)
-        rc = inbound_new_outcome(&nb, results[0], &in->caches, fs, outcomes, handled);
-    for (int c = 0; c < nnew; c++)
-        items[nof[c]].again = rc == CM_OK && !handled[c]; /* its full statement, next */
+        calls[c] = items[of[c]].fast.call;
+    rc = cm_pg_pipeline(in->pg, calls, n, results);
     for (int c = 0; c < n; c++) {
         struct item *it = &items[of[c]];
-        int orc = rc == CM_OK ? inbound_fast_outcome(&in->caches, &it->fast, results[extra + c],
-                                                     &it->outcome)
-                              : rc;
+        int orc = rc == CM_OK
+                      ? inbound_fast_outcome(&in->caches, &it->fast, results[c], &it->outcome)
+                      : rc;
         it->again = orc == CM_NOTFOUND;
         if (it->again)
             inbound_fast_full(&it->fast);
         else if (rc == CM_OK && orc != CM_OK)
             rc = orc;
-    }
-    for (int c = 0; c < n + extra; c++)
         PQclear(results[c]);
-    if (nnew > 0)
-        inbound_new_cleanup(&nb);
-    free(handled);
-    free(outcomes);
-    free(fs);
+    }
     free(results);
     free(calls);
     return rc;
@@ -316,22 +283,19 @@ static int assign_waiting(struct inbound *in, struct item *items, int n)
 
 /*
  * Stores a batch inside the open transaction: first every event a contact wrote (message,
- * postback, referral), pipelined in one round trip: a known contact's as one statement into
- * its open conversation, the first event of each contact the worker does not know in one
- * statement for them all (batch_new.c); then, pipelined, the full statements
- * (inbound_message()) of what those did not store: known contacts whose conversation was
- * not open, contacts that existed after all, new contacts' later events; then, in the
- * batch's order, everything else one statement at a time (edits, reads, echoes...), so that
- * an edit in the same batch as its message finds it stored; last, the assignment of what
- * waits. CM_INVALID, with why, for an event that can never be stored.
+ * postback, referral), as statements pipelined in one round trip, a known contact's into
+ * its open conversation, any other's through the full statement (contact, conversation,
+ * message); then, pipelined, the full statements of known contacts whose conversation was
+ * not open; then, in the batch's order, everything else one statement at a time (edits,
+ * reads, echoes...), so that an edit in the same batch as its message finds it stored; last,
+ * the assignment of what waits. CM_INVALID, with why, for an event that can never be
+ * stored.
  */
 static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, int n, char *why,
                        size_t cap)
 {
     int *of = cm_xcalloc((size_t)n, sizeof(*of));
-    int *fresh = cm_xcalloc((size_t)n, sizeof(*fresh));
-    int *known = cm_xcalloc((size_t)n, sizeof(*known));
-    int rc = CM_OK, ncalls = 0, nagain = 0, nfresh = 0, nknown = 0;
+    int rc = CM_OK, ncalls = 0, nagain = 0;
 
     for (int i = 0; rc == CM_OK && i < n; i++) {
         if ((items[i].wrap = parse(msgs[i], why, cap)) == NULL) {
@@ -346,26 +310,16 @@ static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, i
     }
     if (rc == CM_OK && ncalls > 0) {
         /* Every worker locks contacts and conversations in one order: two batches wait,
-         * never deadlock, on those. New contacts first, in one statement; a new contact's
-         * later events in the batch after it, through their full statements. */
+         * never deadlock, on those. */
         sort_by_contact(items, of, ncalls);
-        for (int c = 0; c < ncalls; c++) {
-            struct item *it = &items[of[c]];
-            if (it->fast.known)
-                known[nknown++] = of[c];
-            else if (c > 0 && same_contact(it, &items[of[c - 1]]))
-                it->again = true;
-            else
-                fresh[nfresh++] = of[c];
-        }
-        rc = run_pipelined(in, items, fresh, nfresh, known, nknown);
+        rc = run_pipelined(in, items, of, ncalls);
     }
     for (int c = 0; rc == CM_OK && c < ncalls; c++) {
         if (items[of[c]].again)
             of[nagain++] = of[c]; /* still sorted */
     }
     if (rc == CM_OK && nagain > 0)
-        rc = run_pipelined(in, items, NULL, 0, of, nagain);
+        rc = run_pipelined(in, items, of, nagain);
     for (int c = 0; rc == CM_OK && c < nagain; c++) {
         if (items[of[c]].again)
             rc = CM_AGAIN; /* the full statement always finds or opens one */
@@ -381,8 +335,6 @@ static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, i
     }
     if (rc == CM_OK)
         rc = assign_waiting(in, items, n);
-    free(known);
-    free(fresh);
     free(of);
     return rc;
 }

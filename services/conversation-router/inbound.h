@@ -96,26 +96,4 @@ void inbound_fast_full(struct inbound_fast *f);
 /* Wipes what f sealed; f may be zeroed and never prepared. */
 void inbound_fast_cleanup(struct inbound_fast *f);
 
-/*
- * A batch's new contacts (prepared, not known to the cache, one event each) as one statement
- * (batch_new.c), pipelined with the batch's short statements. inbound_new_prepare() builds it
- * from fs[0..n), which must stay as they are until inbound_new_outcome() has read the result:
- * handled[i] says fs[i]'s contact, conversation and message were written (*outcomes[i] set,
- * the contact cached, fs[i]->waiting set), else the contact existed and fs[i]'s own full
- * statement must run. Returns CM_OK, or CM_AGAIN when the result is not the statement's.
- * inbound_new_cleanup() frees what prepare built.
- */
-struct inbound_new {
-    struct cm_buf cols[13]; /* one array literal per column */
-    const char *values[13];
-    int n;
-    struct cm_pg_call call;
-};
-
-void inbound_new_prepare(struct inbound_new *nb, struct inbound_fast *const *fs, int n);
-int inbound_new_outcome(struct inbound_new *nb, PGresult *res, struct inbound_caches *caches,
-                        struct inbound_fast *const *fs, enum inbound_outcome *const *outcomes,
-                        bool *handled) CM_MUST_CHECK;
-void inbound_new_cleanup(struct inbound_new *nb);
-
 #endif
