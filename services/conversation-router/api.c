@@ -230,6 +230,9 @@ static void on_member_add(struct cm_rpc_call *call, void *arg)
     if (strcmp(role, "owner") == 0 && !router_authorize(call, ws, "owner", true))
         return;
     rc = cm_pg_begin(call->pg);
+    /* The agents first, in the order router_assign_waiting() below takes them. */
+    if (rc == CM_OK)
+        rc = router_lock_agents(call->pg, ws);
     if (rc == CM_OK) {
         const char *params[5] = {ws, user, role, capacity, cap != NULL ? "t" : "f"};
         rc = cm_pg_exec(call->pg,
@@ -274,6 +277,14 @@ static void on_member_remove(struct cm_rpc_call *call, void *arg)
         return;
     }
     rc = cm_pg_begin(call->pg);
+    /* Every assigner locks conversations before agents: the member's, then the agents. */
+    if (rc == CM_OK)
+        rc = cm_pg_exec(call->pg,
+                        "SELECT 1 FROM conversations WHERE workspace_id = $1 AND assignee = $2"
+                        " AND status = 'open' ORDER BY id FOR UPDATE",
+                        2, params);
+    if (rc == CM_OK)
+        rc = router_lock_agents(call->pg, ws);
     if (rc == CM_OK)
         rc = cm_pg_exec(call->pg, "DELETE FROM members WHERE workspace_id = $1 AND user_id = $2", 2,
                         params);

@@ -295,6 +295,13 @@ static void on_close(struct cm_rpc_call *call, void *arg)
         return;
     params[0] = c.id;
     rc = cm_pg_begin(call->pg);
+    /* The conversation, then the agents (its assignee's load changes), in the order of every
+     * assigner (assign.c). */
+    if (rc == CM_OK)
+        rc =
+            cm_pg_exec(call->pg, "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", 1, params);
+    if (rc == CM_OK)
+        rc = router_lock_agents(call->pg, c.ws);
     if (rc == CM_OK)
         rc = cm_pg_exec(call->pg,
                         "UPDATE conversations SET status = 'closed', closed_at = now()"

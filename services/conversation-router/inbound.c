@@ -2,11 +2,11 @@
  * inbound.c - Meta's events, from webhook-ingest's stream into conversations.
  *
  * A durable consumer on META_EVENTS hands over batches; a batch is stored in one
- * transaction and acknowledged only after the commit, its common case (a contact writing
- * into an open conversation) as statements pipelined in one round trip. When one event of a batch
- * fails, the batch is rolled back and its events are taken one by one, so a poison event goes to
- * the dead letters alone and a transient failure (PostgreSQL down) is retried with nothing
- * acknowledged.
+ * transaction and acknowledged only after the commit, every event a contact wrote (a new
+ * contact's too) as one statement, pipelined with the batch's others in one round trip, and
+ * the batch's assignments last. When one event of a batch fails, the batch is rolled back
+ * and its events are taken one by one, so a poison event goes to the dead letters alone and
+ * a transient failure (PostgreSQL down) is retried with nothing acknowledged.
  *
  * Idempotent by construction: messages have a unique key on (integration, mid) and are
  * inserted on conflict do nothing; a conversation is opened with its own unique index on
@@ -164,24 +164,6 @@ static void give_up_later(natsMsg *msg, enum inbound_outcome *outcome)
         *outcome = INBOUND_IGNORED;
 }
 
-/* Handles one message inside the open transaction; returns the verdict's basis. */
-static int one(struct inbound *in, natsMsg *msg, enum inbound_outcome *outcome, char *why,
-               size_t cap)
-{
-    cJSON *wrap = parse(msg, why, cap);
-    struct inbound_event ev;
-    int rc;
-
-    if (wrap == NULL)
-        return CM_INVALID;
-    inbound_parse(&ev, wrap);
-    rc = inbound_store(in->r, in->pg, &in->caches, &ev, outcome, why, cap);
-    cJSON_Delete(wrap);
-    if (rc == CM_OK)
-        give_up_later(msg, outcome);
-    return rc;
-}
-
 static void count(struct router *r, enum inbound_outcome o)
 {
     switch (o) {
@@ -202,19 +184,185 @@ static void count(struct router *r, enum inbound_outcome o)
     }
 }
 
-/* One message in its own transaction: the slow path after a failed batch. */
+/* One message of a batch: its parsed event and, when a contact wrote, its pipelined statement. */
+struct item {
+    cJSON *wrap;
+    struct inbound_event ev;
+    struct inbound_fast fast;
+    bool eligible;
+    bool again; /* eligible, and its statement runs again as the full one */
+    enum inbound_outcome outcome;
+};
+
+/*
+ * The order in which eligible items take their locks: by integration and the contact's blind
+ * index (known to every worker, unlike a new contact's id), keeping the batch's order within
+ * one contact.
+ */
+static int contact_cmp(const struct item *a, const struct item *b)
+{
+    int c = strcmp(a->fast.route.integration_id, b->fast.route.integration_id);
+    return c != 0 ? c : memcmp(a->fast.blind, b->fast.blind, sizeof(a->fast.blind));
+}
+
+static void sort_by_contact(const struct item *items, int *of, int n)
+{
+    for (int i = 1; i < n; i++) {
+        int v = of[i], j = i;
+        for (; j > 0 && contact_cmp(&items[of[j - 1]], &items[v]) > 0; j--)
+            of[j] = of[j - 1];
+        of[j] = v;
+    }
+}
+
+/* Runs the statements of items of[0..n) in one round trip and reads their outcomes; an item
+ * whose short statement found no open conversation is marked again, its statement the full
+ * one. */
+static int run_pipelined(struct inbound *in, struct item *items, const int *of, int n)
+{
+    struct cm_pg_call *calls = cm_xcalloc((size_t)n, sizeof(*calls));
+    PGresult **results = cm_xcalloc((size_t)n, sizeof(*results));
+    int rc;
+
+    for (int c = 0; c < n; c++)
+        calls[c] = items[of[c]].fast.call;
+    rc = cm_pg_pipeline(in->pg, calls, n, results);
+    for (int c = 0; c < n; c++) {
+        struct item *it = &items[of[c]];
+        int orc = rc == CM_OK
+                      ? inbound_fast_outcome(&in->caches, &it->fast, results[c], &it->outcome)
+                      : rc;
+        it->again = orc == CM_NOTFOUND;
+        if (it->again)
+            inbound_fast_full(&it->fast);
+        else if (rc == CM_OK && orc != CM_OK)
+            rc = orc;
+        PQclear(results[c]);
+    }
+    free(results);
+    free(calls);
+    return rc;
+}
+
+/* Workspace names' order, for qsort of borrowed strings. */
+static int ws_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Assigns what waits in each workspace where the batch wrote into a conversation without an
+ * assignee (new, reopened, or left waiting earlier): one call per workspace, in one order,
+ * pipelined, after every statement that locks a conversation (the lock order of assign_waiting()).
+ */
+static int assign_waiting(struct inbound *in, struct item *items, int n)
+{
+    const char **ws = cm_xcalloc((size_t)n, sizeof(*ws));
+    struct cm_pg_call *calls = cm_xcalloc((size_t)n, sizeof(*calls));
+    PGresult **results = cm_xcalloc((size_t)n, sizeof(*results));
+    int nws = 0, ncalls = 0, rc = CM_OK;
+
+    for (int i = 0; i < n; i++) {
+        if (items[i].eligible && items[i].fast.waiting)
+            ws[nws++] = items[i].fast.route.workspace_id;
+    }
+    qsort(ws, (size_t)nws, sizeof(*ws), ws_cmp);
+    for (int w = 0; w < nws; w++) {
+        if (w == 0 || strcmp(ws[w], ws[w - 1]) != 0)
+            router_assign_call(&calls[ncalls++], &ws[w]);
+    }
+    if (ncalls > 0)
+        rc = cm_pg_pipeline(in->pg, calls, ncalls, results);
+    for (int c = 0; c < ncalls; c++)
+        PQclear(results[c]);
+    free(results);
+    free(calls);
+    free(ws);
+    return rc;
+}
+
+/*
+ * Stores a batch inside the open transaction: first every event a contact wrote (message,
+ * postback, referral), as statements pipelined in one round trip, a known contact's into
+ * its open conversation, any other's through the full statement (contact, conversation,
+ * message); then, pipelined, the full statements of known contacts whose conversation was
+ * not open; then, in the batch's order, everything else one statement at a time (edits,
+ * reads, echoes...), so that an edit in the same batch as its message finds it stored; last,
+ * the assignment of what waits. CM_INVALID, with why, for an event that can never be
+ * stored.
+ */
+static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, int n, char *why,
+                       size_t cap)
+{
+    int *of = cm_xcalloc((size_t)n, sizeof(*of));
+    int rc = CM_OK, ncalls = 0, nagain = 0;
+
+    for (int i = 0; rc == CM_OK && i < n; i++) {
+        if ((items[i].wrap = parse(msgs[i], why, cap)) == NULL) {
+            rc = CM_INVALID;
+            break;
+        }
+        inbound_parse(&items[i].ev, items[i].wrap);
+        rc = inbound_fast_prepare(in->r, in->pg, &in->caches, &items[i].ev, &items[i].fast,
+                                  &items[i].eligible);
+        if (rc == CM_OK && items[i].eligible)
+            of[ncalls++] = i;
+    }
+    if (rc == CM_OK && ncalls > 0) {
+        /* Every worker locks contacts and conversations in one order: two batches wait,
+         * never deadlock, on those. */
+        sort_by_contact(items, of, ncalls);
+        rc = run_pipelined(in, items, of, ncalls);
+    }
+    for (int c = 0; rc == CM_OK && c < ncalls; c++) {
+        if (items[of[c]].again)
+            of[nagain++] = of[c]; /* still sorted */
+    }
+    if (rc == CM_OK && nagain > 0)
+        rc = run_pipelined(in, items, of, nagain);
+    for (int c = 0; rc == CM_OK && c < nagain; c++) {
+        if (items[of[c]].again)
+            rc = CM_AGAIN; /* the full statement always finds or opens one */
+    }
+    for (int i = 0; rc == CM_OK && i < n; i++) {
+        if (items[i].fast.unrouted)
+            items[i].outcome = INBOUND_UNROUTED; /* collect only what is needed */
+        else if (!items[i].eligible)
+            rc = inbound_store(in->r, in->pg, &in->caches, &items[i].ev, &items[i].outcome, why,
+                               cap);
+        if (rc == CM_OK)
+            give_up_later(msgs[i], &items[i].outcome);
+    }
+    if (rc == CM_OK)
+        rc = assign_waiting(in, items, n);
+    free(of);
+    return rc;
+}
+
+static void items_cleanup(struct item *items, int n)
+{
+    for (int i = 0; i < n; i++) {
+        inbound_fast_cleanup(&items[i].fast);
+        cJSON_Delete(items[i].wrap);
+    }
+    memset(items, 0, (size_t)n * sizeof(*items));
+}
+
+/* One message in its own transaction, as a batch of one: the slow path after a failed batch. */
 static enum cm_consume_result alone(struct inbound *in, natsMsg *msg)
 {
-    enum inbound_outcome outcome = INBOUND_IGNORED;
+    struct item item;
     char why[256] = "";
     int rc = cm_pg_begin(in->pg);
 
+    memset(&item, 0, sizeof(item));
     if (rc == CM_OK)
-        rc = one(in, msg, &outcome, why, sizeof(why));
+        rc = store_batch(in, &msg, &item, 1, why, sizeof(why));
     if (rc == CM_OK)
         rc = cm_pg_commit(in->pg);
     if (rc != CM_OK)
         cm_pg_rollback(in->pg);
+    items_cleanup(&item, 1);
     if (rc == CM_INVALID) {
         dead_letter(in->r, msg, why);
         return CM_CONSUME_TERM;
@@ -226,101 +374,19 @@ static enum cm_consume_result alone(struct inbound *in, natsMsg *msg)
         CM_WARN("inbound: event not stored, will be redelivered: %s", cm_err_str(rc));
         return CM_CONSUME_RETRY;
     }
-    count(in->r, outcome);
-    return outcome == INBOUND_LATER ? CM_CONSUME_RETRY : CM_CONSUME_ACK;
-}
-
-/* One message of a batch: its parsed event and, in the common case, its pipelined statement. */
-struct item {
-    cJSON *wrap;
-    struct inbound_event ev;
-    struct inbound_fast fast;
-    bool eligible;
-    bool reopen; /* eligible, but the contact had no open conversation */
-    enum inbound_outcome outcome;
-};
-
-/* The conversation an eligible item locks: its integration and contact. */
-static int conversation_cmp(const struct item *a, const struct item *b)
-{
-    int c = strcmp(a->fast.route.integration_id, b->fast.route.integration_id);
-    return c != 0 ? c : strcmp(a->fast.contact, b->fast.contact);
-}
-
-/* Sorts the item indexes of[0..n) by conversation, keeping the batch's order within one. */
-static void sort_by_conversation(const struct item *items, int *of, int n)
-{
-    for (int i = 1; i < n; i++) {
-        int v = of[i], j = i;
-        for (; j > 0 && conversation_cmp(&items[of[j - 1]], &items[v]) > 0; j--)
-            of[j] = of[j - 1];
-        of[j] = v;
-    }
-}
-
-/*
- * Stores a batch inside the open transaction: first every message a contact wrote into an
- * open conversation, as statements pipelined in one round trip; then, in the batch's order,
- * everything else one statement at a time (new conversations, edits, reads...). An edit
- * in the same batch as its message therefore finds it stored.
- */
-static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, int n)
-{
-    struct cm_pg_call *calls = cm_xcalloc((size_t)n, sizeof(*calls));
-    PGresult **results = cm_xcalloc((size_t)n, sizeof(*results));
-    int *of = cm_xcalloc((size_t)n, sizeof(*of));
-    int rc = CM_OK, ncalls = 0;
-    char why[256];
-
-    for (int i = 0; rc == CM_OK && i < n; i++) {
-        if ((items[i].wrap = parse(msgs[i], why, sizeof(why))) == NULL) {
-            rc = CM_INVALID;
-            break;
-        }
-        inbound_parse(&items[i].ev, items[i].wrap);
-        rc = inbound_fast_prepare(in->r, in->pg, &in->caches, &items[i].ev, &items[i].fast,
-                                  &items[i].eligible);
-        if (rc == CM_OK && items[i].eligible)
-            of[ncalls++] = i;
-    }
-    if (rc == CM_OK && ncalls > 0) {
-        /* Every worker locks conversations in one order: two batches wait, never deadlock. */
-        sort_by_conversation(items, of, ncalls);
-        for (int c = 0; c < ncalls; c++)
-            calls[c] = items[of[c]].fast.call;
-        rc = cm_pg_pipeline(in->pg, calls, ncalls, results);
-    }
-    for (int c = 0; c < ncalls; c++) {
-        if (rc == CM_OK && !inbound_fast_outcome(results[c], &items[of[c]].outcome))
-            items[of[c]].reopen = true; /* no open conversation: one is opened below */
-        PQclear(results[c]);
-    }
-    for (int i = 0; rc == CM_OK && i < n; i++) {
-        if (items[i].fast.unrouted)
-            items[i].outcome = INBOUND_UNROUTED; /* collect only what is needed */
-        else if (items[i].reopen)
-            rc =
-                inbound_fast_finish(in->r, in->pg, &items[i].ev, &items[i].fast, &items[i].outcome);
-        else if (!items[i].eligible)
-            rc = inbound_store(in->r, in->pg, &in->caches, &items[i].ev, &items[i].outcome, why,
-                               sizeof(why));
-        if (rc == CM_OK)
-            give_up_later(msgs[i], &items[i].outcome);
-    }
-    free(of);
-    free(results);
-    free(calls);
-    return rc;
+    count(in->r, item.outcome);
+    return item.outcome == INBOUND_LATER ? CM_CONSUME_RETRY : CM_CONSUME_ACK;
 }
 
 static void on_batch(void *arg, natsMsg **msgs, int n, enum cm_consume_result *results)
 {
     struct inbound *in = arg;
     struct item *items = cm_xcalloc((size_t)n, sizeof(*items));
+    char why[256] = "";
     int rc = cm_pg_begin(in->pg);
 
     if (rc == CM_OK)
-        rc = store_batch(in, msgs, items, n);
+        rc = store_batch(in, msgs, items, n, why, sizeof(why));
     if (rc == CM_OK)
         rc = cm_pg_commit(in->pg);
     if (rc == CM_OK) {
@@ -329,17 +395,17 @@ static void on_batch(void *arg, natsMsg **msgs, int n, enum cm_consume_result *r
             results[i] = items[i].outcome == INBOUND_LATER ? CM_CONSUME_RETRY : CM_CONSUME_ACK;
         }
     } else {
+        CM_WARN("inbound: a batch of %d events not stored (%s: %s), taking them one by one", n,
+                cm_err_str(rc), cm_pg_error(in->pg));
         cm_pg_rollback(in->pg);
+        items_cleanup(items, n);
         /* What the failed batch cached may not exist: start the slow path clean. */
         cache_clear(in->caches.routes);
         cache_clear(in->caches.contacts);
         for (int i = 0; i < n; i++)
             results[i] = alone(in, msgs[i]);
     }
-    for (int i = 0; i < n; i++) {
-        inbound_fast_cleanup(&items[i].fast);
-        cJSON_Delete(items[i].wrap);
-    }
+    items_cleanup(items, n);
     free(items);
 }
 

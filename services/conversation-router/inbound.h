@@ -51,30 +51,49 @@ int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *cac
                   size_t cap) CM_MUST_CHECK;
 
 /*
- * The common case, a contact writing into the open conversation, as one statement that can
- * be pipelined with the others of a batch (cm_pg_pipeline). inbound_fast_prepare() finds the
- * route and contact (through the caches, or pg inside the caller's transaction) and seals
- * the body; *eligible is false for every other case, which inbound_store() takes whole.
- * inbound_fast_outcome() reads the statement's result: false when the contact had no open
- * conversation after all, and inbound_fast_finish() then opens (or reopens) one, assigns
- * it, and runs the same statement. inbound_store() takes a single event the same way.
+ * A contact writing (message, postback, referral) as one statement that can be pipelined with
+ * the others of a batch (cm_pg_pipeline). inbound_fast_prepare() finds the route and the
+ * contact's blind index (and id, when the worker's cache knows it), seals the body, and, for
+ * a contact it does not know, seals the contact's id under a new contact id; *eligible is
+ * false for every other kind of event, which inbound_store() takes whole. A known contact's
+ * statement is the short one: its open conversation's window moved and the message inserted.
+ * Any other contact's is the full one, schema/005_inbound_message.sql's inbound_message():
+ * the contact found or created, the conversation found, reopened or opened, the message
+ * inserted. Neither assigns: a batch assigns last, in each workspace where a conversation it
+ * wrote into has no assignee (router_assign_call()).
+ * Keys stay here; the statements get sealed bytes and blind indexes only.
  */
 struct inbound_fast {
-    bool unrouted; /* no live integration for the account: nothing to store */
-    char id[40], ts[32], contact[40];
+    const struct inbound_event *ev; /* borrowed from inbound_fast_prepare()'s caller */
+    bool unrouted;                  /* no live integration for the account: nothing to store */
+    bool known;                     /* the contact's id came from the cache: the short statement */
+    bool waiting; /* set by inbound_fast_outcome(): the conversation has no assignee */
+    char id[40], ts[32], contact[40], conversation[40];
+    unsigned char blind[32];
+    char cache_key[160]; /* the contacts cache's key of this contact */
     struct router_route route;
-    struct cm_buf sealed;
-    const char *values[9];
-    int lengths[9], formats[9];
+    struct cm_buf sealed;      /* the message's body */
+    struct cm_buf psid_sealed; /* the contact's id, for a contact not known (full statement) */
+    const char *values[12];
+    int lengths[12], formats[12];
     struct cm_pg_call call;
 };
 
 int inbound_fast_prepare(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
                          const struct inbound_event *ev, struct inbound_fast *f,
                          bool *eligible) CM_MUST_CHECK;
-bool inbound_fast_outcome(PGresult *res, enum inbound_outcome *outcome);
-int inbound_fast_finish(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
-                        struct inbound_fast *f, enum inbound_outcome *outcome) CM_MUST_CHECK;
+/*
+ * Reads the result of f's statement: CM_OK with *outcome (INBOUND_STORED or
+ * INBOUND_DUPLICATE) and f->waiting set, the contact's id cached in caches (may be NULL);
+ * CM_NOTFOUND when the short statement found no open conversation (inbound_fast_full(), then
+ * run it again); CM_AGAIN when the contact is gone (purged since it was cached) or the result
+ * is not the statement's.
+ */
+int inbound_fast_outcome(struct inbound_caches *caches, struct inbound_fast *f, PGresult *res,
+                         enum inbound_outcome *outcome) CM_MUST_CHECK;
+/* Turns f's statement into the full one, for a known contact without an open conversation. */
+void inbound_fast_full(struct inbound_fast *f);
+/* Wipes what f sealed; f may be zeroed and never prepared. */
 void inbound_fast_cleanup(struct inbound_fast *f);
 
 #endif

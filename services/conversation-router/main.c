@@ -16,6 +16,7 @@ extern const char doms_embed_001_init[];
 extern const char doms_embed_002_contact_index[];
 extern const char doms_embed_003_message_integration[];
 extern const char doms_embed_004_member_load[];
+extern const char doms_embed_005_inbound_message[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -24,6 +25,7 @@ static const struct cm_migration migrations[] = {
     {4, "contact index", doms_embed_002_contact_index},
     {5, "message integration", doms_embed_003_message_integration},
     {6, "member load", doms_embed_004_member_load},
+    {7, "inbound message", doms_embed_005_inbound_message},
 };
 
 static const struct cm_setting settings[] = {

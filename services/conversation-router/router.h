@@ -163,11 +163,26 @@ void router_inbound_stop(struct router *r);
 
 /* --- assign.c: round-robin under capacity --------------------------------------------- */
 
-/* Assigns conversation conv_id if an agent has room; inside the caller's transaction. */
-int router_assign(struct router *r, struct cm_pg *pg, const char *ws,
-                  const char *conv_id) CM_MUST_CHECK;
-/* Assigns waiting conversations of ws while agents have room. */
+/*
+ * Locks every agent row of ws, in one order, inside the caller's transaction: a request that
+ * changes an agent's load or role (a close, a member added or removed) takes it after its
+ * conversation locks and before its change, so that it and router_assign_waiting() after it
+ * hold the agents in the order every assigner takes them. Returns CM_OK or a pg error.
+ */
+int router_lock_agents(struct cm_pg *pg, const char *ws) CM_MUST_CHECK;
+/*
+ * Assigns waiting conversations of ws, oldest first, round-robin while agents have room,
+ * inside the caller's transaction (schema/005_inbound_message.sql's assign_waiting(), which
+ * waits for an agent row another transaction holds rather than skipping it). Call it after
+ * every conversation lock the transaction takes (see router_lock_agents()).
+ */
 int router_assign_waiting(struct router *r, struct cm_pg *pg, const char *ws) CM_MUST_CHECK;
+/*
+ * router_assign_waiting() as a pipeline call, for the inbound batch: run it after every
+ * other statement of the transaction that locks a conversation, for workspaces in one
+ * order. ws is borrowed and must outlive the call.
+ */
+void router_assign_call(struct cm_pg_call *call, const char *const ws[1]);
 
 /* --- api.c, api_conv.c, api_list.c: the NATS request subjects
  * ------------------------------------- */

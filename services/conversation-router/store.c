@@ -2,8 +2,8 @@
  * store.c - what each kind of Meta event changes in the router's schema.
  *
  * message, postback, referral: the contact wrote; the message is stored (sealed), the
- *   conversation opened or reopened, the window moved to Meta's timestamp, an agent
- *   assigned when the conversation is new or reopened.
+ *   conversation opened or reopened, the window moved to Meta's timestamp (one statement,
+ *   see inbound.h); the batch then assigns an agent to a conversation left without one.
  * echo: the business's own message sent from Meta's apps (or ours, coming back); stored
  *   as outbound, never reopening anything or moving the window.
  * unsend: the content is wiped, not kept. edit: the text replaced, the edit count kept.
@@ -84,30 +84,46 @@ static int contact_create(struct router *r, struct cm_pg *pg, const struct route
 }
 
 /*
+ * The blind index of psid into blind, and the contacts cache's key of it into key; true, with
+ * contact_id, when the cache knows the contact's id. A contact's id never changes (a purge
+ * that removes it empties the cache through the failure it causes, see inbound.c).
+ */
+static int contact_cached(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                          const struct router_route *route, const char *psid,
+                          unsigned char blind[32], char key[160], char contact_id[40], bool *found)
+{
+    char hex[65];
+    const char *cached;
+    int rc = router_blind(r, pg, route->workspace_id, route->integration_id, psid, blind);
+
+    *found = false;
+    if (rc != CM_OK)
+        return rc;
+    cm_hex_encode(blind, 32, hex);
+    snprintf(key, 160, "%s:%s", route->integration_id, hex);
+    cached = caches && caches->contacts ? cache_get(caches->contacts, key) : NULL;
+    if (cached != NULL) {
+        snprintf(contact_id, 40, "%s", cached);
+        *found = true;
+    }
+    return CM_OK;
+}
+
+/*
  * Finds the contact of psid, creating it when create is set; contact_id receives its
- * internal id. CM_NOTFOUND when absent and not created. Found ids are cached: a contact's
- * id never changes (a purge that removes it empties the cache through the failure it
- * causes, see inbound.c).
+ * internal id. CM_NOTFOUND when absent and not created. Found ids are cached.
  */
 static int contact_of(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
                       const struct router_route *route, const char *platform, const char *psid,
                       bool create, char contact_id[40])
 {
     unsigned char blind[32];
-    char key[160], hex[65];
-    const char *cached;
-    int rc;
+    char key[160];
+    bool found = false;
+    int rc = contact_cached(r, pg, caches, route, psid, blind, key, contact_id, &found);
 
-    rc = router_blind(r, pg, route->workspace_id, route->integration_id, psid, blind);
-    if (rc != CM_OK)
+    if (rc != CM_OK || found)
         return rc;
-    cm_hex_encode(blind, sizeof(blind), hex);
-    snprintf(key, sizeof(key), "%s:%s", route->integration_id, hex);
-    cached = caches && caches->contacts ? cache_get(caches->contacts, key) : NULL;
-    if (cached != NULL) {
-        snprintf(contact_id, 40, "%s", cached);
-        return CM_OK;
-    }
     rc = contact_select(pg, route->integration_id, blind, contact_id);
     if (rc == CM_NOTFOUND && create)
         rc = contact_create(r, pg, route, platform, psid, blind, contact_id);
@@ -267,100 +283,168 @@ static int insert_echo(struct router *r, struct cm_pg *pg, const struct router_r
     return rc;
 }
 
-/*
- * Seals what the contact wrote and builds the one statement that stores it (see
- * inbound.h): the open conversation's window moved, which locks it (an agent closing it
- * meanwhile makes it not open, and message_into_conversation() reopens it), then the
- * message inserted unless held. A redelivered message moves nothing: the window takes the
- * greatest time, and only last_activity_at is touched. f->route and f->contact are set.
- */
-static int seal_message(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
-                        struct inbound_fast *f)
-{
-    char aad[96];
-    char *body = body_json(ev);
-    int rc;
+/* The short statement: a known contact's open conversation. */
+static const char short_sql[] =
+    "WITH conv AS (UPDATE conversations SET last_inbound_at = greatest("
+    "last_inbound_at, to_timestamp($9::double precision)), last_activity_at = now()"
+    " WHERE integration_id = $1 AND contact_id = $2 AND status = 'open'"
+    " RETURNING id, assignee IS NULL AS waiting),"
+    " ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform, mid,"
+    " direction, kind, body_sealed, sent_at, status, integration_id) SELECT $3::text,"
+    " conv.id, $4::text, $5::text, $6::text, 'in', $7::text, $8::bytea,"
+    " to_timestamp($9::double precision), 'received', $1::text FROM conv"
+    " ON CONFLICT (integration_id, mid) DO NOTHING RETURNING 1)"
+    " SELECT (SELECT count(*) FROM conv), (SELECT count(*) FROM ins),"
+    " coalesce((SELECT bool_or(waiting) FROM conv), false)";
 
-    router_new_id("msg", f->id);
-    snprintf(aad, sizeof(aad), "router.messages.body:%s", f->id);
-    ts_param(f->ts, ev->ts_ms);
-    rc = router_seal(r, pg, f->route.workspace_id, f->route.integration_id, aad, body, strlen(body),
-                     &f->sealed);
-    cJSON_free(body);
-    if (rc != CM_OK)
-        return rc;
-    {
-        const char *values[9] = {f->route.integration_id,
-                                 f->contact,
-                                 f->id,
-                                 f->route.workspace_id,
-                                 ev->platform,
-                                 ev->mid,
-                                 ev->kind,
-                                 f->sealed.data,
-                                 f->ts};
-        memcpy(f->values, values, sizeof(values));
-    }
+/* The full statement: everything else (schema/005_inbound_message.sql). */
+static const char full_sql[] =
+    "SELECT o_contact, o_conversation, o_waiting, o_stored FROM inbound_message($1::text,"
+    " $2::text, $3::text, $4::bytea, $5::text, $6::bytea, $7::text, $8::text, $9::text,"
+    " $10::text, $11::bytea, $12::double precision)";
+
+/*
+ * The short statement moves the open conversation's window, which locks it (an agent closing
+ * it meanwhile makes it not open, and the full statement then reopens it), then inserts the
+ * message unless held. A redelivered message moves nothing: the window takes the greatest
+ * time, and only last_activity_at is touched.
+ */
+static void short_call(struct inbound_fast *f)
+{
+    const struct inbound_event *ev = f->ev;
+    const char *values[9] = {f->route.integration_id,
+                             f->contact,
+                             f->id,
+                             f->route.workspace_id,
+                             ev->platform,
+                             ev->mid,
+                             ev->kind,
+                             f->sealed.data,
+                             f->ts};
+
+    memset(f->lengths, 0, sizeof(f->lengths));
+    memset(f->formats, 0, sizeof(f->formats));
+    memcpy(f->values, values, sizeof(values));
     f->lengths[7] = (int)f->sealed.len;
     f->formats[7] = 1;
     f->call = (struct cm_pg_call){
         .name = "router_fast_message",
-        .sql = "WITH conv AS (UPDATE conversations SET last_inbound_at = greatest("
-               "last_inbound_at, to_timestamp($9::double precision)), last_activity_at = now()"
-               " WHERE integration_id = $1 AND contact_id = $2 AND status = 'open'"
-               " RETURNING id),"
-               " ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform, mid,"
-               " direction, kind, body_sealed, sent_at, status, integration_id) SELECT $3::text,"
-               " conv.id, $4::text, $5::text, $6::text, 'in', $7::text, $8::bytea,"
-               " to_timestamp($9::double precision), 'received', $1::text FROM conv"
-               " ON CONFLICT (integration_id, mid) DO NOTHING RETURNING 1)"
-               " SELECT (SELECT count(*) FROM conv), (SELECT count(*) FROM ins)",
+        .sql = short_sql,
         .n = 9,
         .values = f->values,
         .lengths = f->lengths,
         .formats = f->formats,
     };
+}
+
+void inbound_fast_full(struct inbound_fast *f)
+{
+    const struct inbound_event *ev = f->ev;
+    /* A known contact's sealed id is not needed: NULL, and inbound_message() does not create
+     * one; the new conversation's id is used only if one is opened. */
+    const char *values[12] = {f->route.integration_id,
+                              f->route.workspace_id,
+                              ev->platform,
+                              (const char *)f->blind,
+                              f->contact,
+                              f->known ? NULL : f->psid_sealed.data,
+                              f->conversation,
+                              f->id,
+                              ev->mid,
+                              ev->kind,
+                              f->sealed.data,
+                              f->ts};
+
+    memset(f->lengths, 0, sizeof(f->lengths));
+    memset(f->formats, 0, sizeof(f->formats));
+    memcpy(f->values, values, sizeof(values));
+    f->lengths[3] = 32;
+    f->formats[3] = 1;
+    f->lengths[5] = f->known ? 0 : (int)f->psid_sealed.len;
+    f->formats[5] = 1;
+    f->lengths[10] = (int)f->sealed.len;
+    f->formats[10] = 1;
+    f->call = (struct cm_pg_call){
+        .name = "router_full_message",
+        .sql = full_sql,
+        .n = 12,
+        .values = f->values,
+        .lengths = f->lengths,
+        .formats = f->formats,
+    };
+}
+
+/*
+ * Seals what the contact wrote (and, for a contact not known, the contact's id under a new
+ * contact id) and builds the statement that stores it: the short one for a known contact,
+ * else the full one. f->route and f->ev are set.
+ */
+static int seal_message(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                        struct inbound_fast *f)
+{
+    const struct inbound_event *ev = f->ev;
+    char aad[96];
+    char *body;
+    int rc = contact_cached(r, pg, caches, &f->route, ev->contact, f->blind, f->cache_key,
+                            f->contact, &f->known);
+
+    if (rc != CM_OK)
+        return rc;
+    if (!f->known) {
+        router_new_id("ct", f->contact);
+        snprintf(aad, sizeof(aad), "router.contacts.psid:%s", f->contact);
+        rc = router_seal(r, pg, f->route.workspace_id, f->route.integration_id, aad, ev->contact,
+                         strlen(ev->contact), &f->psid_sealed);
+        if (rc != CM_OK)
+            return rc;
+    }
+    router_new_id("cv", f->conversation);
+    router_new_id("msg", f->id);
+    snprintf(aad, sizeof(aad), "router.messages.body:%s", f->id);
+    ts_param(f->ts, ev->ts_ms);
+    body = body_json(ev);
+    rc = router_seal(r, pg, f->route.workspace_id, f->route.integration_id, aad, body, strlen(body),
+                     &f->sealed);
+    cJSON_free(body);
+    if (rc != CM_OK)
+        return rc;
+    if (f->known)
+        short_call(f);
+    else
+        inbound_fast_full(f);
     return CM_OK;
 }
 
-int inbound_fast_finish(struct router *r, struct cm_pg *pg, const struct inbound_event *ev,
-                        struct inbound_fast *f, enum inbound_outcome *outcome)
-{
-    char conv[40];
-    bool opened = false, duplicate = false;
-    int rc = conversation_of(pg, &f->route, ev, f->contact, true, conv, &opened, &duplicate);
-
-    if (rc == CM_OK && duplicate) {
-        *outcome = INBOUND_DUPLICATE;
-        return CM_OK;
-    }
-    if (rc == CM_OK)
-        rc = cm_pg_exec_prepared(pg, f->call.name, f->call.sql, f->call.n, f->call.values,
-                                 f->call.lengths, f->call.formats);
-    /* The conversation is open and locked by this transaction: the statement finds it. */
-    if (rc == CM_OK && !inbound_fast_outcome(cm_pg_result(pg), outcome))
-        rc = CM_AGAIN;
-    if (rc == CM_OK && *outcome == INBOUND_STORED && opened)
-        rc = router_assign(r, pg, f->route.workspace_id, conv);
-    return rc;
-}
-
-/* The contact wrote (message, postback, referral), one event alone. */
+/* The contact wrote (message, postback, referral), one event alone: the statement of a batch,
+ * then the assignment a batch makes last. */
 static int store_inbound(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
-                         const struct router_route *route, const struct inbound_event *ev,
-                         enum inbound_outcome *outcome)
+                         const struct inbound_event *ev, enum inbound_outcome *outcome)
 {
     struct inbound_fast f;
-    int rc;
+    bool eligible = false;
+    int rc = inbound_fast_prepare(r, pg, caches, ev, &f, &eligible);
 
-    memset(&f, 0, sizeof(f));
-    cm_buf_init(&f.sealed);
-    f.route = *route;
-    rc = contact_of(r, pg, caches, route, ev->platform, ev->contact, true, f.contact);
-    if (rc == CM_OK)
-        rc = seal_message(r, pg, ev, &f);
-    if (rc == CM_OK)
-        rc = inbound_fast_finish(r, pg, ev, &f, outcome);
+    if (rc == CM_OK && !eligible)
+        rc = CM_AGAIN; /* its route changed since inbound_store() found it */
+    for (int pass = 0; rc == CM_OK && pass < 2; pass++) {
+        rc = cm_pg_exec_prepared(pg, f.call.name, f.call.sql, f.call.n, f.call.values,
+                                 f.call.lengths, f.call.formats);
+        if (rc == CM_OK)
+            rc = inbound_fast_outcome(caches, &f, cm_pg_result(pg), outcome);
+        if (rc != CM_NOTFOUND)
+            break;
+        inbound_fast_full(&f);
+        rc = CM_OK;
+    }
+    if (rc == CM_NOTFOUND)
+        rc = CM_AGAIN;
+    if (rc == CM_OK && f.waiting) {
+        struct cm_pg_call call;
+        const char *ws[1] = {f.route.workspace_id};
+        router_assign_call(&call, ws);
+        rc = cm_pg_exec_prepared(pg, call.name, call.sql, call.n, call.values, call.lengths,
+                                 call.formats);
+    }
     inbound_fast_cleanup(&f);
     return rc;
 }
@@ -606,6 +690,8 @@ int inbound_fast_prepare(struct router *r, struct cm_pg *pg, struct inbound_cach
 
     memset(f, 0, sizeof(*f));
     cm_buf_init(&f->sealed);
+    cm_buf_init(&f->psid_sealed);
+    f->ev = ev;
     *eligible = false;
     if (!contact_wrote(ev))
         return CM_OK;
@@ -615,26 +701,43 @@ int inbound_fast_prepare(struct router *r, struct cm_pg *pg, struct inbound_cach
         return CM_OK;
     }
     if (rc == CM_OK)
-        rc = contact_of(r, pg, caches, &f->route, ev->platform, ev->contact, true, f->contact);
-    if (rc == CM_OK)
-        rc = seal_message(r, pg, ev, f);
+        rc = seal_message(r, pg, caches, f);
     if (rc != CM_OK)
         return rc;
     *eligible = true;
     return CM_OK;
 }
 
-bool inbound_fast_outcome(PGresult *res, enum inbound_outcome *outcome)
+int inbound_fast_outcome(struct inbound_caches *caches, struct inbound_fast *f, PGresult *res,
+                         enum inbound_outcome *outcome)
 {
-    if (res == NULL || PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "1") != 0)
-        return false;
-    *outcome = strcmp(PQgetvalue(res, 0, 1), "1") == 0 ? INBOUND_STORED : INBOUND_DUPLICATE;
-    return true;
+    if (res == NULL || PQntuples(res) != 1)
+        return CM_AGAIN;
+    if (f->call.sql == short_sql) {
+        if (PQnfields(res) != 3)
+            return CM_AGAIN;
+        if (strcmp(PQgetvalue(res, 0, 0), "1") != 0)
+            return CM_NOTFOUND;
+        f->waiting = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        *outcome = strcmp(PQgetvalue(res, 0, 1), "1") == 0 ? INBOUND_STORED : INBOUND_DUPLICATE;
+        return CM_OK;
+    }
+    /* The full statement: no contact (purged meanwhile) or no conversation is a retry. */
+    if (PQnfields(res) != 4 || PQgetisnull(res, 0, 0) || PQgetisnull(res, 0, 1))
+        return CM_AGAIN;
+    snprintf(f->contact, sizeof(f->contact), "%s", PQgetvalue(res, 0, 0));
+    snprintf(f->conversation, sizeof(f->conversation), "%s", PQgetvalue(res, 0, 1));
+    f->waiting = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+    *outcome = strcmp(PQgetvalue(res, 0, 3), "t") == 0 ? INBOUND_STORED : INBOUND_DUPLICATE;
+    if (!f->known && caches && caches->contacts)
+        cache_put(caches->contacts, f->cache_key, f->contact);
+    return CM_OK;
 }
 
 void inbound_fast_cleanup(struct inbound_fast *f)
 {
     cm_buf_wipe(&f->sealed);
+    cm_buf_wipe(&f->psid_sealed);
 }
 
 int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
@@ -667,7 +770,7 @@ int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *cac
         return rc;
 
     if (strcmp(k, "message") == 0 || strcmp(k, "postback") == 0 || strcmp(k, "referral") == 0)
-        return store_inbound(r, pg, caches, &route, ev, outcome);
+        return store_inbound(r, pg, caches, ev, outcome);
     if (ev->mid == NULL &&
         (strcmp(k, "unsend") == 0 || strcmp(k, "edit") == 0 || strcmp(k, "reaction") == 0)) {
         snprintf(why, cap, "a %s event without the mid it is about", k);
