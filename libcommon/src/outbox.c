@@ -20,7 +20,6 @@
 #define BATCH          256
 #define BATCH_TEXT     "256"
 #define POLL_MS        50 /* how soon a committed event leaves when the relay is idle */
-#define POLL_BUSY_MS   10 /* the same while events keep coming: smaller, more even bursts */
 #define PUBLISH_WAIT_S 5
 
 struct cm_outbox {
@@ -181,7 +180,7 @@ static int relay_batch(struct cm_outbox *ob, struct cm_pg *pg)
 static void pause_ms(struct cm_outbox *ob, int ms)
 {
     for (int slept = 0; slept < ms && !atomic_load(&ob->stopping); slept += 20)
-        poll(NULL, 0, ms - slept < 20 ? ms - slept : 20);
+        poll(NULL, 0, 20);
 }
 
 static void *relay_main(void *arg)
@@ -201,13 +200,7 @@ static void *relay_main(void *arg)
         }
         if (rc < 0 && rc != CM_UNAVAIL)
             CM_WARN("outbox: relay of %s failed: %s", ob->schema, cm_pg_error(pg));
-        /*
-         * Under a steady stream of events (the vault's audit record per token served) a
-         * 50 ms pause gathers a burst of publishes and JetStream writes that delays the
-         * requests served around it on a small machine; looking again sooner while there
-         * is work spreads the same work evenly. Idle, it looks 20 times a second.
-         */
-        pause_ms(ob, rc < 0 ? 1000 : rc > 0 ? POLL_BUSY_MS : POLL_MS);
+        pause_ms(ob, rc < 0 ? 1000 : POLL_MS);
     }
     /* Last round for what committed before the stop. */
     if (cm_nats_ready(ob->nats))
