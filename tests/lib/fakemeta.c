@@ -8,6 +8,7 @@
  * guarded by one lock.
  */
 #include "fakemeta.h"
+#include "fakemeta_int.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -19,66 +20,21 @@
 #include "common/crypto.h"
 #include "common/mem.h"
 
-#define SIXTY_DAYS  5184000
-#define ONE_HOUR    3600
-#define MAX_TOKENS  512
-#define MAX_SEEN    256
-#define MAX_SUBS    128
-#define BOTH_HOSTS  (-1)
-#define INVALID_190 "Invalid OAuth access token - Cannot parse access token"
+#define SIXTY_DAYS 5184000
+#define ONE_HOUR   3600
 
-struct token {
-    char value[200];
-    enum fakemeta_kind kind;
-    char account[64]; /* the Page or Instagram account, "" for any */
-    char person[80];  /* the app-scoped id of who granted it (GET /me) */
-    int64_t issued_at;
-    int64_t expires_at; /* 0: never */
-    bool revoked;
-};
-
-/* The argument of one listener's handler. */
-struct listener {
-    struct fakemeta *m;
-    int host; /* FAKEMETA_FACEBOOK, FAKEMETA_INSTAGRAM or BOTH_HOSTS */
-};
-
-struct fakemeta {
-    struct fakehttp *srv[2]; /* srv[1] == srv[0] with one listener */
-    struct listener on[2];
-
-    pthread_mutex_t lock; /* guards what follows */
-    struct token tokens[MAX_TOKENS];
-    int ntokens;
-    int64_t clock_offset;
-    bool open_login;
-    bool proof_optional; /* false: every call with a token must carry appsecret_proof */
-    int throttle_code;
-    int throttle_left; /* < 0: until turned off */
-    int delay_ms;
-    long calls;
-    char seen[MAX_SEEN][80]; /* recipients that already had their first (failing) attempt */
-    struct {
-        char account[80];
-        char fields[256];
-    } subs[MAX_SUBS]; /* the app's webhook subscriptions, by account */
-    int nsubs;
-    int nseen;
-    int sent_seq;
-};
-
-static int64_t now_locked(const struct fakemeta *m)
+int64_t fm_now_locked(const struct fakemeta *m)
 {
     return (int64_t)time(NULL) + m->clock_offset;
 }
 
-static enum fakemeta_host host_of(enum fakemeta_kind kind)
+enum fakemeta_host fm_host_of(enum fakemeta_kind kind)
 {
     return kind == FAKEMETA_IG_SHORT || kind == FAKEMETA_IG_LONG ? FAKEMETA_INSTAGRAM
                                                                  : FAKEMETA_FACEBOOK;
 }
 
-static struct token *find_locked(struct fakemeta *m, const char *value)
+struct token *fm_find_locked(struct fakemeta *m, const char *value)
 {
     for (int i = 0; value != NULL && i < m->ntokens; i++) {
         if (strcmp(m->tokens[i].value, value) == 0)
@@ -90,7 +46,7 @@ static struct token *find_locked(struct fakemeta *m, const char *value)
 static void issue_locked(struct fakemeta *m, enum fakemeta_kind kind, const char *value,
                          const char *account, int64_t lifetime)
 {
-    struct token *t = find_locked(m, value);
+    struct token *t = fm_find_locked(m, value);
 
     if (t == NULL && m->ntokens < MAX_TOKENS)
         t = &m->tokens[m->ntokens++];
@@ -101,7 +57,7 @@ static void issue_locked(struct fakemeta *m, enum fakemeta_kind kind, const char
     snprintf(t->account, sizeof(t->account), "%s", account != NULL ? account : "");
     snprintf(t->person, sizeof(t->person), "u-%.60s", value);
     t->kind = kind;
-    t->issued_at = now_locked(m);
+    t->issued_at = fm_now_locked(m);
     t->expires_at = lifetime > 0 ? t->issued_at + lifetime : 0;
 }
 
@@ -111,8 +67,8 @@ static void inherit_person(struct fakemeta *m, const char *derived, const char *
     struct token *d, *f;
 
     pthread_mutex_lock(&m->lock);
-    d = find_locked(m, derived);
-    f = find_locked(m, from);
+    d = fm_find_locked(m, derived);
+    f = fm_find_locked(m, from);
     if (d != NULL && f != NULL)
         snprintf(d->person, sizeof(d->person), "%s", f->person);
     pthread_mutex_unlock(&m->lock);
@@ -141,8 +97,8 @@ static void token_json(struct fakehttp_response *resp, const char *token, long e
 }
 
 /* Meta's usage headers: X-App-Usage always, the business use case one for account. */
-static void usage_headers(struct fakemeta *m, struct fakehttp_response *resp, const char *account,
-                          const char *use_case)
+void fm_usage_headers(struct fakemeta *m, struct fakehttp_response *resp, const char *account,
+                      const char *use_case)
 {
     char v[384];
     long pct;
@@ -215,8 +171,8 @@ static bool throttled(struct fakemeta *m, enum scope scope, struct fakehttp_resp
  * host (BOTH_HOSTS: either). Answers Meta's 190 and returns false when it is not; copies
  * the token into *out otherwise.
  */
-static bool valid_token(struct fakemeta *m, int host, const char *value, unsigned mask,
-                        struct fakehttp_response *resp, struct token *out)
+bool fm_valid_token(struct fakemeta *m, int host, const char *value, unsigned mask,
+                    struct fakehttp_response *resp, struct token *out)
 {
     struct token *t;
     struct token copy = {0};
@@ -224,14 +180,14 @@ static bool valid_token(struct fakemeta *m, int host, const char *value, unsigne
     int64_t now;
 
     pthread_mutex_lock(&m->lock);
-    t = find_locked(m, value);
+    t = fm_find_locked(m, value);
     if (t != NULL) {
         copy = *t;
         found = true;
     }
-    now = now_locked(m);
+    now = fm_now_locked(m);
     pthread_mutex_unlock(&m->lock);
-    if (!found || (host != BOTH_HOSTS && host_of(copy.kind) != (enum fakemeta_host)host) ||
+    if (!found || (host != BOTH_HOSTS && fm_host_of(copy.kind) != (enum fakemeta_host)host) ||
         !(mask & (1u << copy.kind))) {
         fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
         return false;
@@ -263,8 +219,8 @@ static bool valid_token(struct fakemeta *m, int host, const char *value, unsigne
  * app turns on "Require App Secret" (this stand-in's default). A wrong proof is refused
  * whether or not the app requires one. Answers Meta's error and returns false on a refusal.
  */
-static bool proof_ok(struct fakemeta *m, const struct fakehttp_request *req, const char *token,
-                     struct fakehttp_response *resp)
+bool fm_proof_ok(struct fakemeta *m, const struct fakehttp_request *req, const char *token,
+                 struct fakehttp_response *resp)
 {
     char *proof = fakehttp_query_param(req, "appsecret_proof");
     unsigned char mac[CM_SHA256_LEN];
@@ -302,7 +258,7 @@ void fakemeta_set_proof_optional(struct fakemeta *m, bool optional)
 static void open_login(struct fakemeta *m, const char *value, enum fakemeta_kind kind)
 {
     pthread_mutex_lock(&m->lock);
-    if (m->open_login && value != NULL && value[0] != '\0' && find_locked(m, value) == NULL)
+    if (m->open_login && value != NULL && value[0] != '\0' && fm_find_locked(m, value) == NULL)
         issue_locked(m, kind, value, NULL, lifetime_of(kind));
     pthread_mutex_unlock(&m->lock);
 }
@@ -377,7 +333,8 @@ static void send_api(struct fakemeta *m, int host, const char *account,
         fakehttp_meta_error(resp, 400, 2500, 0,
                             "An active access token must be used to query information about "
                             "the current user.");
-    } else if (!valid_token(m, host, token, mask, resp, &t) || !proof_ok(m, req, token, resp)) {
+    } else if (!fm_valid_token(m, host, token, mask, resp, &t) ||
+               !fm_proof_ok(m, req, token, resp)) {
         /* answered */
     } else if (t.account[0] != '\0' && strcmp(account, t.account) != 0 &&
                !(t.kind == FAKEMETA_IG_LONG && strcmp(account, "me") == 0)) {
@@ -386,122 +343,12 @@ static void send_api(struct fakemeta *m, int host, const char *account,
     } else if (to == NULL) {
         fakehttp_meta_error(resp, 400, 100, 0, "(#100) The parameter recipient is required");
     } else {
-        usage_headers(m, resp, t.account[0] ? t.account : account,
-                      t.kind == FAKEMETA_PAGE ? "messenger" : "instagram");
+        fm_usage_headers(m, resp, t.account[0] ? t.account : account,
+                         t.kind == FAKEMETA_PAGE ? "messenger" : "instagram");
         deliver(m, to, resp);
     }
     free(query_token);
     cJSON_Delete(body);
-}
-
-/* --- webhook subscriptions -------------------------------------------------------------- */
-
-static int sub_find_locked(struct fakemeta *m, const char *account)
-{
-    for (int i = 0; i < m->nsubs; i++) {
-        if (strcmp(m->subs[i].account, account) == 0)
-            return i;
-    }
-    return -1;
-}
-
-static void sub_remove_locked(struct fakemeta *m, const char *account)
-{
-    int i = sub_find_locked(m, account);
-
-    if (i >= 0)
-        m->subs[i] = m->subs[--m->nsubs];
-}
-
-/*
- * GET, POST and DELETE /vX/<account>/subscribed_apps: the app's webhook subscription for a
- * Page (its Page token) or an Instagram account (/me or its id, with its Instagram token).
- */
-static void subscribed_apps(struct fakemeta *m, int host, const char *account,
-                            const struct fakehttp_request *req, struct fakehttp_response *resp)
-{
-    char *token = fakehttp_query_param(req, "access_token");
-    char *fields = fakehttp_query_param(req, "subscribed_fields");
-    unsigned mask = host == FAKEMETA_INSTAGRAM ? 1u << FAKEMETA_IG_LONG : 1u << FAKEMETA_PAGE;
-    struct token t;
-
-    if (token == NULL) {
-        fakehttp_meta_error(resp, 400, 2500, 0,
-                            "An active access token must be used to query information about "
-                            "the current user.");
-    } else if (!valid_token(m, host, token, mask, resp, &t) || !proof_ok(m, req, token, resp)) {
-        /* answered */
-    } else if (t.account[0] != '\0' && strcmp(account, t.account) != 0 &&
-               !(host == FAKEMETA_INSTAGRAM && strcmp(account, "me") == 0)) {
-        fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
-    } else if (strncmp(t.account, "998", 3) == 0) {
-        /* Scripted: the business did not grant what subscribing needs. */
-        fakehttp_meta_error(resp, 403, 200, 0,
-                            "(#200) To subscribe to the messages field, one of these permissions "
-                            "is needed: pages_messaging");
-    } else {
-        const char *acct = t.account[0] != '\0' ? t.account : account;
-        usage_headers(m, resp, acct, host == FAKEMETA_INSTAGRAM ? "instagram" : "pages");
-        pthread_mutex_lock(&m->lock);
-        if (strcmp(req->method, "POST") == 0 && (fields == NULL || fields[0] == '\0')) {
-            fakehttp_meta_error(resp, 400, 100, 0,
-                                "(#100) The parameter subscribed_fields is required");
-        } else if (strcmp(req->method, "POST") == 0) {
-            int i = sub_find_locked(m, acct);
-            if (i < 0 && m->nsubs < MAX_SUBS)
-                i = m->nsubs++;
-            if (i >= 0) {
-                snprintf(m->subs[i].account, sizeof(m->subs[i].account), "%s", acct);
-                snprintf(m->subs[i].fields, sizeof(m->subs[i].fields), "%s", fields);
-            }
-            fakehttp_json(resp, 200, "{\"success\":true}");
-        } else if (strcmp(req->method, "DELETE") == 0) {
-            sub_remove_locked(m, acct);
-            fakehttp_json(resp, 200, "{\"success\":true}");
-        } else {
-            int i = sub_find_locked(m, acct);
-            cJSON *out = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(out, "data");
-            char *text;
-            if (i >= 0) {
-                cJSON *app = cJSON_CreateObject(), *list;
-                char copy[256], *save = NULL;
-                cJSON_AddStringToObject(app, "id", FAKEMETA_APP_ID);
-                cJSON_AddStringToObject(app, "name", "Test App");
-                list = cJSON_AddArrayToObject(app, "subscribed_fields");
-                snprintf(copy, sizeof(copy), "%s", m->subs[i].fields);
-                for (char *f = strtok_r(copy, ",", &save); f; f = strtok_r(NULL, ",", &save))
-                    cJSON_AddItemToArray(list, cJSON_CreateString(f));
-                cJSON_AddItemToArray(data, app);
-            }
-            text = cJSON_PrintUnformatted(out);
-            fakehttp_json(resp, 200, text);
-            cJSON_free(text);
-            cJSON_Delete(out);
-        }
-        pthread_mutex_unlock(&m->lock);
-    }
-    free(token);
-    free(fields);
-}
-
-char *fakemeta_subscription(struct fakemeta *m, const char *account)
-{
-    char *fields = NULL;
-    int i;
-
-    pthread_mutex_lock(&m->lock);
-    i = sub_find_locked(m, account);
-    if (i >= 0)
-        fields = cm_xstrdup(m->subs[i].fields);
-    pthread_mutex_unlock(&m->lock);
-    return fields;
-}
-
-void fakemeta_forget_subscription(struct fakemeta *m, const char *account)
-{
-    pthread_mutex_lock(&m->lock);
-    sub_remove_locked(m, account);
-    pthread_mutex_unlock(&m->lock);
 }
 
 /* --- token endpoints ------------------------------------------------------------------- */
@@ -528,8 +375,8 @@ static void fb_exchange(struct fakemeta *m, const struct fakehttp_request *req,
         fakehttp_meta_error(resp, 400, 100, 0, "(#100) Missing parameter: fb_exchange_token");
     } else {
         open_login(m, fbx, FAKEMETA_USER_SHORT);
-        if (valid_token(m, FAKEMETA_FACEBOOK, fbx,
-                        (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp, &t)) {
+        if (fm_valid_token(m, FAKEMETA_FACEBOOK, fbx,
+                           (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp, &t)) {
             /* Exchanging a long-lived token gives it back, renewed. */
             if (t.kind == FAKEMETA_USER_LONG)
                 snprintf(token, sizeof(token), "%s", fbx);
@@ -559,9 +406,10 @@ static void page_token(struct fakemeta *m, const char *page, const struct fakeht
         fakehttp_meta_error(resp, 400, 2500, 0,
                             "An active access token must be used to query information about "
                             "the current user.");
-    } else if (!valid_token(m, FAKEMETA_FACEBOOK, access,
-                            (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp, &t) ||
-               !proof_ok(m, req, access, resp)) {
+    } else if (!fm_valid_token(m, FAKEMETA_FACEBOOK, access,
+                               (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG), resp,
+                               &t) ||
+               !fm_proof_ok(m, req, access, resp)) {
         /* answered */
     } else if (strncmp(page, "999", 3) == 0) {
         char msg[256];
@@ -576,10 +424,10 @@ static void page_token(struct fakemeta *m, const char *page, const struct fakeht
         pthread_mutex_lock(&m->lock);
         /* From a long-lived user token, a Page token does not expire. */
         issue_locked(m, FAKEMETA_PAGE, token, page,
-                     t.kind == FAKEMETA_USER_LONG ? 0 : t.expires_at - now_locked(m));
+                     t.kind == FAKEMETA_USER_LONG ? 0 : t.expires_at - fm_now_locked(m));
         pthread_mutex_unlock(&m->lock);
         inherit_person(m, token, access);
-        usage_headers(m, resp, page, "pages");
+        fm_usage_headers(m, resp, page, "pages");
         if (fields == NULL || strstr(fields, "access_token") == NULL) {
             char body[200];
             snprintf(body, sizeof(body), "{\"name\":\"Test Page\",\"id\":\"%s\"}", page);
@@ -592,80 +440,6 @@ static void page_token(struct fakemeta *m, const char *page, const struct fakeht
     }
     free(access);
     free(fields);
-}
-
-/* GET /vX/debug_token?input_token=...&access_token=<app id>|<app secret> */
-static void debug_token(struct fakemeta *m, const struct fakehttp_request *req,
-                        struct fakehttp_response *resp)
-{
-    static const char *const types[] = {"USER", "USER", "PAGE", "USER", "USER"};
-    char *access = fakehttp_query_param(req, "access_token");
-    char *input = fakehttp_query_param(req, "input_token");
-    struct token t = {0};
-    bool found = false;
-    int64_t now = 0;
-    cJSON *out, *data, *scopes;
-    char *text;
-
-    if (access == NULL || strcmp(access, FAKEMETA_APP_ID "|" FAKEMETA_APP_SECRET) != 0) {
-        fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
-        goto done;
-    }
-    if (!proof_ok(m, req, access, resp))
-        goto done;
-    if (input == NULL) {
-        fakehttp_meta_error(resp, 400, 100, 0, "(#100) The parameter input_token is required");
-        goto done;
-    }
-    pthread_mutex_lock(&m->lock);
-    if (find_locked(m, input) != NULL) {
-        t = *find_locked(m, input);
-        found = host_of(t.kind) == FAKEMETA_FACEBOOK;
-    }
-    now = now_locked(m);
-    pthread_mutex_unlock(&m->lock);
-    out = cJSON_CreateObject();
-    data = cJSON_AddObjectToObject(out, "data");
-    if (!found) {
-        cJSON *err = cJSON_AddObjectToObject(data, "error");
-        cJSON_AddNumberToObject(err, "code", 190);
-        cJSON_AddStringToObject(err, "message", INVALID_190);
-        cJSON_AddBoolToObject(data, "is_valid", false);
-        cJSON_AddArrayToObject(data, "scopes");
-    } else {
-        bool expired = t.expires_at != 0 && now >= t.expires_at;
-        cJSON_AddStringToObject(data, "app_id", FAKEMETA_APP_ID);
-        cJSON_AddStringToObject(data, "type", types[t.kind]);
-        cJSON_AddStringToObject(data, "application", "Doms test app");
-        cJSON_AddNumberToObject(data, "data_access_expires_at", (double)(t.issued_at + 7776000));
-        cJSON_AddNumberToObject(data, "expires_at", (double)t.expires_at);
-        cJSON_AddBoolToObject(data, "is_valid", !t.revoked && !expired);
-        cJSON_AddNumberToObject(data, "issued_at", (double)t.issued_at);
-        if (t.kind == FAKEMETA_PAGE)
-            cJSON_AddStringToObject(data, "profile_id", t.account);
-        scopes = cJSON_AddArrayToObject(data, "scopes");
-        cJSON_AddItemToArray(scopes, cJSON_CreateString("pages_messaging"));
-        cJSON_AddItemToArray(scopes, cJSON_CreateString("pages_manage_metadata"));
-        cJSON_AddItemToArray(scopes, cJSON_CreateString("pages_show_list"));
-        cJSON_AddStringToObject(data, "user_id", "10000000000001");
-        if (t.revoked || expired) {
-            cJSON *err = cJSON_AddObjectToObject(data, "error");
-            cJSON_AddNumberToObject(err, "code", 190);
-            cJSON_AddStringToObject(err, "message",
-                                    t.revoked ? "Error validating access token: The session has "
-                                                "been invalidated."
-                                              : "Error validating access token: Session has "
-                                                "expired.");
-            cJSON_AddNumberToObject(err, "subcode", t.revoked ? 460 : 463);
-        }
-    }
-    text = cJSON_PrintUnformatted(out);
-    fakehttp_json(resp, 200, text);
-    cJSON_free(text);
-    cJSON_Delete(out);
-done:
-    free(access);
-    free(input);
 }
 
 /* GET /access_token?grant_type=ig_exchange_token&client_secret&access_token */
@@ -686,8 +460,8 @@ static void ig_exchange(struct fakemeta *m, const struct fakehttp_request *req,
         fakehttp_meta_error(resp, 400, 100, 0, "(#100) Missing parameter: access_token");
     } else {
         open_login(m, access, FAKEMETA_IG_SHORT);
-        if (!valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_SHORT, resp, &t) ||
-            !proof_ok(m, req, access, resp)) {
+        if (!fm_valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_SHORT, resp, &t) ||
+            !fm_proof_ok(m, req, access, resp)) {
             /* answered */
         } else if (strncmp(access, "garbage", 7) == 0) {
             fakehttp_reply(resp, 200, "<html><body>Welcome</body></html>", 33);
@@ -719,10 +493,10 @@ static void ig_refresh(struct fakemeta *m, const struct fakehttp_request *req,
         fakehttp_meta_error(resp, 400, 100, 0, "Unsupported grant_type");
     } else if (access == NULL) {
         fakehttp_meta_error(resp, 400, 100, 0, "(#100) Missing parameter: access_token");
-    } else if (valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_LONG, resp, &t) &&
-               proof_ok(m, req, access, resp)) {
+    } else if (fm_valid_token(m, FAKEMETA_INSTAGRAM, access, 1u << FAKEMETA_IG_LONG, resp, &t) &&
+               fm_proof_ok(m, req, access, resp)) {
         pthread_mutex_lock(&m->lock);
-        now = now_locked(m);
+        now = fm_now_locked(m);
         pthread_mutex_unlock(&m->lock);
         if (now - t.issued_at < 86400) {
             fakehttp_meta_error(resp, 400, 100, 0,
@@ -737,42 +511,6 @@ static void ig_refresh(struct fakemeta *m, const struct fakehttp_request *req,
         }
     }
     free(grant);
-    free(access);
-}
-
-/*
- * GET /vX/me?fields=...&access_token: who granted a user token (Facebook host: a user
- * token; Instagram host: an Instagram token), by their app-scoped id.
- */
-static void whoami(struct fakemeta *m, int host, const struct fakehttp_request *req,
-                   struct fakehttp_response *resp)
-{
-    char *access = fakehttp_query_param(req, "access_token");
-    unsigned mask;
-    struct token t;
-
-    if (host == BOTH_HOSTS) {
-        /* One listener for both (fakemeta_server): the token's kind names its host. */
-        struct token *found;
-        pthread_mutex_lock(&m->lock);
-        found = find_locked(m, access);
-        host = found != NULL ? (int)host_of(found->kind) : FAKEMETA_FACEBOOK;
-        pthread_mutex_unlock(&m->lock);
-    }
-    mask = host == FAKEMETA_INSTAGRAM ? (1u << FAKEMETA_IG_SHORT) | (1u << FAKEMETA_IG_LONG)
-                                      : (1u << FAKEMETA_USER_SHORT) | (1u << FAKEMETA_USER_LONG);
-    if (access == NULL) {
-        fakehttp_meta_error(resp, 400, 2500, 0,
-                            "An active access token must be used to query information about "
-                            "the current user.");
-    } else if (valid_token(m, host, access, mask, resp, &t) && proof_ok(m, req, access, resp)) {
-        char body[256];
-        if (host == FAKEMETA_INSTAGRAM)
-            snprintf(body, sizeof(body), "{\"id\":\"%s\",\"user_id\":\"%s\"}", t.person, t.account);
-        else
-            snprintf(body, sizeof(body), "{\"id\":\"%s\",\"name\":\"Test User\"}", t.person);
-        fakehttp_json(resp, 200, body);
-    }
     free(access);
 }
 
@@ -807,7 +545,7 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
     else if (rest != NULL && strcmp(rest, "debug_token") == 0)
         scope = SCOPE_APP;
     if (throttled(m, scope, resp)) {
-        usage_headers(m, resp, NULL, NULL);
+        fm_usage_headers(m, resp, NULL, NULL);
         return;
     }
     if (strcmp(req->method, "POST") == 0 && rest != NULL && rlen > 9 &&
@@ -825,18 +563,19 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
     } else if (fb && get && rest != NULL && strcmp(rest, "oauth/access_token") == 0) {
         fb_exchange(m, req, resp);
     } else if (fb && get && rest != NULL && strcmp(rest, "debug_token") == 0) {
-        debug_token(m, req, resp);
+        fm_debug_token(m, req, resp);
     } else if (rest != NULL && rlen > 16 && strcmp(rest + rlen - 16, "/subscribed_apps") == 0 &&
                strchr(rest, '/') == rest + rlen - 16) {
         char account[80];
         snprintf(account, sizeof(account), "%.*s", (int)(rlen - 16), rest);
-        subscribed_apps(m, ig && !fb ? FAKEMETA_INSTAGRAM : FAKEMETA_FACEBOOK, account, req, resp);
+        fm_subscribed_apps(m, ig && !fb ? FAKEMETA_INSTAGRAM : FAKEMETA_FACEBOOK, account, req,
+                           resp);
     } else if (get && rest != NULL && strcmp(rest, "me") == 0) {
-        whoami(m,
-               ig && !fb   ? FAKEMETA_INSTAGRAM
-               : fb && !ig ? FAKEMETA_FACEBOOK
-                           : BOTH_HOSTS,
-               req, resp);
+        fm_whoami(m,
+                  ig && !fb   ? FAKEMETA_INSTAGRAM
+                  : fb && !ig ? FAKEMETA_FACEBOOK
+                              : BOTH_HOSTS,
+                  req, resp);
     } else if (fb && get && rest != NULL && rlen > 0 && strchr(rest, '/') == NULL) {
         page_token(m, rest, req, resp);
     } else {
@@ -850,7 +589,7 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
         if (strcmp(resp->headers[i].name, "X-App-Usage") == 0)
             return;
     }
-    usage_headers(m, resp, NULL, NULL);
+    fm_usage_headers(m, resp, NULL, NULL);
 }
 
 /* --- lifecycle and hooks --------------------------------------------------------------- */
@@ -924,7 +663,7 @@ void fakemeta_revoke(struct fakemeta *m, const char *token)
     struct token *t;
 
     pthread_mutex_lock(&m->lock);
-    if ((t = find_locked(m, token)) != NULL)
+    if ((t = fm_find_locked(m, token)) != NULL)
         t->revoked = true;
     pthread_mutex_unlock(&m->lock);
 }
@@ -934,7 +673,7 @@ void fakemeta_age(struct fakemeta *m, const char *token, int64_t seconds)
     struct token *t;
 
     pthread_mutex_lock(&m->lock);
-    if ((t = find_locked(m, token)) != NULL) {
+    if ((t = fm_find_locked(m, token)) != NULL) {
         t->issued_at -= seconds;
         if (t->expires_at != 0)
             t->expires_at -= seconds;
