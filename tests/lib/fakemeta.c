@@ -314,6 +314,27 @@ static void deliver(struct fakemeta *m, const char *to, struct fakehttp_response
     }
 }
 
+bool fm_account_token(struct fakemeta *m, int host, const char *token, unsigned mask,
+                      const char *account, const struct fakehttp_request *req,
+                      struct fakehttp_response *resp, struct token *out)
+{
+    if (token == NULL) {
+        fakehttp_meta_error(resp, 400, 2500, 0,
+                            "An active access token must be used to query information about "
+                            "the current user.");
+        return false;
+    }
+    if (!fm_valid_token(m, host, token, mask, resp, out) || !fm_proof_ok(m, req, token, resp))
+        return false;
+    if (out->account[0] != '\0' && strcmp(account, out->account) != 0 &&
+        !(out->kind == FAKEMETA_IG_LONG && strcmp(account, "me") == 0)) {
+        /* A Page token for another Page, or another account's Instagram token. */
+        fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
+        return false;
+    }
+    return true;
+}
+
 /* POST /vX/<account>/messages: account is the path's id ("me" allowed on Instagram). */
 static void send_api(struct fakemeta *m, int host, const char *account,
                      const struct fakehttp_request *req, struct fakehttp_response *resp)
@@ -329,17 +350,8 @@ static void send_api(struct fakemeta *m, int host, const char *account,
                                                  : (1u << FAKEMETA_PAGE) | (1u << FAKEMETA_IG_LONG);
     struct token t;
 
-    if (token == NULL) {
-        fakehttp_meta_error(resp, 400, 2500, 0,
-                            "An active access token must be used to query information about "
-                            "the current user.");
-    } else if (!fm_valid_token(m, host, token, mask, resp, &t) ||
-               !fm_proof_ok(m, req, token, resp)) {
+    if (!fm_account_token(m, host, token, mask, account, req, resp, &t)) {
         /* answered */
-    } else if (t.account[0] != '\0' && strcmp(account, t.account) != 0 &&
-               !(t.kind == FAKEMETA_IG_LONG && strcmp(account, "me") == 0)) {
-        /* A Page token for another Page, or another account's Instagram token. */
-        fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
     } else if (to == NULL) {
         fakehttp_meta_error(resp, 400, 100, 0, "(#100) The parameter recipient is required");
     } else {

@@ -156,16 +156,8 @@ void fm_subscribed_apps(struct fakemeta *m, int host, const char *account,
     unsigned mask = host == FAKEMETA_INSTAGRAM ? 1u << FAKEMETA_IG_LONG : 1u << FAKEMETA_PAGE;
     struct token t;
 
-    if (token == NULL) {
-        fakehttp_meta_error(resp, 400, 2500, 0,
-                            "An active access token must be used to query information about "
-                            "the current user.");
-    } else if (!fm_valid_token(m, host, token, mask, resp, &t) ||
-               !fm_proof_ok(m, req, token, resp)) {
+    if (!fm_account_token(m, host, token, mask, account, req, resp, &t)) {
         /* answered */
-    } else if (t.account[0] != '\0' && strcmp(account, t.account) != 0 &&
-               !(host == FAKEMETA_INSTAGRAM && strcmp(account, "me") == 0)) {
-        fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
     } else if (strncmp(t.account, "998", 3) == 0) {
         /* Scripted: the business did not grant what subscribing needs. */
         fakehttp_meta_error(resp, 403, 200, 0,

@@ -76,6 +76,14 @@ bool fm_valid_token(struct fakemeta *m, int host, const char *value, unsigned ma
 /* Does the request carry token's appsecret_proof (as the app requires)? Else answers 100. */
 bool fm_proof_ok(struct fakemeta *m, const struct fakehttp_request *req, const char *token,
                  struct fakehttp_response *resp);
+/*
+ * Is token (NULL: none was given) a live token of mask's kinds for account ("me" allowed for
+ * an Instagram token), with its appsecret_proof? Otherwise answers Meta's error into resp.
+ * *out receives a copy.
+ */
+bool fm_account_token(struct fakemeta *m, int host, const char *token, unsigned mask,
+                      const char *account, const struct fakehttp_request *req,
+                      struct fakehttp_response *resp, struct token *out);
 /* Meta's usage headers: X-App-Usage, and the business use case one for account. */
 void fm_usage_headers(struct fakemeta *m, struct fakehttp_response *resp, const char *account,
                       const char *use_case);
