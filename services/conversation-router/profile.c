@@ -97,6 +97,9 @@ static enum outcome classify(const struct cm_httpc_response *resp)
      * contact, so it is asked again soon. */
     if (resp->status == 0 || resp->status >= 500 || code == 1 || code == 2 || code == 190)
         return FAILED;
+    /* A 4xx that is not Graph's (a proxy's page) says nothing about the person either. */
+    if (!resp->has_meta_error)
+        return FAILED;
     /* Any other refusal is about this person: no consent (Instagram 230; Messenger 100 with
      * subcode 2018218, no profile), an unknown or blocked user (100/33), no permission. */
     return REFUSED;
