@@ -460,7 +460,7 @@ int cm_httpc_do(struct cm_httpc *c, const struct cm_httpc_request *req,
     make_plan(&p, req);
     x.max_response = p.max_response;
     deadline = start + p.deadline_ms;
-    cm_httpc_log_url(&where, req->url);
+    cm_httpc_log_url(&where, req->log_url != NULL ? req->log_url : req->url);
 
     if (curl == NULL && (curl = new_handle()) == NULL)
         goto done;

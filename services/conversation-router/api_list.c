@@ -36,15 +36,20 @@ static int64_t now_ms(void)
  * filtered when $2 (status), $3 (assignee, "none": unassigned) or $4 (window) is set. The
  * window is computed from the same milliseconds as router_window_at, at the bounds $5 (24
  * hours ago) and $6 (7 days ago) that the caller computes from its own clock. $7, $8: the
- * cursor's key; $9: the page size and one more, to know whether a next page exists. (One
- * clause a line, by hand: it reads better than the formatter's layout of the macros.)
+ * cursor's key; $9: the page size and one more, to know whether a next page exists. Each row
+ * carries its contact's sealed profile (CONV_COLS columns). (One clause a line, by hand: it
+ * reads better than the formatter's layout of the macros.)
  */
+#define CONV_COLS 10
 /* clang-format off */
 static const char conversations_sql[] =
     "SELECT id, platform, contact_id, status, assignee, " ROUTER_RFC3339("last_inbound_at") ","
-    " last_ms, (extract(epoch FROM last_activity_at) * 1000000)::bigint"
-    " FROM (SELECT *, coalesce((extract(epoch FROM last_inbound_at) * 1000)::bigint, 0)"
-    " AS last_ms FROM conversations WHERE workspace_id = $1) c"
+    " last_ms, (extract(epoch FROM last_activity_at) * 1000000)::bigint, integration_id,"
+    " profile_sealed"
+    " FROM (SELECT v.*, k.profile_sealed,"
+    " coalesce((extract(epoch FROM v.last_inbound_at) * 1000)::bigint, 0) AS last_ms"
+    " FROM conversations v LEFT JOIN contacts k ON k.id = v.contact_id"
+    " WHERE v.workspace_id = $1) c"
     " WHERE ($2::text IS NULL OR status = $2)"
     " AND ($3::text IS NULL OR assignee IS NOT DISTINCT FROM nullif($3, 'none'))"
     " AND ($4::text IS NULL OR CASE $4 WHEN 'open' THEN last_ms > $5::bigint"
@@ -120,18 +125,75 @@ static bool page_fields(struct cm_rpc_call *call, const char *name, int dflt, in
     return false;
 }
 
+/* The n rows of cols columns of pg's result, copied (NULL for SQL null); free_rows() frees. */
+static char **copy_rows(struct cm_pg *pg, int n, int cols)
+{
+    char **rows = cm_xcalloc((size_t)n * (size_t)cols + 1, sizeof(char *));
+
+    for (int i = 0; i < n * cols; i++)
+        rows[i] = cm_pg_is_null(pg, i / cols, i % cols)
+                      ? NULL
+                      : cm_xstrdup(cm_pg_value(pg, i / cols, i % cols));
+    return rows;
+}
+
+static void free_rows(char **rows, int count)
+{
+    for (int i = 0; i < count; i++)
+        free(rows[i]);
+    free(rows);
+}
+
+/* A string field, or null for NULL. */
+static void add_str_or_null(cJSON *o, const char *name, const char *v)
+{
+    if (v != NULL)
+        cJSON_AddStringToObject(o, name, v);
+    else
+        cJSON_AddNullToObject(o, name);
+}
+
+/*
+ * One conversation (a row of conversations_sql, CONV_COLS strings) as the list and the read
+ * show it; with picture, also the contact's picture URL. *named is set when a name was shown.
+ */
+static cJSON *conversation_json(struct router *r, struct cm_pg *pg, const char *ws, char **row,
+                                int64_t now, bool picture, bool *named)
+{
+    cJSON *o = cJSON_CreateObject();
+    struct router_profile prof;
+
+    router_profile_open(r, pg, ws, row[8], row[2], row[9], &prof);
+    cJSON_AddStringToObject(o, "conversation_id", row[0]);
+    cJSON_AddStringToObject(o, "platform", row[1]);
+    cJSON_AddStringToObject(o, "contact_id", row[2]);
+    add_str_or_null(o, "contact_name", prof.name);
+    if (picture)
+        add_str_or_null(o, "contact_picture_url", prof.picture_url);
+    cJSON_AddStringToObject(o, "status", row[3]);
+    add_str_or_null(o, "assignee", row[4]);
+    add_str_or_null(o, "last_inbound_at", row[5]);
+    cJSON_AddStringToObject(o, "window",
+                            router_window_name(router_window_at(now, strtoll(row[6], NULL, 10))));
+    *named = *named || prof.name != NULL || prof.picture_url != NULL;
+    router_profile_cleanup(&prof);
+    return o;
+}
+
 static void on_conversations_list(struct cm_rpc_call *call, void *arg)
 {
+    struct router *r = arg;
     const char *ws = cm_rpc_str(call, "workspace_id");
     const char *status, *assignee, *window;
     char open_after[24], human_after[24], after_usec[24], after_id[72], limit_s[16];
     const char *params[9] = {ws, NULL, NULL, NULL, open_after, human_after, NULL, NULL, limit_s};
     char next[ROUTER_CURSOR_MAX] = "";
     int64_t now = now_ms(), usec;
+    bool named = false;
     int limit, n;
+    char **rows;
     cJSON *list;
 
-    (void)arg;
     if (!router_authorize(call, ws, "viewer", false))
         return;
     if (!choice_field(call, "status", "|open|closed|", &status) ||
@@ -167,24 +229,18 @@ static void on_conversations_list(struct cm_rpc_call *call, void *arg)
                              strtoll(cm_pg_value(call->pg, n - 1, 7), NULL, 10),
                              cm_pg_value(call->pg, n - 1, 0), next);
     }
+    rows = copy_rows(call->pg, n, CONV_COLS);
     list = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) {
-        cJSON *o = cJSON_CreateObject();
-        int64_t last = strtoll(cm_pg_value(call->pg, i, 6), NULL, 10);
-        cJSON_AddStringToObject(o, "conversation_id", cm_pg_value(call->pg, i, 0));
-        cJSON_AddStringToObject(o, "platform", cm_pg_value(call->pg, i, 1));
-        cJSON_AddStringToObject(o, "contact_id", cm_pg_value(call->pg, i, 2));
-        cJSON_AddStringToObject(o, "status", cm_pg_value(call->pg, i, 3));
-        if (cm_pg_is_null(call->pg, i, 4))
-            cJSON_AddNullToObject(o, "assignee");
-        else
-            cJSON_AddStringToObject(o, "assignee", cm_pg_value(call->pg, i, 4));
-        if (cm_pg_is_null(call->pg, i, 5))
-            cJSON_AddNullToObject(o, "last_inbound_at");
-        else
-            cJSON_AddStringToObject(o, "last_inbound_at", cm_pg_value(call->pg, i, 5));
-        cJSON_AddStringToObject(o, "window", router_window_name(router_window_at(now, last)));
-        cJSON_AddItemToArray(list, o);
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(
+            list, conversation_json(r, call->pg, ws, &rows[i * CONV_COLS], now, false, &named));
+    free_rows(rows, n * CONV_COLS);
+    /* A contact's name is Platform Data: its reading is audited. */
+    if (named &&
+        cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "contacts.read", ws) != CM_OK) {
+        cJSON_Delete(list);
+        cm_rpc_fail(call, "unavailable", "the read could not be audited; nothing is shown");
+        return;
     }
     cm_rpc_reply_page(call, list, next[0] != '\0' ? next : NULL);
 }
@@ -304,8 +360,47 @@ static void on_messages_list(struct cm_rpc_call *call, void *arg)
     cm_rpc_reply_page(call, list, next[0] != '\0' ? next : NULL);
 }
 
+/* One conversation as the list shows it, with its contact's picture URL (router.conversation.get).
+ */
+static void on_conversation_get(struct cm_rpc_call *call, void *arg)
+{
+    struct router *r = arg;
+    const char *params[1];
+    struct router_conv c;
+    bool named = false;
+    char **rows;
+    cJSON *out;
+
+    if (!router_conv_load(call, "viewer", false, &c))
+        return;
+    params[0] = c.id;
+    if (cm_pg_exec(call->pg,
+                   "SELECT v.id, v.platform, v.contact_id, v.status, v.assignee, " ROUTER_RFC3339(
+                       "v.last_inbound_at") ","
+                                            " coalesce((extract(epoch FROM v.last_inbound_at) *"
+                                            " 1000)::bigint, 0), 0, v.integration_id,"
+                                            " k.profile_sealed FROM conversations v LEFT JOIN"
+                                            " contacts k ON k.id = v.contact_id WHERE v.id = $1",
+                   1, params) != CM_OK ||
+        cm_pg_ntuples(call->pg) != 1) {
+        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
+        return;
+    }
+    rows = copy_rows(call->pg, 1, CONV_COLS);
+    out = conversation_json(r, call->pg, c.ws, rows, now_ms(), true, &named);
+    free_rows(rows, CONV_COLS);
+    if (named &&
+        cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "contacts.read", c.id) != CM_OK) {
+        cJSON_Delete(out);
+        cm_rpc_fail(call, "unavailable", "the read could not be audited; nothing is shown");
+        return;
+    }
+    cm_rpc_reply(call, out);
+}
+
 void router_api_list_register(struct router *r)
 {
+    cm_rpc_handle(r->rpc, "router.conversation.get", on_conversation_get, r);
     cm_rpc_handle(r->rpc, "router.conversations.list", on_conversations_list, r);
     cm_rpc_handle(r->rpc, "router.messages.list", on_messages_list, r);
 }

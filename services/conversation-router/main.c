@@ -17,6 +17,7 @@ extern const char doms_embed_002_contact_index[];
 extern const char doms_embed_003_message_integration[];
 extern const char doms_embed_004_member_load[];
 extern const char doms_embed_005_inbound_message[];
+extern const char doms_embed_007_profile[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -26,6 +27,8 @@ static const struct cm_migration migrations[] = {
     {5, "message integration", doms_embed_003_message_integration},
     {6, "member load", doms_embed_004_member_load},
     {7, "inbound message", doms_embed_005_inbound_message},
+    /* 8 is 006_thread.sql's */
+    {9, "profile", doms_embed_007_profile},
 };
 
 static const struct cm_setting settings[] = {
@@ -41,6 +44,15 @@ static const struct cm_setting settings[] = {
      NULL, "Graph API version in paths"},
     {"SEND_MAX_ATTEMPTS", CM_SET_INT, offsetof(struct router_cfg, send_max_attempts), "8", 0, 1,
      100, NULL, "attempts of a reply before it fails and is dead-lettered"},
+    {"PROFILE_RATE", CM_SET_INT, offsetof(struct router_cfg, profile_rate), "60", 0, 0, 60000, NULL,
+     "contacts' profiles fetched a minute, every replica together (0: none)"},
+    {"PROFILE_REFRESH", CM_SET_DURATION, offsetof(struct router_cfg, profile_refresh), "3d", 0, 1,
+     30 * 86400, NULL, "a contact's profile is fetched again after this"},
+    {"PROFILE_REFUSED_RETRY", CM_SET_DURATION, offsetof(struct router_cfg, profile_refused_retry),
+     "7d", 0, 1, 90 * 86400, NULL, "after Meta refused a profile, it is asked again after this"},
+    {"PROFILE_BACKOFF", CM_SET_DURATION, offsetof(struct router_cfg, profile_backoff), "1m", 0, 1,
+     3600, NULL,
+     "first wait after Meta throttled or failed a profile fetch (doubling, 1h at most)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -61,6 +73,12 @@ static void register_metrics(struct router *r)
     r->m_sent = cm_metrics_counter(m, "router_replies_total", "outcome=\"sent\"", h);
     r->m_send_failed = cm_metrics_counter(m, "router_replies_total", "outcome=\"failed\"", h);
     r->m_send_retried = cm_metrics_counter(m, "router_replies_total", "outcome=\"retried\"", h);
+    h = "Contacts' profile fetches from Meta's User Profile API, by outcome";
+    r->m_profile_fetched = cm_metrics_counter(m, "router_profiles_total", "outcome=\"fetched\"", h);
+    r->m_profile_refused = cm_metrics_counter(m, "router_profiles_total", "outcome=\"refused\"", h);
+    r->m_profile_throttled =
+        cm_metrics_counter(m, "router_profiles_total", "outcome=\"throttled\"", h);
+    r->m_profile_failed = cm_metrics_counter(m, "router_profiles_total", "outcome=\"failed\"", h);
 }
 
 /* The router's own streams: the send work queue, dead letters, assignment events. */
@@ -112,6 +130,8 @@ static int start(struct router *r)
         rc = router_inbound_start(r);
     if (rc == CM_OK)
         rc = router_senders_start(r);
+    if (rc == CM_OK)
+        rc = router_profiles_start(r);
     return rc;
 }
 
@@ -119,6 +139,7 @@ static int start(struct router *r)
 static void stop(struct router *r)
 {
     cm_rpc_destroy(r->rpc);
+    router_profiles_stop(r);
     router_inbound_stop(r);
     cm_consumer_destroy(r->routes);
     cm_pg_destroy(r->routes_pg);

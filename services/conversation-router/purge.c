@@ -3,7 +3,8 @@
  * (proto/purge.md). retention-reaper decides when; this first crypto-shreds (destroys the
  * data keys, so even backups of the rows are unreadable), then deletes in batches of a few
  * thousand rows, each its own short transaction so ingest and replies never wait long, then
- * counts what is left.
+ * counts what is left. A contact's profile (profile.c) lives on the contact's row, sealed under
+ * the integration's key: unreadable once the keys are shredded, gone with the row.
  */
 #include <stdio.h>
 #include <stdlib.h>

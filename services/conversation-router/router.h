@@ -33,10 +33,15 @@ struct router_cfg {
     char *ig_graph_url;
     char *graph_version;
     int64_t send_max_attempts;
+    int64_t profile_rate;          /* profile fetches a minute, every replica together; 0: off */
+    int64_t profile_refresh;       /* seconds: a fetched profile is fetched again after this */
+    int64_t profile_refused_retry; /* seconds: Meta refused a profile; asked again after this */
+    int64_t profile_backoff;       /* seconds: the first wait after throttling or a failure */
 };
 
-struct router_keys;    /* blind-index key cache, keys.c */
-struct router_limiter; /* per-account send rate, sender.c */
+struct router_keys;     /* blind-index key cache, keys.c */
+struct router_limiter;  /* per-account send rate, sender.c */
+struct router_profiles; /* the profile fetcher, profile.c */
 
 struct router {
     struct cm_service svc;
@@ -51,6 +56,7 @@ struct router {
     struct cm_pg *routes_pg; /* the routes consumer's connection */
     struct cm_consumer *senders[2];
     struct sender *sender_state[2];
+    struct router_profiles *profiles;
 
     struct cm_metric *m_stored;
     struct cm_metric *m_duplicate;
@@ -60,6 +66,10 @@ struct router {
     struct cm_metric *m_sent;
     struct cm_metric *m_send_failed;
     struct cm_metric *m_send_retried;
+    struct cm_metric *m_profile_fetched;
+    struct cm_metric *m_profile_refused;
+    struct cm_metric *m_profile_throttled;
+    struct cm_metric *m_profile_failed;
 };
 
 /* --- keys.c: sealing and the blind index ---------------------------------------------- */
@@ -247,6 +257,43 @@ char *router_body_text(struct router *r, struct cm_pg *pg, const struct router_c
  * reads, never a change.
  */
 int router_begin_read_audit(struct cm_pg *pg) CM_MUST_CHECK;
+
+/* --- graph.c: what a Graph API call needs ------------------------------------------- */
+
+#define ROUTER_PROOF_LEN 65 /* appsecret_proof: 64 hex digits and a NUL */
+
+/*
+ * Asks token-vault for the integration's token (into *token, sodium memory: free it with
+ * sodium_free()) and its appsecret_proof (proof; "" from a vault that sends none), which
+ * every Graph call carries. Returns CM_OK; CM_DENIED when the vault refuses (the integration
+ * cannot be used: why says so); CM_UNAVAIL when it did not answer.
+ */
+int router_token_get(struct router *r, const char *integration, char **token,
+                     char proof[ROUTER_PROOF_LEN], char *why, size_t cap) CM_MUST_CHECK;
+/* META_GRAPH_URL or INSTAGRAM_GRAPH_URL, for the platform ("messenger", "instagram"). */
+const char *router_graph_base(const struct router *r, const char *platform);
+
+/* --- profile.c: contacts' names and pictures (Meta's User Profile API) ---------------- */
+
+/* Starts the background fetcher (not when PROFILE_RATE is 0). */
+int router_profiles_start(struct router *r) CM_MUST_CHECK;
+/* Stops it (a fetch in hand ends first) and frees it; accepts a router without one. */
+void router_profiles_stop(struct router *r);
+
+/* A contact's profile as shown: both NULL until Meta gives one. Free with
+ * router_profile_cleanup(). */
+struct router_profile {
+    char *name;        /* Messenger: first and last name; Instagram: name, else username */
+    char *picture_url; /* Meta's CDN URL of the picture; it expires within days */
+};
+/*
+ * Opens the sealed profile (bytea text, NULL or "" for none) of contact in workspace ws and
+ * integration into out. A profile that does not open leaves out empty (logged without it).
+ */
+void router_profile_open(struct router *r, struct cm_pg *pg, const char *ws,
+                         const char *integration, const char *contact, const char *sealed,
+                         struct router_profile *out);
+void router_profile_cleanup(struct router_profile *p);
 
 /* --- sender.c: replies to Meta's Send API --------------------------------------------- */
 

@@ -33,7 +33,6 @@
 #define RATE_PER_ACCOUNT 100.0 /* messages per second per account and replica */
 #define BACKOFF_BASE_MS  1000
 #define BACKOFF_CAP_MS   60000
-#define PROOF_LEN        65 /* appsecret_proof: 64 hex digits and a NUL */
 
 struct bucket {
     char account[80];
@@ -183,61 +182,6 @@ static void finish(struct sender *s, const struct job *j, bool sent, const char 
     }
 }
 
-/*
- * Asks token-vault for the integration's token (sodium memory in *token) and its
- * appsecret_proof (proof; "" from a vault that sends none), which every Graph call carries:
- * the app secret itself stays in the vault.
- */
-static int fetch_token(struct sender *s, const struct job *j, char **token, char proof[PROOF_LEN],
-                       char *why, size_t cap)
-{
-    natsMsg *reply = NULL;
-    cJSON *req = cJSON_CreateObject(), *resp, *result;
-    const char *tok, *code, *message, *mac;
-    char *body;
-    natsStatus st;
-    int rc;
-
-    cJSON_AddStringToObject(req, "actor", ROUTER_SERVICE);
-    cJSON_AddStringToObject(req, "integration_id", j->integration);
-    body = cJSON_PrintUnformatted(req);
-    st = cm_nats_request(&reply, s->r->svc.nats, "vault.token.get", body, 10000);
-    cJSON_free(body);
-    cJSON_Delete(req);
-    if (st != NATS_OK) {
-        snprintf(why, cap, "token-vault did not answer: %s", natsStatus_GetText(st));
-        return CM_UNAVAIL;
-    }
-    resp = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    result = cJSON_GetObjectItem(resp, "result");
-    tok = cJSON_GetStringValue(cJSON_GetObjectItem(result, "token"));
-    mac = cJSON_GetStringValue(cJSON_GetObjectItem(result, "appsecret_proof"));
-    proof[0] = '\0';
-    if (mac != NULL && strlen(mac) == PROOF_LEN - 1)
-        memcpy(proof, mac, PROOF_LEN);
-    code = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "error"), "code"));
-    message =
-        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "error"), "message"));
-    if (tok != NULL) {
-        *token = sodium_malloc(strlen(tok) + 1);
-        if (*token == NULL)
-            abort();
-        memcpy(*token, tok, strlen(tok) + 1);
-        sodium_memzero((void *)tok, strlen(tok));
-        rc = CM_OK;
-    } else {
-        snprintf(why, cap, "no token: %s", message ? message : "token-vault refused");
-        rc = code != NULL && (strcmp(code, "refused") == 0 || strcmp(code, "not_found") == 0)
-                 ? CM_DENIED
-                 : CM_UNAVAIL;
-    }
-    /* The reply held the token: wipe it before freeing. */
-    sodium_memzero((void *)natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    cJSON_Delete(resp);
-    return rc;
-}
-
 /* Meta's codes that will not change on a retry; any other 4xx is final as well. */
 static bool transient(const struct cm_httpc_response *resp)
 {
@@ -360,9 +304,7 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
         }
         j->attempts++;
     }
-    cm_buf_printf(&url, "%s/%s/%s/messages",
-                  strcmp(j->platform, "instagram") == 0 ? s->r->cfg->ig_graph_url
-                                                        : s->r->cfg->graph_url,
+    cm_buf_printf(&url, "%s/%s/%s/messages", router_graph_base(s->r, j->platform),
                   s->r->cfg->graph_version, j->account);
     if (*proof != '\0')
         cm_buf_printf(&url, "?appsecret_proof=%s", proof);
@@ -437,7 +379,7 @@ static enum cm_consume_result on_job(void *arg, natsMsg *msg)
     cJSON *json = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(json, "message_id"));
     enum cm_consume_result verdict = CM_CONSUME_ACK;
-    char *token = NULL, why[512], proof[PROOF_LEN];
+    char *token = NULL, why[512], proof[ROUTER_PROOF_LEN];
     struct job j;
     int rc, loaded;
 
@@ -462,7 +404,8 @@ static enum cm_consume_result on_job(void *arg, natsMsg *msg)
     } else if (!take(s->r->limiter, j.account)) {
         natsMsg_NakWithDelay(msg, 1000, NULL);
         verdict = CM_CONSUME_SETTLED;
-    } else if ((rc = fetch_token(s, &j, &token, proof, why, sizeof(why))) == CM_DENIED) {
+    } else if ((rc = router_token_get(s->r, j.integration, &token, proof, why, sizeof(why))) ==
+               CM_DENIED) {
         finish(s, &j, false, NULL, why);
     } else if (rc != CM_OK) {
         CM_WARN_ID(j.id, "%s", why);

@@ -91,6 +91,13 @@ const struct command domsctl_commands[] = {
      "conversation-router",
      "conversations list --workspace W [--status open|closed] [--assignee USER|none] "
      "[--window open|human_agent|closed] [--limit N] [--cursor C] [--all]"},
+    {{"conversation", "get"},
+     "conversation_id",
+     "C",
+     {{0}},
+     "router.conversation.get",
+     "conversation-router",
+     "conversation get C"},
     {{"conversation", "assign"},
      "conversation_id",
      "C",

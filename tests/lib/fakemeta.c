@@ -588,6 +588,9 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
                   : fb && !ig ? FAKEMETA_FACEBOOK
                               : BOTH_HOSTS,
                   req, resp);
+    } else if (get && rest != NULL && rlen > 0 && strchr(rest, '/') == NULL &&
+               fm_profile(m, l->host, rest, req, resp)) {
+        /* a person's profile (fakemeta_profile.c) */
     } else if (fb && get && rest != NULL && rlen > 0 && strchr(rest, '/') == NULL) {
         page_token(m, rest, req, resp);
     } else {

@@ -16,6 +16,8 @@
  *   POST /vX/<page-id>/messages (Bearer <Page token of that page>)
  *   GET|POST|DELETE /vX/<page-id>/subscribed_apps?[subscribed_fields]&access_token=<Page token>
  *                                                   -> the app's webhook subscription
+ *   GET  /vX/<PSID>?fields=first_name,last_name,profile_pic (Page token, Bearer or
+ *        access_token)                              -> the person's profile (User Profile API)
  * Instagram host (INSTAGRAM_GRAPH_URL):
  *   GET  /access_token?grant_type=ig_exchange_token&client_secret&access_token=<short>
  *                                                   -> long-lived Instagram token, 60 days
@@ -25,6 +27,7 @@
  *   GET  /vX/me?fields=id&access_token=<Instagram token> -> {"id", "user_id"}
  *   POST /vX/<ig-id>/messages or /vX/me/messages (Bearer <long-lived Instagram token>)
  *   GET|POST|DELETE /vX/me/subscribed_apps?[subscribed_fields]&access_token=<Instagram token>
+ *   GET  /vX/<IGSID>?fields=name,username,profile_pic (Instagram token) -> the person's profile
  *
  * The person who granted a token issued with fakemeta_issue() has the app-scoped id
  * "u-<token>"; the tokens derived from it (exchanged, refreshed, a Page's) are theirs too.
@@ -57,6 +60,16 @@
  *   Instagram exchange of a token html502*   502 with an HTML page (a proxy's)
  *   Page token for a page id 999*            100/33: the object does not exist
  *   subscribed_apps for an account 998*      403, 200: a permission is missing
+ *
+ * User Profile API (fakemeta_profile.c): a person's profile is made from their id: Messenger
+ * first_name "Ada", last_name "Lovelace-<id>"; Instagram name "Grace Hopper-<id>" (none for
+ * an id nameless*), username "grace.<id>"; profile_pic a CDN URL naming the id. A field the
+ * host's user node lacks (username on Messenger, first_name on Instagram) is code 100. The id
+ * scripts Meta's refusals:
+ *   noconsent*     400: Messenger code 100 subcode 2018218 (no profile available for this
+ *                  user), Instagram code 230 (user consent is required to access user profile)
+ *   unknown*       400, code 100 subcode 33 (the object does not exist)
+ *   throttled*     400, code 613 (is_transient) for the first two reads of that id, then 200
  *
  * Send API: the recipient id also scripts Meta, so a test names its contacts:
  *   fail-window*   400, code 10 subcode 2018278 (outside the allowed window)
@@ -150,6 +163,12 @@ void fakemeta_set_delay(struct fakemeta *m, int ms);
 char *fakemeta_subscription(struct fakemeta *m, const char *account);
 /* Meta forgets the app's subscription for account (as after a permission's removal). */
 void fakemeta_forget_subscription(struct fakemeta *m, const char *account);
+
+/*
+ * The number of User Profile API reads of person id (NULL: of anyone) received so far on both
+ * hosts; the arrival times (fakehttp's at_ms) of the first max of them into at_ms (may be NULL).
+ */
+int fakemeta_profile_reads(struct fakemeta *m, const char *id, long long *at_ms, int max);
 
 /* The number of Send API requests received so far by host. */
 int fakemeta_sends(struct fakemeta *m, enum fakemeta_host host);

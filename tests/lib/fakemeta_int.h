@@ -1,7 +1,7 @@
 /*
  * fakemeta_int.h - the stand-in's state and the checks its endpoint files share
  * (fakemeta.c: token exchanges, the Send API, routing; fakemeta_account.c: debug_token,
- * /me, subscribed_apps).
+ * /me, subscribed_apps; fakemeta_profile.c: the User Profile API).
  * Not for tests: they use fakemeta.h.
  */
 #ifndef TESTS_FAKEMETA_INT_H
@@ -95,5 +95,10 @@ void fm_whoami(struct fakemeta *m, int host, const struct fakehttp_request *req,
                struct fakehttp_response *resp);
 void fm_subscribed_apps(struct fakemeta *m, int host, const char *account,
                         const struct fakehttp_request *req, struct fakehttp_response *resp);
+
+/* fakemeta_profile.c: answers a read of person id's profile and returns true, or returns false
+ * (nothing answered) for a read that is not one (a Page token read). */
+bool fm_profile(struct fakemeta *m, int host, const char *id, const struct fakehttp_request *req,
+                struct fakehttp_response *resp);
 
 #endif

@@ -107,6 +107,8 @@ struct cm_httpc_request {
     cm_httpc_retry_fn retryable; /* NULL: cm_httpc_retryable_default() */
     void *retry_arg;             /* borrowed, passed to retryable */
     const char *log_id;          /* request or message id for log lines, or NULL */
+    const char *log_url;         /* shown in log lines instead of url, whose path holds what
+                                    must not be logged (a contact's id), or NULL */
 };
 
 /* A reusable client: one CURL handle whose connections and DNS cache outlive a call. */
