@@ -159,7 +159,8 @@ static void on_workspace_get(struct cm_rpc_call *call, void *arg)
     (void)arg;
     if (!router_authorize(call, ws, "viewer", false))
         return;
-    if (cm_pg_exec(call->pg, "SELECT name, ai, mask_pii, status FROM workspaces WHERE id = $1", 1,
+    if (cm_pg_exec(call->pg,
+                   "SELECT name, ai, mask_pii, status, mark_seen FROM workspaces WHERE id = $1", 1,
                    params) != CM_OK) {
         cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
         return;
@@ -170,29 +171,44 @@ static void on_workspace_get(struct cm_rpc_call *call, void *arg)
     cJSON_AddBoolToObject(out, "ai", strcmp(cm_pg_value(call->pg, 0, 1), "t") == 0);
     cJSON_AddBoolToObject(out, "mask_pii", strcmp(cm_pg_value(call->pg, 0, 2), "t") == 0);
     cJSON_AddStringToObject(out, "status", cm_pg_value(call->pg, 0, 3));
+    cJSON_AddBoolToObject(out, "mark_seen", strcmp(cm_pg_value(call->pg, 0, 4), "t") == 0);
     cm_rpc_reply(call, out);
 }
 
-/* Switches AI assistance and its masking of personal data (admins). */
+/* A setting of router.workspace.update: absent or null leaves it; else it must be a boolean. */
+static bool bool_setting(struct cm_rpc_call *call, const char *name, const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(call->req, name);
+
+    *out = NULL;
+    if (v == NULL || cJSON_IsNull(v))
+        return true;
+    if (!cJSON_IsBool(v)) {
+        cm_rpc_fail(call, "invalid", "%s must be true or false", name);
+        return false;
+    }
+    *out = cJSON_IsTrue(v) ? "true" : "false";
+    return true;
+}
+
+/* Switches AI assistance, its masking of personal data, and mark_seen on reads (admins). */
 static void on_workspace_update(struct cm_rpc_call *call, void *arg)
 {
     const char *ws = cm_rpc_str(call, "workspace_id");
-    const cJSON *ai = cJSON_GetObjectItemCaseSensitive(call->req, "ai");
-    const cJSON *mask = cJSON_GetObjectItemCaseSensitive(call->req, "mask_pii");
-    const char *params[3] = {ws, NULL, NULL};
+    const char *params[4] = {ws, NULL, NULL, NULL};
     int rc;
 
     (void)arg;
     if (!router_authorize(call, ws, "admin", true))
         return;
-    if (cJSON_IsBool(ai))
-        params[1] = cJSON_IsTrue(ai) ? "true" : "false";
-    if (cJSON_IsBool(mask))
-        params[2] = cJSON_IsTrue(mask) ? "true" : "false";
+    if (!bool_setting(call, "ai", &params[1]) || !bool_setting(call, "mask_pii", &params[2]) ||
+        !bool_setting(call, "mark_seen", &params[3]))
+        return;
     rc = cm_pg_exec(call->pg,
                     "UPDATE workspaces SET ai = coalesce($2::boolean, ai),"
-                    " mask_pii = coalesce($3::boolean, mask_pii) WHERE id = $1",
-                    3, params);
+                    " mask_pii = coalesce($3::boolean, mask_pii),"
+                    " mark_seen = coalesce($4::boolean, mark_seen) WHERE id = $1",
+                    4, params);
     if (rc == CM_OK)
         rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "workspace.update", ws);
     if (rc != CM_OK) {

@@ -47,7 +47,8 @@ bool router_conv_load(struct cm_rpc_call *call, const char *min, bool live, stru
             "SELECT c.workspace_id, c.integration_id, c.platform, c.contact_id, c.status,"
             " coalesce((extract(epoch FROM c.last_inbound_at) * 1000)::bigint, 0),"
             " coalesce(r.account_id, ''), w.status = 'deleted', m.role, w.ai, w.mask_pii,"
-            " ct.psid_sealed, coalesce(r.status, '') FROM conversations c"
+            " ct.psid_sealed, coalesce(r.status, ''), w.mark_seen, c.thread_held"
+            " FROM conversations c"
             " JOIN workspaces w ON w.id = c.workspace_id"
             " LEFT JOIN routes r ON r.integration_id = c.integration_id"
             " LEFT JOIN members m ON m.workspace_id = c.workspace_id AND m.user_id = $2"
@@ -75,6 +76,8 @@ bool router_conv_load(struct cm_rpc_call *call, const char *min, bool live, stru
     if (cm_pg_length(pg, 0, 11) < (int)sizeof(c->psid_sealed))
         snprintf(c->psid_sealed, sizeof(c->psid_sealed), "%s", cm_pg_value(pg, 0, 11));
     snprintf(c->route_status, sizeof(c->route_status), "%s", cm_pg_value(pg, 0, 12));
+    c->mark_seen = strcmp(cm_pg_value(pg, 0, 13), "t") == 0;
+    c->thread_held = strcmp(cm_pg_value(pg, 0, 14), "t") == 0;
     return router_allowed(call, c->ws, role, strcmp(cm_pg_value(pg, 0, 7), "t") == 0, min, live);
 }
 
@@ -398,7 +401,7 @@ static bool text_fits(struct cm_rpc_call *call, const struct router_conv *c, con
  * May the conversation's integration send now? A reply that Meta would refuse anyway is
  * refused at once, with what the business can do about it, rather than queued to fail.
  */
-static bool integration_live(struct cm_rpc_call *call, const struct router_conv *c)
+bool router_integration_live(struct cm_rpc_call *call, const struct router_conv *c)
 {
     const char *st = c->route_status;
 
@@ -514,8 +517,24 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
 
     if (!router_conv_load(call, "agent", true, &c))
         return;
-    if (!text_fits(call, &c, text) || !integration_live(call, &c))
+    if (!text_fits(call, &c, text) || !router_integration_live(call, &c))
         return;
+    /* Meta refuses a message to a thread another app holds (code 10, 2018300). */
+    if (!c.thread_held && strcmp(c.platform, "instagram") == 0) {
+        cm_rpc_fail(call, "refused",
+                    "another app holds this conversation's thread (Meta's conversation"
+                    " routing), so Meta would refuse the reply: answer from the app that holds"
+                    " it, or have it pass the thread back to this app");
+        return;
+    }
+    if (!c.thread_held) {
+        cm_rpc_fail(call, "refused",
+                    "another app holds this conversation's thread (Meta's handover protocol),"
+                    " so Meta would refuse the reply: take control first (domsctl conversation"
+                    " take %s), or answer from the app that holds it",
+                    c.id);
+        return;
+    }
     /* A suggestion sent as drafted stays AI-drafted, whatever the caller says. */
     if (suggestion != NULL && !ai_drafted && unedited_suggestion(r, call, suggestion, text))
         ai_drafted = true;

@@ -4,7 +4,8 @@
  *
  * Both lists are read by keyset (page.c): the next page starts after the sort key of the
  * last row given, so a row that arrives meanwhile neither repeats nor hides another. The
- * messages' pages are reads of message content and are audited like any.
+ * messages' pages are reads of message content and are audited like any; in a workspace that
+ * asks for it, a read of new inbound messages also queues Meta's mark_seen.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <sys/time.h>
 
 #include "common/audit.h"
+#include "common/outbox.h"
 #include "router.h"
 
 static int64_t now_ms(void)
@@ -40,12 +42,12 @@ static int64_t now_ms(void)
  * carries its contact's sealed profile (CONV_COLS columns). (One clause a line, by hand: it
  * reads better than the formatter's layout of the macros.)
  */
-#define CONV_COLS 10
+#define CONV_COLS 11
 /* clang-format off */
 static const char conversations_sql[] =
     "SELECT id, platform, contact_id, status, assignee, " ROUTER_RFC3339("last_inbound_at") ","
     " last_ms, (extract(epoch FROM last_activity_at) * 1000000)::bigint, integration_id,"
-    " profile_sealed"
+    " profile_sealed, thread_held"
     " FROM (SELECT v.*, k.profile_sealed,"
     " coalesce((extract(epoch FROM v.last_inbound_at) * 1000)::bigint, 0) AS last_ms"
     " FROM conversations v LEFT JOIN contacts k ON k.id = v.contact_id"
@@ -175,6 +177,7 @@ static cJSON *conversation_json(struct router *r, struct cm_pg *pg, const char *
     add_str_or_null(o, "last_inbound_at", row[5]);
     cJSON_AddStringToObject(o, "window",
                             router_window_name(router_window_at(now, strtoll(row[6], NULL, 10))));
+    cJSON_AddBoolToObject(o, "holds_thread", row[10] != NULL && strcmp(row[10], "t") == 0);
     *named = *named || prof.name != NULL || prof.picture_url != NULL;
     router_profile_cleanup(&prof);
     return o;
@@ -247,14 +250,14 @@ static void on_conversations_list(struct cm_rpc_call *call, void *arg)
 
 /*
  * Rows of a conversation's messages: id, mid, direction, sealed, sent_at, status, the sort
- * key (sent_at in microseconds, seq). Oldest first from after the cursor ($2, $3), or newest
- * first from before it; $4 rows at most.
+ * key (sent_at in microseconds, seq), standby. Oldest first from after the cursor ($2, $3), or
+ * newest first from before it; $4 rows at most.
  */
-#define MESSAGES_COLS 8
+#define MESSAGES_COLS 9
 /* clang-format off */
 #define MESSAGES_SELECT                                                                            \
     "SELECT id, mid, direction, body_sealed, " ROUTER_RFC3339("sent_at") ", status,"               \
-    " (extract(epoch FROM sent_at) * 1000000)::bigint, seq"                                        \
+    " (extract(epoch FROM sent_at) * 1000000)::bigint, seq, standby"                               \
     " FROM messages WHERE conversation_id = $1"
 static const char messages_sql[] = MESSAGES_SELECT
     " AND ($2::bigint IS NULL OR (sent_at, seq) > (" AFTER_USEC("$2") ", $3::bigint))"
@@ -284,8 +287,42 @@ static cJSON *message_json(struct router *r, struct cm_pg *pg, const struct rout
         cJSON_AddNullToObject(o, "text");
     cJSON_AddStringToObject(o, "sent_at", row[4]);
     cJSON_AddStringToObject(o, "status", row[5]);
+    cJSON_AddBoolToObject(o, "standby", strcmp(row[8], "t") == 0);
     free(text);
     return o;
+}
+
+/*
+ * Meta's mark_seen for what the member just read, when the workspace asks for it: queued
+ * through the outbox in the read's transaction (the read never waits on Meta; sender.c sends
+ * it), once per newer inbound message (seen_upto), and only where Meta allows it: the thread
+ * this app's, the integration connected, the 24-hour window open. newest_in: the sort key of
+ * the newest message the contact sent to this app on the page (0: none).
+ */
+/* clang-format off */
+static const char seen_sql[] =
+    "UPDATE conversations SET seen_upto = " AFTER_USEC("$2") " WHERE id = $1"
+    " AND (seen_upto IS NULL OR seen_upto < " AFTER_USEC("$2") ")";
+/* clang-format on */
+
+static int queue_seen(struct cm_pg *pg, const struct router_conv *c, int64_t newest_in)
+{
+    char usec[24], subject[160], msg_id[120], payload[120];
+    const char *params[2] = {c->id, usec};
+    int rc;
+
+    if (!c->mark_seen || !c->thread_held || newest_in <= 0 ||
+        strcmp(c->route_status, "connected") != 0 || c->account[0] == '\0' ||
+        router_window_at(now_ms(), c->last_inbound_ms) != ROUTER_WINDOW_OPEN)
+        return CM_OK;
+    snprintf(usec, sizeof(usec), "%lld", (long long)newest_in);
+    rc = cm_pg_exec(pg, seen_sql, 2, params);
+    if (rc != CM_OK || cm_pg_affected(pg) == 0)
+        return rc;
+    snprintf(subject, sizeof(subject), "router.send.%s", c->account);
+    snprintf(msg_id, sizeof(msg_id), "seen:%s:%s", c->id, usec);
+    snprintf(payload, sizeof(payload), "{\"mark_seen\":\"%s\"}", c->id);
+    return cm_outbox_add(pg, subject, msg_id, payload);
 }
 
 /*
@@ -300,7 +337,7 @@ static void on_messages_list(struct cm_rpc_call *call, void *arg)
     const char *params[4] = {NULL, NULL, NULL, limit_s};
     struct cm_pg *pg = call->pg;
     struct router_conv c;
-    int64_t usec;
+    int64_t usec, newest_in = 0;
     int limit, n;
     char **rows;
     cJSON *list;
@@ -341,6 +378,12 @@ static void on_messages_list(struct cm_rpc_call *call, void *arg)
         rows[i] = cm_pg_is_null(pg, i / MESSAGES_COLS, i % MESSAGES_COLS)
                       ? NULL
                       : cm_xstrdup(cm_pg_value(pg, i / MESSAGES_COLS, i % MESSAGES_COLS));
+    for (int i = 0; i < n; i++) {
+        char **row = &rows[i * MESSAGES_COLS];
+        int64_t key = strtoll(row[6], NULL, 10);
+        if (strcmp(row[2], "in") == 0 && strcmp(row[8], "f") == 0 && key > newest_in)
+            newest_in = key;
+    }
     list = cJSON_CreateArray();
     /* The newest were read newest first: shown, like every page, oldest first. */
     for (int i = 0; i < n; i++)
@@ -349,8 +392,9 @@ static void on_messages_list(struct cm_rpc_call *call, void *arg)
     for (int i = 0; i < n * MESSAGES_COLS; i++)
         free(rows[i]);
     free(rows);
-    /* Reading message content is an audit event, committed with the read. */
-    if (cm_audit_add(pg, ROUTER_SERVICE, call->actor, "messages.read", c.id) != CM_OK ||
+    /* Reading message content is an audit event, committed with the read (and mark_seen). */
+    if (queue_seen(pg, &c, newest_in) != CM_OK ||
+        cm_audit_add(pg, ROUTER_SERVICE, call->actor, "messages.read", c.id) != CM_OK ||
         cm_pg_commit(pg) != CM_OK) {
         cm_pg_rollback(pg);
         cJSON_Delete(list);
@@ -379,7 +423,8 @@ static void on_conversation_get(struct cm_rpc_call *call, void *arg)
                        "v.last_inbound_at") ","
                                             " coalesce((extract(epoch FROM v.last_inbound_at) *"
                                             " 1000)::bigint, 0), 0, v.integration_id,"
-                                            " k.profile_sealed FROM conversations v LEFT JOIN"
+                                            " k.profile_sealed, v.thread_held FROM conversations v "
+                                            "LEFT JOIN"
                                             " contacts k ON k.id = v.contact_id WHERE v.id = $1",
                    1, params) != CM_OK ||
         cm_pg_ntuples(call->pg) != 1) {

@@ -73,6 +73,8 @@ void inbound_parse(struct inbound_event *ev, const cJSON *wrap)
     ev->ts_ms = meta_time_ms(cJSON_GetObjectItemCaseSensitive(e, "timestamp"));
     ev->sender = str_in(e, "sender", "id");
     ev->recipient = str_in(e, "recipient", "id");
+    ev->standby = str_in(wrap, "source", NULL) != NULL &&
+                  strcmp(str_in(wrap, "source", NULL), "standby") == 0;
     if (ev->kind == NULL)
         return;
     if (strcmp(ev->kind, "echo") == 0) {

@@ -22,6 +22,7 @@ struct inbound_event {
     const char *mid;     /* the message the event is about, when it has one */
     int64_t ts_ms;       /* Meta's timestamp */
     const cJSON *event;  /* Meta's event object, borrowed */
+    bool standby;        /* from standby[]: another app held the thread (thread.c) */
 };
 
 enum inbound_outcome {
@@ -95,5 +96,45 @@ int inbound_fast_outcome(struct inbound_caches *caches, struct inbound_fast *f, 
 void inbound_fast_full(struct inbound_fast *f);
 /* Wipes what f sealed; f may be zeroed and never prepared. */
 void inbound_fast_cleanup(struct inbound_fast *f);
+
+/*
+ * store.c's steps, shared with thread.c's standby events. inbound_contact_of(): the contact of
+ * psid (created when create is set; CM_NOTFOUND when absent and not created) into contact_id.
+ * inbound_conversation_of(): the conversation of a contact's event (see store.c).
+ * inbound_insert_echo(): the business's own message, sealed (marked standby per ev).
+ * inbound_body_json(): the sealed part of a message (a new string: cJSON_free()).
+ */
+int inbound_contact_of(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                       const struct router_route *route, const char *platform, const char *psid,
+                       bool create, char contact_id[40]) CM_MUST_CHECK;
+int inbound_conversation_of(struct cm_pg *pg, const struct router_route *route,
+                            const struct inbound_event *ev, const char *contact_id, bool inbound,
+                            char conv_id[40], bool *opened, bool *duplicate) CM_MUST_CHECK;
+int inbound_insert_echo(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                        const char *conv, const struct inbound_event *ev,
+                        bool *inserted) CM_MUST_CHECK;
+char *inbound_body_json(const struct inbound_event *ev);
+/* Formats Meta's epoch milliseconds for PostgreSQL's to_timestamp(). */
+void inbound_ts_param(char out[32], int64_t ms);
+
+/*
+ * store_change.c: an unsend, edit or reaction (ev->kind; ev->mid set) of a message of the
+ * route's integration, inside the caller's transaction; INBOUND_LATER when the message is not
+ * stored yet.
+ */
+int inbound_store_change(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                         const struct inbound_event *ev,
+                         enum inbound_outcome *outcome) CM_MUST_CHECK;
+
+/*
+ * thread.c: a standby event (ev->standby) or a handover webhook (kind "handover"), inside the
+ * caller's transaction, as inbound_store() does for the others.
+ */
+int thread_store_standby(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                         const struct router_route *route, const struct inbound_event *ev,
+                         enum inbound_outcome *outcome) CM_MUST_CHECK;
+int thread_store_handover(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                          const struct router_route *route, const struct inbound_event *ev,
+                          enum inbound_outcome *outcome) CM_MUST_CHECK;
 
 #endif

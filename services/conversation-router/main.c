@@ -17,6 +17,7 @@ extern const char doms_embed_002_contact_index[];
 extern const char doms_embed_003_message_integration[];
 extern const char doms_embed_004_member_load[];
 extern const char doms_embed_005_inbound_message[];
+extern const char doms_embed_006_thread[];
 extern const char doms_embed_007_profile[];
 
 static const struct cm_migration migrations[] = {
@@ -27,7 +28,7 @@ static const struct cm_migration migrations[] = {
     {5, "message integration", doms_embed_003_message_integration},
     {6, "member load", doms_embed_004_member_load},
     {7, "inbound message", doms_embed_005_inbound_message},
-    /* 8 is 006_thread.sql's */
+    {8, "thread control", doms_embed_006_thread},
     {9, "profile", doms_embed_007_profile},
 };
 
@@ -42,6 +43,8 @@ static const struct cm_setting settings[] = {
      "https://graph.instagram.com", 0, 0, 0, NULL, "Instagram Graph API base URL"},
     {"META_GRAPH_VERSION", CM_SET_STR, offsetof(struct router_cfg, graph_version), "v23.0", 0, 0, 0,
      NULL, "Graph API version in paths"},
+    {"META_APP_ID", CM_SET_STR, offsetof(struct router_cfg, app_id), NULL, 0, 0, 0, NULL,
+     "the app's id: which app a handover webhook names as the thread's new owner"},
     {"SEND_MAX_ATTEMPTS", CM_SET_INT, offsetof(struct router_cfg, send_max_attempts), "8", 0, 1,
      100, NULL, "attempts of a reply before it fails and is dead-lettered"},
     {"PROFILE_RATE", CM_SET_INT, offsetof(struct router_cfg, profile_rate), "60", 0, 0, 60000, NULL,
@@ -118,6 +121,7 @@ static int start(struct router *r)
         router_api_register(r);
         router_api_conv_register(r);
         router_api_list_register(r);
+        router_api_thread_register(r);
         router_purge_register(r);
         rc = cm_rpc_start(r->rpc);
     }

@@ -32,6 +32,7 @@ struct router_cfg {
     char *graph_url;
     char *ig_graph_url;
     char *graph_version;
+    char *app_id; /* META_APP_ID, NULL when not given (thread.c) */
     int64_t send_max_attempts;
     int64_t profile_rate;          /* profile fetches a minute, every replica together; 0: off */
     int64_t profile_refresh;       /* seconds: a fetched profile is fetched again after this */
@@ -236,6 +237,8 @@ struct router_conv {
     char route_status[16];   /* the integration's status; "" when it was purged */
     int64_t last_inbound_ms; /* 0: the contact never wrote */
     bool ai, mask_pii;       /* the workspace's settings */
+    bool mark_seen;          /* the workspace sends mark_seen when a member reads */
+    bool thread_held;        /* this app holds the thread (schema/006_thread.sql) */
     char psid_sealed[1024];  /* the contact's id, sealed (bytea text); "" when none */
 };
 
@@ -252,26 +255,16 @@ bool router_conv_load(struct cm_rpc_call *call, const char *min, bool live, stru
 char *router_body_text(struct router *r, struct cm_pg *pg, const struct router_conv *c,
                        const char *id, const char *sealed);
 /*
+ * May the conversation's integration send now? Otherwise fails the call (refused) with what
+ * the business must do and returns false.
+ */
+bool router_integration_live(struct cm_rpc_call *call, const struct router_conv *c);
+/*
  * Begins the transaction in which a read of message content and its audit row commit
  * together, without waiting for the WAL flush: a crash may lose the last audit rows of
  * reads, never a change.
  */
 int router_begin_read_audit(struct cm_pg *pg) CM_MUST_CHECK;
-
-/* --- graph.c: what a Graph API call needs ------------------------------------------- */
-
-#define ROUTER_PROOF_LEN 65 /* appsecret_proof: 64 hex digits and a NUL */
-
-/*
- * Asks token-vault for the integration's token (into *token, sodium memory: free it with
- * sodium_free()) and its appsecret_proof (proof; "" from a vault that sends none), which
- * every Graph call carries. Returns CM_OK; CM_DENIED when the vault refuses (the integration
- * cannot be used: why says so); CM_UNAVAIL when it did not answer.
- */
-int router_token_get(struct router *r, const char *integration, char **token,
-                     char proof[ROUTER_PROOF_LEN], char *why, size_t cap) CM_MUST_CHECK;
-/* META_GRAPH_URL or INSTAGRAM_GRAPH_URL, for the platform ("messenger", "instagram"). */
-const char *router_graph_base(const struct router *r, const char *platform);
 
 /* --- profile.c: contacts' names and pictures (Meta's User Profile API) ---------------- */
 
@@ -301,6 +294,49 @@ int router_senders_start(struct router *r) CM_MUST_CHECK;
 /* Frees the senders' state, after their consumers are destroyed. */
 void router_senders_free(struct router *r);
 void router_limiter_destroy(struct router_limiter *l);
+
+/* --- graph.c: Meta's Graph API with the integration's token ------------------------------ */
+
+struct cm_httpc;
+struct cm_httpc_response;
+
+/* appsecret_proof: 64 hex digits and a NUL. */
+#define ROUTER_PROOF_LEN 65
+/* Meta's error_subcode (code 10) of "another app is controlling this thread now". */
+#define ROUTER_SUBCODE_THREAD_ELSEWHERE 2018300
+
+/*
+ * Asks token-vault for integration's token (sodium memory in *token: sodium_free() it) and
+ * its appsecret_proof (proof; "" from a vault that sends none). Returns CM_OK; CM_DENIED when
+ * the vault refuses for good (why says it); CM_UNAVAIL when it may answer later.
+ */
+int router_token_get(struct router *r, const char *integration, char **token,
+                     char proof[ROUTER_PROOF_LEN], char *why, size_t cap) CM_MUST_CHECK;
+/* META_GRAPH_URL or INSTAGRAM_GRAPH_URL, for the platform ("messenger", "instagram"). */
+const char *router_graph_base(const struct router *r, const char *platform);
+/*
+ * POSTs the JSON body to <platform's Graph URL>/<version>/<account>/<edge>, the token as
+ * Bearer and its proof in the query, once (no retry): cm_httpc_do()'s result, Meta's answer in
+ * resp (cm_httpc_response_init() first; the caller cleans it up).
+ */
+int router_graph_post(struct router *r, struct cm_httpc *http, const char *platform,
+                      const char *account, const char *edge, const char *token, const char *proof,
+                      const char *body, const char *log_id, struct cm_httpc_response *resp);
+/* Is resp Meta's "another app is controlling this thread now" (code 10, 2018300)? */
+bool router_graph_thread_elsewhere(const struct cm_httpc_response *resp);
+/* Meta's refusal in words ("Meta refused: ... (code, subcode)", or the HTTP status). */
+void router_graph_why(const struct cm_httpc_response *resp, char *why, size_t cap);
+
+/* --- thread.c: who holds the thread (Meta's handover protocol) ------------------------- */
+
+/*
+ * Records, in the caller's transaction, that another app holds conversation conv's thread as
+ * of Meta's time at_ms, unless Meta said otherwise after it (a message the contact sent to
+ * this app, a handover); at_ms 0: now, whatever was said (Meta's own answer to a call).
+ * Returns CM_OK or a pg error.
+ */
+int router_thread_elsewhere(struct cm_pg *pg, const char *conv, int64_t at_ms) CM_MUST_CHECK;
+void router_api_thread_register(struct router *r);
 
 /* --- purge.c: router.purge and router.workspace.delete --------------------------------- */
 

@@ -4,9 +4,10 @@
  * Replies wait on the JetStream work queue ROUTER_SEND. A sender takes one, fetches the
  * integration's token from token-vault, and posts exactly one recipient and one message.
  * Meta's answer decides: a message_id marks it sent; a permanent error (outside the
- * window, an invalid token, the person unavailable, a bad parameter) fails it at once with
- * Meta's reason; a passing one (5xx, timeouts, throttling) is redelivered with exponential
- * backoff and jitter, up to SEND_MAX_ATTEMPTS, and then dead-lettered.
+ * window, an invalid token, the person unavailable, a bad parameter, the thread held by
+ * another app, which is then recorded) fails it at once with Meta's reason; a passing one (5xx,
+ * timeouts, throttling) is redelivered with exponential backoff and jitter, up to
+ * SEND_MAX_ATTEMPTS, and then dead-lettered.
  *
  * Duplicates: before posting, the attempt is committed (attempts, sending_since). If the
  * process dies after Meta accepted the message but before the row says so, the
@@ -14,6 +15,9 @@
  * message with our id in its metadata, and the echo marks it sent (store.c). Only when no
  * echo comes within that minute (Instagram, or echoes not subscribed) is it posted again:
  * that narrow case is the remaining window for a duplicate.
+ *
+ * The same queue carries mark_seen jobs ({"mark_seen": conversation}, api_list.c): Meta's
+ * sender action, sent only while Meta allows it and never retried for long.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -274,18 +278,14 @@ static void dead_letter(struct sender *s, const struct job *j, const char *reaso
 static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j, char *token,
                                    const char *proof)
 {
-    struct cm_buf psid, text, url, auth;
-    struct cm_httpc_request req = {0};
+    struct cm_buf psid, text;
     struct cm_httpc_response resp;
-    const char *headers[3];
     enum cm_consume_result verdict = CM_CONSUME_ACK;
     char *body = NULL, why[640];
     int rc;
 
     cm_buf_init(&psid);
     cm_buf_init(&text);
-    cm_buf_init(&url);
-    cm_buf_init(&auth);
     cm_httpc_response_init(&resp);
     rc = open_parts(s, j, &psid, &text);
     if (rc != CM_OK) {
@@ -304,26 +304,10 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
         }
         j->attempts++;
     }
-    cm_buf_printf(&url, "%s/%s/%s/messages", router_graph_base(s->r, j->platform),
-                  s->r->cfg->graph_version, j->account);
-    if (*proof != '\0')
-        cm_buf_printf(&url, "?appsecret_proof=%s", proof);
-    cm_buf_printf(&auth, "Authorization: Bearer %s", token);
-    headers[0] = auth.data;
-    headers[1] = "Content-Type: application/json";
-    headers[2] = NULL;
     body = send_body(j, psid.data, text.data);
-    req.method = "POST";
-    req.url = url.data;
-    req.headers = headers;
-    req.body = body;
-    req.body_len = strlen(body);
-    req.meta = true;
-    req.max_attempts = 1; /* retries go through the queue, where each attempt is counted */
-    req.timeout_ms = 15000;
-    req.deadline_ms = 20000;
-    req.log_id = j->id;
-    rc = cm_httpc_do(s->http, &req, &resp);
+    /* Retries go through the queue, where each attempt is counted. */
+    rc = router_graph_post(s->r, s->http, j->platform, j->account, "messages", token, proof, body,
+                           j->id, &resp);
     if (rc == CM_OK && resp.status == 200) {
         cJSON *json = cJSON_ParseWithLength(resp.body.data, resp.body.len);
         const char *mid = cJSON_GetStringValue(cJSON_GetObjectItem(json, "message_id"));
@@ -331,13 +315,18 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
         cJSON_Delete(json);
         goto done;
     }
-    if (resp.has_meta_error)
-        snprintf(why, sizeof(why), "Meta refused: %s (code %d, subcode %d)",
-                 resp.meta_error.message, resp.meta_error.code, resp.meta_error.subcode);
-    else
-        snprintf(why, sizeof(why), "Meta answered HTTP %ld%s", resp.status,
-                 resp.status == 0 ? " (no answer)" : "");
-    if (!transient(&resp)) {
+    router_graph_why(&resp, why, sizeof(why));
+    if (router_graph_thread_elsewhere(&resp)) {
+        /* Meta knows better than our last event: another app holds the thread now. */
+        char final[900];
+        if (router_thread_elsewhere(s->pg, j->conv, 0) != CM_OK)
+            CM_WARN_ID(j->id, "thread holder not recorded: %s", cm_pg_error(s->pg));
+        snprintf(final, sizeof(final),
+                 "another app controls this conversation's thread now: take control of it"
+                 " (domsctl conversation take %s) and send again (%s)",
+                 j->conv, why);
+        finish(s, j, false, NULL, final);
+    } else if (!transient(&resp)) {
         finish(s, j, false, NULL, why);
     } else if (j->attempts >= s->r->cfg->send_max_attempts) {
         char final[700];
@@ -366,10 +355,130 @@ done:
         cJSON_free(body);
     }
     cm_httpc_response_cleanup(&resp);
-    cm_buf_wipe(&auth);
     cm_buf_wipe(&psid);
     cm_buf_wipe(&text);
-    cm_buf_cleanup(&url);
+    return verdict;
+}
+
+/* Deliveries of a mark_seen job before a passing failure drops it: it is a courtesy. */
+#define SEEN_MAX_DELIVERIES 3
+
+static int deliveries(natsMsg *msg)
+{
+    jsMsgMetaData *meta = NULL;
+    int n = 1;
+
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        n = (int)meta->NumDelivered;
+        jsMsgMetaData_Destroy(meta);
+    }
+    return n;
+}
+
+/*
+ * Loads what a mark_seen for conversation conv needs into j (id: conv) and *allowed: Meta
+ * allows it now (the workspace live, the integration connected, the thread this app's, the
+ * 24-hour window open). CM_NOTFOUND: the conversation is gone.
+ */
+static int load_seen(struct sender *s, const char *conv, struct job *j, bool *allowed)
+{
+    const char *params[1] = {conv};
+    struct cm_pg *pg = s->pg;
+    int64_t last;
+    int rc;
+
+    memset(j, 0, sizeof(*j));
+    rc = cm_pg_exec(pg,
+                    "SELECT c.workspace_id, c.integration_id, c.contact_id, c.platform,"
+                    " coalesce(r.account_id, ''), w.status = 'active' AND c.thread_held,"
+                    " coalesce((extract(epoch FROM c.last_inbound_at) * 1000)::bigint, 0),"
+                    " ct.psid_sealed FROM conversations c"
+                    " JOIN contacts ct ON ct.id = c.contact_id"
+                    " JOIN workspaces w ON w.id = c.workspace_id"
+                    " LEFT JOIN routes r ON r.integration_id = c.integration_id"
+                    " AND r.status = 'connected' WHERE c.id = $1",
+                    1, params);
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) == 0)
+        return CM_NOTFOUND;
+    snprintf(j->id, sizeof(j->id), "%s", conv);
+    snprintf(j->conv, sizeof(j->conv), "%s", conv);
+    snprintf(j->ws, sizeof(j->ws), "%s", cm_pg_value(pg, 0, 0));
+    snprintf(j->integration, sizeof(j->integration), "%s", cm_pg_value(pg, 0, 1));
+    snprintf(j->contact, sizeof(j->contact), "%s", cm_pg_value(pg, 0, 2));
+    snprintf(j->platform, sizeof(j->platform), "%s", cm_pg_value(pg, 0, 3));
+    snprintf(j->account, sizeof(j->account), "%s", cm_pg_value(pg, 0, 4));
+    last = strtoll(cm_pg_value(pg, 0, 6), NULL, 10);
+    *allowed = j->account[0] != '\0' && strcmp(cm_pg_value(pg, 0, 5), "t") == 0 &&
+               router_window_at((int64_t)time(NULL) * 1000, last) == ROUTER_WINDOW_OPEN;
+    j->sealed_psid = cm_xstrdup(cm_pg_value(pg, 0, 7));
+    return CM_OK;
+}
+
+/*
+ * A mark_seen job ({"mark_seen": conversation}, queued by router.messages.list when a member
+ * read new inbound messages in a workspace that asks for it): Meta's sender action, sent
+ * only while Meta allows it. A refusal drops it; a passing failure is tried again a few times.
+ */
+static enum cm_consume_result mark_seen(struct sender *s, natsMsg *msg, const char *conv)
+{
+    enum cm_consume_result verdict = CM_CONSUME_ACK;
+    struct cm_httpc_response resp;
+    char *token = NULL, why[640], proof[ROUTER_PROOF_LEN], aad[96];
+    struct cm_buf psid;
+    bool allowed = false;
+    struct job j;
+    int rc = load_seen(s, conv, &j, &allowed);
+
+    cm_buf_init(&psid);
+    cm_httpc_response_init(&resp);
+    if (rc == CM_NOTFOUND || (rc == CM_OK && !allowed))
+        goto done; /* gone, or Meta would refuse it now: nothing to mark */
+    if (rc != CM_OK) {
+        verdict = CM_CONSUME_RETRY;
+        goto done;
+    }
+    if (!take(s->r->limiter, j.account)) {
+        natsMsg_NakWithDelay(msg, 1000, NULL);
+        verdict = CM_CONSUME_SETTLED;
+        goto done;
+    }
+    rc = router_token_get(s->r, j.integration, &token, proof, why, sizeof(why));
+    snprintf(aad, sizeof(aad), "router.contacts.psid:%s", j.contact);
+    if (rc == CM_OK)
+        rc = router_open(s->r, s->pg, j.ws, j.integration, aad, j.sealed_psid, &psid);
+    if (rc == CM_OK) {
+        cJSON *o = cJSON_CreateObject();
+        char *body;
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "recipient"), "id", psid.data);
+        cJSON_AddStringToObject(o, "sender_action", "mark_seen");
+        body = cJSON_PrintUnformatted(o);
+        rc = router_graph_post(s->r, s->http, j.platform, j.account, "messages", token, proof, body,
+                               conv, &resp);
+        sodium_memzero(body, strlen(body));
+        cJSON_free(body);
+        cJSON_Delete(o);
+        router_graph_why(&resp, why, sizeof(why));
+    }
+    if (rc == CM_OK && resp.status == 200) {
+        CM_INFO_ID(conv, "mark_seen sent");
+    } else if (rc == CM_OK && router_graph_thread_elsewhere(&resp)) {
+        if (router_thread_elsewhere(s->pg, conv, 0) != CM_OK)
+            CM_WARN_ID(conv, "thread holder not recorded: %s", cm_pg_error(s->pg));
+    } else if ((rc == CM_UNAVAIL || (rc == CM_OK && transient(&resp))) &&
+               deliveries(msg) < SEEN_MAX_DELIVERIES) {
+        natsMsg_NakWithDelay(msg, backoff_ms(deliveries(msg)), NULL);
+        verdict = CM_CONSUME_SETTLED;
+    } else {
+        CM_WARN_ID(conv, "mark_seen dropped: %s", rc == CM_OK ? why : "no token or contact");
+    }
+done:
+    if (token != NULL)
+        sodium_free(token);
+    cm_httpc_response_cleanup(&resp);
+    cm_buf_wipe(&psid);
+    job_free(&j);
     return verdict;
 }
 
@@ -383,6 +492,11 @@ static enum cm_consume_result on_job(void *arg, natsMsg *msg)
     struct job j;
     int rc, loaded;
 
+    if (id == NULL && cJSON_IsString(cJSON_GetObjectItem(json, "mark_seen"))) {
+        verdict = mark_seen(s, msg, cJSON_GetObjectItem(json, "mark_seen")->valuestring);
+        cJSON_Delete(json);
+        return verdict;
+    }
     if (id == NULL) {
         CM_WARN("sender: a job without message_id dropped");
         cJSON_Delete(json);

@@ -6,9 +6,9 @@
  *   see inbound.h); the batch then assigns an agent to a conversation left without one.
  * echo: the business's own message sent from Meta's apps (or ours, coming back); stored
  *   as outbound, never reopening anything or moving the window.
- * unsend: the content is wiped, not kept. edit: the text replaced, the edit count kept.
- * reaction: the reaction on the message (sealed), cleared by unreact.
+ * unsend, edit, reaction: changes of a stored message (store_change.c).
  * read, delivery: watermarks on the conversation.
+ * standby messages and echoes (another app held the thread), handover webhooks: thread.c.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -24,7 +24,7 @@
 #include "router.h"
 
 /* Formats Meta's epoch milliseconds for PostgreSQL's to_timestamp(). */
-static void ts_param(char out[32], int64_t ms)
+void inbound_ts_param(char out[32], int64_t ms)
 {
     snprintf(out, 32, "%.3f", (double)ms / 1000.0);
 }
@@ -113,9 +113,9 @@ static int contact_cached(struct router *r, struct cm_pg *pg, struct inbound_cac
  * Finds the contact of psid, creating it when create is set; contact_id receives its
  * internal id. CM_NOTFOUND when absent and not created. Found ids are cached.
  */
-static int contact_of(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
-                      const struct router_route *route, const char *platform, const char *psid,
-                      bool create, char contact_id[40])
+int inbound_contact_of(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
+                       const struct router_route *route, const char *platform, const char *psid,
+                       bool create, char contact_id[40])
 {
     unsigned char blind[32];
     char key[160];
@@ -149,9 +149,9 @@ static int already_held(struct cm_pg *pg, const struct router_route *route,
     return rc;
 }
 
-static int conversation_of(struct cm_pg *pg, const struct router_route *route,
-                           const struct inbound_event *ev, const char *contact_id, bool inbound,
-                           char conv_id[40], bool *opened, bool *duplicate)
+int inbound_conversation_of(struct cm_pg *pg, const struct router_route *route,
+                            const struct inbound_event *ev, const char *contact_id, bool inbound,
+                            char conv_id[40], bool *opened, bool *duplicate)
 {
     const char *params[2] = {route->integration_id, contact_id};
     const char *platform = ev->platform;
@@ -218,7 +218,7 @@ static int conversation_of(struct cm_pg *pg, const struct router_route *route,
 }
 
 /* The sealed part of a message: what a person wrote or sent, nothing of Meta's plumbing. */
-static char *body_json(const struct inbound_event *ev)
+char *inbound_body_json(const struct inbound_event *ev)
 {
     const cJSON *e = ev->event, *m;
     cJSON *body = cJSON_CreateObject();
@@ -247,34 +247,41 @@ static char *body_json(const struct inbound_event *ev)
     return text;
 }
 
-/* Inserts the business's own message (an echo) with a sealed body; *inserted false when
- * (integration, mid) existed. It never moves the window. */
-static int insert_echo(struct router *r, struct cm_pg *pg, const struct router_route *route,
-                       const char *conv, const struct inbound_event *ev, bool *inserted)
+/* Inserts the business's own message (an echo; another app's when ev is a standby event) with
+ * a sealed body; *inserted false when (integration, mid) existed. It never moves the window. */
+int inbound_insert_echo(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                        const char *conv, const struct inbound_event *ev, bool *inserted)
 {
     char id[40], aad[96], ts[32];
-    char *body = body_json(ev);
+    char *body = inbound_body_json(ev);
     struct cm_buf sealed;
     int rc;
 
     router_new_id("msg", id);
     snprintf(aad, sizeof(aad), "router.messages.body:%s", id);
-    ts_param(ts, ev->ts_ms);
+    inbound_ts_param(ts, ev->ts_ms);
     cm_buf_init(&sealed);
     rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, body, strlen(body),
                      &sealed);
     if (rc == CM_OK) {
-        const char *values[8] = {id,          conv, route->workspace_id,  ev->platform, ev->mid,
-                                 sealed.data, ts,   route->integration_id};
-        const int lengths[8] = {0, 0, 0, 0, 0, (int)sealed.len, 0, 0};
-        const int formats[8] = {0, 0, 0, 0, 0, 1, 0, 0};
+        const char *values[9] = {id,
+                                 conv,
+                                 route->workspace_id,
+                                 ev->platform,
+                                 ev->mid,
+                                 sealed.data,
+                                 ts,
+                                 route->integration_id,
+                                 ev->standby ? "true" : "false"};
+        const int lengths[9] = {0, 0, 0, 0, 0, (int)sealed.len, 0, 0, 0};
+        const int formats[9] = {0, 0, 0, 0, 0, 1, 0, 0, 0};
         rc = cm_pg_exec_prepared(pg, "router_insert_echo",
                                  "INSERT INTO messages (id, conversation_id, workspace_id,"
                                  " platform, mid, direction, kind, body_sealed, sent_at, status,"
-                                 " integration_id) VALUES ($1, $2, $3, $4, $5, 'out', 'message',"
-                                 " $6, to_timestamp($7::double precision), 'sent', $8)"
-                                 " ON CONFLICT (integration_id, mid) DO NOTHING",
-                                 8, values, lengths, formats);
+                                 " integration_id, standby) VALUES ($1, $2, $3, $4, $5, 'out',"
+                                 " 'message', $6, to_timestamp($7::double precision), 'sent', $8,"
+                                 " $9::boolean) ON CONFLICT (integration_id, mid) DO NOTHING",
+                                 9, values, lengths, formats);
     }
     if (rc == CM_OK)
         *inserted = cm_pg_affected(pg) == 1;
@@ -283,10 +290,13 @@ static int insert_echo(struct router *r, struct cm_pg *pg, const struct router_r
     return rc;
 }
 
-/* The short statement: a known contact's open conversation. */
+/* The short statement: a known contact's open conversation. A message delivered to this app
+ * (never a standby event) says the thread is ours unless Meta said otherwise after it
+ * (schema/006_thread.sql). */
 static const char short_sql[] =
     "WITH conv AS (UPDATE conversations SET last_inbound_at = greatest("
-    "last_inbound_at, to_timestamp($9::double precision)), last_activity_at = now()"
+    "last_inbound_at, to_timestamp($9::double precision)), last_activity_at = now(),"
+    " thread_held = thread_held OR thread_at <= to_timestamp($9::double precision)"
     " WHERE integration_id = $1 AND contact_id = $2 AND status = 'open'"
     " RETURNING id, assignee IS NULL AS waiting),"
     " ins AS (INSERT INTO messages (id, conversation_id, workspace_id, platform, mid,"
@@ -401,8 +411,8 @@ static int seal_message(struct router *r, struct cm_pg *pg, struct inbound_cache
     router_new_id("cv", f->conversation);
     router_new_id("msg", f->id);
     snprintf(aad, sizeof(aad), "router.messages.body:%s", f->id);
-    ts_param(f->ts, ev->ts_ms);
-    body = body_json(ev);
+    inbound_ts_param(f->ts, ev->ts_ms);
+    body = inbound_body_json(ev);
     rc = router_seal(r, pg, f->route.workspace_id, f->route.integration_id, aad, body, strlen(body),
                      &f->sealed);
     cJSON_free(body);
@@ -483,140 +493,12 @@ static int store_echo(struct router *r, struct cm_pg *pg, struct inbound_caches 
             return rc;
         }
     }
-    rc = contact_of(r, pg, caches, route, ev->platform, ev->contact, true, contact);
+    rc = inbound_contact_of(r, pg, caches, route, ev->platform, ev->contact, true, contact);
     if (rc == CM_OK)
-        rc = conversation_of(pg, route, ev, contact, false, conv, &opened, &duplicate);
+        rc = inbound_conversation_of(pg, route, ev, contact, false, conv, &opened, &duplicate);
     if (rc == CM_OK)
-        rc = insert_echo(r, pg, route, conv, ev, &inserted);
+        rc = inbound_insert_echo(r, pg, route, conv, ev, &inserted);
     *outcome = inserted ? INBOUND_STORED : INBOUND_DUPLICATE;
-    return rc;
-}
-
-/* An event about a message not stored yet: redelivered a few times (inbound.c), then dropped. */
-static enum inbound_outcome later(const struct inbound_event *ev)
-{
-    (void)ev;
-    return INBOUND_LATER;
-}
-
-/*
- * Unsend, edit and reaction name a message by Meta's mid: it is looked up within the
- * event's own integration (the route of the account it arrived for), never across tenants,
- * so an event of one integration cannot touch another's message of the same mid.
- */
-static int store_unsend(struct cm_pg *pg, const struct router_route *route,
-                        const struct inbound_event *ev, enum inbound_outcome *outcome)
-{
-    const char *params[2] = {route->integration_id, ev->mid};
-    int rc = cm_pg_exec(pg,
-                        "UPDATE messages SET body_sealed = NULL, reaction_sealed = NULL,"
-                        " deleted = true WHERE integration_id = $1 AND mid = $2",
-                        2, params);
-
-    if (rc == CM_OK)
-        *outcome = cm_pg_affected(pg) > 0 ? INBOUND_STORED : later(ev);
-    return rc;
-}
-
-static int store_edit(struct router *r, struct cm_pg *pg, const struct router_route *route,
-                      const struct inbound_event *ev, enum inbound_outcome *outcome)
-{
-    const cJSON *edit = cJSON_GetObjectItemCaseSensitive(ev->event, "message_edit");
-    const cJSON *num = cJSON_GetObjectItemCaseSensitive(edit, "num_edit");
-    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(edit, "text"));
-    const char *params[2] = {route->integration_id, ev->mid};
-    char count[16], aad[96];
-    struct cm_buf sealed;
-    cJSON *body;
-    char *json;
-    int rc;
-
-    rc = cm_pg_exec(pg,
-                    "SELECT id, edit_count, deleted FROM messages WHERE integration_id = $1"
-                    " AND mid = $2 FOR UPDATE",
-                    2, params);
-    if (rc != CM_OK)
-        return rc;
-    if (cm_pg_ntuples(pg) == 0) {
-        *outcome = later(ev);
-        return CM_OK;
-    }
-    /* An older edit arriving late, or an edit of an unsent message, changes nothing. */
-    if (strcmp(cm_pg_value(pg, 0, 2), "t") == 0 ||
-        atoi(cm_pg_value(pg, 0, 1)) >= (cJSON_IsNumber(num) ? num->valueint : 1)) {
-        *outcome = INBOUND_DUPLICATE;
-        return CM_OK;
-    }
-    snprintf(aad, sizeof(aad), "router.messages.body:%s", cm_pg_value(pg, 0, 0));
-    {
-        char id[40];
-        snprintf(id, sizeof(id), "%s", cm_pg_value(pg, 0, 0));
-        body = cJSON_CreateObject();
-        cJSON_AddStringToObject(body, "text", text ? text : "");
-        json = cJSON_PrintUnformatted(body);
-        cm_buf_init(&sealed);
-        rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, json, strlen(json),
-                         &sealed);
-        snprintf(count, sizeof(count), "%d", cJSON_IsNumber(num) ? num->valueint : 1);
-        if (rc == CM_OK) {
-            const char *values[3] = {id, sealed.data, count};
-            const int lengths[3] = {0, (int)sealed.len, 0};
-            const int formats[3] = {0, 1, 0};
-            rc = cm_pg_exec_params(pg,
-                                   "UPDATE messages SET body_sealed = $2, edit_count = $3::int"
-                                   " WHERE id = $1",
-                                   3, values, lengths, formats, 0);
-        }
-        cm_buf_wipe(&sealed);
-        cJSON_free(json);
-        cJSON_Delete(body);
-    }
-    *outcome = INBOUND_STORED;
-    return rc;
-}
-
-static int store_reaction(struct router *r, struct cm_pg *pg, const struct router_route *route,
-                          const struct inbound_event *ev, enum inbound_outcome *outcome)
-{
-    const cJSON *re = cJSON_GetObjectItemCaseSensitive(ev->event, "reaction");
-    const char *action = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(re, "action"));
-    const char *params[2] = {route->integration_id, ev->mid};
-    char id[40], aad[96];
-    struct cm_buf sealed;
-    int rc;
-
-    rc = cm_pg_exec(
-        pg, "SELECT id FROM messages WHERE integration_id = $1 AND mid = $2 AND NOT deleted", 2,
-        params);
-    if (rc != CM_OK)
-        return rc;
-    if (cm_pg_ntuples(pg) == 0) {
-        *outcome = later(ev);
-        return CM_OK;
-    }
-    snprintf(id, sizeof(id), "%s", cm_pg_value(pg, 0, 0));
-    if (action != NULL && strcmp(action, "unreact") == 0) {
-        const char *p1[1] = {id};
-        *outcome = INBOUND_STORED;
-        return cm_pg_exec(pg, "UPDATE messages SET reaction_sealed = NULL WHERE id = $1", 1, p1);
-    }
-    {
-        char *json = cJSON_PrintUnformatted(re);
-        snprintf(aad, sizeof(aad), "router.messages.reaction:%s", id);
-        cm_buf_init(&sealed);
-        rc = router_seal(r, pg, route->workspace_id, route->integration_id, aad, json, strlen(json),
-                         &sealed);
-        if (rc == CM_OK) {
-            const char *values[2] = {id, sealed.data};
-            const int lengths[2] = {0, (int)sealed.len};
-            const int formats[2] = {0, 1};
-            rc = cm_pg_exec_params(pg, "UPDATE messages SET reaction_sealed = $2 WHERE id = $1", 2,
-                                   values, lengths, formats, 0);
-        }
-        cm_buf_wipe(&sealed);
-        cJSON_free(json);
-    }
-    *outcome = INBOUND_STORED;
     return rc;
 }
 
@@ -626,7 +508,7 @@ static int store_watermark(struct router *r, struct cm_pg *pg, struct inbound_ca
                            const char *column, enum inbound_outcome *outcome)
 {
     char contact[40], ts[32], sql[400];
-    int rc = contact_of(r, pg, caches, route, ev->platform, ev->contact, false, contact);
+    int rc = inbound_contact_of(r, pg, caches, route, ev->platform, ev->contact, false, contact);
 
     if (rc == CM_NOTFOUND) {
         /* A read or delivery from someone we hold nothing of: nothing to record. */
@@ -635,7 +517,7 @@ static int store_watermark(struct router *r, struct cm_pg *pg, struct inbound_ca
     }
     if (rc != CM_OK)
         return rc;
-    ts_param(ts, ev->ts_ms);
+    inbound_ts_param(ts, ev->ts_ms);
     snprintf(sql, sizeof(sql),
              "UPDATE conversations SET %s = greatest(%s, to_timestamp($3::double precision))"
              " WHERE id = (SELECT id FROM conversations WHERE integration_id = $1"
@@ -679,7 +561,7 @@ static bool contact_wrote(const struct inbound_event *ev)
     const char *k = ev->kind;
 
     return ev->platform != NULL && ev->account_id != NULL && k != NULL && ev->event != NULL &&
-           ev->contact != NULL && ev->ts_ms > 0 &&
+           ev->contact != NULL && ev->ts_ms > 0 && !ev->standby &&
            (strcmp(k, "message") == 0 || strcmp(k, "postback") == 0 || strcmp(k, "referral") == 0);
 }
 
@@ -769,6 +651,13 @@ int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *cac
     if (rc != CM_OK)
         return rc;
 
+    /* What the contact or the other app sent while that app held the thread (thread.c); a
+     * standby reaction, edit, unsend, read or delivery changes what it names, as any. */
+    if (ev->standby && (strcmp(k, "message") == 0 || strcmp(k, "postback") == 0 ||
+                        strcmp(k, "referral") == 0 || strcmp(k, "echo") == 0))
+        return thread_store_standby(r, pg, caches, &route, ev, outcome);
+    if (strcmp(k, "handover") == 0)
+        return thread_store_handover(r, pg, caches, &route, ev, outcome);
     if (strcmp(k, "message") == 0 || strcmp(k, "postback") == 0 || strcmp(k, "referral") == 0)
         return store_inbound(r, pg, caches, ev, outcome);
     if (ev->mid == NULL &&
@@ -778,12 +667,8 @@ int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *cac
     }
     if (strcmp(k, "echo") == 0)
         return store_echo(r, pg, caches, &route, ev, outcome);
-    if (strcmp(k, "unsend") == 0)
-        return store_unsend(pg, &route, ev, outcome);
-    if (strcmp(k, "edit") == 0)
-        return store_edit(r, pg, &route, ev, outcome);
-    if (strcmp(k, "reaction") == 0)
-        return store_reaction(r, pg, &route, ev, outcome);
+    if (strcmp(k, "unsend") == 0 || strcmp(k, "edit") == 0 || strcmp(k, "reaction") == 0)
+        return inbound_store_change(r, pg, &route, ev, outcome);
     if (strcmp(k, "read") == 0)
         return store_watermark(r, pg, caches, &route, ev, "read_watermark", outcome);
     if (strcmp(k, "delivery") == 0)

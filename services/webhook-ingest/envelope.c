@@ -83,6 +83,10 @@ static const char *classify(const cJSON *ev)
         return "postback";
     if (obj_of(ev, "referral") != NULL)
         return "referral";
+    /* messaging_handovers: who holds the thread (Meta's handover protocol). */
+    if (obj_of(ev, "pass_thread_control") != NULL || obj_of(ev, "take_thread_control") != NULL ||
+        obj_of(ev, "request_thread_control") != NULL)
+        return "handover";
     return "other";
 }
 
@@ -207,9 +211,9 @@ static void add_event(struct envelope *env, const char *account, const char *sou
 /* Kinds are static strings so that envelope_event.kind needs no copy. */
 static const char *static_kind(const char *k)
 {
-    static const char *const kinds[] = {"message",  "echo",  "unsend",   "edit",
-                                        "reaction", "read",  "delivery", "postback",
-                                        "referral", "other", "standby",  "change"};
+    static const char *const kinds[] = {"message", "echo",     "unsend",   "edit",     "reaction",
+                                        "read",    "delivery", "postback", "referral", "handover",
+                                        "other",   "standby",  "change"};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         if (strcmp(kinds[i], k) == 0)
             return kinds[i];

@@ -41,6 +41,13 @@ void test_lists_newest(void);
 void test_lists_filters(void);
 void test_lists_refused(void);
 
+/* test_router_thread.c */
+void test_thread_setup(void);
+void test_thread_standby(void);
+void test_thread_handover(void);
+void test_thread_meta_refusal(void);
+void test_mark_seen(void);
+
 /* test_router_dedup.c */
 void test_duplicates_in_one_batch(void);
 void test_duplicates_racing(void);

@@ -20,7 +20,7 @@ struct th_stack st;
 struct th_proc ingest, vault, router1, router2, router1_first;
 int router1_port, router2_port;
 int64_t now_ms_;
-const char *const router_env[] = {"SEND_MAX_ATTEMPTS=3", NULL};
+const char *const router_env[] = {"SEND_MAX_ATTEMPTS=3", "META_APP_ID=" FAKEMETA_APP_ID, NULL};
 static char ws[64];
 
 static int64_t now_ms(void)
@@ -802,6 +802,11 @@ int main(void)
     RUN(test_lists_newest);
     RUN(test_lists_filters);
     RUN(test_lists_refused);
+    RUN(test_thread_setup);
+    RUN(test_thread_standby);
+    RUN(test_thread_handover);
+    RUN(test_thread_meta_refusal);
+    RUN(test_mark_seen);
     RUN(test_duplicates_in_one_batch);
     RUN(test_replicas);
     RUN(test_duplicates_racing);

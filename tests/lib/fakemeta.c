@@ -357,7 +357,8 @@ static void send_api(struct fakemeta *m, int host, const char *account,
     } else {
         fm_usage_headers(m, resp, t.account[0] ? t.account : account,
                          t.kind == FAKEMETA_PAGE ? "messenger" : "instagram");
-        deliver(m, to, resp);
+        if (!fm_thread_send(m, t.account[0] ? t.account : account, to, body, resp))
+            deliver(m, to, resp);
     }
     free(query_token);
     cJSON_Delete(body);
@@ -568,6 +569,12 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
             fakehttp_meta_error(resp, 400, 190, 0, INVALID_190);
         else
             send_api(m, l->host, account, req, resp);
+    } else if (fb && strcmp(req->method, "POST") == 0 && rest != NULL && rlen > 20 &&
+               strcmp(rest + rlen - 20, "/take_thread_control") == 0 &&
+               strchr(rest, '/') == rest + rlen - 20) {
+        char account[80];
+        snprintf(account, sizeof(account), "%.*s", (int)(rlen - 20), rest);
+        fm_take_thread_control(m, FAKEMETA_FACEBOOK, account, req, resp);
     } else if (ig && get && strcmp(req->path, "/access_token") == 0) {
         ig_exchange(m, req, resp);
     } else if (ig && get && strcmp(req->path, "/refresh_access_token") == 0) {
@@ -644,6 +651,7 @@ void fakemeta_stop(struct fakemeta *m)
     if (m->srv[1] != m->srv[0])
         fakehttp_stop(m->srv[1]);
     fakehttp_stop(m->srv[0]);
+    fm_threads_free(m);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

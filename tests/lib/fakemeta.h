@@ -14,6 +14,8 @@
  *                                                      "expires_at", "scopes", ...}}
  *   GET  /vX/me?fields=id&access_token=<user token>  -> {"id": <app-scoped user id>}
  *   POST /vX/<page-id>/messages (Bearer <Page token of that page>)
+ *   POST /vX/<page-id>/take_thread_control (Bearer <Page token>)  -> {"success": true}
+ *                                                   (fakemeta_thread.c)
  *   GET|POST|DELETE /vX/<page-id>/subscribed_apps?[subscribed_fields]&access_token=<Page token>
  *                                                   -> the app's webhook subscription
  *   GET  /vX/<PSID>?fields=first_name,last_name,profile_pic (Page token, Bearer or
@@ -80,6 +82,9 @@
  *   throttled*     400 code 613 on the first attempt, then 200
  *   down*          503 always
  *   anything else  200 {"recipient_id", "message_id": "m_sent_<n>"}
+ * A thread another app holds (fakemeta_set_thread_owner()) refuses first: 400, code 10
+ * subcode 2018300; a sender action ("sender_action": "mark_seen") is answered 200
+ * {"recipient_id"}.
  */
 #ifndef TESTS_FAKEMETA_H
 #define TESTS_FAKEMETA_H
@@ -176,5 +181,24 @@ int fakemeta_sends(struct fakemeta *m, enum fakemeta_host host);
 /* The body of the last Send API request to recipient on either host (a new string; free
  * it), or NULL. */
 char *fakemeta_last_send(struct fakemeta *m, const char *recipient);
+
+/* --- thread control (fakemeta_thread.c) ------------------------------------------------- */
+
+/* Meta's Page Inbox app: the app that holds a thread a person answers in Meta's inbox. */
+#define FAKEMETA_INBOX_APP_ID "263902037430900"
+
+/*
+ * Makes app_id (NULL: the suite's app, FAKEMETA_APP_ID) hold the thread of recipient on
+ * account. While another app holds it, a message or sender action to recipient is refused with
+ * Meta's error (code 10, subcode 2018300); take_thread_control gives it back to the suite's app.
+ */
+void fakemeta_set_thread_owner(struct fakemeta *m, const char *account, const char *recipient,
+                               const char *app_id);
+/* The app holding the thread (a new string; free it): FAKEMETA_APP_ID when never set. */
+char *fakemeta_thread_owner(struct fakemeta *m, const char *account, const char *recipient);
+/* The number of sender actions (e.g. "mark_seen") posted for recipient on either host. */
+int fakemeta_sender_actions(struct fakemeta *m, const char *recipient, const char *action);
+/* The number of take_thread_control calls for recipient. */
+int fakemeta_takes(struct fakemeta *m, const char *recipient);
 
 #endif

@@ -1,12 +1,14 @@
 /*
  * fakemeta_int.h - the stand-in's state and the checks its endpoint files share
  * (fakemeta.c: token exchanges, the Send API, routing; fakemeta_account.c: debug_token,
- * /me, subscribed_apps; fakemeta_profile.c: the User Profile API).
+ * /me, subscribed_apps; fakemeta_profile.c: the User Profile API; fakemeta_thread.c:
+ * thread control).
  * Not for tests: they use fakemeta.h.
  */
 #ifndef TESTS_FAKEMETA_INT_H
 #define TESTS_FAKEMETA_INT_H
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,6 +60,7 @@ struct fakemeta {
     int nsubs;
     int nseen;
     int sent_seq;
+    struct fm_threads *threads; /* who holds each thread (fakemeta_thread.c) */
 };
 
 /* The stand-in's clock (seconds); under m->lock. */
@@ -100,5 +103,17 @@ void fm_subscribed_apps(struct fakemeta *m, int host, const char *account,
  * (nothing answered) for a read that is not one (a Page token read). */
 bool fm_profile(struct fakemeta *m, int host, const char *id, const struct fakehttp_request *req,
                 struct fakehttp_response *resp);
+
+/* fakemeta_thread.c */
+struct fm_threads;
+/*
+ * A Send API call to `to` on account that passed the token checks: true when answered here (a
+ * thread another app holds: 10/2018300; a sender action: 200 without a message_id).
+ */
+bool fm_thread_send(struct fakemeta *m, const char *account, const char *to, const cJSON *body,
+                    struct fakehttp_response *resp);
+void fm_take_thread_control(struct fakemeta *m, int host, const char *account,
+                            const struct fakehttp_request *req, struct fakehttp_response *resp);
+void fm_threads_free(struct fakemeta *m);
 
 #endif

@@ -81,6 +81,25 @@ static void test_messenger_kinds(void)
 #undef SUBJ
 }
 
+/* Handover webhooks (messaging_handovers) have a kind of their own, named by their digest. */
+static void test_handover(void)
+{
+    char *text = fixture("messenger_handover");
+    struct envelope env;
+
+    envelope_parse(&env, text, strlen(text));
+    CHECK_INT(env.nevents, 3);
+    for (size_t i = 0; i < env.nevents && i < 3; i++) {
+        CHECK_STR(env.events[i].kind, "handover");
+        CHECK_STR(env.events[i].subject, "meta.events.messenger.106123456789012.handover");
+        CHECK_CONTAINS(env.events[i].msg_id, "messenger:106123456789012:handover:sha256:");
+    }
+    if (env.nevents == 3)
+        CHECK(strcmp(env.events[0].msg_id, env.events[1].msg_id) != 0);
+    envelope_cleanup(&env);
+    free(text);
+}
+
 static void test_referral_uses_digest(void)
 {
     char *text = fixture("messenger_referral");
@@ -241,6 +260,7 @@ int main(void)
 {
     RUN(test_messenger_kinds);
     RUN(test_referral_uses_digest);
+    RUN(test_handover);
     RUN(test_instagram_kinds);
     RUN(test_identities_distinct);
     RUN(test_batch);
