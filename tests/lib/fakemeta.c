@@ -588,6 +588,8 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
                   : fb && !ig ? FAKEMETA_FACEBOOK
                               : BOTH_HOSTS,
                   req, resp);
+    } else if (rest != NULL && fm_conversations(m, l->host, rest, req, resp)) {
+        /* answered */
     } else if (fb && get && rest != NULL && rlen > 0 && strchr(rest, '/') == NULL) {
         page_token(m, rest, req, resp);
     } else {
@@ -641,6 +643,7 @@ void fakemeta_stop(struct fakemeta *m)
     if (m->srv[1] != m->srv[0])
         fakehttp_stop(m->srv[1]);
     fakehttp_stop(m->srv[0]);
+    fm_conversations_free(m);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

@@ -58,6 +58,7 @@ struct fakemeta {
     int nsubs;
     int nseen;
     int sent_seq;
+    struct fm_convs *convs; /* fakemeta_conversations.c's, created on first use */
 };
 
 /* The stand-in's clock (seconds); under m->lock. */
@@ -95,5 +96,10 @@ void fm_whoami(struct fakemeta *m, int host, const struct fakehttp_request *req,
                struct fakehttp_response *resp);
 void fm_subscribed_apps(struct fakemeta *m, int host, const char *account,
                         const struct fakehttp_request *req, struct fakehttp_response *resp);
+
+/* fakemeta_conversations.c: true when it answered req (a Conversations API path). */
+bool fm_conversations(struct fakemeta *m, int host, const char *rest,
+                      const struct fakehttp_request *req, struct fakehttp_response *resp);
+void fm_conversations_free(struct fakemeta *m);
 
 #endif
