@@ -17,6 +17,7 @@ extern const char doms_embed_002_contact_index[];
 extern const char doms_embed_003_message_integration[];
 extern const char doms_embed_004_member_load[];
 extern const char doms_embed_005_inbound_message[];
+extern const char doms_embed_008_backfill[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -26,6 +27,7 @@ static const struct cm_migration migrations[] = {
     {5, "message integration", doms_embed_003_message_integration},
     {6, "member load", doms_embed_004_member_load},
     {7, "inbound message", doms_embed_005_inbound_message},
+    {10, "backfill", doms_embed_008_backfill},
 };
 
 static const struct cm_setting settings[] = {
@@ -101,6 +103,7 @@ static int start(struct router *r)
         router_api_conv_register(r);
         router_api_list_register(r);
         router_purge_register(r);
+        router_backfill_register(r);
         rc = cm_rpc_start(r->rpc);
     }
     if (rc == CM_OK)
@@ -112,6 +115,8 @@ static int start(struct router *r)
         rc = router_inbound_start(r);
     if (rc == CM_OK)
         rc = router_senders_start(r);
+    if (rc == CM_OK)
+        rc = router_backfill_start(r);
     return rc;
 }
 
@@ -119,6 +124,7 @@ static int start(struct router *r)
 static void stop(struct router *r)
 {
     cm_rpc_destroy(r->rpc);
+    router_backfill_stop(r);
     router_inbound_stop(r);
     cm_consumer_destroy(r->routes);
     cm_pg_destroy(r->routes_pg);

@@ -37,6 +37,7 @@ struct router_cfg {
 
 struct router_keys;    /* blind-index key cache, keys.c */
 struct router_limiter; /* per-account send rate, sender.c */
+struct backfill;       /* the backfill worker, backfill.c */
 
 struct router {
     struct cm_service svc;
@@ -51,6 +52,7 @@ struct router {
     struct cm_pg *routes_pg; /* the routes consumer's connection */
     struct cm_consumer *senders[2];
     struct sender *sender_state[2];
+    struct backfill *backfill;
 
     struct cm_metric *m_stored;
     struct cm_metric *m_duplicate;
@@ -251,9 +253,29 @@ int router_begin_read_audit(struct cm_pg *pg) CM_MUST_CHECK;
 /* --- sender.c: replies to Meta's Send API --------------------------------------------- */
 
 int router_senders_start(struct router *r) CM_MUST_CHECK;
+
+/* appsecret_proof: 64 hex digits and a NUL. */
+#define ROUTER_PROOF_LEN 65
+/*
+ * Asks token-vault for the integration's token (sodium memory in *token: the caller frees it
+ * with sodium_free()) and its appsecret_proof (proof; "" from a vault that sends none), which
+ * every Graph call carries: the app secret itself stays in the vault. Returns CM_OK,
+ * CM_DENIED (the vault refused: not connected, unknown) or CM_UNAVAIL, with why set.
+ */
+int router_token_fetch(struct router *r, const char *integration, char **token,
+                       char proof[ROUTER_PROOF_LEN], char *why, size_t cap) CM_MUST_CHECK;
 /* Frees the senders' state, after their consumers are destroyed. */
 void router_senders_free(struct router *r);
 void router_limiter_destroy(struct router_limiter *l);
+
+/* --- backfill.c: the Conversations API's backfill (proto/router.md#backfill) ------------- */
+
+/* Serves router.integration.backfill (token-vault only). */
+void router_backfill_register(struct router *r);
+/* Starts this replica's backfill worker thread. Returns CM_OK or CM_ERR. */
+int router_backfill_start(struct router *r) CM_MUST_CHECK;
+/* Stops the worker (a job in hand goes back to pending at its position) and frees it. */
+void router_backfill_stop(struct router *r);
 
 /* --- purge.c: router.purge and router.workspace.delete --------------------------------- */
 

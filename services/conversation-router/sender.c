@@ -33,7 +33,7 @@
 #define RATE_PER_ACCOUNT 100.0 /* messages per second per account and replica */
 #define BACKOFF_BASE_MS  1000
 #define BACKOFF_CAP_MS   60000
-#define PROOF_LEN        65 /* appsecret_proof: 64 hex digits and a NUL */
+#define PROOF_LEN        ROUTER_PROOF_LEN
 
 struct bucket {
     char account[80];
@@ -183,13 +183,8 @@ static void finish(struct sender *s, const struct job *j, bool sent, const char 
     }
 }
 
-/*
- * Asks token-vault for the integration's token (sodium memory in *token) and its
- * appsecret_proof (proof; "" from a vault that sends none), which every Graph call carries:
- * the app secret itself stays in the vault.
- */
-static int fetch_token(struct sender *s, const struct job *j, char **token, char proof[PROOF_LEN],
-                       char *why, size_t cap)
+int router_token_fetch(struct router *r, const char *integration, char **token,
+                       char proof[ROUTER_PROOF_LEN], char *why, size_t cap)
 {
     natsMsg *reply = NULL;
     cJSON *req = cJSON_CreateObject(), *resp, *result;
@@ -199,9 +194,9 @@ static int fetch_token(struct sender *s, const struct job *j, char **token, char
     int rc;
 
     cJSON_AddStringToObject(req, "actor", ROUTER_SERVICE);
-    cJSON_AddStringToObject(req, "integration_id", j->integration);
+    cJSON_AddStringToObject(req, "integration_id", integration);
     body = cJSON_PrintUnformatted(req);
-    st = cm_nats_request(&reply, s->r->svc.nats, "vault.token.get", body, 10000);
+    st = cm_nats_request(&reply, r->svc.nats, "vault.token.get", body, 10000);
     cJSON_free(body);
     cJSON_Delete(req);
     if (st != NATS_OK) {
@@ -462,7 +457,8 @@ static enum cm_consume_result on_job(void *arg, natsMsg *msg)
     } else if (!take(s->r->limiter, j.account)) {
         natsMsg_NakWithDelay(msg, 1000, NULL);
         verdict = CM_CONSUME_SETTLED;
-    } else if ((rc = fetch_token(s, &j, &token, proof, why, sizeof(why))) == CM_DENIED) {
+    } else if ((rc = router_token_fetch(s->r, j.integration, &token, proof, why, sizeof(why))) ==
+               CM_DENIED) {
         finish(s, &j, false, NULL, why);
     } else if (rc != CM_OK) {
         CM_WARN_ID(j.id, "%s", why);
