@@ -39,7 +39,6 @@ struct backfill {
     struct router *r;
     pthread_t thread;
     bool started;
-    double last_call; /* the worker's last Graph call: pacing outlives one run of a job */
     atomic_bool stopping;
 };
 
@@ -52,6 +51,7 @@ struct job {
     int64_t since_ms;
     int page_done;
     int generation;
+    double last_call; /* epoch seconds of the account's last Graph call, 0: none */
 };
 
 /* --- the request ------------------------------------------------------------------------ */
@@ -59,7 +59,9 @@ struct job {
 /*
  * The upsert of a request: a job already pending or running keeps its position and counts
  * unless since moves earlier (then it starts again from Meta's first page, its generation
- * telling its worker so); a finished one starts anew. A throttling wait stands.
+ * telling its worker so); a finished one starts anew. A throttling wait stands. A job that
+ * had already listed conversations when the request came walks once more when it ends
+ * (again): what arrived at Meta after its list was read is then found too.
  */
 static const char upsert_sql[] =
     "INSERT INTO backfill_jobs AS j (integration_id, since) VALUES ($1, coalesce($2::timestamptz,"
@@ -81,6 +83,8 @@ static const char upsert_sql[] =
     " failures = CASE WHEN j.state IN ('pending', 'running') THEN j.failures ELSE 0 END,"
     " not_before = CASE WHEN j.state IN ('pending', 'running') THEN j.not_before END,"
     " started_at = CASE WHEN j.state IN ('pending', 'running') THEN j.started_at END,"
+    " again = j.state = 'running' OR (j.state = 'pending' AND (j.page_cursor IS NOT NULL"
+    "  OR j.page_done > 0)),"
     " state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'pending' END,"
     " error = NULL, finished_at = NULL, requested_at = now()";
 
@@ -233,7 +237,7 @@ static int claim(struct cm_pg *pg, struct job *j)
         " AND r.integration_id = j.integration_id"
         " RETURNING j.integration_id, r.platform, r.account_id, r.status,"
         " floor(extract(epoch FROM j.since) * 1000)::bigint, coalesce(j.page_cursor, ''),"
-        " j.page_done, j.generation",
+        " j.page_done, j.generation, coalesce(j.last_call_at, 0)",
         0, NULL);
 
     if (rc != CM_OK)
@@ -248,6 +252,7 @@ static int claim(struct cm_pg *pg, struct job *j)
     snprintf(j->cursor, sizeof(j->cursor), "%s", cm_pg_value(pg, 0, 5));
     j->page_done = atoi(cm_pg_value(pg, 0, 6));
     j->generation = atoi(cm_pg_value(pg, 0, 7));
+    j->last_call = atof(cm_pg_value(pg, 0, 8));
     if (strcmp(cm_pg_value(pg, 0, 3), "connected") != 0) {
         const char *params[2] = {j->integration, cm_pg_value(pg, 0, 3)};
         rc = cm_pg_exec(pg,
@@ -263,31 +268,39 @@ static int claim(struct cm_pg *pg, struct job *j)
 /*
  * Ends a run of the job: "done", "failed" with why, or back to "pending" after wait_s
  * seconds (throttled: counted; failure: a passing one, counted, failing the job past
- * MAX_FAILURES). Only the generation the worker ran is touched.
+ * MAX_FAILURES). "done" of a job asked again while it walked (again) is "pending" from Meta's
+ * first page instead. Only the generation the worker ran is touched.
  */
 static void release(struct cm_pg *pg, const struct job *j, const char *how, int wait_s,
-                    const char *why, long calls)
+                    const char *why, long calls, double last_call)
 {
-    char gen[16], wait[16], ncalls[24], max[16];
-    const char *params[7] = {j->integration, gen, how, wait, why, ncalls, max};
+    char gen[16], wait[16], ncalls[24], max[16], last[32];
+    const char *params[8] = {j->integration, gen, how, wait, why, ncalls, max, last};
 
     snprintf(gen, sizeof(gen), "%d", j->generation);
     snprintf(wait, sizeof(wait), "%d", wait_s);
     snprintf(ncalls, sizeof(ncalls), "%ld", calls);
     snprintf(max, sizeof(max), "%d", MAX_FAILURES);
+    snprintf(last, sizeof(last), "%.3f", last_call);
     if (cm_pg_exec(pg,
                    "UPDATE backfill_jobs SET lease_until = NULL, calls = calls + $6::bigint,"
+                   " last_call_at = greatest(last_call_at, $8::double precision),"
                    " throttled = throttled + CASE WHEN $3 = 'throttled' THEN 1 ELSE 0 END,"
                    " failures = CASE WHEN $3 = 'failure' THEN failures + 1 ELSE 0 END,"
-                   " state = CASE WHEN $3 IN ('done', 'failed') THEN $3"
+                   " state = CASE WHEN $3 = 'done' AND again THEN 'pending'"
+                   "  WHEN $3 IN ('done', 'failed') THEN $3"
                    "  WHEN $3 = 'failure' AND failures + 1 >= $7::int THEN 'failed'"
                    "  ELSE 'pending' END,"
                    " not_before = CASE WHEN $3 IN ('throttled', 'failure', 'pending')"
                    "  THEN now() + make_interval(secs => $4::int) END,"
-                   " finished_at = CASE WHEN $3 IN ('done', 'failed') THEN now() END,"
+                   " finished_at = CASE WHEN $3 = 'failed' OR ($3 = 'done' AND NOT again)"
+                   "  THEN now() END,"
+                   " page_cursor = CASE WHEN $3 = 'done' THEN NULL ELSE page_cursor END,"
+                   " page_done = CASE WHEN $3 = 'done' THEN 0 ELSE page_done END,"
+                   " again = again AND $3 NOT IN ('done', 'failed'),"
                    " error = $5"
                    " WHERE integration_id = $1 AND generation = $2::int AND state = 'running'",
-                   7, params) != CM_OK)
+                   8, params) != CM_OK)
         CM_WARN("integration %s: the backfill's state not recorded", j->integration);
 }
 
@@ -297,7 +310,8 @@ static void release(struct cm_pg *pg, const struct job *j, const char *how, int 
  * messages still count, the position is the new request's.
  */
 static int store_conversation(struct router *r, struct cm_pg *pg, const struct job *j,
-                              cJSON *events, const char *cursor, int page_done, long calls)
+                              cJSON *events, const char *cursor, int page_done, long calls,
+                              double last_call)
 {
     long stored = 0, held = 0;
     const cJSON *wrap;
@@ -320,20 +334,23 @@ static int store_conversation(struct router *r, struct cm_pg *pg, const struct j
         held += outcome == INBOUND_DUPLICATE;
     }
     if (rc == CM_OK) {
-        char done[16], gen[16], ns[24], nh[24], nc[24];
-        const char *params[7] = {j->integration, cursor[0] ? cursor : NULL, done, gen, ns, nh, nc};
+        char done[16], gen[16], ns[24], nh[24], nc[24], last[32];
+        const char *params[8] = {
+            j->integration, cursor[0] ? cursor : NULL, done, gen, ns, nh, nc, last};
         snprintf(done, sizeof(done), "%d", page_done);
         snprintf(gen, sizeof(gen), "%d", j->generation);
         snprintf(ns, sizeof(ns), "%ld", stored);
         snprintf(nh, sizeof(nh), "%ld", held);
         snprintf(nc, sizeof(nc), "%ld", calls);
+        snprintf(last, sizeof(last), "%.3f", last_call);
         rc = cm_pg_exec(pg,
                         "UPDATE backfill_jobs SET page_cursor = $2, page_done = $3::int,"
                         " stored = stored + $5::bigint, duplicates = duplicates + $6::bigint,"
                         " calls = calls + $7::bigint, failures = 0,"
+                        " last_call_at = greatest(last_call_at, $8::double precision),"
                         " lease_until = now() + interval '" LEASE "'"
                         " WHERE integration_id = $1 AND generation = $4::int AND state = 'running'",
-                        7, params);
+                        8, params);
         if (rc == CM_OK && cm_pg_affected(pg) == 0)
             rc = CM_NOTFOUND;
     }
@@ -375,7 +392,8 @@ static const char *walk(struct backfill *b, struct cm_pg *pg, struct bf_meta *m,
             }
             rc = bf_messages(m, page->convs[i].id, j->since_ms, &events);
             if (rc == CM_OK) {
-                rc = store_conversation(b->r, pg, j, events, j->cursor, i + 1, m->calls - counted);
+                rc = store_conversation(b->r, pg, j, events, j->cursor, i + 1, m->calls - counted,
+                                        m->last_call);
                 counted = m->calls;
             }
             cJSON_Delete(events);
@@ -403,7 +421,7 @@ static const char *walk(struct backfill *b, struct cm_pg *pg, struct bf_meta *m,
         /* The next page, from its first conversation. */
         snprintf(j->cursor, sizeof(j->cursor), "%s", page->after);
         j->page_done = 0;
-        rc = store_conversation(b->r, pg, j, NULL, j->cursor, 0, m->calls - counted);
+        rc = store_conversation(b->r, pg, j, NULL, j->cursor, 0, m->calls - counted, m->last_call);
         if (rc != CM_OK)
             how = rc == CM_NOTFOUND ? "" : "failure";
         counted = m->calls;
@@ -424,18 +442,17 @@ static void run(struct backfill *b, struct cm_pg *pg, struct cm_httpc *http, str
                         .http = http,
                         .platform = j->platform,
                         .account = j->account,
-                        .last_call = b->last_call};
+                        .last_call = j->last_call};
     char why[512];
     const char *how;
     int rc = router_token_fetch(b->r, j->integration, &m.token, m.proof, why, sizeof(why));
 
     if (rc != CM_OK) {
-        release(pg, j, rc == CM_DENIED ? "failed" : "failure", 30, why, 0);
+        release(pg, j, rc == CM_DENIED ? "failed" : "failure", 30, why, 0, 0);
         return;
     }
     CM_INFO("integration %s: backfill running", j->integration);
     how = walk(b, pg, &m, j);
-    b->last_call = m.last_call;
     sodium_free(m.token);
     if (how == NULL) {
         /* Asked again from earlier meanwhile: free for the next claim at once. */
@@ -449,7 +466,7 @@ static void run(struct backfill *b, struct cm_pg *pg, struct cm_httpc *http, str
     }
     if (strcmp(how, "failure") == 0)
         m.wait_s = 30;
-    release(pg, j, how, m.wait_s, strcmp(how, "done") == 0 ? NULL : m.why, m.calls);
+    release(pg, j, how, m.wait_s, strcmp(how, "done") == 0 ? NULL : m.why, m.calls, m.last_call);
     CM_INFO("integration %s: backfill %s%s%s", j->integration, how,
             strcmp(how, "done") == 0 ? "" : ": ", strcmp(how, "done") == 0 ? "" : m.why);
 }

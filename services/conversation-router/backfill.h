@@ -31,7 +31,8 @@ struct bf_meta {
     const char *account;
     char *token; /* sodium memory, from router_token_fetch() */
     char proof[ROUTER_PROOF_LEN];
-    double last_call; /* monotonic seconds of the last call, for the pacing */
+    double last_call; /* epoch seconds of the account's last call (kept in the job's row, so
+                         the pacing holds across runs, processes and replicas) */
     long calls;       /* calls made (counted into the job's row) */
     int wait_s;       /* > 0: Meta asked to wait this long (throttled, or usage at its limit) */
     char why[640];    /* the last failure's reason */

@@ -29,23 +29,26 @@
 #include "backfill.h"
 #include "common/log.h"
 
-static double mono_s(void)
+/* Wall-clock seconds: the last call's time is shared through the job's row, across processes. */
+static double wall_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Waits until a call is due under the account's rate (a worker thread: sleeping is pacing). */
 static void pace(struct bf_meta *m)
 {
-    double gap = 1.0 / BACKFILL_CALLS_PER_S, wait = m->last_call + gap - mono_s();
+    double gap = 1.0 / BACKFILL_CALLS_PER_S, wait = m->last_call + gap - wall_s();
 
+    if (wait > gap)
+        wait = gap; /* another host's clock ahead of ours: never more than one gap */
     if (m->last_call > 0 && wait > 0) {
         struct timespec ts = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
         nanosleep(&ts, NULL);
     }
-    m->last_call = mono_s();
+    m->last_call = wall_s();
 }
 
 int64_t bf_meta_time_ms(const char *s)

@@ -6,10 +6,12 @@
  * estimated time to regain access, then a rate limit code without one), messages already
  * stored by webhooks not stored twice, the business's own messages as echoes, Meta's 2 calls
  * a second per account kept, an old message that does not reopen the window, the scheduled
- * detection of a silent account, and the refusals of router.integration.backfill. Nothing
- * Meta says of a person beyond their id reaches the schema or the logs.
+ * detection of a silent account, a replica stopped and one killed mid-way, and the refusals of
+ * router.integration.backfill. Nothing Meta says of a person beyond their id reaches the schema or
+ * the logs.
  */
 #include <cjson/cJSON.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -22,7 +24,7 @@
 #define IG   "17841400000000077"
 
 static struct th_stack st;
-static struct th_proc ingest, vault, router;
+static struct th_proc ingest, vault, router, router_lives[2];
 static char ws[64], page_int[64], ig_int[64];
 static int64_t t0; /* the run's start, epoch ms: Meta's times are relative to it */
 
@@ -339,6 +341,70 @@ static void test_scheduled_silence(void)
     CHECK_WAIT(stored_is("m_bfs_1", "1/1"), 30000);
 }
 
+/* Prints the job's row and the end of the router's log: why a wait ran out. */
+static void dump_job(const char *id)
+{
+    char *j = job_field(id, "row_to_json(backfill_jobs)::text");
+    char *log = th_proc_output(&router);
+    size_t n = log != NULL ? strlen(log) : 0;
+
+    fprintf(stderr, "job: %s\nrouter log:\n%s\n", j ? j : "(none)",
+            log != NULL ? log + (n > 4000 ? n - 4000 : 0) : "");
+    free(j);
+    free(log);
+}
+
+/*
+ * A replica stopped mid-way puts its job back where it was; one killed leaves its lease,
+ * which another process claims once it runs out (moved on by the test): every message is
+ * stored once, the conversation being stored when it died repeated and found held.
+ */
+static void test_crash_midway(void)
+{
+    char psid[32], mid[48], text[64], body[256];
+    int64_t base = now_ms() - 10 * 60 * 1000;
+    cJSON *r;
+
+    for (int c = 0; c < 10; c++) {
+        snprintf(psid, sizeof(psid), "bf-c-%d", c);
+        for (int i = 0; i < 3; i++) {
+            snprintf(mid, sizeof(mid), "m_bfc_%d_%d", c, i);
+            snprintf(text, sizeof(text), "crash text %d %d", c, i);
+            fakemeta_conv_add(st.meta, FAKEMETA_FACEBOOK, PAGE, psid, mid, text,
+                              base + c * 10000 + i * 1000, false);
+        }
+    }
+    snprintf(body, sizeof(body), "{\"integration_id\":\"%s\",\"since\":null,\"wait_ms\":0}",
+             page_int);
+    r = ask_backfill("token-vault", body);
+    CHECK_STR(th_json_str(r, "result", "integration_id"), page_int);
+    cJSON_Delete(r);
+    /* SIGTERM once a conversation is stored: back to pending, at its position. */
+    CHECK_WAIT(sql_num("SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bfc\\_%'") >= 3,
+               30000);
+    CHECK_INT(th_proc_stop(&router), 0);
+    router_lives[0] = router;
+    CHECK(job_is(page_int, "state || '/' || (lease_until IS NULL)::text", "pending/true"));
+    CHECK(job_is(page_int, "(page_done > 0)::text", "true"));
+    th_stack_start(&st, &router, "conversation-router", NULL);
+    /* SIGKILL once another is stored: the lease stays until it runs out. */
+    if (!WAIT_UNTIL(sql_num("SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bfc\\_%'") >=
+                        9,
+                    30000)) {
+        CHECK_MSG(0, "the restarted router never went on with the job");
+        dump_job(page_int);
+    }
+    th_proc_signal(&router, SIGKILL);
+    CHECK_INT(th_proc_wait(&router, 10000), 128 + SIGKILL);
+    router_lives[1] = router;
+    CHECK(job_is(page_int, "state || '/' || (lease_until > now())::text", "running/true"));
+    th_stack_start(&st, &router, "conversation-router", NULL);
+    free(th_stack_sql(&st, "UPDATE router.backfill_jobs SET lease_until = now() - interval"
+                           " '1 second' RETURNING 1"));
+    CHECK_WAIT(job_is(page_int, "state", "done"), 60000);
+    CHECK(stored_is("m\\_bfc\\_%", "30/30"));
+}
+
 static void test_refusals(void)
 {
     char body[256];
@@ -363,7 +429,7 @@ static void test_refusals(void)
 
 static void test_logs_clean(void)
 {
-    struct th_proc *procs[] = {&ingest, &vault, &router};
+    struct th_proc *procs[] = {&ingest, &vault, &router, &router_lives[0], &router_lives[1]};
     const char *needles[] = {"gap text", "Person bf", "@facebook.com", "user_ig", "PAGE-", "IGLL-"};
 
     for (size_t p = 0; p < sizeof(procs) / sizeof(procs[0]); p++) {
@@ -391,6 +457,7 @@ int main(void)
     RUN(test_gap_with_throttling);
     RUN(test_old_message_window);
     RUN(test_scheduled_silence);
+    RUN(test_crash_midway);
     RUN(test_refusals);
     th_stack_stop(&st);
     RUN(test_logs_clean);

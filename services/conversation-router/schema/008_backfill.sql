@@ -16,9 +16,11 @@ CREATE TABLE IF NOT EXISTS backfill_jobs (
     page_cursor    text,
     page_done      integer NOT NULL DEFAULT 0,
     generation     integer NOT NULL DEFAULT 0, -- moves when a request restarts the walk
+    again          boolean NOT NULL DEFAULT false, -- asked while walking: walk once more
     stored         bigint NOT NULL DEFAULT 0, -- messages stored since the job was (re)started
     duplicates     bigint NOT NULL DEFAULT 0, -- messages found already held
     calls          bigint NOT NULL DEFAULT 0, -- Graph API calls made
+    last_call_at   double precision, -- epoch seconds of the last: the pacing of any replica
     throttled      integer NOT NULL DEFAULT 0, -- throttling answers and usage pauses met
     failures       integer NOT NULL DEFAULT 0, -- passing failures in a row
     not_before     timestamptz, -- Meta asked to wait (throttling) or a failure backs off
