@@ -88,6 +88,13 @@ static const char upsert_sql[] =
     " state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'pending' END,"
     " error = NULL, finished_at = NULL, requested_at = now()";
 
+int router_backfill_queue(struct cm_pg *pg, const char *id)
+{
+    const char *params[2] = {id, NULL};
+
+    return cm_pg_exec(pg, upsert_sql, 2, params);
+}
+
 /* The job's state as the request's answer reads it. */
 static const char state_sql[] =
     "SELECT state, stored, duplicates, calls, throttled, " ROUTER_RFC3339(

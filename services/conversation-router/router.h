@@ -270,6 +270,12 @@ void router_limiter_destroy(struct router_limiter *l);
 
 /* --- backfill.c: the Conversations API's backfill (proto/router.md#backfill) ------------- */
 
+/*
+ * Asks for a backfill of integration id since its last message, as a request with since null
+ * does, without waiting (routes.c: an integration back from needs_reauth). CM_OK or a pg
+ * error.
+ */
+int router_backfill_queue(struct cm_pg *pg, const char *id) CM_MUST_CHECK;
 /* Serves router.integration.backfill (token-vault only). */
 void router_backfill_register(struct router *r);
 /* Starts this replica's backfill worker thread. Returns CM_OK or CM_ERR. */

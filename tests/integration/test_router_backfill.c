@@ -6,7 +6,8 @@
  * estimated time to regain access, then a rate limit code without one), messages already
  * stored by webhooks not stored twice, the business's own messages as echoes, Meta's 2 calls
  * a second per account kept, an old message that does not reopen the window, the scheduled
- * detection of a silent account, a replica stopped and one killed mid-way, and the refusals of
+ * detection of a silent account, a replica stopped and one killed mid-way, an integration
+ * back from needs_reauth, and the refusals of
  * router.integration.backfill. Nothing Meta says of a person beyond their id reaches the schema or
  * the logs.
  */
@@ -405,6 +406,41 @@ static void test_crash_midway(void)
     CHECK(stored_is("m\\_bfc\\_%", "30/30"));
 }
 
+/*
+ * Permissions revoked (the Page token fails its check: needs_reauth) and restored (the
+ * business connects again): the router backfills what Meta held meanwhile by itself.
+ */
+static void test_back_from_reauth(void)
+{
+    const char *connect[] = {"integration", "connect",    "--workspace", ws,
+                             "--platform",  "messenger",  "--account",   PAGE,
+                             "--token",     "short-bf-2", NULL};
+    char q[256];
+    cJSON *r;
+
+    snprintf(q, sizeof(q),
+             "UPDATE vault.integrations SET last_checked_at = now() - interval '2 days'"
+             " WHERE id = '%s' RETURNING 1",
+             page_int);
+    free(th_stack_sql(&st, q));
+    fakemeta_revoke(st.meta, "PAGE-" PAGE "-short-bf");
+    r = th_stack_request(&st, "vault.refresh.run", "{}");
+    cJSON_Delete(r);
+    CHECK_WAIT(sql_num("SELECT count(*) FROM router.routes WHERE account_id = '" PAGE "'"
+                       " AND status = 'needs_reauth'") == 1,
+               10000);
+    fakemeta_conv_add(st.meta, FAKEMETA_FACEBOOK, PAGE, "bf-reauth", "m_bfa_1",
+                      "written while we could not read", now_ms() - 30 * 1000, false);
+    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-bf-2", NULL);
+    r = run(0, connect);
+    CHECK_STR(th_json_str(r, "integration_id", NULL), page_int);
+    cJSON_Delete(r);
+    if (!WAIT_UNTIL(stored_is("m_bfa_1", "1/1"), 30000)) {
+        CHECK_MSG(0, "nothing backfilled after the integration came back");
+        dump_job(page_int);
+    }
+}
+
 static void test_refusals(void)
 {
     char body[256];
@@ -458,6 +494,7 @@ int main(void)
     RUN(test_old_message_window);
     RUN(test_scheduled_silence);
     RUN(test_crash_midway);
+    RUN(test_back_from_reauth);
     RUN(test_refusals);
     th_stack_stop(&st);
     RUN(test_logs_clean);
