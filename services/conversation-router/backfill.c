@@ -402,6 +402,8 @@ static const char *walk(struct backfill *b, struct cm_pg *pg, struct bf_meta *m,
                 rc = store_conversation(b->r, pg, j, events, j->cursor, i + 1, m->calls - counted,
                                         m->last_call);
                 counted = m->calls;
+                if (rc == CM_AGAIN)
+                    rc = CM_UNAVAIL; /* the database's passing failure, not Meta's throttling */
             }
             cJSON_Delete(events);
             if (rc == CM_NOTFOUND)
