@@ -457,7 +457,8 @@ static void run(struct backfill *b, struct cm_pg *pg, struct cm_httpc *http, str
     int rc = router_token_fetch(b->r, j->integration, &m.token, m.proof, why, sizeof(why));
 
     if (rc != CM_OK) {
-        release(pg, j, rc == CM_DENIED ? "failed" : "failure", 30, why, 0, 0);
+        /* The vault's refusal ends the job; its silence (a restart) is tried again soon. */
+        release(pg, j, rc == CM_DENIED ? "failed" : "failure", 5, why, 0, 0);
         return;
     }
     CM_INFO("integration %s: backfill running", j->integration);
@@ -494,7 +495,9 @@ static void *worker_main(void *arg)
     }
     while (!atomic_load(&b->stopping)) {
         struct job j;
-        int rc = claim(pg, &j);
+        /* No claim before NATS is up: a job needs the vault's token (the worker starts
+         * before the service's connection does). */
+        int rc = cm_nats_connected(b->r->svc.nats) ? claim(pg, &j) : CM_NOTFOUND;
         if (rc == CM_OK) {
             run(b, pg, http, &j);
             continue;
