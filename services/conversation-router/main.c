@@ -19,6 +19,7 @@ extern const char doms_embed_004_member_load[];
 extern const char doms_embed_005_inbound_message[];
 extern const char doms_embed_006_thread[];
 extern const char doms_embed_007_profile[];
+extern const char doms_embed_008_backfill[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -30,6 +31,7 @@ static const struct cm_migration migrations[] = {
     {7, "inbound message", doms_embed_005_inbound_message},
     {8, "thread control", doms_embed_006_thread},
     {9, "profile", doms_embed_007_profile},
+    {10, "backfill", doms_embed_008_backfill},
 };
 
 static const struct cm_setting settings[] = {
@@ -123,6 +125,7 @@ static int start(struct router *r)
         router_api_list_register(r);
         router_api_thread_register(r);
         router_purge_register(r);
+        router_backfill_register(r);
         rc = cm_rpc_start(r->rpc);
     }
     if (rc == CM_OK)
@@ -136,6 +139,7 @@ static int start(struct router *r)
         rc = router_senders_start(r);
     if (rc == CM_OK)
         rc = router_profiles_start(r);
+    rc = router_backfill_start(r);
     return rc;
 }
 
@@ -144,6 +148,7 @@ static void stop(struct router *r)
 {
     cm_rpc_destroy(r->rpc);
     router_profiles_stop(r);
+    router_backfill_stop(r);
     router_inbound_stop(r);
     cm_consumer_destroy(r->routes);
     cm_pg_destroy(r->routes_pg);

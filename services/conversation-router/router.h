@@ -43,6 +43,7 @@ struct router_cfg {
 struct router_keys;     /* blind-index key cache, keys.c */
 struct router_limiter;  /* per-account send rate, sender.c */
 struct router_profiles; /* the profile fetcher, profile.c */
+struct backfill;        /* the backfill worker, backfill.c */
 
 struct router {
     struct cm_service svc;
@@ -58,6 +59,7 @@ struct router {
     struct cm_consumer *senders[2];
     struct sender *sender_state[2];
     struct router_profiles *profiles;
+    struct backfill *backfill;
 
     struct cm_metric *m_stored;
     struct cm_metric *m_duplicate;
@@ -291,6 +293,7 @@ void router_profile_cleanup(struct router_profile *p);
 /* --- sender.c: replies to Meta's Send API --------------------------------------------- */
 
 int router_senders_start(struct router *r) CM_MUST_CHECK;
+
 /* Frees the senders' state, after their consumers are destroyed. */
 void router_senders_free(struct router *r);
 void router_limiter_destroy(struct router_limiter *l);
@@ -337,6 +340,21 @@ void router_graph_why(const struct cm_httpc_response *resp, char *why, size_t ca
  */
 int router_thread_elsewhere(struct cm_pg *pg, const char *conv, int64_t at_ms) CM_MUST_CHECK;
 void router_api_thread_register(struct router *r);
+
+/* --- backfill.c: the Conversations API's backfill (proto/router.md#backfill) ------------- */
+
+/*
+ * Asks for a backfill of integration id since its last message, as a request with since null
+ * does, without waiting (routes.c: an integration back from needs_reauth). CM_OK or a pg
+ * error.
+ */
+int router_backfill_queue(struct cm_pg *pg, const char *id) CM_MUST_CHECK;
+/* Serves router.integration.backfill (token-vault only). */
+void router_backfill_register(struct router *r);
+/* Starts this replica's backfill worker thread. Returns CM_OK or CM_ERR. */
+int router_backfill_start(struct router *r) CM_MUST_CHECK;
+/* Stops the worker (a job in hand goes back to pending at its position) and frees it. */
+void router_backfill_stop(struct router *r);
 
 /* --- purge.c: router.purge and router.workspace.delete --------------------------------- */
 

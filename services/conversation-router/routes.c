@@ -45,12 +45,20 @@ static int apply_state(struct cm_pg *pg, const cJSON *ev)
     }
     if (rc == CM_OK)
         rc = cm_pg_exec(pg,
-                        "INSERT INTO routes (integration_id, workspace_id, platform, account_id,"
+                        "WITH before AS (SELECT status FROM routes WHERE integration_id = $1)"
+                        " INSERT INTO routes (integration_id, workspace_id, platform, account_id,"
                         " status, updated_at) VALUES ($1, $2, $3, $4, $5, $6)"
                         " ON CONFLICT (integration_id) DO UPDATE SET status = excluded.status,"
                         " updated_at = excluded.updated_at"
-                        " WHERE routes.updated_at <= excluded.updated_at",
+                        " WHERE routes.updated_at <= excluded.updated_at"
+                        " RETURNING coalesce((SELECT status FROM before), '')",
                         6, params);
+    /* Back from needs_reauth (reconnected): what Meta held meanwhile is fetched. */
+    if (rc == CM_OK && cm_pg_ntuples(pg) == 1 && strcmp(status, "connected") == 0 &&
+        strcmp(cm_pg_value(pg, 0, 0), "needs_reauth") == 0) {
+        CM_INFO("integration %s: connected again after needs_reauth; backfilling", id);
+        rc = router_backfill_queue(pg, id);
+    }
     return rc;
 }
 

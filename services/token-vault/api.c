@@ -288,7 +288,7 @@ static void on_check(struct cm_rpc_call *call, void *arg)
     const char *params[1] = {id};
     bool subscribed, resubscribed;
     char why[640];
-    cJSON *out;
+    cJSON *out, *job = NULL;
     int rc;
 
     if (!valid_id(id, 64)) {
@@ -316,12 +316,31 @@ static void on_check(struct cm_rpc_call *call, void *arg)
     }
     CM_INFO("integration %s checked by %s: %s", id, call->actor,
             resubscribed ? "subscribed again" : "subscribed");
+    /* Then what Meta holds that no webhook brought: the router's job, waited for a while. */
+    rc = vault_backfill_ask(v, id, VAULT_BACKFILL_WAIT_MS, &job, why, sizeof(why));
+    if (rc != CM_OK)
+        CM_WARN("integration %s: no backfill: %s", id, why);
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "integration_id", id);
     cJSON_AddBoolToObject(out, "subscribed", subscribed);
     cJSON_AddBoolToObject(out, "resubscribed", resubscribed);
-    /* The Conversations API backfill is not built yet: nothing is fetched. */
-    cJSON_AddNumberToObject(out, "backfilled", 0);
+    /* The messages stored by the backfill so far: all of them once its state is "done". */
+    cJSON_AddNumberToObject(
+        out, "backfilled",
+        job ? cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(job, "stored")) : 0);
+    if (job != NULL) {
+        const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(job, "state"));
+        const char *error = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(job, "error"));
+        cJSON_AddStringToObject(out, "backfill", state ? state : "unknown");
+        if (error != NULL)
+            cJSON_AddStringToObject(out, "backfill_error", error);
+        else
+            cJSON_AddNullToObject(out, "backfill_error");
+    } else {
+        cJSON_AddStringToObject(out, "backfill", "unavailable");
+        cJSON_AddStringToObject(out, "backfill_error", why);
+    }
+    cJSON_Delete(job);
     cm_rpc_reply(call, out);
 }
 

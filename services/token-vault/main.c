@@ -41,6 +41,10 @@ static const struct cm_setting settings[] = {
      NULL, "Graph API version in paths"},
     {"TOKEN_REFRESH_BEFORE", CM_SET_DURATION, offsetof(struct vault_cfg, refresh_before), "10d", 0,
      3600, 59 * 86400, NULL, "refresh an Instagram token when it expires within this"},
+    {"BACKFILL_AFTER_SILENCE", CM_SET_DURATION, offsetof(struct vault_cfg, backfill_silence), "6h",
+     0, 1, 7 * 86400, NULL,
+     "backfill an account that received no message for this long while a contact wrote within "
+     "7 days"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -133,6 +133,7 @@ void vault_subscription_end(struct vault *v, struct cm_pg *pg, struct cm_httpc *
 long vault_subscription_pass(struct vault *v, struct cm_pg *pg, struct cm_httpc *http)
 {
     char **ids;
+    bool *resubscribed;
     long checked = 0;
     int n, rc;
 
@@ -151,16 +152,21 @@ long vault_subscription_pass(struct vault *v, struct cm_pg *pg, struct cm_httpc 
         return 0;
     n = cm_pg_ntuples(pg);
     ids = cm_xcalloc((size_t)n + 1, sizeof(char *));
+    resubscribed = cm_xcalloc((size_t)n + 1, sizeof(bool));
     for (int i = 0; i < n; i++)
         ids[i] = cm_xstrdup(cm_pg_value(pg, i, 0));
     for (int i = 0; i < n; i++) {
-        bool subscribed, resubscribed;
+        bool subscribed;
         char why[640];
-        if (vault_subscription_check(v, pg, http, ids[i], &subscribed, &resubscribed, why,
+        if (vault_subscription_check(v, pg, http, ids[i], &subscribed, &resubscribed[i], why,
                                      sizeof(why)) == CM_OK)
             checked++;
-        free(ids[i]);
     }
+    /* What Meta did not send while the subscription was missing, or while it was silent. */
+    vault_backfill_after_pass(v, ids, resubscribed, n);
+    for (int i = 0; i < n; i++)
+        free(ids[i]);
     free(ids);
+    free(resubscribed);
     return checked;
 }

@@ -29,7 +29,9 @@ struct vault_cfg {
     char *graph_url;
     char *ig_graph_url;
     char *graph_version;
-    int64_t refresh_before; /* seconds */
+    int64_t refresh_before;   /* seconds */
+    int64_t backfill_silence; /* seconds without a message before an active account is
+                                 backfilled (BACKFILL_AFTER_SILENCE) */
 };
 
 struct vault {
@@ -134,6 +136,26 @@ void vault_subscription_end(struct vault *v, struct cm_pg *pg, struct cm_httpc *
                             const char *id);
 /* Checks up to 20 due integrations (safe across replicas); returns how many answered. */
 long vault_subscription_pass(struct vault *v, struct cm_pg *pg, struct cm_httpc *http);
+
+/* --- backfill.c: asking conversation-router to backfill an account ------------------------ */
+
+/* How long vault.integration.check waits for the backfill it asks for. */
+#define VAULT_BACKFILL_WAIT_MS 20000
+
+/*
+ * Asks conversation-router to backfill integration id since its last message
+ * (router.integration.backfill), waiting up to wait_ms for the job to end. *result receives
+ * the job's state (free it: cJSON_Delete). Returns CM_OK, CM_DENIED (the router refused:
+ * why) or CM_UNAVAIL (no answer: why).
+ */
+int vault_backfill_ask(struct vault *v, const char *id, int wait_ms, cJSON **result, char *why,
+                       size_t cap) CM_MUST_CHECK;
+/*
+ * After the reconciliation pass checked ids[0..n): asks for a backfill, without waiting, of
+ * each one re-subscribed, and of each silent for BACKFILL_AFTER_SILENCE while a contact
+ * wrote within 7 days (router.integration.activity). Failures are logged.
+ */
+void vault_backfill_after_pass(struct vault *v, char *const *ids, const bool *resubscribed, int n);
 
 /* --- asid.c: the blind index of who connected ------------------------------------------ */
 

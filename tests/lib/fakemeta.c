@@ -595,6 +595,8 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
                   : fb && !ig ? FAKEMETA_FACEBOOK
                               : BOTH_HOSTS,
                   req, resp);
+    } else if (rest != NULL && fm_conversations(m, l->host, rest, req, resp)) {
+        /* answered */
     } else if (get && rest != NULL && rlen > 0 && strchr(rest, '/') == NULL &&
                fm_profile(m, l->host, rest, req, resp)) {
         /* a person's profile (fakemeta_profile.c) */
@@ -652,6 +654,7 @@ void fakemeta_stop(struct fakemeta *m)
         fakehttp_stop(m->srv[1]);
     fakehttp_stop(m->srv[0]);
     fm_threads_free(m);
+    fm_conversations_free(m);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

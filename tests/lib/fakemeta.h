@@ -85,6 +85,17 @@
  * A thread another app holds (fakemeta_set_thread_owner()) refuses first: 400, code 10
  * subcode 2018300; a sender action ("sender_action": "mark_seen") is answered 200
  * {"recipient_id"}.
+ *
+ * Conversations API (fakemeta_conversations.c), both hosts, each with its account's token:
+ *   GET  /vX/<page-id>/conversations?platform=messenger      (Facebook host)
+ *   GET  /vX/me/conversations?platform=instagram             (Instagram host)
+ *                                  -> {"data": [{"id", "updated_time"}], "paging"}, most
+ *                                     recently updated first
+ *   GET  /vX/<conversation-id>/messages?fields=id,created_time,from,to,message
+ *                                  -> {"data": [...], "paging"}, newest first
+ *   Pages hold limit items (default 25, at most 100), with paging.cursors.after and
+ *   paging.next while more remain. Meta's 2 calls a second per account is enforced (80006
+ *   on Messenger, 80002 on Instagram); fakemeta_conv_throttle() scripts more.
  */
 #ifndef TESTS_FAKEMETA_H
 #define TESTS_FAKEMETA_H
@@ -200,5 +211,27 @@ char *fakemeta_thread_owner(struct fakemeta *m, const char *account, const char 
 int fakemeta_sender_actions(struct fakemeta *m, const char *recipient, const char *action);
 /* The number of take_thread_control calls for recipient. */
 int fakemeta_takes(struct fakemeta *m, const char *recipient);
+
+/* --- the Conversations API (fakemeta_conversations.c) ------------------------------------ */
+
+/*
+ * Puts a message "at Meta" in the conversation of account and contact on host (created on
+ * first use) that no webhook carried: from the contact, or from the business when
+ * from_business (an echo sent from another tool). created_ms is Meta's created_time.
+ */
+void fakemeta_conv_add(struct fakemeta *m, enum fakemeta_host host, const char *account,
+                       const char *contact, const char *mid, const char *text, int64_t created_ms,
+                       bool from_business);
+/*
+ * After the next after calls of the Conversations API (either host), count calls (< 0: every
+ * one until called again with count 0) answer throttling code (4, 17, 32, 613, 80002, 80006),
+ * X-Business-Use-Case-Usage saying estimated_time_to_regain_access regain_minutes.
+ */
+void fakemeta_conv_throttle(struct fakemeta *m, int after, int code, int count, int regain_minutes);
+/* The usage percentage the Conversations API's answers report (default 1). */
+void fakemeta_conv_usage(struct fakemeta *m, int pct);
+/* Calls of the Conversations API so far, and those past Meta's 2 a second per account. */
+long fakemeta_conv_calls(struct fakemeta *m);
+long fakemeta_conv_over_limit(struct fakemeta *m);
 
 #endif

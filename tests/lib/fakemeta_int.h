@@ -61,6 +61,7 @@ struct fakemeta {
     int nseen;
     int sent_seq;
     struct fm_threads *threads; /* who holds each thread (fakemeta_thread.c) */
+    struct fm_convs *convs;     /* fakemeta_conversations.c's, created on first use */
 };
 
 /* The stand-in's clock (seconds); under m->lock. */
@@ -115,5 +116,10 @@ bool fm_thread_send(struct fakemeta *m, const char *account, const char *to, con
 void fm_take_thread_control(struct fakemeta *m, int host, const char *account,
                             const struct fakehttp_request *req, struct fakehttp_response *resp);
 void fm_threads_free(struct fakemeta *m);
+
+/* fakemeta_conversations.c: true when it answered req (a Conversations API path). */
+bool fm_conversations(struct fakemeta *m, int host, const char *rest,
+                      const struct fakehttp_request *req, struct fakehttp_response *resp);
+void fm_conversations_free(struct fakemeta *m);
 
 #endif
