@@ -2,6 +2,7 @@
  * outbox.c - the transactional outbox and its relay (see outbox.h).
  */
 #include "common/outbox.h"
+#include "common/audit.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/metrics.h"
@@ -21,6 +22,7 @@
 #define BATCH_TEXT     "256"
 #define POLL_MS        50 /* how soon a committed event leaves when the relay is idle */
 #define PUBLISH_WAIT_S 5
+#define MSG_MAX        (256 * 1024) /* bytes of audit events in one message */
 
 struct cm_outbox {
     struct cm_nats *nats; /* the relay's own connection, see cm_outbox_start() */
@@ -40,33 +42,42 @@ int cm_outbox_add(struct cm_pg *pg, const char *subject, const char *msg_id, con
                                3, params, NULL, NULL);
 }
 
-/* Completion tracking for one batch of asynchronous publishes. */
-struct batch;
-
-struct slot {
+/*
+ * One JetStream message of a relay pass: one row as it is, or the audit rows of one subject
+ * taken in the pass together, as one JSON array of their events (proto/audit-events.md).
+ */
+struct msg {
     struct batch *b;
     int index;
+    int first_row;      /* its subject, and its payload when it carries one row */
+    int last_row;       /* the last row it carries (for its Nats-Msg-Id) */
+    int nrows;          /* how many rows it carries */
+    bool events;        /* audit events, which others of its subject may join */
+    struct cm_buf body; /* the array of its events (used once it carries more than one) */
 };
 
+/* Completion tracking for one pass's asynchronous publishes. */
 struct batch {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int pending;
-    bool ok[BATCH];
-    struct slot slots[BATCH];
+    int nmsgs;
+    bool ok[BATCH]; /* per message */
+    struct msg msgs[BATCH];
+    int msg_of[BATCH]; /* per row: the message it travels in */
 };
 
 static void on_published(void *arg, int status, uint64_t seq, bool duplicate)
 {
-    struct slot *s = arg;
+    struct msg *m = arg;
 
     (void)seq;
     (void)duplicate;
-    pthread_mutex_lock(&s->b->lock);
-    s->b->ok[s->index] = status == CM_OK;
-    s->b->pending--;
-    pthread_cond_signal(&s->b->cond);
-    pthread_mutex_unlock(&s->b->lock);
+    pthread_mutex_lock(&m->b->lock);
+    m->b->ok[m->index] = status == CM_OK;
+    m->b->pending--;
+    pthread_cond_signal(&m->b->cond);
+    pthread_mutex_unlock(&m->b->lock);
 }
 
 /* Waits (bounded) until every publish of the batch has completed; false on a timeout. */
@@ -87,9 +98,114 @@ static bool wait_batch(struct batch *b)
     return all;
 }
 
+static void batch_free(struct batch *b)
+{
+    for (int i = 0; i < b->nmsgs; i++)
+        cm_buf_cleanup(&b->msgs[i].body);
+    pthread_cond_destroy(&b->cond);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+/* True for a row that may travel with others of its subject: an audit event. */
+static bool groupable(const char *subject, const char *payload)
+{
+    return strncmp(subject, CM_AUDIT_SUBJECT_PREFIX, strlen(CM_AUDIT_SUBJECT_PREFIX)) == 0 &&
+           payload[0] == '{';
+}
+
+/*
+ * Sorts the pass's n rows (on pg) into messages: the audit rows of one subject travel
+ * together, as one JSON array, in messages of up to MSG_MAX bytes; any other row is a
+ * message of its own. Each subject's rows stay in id order.
+ */
+static void group_rows(struct batch *b, struct cm_pg *pg, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const char *subject = cm_pg_value(pg, i, 1);
+        const char *payload = cm_pg_value(pg, i, 3);
+        struct msg *m = NULL;
+
+        if (groupable(subject, payload)) {
+            /* The subject's latest message, joined while it has room (a full one is
+             * followed by a new one, never by an earlier one: the order holds). */
+            for (int j = b->nmsgs - 1; j >= 0; j--) {
+                struct msg *c = &b->msgs[j];
+                if (!c->events || strcmp(cm_pg_value(pg, c->first_row, 1), subject) != 0)
+                    continue;
+                if (c->body.len + (size_t)cm_pg_length(pg, i, 3) < MSG_MAX)
+                    m = c;
+                break;
+            }
+        }
+        if (m == NULL) {
+            m = &b->msgs[b->nmsgs];
+            m->b = b;
+            m->index = b->nmsgs++;
+            m->first_row = i;
+            m->events = groupable(subject, payload);
+            cm_buf_init(&m->body);
+            if (m->events) {
+                cm_buf_puts(&m->body, "[");
+                cm_buf_puts(&m->body, payload);
+            }
+        } else {
+            cm_buf_puts(&m->body, ",");
+            cm_buf_puts(&m->body, payload);
+        }
+        m->last_row = i;
+        m->nrows++;
+        b->msg_of[i] = m->index;
+    }
+    for (int i = 0; i < b->nmsgs; i++) {
+        if (b->msgs[i].events)
+            cm_buf_puts(&b->msgs[i].body, "]");
+    }
+}
+
+/* Publishes message m of the pass; CM_OK when its completion is owed. */
+static int publish(struct cm_outbox *ob, struct cm_pg *pg, struct msg *m)
+{
+    const char *given = cm_pg_value(pg, m->first_row, 2);
+    const char *data;
+    char msg_id[200];
+    int len, rc;
+
+    if (m->nrows > 1) {
+        /* JetStream deduplicates the same rows published again after a crash; a pass that
+         * groups them otherwise is absorbed by the consumer, which keeps each event once. */
+        snprintf(msg_id, sizeof(msg_id), "%s:outbox:%s-%s", ob->schema,
+                 cm_pg_value(pg, m->first_row, 0), cm_pg_value(pg, m->last_row, 0));
+        data = m->body.data;
+        len = (int)m->body.len;
+    } else {
+        if (*given != '\0')
+            snprintf(msg_id, sizeof(msg_id), "%s", given);
+        else
+            snprintf(msg_id, sizeof(msg_id), "%s:outbox:%s", ob->schema,
+                     cm_pg_value(pg, m->first_row, 0));
+        data = cm_pg_value(pg, m->first_row, 3);
+        len = cm_pg_length(pg, m->first_row, 3);
+    }
+    pthread_mutex_lock(&m->b->lock);
+    m->b->pending++;
+    pthread_mutex_unlock(&m->b->lock);
+    rc = cm_nats_publish_async(ob->nats, cm_pg_value(pg, m->first_row, 1), msg_id, data, len,
+                               PUBLISH_WAIT_S * 1000, on_published, m);
+    if (rc != CM_OK) {
+        pthread_mutex_lock(&m->b->lock);
+        m->b->pending--;
+        pthread_mutex_unlock(&m->b->lock);
+    }
+    return rc;
+}
+
 /*
  * Publishes one batch and deletes what JetStream acknowledged, in one transaction that
- * holds the rows (SKIP LOCKED: each row is one relay's at a time). The publishes are
+ * holds the rows (SKIP LOCKED: each row is one relay's at a time). The audit rows of a
+ * subject go as one message (group_rows()): at one audit event per request (token-vault's
+ * token.served), a message each cost nats-server a JetStream store and an acknowledgement
+ * per request, in bursts that delayed the requests around them. The publishes are
  * pipelined on one connection, so each subject keeps its order. Returns how many rows were
  * taken, or an error.
  */
@@ -115,36 +231,16 @@ static int relay_batch(struct cm_outbox *ob, struct cm_pg *pg)
     b = cm_xcalloc(1, sizeof(*b));
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);
-    for (int i = 0; i < n; i++) {
-        const char *id = cm_pg_value(pg, i, 0);
-        const char *given = cm_pg_value(pg, i, 2);
-        const char *payload = cm_pg_value(pg, i, 3);
-        char msg_id[160];
-
-        if (*given != '\0')
-            snprintf(msg_id, sizeof(msg_id), "%s", given);
-        else
-            snprintf(msg_id, sizeof(msg_id), "%s:outbox:%s", ob->schema, id);
-        b->slots[i].b = b;
-        b->slots[i].index = i;
-        pthread_mutex_lock(&b->lock);
-        b->pending++;
-        pthread_mutex_unlock(&b->lock);
-        if (cm_nats_publish_async(ob->nats, cm_pg_value(pg, i, 1), msg_id, payload,
-                                  (int)strlen(payload), PUBLISH_WAIT_S * 1000, on_published,
-                                  &b->slots[i]) != CM_OK) {
-            pthread_mutex_lock(&b->lock);
-            b->pending--;
-            pthread_mutex_unlock(&b->lock);
+    group_rows(b, pg, n);
+    for (; sent < b->nmsgs; sent++) {
+        if (publish(ob, pg, &b->msgs[sent]) != CM_OK)
             break;
-        }
-        sent++;
     }
     complete = wait_batch(b);
     cm_buf_init(&ids);
     cm_buf_puts(&ids, "{");
-    for (int i = 0; i < sent; i++) {
-        if (!b->ok[i])
+    for (int i = 0; i < n; i++) {
+        if (b->msg_of[i] >= sent || !b->ok[b->msg_of[i]])
             continue;
         cm_buf_printf(&ids, "%s%s", done ? "," : "", cm_pg_value(pg, i, 0));
         done++;
@@ -158,9 +254,7 @@ static int relay_batch(struct cm_outbox *ob, struct cm_pg *pg)
     if (rc == CM_OK)
         rc = cm_pg_commit(pg);
     if (complete) {
-        pthread_cond_destroy(&b->cond);
-        pthread_mutex_destroy(&b->lock);
-        free(b);
+        batch_free(b);
     } else {
         /* A completion is still owed (nats.c's own deadline should prevent this): leave
          * the batch to it rather than free memory a callback will touch. */

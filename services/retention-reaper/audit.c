@@ -196,31 +196,29 @@ static int append(struct reaper *r, struct cm_pg *pg, struct entry *e, bool *add
 }
 
 /*
- * Consumer thread: one event. An event is never dropped for a bad field: each field that is
- * missing, oversized, not a string or holds control characters is stored as its digest
- * (field()), a bad id is replaced by its digest (or, when absent, by the digest of the whole
- * message, so that a redelivery is still stored once), a bad time by the time of appending.
- * Only what is not a JSON object at all is terminated, never retried forever.
+ * Consumer thread: appends the event ev. An event is never dropped for a bad field: each
+ * field that is missing, oversized, not a string or holds control characters is stored as
+ * its digest (field()), a bad id is replaced by its digest (or, when absent, by the digest
+ * of the event's whole text, raw/raw_len when given, so that a redelivery is still stored
+ * once), a bad time by the time of appending. Returns CM_OK or the database's error.
  */
-static enum cm_consume_result on_event(void *arg, natsMsg *msg)
+static int record(struct reaper_audit *a, const cJSON *ev, const char *raw, size_t raw_len,
+                  const char *on)
 {
-    struct reaper_audit *a = arg;
-    cJSON *ev = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(ev, "at");
     char b_id[72], b_service[72], b_actor[72], b_action[72], b_subject[72];
     struct entry e;
     bool added = false, bad = false;
     int rc;
 
-    if (!cJSON_IsObject(ev)) {
-        CM_WARN("audit: a message on %s that is not a JSON object dropped",
-                natsMsg_GetSubject(msg));
-        cJSON_Delete(ev);
-        return CM_CONSUME_TERM;
-    }
     e.id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "id"));
     if (e.id == NULL) {
-        digest_of(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), b_id);
+        /* An element of an array: its own text, the same in whichever message it comes. */
+        char *text = raw == NULL ? cJSON_PrintUnformatted(ev) : NULL;
+        if (raw == NULL && text == NULL)
+            abort();
+        digest_of(raw != NULL ? raw : text, raw != NULL ? raw_len : strlen(text), b_id);
+        free(text);
         e.id = b_id;
         bad = true;
     } else if (!reaper_valid_id(e.id, 64)) {
@@ -236,15 +234,52 @@ static enum cm_consume_result on_event(void *arg, natsMsg *msg)
     e.subject = field(ev, "subject", true, b_subject, &bad);
     if (bad)
         CM_WARN("audit: event %s on %s has malformed fields; recorded with their digests", e.id,
-                natsMsg_GetSubject(msg));
+                on);
     if (a->pg == NULL &&
-        cm_pg_connect(&a->pg, a->r->cfg->base.database_url, REAPER_SCHEMA) == CM_INVALID) {
-        cJSON_Delete(ev);
-        return CM_CONSUME_RETRY;
-    }
+        cm_pg_connect(&a->pg, a->r->cfg->base.database_url, REAPER_SCHEMA) == CM_INVALID)
+        return CM_UNAVAIL;
     rc = append(a->r, a->pg, &e, &added);
     if (rc == CM_OK && added)
         CM_DEBUG("audit: %s %s %s by %s", e.service, e.action, e.subject, e.actor);
+    return rc;
+}
+
+/*
+ * Consumer thread: one message, which carries one event (a JSON object) or several (a JSON
+ * array of them, in the order they happened: an outbox relay sends a service's events
+ * together). Each is appended in turn; an event stored already (a redelivery, or the same
+ * event relayed again in another message) is kept once. When one cannot be appended, the
+ * message is redelivered, and what was appended of it is then kept once. Only what is not
+ * a JSON object or array is terminated, never retried forever; an element of an array that
+ * is not an object is skipped (logged).
+ */
+static enum cm_consume_result on_event(void *arg, natsMsg *msg)
+{
+    struct reaper_audit *a = arg;
+    const char *on = natsMsg_GetSubject(msg);
+    cJSON *ev = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+    const cJSON *it;
+    int rc = CM_OK;
+
+    if (cJSON_IsObject(ev)) {
+        rc = record(a, ev, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), on);
+    } else if (cJSON_IsArray(ev)) {
+        cJSON_ArrayForEach(it, ev)
+        {
+            if (!cJSON_IsObject(it)) {
+                CM_WARN("audit: an element of a message on %s that is not a JSON object dropped",
+                        on);
+                continue;
+            }
+            rc = record(a, it, NULL, 0, on);
+            if (rc != CM_OK)
+                break;
+        }
+    } else {
+        CM_WARN("audit: a message on %s that is not a JSON object or array dropped", on);
+        cJSON_Delete(ev);
+        return CM_CONSUME_TERM;
+    }
     cJSON_Delete(ev);
     if (rc != CM_OK) {
         CM_WARN("audit: event not appended (%s); it will be redelivered", cm_err_str(rc));

@@ -3,7 +3,9 @@
  * reaper's hash chain exactly once each; `domsctl audit verify` passes, and fails at the
  * right seq once a row is edited or removed by hand as the database admin; two replicas
  * append one chain; RETENTION_AUDIT deletes the old entries and leaves the rest verifiable.
- * An event with malformed fields is recorded with their digests, never dropped.
+ * An event with malformed fields is recorded with their digests, never dropped. A message
+ * carrying several events (an array, as an outbox relay sends them) appends each once, in
+ * order, and every token the vault serves reaches the chain.
  * Also: the retention bounds cannot be configured away (RETENTION_TOKENS=8d refused, 78).
  */
 #include <stdlib.h>
@@ -232,6 +234,75 @@ static void test_malformed_fields_recorded(void)
     CHECK_INT(broken, 0);
 }
 
+/*
+ * A message may carry several events, a JSON array of them (an outbox relay sends the
+ * events of a pass together): each is appended once and in order, one stored already (the
+ * same event relayed again in another grouping) is not appended again, an element that is
+ * not an object is skipped, and the chain verifies.
+ */
+static void test_events_together(void)
+{
+    char body[1024], one[40], two[40], dup[40], q[256];
+    long before = entries(), n, broken;
+
+    snprintf(one, sizeof(one), "%08xtogether1", (unsigned)getpid());
+    snprintf(two, sizeof(two), "%08xtogether2", (unsigned)getpid());
+    /* test_duplicates_once's event, appended already. */
+    snprintf(dup, sizeof(dup), "%08x%.24s", (unsigned)getpid(), "0123456789abcdef0123456789abcdef");
+#define EV(id, subject)                                                                            \
+    "{\"id\":\"" id "\",\"at\":\"2026-11-29T10:00:01.000001Z\",\"service\":\"test\","              \
+    "\"actor\":\"tester\",\"action\":\"test.together\",\"subject\":\"" subject "\"}"
+    snprintf(body, sizeof(body), "[" EV("%s", "t1") "," EV("%s", "x1") ",42," EV("%s", "t2") "]",
+             one, dup, two);
+#undef EV
+    publish_raw(body, "test:outbox:1-4");
+    /* The same events relayed again, grouped otherwise: nothing more is appended. */
+    publish_raw(body, "test:outbox:1-5");
+    publish_audit("22222222222222222222222222222222", "test.after-together", "x3");
+    CHECK(wait_entries(before + 3, 10000));
+    /* One consumer takes the stream in order: with the last event in, the rest is final. */
+    CHECK_INT(entries(), before + 3);
+    CHECK_INT(rs_sql_long("SELECT count(*) FROM reaper.audit_log WHERE action = 'test.once'"), 1);
+    CHECK_INT(rs_sql_long("SELECT count(*) FROM reaper.audit_log WHERE action = 'test.together'"),
+              2);
+    snprintf(q, sizeof(q),
+             "SELECT (SELECT seq FROM reaper.audit_log WHERE event_id = '%s') <"
+             " (SELECT seq FROM reaper.audit_log WHERE event_id = '%s')",
+             one, two);
+    {
+        char *v = rs_sql(q);
+        CHECK_STR(v, "t");
+        free(v);
+    }
+    CHECK_INT(verify(&n, &broken), 0);
+    CHECK_INT(broken, 0);
+    CHECK_INT(n, entries());
+}
+
+/* Every token served reaches the chain, once, however the vault's relay groups them. */
+static void test_tokens_served_chained(void)
+{
+    char *id = rs_connect("ws_a", "instagram", "17841400000000002", NULL);
+    char q[256];
+    long n, broken;
+
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM reaper.audit_log WHERE action = 'token.served' AND"
+             " subject = '%s' AND actor = 'conversation-router'",
+             id);
+    for (int i = 0; i < 40; i++) {
+        char *t = rs_token(id);
+        CHECK(t != NULL);
+        free(t);
+    }
+    for (int i = 0; i < 100 && rs_sql_long(q) < 40; i++)
+        th_sleep_ms(100);
+    CHECK_INT(rs_sql_long(q), 40);
+    CHECK_INT(verify(&n, &broken), 0);
+    CHECK_INT(broken, 0);
+    free(id);
+}
+
 static void test_since(void)
 {
     const char *args[] = {"audit", "list", "--since", "2030-01-01T00:00:00Z", NULL};
@@ -356,6 +427,8 @@ int main(void)
     RUN(test_vault_events_chained);
     RUN(test_duplicates_once);
     RUN(test_malformed_fields_recorded);
+    RUN(test_events_together);
+    RUN(test_tokens_served_chained);
     RUN(test_since);
     RUN(test_tamper);
     RUN(test_two_replicas_one_chain);

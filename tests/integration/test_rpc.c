@@ -2,7 +2,8 @@
  * test_rpc - request/reply on worker threads and the transactional outbox, against the real
  * nats-server and PostgreSQL: replies and errors in the wire contract, a request with
  * invalid JSON, a handler that forgets to reply, outbox events published when and only
- * when their transaction commits, and the audit stream receiving them.
+ * when their transaction commits, and the audit stream receiving them (the events of one
+ * relay pass together in one message).
  */
 #include <nats/nats.h>
 #include <stdlib.h>
@@ -37,15 +38,28 @@ static void echo(struct cm_rpc_call *call, void *arg)
     cm_rpc_reply(call, out);
 }
 
-/* Writes an audit event in a transaction that commits or rolls back on request. */
+/*
+ * Writes an audit event in a transaction that commits or rolls back on request; with
+ * "count": n, n events (subjects "<subject>-<i>") in the one transaction.
+ */
 static void audited(struct cm_rpc_call *call, void *arg)
 {
     const char *subject = cm_rpc_str(call, "subject");
     int commit = cJSON_IsTrue(cJSON_GetObjectItem(call->req, "commit"));
+    const cJSON *count = cJSON_GetObjectItem(call->req, "count");
+    int n = cJSON_IsNumber(count) ? (int)count->valuedouble : 0;
+    int rc;
 
     (void)arg;
-    if (cm_pg_begin(call->pg) != CM_OK ||
-        cm_audit_add(call->pg, "test", call->actor, "thing.read", subject) != CM_OK) {
+    rc = cm_pg_begin(call->pg);
+    if (rc == CM_OK && n == 0)
+        rc = cm_audit_add(call->pg, "test", call->actor, "thing.read", subject);
+    for (int i = 0; rc == CM_OK && i < n; i++) {
+        char one[64];
+        snprintf(one, sizeof(one), "%s-%d", subject, i);
+        rc = cm_audit_add(call->pg, "test", call->actor, "thing.read", one);
+    }
+    if (rc != CM_OK) {
         cm_pg_rollback(call->pg);
         cm_rpc_fail(call, "unavailable", "database");
         return;
@@ -93,17 +107,47 @@ static int wait_ready(struct cm_nats *n)
     return cm_nats_ready(n);
 }
 
-static uint64_t audit_count(jsCtx *js)
+/*
+ * The audit stream read from its start: how many messages and events it holds (a message
+ * carries one event or an array of them) and its last message, parsed (*last, free it).
+ */
+static void audit_read(jsCtx *js, long *msgs, long *events, cJSON **last)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    uint64_t n = 0;
+    uint64_t first = 1, end = 0;
 
+    *msgs = *events = 0;
+    *last = NULL;
     if (js_GetStreamInfo(&si, js, CM_AUDIT_STREAM, NULL, &jerr) == NATS_OK) {
-        n = si->State.Msgs;
+        first = si->State.FirstSeq;
+        end = si->State.LastSeq;
         jsStreamInfo_Destroy(si);
     }
-    return n;
+    for (uint64_t seq = first; seq >= 1 && seq <= end; seq++) {
+        natsMsg *m = NULL;
+        cJSON *j;
+
+        if (js_GetMsg(&m, js, CM_AUDIT_STREAM, seq, NULL, &jerr) != NATS_OK)
+            continue;
+        j = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+        natsMsg_Destroy(m);
+        (*msgs)++;
+        *events += cJSON_IsArray(j) ? cJSON_GetArraySize(j) : 1;
+        cJSON_Delete(*last);
+        *last = j;
+    }
+}
+
+/* Waits until the audit stream holds n events; returns what audit_read() saw last. */
+static void audit_wait(jsCtx *js, long n, long *msgs, long *events, cJSON **last)
+{
+    audit_read(js, msgs, events, last);
+    for (int i = 0; i < 200 && *events < n; i++) {
+        cJSON_Delete(*last);
+        th_sleep_ms(25);
+        audit_read(js, msgs, events, last);
+    }
 }
 
 int main(void)
@@ -210,19 +254,39 @@ int main(void)
     free(r);
     r = request(nc, "t.audited", "{\"subject\":\"kept-too\",\"commit\":true}");
     free(r);
-    for (int i = 0; i < 200 && audit_count(js) < 2; i++)
-        th_sleep_ms(25);
-    CHECK_INT(audit_count(js), 2);
     {
-        natsMsg *m = NULL;
-        jsErrCode jerr = 0;
-        CHECK(js_GetLastMsg(&m, js, CM_AUDIT_STREAM, "audit.test", NULL, &jerr) == NATS_OK);
-        if (m != NULL) {
-            CHECK_CONTAINS(natsMsg_GetData(m), "\"subject\":\"kept-too\"");
-            CHECK_CONTAINS(natsMsg_GetData(m), "\"action\":\"thing.read\"");
-            CHECK_CONTAINS(natsMsg_GetData(m), "\"service\":\"test\"");
-            natsMsg_Destroy(m);
+        long msgs, events;
+        cJSON *last = NULL;
+        const cJSON *ev;
+        long before;
+
+        audit_wait(js, 2, &msgs, &events, &last);
+        CHECK_INT(events, 2);
+        ev = cJSON_IsArray(last) ? cJSON_GetArrayItem(last, cJSON_GetArraySize(last) - 1) : last;
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(ev, "subject")), "kept-too");
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(ev, "action")), "thing.read");
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(ev, "service")), "test");
+        cJSON_Delete(last);
+        before = msgs;
+
+        /* Events committed together are relayed together: one message, an array of them in
+         * the order they were written. */
+        r = request(nc, "t.audited", "{\"subject\":\"many\",\"count\":5,\"commit\":true}");
+        CHECK_STR(r, "{\"result\":true}");
+        free(r);
+        audit_wait(js, 7, &msgs, &events, &last);
+        CHECK_INT(events, 7);
+        CHECK_INT(msgs, before + 1);
+        CHECK(cJSON_IsArray(last));
+        CHECK_INT(cJSON_GetArraySize(last), 5);
+        for (int i = 0; i < cJSON_GetArraySize(last); i++) {
+            char want[32];
+            snprintf(want, sizeof(want), "many-%d", i);
+            CHECK_STR(
+                cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(last, i), "subject")),
+                want);
         }
+        cJSON_Delete(last);
     }
     {
         PGconn *c = th_db_connect(&db, "doms_vault");

@@ -17,6 +17,8 @@ struct cm_nats;
 
 #define CM_AUDIT_STREAM   "AUDIT"
 #define CM_AUDIT_SUBJECTS "audit.>"
+/* What every audit subject starts with. */
+#define CM_AUDIT_SUBJECT_PREFIX "audit."
 
 /*
  * Queues one audit event in the outbox on pg, inside the caller's transaction (or as its

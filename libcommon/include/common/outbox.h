@@ -8,6 +8,11 @@
  * later, and JetStream's duplicate window or the consumer's idempotence absorbs it. So no
  * event is lost and none is published for a change that rolled back.
  *
+ * Audit events (subjects under "audit.") are relayed together: those of one subject taken
+ * in one pass go as one message, a JSON array of the events in id order (up to 256 KiB;
+ * a lone event goes as itself), with Nats-Msg-Id "<schema>:outbox:<first id>-<last id>".
+ * Their consumer deduplicates by the event's own id (proto/audit-events.md).
+ *
  * Replicas share the table; rows are claimed with FOR UPDATE SKIP LOCKED, so each event is
  * published by one relay at a time. An idle relay looks every 50 ms (a NOTIFY per event
  * would serialise the commits of every writer on PostgreSQL's notification lock).
