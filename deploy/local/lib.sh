@@ -46,7 +46,11 @@ doms_install_deps() {
         case $arg in
         --with-test) pkgs+=(docker-compose chromium clang-format) ;;
         --with-fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
-        --with-bench) pkgs+=(wrk nginx-light) ;;
+        # npm for tests/bench/stack's Express receiver (a Node that came with its own npm will do).
+        --with-bench)
+            pkgs+=(wrk nginx-light)
+            command -v npm >/dev/null || pkgs+=(nodejs npm)
+            ;;
         *) doms__err "doms_install_deps: unknown option $arg"; return 2 ;;
         esac
     done
