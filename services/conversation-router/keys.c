@@ -106,6 +106,16 @@ int router_open(struct router *r, struct cm_pg *pg, const char *ws, const char *
     return rc;
 }
 
+int router_open_raw(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                    const char *aad, const void *sealed, size_t len, struct cm_buf *out)
+{
+    char kid[240];
+
+    key_id(kid, sizeof(kid), ws, integration);
+    cm_buf_reset(out);
+    return cm_keyring_open(r->keyring, pg, kid, aad, sealed, len, out);
+}
+
 /* Copies a cached, still fresh key of ws into key; true when found. */
 static bool cache_get(struct router_keys *k, const char *ws, unsigned char key[INDEX_KEY_LEN])
 {

@@ -20,6 +20,7 @@ extern const char doms_embed_005_inbound_message[];
 extern const char doms_embed_006_thread[];
 extern const char doms_embed_007_profile[];
 extern const char doms_embed_008_backfill[];
+extern const char doms_embed_009_media[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -32,6 +33,7 @@ static const struct cm_migration migrations[] = {
     {8, "thread control", doms_embed_006_thread},
     {9, "profile", doms_embed_007_profile},
     {10, "backfill", doms_embed_008_backfill},
+    {11, "media", doms_embed_009_media},
 };
 
 static const struct cm_setting settings[] = {
@@ -58,6 +60,22 @@ static const struct cm_setting settings[] = {
     {"PROFILE_BACKOFF", CM_SET_DURATION, offsetof(struct router_cfg, profile_backoff), "1m", 0, 1,
      3600, NULL,
      "first wait after Meta throttled or failed a profile fetch (doubling, 1h at most)"},
+    {"MEDIA_STORE", CM_SET_ENUM, offsetof(struct router_cfg, media_store), "postgres", 0, 0, 0,
+     "postgres|s3", "where attachments' bytes are kept, sealed"},
+    {"MEDIA_MAX_BYTES", CM_SET_SIZE, offsetof(struct router_cfg, media_max_bytes), "25MiB", 0, 1024,
+     100LL * 1024 * 1024, NULL, "an attachment larger than this is not kept"},
+    {"MEDIA_TIMEOUT", CM_SET_DURATION, offsetof(struct router_cfg, media_timeout), "60s", 0, 1,
+     3600, NULL, "the limit of one media download or S3 request"},
+    {"S3_ENDPOINT", CM_SET_URL, offsetof(struct router_cfg, s3_endpoint), NULL, 0, 0, 0, NULL,
+     "S3-compatible endpoint (path-style), required with MEDIA_STORE=s3"},
+    {"S3_BUCKET", CM_SET_STR, offsetof(struct router_cfg, s3_bucket), NULL, 0, 0, 0, NULL,
+     "the bucket of the media"},
+    {"S3_REGION", CM_SET_STR, offsetof(struct router_cfg, s3_region), "us-east-1", 0, 0, 0, NULL,
+     "the region signed into each request"},
+    {"S3_ACCESS_KEY_ID", CM_SET_STR, offsetof(struct router_cfg, s3_access_key), NULL, 0, 0, 0,
+     NULL, "the access key of the media bucket"},
+    {"S3_SECRET_ACCESS_KEY", CM_SET_SECRET, offsetof(struct router_cfg, s3_secret_key), NULL, 0, 0,
+     0, NULL, "its secret key"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -117,6 +135,8 @@ static int start(struct router *r)
     cm_nats_on_connect(r->svc.nats, cm_audit_stream_ensure, NULL);
     rc = router_keys_create(&r->keys);
     if (rc == CM_OK)
+        rc = router_media_create(r);
+    if (rc == CM_OK)
         rc = cm_rpc_create(&r->rpc, r->svc.nats, ROUTER_SERVICE, r->cfg->base.database_url,
                            ROUTER_SCHEMA, WORKERS, r->svc.metrics);
     if (rc == CM_OK) {
@@ -139,7 +159,8 @@ static int start(struct router *r)
         rc = router_senders_start(r);
     if (rc == CM_OK)
         rc = router_profiles_start(r);
-    rc = router_backfill_start(r);
+    if (rc == CM_OK)
+        rc = router_backfill_start(r);
     return rc;
 }
 
@@ -157,6 +178,7 @@ static void stop(struct router *r)
     router_senders_free(r);
     cm_outbox_destroy(r->outbox);
     router_keys_destroy(r->keys);
+    router_media_destroy(r);
 }
 
 int main(int argc, char **argv)

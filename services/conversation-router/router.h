@@ -38,12 +38,17 @@ struct router_cfg {
     int64_t profile_refresh;       /* seconds: a fetched profile is fetched again after this */
     int64_t profile_refused_retry; /* seconds: Meta refused a profile; asked again after this */
     int64_t profile_backoff;       /* seconds: the first wait after throttling or a failure */
+    char *media_store;             /* MEDIA_STORE: "postgres" or "s3", where new media goes */
+    int64_t media_max_bytes;       /* an attachment over this is not kept */
+    int64_t media_timeout;         /* seconds: one download or S3 request */
+    char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_key;
 };
 
 struct router_keys;     /* blind-index key cache, keys.c */
 struct router_limiter;  /* per-account send rate, sender.c */
 struct router_profiles; /* the profile fetcher, profile.c */
 struct backfill;        /* the backfill worker, backfill.c */
+struct media_store;     /* where attachment bytes live, media.c */
 
 struct router {
     struct cm_service svc;
@@ -60,6 +65,7 @@ struct router {
     struct sender *sender_state[2];
     struct router_profiles *profiles;
     struct backfill *backfill;
+    struct media_store *media;
 
     struct cm_metric *m_stored;
     struct cm_metric *m_duplicate;
@@ -89,6 +95,10 @@ int router_seal(struct router *r, struct cm_pg *pg, const char *ws, const char *
 /* Opens a sealed value read from PostgreSQL as text (bytea hex) into out (reset first). */
 int router_open(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                 const char *aad, const char *bytea_text, struct cm_buf *out) CM_MUST_CHECK;
+/* router_open() of sealed bytes already raw (a binary result, an S3 object). */
+int router_open_raw(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                    const char *aad, const void *sealed, size_t len,
+                    struct cm_buf *out) CM_MUST_CHECK;
 /* The blind index of a contact id in workspace ws (32 bytes into out). */
 int router_blind(struct router *r, struct cm_pg *pg, const char *ws, const char *integration_id,
                  const char *psid, unsigned char out[32]) CM_MUST_CHECK;
@@ -97,6 +107,27 @@ void router_keys_forget(struct router *r, const char *ws);
 
 /* A new opaque id "<prefix>_<24 hex>". */
 void router_new_id(const char *prefix, char out[40]);
+
+/* --- media.c: the media store (schema/009_media.sql) ---------------------------------- */
+
+/* Opens the store MEDIA_STORE names (and S3 when S3_ENDPOINT is set). CM_INVALID: logged. */
+int router_media_create(struct router *r) CM_MUST_CHECK;
+void router_media_destroy(struct router *r);
+/*
+ * Seals len bytes of attachment att (workspace ws, integration) under the integration's key
+ * and keeps them in the store new media goes to, whose name ("postgres" or "s3") *store
+ * receives for the attachment's row. The PostgreSQL store writes in pg's transaction.
+ */
+int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                     const char *att, const void *data, size_t len,
+                     const char **store) CM_MUST_CHECK;
+/* Reads attachment att's bytes from store ("postgres" or "s3") and opens them into out
+ * (reset first). CM_NOTFOUND when the store has none. */
+int router_media_get(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                     const char *att, const char *store, struct cm_buf *out) CM_MUST_CHECK;
+/* Deletes from S3 up to 100 objects of deleted attachments (media_doomed), inside pg's
+ * transaction; *deleted counts them. */
+int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted) CM_MUST_CHECK;
 
 /* --- window.c: Meta's messaging window ------------------------------------------------- */
 
