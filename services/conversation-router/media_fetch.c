@@ -19,7 +19,8 @@
  *  - over MEDIA_MAX_BYTES: unavailable, nothing kept;
  *  - no answer, a timeout, 5xx, 429: asked again after 30 s, doubling to an hour at most, 8
  *    attempts in all, then unavailable.
- * An unavailable attachment keeps no URL. The same thread forgets story mentions whose 24
+ * An unavailable attachment keeps no URL. Nothing is downloaded for a deleted workspace: its
+ * pending attachments wait for its purge. The same thread forgets story mentions whose 24
  * hours are over, and deletes the S3 objects of deleted attachments (router_media_sweep()).
  * Log lines name attachment ids, never a URL (it identifies the media) or a byte.
  */
@@ -399,6 +400,7 @@ static const char claim_sql[] =
     "UPDATE attachments a SET lease_until = now() + $1::interval"
     " FROM (SELECT x.id, m.platform, m.mid FROM attachments x"
     " JOIN messages m ON m.id = x.message_id"
+    " JOIN workspaces w ON w.id = x.workspace_id AND w.status = 'active'"
     " WHERE x.state = 'pending' AND x.direction = 'in' AND x.due_at <= now()"
     " AND (x.lease_until IS NULL OR x.lease_until < now())"
     " ORDER BY x.due_at LIMIT $2::int FOR UPDATE OF x SKIP LOCKED) d"

@@ -5,10 +5,11 @@
  * attachment get` writes the same bytes (in several chunks), audited; a CDN URL that expired
  * before the download is fetched again through Graph (Messenger and Instagram); one Meta no
  * longer has becomes unavailable with the reason; one over MEDIA_MAX_BYTES is unavailable with
- * nothing kept; a story mention is a reference, never downloaded, forgotten once expired; a
- * duplicate webhook adds no row; messages list shows attachments; a viewer outside the
- * workspace is refused; a purge removes attachments and media; and neither the media bytes,
- * the CDN URLs nor the contact's name is in plaintext in the router's schema or its log.
+ * nothing kept; a CDN failing is tried again later; a story mention is a reference, never
+ * downloaded, forgotten once expired; a duplicate webhook adds no row; messages list shows
+ * attachments; a viewer outside the workspace is refused; a purge removes attachments and media;
+ * and neither the media bytes, the CDN URLs nor the contact's name is in plaintext in the router's
+ * schema or its log.
  */
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
@@ -364,6 +365,31 @@ static void test_unavailable(void)
     free(big);
 }
 
+/* The CDN failing (500): still pending, tried again after the first backoff (30 s), the
+ * failure recorded; the URL kept for that attempt. */
+static void test_transient(void)
+{
+    static const unsigned char bytes[] = "bytes behind a failing CDN";
+    char *url = fakemeta_cdn_put(st.meta, "flaky-img", "image/jpeg", bytes, sizeof(bytes));
+    char *atts = one("image", url), att[64], q[512], *n = NULL;
+
+    fakemeta_cdn_fault(st.meta, "flaky-img", 500, 0);
+    message(false, "cust-ada", "m_flaky", now_ms(), atts, NULL);
+    if (attachment_of("m_flaky", 0, att)) {
+        snprintf(q, sizeof(q),
+                 "SELECT state || '|' || attempts || '|' || error || '|' ||"
+                 " (due_at > now() + interval '20 seconds') || '|' || (source_sealed IS NOT NULL)"
+                 " FROM router.attachments WHERE id = '%s' AND attempts > 0",
+                 att);
+        CHECK(WAIT_UNTIL((free(n), n = th_stack_sql(&st, q)) != NULL, 15000));
+        CHECK_STR(n, "pending|1|the CDN answered HTTP 500|true|true");
+        free(n);
+    }
+    CHECK(fakemeta_cdn_gets(st.meta, "flaky-img") == 1);
+    free(atts);
+    free(url);
+}
+
 /* A story mention is a reference, never downloaded; one whose 24 hours are over is forgotten
  * (its webhook carries Meta's time of 25 hours ago). */
 static void test_story_mention(void)
@@ -586,6 +612,7 @@ int main(void)
     RUN(test_image_downloaded);
     RUN(test_expired_refetched);
     RUN(test_unavailable);
+    RUN(test_transient);
     RUN(test_story_mention);
     RUN(test_duplicate);
     RUN(test_messages_list);
