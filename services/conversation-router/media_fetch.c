@@ -366,9 +366,10 @@ record:
         }
     }
     if (o == TRANSIENT && d->attempts + 1 >= MAX_ATTEMPTS) {
-        char last[300];
+        char last[sizeof(why) + 40];
         snprintf(last, sizeof(last), "gave up after %d attempts: %s", MAX_ATTEMPTS, why);
-        snprintf(why, sizeof(why), "%s", last);
+        last[sizeof(why) - 1] = '\0'; /* cut to fit: the reason's start says enough */
+        memcpy(why, last, sizeof(why));
         o = FINAL;
     }
     if (o == TRANSIENT) {
