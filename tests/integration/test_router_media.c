@@ -425,6 +425,64 @@ static void test_story_mention(void)
     free(url);
 }
 
+/* One Messenger event ev posted under field ("messaging" or "standby") of the Page's entry. */
+static void post_event(const char *field, const char *ev)
+{
+    struct cm_buf b;
+
+    cm_buf_init(&b);
+    cm_buf_printf(&b,
+                  "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":%lld,"
+                  "\"%s\":[%s]}]}",
+                  (long long)now_ms(), field, ev);
+    CHECK_MSG(th_stack_webhook(&st, b.data) == 200, "webhook refused: %s", field);
+    cm_buf_cleanup(&b);
+}
+
+/* The business's echo from Meta's inbox and a contact's standby message carry attachments
+ * too: captured and downloaded the same way (the echo's message is outbound). */
+static void test_echo_and_standby(void)
+{
+    static const unsigned char bytes[] = "what the business sent from Meta's inbox";
+    char *echo_url = fakemeta_cdn_put(st.meta, "echo-img", "image/jpeg", bytes, sizeof(bytes));
+    char *sb_url = fakemeta_cdn_put(st.meta, "sb-file", "application/pdf", bytes, sizeof(bytes));
+    char *echo_atts = one("image", echo_url), *sb_atts = one("file", sb_url), ev[2048], att[64];
+
+    snprintf(ev, sizeof(ev),
+             "{\"sender\":{\"id\":\"" PAGE "\"},\"recipient\":{\"id\":\"cust-ada\"},"
+             "\"timestamp\":%lld,\"message\":{\"mid\":\"m_echo_img\",\"is_echo\":true,"
+             "\"app_id\":" FAKEMETA_INBOX_APP_ID ",\"attachments\":%s}}",
+             (long long)now_ms(), echo_atts);
+    post_event("messaging", ev);
+    snprintf(ev, sizeof(ev),
+             "{\"sender\":{\"id\":\"cust-ada\"},\"recipient\":{\"id\":\"" PAGE "\"},"
+             "\"timestamp\":%lld,\"message\":{\"mid\":\"m_sb_file\",\"attachments\":%s}}",
+             (long long)now_ms(), sb_atts);
+    post_event("standby", ev);
+    if (attachment_of("m_echo_img", 0, att)) {
+        char *n;
+        await_state(att, "stored");
+        n = sql("SELECT m.direction || '|' || a.type FROM router.attachments a JOIN"
+                " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
+                att);
+        CHECK_STR(n, "out|image");
+        free(n);
+    }
+    if (attachment_of("m_sb_file", 0, att)) {
+        char *n;
+        await_state(att, "stored");
+        n = sql("SELECT m.standby || '|' || a.content_type FROM router.attachments a JOIN"
+                " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
+                att);
+        CHECK_STR(n, "true|application/pdf");
+        free(n);
+    }
+    free(echo_atts);
+    free(sb_atts);
+    free(echo_url);
+    free(sb_url);
+}
+
 /* Meta's duplicate (the same mid again) adds no attachment. */
 static void test_duplicate(void)
 {
@@ -614,6 +672,7 @@ int main(void)
     RUN(test_unavailable);
     RUN(test_transient);
     RUN(test_story_mention);
+    RUN(test_echo_and_standby);
     RUN(test_duplicate);
     RUN(test_messages_list);
     RUN(test_viewers);
