@@ -7,8 +7,9 @@
  * again when their lease ends. Inbound wakes it when a batch stored attachments; otherwise it
  * looks once a second. For each attachment it opens the sealed CDN URL and downloads it,
  * MEDIA_MAX_BYTES at most (libcurl stops at a larger Content-Length or as soon as more bytes
- * arrive) within MEDIA_TIMEOUT, then seals the bytes (router.media:<id>) into the store and
- * marks the row stored, its URL dropped, in one transaction.
+ * arrive) within MEDIA_TIMEOUT, following a redirect (Instagram's lookaside URLs), then seals the
+ * bytes (router.media:<id>) into the store and marks the row stored, its URL dropped, in one
+ * transaction.
  *
  * What the CDN answers decides:
  *  - 403, 404, 410: the URL expired (Meta signs CDN URLs for a limited time; its CDN answers
@@ -44,6 +45,7 @@
 #define BACKOFF_CAP_S 3600 /* the longest */
 #define MAX_ATTEMPTS  8    /* then unavailable */
 #define SWEEP_S       30   /* how often deleted S3 objects are swept */
+#define MAX_HOPS      3    /* redirects followed (Meta's lookaside URLs redirect to the CDN) */
 
 struct media_fetch {
     struct router *r;
@@ -93,6 +95,39 @@ static int get(struct media_fetch *f, const struct due *d, const char *url, cons
     req.meta = headers != NULL;
     req.log_id = d->id;
     rc = cm_httpc_do(f->http, &req, resp);
+    return rc;
+}
+
+/*
+ * Downloads url into resp, following redirects: Meta's lookaside URLs (Instagram's
+ * attachments) answer 302 to the CDN. At most MAX_HOPS, to absolute http(s) locations only;
+ * the size cap and the timeout apply to each.
+ */
+static int download(struct media_fetch *f, const struct due *d, const char *url,
+                    struct cm_httpc_response *resp)
+{
+    size_t max = (size_t)f->r->cfg->media_max_bytes;
+    char *next = NULL;
+    int rc = get(f, d, url, "cdn", NULL, max, resp);
+
+    for (int hop = 0; hop < MAX_HOPS && rc == CM_OK &&
+                      (resp->status == 301 || resp->status == 302 || resp->status == 303 ||
+                       resp->status == 307 || resp->status == 308);
+         hop++) {
+        const char *loc = cm_httpc_header(resp, "Location");
+        if (loc == NULL || (strncmp(loc, "https://", 8) != 0 && strncmp(loc, "http://", 7) != 0))
+            break;
+        if (next != NULL) {
+            sodium_memzero(next, strlen(next));
+            free(next);
+        }
+        next = cm_xstrdup(loc);
+        rc = get(f, d, next, "cdn", NULL, max, resp);
+    }
+    if (next != NULL) {
+        sodium_memzero(next, strlen(next));
+        free(next);
+    }
     return rc;
 }
 
@@ -338,13 +373,13 @@ static void fetch_one(struct media_fetch *f, const struct due *d)
         o = FINAL;
         goto record;
     }
-    rc = get(f, d, url.data, "cdn", NULL, (size_t)r->cfg->media_max_bytes, &resp);
+    rc = download(f, d, url.data, &resp);
     o = classify(rc, &resp, why, sizeof(why));
     if (o == EXPIRED) {
         rc = fresh_url(f, d, &fresh, why, sizeof(why));
         if (rc == CM_OK) {
             cm_httpc_response_cleanup(&resp);
-            rc = get(f, d, fresh, "cdn", NULL, (size_t)r->cfg->media_max_bytes, &resp);
+            rc = download(f, d, fresh, &resp);
             o = classify(rc, &resp, why, sizeof(why));
             if (o == EXPIRED) {
                 snprintf(why, sizeof(why), "Meta's fresh URL expired too (HTTP %ld)", resp.status);

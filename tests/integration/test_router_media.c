@@ -4,7 +4,8 @@
  * Graph attachments edge (fakemeta_media.c). An image is downloaded promptly and `domsctl
  * attachment get` writes the same bytes (in several chunks), audited; a CDN URL that expired
  * before the download is fetched again through Graph (Messenger and Instagram); one Meta no
- * longer has becomes unavailable with the reason; one over MEDIA_MAX_BYTES is unavailable with
+ * longer has becomes unavailable with the reason; Instagram's lookaside URL is followed to the
+ * CDN; one over MEDIA_MAX_BYTES is unavailable with
  * nothing kept; a CDN failing is tried again later; a story mention is a reference, never
  * downloaded, forgotten once expired; a duplicate webhook adds no row; messages list shows
  * attachments; a viewer outside the workspace is refused; a purge removes attachments and media;
@@ -365,6 +366,27 @@ static void test_unavailable(void)
     free(big);
 }
 
+/* Instagram's webhooks carry Meta's lookaside URL, which redirects to the CDN: followed. */
+static void test_lookaside(void)
+{
+    static const unsigned char bytes[] = "an instagram photo behind a lookaside redirect";
+    char *cdn = fakemeta_cdn_put(st.meta, "ig-look", "image/webp", bytes, sizeof(bytes));
+    char *url = fakemeta_cdn_lookaside(st.meta, "ig-look"), *atts = one("image", url), att[64];
+
+    message(true, "ig-grace", "m_ig_look", now_ms(), atts, NULL);
+    if (attachment_of("m_ig_look", 0, att)) {
+        char *n;
+        await_state(att, "stored");
+        n = sql("SELECT content_type FROM router.attachments WHERE id = '%s'", att);
+        CHECK_STR(n, "image/webp");
+        free(n);
+    }
+    CHECK(fakemeta_cdn_gets(st.meta, "ig-look") == 1);
+    free(atts);
+    free(url);
+    free(cdn);
+}
+
 /* The CDN failing (500): still pending, tried again after the first backoff (30 s), the
  * failure recorded; the URL kept for that attempt. */
 static void test_transient(void)
@@ -618,7 +640,7 @@ static void test_purge(void)
     CHECK(th_json_str(r, "error", "code") == NULL);
     CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(
               cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "attachments")) ==
-          3);
+          4);
     CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(
               cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "remaining"), "attachments")) ==
           0);
@@ -670,6 +692,7 @@ int main(void)
     RUN(test_image_downloaded);
     RUN(test_expired_refetched);
     RUN(test_unavailable);
+    RUN(test_lookaside);
     RUN(test_transient);
     RUN(test_story_mention);
     RUN(test_echo_and_standby);

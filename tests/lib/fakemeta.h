@@ -230,6 +230,9 @@ int fakemeta_takes(struct fakemeta *m, const char *recipient);
  */
 char *fakemeta_cdn_put(struct fakemeta *m, const char *name, const char *content_type,
                        const void *data, size_t len);
+/* The lookaside URL of name (a new string), as Instagram's webhooks carry: it answers 302 to
+ * the CDN URL of name's current signature. */
+char *fakemeta_cdn_lookaside(struct fakemeta *m, const char *name);
 /* Every URL of name handed out so far answers 403 "URL signature expired" from now on. */
 void fakemeta_cdn_expire(struct fakemeta *m, const char *name);
 /* name's URLs answer status (e.g. 500; 0: the bytes again), each after delay_ms. */

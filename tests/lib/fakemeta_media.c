@@ -3,6 +3,8 @@
  *   GET /cdn/v/t1.15752-9/<name>_n.<ext>?_nc_cat=..&gen=<g>&oh=..&oe=..   the CDN: the bytes,
  *        with their Content-Type and Content-Length; a URL whose signature expired is 403
  *        "URL signature expired" (text/plain), as Meta's CDN answers; an unknown one 404.
+ *   GET /ig_messaging_cdn/?asset_id=<name>&signature=..   Meta's lookaside URL (Instagram's
+ *        attachments): 302 to the CDN URL of the current signature.
  *   GET /vX/<mid>/attachments (graph.facebook.com, Page token)
  *        -> {"data": [{"id", "mime_type", "name", "size", "image_data": {"url", "preview_url",
  *           "width", "height"}} | {... "video_data": {"url", "preview_url", ...}} |
@@ -21,10 +23,11 @@
 #include "fakemeta.h"
 #include "fakemeta_int.h"
 
-#define MAX_OBJECTS  64
-#define MAX_MESSAGES 64
-#define MAX_PER_MSG  4
-#define CDN_PREFIX   "/cdn/v/t1.15752-9/"
+#define MAX_OBJECTS      64
+#define MAX_MESSAGES     64
+#define MAX_PER_MSG      4
+#define CDN_PREFIX       "/cdn/v/t1.15752-9/"
+#define LOOKASIDE_PREFIX "/ig_messaging_cdn/"
 
 struct fm_object {
     char name[64];
@@ -109,6 +112,16 @@ char *fakemeta_cdn_put(struct fakemeta *m, const char *name, const char *content
     url = url_locked(m, o);
     pthread_mutex_unlock(&m->lock);
     return url;
+}
+
+char *fakemeta_cdn_lookaside(struct fakemeta *m, const char *name)
+{
+    struct cm_buf b;
+
+    cm_buf_init(&b);
+    cm_buf_printf(&b, "%s" LOOKASIDE_PREFIX "?asset_id=%s&signature=AbFakeLookaside",
+                  fakehttp_url(m->srv[0]), name);
+    return b.data;
 }
 
 void fakemeta_cdn_expire(struct fakemeta *m, const char *name)
@@ -207,6 +220,29 @@ static void cdn(struct fakemeta *m, const struct fakehttp_request *req,
     pthread_mutex_unlock(&m->lock);
 }
 
+/* Meta's lookaside URL: 302 to the CDN URL of the asset's current signature. */
+static void lookaside(struct fakemeta *m, const struct fakehttp_request *req,
+                      struct fakehttp_response *resp)
+{
+    char *name = fakehttp_query_param(req, "asset_id"), *url = NULL;
+    struct fm_object *o;
+
+    pthread_mutex_lock(&m->lock);
+    o = name != NULL ? find_locked(m, name) : NULL;
+    if (o != NULL)
+        url = url_locked(m, o);
+    pthread_mutex_unlock(&m->lock);
+    if (url == NULL) {
+        fakehttp_set_header(resp, "Content-Type", "text/plain");
+        fakehttp_reply(resp, 404, "Not Found", 9);
+    } else {
+        fakehttp_set_header(resp, "Location", url);
+        fakehttp_reply(resp, 302, "", 0);
+    }
+    free(url);
+    free(name);
+}
+
 /* One attachment of Graph's list for object o (its URL fresh). */
 static cJSON *attachment_json(struct fakemeta *m, const struct fm_object *o, int i)
 {
@@ -290,6 +326,10 @@ bool fm_media(struct fakemeta *m, int host, const char *rest, const struct fakeh
 
     if (get && strncmp(req->path, CDN_PREFIX, strlen(CDN_PREFIX)) == 0) {
         cdn(m, req, resp);
+        return true;
+    }
+    if (get && strcmp(req->path, LOOKASIDE_PREFIX) == 0) {
+        lookaside(m, req, resp);
         return true;
     }
     if (!get || rest == NULL)
