@@ -250,14 +250,17 @@ static void on_conversations_list(struct cm_rpc_call *call, void *arg)
 
 /*
  * Rows of a conversation's messages: id, mid, direction, sealed, sent_at, status, the sort
- * key (sent_at in microseconds, seq), standby. Oldest first from after the cursor ($2, $3), or
- * newest first from before it; $4 rows at most.
+ * key (sent_at in microseconds, seq), standby, its attachments (a JSON array, by position). Oldest
+ * first from after the cursor ($2, $3), or newest first from before it; $4 rows at most.
  */
-#define MESSAGES_COLS 9
+#define MESSAGES_COLS 10
 /* clang-format off */
 #define MESSAGES_SELECT                                                                            \
     "SELECT id, mid, direction, body_sealed, " ROUTER_RFC3339("sent_at") ", status,"               \
-    " (extract(epoch FROM sent_at) * 1000000)::bigint, seq, standby"                               \
+    " (extract(epoch FROM sent_at) * 1000000)::bigint, seq, standby,"                              \
+    " (SELECT coalesce(json_agg(json_build_object('attachment_id', a.id, 'type', a.type,"          \
+    " 'size', a.size, 'state', a.state) ORDER BY a.position), '[]') FROM attachments a"            \
+    " WHERE a.message_id = messages.id)"                                                           \
     " FROM messages WHERE conversation_id = $1"
 static const char messages_sql[] = MESSAGES_SELECT
     " AND ($2::bigint IS NULL OR (sent_at, seq) > (" AFTER_USEC("$2") ", $3::bigint))"
@@ -288,6 +291,15 @@ static cJSON *message_json(struct router *r, struct cm_pg *pg, const struct rout
     cJSON_AddStringToObject(o, "sent_at", row[4]);
     cJSON_AddStringToObject(o, "status", row[5]);
     cJSON_AddBoolToObject(o, "standby", strcmp(row[8], "t") == 0);
+    {
+        /* Each message's attachments, read in the page's one statement. */
+        cJSON *atts = row[9] != NULL ? cJSON_Parse(row[9]) : NULL;
+        if (!cJSON_IsArray(atts)) {
+            cJSON_Delete(atts);
+            atts = cJSON_CreateArray();
+        }
+        cJSON_AddItemToObject(o, "attachments", atts);
+    }
     free(text);
     return o;
 }

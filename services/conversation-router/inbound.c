@@ -290,11 +290,11 @@ static int assign_waiting(struct inbound *in, struct item *items, int n)
  * message); then, pipelined, the full statements of known contacts whose conversation was
  * not open; then, in the batch's order, everything else one statement at a time (edits,
  * reads, echoes...), so that an edit in the same batch as its message finds it stored; last,
- * the assignment of what waits. CM_INVALID, with why, for an event that can never be
- * stored.
+ * the attachments of the messages stored; last, the assignment of what waits. CM_INVALID, with
+ * why, for an event that can never be stored. *media counts the attachments captured.
  */
 static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, int n, char *why,
-                       size_t cap)
+                       size_t cap, int *media)
 {
     int *of = cm_xcalloc((size_t)n, sizeof(*of));
     int rc = CM_OK, ncalls = 0, nagain = 0;
@@ -335,6 +335,14 @@ static int store_batch(struct inbound *in, natsMsg **msgs, struct item *items, i
         if (rc == CM_OK)
             give_up_later(msgs[i], &items[i].outcome);
     }
+    /* Attachments last, only of messages just stored (rare: no cost to the others). */
+    for (int i = 0; rc == CM_OK && i < n; i++) {
+        struct inbound_fast *f = &items[i].fast;
+        if (items[i].eligible && items[i].outcome == INBOUND_STORED && f->media.n > 0) {
+            rc = inbound_media_insert(in->r, in->pg, &f->route, f->id, f->ev, &f->media);
+            *media += f->media.n;
+        }
+    }
     if (rc == CM_OK)
         rc = assign_waiting(in, items, n);
     free(of);
@@ -355,13 +363,15 @@ static enum cm_consume_result alone(struct inbound *in, natsMsg *msg)
 {
     struct item item;
     char why[256] = "";
-    int rc = cm_pg_begin(in->pg);
+    int rc = cm_pg_begin(in->pg), media = 0;
 
     memset(&item, 0, sizeof(item));
     if (rc == CM_OK)
-        rc = store_batch(in, &msg, &item, 1, why, sizeof(why));
+        rc = store_batch(in, &msg, &item, 1, why, sizeof(why), &media);
     if (rc == CM_OK)
         rc = cm_pg_commit(in->pg);
+    if (rc == CM_OK && media > 0)
+        router_media_fetch_wake(in->r);
     if (rc != CM_OK)
         cm_pg_rollback(in->pg);
     items_cleanup(&item, 1);
@@ -385,12 +395,14 @@ static void on_batch(void *arg, natsMsg **msgs, int n, enum cm_consume_result *r
     struct inbound *in = arg;
     struct item *items = cm_xcalloc((size_t)n, sizeof(*items));
     char why[256] = "";
-    int rc = cm_pg_begin(in->pg);
+    int rc = cm_pg_begin(in->pg), media = 0;
 
     if (rc == CM_OK)
-        rc = store_batch(in, msgs, items, n, why, sizeof(why));
+        rc = store_batch(in, msgs, items, n, why, sizeof(why), &media);
     if (rc == CM_OK)
         rc = cm_pg_commit(in->pg);
+    if (rc == CM_OK && media > 0)
+        router_media_fetch_wake(in->r); /* downloads start now, not at the next poll */
     if (rc == CM_OK) {
         for (int i = 0; i < n; i++) {
             count(in->r, items[i].outcome);

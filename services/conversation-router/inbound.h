@@ -52,6 +52,38 @@ int inbound_store(struct router *r, struct cm_pg *pg, struct inbound_caches *cac
                   size_t cap) CM_MUST_CHECK;
 
 /*
+ * media_in.c: the attachments of a message that the router keeps as rows of their own
+ * (schema/009_media.sql): image, video, audio and file are downloaded later (state
+ * pending), a story mention is only referred to until it expires (state reference). Every
+ * other kind (share, reel, template, fallback, location, sticker...) stays in the sealed body
+ * as Meta sent it. Pointers borrow from the event.
+ */
+#define INBOUND_MEDIA_MAX 10 /* Meta sends at most 10 attachments a message */
+
+struct inbound_media {
+    int n;
+    struct {
+        char id[40];      /* the attachment's id, "att_<hex>" */
+        const char *type; /* Meta's type */
+        const char *url;  /* its payload.url, Meta's CDN */
+        int position;     /* its index in message.attachments */
+        bool reference;   /* a story mention: never downloaded */
+    } a[INBOUND_MEDIA_MAX];
+};
+
+/* Finds what of ev's message.attachments becomes rows into m (m->n 0: nothing, the common
+ * case, with no allocation). */
+void inbound_media_plan(const struct inbound_event *ev, struct inbound_media *m);
+/*
+ * Inserts m's rows for message msg_id inside the caller's transaction, each URL sealed under
+ * the integration's key. Nothing is inserted unless msg_id is a stored message (so a
+ * duplicate, which never got msg_id, adds nothing). Returns CM_OK or a pg or key error.
+ */
+int inbound_media_insert(struct router *r, struct cm_pg *pg, const struct router_route *route,
+                         const char *msg_id, const struct inbound_event *ev,
+                         const struct inbound_media *m) CM_MUST_CHECK;
+
+/*
  * A contact writing (message, postback, referral) as one statement that can be pipelined with
  * the others of a batch (cm_pg_pipeline). inbound_fast_prepare() finds the route and the
  * contact's blind index (and id, when the worker's cache knows it), seals the body, and, for
@@ -73,8 +105,9 @@ struct inbound_fast {
     unsigned char blind[32];
     char cache_key[160]; /* the contacts cache's key of this contact */
     struct router_route route;
-    struct cm_buf sealed;      /* the message's body */
-    struct cm_buf psid_sealed; /* the contact's id, for a contact not known (full statement) */
+    struct cm_buf sealed;       /* the message's body */
+    struct cm_buf psid_sealed;  /* the contact's id, for a contact not known (full statement) */
+    struct inbound_media media; /* attachments to insert once the message is stored */
     const char *values[12];
     int lengths[12], formats[12];
     struct cm_pg_call call;
@@ -102,7 +135,8 @@ void inbound_fast_cleanup(struct inbound_fast *f);
  * psid (created when create is set; CM_NOTFOUND when absent and not created) into contact_id.
  * inbound_conversation_of(): the conversation of a contact's event (see store.c).
  * inbound_insert_echo(): the business's own message, sealed (marked standby per ev).
- * inbound_body_json(): the sealed part of a message (a new string: cJSON_free()).
+ * inbound_body_json(): the sealed part of a message (a new string: cJSON_free()); an
+ * attachment of media (may be NULL) is only {"type", "attachment_id"} in it.
  */
 int inbound_contact_of(struct router *r, struct cm_pg *pg, struct inbound_caches *caches,
                        const struct router_route *route, const char *platform, const char *psid,
@@ -113,7 +147,7 @@ int inbound_conversation_of(struct cm_pg *pg, const struct router_route *route,
 int inbound_insert_echo(struct router *r, struct cm_pg *pg, const struct router_route *route,
                         const char *conv, const struct inbound_event *ev,
                         bool *inserted) CM_MUST_CHECK;
-char *inbound_body_json(const struct inbound_event *ev);
+char *inbound_body_json(const struct inbound_event *ev, const struct inbound_media *media);
 /* Formats Meta's epoch milliseconds for PostgreSQL's to_timestamp(). */
 void inbound_ts_param(char out[32], int64_t ms);
 

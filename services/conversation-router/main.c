@@ -102,6 +102,11 @@ static void register_metrics(struct router *r)
     r->m_profile_throttled =
         cm_metrics_counter(m, "router_profiles_total", "outcome=\"throttled\"", h);
     r->m_profile_failed = cm_metrics_counter(m, "router_profiles_total", "outcome=\"failed\"", h);
+    h = "Inbound attachments downloaded from Meta's CDN, by outcome";
+    r->m_media_stored = cm_metrics_counter(m, "router_media_total", "outcome=\"stored\"", h);
+    r->m_media_unavailable =
+        cm_metrics_counter(m, "router_media_total", "outcome=\"unavailable\"", h);
+    r->m_media_retried = cm_metrics_counter(m, "router_media_total", "outcome=\"retried\"", h);
 }
 
 /* The router's own streams: the send work queue, dead letters, assignment events. */
@@ -146,6 +151,7 @@ static int start(struct router *r)
         router_api_thread_register(r);
         router_purge_register(r);
         router_backfill_register(r);
+        router_api_media_register(r);
         rc = cm_rpc_start(r->rpc);
     }
     if (rc == CM_OK)
@@ -153,6 +159,8 @@ static int start(struct router *r)
                              r->svc.metrics);
     if (rc == CM_OK)
         rc = router_routes_start(r);
+    if (rc == CM_OK)
+        rc = router_media_fetch_start(r); /* before inbound, which wakes it */
     if (rc == CM_OK)
         rc = router_inbound_start(r);
     if (rc == CM_OK)
@@ -171,6 +179,7 @@ static void stop(struct router *r)
     router_profiles_stop(r);
     router_backfill_stop(r);
     router_inbound_stop(r);
+    router_media_fetch_stop(r);
     cm_consumer_destroy(r->routes);
     cm_pg_destroy(r->routes_pg);
     for (int i = 0; i < 2; i++)

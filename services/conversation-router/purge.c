@@ -4,7 +4,10 @@
  * data keys, so even backups of the rows are unreadable), then deletes in batches of a few
  * thousand rows, each its own short transaction so ingest and replies never wait long, then
  * counts what is left. A contact's profile (profile.c) lives on the contact's row, sealed under
- * the integration's key: unreadable once the keys are shredded, gone with the row.
+ * the integration's key: unreadable once the keys are shredded, gone with the row. So do
+ * attachments and their media (media.c), deleted before their messages and counted: their
+ * key is shredded first, so even an S3 object still waiting for the sweep (media_doomed) is
+ * unreadable from the moment the purge starts.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,22 +144,25 @@ static int purge_dead_letters(struct router *r, struct cm_pg *pg, const char *sq
 }
 
 struct counts {
-    long contacts, conversations, messages, keys;
-    long left_contacts, left_conversations, left_messages;
+    long contacts, conversations, messages, attachments, keys;
+    long left_contacts, left_conversations, left_messages, left_attachments;
 };
 
 /* The statements of one purge scope; each takes the scope's id as $1. */
 struct scope_sql {
-    const char *accounts; /* the accounts (platform, account_id) of its routes */
-    const char *messages; /* batch deletes, children first */
+    const char *accounts;    /* the accounts (platform, account_id) of its routes */
+    const char *attachments; /* batch deletes, children first (media goes with them) */
+    const char *messages;
     const char *conversations;
     const char *contacts;
     const char *routes;
-    const char *left; /* what remains: contacts, conversations, messages */
+    const char *left; /* what remains: contacts, conversations, messages, attachments */
 };
 
 static const struct scope_sql by_workspace = {
     "SELECT DISTINCT platform, account_id FROM routes WHERE workspace_id = $1",
+    "DELETE FROM attachments WHERE id IN (SELECT id FROM attachments WHERE workspace_id = $1"
+    " LIMIT " BATCH ")",
     "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE workspace_id = $1"
     " LIMIT " BATCH ")",
     "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations"
@@ -166,11 +172,14 @@ static const struct scope_sql by_workspace = {
     "DELETE FROM routes WHERE workspace_id = $1",
     "SELECT (SELECT count(*) FROM contacts WHERE workspace_id = $1),"
     " (SELECT count(*) FROM conversations WHERE workspace_id = $1),"
-    " (SELECT count(*) FROM messages WHERE workspace_id = $1)",
+    " (SELECT count(*) FROM messages WHERE workspace_id = $1),"
+    " (SELECT count(*) FROM attachments WHERE workspace_id = $1)",
 };
 
 static const struct scope_sql by_integration = {
     "SELECT DISTINCT platform, account_id FROM routes WHERE integration_id = $1",
+    "DELETE FROM attachments WHERE id IN (SELECT id FROM attachments WHERE integration_id = $1"
+    " LIMIT " BATCH ")",
     "DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m JOIN conversations c"
     " ON c.id = m.conversation_id WHERE c.integration_id = $1 LIMIT " BATCH ")",
     "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations"
@@ -181,7 +190,8 @@ static const struct scope_sql by_integration = {
     "SELECT (SELECT count(*) FROM contacts WHERE integration_id = $1),"
     " (SELECT count(*) FROM conversations WHERE integration_id = $1),"
     " (SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id"
-    " WHERE c.integration_id = $1)",
+    " WHERE c.integration_id = $1),"
+    " (SELECT count(*) FROM attachments WHERE integration_id = $1)",
 };
 
 /*
@@ -196,6 +206,8 @@ static int purge_rows(struct router *r, struct cm_pg *pg, const struct scope_sql
     int rc = purge_dead_letters(r, pg, q->accounts, id);
 
     if (rc == CM_OK)
+        rc = delete_batches(pg, q->attachments, 1, params, &c->attachments);
+    if (rc == CM_OK)
         rc = delete_batches(pg, q->messages, 1, params, &c->messages);
     if (rc == CM_OK)
         rc = delete_batches(pg, q->conversations, 1, params, &c->conversations);
@@ -209,6 +221,7 @@ static int purge_rows(struct router *r, struct cm_pg *pg, const struct scope_sql
         c->left_contacts += atol(cm_pg_value(pg, 0, 0));
         c->left_conversations += atol(cm_pg_value(pg, 0, 1));
         c->left_messages += atol(cm_pg_value(pg, 0, 2));
+        c->left_attachments += atol(cm_pg_value(pg, 0, 3));
     }
     return rc;
 }
@@ -282,24 +295,27 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
                     " (with integration_ids) or due");
         return;
     }
-    if (rc == CM_OK && (c.messages || c.conversations || c.contacts))
+    if (rc == CM_OK && (c.messages || c.conversations || c.contacts || c.attachments))
         rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "purge", ws ? ws : "integrations");
     if (rc != CM_OK) {
         cm_rpc_fail(call, "unavailable", "purge interrupted: %s; repeat it", cm_err_str(rc));
         return;
     }
-    if (c.messages || c.conversations || c.contacts)
-        CM_INFO("purge (%s) by %s: %ld messages, %ld conversations, %ld contacts, %ld keys", scope,
-                call->actor, c.messages, c.conversations, c.contacts, c.keys);
+    if (c.messages || c.conversations || c.contacts || c.attachments)
+        CM_INFO("purge (%s) by %s: %ld messages, %ld attachments, %ld conversations, %ld contacts,"
+                " %ld keys",
+                scope, call->actor, c.messages, c.attachments, c.conversations, c.contacts, c.keys);
     out = cJSON_CreateObject();
     deleted = cJSON_AddObjectToObject(out, "deleted");
     cJSON_AddNumberToObject(deleted, "contacts", (double)c.contacts);
     cJSON_AddNumberToObject(deleted, "conversations", (double)c.conversations);
     cJSON_AddNumberToObject(deleted, "messages", (double)c.messages);
+    cJSON_AddNumberToObject(deleted, "attachments", (double)c.attachments);
     remaining = cJSON_AddObjectToObject(out, "remaining");
     cJSON_AddNumberToObject(remaining, "contacts", (double)c.left_contacts);
     cJSON_AddNumberToObject(remaining, "conversations", (double)c.left_conversations);
     cJSON_AddNumberToObject(remaining, "messages", (double)c.left_messages);
+    cJSON_AddNumberToObject(remaining, "attachments", (double)c.left_attachments);
     cm_rpc_reply(call, out);
 }
 

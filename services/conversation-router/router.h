@@ -49,6 +49,7 @@ struct router_limiter;  /* per-account send rate, sender.c */
 struct router_profiles; /* the profile fetcher, profile.c */
 struct backfill;        /* the backfill worker, backfill.c */
 struct media_store;     /* where attachment bytes live, media.c */
+struct media_fetch;     /* the download worker, media_fetch.c */
 
 struct router {
     struct cm_service svc;
@@ -66,6 +67,7 @@ struct router {
     struct router_profiles *profiles;
     struct backfill *backfill;
     struct media_store *media;
+    struct media_fetch *fetch;
 
     struct cm_metric *m_stored;
     struct cm_metric *m_duplicate;
@@ -79,6 +81,9 @@ struct router {
     struct cm_metric *m_profile_refused;
     struct cm_metric *m_profile_throttled;
     struct cm_metric *m_profile_failed;
+    struct cm_metric *m_media_stored;      /* router_media_total{outcome="stored"} */
+    struct cm_metric *m_media_unavailable; /* ... "unavailable" */
+    struct cm_metric *m_media_retried;     /* ... "retried" */
 };
 
 /* --- keys.c: sealing and the blind index ---------------------------------------------- */
@@ -128,6 +133,20 @@ int router_media_get(struct router *r, struct cm_pg *pg, const char *ws, const c
 /* Deletes from S3 up to 100 objects of deleted attachments (media_doomed), inside pg's
  * transaction; *deleted counts them. */
 int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted) CM_MUST_CHECK;
+
+/* --- media_fetch.c: the download worker (proto/router.md#media) ---------------------- */
+
+/* Starts the thread that downloads pending attachments, forgets expired references and sweeps
+ * deleted S3 objects. CM_OK, or CM_ERR (logged). */
+int router_media_fetch_start(struct router *r) CM_MUST_CHECK;
+/* Wakes the worker now (new attachments were stored); any thread, a no-op when not started. */
+void router_media_fetch_wake(struct router *r);
+/* Stops the worker (it finishes the download in hand) and frees it; accepts none started. */
+void router_media_fetch_stop(struct router *r);
+
+/* --- api_media.c: router.attachment.get ----------------------------------------------- */
+
+void router_api_media_register(struct router *r);
 
 /* --- window.c: Meta's messaging window ------------------------------------------------- */
 

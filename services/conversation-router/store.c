@@ -217,8 +217,20 @@ int inbound_conversation_of(struct cm_pg *pg, const struct router_route *route,
     return rc;
 }
 
+/* Replaces in atts (the body's copy) each attachment media keeps as a row by its reference. */
+static void media_refs(cJSON *atts, const struct inbound_media *media)
+{
+    for (int i = 0; media != NULL && i < media->n; i++) {
+        cJSON *ref = cJSON_CreateObject();
+        cJSON_AddStringToObject(ref, "type", media->a[i].type);
+        cJSON_AddStringToObject(ref, "attachment_id", media->a[i].id);
+        if (!cJSON_ReplaceItemInArray(atts, media->a[i].position, ref))
+            cJSON_Delete(ref);
+    }
+}
+
 /* The sealed part of a message: what a person wrote or sent, nothing of Meta's plumbing. */
-char *inbound_body_json(const struct inbound_event *ev)
+char *inbound_body_json(const struct inbound_event *ev, const struct inbound_media *media)
 {
     const cJSON *e = ev->event, *m;
     cJSON *body = cJSON_CreateObject();
@@ -241,6 +253,7 @@ char *inbound_body_json(const struct inbound_event *ev)
             if (v != NULL)
                 cJSON_AddItemToObject(body, keep[i], cJSON_Duplicate(v, 1));
         }
+        media_refs(cJSON_GetObjectItemCaseSensitive(body, "attachments"), media);
     }
     text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
@@ -253,10 +266,13 @@ int inbound_insert_echo(struct router *r, struct cm_pg *pg, const struct router_
                         const char *conv, const struct inbound_event *ev, bool *inserted)
 {
     char id[40], aad[96], ts[32];
-    char *body = inbound_body_json(ev);
+    struct inbound_media media;
+    char *body;
     struct cm_buf sealed;
     int rc;
 
+    inbound_media_plan(ev, &media);
+    body = inbound_body_json(ev, &media);
     router_new_id("msg", id);
     snprintf(aad, sizeof(aad), "router.messages.body:%s", id);
     inbound_ts_param(ts, ev->ts_ms);
@@ -285,6 +301,8 @@ int inbound_insert_echo(struct router *r, struct cm_pg *pg, const struct router_
     }
     if (rc == CM_OK)
         *inserted = cm_pg_affected(pg) == 1;
+    if (rc == CM_OK && *inserted && media.n > 0)
+        rc = inbound_media_insert(r, pg, route, id, ev, &media);
     cm_buf_wipe(&sealed);
     cJSON_free(body);
     return rc;
@@ -412,7 +430,8 @@ static int seal_message(struct router *r, struct cm_pg *pg, struct inbound_cache
     router_new_id("msg", f->id);
     snprintf(aad, sizeof(aad), "router.messages.body:%s", f->id);
     inbound_ts_param(f->ts, ev->ts_ms);
-    body = inbound_body_json(ev);
+    inbound_media_plan(ev, &f->media);
+    body = inbound_body_json(ev, &f->media);
     rc = router_seal(r, pg, f->route.workspace_id, f->route.integration_id, aad, body, strlen(body),
                      &f->sealed);
     cJSON_free(body);
@@ -448,6 +467,8 @@ static int store_inbound(struct router *r, struct cm_pg *pg, struct inbound_cach
     }
     if (rc == CM_NOTFOUND)
         rc = CM_AGAIN;
+    if (rc == CM_OK && *outcome == INBOUND_STORED && f.media.n > 0)
+        rc = inbound_media_insert(r, pg, &f.route, f.id, ev, &f.media);
     if (rc == CM_OK && f.waiting) {
         struct cm_pg_call call;
         const char *ws[1] = {f.route.workspace_id};

@@ -85,10 +85,13 @@ static int standby_inbound(struct router *r, struct cm_pg *pg, const struct rout
                            const struct inbound_event *ev, const char *conv, bool *inserted)
 {
     char id[40], aad[96], ts[32];
-    char *body = inbound_body_json(ev);
+    struct inbound_media media;
+    char *body;
     struct cm_buf sealed;
     int rc;
 
+    inbound_media_plan(ev, &media);
+    body = inbound_body_json(ev, &media);
     router_new_id("msg", id);
     snprintf(aad, sizeof(aad), "router.messages.body:%s", id);
     inbound_ts_param(ts, ev->ts_ms);
@@ -109,6 +112,8 @@ static int standby_inbound(struct router *r, struct cm_pg *pg, const struct rout
                                9, values, lengths, formats, 0);
     }
     *inserted = rc == CM_OK && cm_pg_affected(pg) == 1;
+    if (rc == CM_OK && *inserted && media.n > 0)
+        rc = inbound_media_insert(r, pg, route, id, ev, &media);
     /* The person wrote to the business: the window moves, whichever app they reached. */
     if (rc == CM_OK && *inserted) {
         const char *params[2] = {conv, ts};

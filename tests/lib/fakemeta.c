@@ -595,6 +595,8 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
                   : fb && !ig ? FAKEMETA_FACEBOOK
                               : BOTH_HOSTS,
                   req, resp);
+    } else if (fm_media(m, l->host, rest, req, resp)) {
+        /* the CDN, or a message's attachments (fakemeta_media.c) */
     } else if (rest != NULL && fm_conversations(m, l->host, rest, req, resp)) {
         /* answered */
     } else if (get && rest != NULL && rlen > 0 && strchr(rest, '/') == NULL &&
@@ -655,6 +657,7 @@ void fakemeta_stop(struct fakemeta *m)
     fakehttp_stop(m->srv[0]);
     fm_threads_free(m);
     fm_conversations_free(m);
+    fm_media_free(m);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

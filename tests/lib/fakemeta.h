@@ -86,6 +86,16 @@
  * subcode 2018300; a sender action ("sender_action": "mark_seen") is answered 200
  * {"recipient_id"}.
  *
+ * Media (fakemeta_media.c): Meta's CDN, on the Facebook host's listener, serves what a test
+ * put there under URLs shaped like Meta's (GET /cdn/v/t1.15752-9/<name>_n.jpg?...&oh=..&oe=..),
+ * 403 "URL signature expired" once fakemeta_cdn_expire() made them so; the Graph API's
+ * message attachments hand out fresh URLs of a message's media:
+ *   GET  /vX/<mid>/attachments                 (Facebook host, Page token)
+ *   GET  /vX/<mid>?fields=attachments          (Instagram host, Instagram token)
+ *        -> {"data": [{"id", "mime_type", "name", "size", "image_data": {"url", ...}}]}
+ *           (Instagram: {"attachments": {"data": [...]}, "id"}); a mid never registered with
+ *           fakemeta_media_message() is code 100 subcode 33.
+ *
  * Conversations API (fakemeta_conversations.c), both hosts, each with its account's token:
  *   GET  /vX/<page-id>/conversations?platform=messenger      (Facebook host)
  *   GET  /vX/me/conversations?platform=instagram             (Instagram host)
@@ -211,6 +221,27 @@ char *fakemeta_thread_owner(struct fakemeta *m, const char *account, const char 
 int fakemeta_sender_actions(struct fakemeta *m, const char *recipient, const char *action);
 /* The number of take_thread_control calls for recipient. */
 int fakemeta_takes(struct fakemeta *m, const char *recipient);
+
+/* --- media (fakemeta_media.c) ----------------------------------------------------------- */
+
+/*
+ * Puts len bytes of content_type at Meta's CDN under name (letters, digits, '-'); returns the
+ * URL a webhook carries (a new string; free it). Putting a name again replaces it.
+ */
+char *fakemeta_cdn_put(struct fakemeta *m, const char *name, const char *content_type,
+                       const void *data, size_t len);
+/* The lookaside URL of name (a new string), as Instagram's webhooks carry: it answers 302 to
+ * the CDN URL of name's current signature. */
+char *fakemeta_cdn_lookaside(struct fakemeta *m, const char *name);
+/* Every URL of name handed out so far answers 403 "URL signature expired" from now on. */
+void fakemeta_cdn_expire(struct fakemeta *m, const char *name);
+/* name's URLs answer status (e.g. 500; 0: the bytes again), each after delay_ms. */
+void fakemeta_cdn_fault(struct fakemeta *m, const char *name, int status, int delay_ms);
+/* The CDN requests for name so far. */
+int fakemeta_cdn_gets(struct fakemeta *m, const char *name);
+/* Meta knows message mid with the media of names (n of them, in order): its attachments edge
+ * answers fresh URLs of them. */
+void fakemeta_media_message(struct fakemeta *m, const char *mid, const char *const *names, int n);
 
 /* --- the Conversations API (fakemeta_conversations.c) ------------------------------------ */
 

@@ -62,6 +62,7 @@ struct fakemeta {
     int sent_seq;
     struct fm_threads *threads; /* who holds each thread (fakemeta_thread.c) */
     struct fm_convs *convs;     /* fakemeta_conversations.c's, created on first use */
+    struct fm_media *media;     /* fakemeta_media.c's CDN and attachments, created on first use */
 };
 
 /* The stand-in's clock (seconds); under m->lock. */
@@ -121,5 +122,11 @@ void fm_threads_free(struct fakemeta *m);
 bool fm_conversations(struct fakemeta *m, int host, const char *rest,
                       const struct fakehttp_request *req, struct fakehttp_response *resp);
 void fm_conversations_free(struct fakemeta *m);
+
+/* fakemeta_media.c: true when it answered req (the CDN, or a message's attachments). */
+struct fm_media;
+bool fm_media(struct fakemeta *m, int host, const char *rest, const struct fakehttp_request *req,
+              struct fakehttp_response *resp);
+void fm_media_free(struct fakemeta *m);
 
 #endif

@@ -7,7 +7,10 @@
 --                sealed, until due_at, when it is forgotten;
 --   unavailable  nothing could be kept (expired at Meta, over MEDIA_MAX_BYTES, refused);
 --                error says why, and no URL or byte is held.
--- Outbound attachments (a reply with a file) are rows too, stored before they are sent.
+-- direction 'in': the media came from Meta (a contact's message, a standby message, an echo
+-- of the business's from another app, a backfilled message; media_in.c captures them with
+-- their message, and only the media worker, media_fetch.c, downloads them); 'out': a reply's
+-- file, stored before it is sent.
 -- Rows go with their message (ON DELETE CASCADE), so every purge that deletes messages
 -- deletes their media; an S3 object's key is then queued in media_doomed (by the trigger
 -- below, whatever the purge), and the media worker deletes it from the bucket. The

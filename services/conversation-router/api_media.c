@@ -1,0 +1,179 @@
+/*
+ * api_media.c - router.attachment.get: one stored attachment's bytes, in chunks.
+ *
+ * NATS carries at most 1 MiB a message, so a reply holds ATTACHMENT_CHUNK bytes from the
+ * requested offset (base64) and says whether it reached the end; domsctl asks again from the
+ * next offset. Reading is a viewer's right in the attachment's workspace, and every call is
+ * audited (attachments.read, the attachment's id), committed with the read.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/audit.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "router.h"
+
+/* The bytes a reply carries at most: 512 KiB, about 700 KB in base64. */
+#define ATTACHMENT_CHUNK (512 * 1024)
+
+/* The attachment's row as a call about it reads it. */
+struct att_row {
+    char ws[128], integration[64], type[32], state[16], content_type[100], store[16];
+    char error[300];
+    long long size;
+};
+
+/* The request's offset: 0 when absent, else a whole number >= 0; false (failed) otherwise. */
+static bool offset_of(struct cm_rpc_call *call, long long *offset)
+{
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(call->req, "offset");
+
+    *offset = 0;
+    if (o == NULL || cJSON_IsNull(o))
+        return true;
+    if (!cJSON_IsNumber(o) || o->valuedouble < 0 ||
+        o->valuedouble != (double)(long long)o->valuedouble) {
+        cm_rpc_fail(call, "invalid", "offset must be a whole number of bytes, 0 or more");
+        return false;
+    }
+    *offset = (long long)o->valuedouble;
+    return true;
+}
+
+/* Loads the row of id into a and checks the actor may read it; false (failed) otherwise. */
+static bool load(struct cm_rpc_call *call, const char *id, struct att_row *a)
+{
+    const char *params[2] = {id, call->actor};
+    struct cm_pg *pg = call->pg;
+    char role[16];
+
+    memset(a, 0, sizeof(*a));
+    if (cm_pg_exec(pg,
+                   "SELECT a.workspace_id, a.integration_id, a.type, a.state,"
+                   " coalesce(a.content_type, ''), coalesce(a.store, ''), coalesce(a.error, ''),"
+                   " coalesce(a.size, -1), w.status = 'deleted', m.role FROM attachments a"
+                   " JOIN workspaces w ON w.id = a.workspace_id LEFT JOIN members m"
+                   " ON m.workspace_id = a.workspace_id AND m.user_id = $2 WHERE a.id = $1",
+                   2, params) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the router's database is unavailable");
+        return false;
+    }
+    if (cm_pg_ntuples(pg) == 0) {
+        cm_rpc_fail(call, "not_found", "no attachment %s", id);
+        return false;
+    }
+    snprintf(a->ws, sizeof(a->ws), "%s", cm_pg_value(pg, 0, 0));
+    snprintf(a->integration, sizeof(a->integration), "%s", cm_pg_value(pg, 0, 1));
+    snprintf(a->type, sizeof(a->type), "%s", cm_pg_value(pg, 0, 2));
+    snprintf(a->state, sizeof(a->state), "%s", cm_pg_value(pg, 0, 3));
+    snprintf(a->content_type, sizeof(a->content_type), "%s", cm_pg_value(pg, 0, 4));
+    snprintf(a->store, sizeof(a->store), "%s", cm_pg_value(pg, 0, 5));
+    snprintf(a->error, sizeof(a->error), "%s", cm_pg_value(pg, 0, 6));
+    a->size = strtoll(cm_pg_value(pg, 0, 7), NULL, 10);
+    router_role_from(call->actor, cm_pg_is_null(pg, 0, 9) ? NULL : cm_pg_value(pg, 0, 9), role);
+    return router_allowed(call, a->ws, role, strcmp(cm_pg_value(pg, 0, 8), "t") == 0, "viewer",
+                          false);
+}
+
+/* Why an attachment that is not stored cannot be read (a conflict), or NULL when stored. */
+static const char *not_readable(const struct att_row *a)
+{
+    if (strcmp(a->state, "pending") == 0)
+        return "not downloaded yet";
+    if (strcmp(a->state, "reference") == 0)
+        return "a story mention is kept as a reference only";
+    if (strcmp(a->state, "unavailable") == 0)
+        return a->error[0] != '\0' ? a->error : "unavailable";
+    return NULL;
+}
+
+/* The reply: the chunk of plain from offset, base64. */
+static cJSON *chunk_json(const char *id, const struct att_row *a, const struct cm_buf *plain,
+                         long long offset)
+{
+    size_t len = plain->len - (size_t)offset;
+    size_t b64_len;
+    char *b64;
+    cJSON *out = cJSON_CreateObject();
+
+    if (len > ATTACHMENT_CHUNK)
+        len = ATTACHMENT_CHUNK;
+    b64_len = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+    b64 = cm_xmalloc(b64_len);
+    sodium_bin2base64(b64, b64_len, (const unsigned char *)plain->data + offset, len,
+                      sodium_base64_VARIANT_ORIGINAL);
+    cJSON_AddStringToObject(out, "attachment_id", id);
+    cJSON_AddStringToObject(out, "type", a->type);
+    cJSON_AddStringToObject(out, "content_type",
+                            a->content_type[0] ? a->content_type : "application/octet-stream");
+    cJSON_AddNumberToObject(out, "size", (double)plain->len);
+    cJSON_AddNumberToObject(out, "offset", (double)offset);
+    cJSON_AddStringToObject(out, "data", b64);
+    cJSON_AddBoolToObject(out, "eof", (size_t)offset + len >= plain->len);
+    sodium_memzero(b64, b64_len);
+    free(b64);
+    return out;
+}
+
+static void on_attachment_get(struct cm_rpc_call *call, void *arg)
+{
+    struct router *r = arg;
+    const char *id = cm_rpc_str(call, "attachment_id");
+    struct cm_pg *pg = call->pg;
+    struct att_row a;
+    struct cm_buf plain;
+    const char *conflict;
+    long long offset;
+    cJSON *out = NULL;
+    int rc;
+
+    if (!router_valid_id(id, 64) || strncmp(id, "att_", 4) != 0) {
+        cm_rpc_fail(call, "invalid", "attachment_id must be an attachment's id (att_...)");
+        return;
+    }
+    if (!offset_of(call, &offset) || !load(call, id, &a))
+        return;
+    conflict = not_readable(&a);
+    cm_buf_init(&plain);
+    /* Audited whatever it finds: the attempt to read is the fact recorded. */
+    rc = router_begin_read_audit(pg);
+    if (rc == CM_OK)
+        rc = cm_audit_add(pg, ROUTER_SERVICE, call->actor, "attachments.read", id);
+    if (rc == CM_OK && conflict == NULL) {
+        rc = router_media_get(r, pg, a.ws, a.integration, id, a.store, &plain);
+        if (rc != CM_OK)
+            CM_WARN_ID(id, "attachment: the stored bytes could not be read: %s", cm_err_str(rc));
+    }
+    if (rc == CM_OK && conflict == NULL && offset > (long long)plain.len) {
+        size_t have = plain.len;
+        cm_pg_rollback(pg);
+        cm_buf_wipe(&plain);
+        cm_rpc_fail(call, "invalid", "offset %lld is past the attachment's %zu bytes", offset,
+                    have);
+        return;
+    }
+    if (rc == CM_OK && conflict == NULL)
+        out = chunk_json(id, &a, &plain, offset);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(pg);
+    cm_buf_wipe(&plain);
+    if (rc != CM_OK) {
+        cm_pg_rollback(pg);
+        cJSON_Delete(out);
+        cm_rpc_fail(call, "unavailable", "the attachment could not be read and audited");
+        return;
+    }
+    if (conflict != NULL) {
+        cm_rpc_fail(call, "conflict", "attachment %s: %s", id, conflict);
+        return;
+    }
+    cm_rpc_reply_secret(call, out);
+}
+
+void router_api_media_register(struct router *r)
+{
+    cm_rpc_handle(r->rpc, "router.attachment.get", on_attachment_get, r);
+}
