@@ -401,7 +401,8 @@ int fakes3_keys(struct fakes3 *fs, struct cm_buf *out)
     for (int i = 0; i < n; i++)
         keys[i] = cm_xstrdup(fs->objs[i].key);
     pthread_mutex_unlock(&fs->lock);
-    qsort(keys, (size_t)n, sizeof(*keys), strp_cmp);
+    if (n > 0)
+        qsort(keys, (size_t)n, sizeof(*keys), strp_cmp);
     for (int i = 0; i < n; i++) {
         cm_buf_printf(out, "%s\n", keys[i]);
         free(keys[i]);

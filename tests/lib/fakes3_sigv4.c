@@ -217,6 +217,7 @@ static void canonical_query(struct cm_buf *b, const char *query)
         cm_buf_init(&vb);
         uri_encode(&kb, k, false);
         uri_encode(&vb, v, false);
+        cm_buf_puts(&kb, "");
         cm_buf_puts(&vb, "");
         ps = cm_xrealloc(ps, (size_t)(n + 1) * sizeof(*ps));
         ps[n].k = cm_buf_steal(&kb);
@@ -225,7 +226,8 @@ static void canonical_query(struct cm_buf *b, const char *query)
         free(k);
         free(v);
     }
-    qsort(ps, (size_t)n, sizeof(*ps), qparam_cmp);
+    if (n > 0)
+        qsort(ps, (size_t)n, sizeof(*ps), qparam_cmp);
     for (int i = 0; i < n; i++) {
         cm_buf_printf(b, "%s%s=%s", i > 0 ? "&" : "", ps[i].k, ps[i].v);
         free(ps[i].k);
