@@ -9,6 +9,7 @@
  */
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,18 @@ static void sha256_hex(const void *data, size_t len, char out[65])
 
     cm_crypto_sha256(data, len, d);
     cm_hex_encode(d, sizeof(d), out);
+}
+
+/* S3's ETag of a single-part object: the quoted hex MD5 of its bytes. */
+static void md5_etag(const void *data, size_t len, char out[40])
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    char hex[33];
+
+    EVP_Digest(data, len, d, &n, EVP_md5(), NULL);
+    cm_hex_encode(d, 16, hex);
+    snprintf(out, 40, "\"%s\"", hex);
 }
 
 static char last_error[64];
@@ -392,7 +405,7 @@ static void test_bad_settings(void)
  */
 static void test_fake_is_strict(void)
 {
-    char url[256], hdr[100], want[65];
+    char url[256], hdr[100], want[65], etag[40];
     const char *hdrs[2] = {hdr, NULL};
     struct cm_httpc_request req = {.method = "PUT",
                                    .body = "the body",
@@ -419,6 +432,15 @@ static void test_fake_is_strict(void)
         CHECK_STR(fake_error(), "InvalidRequest");
         CHECK_CONTAINS(resp.body.data, "x-amz-content-sha256");
     }
+
+    /* Signed and with the body's digest: stored, the ETag the quoted MD5 of the body. */
+    sha256_hex("the body", 8, want);
+    snprintf(hdr, sizeof(hdr), "x-amz-content-sha256: %s", want);
+    req.headers = hdrs;
+    CHECK_INT(cm_httpc_do(NULL, &req, &resp), CM_OK);
+    CHECK_INT(resp.status, 200);
+    md5_etag("the body", 8, etag);
+    CHECK_STR(cm_httpc_header(&resp, "ETag"), etag);
 
     sha256_hex("another body", 12, want);
     snprintf(hdr, sizeof(hdr), "x-amz-content-sha256: %s", want);
