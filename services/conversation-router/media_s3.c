@@ -283,9 +283,11 @@ static int call(struct media_s3 *s, const char *method, const char *key, const v
 static int outcome(const char *method, const char *key, int rc,
                    const struct cm_httpc_response *resp, bool missing_ok)
 {
-    char code[64];
+    char code[64] = "";
 
-    error_code(&resp->body, code, sizeof(code));
+    /* A 2xx body is the object itself, never searched for an error. */
+    if (rc != CM_OK || resp->status < 200 || resp->status >= 300)
+        error_code(&resp->body, code, sizeof(code));
     switch (rc) {
     case CM_OK:
         break;
