@@ -275,6 +275,12 @@ static void set_options(CURL *c, const struct cm_httpc_request *req, const char 
     curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
+    if (req->aws_sigv4 != NULL) {
+        /* Separate options, not CURLOPT_USERPWD: a secret may hold a ':'. */
+        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, req->aws_sigv4);
+        curl_easy_setopt(c, CURLOPT_USERNAME, req->username != NULL ? req->username : "");
+        curl_easy_setopt(c, CURLOPT_PASSWORD, req->password != NULL ? req->password : "");
+    }
 
     if (req->body != NULL || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
         strcmp(method, "PATCH") == 0) {
@@ -476,10 +482,15 @@ int cm_httpc_do(struct cm_httpc *c, const struct cm_httpc_request *req,
             goto done;
         headers = more;
     }
-    /* No "Expect: 100-continue" round trip before larger bodies. */
-    if ((more = curl_slist_append(headers, "Expect:")) == NULL)
-        goto done;
-    headers = more;
+    /* No "Expect: 100-continue" round trip before larger bodies. Not for a signed request:
+     * curl 7.88 signs every header in the list, this empty one too, which it then does not
+     * send, and the server's signature would differ. S3 answers 100 Continue anyway, and a
+     * refusal then comes before the body is sent. */
+    if (req->aws_sigv4 == NULL) {
+        if ((more = curl_slist_append(headers, "Expect:")) == NULL)
+            goto done;
+        headers = more;
+    }
 
     for (int n = 1;; n++) {
         long left = (long)(deadline - now_ms()), wait = 0;

@@ -109,6 +109,12 @@ struct cm_httpc_request {
     const char *log_id;          /* request or message id for log lines, or NULL */
     const char *log_url;         /* shown in log lines instead of url, whose path holds what
                                     must not be logged (a contact's id), or NULL */
+    const char *aws_sigv4;       /* sign with AWS Signature Version 4 (CURLOPT_AWS_SIGV4,
+                                    "aws:amz:<region>:<service>"), or NULL. curl signs every
+                                    header given here; it adds x-amz-date but, as of 7.88, no
+                                    x-amz-content-sha256: a caller that needs it adds it */
+    const char *username;        /* with aws_sigv4: the access key id */
+    const char *password;        /* with aws_sigv4: the secret key (never logged) */
 };
 
 /* A reusable client: one CURL handle whose connections and DNS cache outlive a call. */
