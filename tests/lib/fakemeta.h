@@ -14,6 +14,10 @@
  *                                                      "expires_at", "scopes", ...}}
  *   GET  /vX/me?fields=id&access_token=<user token>  -> {"id": <app-scoped user id>}
  *   POST /vX/<page-id>/messages (Bearer <Page token of that page>)
+ *   POST /vX/<page-id>/message_attachments (Bearer <Page token>), multipart/form-data
+ *        message={"attachment":{"type","payload"}} and filedata -> {"attachment_id"}
+ *                                                   (fakemeta_upload.c: Meta's size limits
+ *                                                   and refusals)
  *   POST /vX/<page-id>/take_thread_control (Bearer <Page token>)  -> {"success": true}
  *                                                   (fakemeta_thread.c)
  *   GET|POST|DELETE /vX/<page-id>/subscribed_apps?[subscribed_fields]&access_token=<Page token>
@@ -211,6 +215,19 @@ char *fakemeta_thread_owner(struct fakemeta *m, const char *account, const char 
 int fakemeta_sender_actions(struct fakemeta *m, const char *recipient, const char *action);
 /* The number of take_thread_control calls for recipient. */
 int fakemeta_takes(struct fakemeta *m, const char *recipient);
+
+/* --- the Attachment Upload API (fakemeta_upload.c) ---------------------------------------- */
+
+/* Lowers Meta's upload limit of every type to bytes (0: Meta's own: 8 MB images, 25 MB else). */
+void fakemeta_set_upload_limit(struct fakemeta *m, long long bytes);
+/* The number of uploads accepted so far. */
+int fakemeta_uploads(struct fakemeta *m);
+/*
+ * The i-th accepted upload: a copy of its bytes (free() it; *len bytes) with its attachment_id,
+ * type and the Content-Type of its filedata part; NULL when there is none.
+ */
+unsigned char *fakemeta_upload_get(struct fakemeta *m, int i, size_t *len, char id[40],
+                                   char type[16], char content_type[128]);
 
 /* --- the Conversations API (fakemeta_conversations.c) ------------------------------------ */
 
