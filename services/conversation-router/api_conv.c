@@ -605,8 +605,10 @@ static bool queue_reply(struct router *r, struct cm_rpc_call *call, const struct
     }
     if (rc == CM_OK && o->upload != NULL) {
         /* The file's message has no text: its content is its attachments row. */
+        struct reply_out file = *o;
+        file.suggestion = NULL; /* a suggestion is text: it names the text's message */
         router_new_id("msg", o->file_id);
-        rc = insert_out(r, call, c, o, o->file_id, "{}", o->text != NULL ? o->text_id : NULL);
+        rc = insert_out(r, call, c, &file, o->file_id, "{}", o->text != NULL ? o->text_id : NULL);
         if (rc == CM_OK)
             rc = router_upload_attach(r, call, c, o->upload, o->file_id, o->type, why, sizeof(why));
     }
