@@ -431,6 +431,37 @@ static void test_chunks(void)
     CHECK_INT(count("SELECT count(*) FROM router.upload_parts"), 0);
 }
 
+/* An upload expires an hour after it opened: then it is gone for its caller, and deleted when
+ * the next upload opens. (The hour passes in the row: its expiry is moved back.) */
+static void test_expiry(void)
+{
+    char open[512], body[256], q[256], id[64] = "";
+    cJSON *r;
+
+    snprintf(open, sizeof(open),
+             "{\"conversation_id\":\"%s\",\"size\":10,\"type\":\"file\","
+             "\"content_type\":\"text/plain\"}",
+             fb_conv3);
+    r = chunk(NULL, open);
+    snprintf(id, sizeof(id), "%s",
+             th_json_str(r, "result", "upload_id") ? th_json_str(r, "result", "upload_id") : "");
+    cJSON_Delete(r);
+    snprintf(q, sizeof(q),
+             "UPDATE router.uploads SET expires_at = now() - interval '1 second' WHERE id = '%s'"
+             " RETURNING 1",
+             id);
+    free(th_stack_sql(&st, q));
+    snprintf(body, sizeof(body), "{\"upload_id\":\"%s\",\"offset\":0,\"data\":\"AAAA\"}", id);
+    r = chunk(NULL, body);
+    CHECK_STR(th_json_str(r, "error", "code"), "not_found");
+    cJSON_Delete(r);
+    r = chunk(NULL, open);
+    CHECK(th_json_str(r, "result", "upload_id") != NULL);
+    cJSON_Delete(r);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM router.uploads WHERE id = '%s'", id);
+    CHECK_INT(count(q), 0);
+}
+
 /* Every file sent is kept sealed: no table of the router holds the marker in plaintext. */
 static void test_sealed(void)
 {
@@ -452,6 +483,7 @@ static void test_disconnected(void)
     char *path = make_file("late.png", png, sizeof(png), 2000, NULL);
     const char *args[] = {"reply", fb_conv, "--file", path, NULL};
     char q[256], *why = NULL, *s = NULL;
+    long uploads = count("SELECT count(*) FROM router.uploads");
 
     cJSON_Delete(run(0, disc));
     snprintf(q, sizeof(q), "SELECT status FROM router.routes WHERE integration_id = '%s'",
@@ -462,7 +494,7 @@ static void test_disconnected(void)
     CHECK_INT(domsctl(NULL, &why, args), 1);
     CHECK_CONTAINS(why, "was disconnected");
     free(why);
-    CHECK_INT(count("SELECT count(*) FROM router.uploads"), 0);
+    CHECK_INT(count("SELECT count(*) FROM router.uploads"), uploads);
     free(path);
 }
 
@@ -493,6 +525,7 @@ int main(void)
     RUN(test_meta_refuses);
     RUN(test_instagram_refused);
     RUN(test_chunks);
+    RUN(test_expiry);
     RUN(test_sealed);
     RUN(test_disconnected);
     th_stack_stop(&st);
