@@ -320,6 +320,30 @@ static void test_meta_refuses(void)
     cJSON_Delete(out);
 }
 
+/* Meta fails the upload once (500, code 2): the sender tries again after its backoff, and the
+ * message is sent with the attachment_id of the second upload. */
+static void test_upload_retried(void)
+{
+    char *path = make_file("retry.png", png, sizeof(png), 4000, NULL);
+    const char *args[] = {"reply", fb_conv3, "--file", path, NULL};
+    int calls = upload_calls(), accepted = fakemeta_uploads(st.meta);
+    cJSON *out;
+    const char *id;
+    char q[256];
+
+    fakemeta_fail_uploads(st.meta, 1);
+    out = run(0, args);
+    id = th_json_str(out, "message_id", NULL);
+    CHECK_WAIT(id != NULL && has_status(id, "sent"), 20000);
+    CHECK_INT(upload_calls(), calls + 2);
+    CHECK_INT(fakemeta_uploads(st.meta), accepted + 1);
+    snprintf(q, sizeof(q), "SELECT attempts FROM router.messages WHERE id = '%s'",
+             id != NULL ? id : "");
+    CHECK_INT(count(q), 2);
+    free(path);
+    cJSON_Delete(out);
+}
+
 /* Instagram takes media only from a public URL: a file is refused at once. */
 static void test_instagram_refused(void)
 {
@@ -523,6 +547,7 @@ int main(void)
     RUN(test_text_and_file);
     RUN(test_over_limit);
     RUN(test_meta_refuses);
+    RUN(test_upload_retried);
     RUN(test_instagram_refused);
     RUN(test_chunks);
     RUN(test_expiry);

@@ -220,6 +220,9 @@ int fakemeta_takes(struct fakemeta *m, const char *recipient);
 
 /* Lowers Meta's upload limit of every type to bytes (0: Meta's own: 8 MB images, 25 MB else). */
 void fakemeta_set_upload_limit(struct fakemeta *m, long long bytes);
+/* The next count well-formed uploads answer 500, Meta's code 2 (a passing failure), before
+ * the size is checked. */
+void fakemeta_fail_uploads(struct fakemeta *m, int count);
 /* The number of uploads accepted so far. */
 int fakemeta_uploads(struct fakemeta *m);
 /*

@@ -18,7 +18,9 @@
  *     .../instagram/features/attachment-upload); fakemeta_set_upload_limit() lowers them;
  *   no message or filedata, an unknown type, or audio without an audio Content-Type (which Meta
  *     requires): 400, code 100, subcode 2018047, "Upload attachment failure." (the same page);
- *   not multipart at all: 400, code 100, "(#100) Upload attachment failure." without subcode.
+ *   not multipart at all: 400, code 100, "(#100) Upload attachment failure." without subcode;
+ *   fakemeta_fail_uploads(): 500, code 2, "An unexpected error has occurred. Please retry your
+ *     request later." (the common error codes page), a passing failure.
  * The Send API (fakemeta.c calls fm_upload_send()) takes message.attachment only with
  * payload.attachment_id of an upload this stand-in accepted for that Page, and a message with
  * text and an attachment together not at all: code 100 (the wording of these two is the
@@ -42,6 +44,7 @@
 struct fm_uploads {
     int n;
     long long limit; /* 0: Meta's */
+    int failing;     /* the next uploads to answer 500 (a passing failure) */
     struct {
         char account[80];
         char id[40];
@@ -165,6 +168,7 @@ void fm_upload(struct fakemeta *m, const char *account, const struct fakehttp_re
     cJSON *msg = NULL;
     const char *type;
     struct token t;
+    bool fail;
     int n;
 
     if (!fm_account_token(m, FAKEMETA_FACEBOOK, token, 1u << FAKEMETA_PAGE, account, req, resp, &t))
@@ -191,6 +195,15 @@ void fm_upload(struct fakemeta *m, const char *account, const struct fakehttp_re
          strcmp(type, "file") != 0) ||
         (strcmp(type, "audio") == 0 && strncasecmp(file->content_type, "audio/", 6) != 0)) {
         fakehttp_meta_error(resp, 400, 100, 2018047, "Upload attachment failure.");
+        goto done;
+    }
+    pthread_mutex_lock(&m->lock);
+    fail = uploads_locked(m)->failing > 0 && uploads_locked(m)->failing-- > 0;
+    pthread_mutex_unlock(&m->lock);
+    if (fail) {
+        /* Meta's passing failure: code 2, "retry your request later" (the error codes page). */
+        fakehttp_meta_error(resp, 500, 2, 0,
+                            "An unexpected error has occurred. Please retry your request later.");
         goto done;
     }
     if ((long long)file->len > limit_of(m, type)) {
@@ -266,6 +279,13 @@ void fakemeta_set_upload_limit(struct fakemeta *m, long long bytes)
 {
     pthread_mutex_lock(&m->lock);
     uploads_locked(m)->limit = bytes;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void fakemeta_fail_uploads(struct fakemeta *m, int count)
+{
+    pthread_mutex_lock(&m->lock);
+    uploads_locked(m)->failing = count;
     pthread_mutex_unlock(&m->lock);
 }
 
