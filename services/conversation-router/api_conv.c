@@ -500,67 +500,64 @@ static bool unedited_suggestion(struct router *r, const struct cm_rpc_call *call
     return same;
 }
 
-static void on_reply(struct cm_rpc_call *call, void *arg)
+bool router_conv_sendable(struct cm_rpc_call *call, const struct router_conv *c)
 {
-    struct router *r = arg;
-    const char *text = cm_rpc_str(call, "text");
-    const char *suggestion = cm_rpc_str(call, "suggestion_id");
-    bool human = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(call->req, "human_agent"));
-    bool ai_drafted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(call->req, "ai_drafted"));
-    char id[40], aad[96], subject[160];
-    struct cm_buf sealed;
-    struct router_conv c;
-    bool tag = false;
-    cJSON *body, *out;
-    char *json;
-    int rc;
-
-    if (!router_conv_load(call, "agent", true, &c))
-        return;
-    if (!text_fits(call, &c, text) || !router_integration_live(call, &c))
-        return;
+    if (!router_integration_live(call, c))
+        return false;
     /* Meta refuses a message to a thread another app holds (code 10, 2018300). */
-    if (!c.thread_held && strcmp(c.platform, "instagram") == 0) {
+    if (!c->thread_held && strcmp(c->platform, "instagram") == 0) {
         cm_rpc_fail(call, "refused",
                     "another app holds this conversation's thread (Meta's conversation"
                     " routing), so Meta would refuse the reply: answer from the app that holds"
                     " it, or have it pass the thread back to this app");
-        return;
+        return false;
     }
-    if (!c.thread_held) {
+    if (!c->thread_held) {
         cm_rpc_fail(call, "refused",
                     "another app holds this conversation's thread (Meta's handover protocol),"
                     " so Meta would refuse the reply: take control first (domsctl conversation"
                     " take %s), or answer from the app that holds it",
-                    c.id);
-        return;
+                    c->id);
+        return false;
     }
-    /* A suggestion sent as drafted stays AI-drafted, whatever the caller says. */
-    if (suggestion != NULL && !ai_drafted && unedited_suggestion(r, call, suggestion, text))
-        ai_drafted = true;
-    if (!window_allows(call, &c, human, ai_drafted, &tag))
-        return;
+    return true;
+}
 
-    router_new_id("msg", id);
+/* What one reply request queues: its text, its file, or both (the text first). */
+struct reply_out {
+    const char *text;   /* NULL: none */
+    const char *upload; /* NULL: none */
+    const char *suggestion;
+    bool tag, ai_drafted;
+    char text_id[40], file_id[40];
+    char type[16]; /* the file's, once attached */
+};
+
+/*
+ * Inserts outbound message id (sealed body json) and queues its send job (after: the message
+ * that must be sent before it, or NULL), in the caller's transaction.
+ */
+static int insert_out(struct router *r, struct cm_rpc_call *call, const struct router_conv *c,
+                      const struct reply_out *o, const char *id, const char *json,
+                      const char *after)
+{
+    char aad[96], subject[160], payload[192], msg_id[64];
+    struct cm_buf sealed;
+    int rc;
+
     snprintf(aad, sizeof(aad), "router.messages.body:%s", id);
-    body = cJSON_CreateObject();
-    cJSON_AddStringToObject(body, "text", text);
-    json = cJSON_PrintUnformatted(body);
-    cJSON_Delete(body);
     cm_buf_init(&sealed);
-    rc = cm_pg_begin(call->pg);
-    if (rc == CM_OK)
-        rc = router_seal(r, call->pg, c.ws, c.integration, aad, json, strlen(json), &sealed);
+    rc = router_seal(r, call->pg, c->ws, c->integration, aad, json, strlen(json), &sealed);
     if (rc == CM_OK) {
         const char *values[9] = {id,
-                                 c.id,
-                                 c.ws,
-                                 c.platform,
+                                 c->id,
+                                 c->ws,
+                                 c->platform,
                                  sealed.data,
-                                 tag ? "true" : "false",
-                                 ai_drafted ? "true" : "false",
-                                 suggestion,
-                                 c.integration};
+                                 o->tag ? "true" : "false",
+                                 o->ai_drafted ? "true" : "false",
+                                 o->suggestion,
+                                 c->integration};
         const int lengths[9] = {0, 0, 0, 0, (int)sealed.len, 0, 0, 0, 0};
         const int formats[9] = {0, 0, 0, 0, 1, 0, 0, 0, 0};
         rc = cm_pg_exec_params(call->pg,
@@ -570,34 +567,128 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
                                " now(), 'queued', $6::boolean, $7::boolean, $8, $9)",
                                9, values, lengths, formats, 0);
     }
-    /* Queued for the sender in the same transaction: no reply is lost or sent twice. */
+    cm_buf_cleanup(&sealed);
+    /* Queued for the sender in the same transaction: no reply is lost or sent twice. A job with
+     * "after" waits until that message is no longer queued (sender.c): the text goes first. */
     if (rc == CM_OK) {
-        char payload[128], msg_id[64];
-        snprintf(subject, sizeof(subject), "router.send.%s", c.account);
-        snprintf(payload, sizeof(payload), "{\"message_id\":\"%s\"}", id);
+        snprintf(subject, sizeof(subject), "router.send.%s", c->account);
+        if (after != NULL)
+            snprintf(payload, sizeof(payload), "{\"message_id\":\"%s\",\"after\":\"%s\"}", id,
+                     after);
+        else
+            snprintf(payload, sizeof(payload), "{\"message_id\":\"%s\"}", id);
         snprintf(msg_id, sizeof(msg_id), "send:%s", id);
         rc = cm_outbox_add(call->pg, subject, msg_id, payload);
     }
+    return rc;
+}
+
+/*
+ * Stores and queues the reply o in one transaction. False: the call is answered (why, from
+ * router_upload_attach(), or unavailable).
+ */
+static bool queue_reply(struct router *r, struct cm_rpc_call *call, const struct router_conv *c,
+                        struct reply_out *o)
+{
+    char why[256] = "";
+    char *json = NULL;
+    int rc = cm_pg_begin(call->pg);
+
+    if (rc == CM_OK && o->text != NULL) {
+        cJSON *body = cJSON_CreateObject();
+        router_new_id("msg", o->text_id);
+        cJSON_AddStringToObject(body, "text", o->text);
+        json = cJSON_PrintUnformatted(body);
+        cJSON_Delete(body);
+        rc = insert_out(r, call, c, o, o->text_id, json, NULL);
+        cJSON_free(json);
+    }
+    if (rc == CM_OK && o->upload != NULL) {
+        /* The file's message has no text: its content is its attachments row. */
+        struct reply_out file = *o;
+        file.suggestion = NULL; /* a suggestion is text: it names the text's message */
+        router_new_id("msg", o->file_id);
+        rc = insert_out(r, call, c, &file, o->file_id, "{}", o->text != NULL ? o->text_id : NULL);
+        if (rc == CM_OK)
+            rc = router_upload_attach(r, call, c, o->upload, o->file_id, o->type, why, sizeof(why));
+    }
     if (rc == CM_OK) {
-        const char *params[1] = {c.id};
+        const char *params[1] = {c->id};
         rc = cm_pg_exec(call->pg, "UPDATE conversations SET last_activity_at = now() WHERE id = $1",
                         1, params);
     }
     if (rc == CM_OK)
-        rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "message.reply", c.id);
+        rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "message.reply", c->id);
     if (rc == CM_OK)
         rc = cm_pg_commit(call->pg);
-    cm_buf_cleanup(&sealed);
-    cJSON_free(json);
-    if (rc != CM_OK) {
-        cm_pg_rollback(call->pg);
+    if (rc == CM_OK)
+        return true;
+    cm_pg_rollback(call->pg);
+    if (rc == CM_NOTFOUND)
+        cm_rpc_fail(call, "not_found", "%s", why);
+    else if (rc == CM_CONFLICT)
+        cm_rpc_fail(call, "conflict", "%s", why);
+    else if (rc == CM_INVALID)
+        cm_rpc_fail(call, "invalid", "%s", why);
+    else
         cm_rpc_fail(call, "unavailable", "the reply could not be queued");
+    return false;
+}
+
+static void on_reply(struct cm_rpc_call *call, void *arg)
+{
+    struct router *r = arg;
+    bool human = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(call->req, "human_agent"));
+    struct reply_out o = {0};
+    struct router_conv c;
+    cJSON *out;
+
+    o.text = cm_rpc_str(call, "text");
+    o.upload = cm_rpc_str(call, "upload_id");
+    o.suggestion = cm_rpc_str(call, "suggestion_id");
+    o.ai_drafted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(call->req, "ai_drafted"));
+    if (!router_conv_load(call, "agent", true, &c))
+        return;
+    if (cJSON_GetObjectItemCaseSensitive(call->req, "upload_id") != NULL &&
+        !router_valid_id(o.upload, 64)) {
+        cm_rpc_fail(call, "invalid", "upload_id must be an id from router.upload");
         return;
     }
-    CM_INFO("reply %s queued in %s by %s%s", id, c.id, call->actor, tag ? " (HUMAN_AGENT)" : "");
+    /* With a file, text is optional; given, it is held to the same rules. */
+    if (o.upload == NULL || cJSON_GetObjectItemCaseSensitive(call->req, "text") != NULL) {
+        if (!text_fits(call, &c, o.text))
+            return;
+    }
+    if (!router_conv_sendable(call, &c))
+        return;
+    if (o.upload != NULL && router_upload_limit(r, c.platform, "file") == 0) {
+        cm_rpc_fail(call, "refused",
+                    "a reply with a file cannot be sent on %s yet: Meta's Instagram API takes"
+                    " media only from a public URL, which this suite does not have",
+                    c.platform);
+        return;
+    }
+    /* A suggestion sent as drafted stays AI-drafted, whatever the caller says. */
+    if (o.text != NULL && o.suggestion != NULL && !o.ai_drafted &&
+        unedited_suggestion(r, call, o.suggestion, o.text))
+        o.ai_drafted = true;
+    if (!window_allows(call, &c, human, o.ai_drafted, &o.tag))
+        return;
+    if (!queue_reply(r, call, &c, &o))
+        return;
+    CM_INFO("reply %s%s%s queued in %s by %s%s", o.text_id, o.upload != NULL ? " with file " : "",
+            o.file_id, c.id, call->actor, o.tag ? " (HUMAN_AGENT)" : "");
     out = cJSON_CreateObject();
-    cJSON_AddStringToObject(out, "message_id", id);
+    /* message_id: the file's message when there is one (the last of the reply), else the
+     * text's; message_ids: every message of the reply, in the order they are sent. */
+    cJSON_AddStringToObject(out, "message_id", o.upload != NULL ? o.file_id : o.text_id);
     cJSON_AddStringToObject(out, "status", "queued");
+    if (o.upload != NULL) {
+        cJSON *ids = cJSON_AddArrayToObject(out, "message_ids");
+        if (o.text != NULL)
+            cJSON_AddItemToArray(ids, cJSON_CreateString(o.text_id));
+        cJSON_AddItemToArray(ids, cJSON_CreateString(o.file_id));
+    }
     cm_rpc_reply(call, out);
 }
 

@@ -21,6 +21,7 @@ extern const char doms_embed_006_thread[];
 extern const char doms_embed_007_profile[];
 extern const char doms_embed_008_backfill[];
 extern const char doms_embed_009_media[];
+extern const char doms_embed_010_upload[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -34,6 +35,7 @@ static const struct cm_migration migrations[] = {
     {9, "profile", doms_embed_007_profile},
     {10, "backfill", doms_embed_008_backfill},
     {11, "media", doms_embed_009_media},
+    {12, "upload", doms_embed_010_upload},
 };
 
 static const struct cm_setting settings[] = {
@@ -147,6 +149,7 @@ static int start(struct router *r)
     if (rc == CM_OK) {
         router_api_register(r);
         router_api_conv_register(r);
+        router_api_upload_register(r);
         router_api_list_register(r);
         router_api_thread_register(r);
         router_purge_register(r);

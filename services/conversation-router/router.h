@@ -318,6 +318,38 @@ bool router_integration_live(struct cm_rpc_call *call, const struct router_conv 
  */
 int router_begin_read_audit(struct cm_pg *pg) CM_MUST_CHECK;
 
+/*
+ * May a reply be sent in conversation c now, as far as the integration and the thread go (not
+ * the window)? Otherwise fails the call (refused) with what the business must do and returns
+ * false. router.reply and router.upload share it.
+ */
+bool router_conv_sendable(struct cm_rpc_call *call, const struct router_conv *c);
+
+/* --- api_upload.c: a reply's file, in chunks (proto/router.md#routerupload) ---------------- */
+
+/* The largest raw chunk router.upload takes (its base64 stays under NATS's 1 MiB). */
+#define ROUTER_UPLOAD_CHUNK (512 * 1024)
+
+void router_api_upload_register(struct router *r);
+/*
+ * The largest file of type ("image", "video", "audio", "file") Meta takes on platform, within
+ * MEDIA_MAX_BYTES; 0 for a platform this suite cannot send files on (Instagram: see
+ * proto/router.md) or an unknown type.
+ */
+int64_t router_upload_limit(const struct router *r, const char *platform, const char *type);
+/*
+ * Inside the caller's transaction: takes the complete upload upload_id of the call's caller and
+ * actor in conversation c as the attachment of the new outbound message msg (already inserted):
+ * opens and assembles its parts, keeps the bytes in the media store (router_media_put()), adds
+ * the attachments row (direction 'out', state 'stored', position 0) and deletes the upload.
+ * *type receives its type (16 bytes). Returns CM_OK; CM_NOTFOUND (no such upload of this
+ * caller, or expired), CM_CONFLICT (not complete, or for another conversation), CM_INVALID (its
+ * parts do not add up) with why (cap bytes) set; or a pg/store error.
+ */
+int router_upload_attach(struct router *r, struct cm_rpc_call *call, const struct router_conv *c,
+                         const char *upload_id, const char *msg, char type[16], char *why,
+                         size_t cap) CM_MUST_CHECK;
+
 /* --- profile.c: contacts' names and pictures (Meta's User Profile API) ---------------- */
 
 /* Starts the background fetcher (not when PROFILE_RATE is 0). */
@@ -375,6 +407,17 @@ const char *router_graph_base(const struct router *r, const char *platform);
 int router_graph_post(struct router *r, struct cm_httpc *http, const char *platform,
                       const char *account, const char *edge, const char *token, const char *proof,
                       const char *body, const char *log_id, struct cm_httpc_response *resp);
+/*
+ * Uploads len bytes of data (an attachment of type, with content_type) to Messenger's Attachment
+ * Upload API, POST <META_GRAPH_URL>/<version>/<account>/message_attachments, multipart/form-data
+ * with the token as Bearer and its proof in the query, once (no retry). Returns cm_httpc_do()'s
+ * result with Meta's answer in resp (cm_httpc_response_init() first; the caller cleans it up);
+ * on a 200 with an attachment_id, that id is in id (cap bytes), else id is "". (sender_media.c)
+ */
+int router_graph_upload(struct router *r, struct cm_httpc *http, const char *account,
+                        const char *token, const char *proof, const char *type,
+                        const char *content_type, const void *data, size_t len, const char *log_id,
+                        struct cm_httpc_response *resp, char *id, size_t cap);
 /* Is resp Meta's "another app is controlling this thread now" (code 10, 2018300)? */
 bool router_graph_thread_elsewhere(const struct cm_httpc_response *resp);
 /* Meta's refusal in words ("Meta refused: ... (code, subcode)", or the HTTP status). */

@@ -16,6 +16,13 @@
  * echo comes within that minute (Instagram, or echoes not subscribed) is it posted again:
  * that narrow case is the remaining window for a duplicate.
  *
+ * A reply with a file (api_upload.c) is a message with an outbound attachments row: its bytes
+ * go to Meta's Attachment Upload API first (sender_media.c), and Meta's attachment_id is kept
+ * on the row, so that a retry sends without uploading again; the Send API then carries that id.
+ * A failed upload is handled like a failed send. A file sent with text is a second message
+ * whose job names the text's ({"message_id", "after"}): it waits until the text is no longer
+ * queued, so the text arrives first.
+ *
  * The same queue carries mark_seen jobs ({"mark_seen": conversation}, api_list.c): Meta's
  * sender action, sent only while Meta allows it and never retried for long.
  */
@@ -117,6 +124,8 @@ struct job {
     bool workspace_deleted;
     char *sealed_body;
     char *sealed_psid;
+    /* The message's outbound attachment; att_id "" when it has none. */
+    char att_id[40], att_type[16], att_ctype[128], att_store[16], meta_att[128];
 };
 
 static void job_free(struct job *j)
@@ -137,12 +146,16 @@ static int load(struct sender *s, const char *id, struct job *j)
                     "SELECT m.status, m.attempts, coalesce(m.sending_since > now() - interval"
                     " '60 seconds', false), m.human_agent, m.body_sealed,"
                     " c.id, c.workspace_id, c.integration_id, c.contact_id, c.platform,"
-                    " coalesce(r.account_id, ''), w.status = 'deleted', ct.psid_sealed"
+                    " coalesce(r.account_id, ''), w.status = 'deleted', ct.psid_sealed,"
+                    " coalesce(a.id, ''), coalesce(a.type, ''), coalesce(a.content_type, ''),"
+                    " coalesce(a.store, ''), coalesce(a.meta_attachment_id, '')"
                     " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
                     " JOIN contacts ct ON ct.id = c.contact_id"
                     " JOIN workspaces w ON w.id = c.workspace_id"
                     " LEFT JOIN routes r ON r.integration_id = c.integration_id"
                     " AND r.status IN ('connected', 'needs_reauth')"
+                    " LEFT JOIN attachments a ON a.message_id = m.id AND a.direction = 'out'"
+                    " AND a.position = 0"
                     " WHERE m.id = $1 AND m.direction = 'out'",
                     1, params);
     if (rc != CM_OK)
@@ -162,6 +175,11 @@ static int load(struct sender *s, const char *id, struct job *j)
     snprintf(j->account, sizeof(j->account), "%s", cm_pg_value(pg, 0, 10));
     j->workspace_deleted = strcmp(cm_pg_value(pg, 0, 11), "t") == 0;
     j->sealed_psid = cm_xstrdup(cm_pg_value(pg, 0, 12));
+    snprintf(j->att_id, sizeof(j->att_id), "%s", cm_pg_value(pg, 0, 13));
+    snprintf(j->att_type, sizeof(j->att_type), "%s", cm_pg_value(pg, 0, 14));
+    snprintf(j->att_ctype, sizeof(j->att_ctype), "%s", cm_pg_value(pg, 0, 15));
+    snprintf(j->att_store, sizeof(j->att_store), "%s", cm_pg_value(pg, 0, 16));
+    snprintf(j->meta_att, sizeof(j->meta_att), "%s", cm_pg_value(pg, 0, 17));
     return CM_OK;
 }
 
@@ -211,7 +229,15 @@ static char *send_body(const struct job *j, const char *psid, const char *text)
         cJSON_AddStringToObject(o, "messaging_type", "RESPONSE");
     }
     message = cJSON_AddObjectToObject(o, "message");
-    cJSON_AddStringToObject(message, "text", text);
+    /* A message carries text or one attachment: a file is a message of its own. */
+    if (j->att_id[0] != '\0') {
+        cJSON *att = cJSON_AddObjectToObject(message, "attachment");
+        cJSON_AddStringToObject(att, "type", j->att_type);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(att, "payload"), "attachment_id",
+                                j->meta_att);
+    } else {
+        cJSON_AddStringToObject(message, "text", text);
+    }
     /* Messenger echoes metadata back: how a send whose answer was lost is recognised. */
     if (strcmp(j->platform, "messenger") == 0)
         cJSON_AddStringToObject(message, "metadata", j->id);
@@ -239,6 +265,8 @@ static int open_parts(struct sender *s, const struct job *j, struct cm_buf *psid
     json = rc == CM_OK ? cJSON_ParseWithLength(body.data, body.len) : NULL;
     if (rc == CM_OK && cJSON_IsString(cJSON_GetObjectItem(json, "text")))
         cm_buf_puts(text, cJSON_GetObjectItem(json, "text")->valuestring);
+    else if (rc == CM_OK && j->att_id[0] != '\0')
+        cm_buf_puts(text, ""); /* a file alone */
     else if (rc == CM_OK)
         rc = CM_INVALID;
     cJSON_Delete(json);
@@ -274,6 +302,40 @@ static void dead_letter(struct sender *s, const struct job *j, const char *reaso
     cJSON_Delete(o);
 }
 
+/*
+ * Uploads the job's attachment to Meta (its bytes from the media store) and keeps Meta's
+ * attachment_id on its row and in j->meta_att. Returns CM_OK with the id, CM_OK without one
+ * (Meta's answer in resp: a refusal), CM_NOTFOUND or CM_INVALID (the bytes are gone or do not
+ * open: why says so), or a passing failure (the store, the transport: resp).
+ */
+static int upload(struct sender *s, struct job *j, const char *token, const char *proof,
+                  struct cm_httpc_response *resp, char *why, size_t cap)
+{
+    struct cm_buf bytes;
+    int rc;
+
+    cm_buf_init(&bytes);
+    rc = router_media_get(s->r, s->pg, j->ws, j->integration, j->att_id, j->att_store, &bytes);
+    if (rc == CM_NOTFOUND || rc == CM_INVALID || rc == CM_DENIED) {
+        snprintf(why, cap, "the attachment's bytes cannot be read from the media store");
+        cm_buf_wipe(&bytes);
+        return rc == CM_NOTFOUND ? CM_NOTFOUND : CM_INVALID;
+    }
+    if (rc == CM_OK)
+        rc = router_graph_upload(s->r, s->http, j->account, token, proof, j->att_type, j->att_ctype,
+                                 bytes.data, bytes.len, j->id, resp, j->meta_att,
+                                 sizeof(j->meta_att));
+    cm_buf_wipe(&bytes);
+    if (rc == CM_OK && j->meta_att[0] != '\0') {
+        const char *params[2] = {j->att_id, j->meta_att};
+        if (cm_pg_exec(s->pg, "UPDATE attachments SET meta_attachment_id = $2 WHERE id = $1", 2,
+                       params) != CM_OK)
+            CM_WARN_ID(j->id, "Meta's attachment id not recorded: %s", cm_pg_error(s->pg));
+        CM_INFO_ID(j->id, "attachment %s uploaded to Meta", j->att_id);
+    }
+    return rc;
+}
+
 /* Posts the job to Meta and records the outcome; returns the queue verdict. */
 static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j, char *token,
                                    const char *proof)
@@ -282,6 +344,7 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
     struct cm_httpc_response resp;
     enum cm_consume_result verdict = CM_CONSUME_ACK;
     char *body = NULL, why[640];
+    bool uploading = false;
     int rc;
 
     cm_buf_init(&psid);
@@ -304,6 +367,22 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
         }
         j->attempts++;
     }
+    if (j->att_id[0] != '\0' && j->meta_att[0] == '\0') {
+        uploading = true;
+        rc = upload(s, j, token, proof, &resp, why, sizeof(why));
+        if (rc == CM_NOTFOUND || rc == CM_INVALID) {
+            finish(s, j, false, NULL, why);
+            goto done;
+        }
+        if (rc == CM_OK && resp.status == 200 && j->meta_att[0] == '\0') {
+            finish(s, j, false, NULL, "Meta's upload answer had no attachment_id");
+            goto done;
+        }
+        if (rc != CM_OK || resp.status != 200)
+            goto refused;
+        cm_httpc_response_cleanup(&resp);
+        uploading = false;
+    }
     body = send_body(j, psid.data, text.data);
     /* Retries go through the queue, where each attempt is counted. */
     rc = router_graph_post(s->r, s->http, j->platform, j->account, "messages", token, proof, body,
@@ -315,6 +394,7 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
         cJSON_Delete(json);
         goto done;
     }
+refused:
     router_graph_why(&resp, why, sizeof(why));
     if (router_graph_thread_elsewhere(&resp)) {
         /* Meta knows better than our last event: another app holds the thread now. */
@@ -336,7 +416,7 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
     } else {
         /* Meta answered, so it did not take the message; only a request that got no answer
          * after it was sent may have been accepted (see the top of the file). */
-        if (resp.status != 0 || !resp.maybe_sent) {
+        if (uploading || resp.status != 0 || !resp.maybe_sent) {
             const char *params[2] = {j->id, why};
             if (cm_pg_exec(s->pg,
                            "UPDATE messages SET sending_since = NULL, error = $2"
@@ -482,11 +562,23 @@ done:
     return verdict;
 }
 
+/* Is message id still queued (a failure to ask counts as yes: the job waits)? */
+static bool still_queued(struct sender *s, const char *id)
+{
+    const char *params[1] = {id};
+
+    if (cm_pg_exec(s->pg, "SELECT 1 FROM messages WHERE id = $1 AND status = 'queued'", 1,
+                   params) != CM_OK)
+        return true;
+    return cm_pg_ntuples(s->pg) > 0;
+}
+
 static enum cm_consume_result on_job(void *arg, natsMsg *msg)
 {
     struct sender *s = arg;
     cJSON *json = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(json, "message_id"));
+    const char *after = cJSON_GetStringValue(cJSON_GetObjectItem(json, "after"));
     enum cm_consume_result verdict = CM_CONSUME_ACK;
     char *token = NULL, why[512], proof[ROUTER_PROOF_LEN];
     struct job j;
@@ -511,6 +603,10 @@ static enum cm_consume_result on_job(void *arg, natsMsg *msg)
         finish(s, &j, false, NULL, "the workspace was deleted");
     } else if (j.account[0] == '\0') {
         finish(s, &j, false, NULL, "the integration is no longer connected");
+    } else if (after != NULL && still_queued(s, after)) {
+        /* The reply's text goes first (see the top of the file). */
+        natsMsg_NakWithDelay(msg, 500, NULL);
+        verdict = CM_CONSUME_SETTLED;
     } else if (j.in_flight) {
         /* A previous attempt may have reached Meta: give its echo time to say so. */
         natsMsg_NakWithDelay(msg, 15000, NULL);

@@ -148,10 +148,12 @@ const struct command domsctl_commands[] = {
     {{"reply", NULL},
      "conversation_id",
      "C",
-     {{"text", "text", OPT_STRING, 1, NULL}, {"human-agent", "human_agent", OPT_FLAG, 0, NULL}},
+     {{"text", "text", OPT_STRING, 0, NULL},
+      {"file", "file", OPT_FILE, 0, NULL},
+      {"human-agent", "human_agent", OPT_FLAG, 0, NULL}},
      "router.reply",
      "conversation-router",
-     "reply C --text T [--human-agent]"},
+     "reply C --text T [--file PATH] [--human-agent] | reply C --file PATH [--human-agent]"},
     {{"suggest", NULL},
      "conversation_id",
      "C",
@@ -254,6 +256,7 @@ static int add_option(cJSON *req, const struct option_spec *o, const char *v, ch
         cJSON_AddTrueToObject(req, o->field);
         return 0;
     case OPT_STRING:
+    case OPT_FILE: /* main.c takes the path out of the request before it is sent */
         if (*v == '\0') {
             snprintf(err, errlen, "--%s must not be empty", o->name);
             return -1;
@@ -341,6 +344,12 @@ cJSON *domsctl_build(const struct command *cmd, int argc, char **argv, const cha
      * page has. --newest names a tail, --all the rest of the list. */
     if (*all && cJSON_GetObjectItemCaseSensitive(req, "newest") != NULL) {
         snprintf(err, errlen, "--all reads to the end of the list: not with --newest");
+        goto fail;
+    }
+    /* A reply is text, a file, or both. */
+    if (find_opt(cmd, "file") != NULL && cJSON_GetObjectItemCaseSensitive(req, "text") == NULL &&
+        cJSON_GetObjectItemCaseSensitive(req, "file") == NULL) {
+        snprintf(err, errlen, "missing --text or --file");
         goto fail;
     }
     for (int i = 0; i < MAX_OPTS && cmd->opts[i].name != NULL; i++) {

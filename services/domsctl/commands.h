@@ -14,6 +14,7 @@ enum opt_kind {
     OPT_CHOICE, /* --role owner|admin|agent|viewer */
     OPT_TIME,   /* --since 2026-11-01T00:00:00Z */
     OPT_ALL,    /* --all: domsctl follows the list's cursors itself; nothing is sent */
+    OPT_FILE,   /* --file PATH: domsctl reads and uploads it (upload.c); the path is not sent */
 };
 
 struct option_spec {

@@ -20,6 +20,7 @@
 #include "common/url.h"
 #include "commands.h"
 #include "output.h"
+#include "upload.h"
 
 #define EXIT_REFUSED 1
 #define EXIT_USAGE   2
@@ -276,6 +277,7 @@ int main(int argc, char **argv)
     cJSON *req, *reply;
     const cJSON *result;
     struct domsctl_cfg cfg = {0};
+    struct domsctl_file file = {0};
     char identity[CM_NATS_IDENTITY_MAX];
 
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
@@ -306,10 +308,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "domsctl: %s; usage: domsctl %s\n", err, cmd->usage);
         return EXIT_USAGE;
     }
+    /* --file: a file that cannot be read is a usage error, found before anything is asked. */
+    if (cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "file")) != NULL) {
+        if (domsctl_file_open(&file, cJSON_GetObjectItemCaseSensitive(req, "file")->valuestring,
+                              err, sizeof(err)) != 0) {
+            fprintf(stderr, "domsctl: %s\n", err);
+            cJSON_Delete(req);
+            return EXIT_USAGE;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(req, "file");
+    }
 
     if (cm_settings_load(settings, NSETTINGS, &cfg, err, sizeof(err)) != CM_OK) {
         fprintf(stderr, "domsctl: %s\n", err);
         cJSON_Delete(req);
+        domsctl_file_close(&file);
         cm_settings_cleanup(settings, NSETTINGS, &cfg);
         return EXIT_REFUSED;
     }
@@ -317,12 +330,14 @@ int main(int argc, char **argv)
                          identity, err, sizeof(err)) != CM_OK) {
         fprintf(stderr, "domsctl: %s\n", err);
         cJSON_Delete(req);
+        domsctl_file_close(&file);
         cm_settings_cleanup(settings, NSETTINGS, &cfg);
         return EXIT_REFUSED;
     }
     if (!connect_nats(&nc, &cfg, identity, err, sizeof(err))) {
         fprintf(stderr, "domsctl: %s\n", err);
         cJSON_Delete(req);
+        domsctl_file_close(&file);
         cm_settings_cleanup(settings, NSETTINGS, &cfg);
         natsConnection_Destroy(nc);
         nats_Close();
@@ -342,7 +357,12 @@ int main(int argc, char **argv)
         nats_Close();
         return rc;
     }
-    reply = request(nc, cmd, req, identity, timeout_ms, err, sizeof(err));
+    if (file.fp != NULL &&
+        domsctl_file_send(nc, identity, &file, req, timeout_ms, err, sizeof(err)) != 0)
+        reply = NULL; /* refused or failed: err says why */
+    else
+        reply = request(nc, cmd, req, identity, timeout_ms, err, sizeof(err));
+    domsctl_file_close(&file);
     result = reply != NULL ? result_of(cmd, reply, err, sizeof(err)) : NULL;
     if (result != NULL && all)
         rc = follow_pages(nc, cmd, req, reply, identity, timeout_ms, err, sizeof(err));

@@ -357,7 +357,8 @@ static void send_api(struct fakemeta *m, int host, const char *account,
     } else {
         fm_usage_headers(m, resp, t.account[0] ? t.account : account,
                          t.kind == FAKEMETA_PAGE ? "messenger" : "instagram");
-        if (!fm_thread_send(m, t.account[0] ? t.account : account, to, body, resp))
+        if (!fm_thread_send(m, t.account[0] ? t.account : account, to, body, resp) &&
+            !fm_upload_send(m, t.account[0] ? t.account : account, body, resp))
             deliver(m, to, resp);
     }
     free(query_token);
@@ -575,6 +576,12 @@ static void on_request(const struct fakehttp_request *req, struct fakehttp_respo
         char account[80];
         snprintf(account, sizeof(account), "%.*s", (int)(rlen - 20), rest);
         fm_take_thread_control(m, FAKEMETA_FACEBOOK, account, req, resp);
+    } else if (fb && strcmp(req->method, "POST") == 0 && rest != NULL && rlen > 20 &&
+               strcmp(rest + rlen - 20, "/message_attachments") == 0 &&
+               strchr(rest, '/') == rest + rlen - 20) {
+        char account[80];
+        snprintf(account, sizeof(account), "%.*s", (int)(rlen - 20), rest);
+        fm_upload(m, account, req, resp);
     } else if (ig && get && strcmp(req->path, "/access_token") == 0) {
         ig_exchange(m, req, resp);
     } else if (ig && get && strcmp(req->path, "/refresh_access_token") == 0) {
@@ -658,6 +665,7 @@ void fakemeta_stop(struct fakemeta *m)
     fm_threads_free(m);
     fm_conversations_free(m);
     fm_media_free(m);
+    fm_uploads_free(m);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

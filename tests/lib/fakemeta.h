@@ -14,6 +14,10 @@
  *                                                      "expires_at", "scopes", ...}}
  *   GET  /vX/me?fields=id&access_token=<user token>  -> {"id": <app-scoped user id>}
  *   POST /vX/<page-id>/messages (Bearer <Page token of that page>)
+ *   POST /vX/<page-id>/message_attachments (Bearer <Page token>), multipart/form-data
+ *        message={"attachment":{"type","payload"}} and filedata -> {"attachment_id"}
+ *                                                   (fakemeta_upload.c: Meta's size limits
+ *                                                   and refusals)
  *   POST /vX/<page-id>/take_thread_control (Bearer <Page token>)  -> {"success": true}
  *                                                   (fakemeta_thread.c)
  *   GET|POST|DELETE /vX/<page-id>/subscribed_apps?[subscribed_fields]&access_token=<Page token>
@@ -242,6 +246,21 @@ int fakemeta_cdn_gets(struct fakemeta *m, const char *name);
 /* Meta knows message mid with the media of names (n of them, in order): its attachments edge
  * answers fresh URLs of them. */
 void fakemeta_media_message(struct fakemeta *m, const char *mid, const char *const *names, int n);
+/* --- the Attachment Upload API (fakemeta_upload.c) ---------------------------------------- */
+
+/* Lowers Meta's upload limit of every type to bytes (0: Meta's own: 8 MB images, 25 MB else). */
+void fakemeta_set_upload_limit(struct fakemeta *m, long long bytes);
+/* The next count well-formed uploads answer 500, Meta's code 2 (a passing failure), before
+ * the size is checked. */
+void fakemeta_fail_uploads(struct fakemeta *m, int count);
+/* The number of uploads accepted so far. */
+int fakemeta_uploads(struct fakemeta *m);
+/*
+ * The i-th accepted upload: a copy of its bytes (free() it; *len bytes) with its attachment_id,
+ * type and the Content-Type of its filedata part; NULL when there is none.
+ */
+unsigned char *fakemeta_upload_get(struct fakemeta *m, int i, size_t *len, char id[40],
+                                   char type[16], char content_type[128]);
 
 /* --- the Conversations API (fakemeta_conversations.c) ------------------------------------ */
 

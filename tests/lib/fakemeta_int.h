@@ -63,6 +63,7 @@ struct fakemeta {
     struct fm_threads *threads; /* who holds each thread (fakemeta_thread.c) */
     struct fm_convs *convs;     /* fakemeta_conversations.c's, created on first use */
     struct fm_media *media;     /* fakemeta_media.c's CDN and attachments, created on first use */
+    struct fm_uploads *uploads; /* fakemeta_upload.c's, created on first use */
 };
 
 /* The stand-in's clock (seconds); under m->lock. */
@@ -117,6 +118,15 @@ bool fm_thread_send(struct fakemeta *m, const char *account, const char *to, con
 void fm_take_thread_control(struct fakemeta *m, int host, const char *account,
                             const struct fakehttp_request *req, struct fakehttp_response *resp);
 void fm_threads_free(struct fakemeta *m);
+
+/* fakemeta_upload.c: POST /vX/<account>/message_attachments (the Facebook host). */
+struct fm_uploads;
+void fm_upload(struct fakemeta *m, const char *account, const struct fakehttp_request *req,
+               struct fakehttp_response *resp);
+/* A Send API call that passed the token checks: true when its attachment was refused here. */
+bool fm_upload_send(struct fakemeta *m, const char *account, const cJSON *body,
+                    struct fakehttp_response *resp);
+void fm_uploads_free(struct fakemeta *m);
 
 /* fakemeta_conversations.c: true when it answered req (a Conversations API path). */
 bool fm_conversations(struct fakemeta *m, int host, const char *rest,
