@@ -272,24 +272,38 @@ static const char *content_type(const struct cm_httpc_response *resp, char *out,
     return n > 0 && strchr(out, '/') != NULL ? out : "application/octet-stream";
 }
 
+/*
+ * Opens a transaction holding d's row, if it is still pending, and its route's FOR SHARE,
+ * if it is not being purged (purge.c's shred_scope() waits for it, so no key is created
+ * again after its shred). CM_NOTFOUND (rolled back) when either is not so.
+ */
+static int lock_pending(struct media_fetch *f, const struct due *d)
+{
+    const char *params[1] = {d->id};
+    int rc = cm_pg_begin(f->pg);
+
+    if (rc == CM_OK)
+        rc = cm_pg_exec(f->pg,
+                        "SELECT 1 FROM attachments a JOIN routes t ON t.integration_id ="
+                        " a.integration_id AND t.status <> 'purging' WHERE a.id = $1 AND"
+                        " a.state = 'pending' FOR UPDATE OF a FOR SHARE OF t",
+                        1, params);
+    if (rc == CM_OK && cm_pg_ntuples(f->pg) == 0)
+        rc = CM_NOTFOUND;
+    if (rc != CM_OK)
+        cm_pg_rollback(f->pg);
+    return rc;
+}
+
 /* Seals the bytes into the store and marks d stored, its URL dropped; CM_NOTFOUND when d
  * went meanwhile (purged). */
 static int store_got(struct media_fetch *f, const struct due *d,
                      const struct cm_httpc_response *resp)
 {
-    const char *params[1] = {d->id}, *store = NULL;
+    const char *store = NULL;
     char ctype[100], size[24];
-    int rc = cm_pg_begin(f->pg);
+    int rc = lock_pending(f, d);
 
-    if (rc == CM_OK)
-        rc = cm_pg_exec(f->pg,
-                        "SELECT 1 FROM attachments WHERE id = $1 AND state = 'pending'"
-                        " FOR UPDATE",
-                        1, params);
-    if (rc == CM_OK && cm_pg_ntuples(f->pg) == 0) {
-        cm_pg_rollback(f->pg);
-        return CM_NOTFOUND;
-    }
     if (rc == CM_OK)
         rc = router_media_put(f->r, f->pg, d->ws, d->integration, d->id, resp->body.data,
                               resp->body.len, &store);
@@ -332,6 +346,9 @@ static int store_later(struct media_fetch *f, const struct due *d, const char *u
 
     snprintf(wait, sizeof(wait), "%.0f seconds", s);
     cm_buf_init(&sealed);
+    rc = lock_pending(f, d);
+    if (rc != CM_OK)
+        return rc == CM_NOTFOUND ? CM_OK : rc; /* purged or settled meanwhile: nothing to do */
     if (url != NULL) {
         snprintf(aad, sizeof(aad), "router.attachments.source:%s", d->id);
         rc = router_seal(f->r, f->pg, d->ws, d->integration, aad, url, strlen(url), &sealed);
@@ -347,6 +364,10 @@ static int store_later(struct media_fetch *f, const struct due *d, const char *u
                                " WHERE id = $1 AND state = 'pending'",
                                4, values, lengths, formats, 0);
     }
+    if (rc == CM_OK)
+        rc = cm_pg_commit(f->pg);
+    if (rc != CM_OK)
+        cm_pg_rollback(f->pg);
     cm_buf_wipe(&sealed);
     return rc;
 }

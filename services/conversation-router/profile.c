@@ -158,7 +158,7 @@ static int store_fetched(struct router_profiles *p, const struct due *d, const c
                         "SELECT 1 FROM contacts c JOIN routes t ON t.integration_id ="
                         " c.integration_id AND t.status = 'connected' JOIN workspaces w ON w.id ="
                         " c.workspace_id AND w.status = 'active' WHERE c.id = $1"
-                        " FOR NO KEY UPDATE OF c",
+                        " FOR NO KEY UPDATE OF c FOR SHARE OF t, w",
                         1, params);
     if (rc == CM_OK && cm_pg_ntuples(p->pg) == 0) {
         cm_pg_rollback(p->pg);

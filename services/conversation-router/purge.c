@@ -117,6 +117,35 @@ static int shred_exact(struct router *r, struct cm_pg *pg, const char *which, co
     return rc;
 }
 
+/*
+ * Marks the scope's routes 'purging' and shreds its keys, in one transaction. The background
+ * writers that seal under an integration's key (profile.c, media_fetch.c) take their route
+ * row FOR SHARE and require it not purging: one that began before waits out this UPDATE's
+ * lock (and its key, if it created one, is shredded here), one that comes after finds the
+ * route purging and seals nothing. Without it, a profile fetched during the purge would
+ * create the integration's key again after its shred.
+ */
+static int shred_scope(struct router *r, struct cm_pg *pg, const char *which, const char *id,
+                       long *keys)
+{
+    const char *params[1] = {id};
+    int rc = cm_pg_begin(pg);
+
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg,
+                        strcmp(which, "workspace") == 0
+                            ? "UPDATE routes SET status = 'purging' WHERE workspace_id = $1"
+                            : "UPDATE routes SET status = 'purging' WHERE integration_id = $1",
+                        1, params);
+    if (rc == CM_OK)
+        rc = shred_exact(r, pg, which, id, keys);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(pg);
+    if (rc != CM_OK)
+        cm_pg_rollback(pg);
+    return rc;
+}
+
 /* Purges the dead letters of the accounts of the routes selected by sql (one parameter). */
 static int purge_dead_letters(struct router *r, struct cm_pg *pg, const char *sql,
                               const char *param)
@@ -232,7 +261,7 @@ static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, s
     int rc;
 
     /* Keys first: from here on nothing of the workspace can be read, whatever remains. */
-    rc = shred_exact(r, pg, "workspace", ws, &c->keys);
+    rc = shred_scope(r, pg, "workspace", ws, &c->keys);
     router_keys_forget(r, ws);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, "DELETE FROM index_keys WHERE workspace_id = $1", 1, params);
@@ -252,7 +281,7 @@ static int purge_integration(struct router *r, struct cm_pg *pg, const char *int
     int rc;
 
     /* The integration's own keys: the rest of the workspace stays readable. */
-    rc = shred_exact(r, pg, "integration", integration, &c->keys);
+    rc = shred_scope(r, pg, "integration", integration, &c->keys);
     if (rc == CM_OK)
         rc = purge_rows(r, pg, &by_integration, integration, c);
     return rc;
