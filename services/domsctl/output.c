@@ -8,9 +8,54 @@
 
 #include "output.h"
 
-/* A scalar as text: strings bare, null as "-", the rest as JSON. */
+/*
+ * A list of attachments as a person reads it: "att_... image 219 B stored", comma-separated
+ * ("-" for none). NULL when v is not such a list.
+ */
+static char *attachments_text(const cJSON *v)
+{
+    const cJSON *a;
+    size_t cap = 1, len = 0;
+    char *out;
+
+    if (!cJSON_IsArray(v))
+        return NULL;
+    cJSON_ArrayForEach(a, v)
+    {
+        if (!cJSON_IsString(cJSON_GetObjectItem(a, "attachment_id")))
+            return NULL;
+        cap += 160;
+    }
+    if (cJSON_GetArraySize(v) == 0)
+        return strdup("-");
+    out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    out[0] = '\0';
+    cJSON_ArrayForEach(a, v)
+    {
+        const cJSON *size = cJSON_GetObjectItem(a, "size");
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(a, "type"));
+        const char *state = cJSON_GetStringValue(cJSON_GetObjectItem(a, "state"));
+        char bytes[32] = "";
+
+        if (cJSON_IsNumber(size))
+            snprintf(bytes, sizeof(bytes), " %.0f B", size->valuedouble);
+        len += (size_t)snprintf(out + len, cap - len, "%s%.40s %.16s%s %.16s", len ? ", " : "",
+                                cJSON_GetStringValue(cJSON_GetObjectItem(a, "attachment_id")),
+                                type ? type : "?", bytes, state ? state : "");
+    }
+    return out;
+}
+
+/* A scalar as text: strings bare, null as "-", a list of attachments as attachments_text()
+ * says, the rest as JSON. */
 static char *scalar_text(const cJSON *v)
 {
+    char *att = attachments_text(v);
+
+    if (att != NULL)
+        return att;
     if (cJSON_IsString(v))
         return strdup(v->valuestring);
     if (cJSON_IsNull(v))

@@ -76,6 +76,7 @@ static char *url_locked(struct fakemeta *m, const struct fm_object *o)
 {
     const char *ext = strncmp(o->content_type, "video/", 6) == 0   ? "mp4"
                       : strncmp(o->content_type, "audio/", 6) == 0 ? "mp4"
+                      : strcmp(o->content_type, "image/png") == 0  ? "png"
                       : strncmp(o->content_type, "image/", 6) == 0 ? "jpg"
                                                                    : "pdf";
     struct cm_buf b;
