@@ -5,6 +5,8 @@
 #ifndef ROUTER_SUITE_H
 #define ROUTER_SUITE_H
 
+#include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "stack.h"
@@ -25,6 +27,23 @@ extern const char *const router_env[];
 char *await_conv(const char *text);
 /* The same in another workspace than the suite's own. */
 char *await_conv_in(const char *workspace, const char *text);
+
+/* test_router.c's workspace, and its first conversation (the blue jacket's). */
+extern char suite_ws[64];
+extern char *suite_c1;
+/* Posts a signed webhook of one text message from psid, Meta's timestamp ts. */
+void suite_message(const char *psid, const char *mid, const char *text, int64_t ts);
+/* Runs domsctl as operator, expecting exit code want; its JSON (free it). */
+cJSON *suite_run(int want, const char *const *args);
+/* Polls until conv's message with text has status; the message (free it), NULL after 10 s. */
+cJSON *suite_await_status(const char *conv, const char *text, const char *status);
+/* Replies text to conv as alice (human: --human-agent); the message id (free it). */
+char *suite_reply_ok(const char *conv, const char *text, bool human);
+
+/* test_router_send.c */
+void test_send_outcomes(void);
+void test_hosts(void);
+void test_throttling(void);
 
 /* test_router_reply.c */
 void test_reply_setup(void);

@@ -21,7 +21,7 @@ struct th_proc ingest, vault, router1, router2, router1_first;
 int router1_port, router2_port;
 int64_t now_ms_;
 const char *const router_env[] = {"SEND_MAX_ATTEMPTS=3", "META_APP_ID=" FAKEMETA_APP_ID, NULL};
-static char ws[64];
+char suite_ws[64];
 
 static int64_t now_ms(void)
 {
@@ -42,7 +42,7 @@ static void post(const char *event)
     CHECK_MSG(th_stack_webhook(&st, body) == 200, "webhook refused: %s", event);
 }
 
-static void message(const char *psid, const char *mid, const char *text, int64_t ts)
+void suite_message(const char *psid, const char *mid, const char *text, int64_t ts)
 {
     char ev[1024];
 
@@ -53,7 +53,7 @@ static void message(const char *psid, const char *mid, const char *text, int64_t
     post(ev);
 }
 
-static cJSON *run(int want, const char *const *args)
+cJSON *suite_run(int want, const char *const *args)
 {
     cJSON *out = NULL;
     char *text = NULL;
@@ -68,18 +68,18 @@ static cJSON *run(int want, const char *const *args)
 static cJSON *conversations_in(const char *workspace)
 {
     const char *args[] = {"conversations", "list", "--workspace", workspace, NULL};
-    return run(0, args);
+    return suite_run(0, args);
 }
 
 static cJSON *conversations(void)
 {
-    return conversations_in(ws);
+    return conversations_in(suite_ws);
 }
 
 static cJSON *messages(const char *conv)
 {
     const char *args[] = {"messages", "list", conv, NULL};
-    return run(0, args);
+    return suite_run(0, args);
 }
 
 /* The id of the conversation of workspace holding a message with text (a new string), or
@@ -123,7 +123,7 @@ char *await_conv_in(const char *workspace, const char *text)
 
 char *await_conv(const char *text)
 {
-    return await_conv_in(ws, text);
+    return await_conv_in(suite_ws, text);
 }
 
 static const cJSON *conv_row(const cJSON *list, const char *id)
@@ -139,7 +139,7 @@ static const cJSON *conv_row(const cJSON *list, const char *id)
 }
 
 /* Waits until message i of conv has status (reply delivery is asynchronous). */
-static cJSON *await_status(const char *conv, const char *text, const char *status)
+cJSON *suite_await_status(const char *conv, const char *text, const char *status)
 {
     for (int i = 0; i < 300; i++) {
         cJSON *msgs = messages(conv), *m;
@@ -163,32 +163,33 @@ static cJSON *await_status(const char *conv, const char *text, const char *statu
 static void test_setup(void)
 {
     const char *create[] = {"workspace", "create", "--name", "Acme Outdoor", NULL};
-    cJSON *out = run(0, create);
-    const char *connect[] = {"integration", "connect",      "--workspace", ws,
+    cJSON *out = suite_run(0, create);
+    const char *connect[] = {"integration", "connect",      "--workspace", suite_ws,
                              "--platform",  "messenger",    "--account",   PAGE,
                              "--token",     "short-router", NULL};
 
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
+    snprintf(suite_ws, sizeof(suite_ws), "%s", th_json_str(out, "workspace_id", NULL));
     cJSON_Delete(out);
     {
-        const char *a[] = {"member", "add",   "--workspace", ws,  "--user", "alice",
-                           "--role", "agent", "--capacity",  "1", NULL};
-        const char *b[] = {"member", "add",   "--workspace", ws,  "--user", "bob",
-                           "--role", "agent", "--capacity",  "1", NULL};
-        const char *v[] = {"member", "add",    "--workspace", ws,  "--user",
+        const char *a[] = {"member", "add",   "--workspace", suite_ws, "--user", "alice",
+                           "--role", "agent", "--capacity",  "1",      NULL};
+        const char *b[] = {"member", "add",   "--workspace", suite_ws, "--user", "bob",
+                           "--role", "agent", "--capacity",  "1",      NULL};
+        const char *v[] = {"member", "add",    "--workspace", suite_ws, "--user",
                            "vic",    "--role", "viewer",      NULL};
-        cJSON_Delete(run(0, a));
-        cJSON_Delete(run(0, b));
-        cJSON_Delete(run(0, v));
+        cJSON_Delete(suite_run(0, a));
+        cJSON_Delete(suite_run(0, b));
+        cJSON_Delete(suite_run(0, v));
     }
     /* The token Meta's Login dialog would have given the business. */
     fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-router", NULL);
-    out = run(0, connect);
+    out = suite_run(0, connect);
     CHECK(th_json_str(out, "integration_id", NULL) != NULL);
     cJSON_Delete(out);
 }
 
-static char *c1, *c2;
+char *suite_c1;
+static char *c2;
 
 static void test_messages_and_assignment(void)
 {
@@ -196,26 +197,26 @@ static void test_messages_and_assignment(void)
     const cJSON *row1, *row2;
 
     /* Connected a moment ago: routed at once, whatever the projection knows yet. */
-    message("cust-1", "m_c1_a", "Hi, is the blue jacket in stock?", now_ms_ - 3600 * 1000);
-    c1 = await_conv("Hi, is the blue jacket in stock?");
+    suite_message("cust-1", "m_c1_a", "Hi, is the blue jacket in stock?", now_ms_ - 3600 * 1000);
+    suite_c1 = await_conv("Hi, is the blue jacket in stock?");
     /* Meta delivers the same event again: stored once. */
-    message("cust-1", "m_c1_a", "Hi, is the blue jacket in stock?", now_ms_ - 3600 * 1000);
+    suite_message("cust-1", "m_c1_a", "Hi, is the blue jacket in stock?", now_ms_ - 3600 * 1000);
     /* An older message arriving after a newer one lists before it. */
-    message("cust-1", "m_c1_b", "size M please", now_ms_ - 1800 * 1000);
-    message("cust-1", "m_c1_0", "hello?", now_ms_ - 7200 * 1000);
+    suite_message("cust-1", "m_c1_b", "size M please", now_ms_ - 1800 * 1000);
+    suite_message("cust-1", "m_c1_0", "hello?", now_ms_ - 7200 * 1000);
     post("{\"sender\":{\"id\":\"cust-2\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":"
          "1732870000000,\"postback\":{\"title\":\"Get Started\",\"payload\":\"GET_STARTED\","
          "\"mid\":\"m_c2_pb\"}}");
     c2 = await_conv("Get Started");
     for (int i = 0; i < 100; i++) {
-        msgs = messages(c1);
+        msgs = messages(suite_c1);
         int n = cJSON_GetArraySize(msgs);
         cJSON_Delete(msgs);
         if (n == 3)
             break;
         th_sleep_ms(50);
     }
-    msgs = messages(c1);
+    msgs = messages(suite_c1);
     CHECK_INT(cJSON_GetArraySize(msgs), 3);
     CHECK_STR(th_json_str(cJSON_GetArrayItem(msgs, 0), "text", NULL), "hello?");
     CHECK_STR(th_json_str(cJSON_GetArrayItem(msgs, 1), "text", NULL),
@@ -227,7 +228,7 @@ static void test_messages_and_assignment(void)
     cJSON_Delete(msgs);
 
     list = conversations();
-    row1 = conv_row(list, c1);
+    row1 = conv_row(list, suite_c1);
     row2 = conv_row(list, c2);
     CHECK_STR(th_json_str(row1, "window", NULL), "open");
     CHECK_STR(th_json_str(row1, "status", NULL), "open");
@@ -247,13 +248,13 @@ static void test_waiting_assignment(void)
     char *c3;
     const char *close[] = {"conversation", "close", NULL, NULL};
 
-    message("cust-3", "m_c3", "anyone there?", now_ms_ - 60 * 1000);
+    suite_message("cust-3", "m_c3", "anyone there?", now_ms_ - 60 * 1000);
     c3 = await_conv("anyone there?");
     list = conversations();
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(conv_row(list, c3), "assignee")));
     cJSON_Delete(list);
     close[2] = c2;
-    cJSON_Delete(run(0, close));
+    cJSON_Delete(suite_run(0, close));
     list = conversations();
     CHECK_STR(th_json_str(conv_row(list, c2), "status", NULL), "closed");
     CHECK_MSG(th_json_str(conv_row(list, c3), "assignee", NULL) != NULL,
@@ -337,7 +338,7 @@ static void test_event_kinds(void)
     post(ev);
 
     for (int i = 0; i < 100; i++) {
-        msgs = messages(c1);
+        msgs = messages(suite_c1);
         const char *t0 = th_json_str(cJSON_GetArrayItem(msgs, 0), "text", NULL);
         bool done = cJSON_GetArraySize(msgs) == 4 && t0 == NULL;
         cJSON_Delete(msgs);
@@ -345,7 +346,7 @@ static void test_event_kinds(void)
             break;
         th_sleep_ms(50);
     }
-    msgs = messages(c1);
+    msgs = messages(suite_c1);
     CHECK_INT(cJSON_GetArraySize(msgs), 4);
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 0), "text")));
     CHECK_STR(th_json_str(cJSON_GetArrayItem(msgs, 1), "text", NULL),
@@ -380,7 +381,7 @@ static void test_event_kinds(void)
                  "\"nobody\"}}]}]}");
         CHECK_INT(th_stack_webhook(&st, body), 200);
     }
-    message("cust-1", "m_c1_marker", "marker after unrouted", now_ms_ - 1000);
+    suite_message("cust-1", "m_c1_marker", "marker after unrouted", now_ms_ - 1000);
     free(await_conv("marker after unrouted"));
     /* The marker alone was stored: nothing of either unrouted account. */
     after = th_stack_sql(&st, "SELECT count(*) FROM router.messages");
@@ -403,10 +404,10 @@ static void reply_refused(const char *conv, const char *text, bool human, const 
     free(out);
 }
 
-static char *reply_ok(const char *conv, const char *text, bool human)
+char *suite_reply_ok(const char *conv, const char *text, bool human)
 {
     const char *args[] = {"reply", conv, "--text", text, human ? "--human-agent" : NULL, NULL};
-    cJSON *out = run(0, args);
+    cJSON *out = suite_run(0, args);
     char *id = cm_xstrdup(
         th_json_str(out, "message_id", NULL) ? th_json_str(out, "message_id", NULL) : "");
     CHECK_STR(th_json_str(out, "status", NULL), "queued");
@@ -420,10 +421,10 @@ static void test_windows(void)
     cJSON *m;
 
     /* 30 hours ago: the human-agent window. */
-    message("cust-human", "m_h", "still there?", now_ms_ - 30LL * 3600 * 1000);
+    suite_message("cust-human", "m_h", "still there?", now_ms_ - 30LL * 3600 * 1000);
     human = await_conv("still there?");
     /* 8 days ago: closed. */
-    message("cust-old", "m_o", "ancient", now_ms_ - 8LL * 86400 * 1000);
+    suite_message("cust-old", "m_o", "ancient", now_ms_ - 8LL * 86400 * 1000);
     old = await_conv("ancient");
     {
         cJSON *list = conversations();
@@ -447,8 +448,8 @@ static void test_windows(void)
         CHECK_CONTAINS(th_json_str(r, "error", "message"), "AI-drafted");
         cJSON_Delete(r);
     }
-    late = reply_ok(human, "Sorry for the wait, I am here.", true);
-    m = await_status(human, "Sorry for the wait, I am here.", "sent");
+    late = suite_reply_ok(human, "Sorry for the wait, I am here.", true);
+    m = suite_await_status(human, "Sorry for the wait, I am here.", "sent");
     CHECK(m != NULL && th_json_str(m, "mid", NULL) != NULL);
     cJSON_Delete(m);
     body = fakemeta_last_send(st.meta, "cust-human");
@@ -456,8 +457,8 @@ static void test_windows(void)
     CHECK_CONTAINS(body, "\"tag\":\"HUMAN_AGENT\"");
     free(body);
     /* Inside 24 hours --human-agent is accepted and sent as a plain RESPONSE. */
-    free(reply_ok(c1, "It is in stock.", true));
-    cJSON_Delete(await_status(c1, "It is in stock.", "sent"));
+    free(suite_reply_ok(suite_c1, "It is in stock.", true));
+    cJSON_Delete(suite_await_status(suite_c1, "It is in stock.", "sent"));
     body = fakemeta_last_send(st.meta, "cust-1");
     CHECK_CONTAINS(body, "\"messaging_type\":\"RESPONSE\"");
     CHECK(strstr(body, "HUMAN_AGENT") == NULL);
@@ -469,212 +470,17 @@ static void test_windows(void)
     free(old);
 }
 
-/* Every Send API outcome, scripted by the contact's id (fakemeta.h). */
-static void test_send_outcomes(void)
-{
-    struct {
-        const char *psid, *status, *needle;
-    } cases[] = {
-        {"flaky-1", "sent", NULL},         {"throttled-1", "sent", NULL},
-        {"fail-window-1", "failed", NULL}, {"fail-token-1", "failed", NULL},
-        {"fail-gone-1", "failed", NULL},   {"fail-param-1", "failed", NULL},
-        {"down-1", "failed", NULL},
-    };
-    char mid[64], text[128];
-
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        snprintf(mid, sizeof(mid), "m_out_%zu", i);
-        snprintf(text, sizeof(text), "question %zu", i);
-        message(cases[i].psid, mid, text, now_ms_ - 60000);
-    }
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *conv, answer[64];
-        cJSON *m;
-        snprintf(text, sizeof(text), "question %zu", i);
-        snprintf(answer, sizeof(answer), "answer %zu", i);
-        conv = await_conv(text);
-        free(reply_ok(conv, answer, false));
-        m = await_status(conv, answer, cases[i].status);
-        if (m != NULL && strcmp(cases[i].status, "sent") == 0)
-            CHECK_CONTAINS(th_json_str(m, "mid", NULL), "m_sent_");
-        if (m != NULL && strcmp(cases[i].status, "failed") == 0)
-            CHECK(cJSON_IsNull(cJSON_GetObjectItem(m, "mid")));
-        cJSON_Delete(m);
-        free(conv);
-    }
-    /* Permanent errors fail at once with Meta's reason; the outage exhausted its attempts. */
-    {
-        char *why = th_stack_sql(&st, "SELECT error FROM router.messages WHERE status = 'failed'"
-                                      " AND error LIKE '%2018278%'");
-        CHECK_CONTAINS(why, "outside of allowed window");
-        free(why);
-        why = th_stack_sql(&st, "SELECT attempts FROM router.messages WHERE error LIKE"
-                                " '%isn''t available%'");
-        CHECK_STR(why, "1");
-        free(why);
-        why = th_stack_sql(&st, "SELECT attempts || ' ' || error FROM router.messages"
-                                " WHERE error LIKE 'gave up%'");
-        CHECK_CONTAINS(why, "3 gave up after 3 attempts");
-        free(why);
-    }
-    {
-        cJSON *dead = th_stack_js(&st, "$JS.API.STREAM.INFO.ROUTER_DEAD", "");
-        CHECK(cJSON_GetNumberValue(
-                  cJSON_GetObjectItem(cJSON_GetObjectItem(dead, "state"), "messages")) >= 1);
-        cJSON_Delete(dead);
-    }
-}
-
-/* The last Send API request recorded by srv, borrowed, or NULL. */
-static const struct fakehttp_request *last_send(struct fakehttp *srv)
-{
-    for (int i = fakehttp_count(srv) - 1; i >= 0; i--) {
-        const struct fakehttp_request *r = fakehttp_get(srv, i);
-        if (strcmp(r->method, "POST") == 0 && strstr(r->path, "/messages") != NULL)
-            return r;
-    }
-    return NULL;
-}
-
-/* True when any request srv recorded names text in its URI or body. */
-static bool mentions(struct fakehttp *srv, const char *text)
-{
-    for (int i = 0; i < fakehttp_count(srv); i++) {
-        const struct fakehttp_request *r = fakehttp_get(srv, i);
-        if (strstr(r->uri, text) != NULL || strstr(r->body, text) != NULL)
-            return true;
-    }
-    return false;
-}
-
-/*
- * Each platform's calls go to its own host: Instagram's exchange and replies to
- * graph.instagram.com (POST /v23.0/<ig-id>/messages with the Instagram token, as the
- * Instagram API with Instagram Login documents it), Messenger's to graph.facebook.com, and
- * neither host ever sees the other's account. Each stand-in knows only its own tokens, so
- * a call to the wrong host would also have failed with 190.
- */
-static void test_hosts(void)
-{
-    const char *connect[] = {"integration", "connect",         "--workspace", ws,
-                             "--platform",  "instagram",       "--account",   IG,
-                             "--token",     "short-ig-router", NULL};
-    struct fakehttp *fb = fakemeta_server(st.meta, FAKEMETA_FACEBOOK);
-    struct fakehttp *ig = fakemeta_server(st.meta, FAKEMETA_INSTAGRAM);
-    const struct fakehttp_request *r;
-    int fb_sends, ig_sends;
-    char body[1024], *conv;
-    cJSON *m;
-
-    CHECK(strcmp(fakemeta_url(st.meta, FAKEMETA_FACEBOOK),
-                 fakemeta_url(st.meta, FAKEMETA_INSTAGRAM)) != 0);
-    fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-ig-router", IG);
-    cJSON_Delete(run(0, connect));
-    CHECK(fakehttp_find(ig, "/access_token") != NULL);
-    snprintf(body, sizeof(body),
-             "{\"object\":\"instagram\",\"entry\":[{\"id\":\"" IG "\",\"time\":%lld,"
-             "\"messaging\":[{\"sender\":{\"id\":\"ig-cust-1\"},\"recipient\":{\"id\":\"" IG
-             "\"},\"timestamp\":%lld,\"message\":{\"mid\":\"m_ig_1\",\"text\":\"Hola desde "
-             "Instagram\"}}]}]}",
-             (long long)now_ms_, (long long)now_ms_ - 60000);
-    CHECK_INT(th_stack_webhook(&st, body), 200);
-    conv = await_conv("Hola desde Instagram");
-
-    fb_sends = fakemeta_sends(st.meta, FAKEMETA_FACEBOOK);
-    ig_sends = fakemeta_sends(st.meta, FAKEMETA_INSTAGRAM);
-    free(reply_ok(conv, "Si, tenemos la chaqueta.", false));
-    m = await_status(conv, "Si, tenemos la chaqueta.", "sent");
-    CHECK(m != NULL && th_json_str(m, "mid", NULL) != NULL);
-    cJSON_Delete(m);
-    CHECK_INT(fakemeta_sends(st.meta, FAKEMETA_INSTAGRAM), ig_sends + 1);
-    CHECK_INT(fakemeta_sends(st.meta, FAKEMETA_FACEBOOK), fb_sends);
-    r = last_send(ig);
-    CHECK(r != NULL);
-    if (r != NULL) {
-        CHECK_STR(r->path, "/v23.0/" IG "/messages");
-        CHECK_STR(fakehttp_header(r, "Authorization"), "Bearer IGLL-short-ig-router");
-        CHECK_CONTAINS(r->body, "\"recipient\":{\"id\":\"ig-cust-1\"}");
-    }
-    CHECK_MSG(!mentions(fb, IG), "the Facebook host saw the Instagram account");
-    CHECK_MSG(!mentions(fb, "ig-cust-1"), "the Facebook host saw the Instagram contact");
-
-    /* And Messenger's reply goes to the Facebook host alone. */
-    free(reply_ok(c1, "Only on Messenger.", false));
-    cJSON_Delete(await_status(c1, "Only on Messenger.", "sent"));
-    CHECK_INT(fakemeta_sends(st.meta, FAKEMETA_FACEBOOK), fb_sends + 1);
-    CHECK_INT(fakemeta_sends(st.meta, FAKEMETA_INSTAGRAM), ig_sends + 1);
-    r = last_send(fb);
-    CHECK(r != NULL);
-    if (r != NULL) {
-        CHECK_STR(r->path, "/v23.0/" PAGE "/messages");
-        CHECK_STR(fakehttp_header(r, "Authorization"), "Bearer PAGE-" PAGE "-short-router");
-    }
-    CHECK_MSG(!mentions(ig, PAGE), "the Instagram host saw the Page");
-    CHECK_MSG(!mentions(ig, "\"cust-1\""), "the Instagram host saw a Messenger contact");
-    free(conv);
-}
-
-/*
- * The stand-in holds the router to Meta's rules: a user token is no Page token, the
- * Instagram host knows no Page token, and every answer reports usage. When Meta throttles
- * the Page (code 32, HTTP 403) the reply waits and goes on its next attempt.
- */
-static void test_throttling(void)
-{
-    const char *user[] = {"Authorization: Bearer EAAU-short-router",
-                          "Content-Type: application/json", NULL};
-    const char *page[] = {"Authorization: Bearer PAGE-" PAGE "-short-router",
-                          "Content-Type: application/json", NULL};
-    const char *body = "{\"recipient\":{\"id\":\"cust-1\"},\"message\":{\"text\":\"probe\"}}";
-    const char *probe = "{\"recipient\":{\"id\":\"probe-0\"},\"message\":{\"text\":\"probe\"}}";
-    char url[300], q[200], *id, *attempts;
-    struct th_resp r;
-
-    snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages",
-             fakemeta_url(st.meta, FAKEMETA_FACEBOOK));
-    CHECK_INT(th_http(&r, "POST", url, user, body, strlen(body)), 400);
-    CHECK_CONTAINS(r.body.data, "\"code\":190");
-    CHECK_CONTAINS(r.headers.data, "X-App-Usage: {\"call_count\":");
-    th_resp_cleanup(&r);
-    /* The Page's own token, with its proof: accepted, with the Page's business use case
-     * usage. */
-    {
-        char proof[65];
-        proof_of("PAGE-" PAGE "-short-router", proof);
-        snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages?appsecret_proof=%s",
-                 fakemeta_url(st.meta, FAKEMETA_FACEBOOK), proof);
-    }
-    CHECK_INT(th_http(&r, "POST", url, page, probe, strlen(probe)), 200);
-    CHECK_CONTAINS(r.headers.data, "X-Business-Use-Case-Usage: {\"" PAGE "\":[{\"type\":");
-    CHECK_CONTAINS(r.headers.data, "X-App-Usage: {\"call_count\":");
-    th_resp_cleanup(&r);
-    snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages",
-             fakemeta_url(st.meta, FAKEMETA_INSTAGRAM));
-    CHECK_INT(th_http(&r, "POST", url, page, body, strlen(body)), 400);
-    CHECK_CONTAINS(r.body.data, "\"code\":190");
-    th_resp_cleanup(&r);
-
-    fakemeta_throttle(st.meta, 32, 1);
-    id = reply_ok(c1, "After the throttle.", false);
-    cJSON_Delete(await_status(c1, "After the throttle.", "sent"));
-    snprintf(q, sizeof(q), "SELECT attempts FROM router.messages WHERE id = '%s'", id);
-    attempts = th_stack_sql(&st, q);
-    CHECK_STR(attempts, "2");
-    free(attempts);
-    free(id);
-}
-
 static void test_roles(void)
 {
-    const char *viewer_list[] = {"--actor", "vic", "messages", "list", c1, NULL};
-    const char *viewer_reply[] = {"--actor", "vic", "reply", c1, "--text", "hi", NULL};
+    const char *viewer_list[] = {"--actor", "vic", "messages", "list", suite_c1, NULL};
+    const char *viewer_reply[] = {"--actor", "vic", "reply", suite_c1, "--text", "hi", NULL};
     const char *stranger[] = {"--actor", "mallory", "conversations", "list", "--workspace",
-                              ws,        NULL};
-    const char *agent_member[] = {"--actor", "alice", "member", "add",   "--workspace", ws,
+                              suite_ws,  NULL};
+    const char *agent_member[] = {"--actor", "alice", "member", "add",   "--workspace", suite_ws,
                                   "--user",  "eve",   "--role", "admin", NULL};
     char *out = NULL;
 
-    cJSON_Delete(run(0, viewer_list));
+    cJSON_Delete(suite_run(0, viewer_list));
     CHECK_INT(th_stack_domsctl(&st, NULL, &out, viewer_reply), 1);
     CHECK_CONTAINS(out, "needs the agent role");
     free(out);
@@ -816,7 +622,7 @@ int main(void)
     router_dedup_cleanup();
     th_stack_stop(&st);
     RUN(test_logs_clean);
-    free(c1);
+    free(suite_c1);
     free(c2);
     return check_summary();
 }
