@@ -304,6 +304,10 @@ static int store_got(struct media_fetch *f, const struct due *d,
     char ctype[100], size[24];
     int rc = lock_pending(f, d);
 
+    /* A commit lost to a crash leaves the row pending, downloaded again: no need to wait for
+     * the WAL's flush, which would bound the worker to one download per disk sync. */
+    if (rc == CM_OK)
+        rc = cm_pg_exec(f->pg, "SET LOCAL synchronous_commit TO off", 0, NULL);
     if (rc == CM_OK)
         rc = router_media_put(f->r, f->pg, d->ws, d->integration, d->id, resp->body.data,
                               resp->body.len, &store);

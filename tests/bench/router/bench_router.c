@@ -43,14 +43,25 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Event i: mid <prefix><i>, from contact c_<contact_id>_<i % contacts> (contacts 0: i). */
+/*
+ * Event i: mid <prefix><i>, from contact c_<contact_id>_<i % contacts> (contacts 0: i). With
+ * BENCH_IMAGE_URL set, it also carries one image, at that URL with i=<i> added to its query
+ * (each event its own download).
+ */
 static int event_json(char *out, size_t cap, const char *prefix, int i, const char *contact_id,
                       int contacts, long long ts)
 {
+    const char *image = getenv("BENCH_IMAGE_URL");
+    char attach[512] = "";
+
+    if (image != NULL && *image != '\0')
+        snprintf(attach, sizeof(attach),
+                 ",\"attachments\":[{\"type\":\"image\",\"payload\":{\"url\":\"%s%ci=%d\"}}]",
+                 image, strchr(image, '?') != NULL ? '&' : '?', i);
     return snprintf(out, cap,
                     "{\"sender\":{\"id\":\"c_%s_%d\"},\"recipient\":{\"id\":\"" PAGE "\"},"
-                    "\"timestamp\":%lld,\"message\":{\"mid\":\"%s%d\",\"text\":\"" TEXT "\"}}",
-                    contact_id, contacts > 0 ? i % contacts : i, ts, prefix, i);
+                    "\"timestamp\":%lld,\"message\":{\"mid\":\"%s%d\",\"text\":\"" TEXT "\"%s}}",
+                    contact_id, contacts > 0 ? i % contacts : i, ts, prefix, i, attach);
 }
 
 static int preload(const char *url, int n, const char *run_id, int contacts)
