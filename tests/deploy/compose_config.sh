@@ -36,7 +36,7 @@ if [[ $services == "$want" ]]; then ok; else fail "services: got '$services', wa
 config=$(cfg config)
 
 # Secrets go through NAME_FILE: no password, app secret, token or key in any environment.
-if grep -nE '^\s+(META_APP_SECRET|META_APP_SECRET_PREVIOUS|META_VERIFY_TOKEN|OPENAI_API_KEY|GEMINI_API_KEY|ELEVENLABS_API_KEY|POSTGRES_PASSWORD|DOMS_[A-Z]+_DB_PASSWORD|NATS_JS_KEY|DOMS_NATS_JS_KEY):' <<<"$config"; then
+if grep -nE '^\s+(META_APP_SECRET|META_APP_SECRET_PREVIOUS|META_VERIFY_TOKEN|OPENAI_API_KEY|GEMINI_API_KEY|ELEVENLABS_API_KEY|S3_SECRET_ACCESS_KEY|POSTGRES_PASSWORD|DOMS_[A-Z]+_DB_PASSWORD|NATS_JS_KEY|DOMS_NATS_JS_KEY):' <<<"$config"; then
     fail "a secret is set in environment: (use NAME_FILE and a secret file)"
 else
     ok
