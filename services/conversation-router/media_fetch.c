@@ -20,6 +20,9 @@
  *  - over MEDIA_MAX_BYTES: unavailable, nothing kept;
  *  - no answer, a timeout, 5xx, 429: asked again after 30 s, doubling to an hour at most, 8
  *    attempts in all, then unavailable.
+ * The media store failing after a good download (S3 down, SlowDown, refused credentials) is
+ * the router's own trouble, not the attachment's: tried again with the same backoff, with no
+ * limit of attempts, so that an outage of S3 or a wrong secret loses nothing.
  * An unavailable attachment keeps no URL. Nothing is downloaded for a deleted workspace: its
  * pending attachments wait for its purge. The same thread forgets story mentions whose 24
  * hours are over, and deletes the S3 objects of deleted attachments (router_media_sweep()).
@@ -386,6 +389,7 @@ static void fetch_one(struct media_fetch *f, const struct due *d)
     struct cm_buf url;
     char aad[96], why[300] = "", *fresh = NULL;
     enum outcome o;
+    bool store_failed = false; /* never counted towards MAX_ATTEMPTS */
     int rc;
 
     cm_buf_init(&url);
@@ -423,9 +427,10 @@ record:
         } else if (rc != CM_NOTFOUND) {
             snprintf(why, sizeof(why), "the media store failed: %s", cm_err_str(rc));
             o = TRANSIENT;
+            store_failed = true;
         }
     }
-    if (o == TRANSIENT && d->attempts + 1 >= MAX_ATTEMPTS) {
+    if (o == TRANSIENT && !store_failed && d->attempts + 1 >= MAX_ATTEMPTS) {
         char last[sizeof(why) + 40];
         snprintf(last, sizeof(last), "gave up after %d attempts: %s", MAX_ATTEMPTS, why);
         last[sizeof(why) - 1] = '\0'; /* cut to fit: the reason's start says enough */

@@ -3,13 +3,28 @@
  * (fakes3): it starts and becomes ready (sending nothing to S3 before media comes, so an
  * S3 outage cannot stop a start), its configuration hides the secret, and it refuses to
  * start, exit 78, with one line naming the setting, when S3_BUCKET is missing or is no
- * name S3 accepts, or S3_REGION is malformed. Storing inbound media through S3 end to end
- * comes with the download worker; fakes3_start() is all such a test needs.
+ * name S3 accepts, or S3_REGION is malformed.
+ *
+ * Then inbound media through S3 end to end, on the real stack (ingest, token-vault, the
+ * router) against the Meta stand-in's CDN: an image from a signed webhook is stored with
+ * store 's3', the bucket holding media/<id> sealed (the image's length plus the keyring's
+ * overhead, none of its bytes in the clear) and the media table nothing, and `domsctl
+ * attachment get` writes exactly the image. S3 failing (SlowDown on every attempt) leaves the
+ * attachment pending with the failure recorded, never unavailable, however many attempts it
+ * took, and it is stored once S3 answers; one InternalError is absorbed by the client's own
+ * retry. A router with a wrong secret keeps the attachment pending and logs S3's error Code,
+ * never a secret; the router with the right one stores it. The integration's purge queues the
+ * objects' keys in media_doomed and the media worker's sweep deletes them from the bucket.
  */
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "check.h"
+#include "common/keyring.h"
 #include "common/mem.h"
 #include "fakes3.h"
 #include "stack.h"
@@ -18,10 +33,23 @@
 #define SECRET "router-s3-secret-value-0123456789"
 #define BUCKET "doms-router-media"
 
+#define PAGE        "106000000000031"
+#define IMAGE_BYTES (600 * 1024) /* two chunks of router.attachment.get */
+#define MARKER      "JFIF-plaintext-marker-of-the-s3-image"
+
 static struct th_stack st;
 static struct fakes3 *fs;
-static struct th_proc router;
+static struct th_proc router, ingest, vault;
 static char endpoint_env[128];
+
+/* The router's S3 settings for the end-to-end tests (the endpoint filled in by main). */
+static const char *s3_env[] = {"MEDIA_STORE=s3",       NULL,
+                               "S3_BUCKET=" BUCKET,    "S3_REGION=eu-central-1",
+                               "S3_ACCESS_KEY_ID=" AK, "S3_SECRET_ACCESS_KEY=" SECRET,
+                               "MEDIA_TIMEOUT=10s",    NULL};
+
+static char integration[64], image_att[64], slow_att[64], blip_att[64], denied_att[64];
+static unsigned char image[IMAGE_BYTES];
 
 /* Counts the lines of text that contain needle. */
 static int lines_with(const char *text, const char *needle)
@@ -137,9 +165,369 @@ static void test_refusals(void)
     CHECK_INT(fakes3_count(fs, NULL), 0);
 }
 
+/* --- inbound media through S3, end to end ------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Runs domsctl args, checking its exit code; its parsed output (free it) or NULL. */
+static cJSON *run(int want, const char *const *args)
+{
+    cJSON *out = NULL;
+    char *text = NULL;
+    int code = th_stack_domsctl(&st, &out, &text, args);
+
+    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
+              text);
+    free(text);
+    return out;
+}
+
+/* A value of the router's schema (a new string), or NULL; fmt takes one string. */
+static char *sql(const char *fmt, const char *arg) __attribute__((format(printf, 1, 0)));
+static char *sql(const char *fmt, const char *arg)
+{
+    char q[1024];
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(q, sizeof(q), fmt, arg);
+#pragma GCC diagnostic pop
+    return th_stack_sql(&st, q);
+}
+
+/* Whether the query of att (fmt takes its id) answers want now. */
+static bool sql_is(const char *fmt, const char *att, const char *want)
+{
+    char *v = sql(fmt, att);
+    bool ok = v != NULL && strcmp(v, want) == 0;
+
+    free(v);
+    return ok;
+}
+
+/* Posts a Messenger message mid from cust-s3 with one image at the CDN's name. */
+static void image_message(const char *mid, const char *name, const void *bytes, size_t len)
+{
+    char *url = fakemeta_cdn_put(st.meta, name, "image/jpeg", bytes, len);
+    struct cm_buf b;
+
+    cm_buf_init(&b);
+    cm_buf_printf(&b,
+                  "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":%lld,"
+                  "\"messaging\":[{\"sender\":{\"id\":\"cust-s3\"},\"recipient\":{\"id\":\"" PAGE
+                  "\"},\"timestamp\":%lld,\"message\":{\"mid\":\"%s\",\"attachments\":[{"
+                  "\"type\":\"image\",\"payload\":{\"url\":\"%s\"}}]}}]}]}",
+                  (long long)now_ms(), (long long)now_ms(), mid, url);
+    CHECK_MSG(th_stack_webhook(&st, b.data) == 200, "webhook refused for %s", mid);
+    cm_buf_cleanup(&b);
+    free(url);
+}
+
+/* The id of message mid's attachment into out, once the router stored it (10 s). */
+static bool attachment_of(const char *mid, char out[64])
+{
+    char *id = NULL;
+
+    snprintf(out, 64, "none");
+    if (!WAIT_UNTIL((id = sql("SELECT a.id FROM router.attachments a JOIN router.messages m"
+                              " ON m.id = a.message_id WHERE m.mid = '%s'",
+                              mid)) != NULL,
+                    10000)) {
+        CHECK_MSG(0, "no attachment of %s", mid);
+        return false;
+    }
+    snprintf(out, 64, "%s", id);
+    free(id);
+    return true;
+}
+
+/* Waits (timeout_ms) until att is stored in S3, and checks it. */
+static void await_stored(const char *att, int timeout_ms)
+{
+    CHECK_MSG(WAIT_UNTIL(sql_is("SELECT state || '|' || store FROM router.attachments"
+                                " WHERE id = '%s'",
+                                att, "stored|s3"),
+                         timeout_ms),
+              "attachment %s never stored in S3", att);
+}
+
+/*
+ * Waits until att's failed attempts reach attempts, then checks that it is still pending, its
+ * URL kept and the store's failure recorded.
+ */
+static void await_pending_after(const char *att, const char *attempts)
+{
+    char *n = NULL;
+
+    CHECK_MSG(
+        WAIT_UNTIL(sql_is("SELECT attempts FROM router.attachments WHERE id = '%s'", att, attempts),
+                   20000),
+        "attachment %s: no attempt %s", att, attempts);
+    n = sql("SELECT state || '|' || (source_sealed IS NOT NULL) || '|' || coalesce(store, '-')"
+            " || '|' || coalesce(error, '') FROM router.attachments WHERE id = '%s'",
+            att);
+    CHECK_CONTAINS(n, "pending|true|-|the media store failed");
+    printf("after attempt %s: %s\n", attempts, n != NULL ? n : "(none)");
+    free(n);
+}
+
+static void test_e2e_setup(void)
+{
+    const char *create[] = {"workspace", "create", "--name", "S3 media", NULL};
+    cJSON *out;
+    char ws[64];
+    const char *connect[] = {"integration", "connect",   "--workspace", ws,
+                             "--platform",  "messenger", "--account",   PAGE,
+                             "--token",     "short-s3",  NULL};
+
+    th_stack_start(&st, &vault, "token-vault", NULL);
+    th_stack_start(&st, &ingest, "webhook-ingest", NULL);
+    th_stack_start(&st, &router, "conversation-router", s3_env);
+    out = run(0, create);
+    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
+    cJSON_Delete(out);
+    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-s3", NULL);
+    out = run(0, connect);
+    snprintf(integration, sizeof(integration), "%s",
+             th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
+                                                      : "none");
+    cJSON_Delete(out);
+    randombytes_buf(image, sizeof(image));
+    memcpy(image, MARKER, strlen(MARKER));
+}
+
+/* The image stored in S3, sealed, nothing of it in the media table; `attachment get` writes
+ * exactly its bytes. */
+static void test_e2e_stored(void)
+{
+    char path[256], key[96], want[64], *n;
+    const char *args[] = {"attachment", "get", image_att, "--out", path, NULL};
+    const struct fakehttp_request *put;
+    struct cm_buf obj;
+    cJSON *out;
+
+    image_message("m_s3_img", "s3-img", image, sizeof(image));
+    if (!attachment_of("m_s3_img", image_att))
+        return;
+    await_stored(image_att, 15000);
+    n = sql("SELECT size || '|' || content_type || '|' || (source_sealed IS NULL) || '|' ||"
+            " (SELECT count(*) FROM router.media WHERE attachment_id = a.id)"
+            " FROM router.attachments a WHERE id = '%s'",
+            image_att);
+    snprintf(want, sizeof(want), "%d|image/jpeg|true|0", IMAGE_BYTES);
+    CHECK_STR(n, want);
+    free(n);
+    n = th_stack_sql(&st, "SELECT count(*) FROM router.media");
+    CHECK_STR(n, "0");
+    free(n);
+
+    /* The bucket holds the sealed image only: its length plus the overhead, no plaintext. */
+    snprintf(key, sizeof(key), "media/%s", image_att);
+    cm_buf_init(&obj);
+    CHECK_MSG(fakes3_object(fs, key, &obj) == 0, "no object %s", key);
+    CHECK_INT((long)obj.len, (long)(IMAGE_BYTES + CM_KEYRING_OVERHEAD));
+    CHECK(obj.data == NULL || memmem(obj.data, obj.len, MARKER, strlen(MARKER)) == NULL);
+    CHECK(obj.data == NULL || memmem(obj.data, obj.len, image + IMAGE_BYTES / 2, 32) == NULL);
+    cm_buf_cleanup(&obj);
+    snprintf(path, sizeof(path), "/%s/%s", BUCKET, key);
+    put = fakehttp_find(fakes3_http(fs), path);
+    CHECK(put != NULL);
+    if (put != NULL)
+        CHECK_STR(fakehttp_header(put, "Content-Type"), "application/octet-stream");
+
+    /* The user's path: domsctl reads it back through the router, from S3. */
+    snprintf(path, sizeof(path), "%s/s3-img.jpg", th_tmpdir());
+    out = run(0, args);
+    CHECK_STR(th_json_str(out, "attachment_id", NULL), image_att);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "size")) == IMAGE_BYTES);
+    cJSON_Delete(out);
+    {
+        FILE *f = fopen(path, "rb");
+        unsigned char *got = cm_xmalloc(IMAGE_BYTES + 1);
+        size_t len = f != NULL ? fread(got, 1, IMAGE_BYTES + 1, f) : 0;
+        CHECK_INT((long)len, IMAGE_BYTES);
+        CHECK(len == IMAGE_BYTES && memcmp(got, image, IMAGE_BYTES) == 0);
+        free(got);
+        if (f != NULL)
+            fclose(f);
+    }
+    unlink(path);
+    CHECK(fakes3_count(fs, "GET") >= 1);
+}
+
+/*
+ * S3 answering SlowDown to every attempt: the attachment stays pending, tried again after the
+ * backoff, the failure recorded. An outage long enough to spend the attempts a CDN failure has
+ * (8) still loses nothing (the row is made due with 7 behind it, as after an hour of S3
+ * down); once S3 answers, it is stored. One InternalError is absorbed by the client's retry.
+ */
+static void test_e2e_s3_failing(void)
+{
+    static const unsigned char slow[] = "JFIF an image that came while S3 was slowing down";
+    static const unsigned char blip[] = "JFIF an image that met one InternalError";
+    int puts = fakes3_count(fs, "PUT");
+    char *n;
+
+    fakes3_fail_next(fs, 1000, 503);
+    image_message("m_s3_slow", "s3-slow", slow, sizeof(slow));
+    if (attachment_of("m_s3_slow", slow_att)) {
+        await_pending_after(slow_att, "1");
+        /* The client's own attempts, then the worker's backoff (30 s). */
+        CHECK_INT(fakes3_count(fs, "PUT") - puts, 3);
+        CHECK(sql_is("SELECT due_at > now() + interval '20 seconds' FROM router.attachments"
+                     " WHERE id = '%s'",
+                     slow_att, "t"));
+        free(sql("UPDATE router.attachments SET attempts = 7, due_at = now() WHERE id = '%s'",
+                 slow_att));
+        await_pending_after(slow_att, "8");
+        CHECK(sql_is("SELECT count(*) FROM router.attachments WHERE id = '%s'"
+                     " AND due_at > now() + interval '30 minutes'",
+                     slow_att, "1"));
+    }
+    fakes3_fail_next(fs, 0, 0);
+    free(sql("UPDATE router.attachments SET due_at = now() WHERE id = '%s'", slow_att));
+    await_stored(slow_att, 15000);
+    n = sql("SELECT size || '|' || coalesce(error, 'no error') FROM router.attachments"
+            " WHERE id = '%s'",
+            slow_att);
+    {
+        char want[64];
+        snprintf(want, sizeof(want), "%zu|no error", sizeof(slow));
+        CHECK_STR(n, want);
+    }
+    free(n);
+
+    puts = fakes3_count(fs, "PUT");
+    fakes3_fail_next(fs, 1, 500);
+    image_message("m_s3_blip", "s3-blip", blip, sizeof(blip));
+    if (attachment_of("m_s3_blip", blip_att)) {
+        await_stored(blip_att, 15000);
+        CHECK(sql_is("SELECT attempts FROM router.attachments WHERE id = '%s'", blip_att, "1"));
+        CHECK_INT(fakes3_count(fs, "PUT") - puts, 2);
+    }
+}
+
+/*
+ * A router with a wrong secret: S3 refuses its signature, the attachment stays pending with its
+ * URL, and the log names S3's Code, never a secret. The router with the right secret, back,
+ * stores it at its next attempt (made due at once rather than after the 30 s backoff).
+ */
+static void test_e2e_wrong_secret(void)
+{
+    static const unsigned char bytes[] = "JFIF an image that met a wrong S3 secret";
+    const char *bad_env[] = {
+        "MEDIA_STORE=s3",       endpoint_env,
+        "S3_BUCKET=" BUCKET,    "S3_REGION=eu-central-1",
+        "S3_ACCESS_KEY_ID=" AK, "S3_SECRET_ACCESS_KEY=not-the-" SECRET "-at-all",
+        "MEDIA_TIMEOUT=10s",    NULL};
+    struct th_proc bad;
+    int refused = fakes3_bad_signatures(fs);
+    char *log, code[64];
+
+    CHECK_INT(th_proc_stop_clean(&router), 0);
+    th_stack_start(&st, &bad, "conversation-router", bad_env);
+    image_message("m_s3_denied", "s3-denied", bytes, sizeof(bytes));
+    if (attachment_of("m_s3_denied", denied_att))
+        await_pending_after(denied_att, "1");
+    CHECK(fakes3_bad_signatures(fs) > refused);
+    fakes3_last_error(fs, code);
+    CHECK_STR(code, "SignatureDoesNotMatch");
+    CHECK_INT(th_proc_stop_clean(&bad), 0);
+    log = th_proc_output(&bad);
+    CHECK_CONTAINS(log, "SignatureDoesNotMatch");
+    CHECK_CONTAINS(log, denied_att);
+    CHECK(log != NULL && strstr(log, SECRET) == NULL);
+    CHECK(log != NULL && strstr(log, "not-the-") == NULL);
+    free(log);
+
+    th_stack_start(&st, &router, "conversation-router", s3_env);
+    free(sql("UPDATE router.attachments SET due_at = now() WHERE id = '%s'", denied_att));
+    await_stored(denied_att, 15000);
+}
+
+/*
+ * The integration's purge deletes its attachments and queues their objects' keys in
+ * media_doomed (S3 failing meanwhile, so the sweep cannot take them before they are seen);
+ * once S3 answers, the sweep deletes them from the bucket (within its 30 s).
+ */
+static void test_e2e_purge(void)
+{
+    const char *atts[] = {image_att, slow_att, blip_att, denied_att};
+    char body[256], q[1024];
+    struct cm_buf keys;
+    size_t len;
+    cJSON *r;
+    char *n;
+
+    cm_buf_init(&keys);
+    CHECK_INT(fakes3_keys(fs, &keys), 4);
+    /* Every object sealed: the attachment's size plus the overhead, none of its plaintext. */
+    for (size_t i = 0; i < sizeof(atts) / sizeof(atts[0]); i++) {
+        char key[96], *size = sql("SELECT size FROM router.attachments WHERE id = '%s'", atts[i]);
+        struct cm_buf obj;
+        cm_buf_init(&obj);
+        snprintf(key, sizeof(key), "media/%s", atts[i]);
+        CHECK_MSG(fakes3_object(fs, key, &obj) == 0, "no object %s", key);
+        CHECK_INT((long long)obj.len, (size != NULL ? atoll(size) : -1) + CM_KEYRING_OVERHEAD);
+        CHECK(obj.data == NULL || (memmem(obj.data, obj.len, "JFIF an image that", 18) == NULL &&
+                                   memmem(obj.data, obj.len, MARKER, strlen(MARKER)) == NULL));
+        cm_buf_cleanup(&obj);
+        free(size);
+    }
+    fakes3_fail_next(fs, 100000, 503);
+    snprintf(
+        body, sizeof(body),
+        "{\"actor\":\"retention-reaper\",\"scope\":\"integration\",\"integration_ids\":[\"%s\"]}",
+        integration);
+    r = th_stack_request_as(&st, "retention-reaper", "router.purge", body);
+    CHECK(r != NULL && th_json_str(r, "error", "code") == NULL);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(
+              cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "attachments")) ==
+          4);
+    cJSON_Delete(r);
+    n = sql("SELECT count(*) FROM router.attachments WHERE integration_id = '%s'", integration);
+    CHECK_STR(n, "0");
+    free(n);
+    len = (size_t)snprintf(q, sizeof(q),
+                           "SELECT count(*) FROM router.media_doomed WHERE object_key IN (''");
+    for (size_t i = 0; i < sizeof(atts) / sizeof(atts[0]); i++)
+        len += (size_t)snprintf(q + len, sizeof(q) - len, ", 'media/%s'", atts[i]);
+    snprintf(q + len, sizeof(q) - len, ")");
+    n = th_stack_sql(&st, q);
+    CHECK_STR(n, "4");
+    free(n);
+    CHECK_INT(fakes3_keys(fs, &keys), 4);
+
+    fakes3_fail_next(fs, 0, 0);
+    CHECK_MSG(WAIT_UNTIL(fakes3_keys(fs, &keys) == 0, 45000), "the bucket still holds: %s",
+              keys.data != NULL ? keys.data : "");
+    CHECK(WAIT_UNTIL(sql_is("SELECT count(*) FROM router.media_doomed%s", "", "0"), 10000));
+    cm_buf_cleanup(&keys);
+}
+
+/* Neither secret nor the images' plaintext in the router's log; the attachment ids are. */
+static void test_e2e_log(void)
+{
+    char *log;
+
+    CHECK_INT(th_proc_stop_clean(&router), 0);
+    log = th_proc_output(&router);
+    CHECK(log != NULL && strstr(log, SECRET) == NULL);
+    CHECK(log != NULL && strstr(log, "JFIF") == NULL);
+    CHECK_CONTAINS(log, denied_att);
+    free(log);
+}
+
 int main(void)
 {
     th_init("router_s3");
+    if (sodium_init() < 0)
+        return 1;
     th_stack_init(&st);
     if (fakes3_start(&fs, AK, SECRET, BUCKET) != 0) {
         printf("FAIL: fakes3_start\n");
@@ -150,6 +538,13 @@ int main(void)
     RUN(test_starts);
     RUN(test_print_config);
     RUN(test_refusals);
+    s3_env[1] = endpoint_env;
+    RUN(test_e2e_setup);
+    RUN(test_e2e_stored);
+    RUN(test_e2e_s3_failing);
+    RUN(test_e2e_wrong_secret);
+    RUN(test_e2e_purge);
+    RUN(test_e2e_log);
     th_stack_stop(&st);
     fakes3_stop(fs);
     return check_summary();
