@@ -30,7 +30,6 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,14 +50,8 @@
 #define MAX_HOPS      3    /* redirects followed (Meta's lookaside URLs redirect to the CDN) */
 
 struct media_fetch {
-    struct router *r;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool stop, wake;
-    bool started; /* the thread runs: join it */
-    struct cm_pg *pg;
-    struct cm_httpc *http;
+    struct router_worker w; /* first: the pass gets it */
+    time_t swept;           /* when deleted S3 objects were last swept */
 };
 
 /* One claimed attachment. */
@@ -81,7 +74,7 @@ enum outcome { GOT, EXPIRED, TRANSIENT, FINAL };
 static int get(struct media_fetch *f, const struct due *d, const char *url, const char *what,
                const char *const *headers, size_t max, struct cm_httpc_response *resp)
 {
-    const struct router_cfg *cfg = f->r->cfg;
+    const struct router_cfg *cfg = f->w.r->cfg;
     struct cm_httpc_request req = {0};
     char log_url[128];
     int rc;
@@ -97,7 +90,7 @@ static int get(struct media_fetch *f, const struct due *d, const char *url, cons
     req.max_response = max;
     req.meta = headers != NULL;
     req.log_id = d->id;
-    rc = cm_httpc_do(f->http, &req, resp);
+    rc = cm_httpc_do(f->w.http, &req, resp);
     return rc;
 }
 
@@ -109,7 +102,7 @@ static int get(struct media_fetch *f, const struct due *d, const char *url, cons
 static int download(struct media_fetch *f, const struct due *d, const char *url,
                     struct cm_httpc_response *resp)
 {
-    size_t max = (size_t)f->r->cfg->media_max_bytes;
+    size_t max = (size_t)f->w.r->cfg->media_max_bytes;
     char *next = NULL;
     int rc = get(f, d, url, "cdn", NULL, max, resp);
 
@@ -192,7 +185,7 @@ static const char *url_of(const cJSON *a)
  */
 static int fresh_url(struct media_fetch *f, const struct due *d, char **url, char *why, size_t cap)
 {
-    struct router *r = f->r;
+    struct router *r = f->w.r;
     bool ig = strcmp(d->platform, "instagram") == 0;
     struct cm_httpc_response resp;
     struct cm_buf u, auth;
@@ -283,18 +276,18 @@ static const char *content_type(const struct cm_httpc_response *resp, char *out,
 static int lock_pending(struct media_fetch *f, const struct due *d)
 {
     const char *params[1] = {d->id};
-    int rc = cm_pg_begin(f->pg);
+    int rc = cm_pg_begin(f->w.pg);
 
     if (rc == CM_OK)
-        rc = cm_pg_exec(f->pg,
+        rc = cm_pg_exec(f->w.pg,
                         "SELECT 1 FROM attachments a JOIN routes t ON t.integration_id ="
                         " a.integration_id AND t.status <> 'purging' WHERE a.id = $1 AND"
                         " a.state = 'pending' FOR UPDATE OF a FOR SHARE OF t",
                         1, params);
-    if (rc == CM_OK && cm_pg_ntuples(f->pg) == 0)
+    if (rc == CM_OK && cm_pg_ntuples(f->w.pg) == 0)
         rc = CM_NOTFOUND;
     if (rc != CM_OK)
-        cm_pg_rollback(f->pg);
+        cm_pg_rollback(f->w.pg);
     return rc;
 }
 
@@ -310,14 +303,14 @@ static int store_got(struct media_fetch *f, const struct due *d,
     /* A commit lost to a crash leaves the row pending, downloaded again: no need to wait for
      * the WAL's flush, which would bound the worker to one download per disk sync. */
     if (rc == CM_OK)
-        rc = cm_pg_exec(f->pg, "SET LOCAL synchronous_commit TO off", 0, NULL);
+        rc = cm_pg_exec(f->w.pg, "SET LOCAL synchronous_commit TO off", 0, NULL);
     if (rc == CM_OK)
-        rc = router_media_put(f->r, f->pg, d->ws, d->integration, d->id, resp->body.data,
+        rc = router_media_put(f->w.r, f->w.pg, d->ws, d->integration, d->id, resp->body.data,
                               resp->body.len, &store);
     if (rc == CM_OK) {
         const char *values[4] = {d->id, store, size, content_type(resp, ctype, sizeof(ctype))};
         snprintf(size, sizeof(size), "%zu", resp->body.len);
-        rc = cm_pg_exec(f->pg,
+        rc = cm_pg_exec(f->w.pg,
                         "UPDATE attachments SET state = 'stored', store = $2, size = $3::bigint,"
                         " content_type = $4, source_sealed = NULL, due_at = NULL,"
                         " lease_until = NULL, error = NULL, attempts = attempts + 1"
@@ -325,9 +318,9 @@ static int store_got(struct media_fetch *f, const struct due *d,
                         4, values);
     }
     if (rc == CM_OK)
-        rc = cm_pg_commit(f->pg);
+        rc = cm_pg_commit(f->w.pg);
     if (rc != CM_OK)
-        cm_pg_rollback(f->pg);
+        cm_pg_rollback(f->w.pg);
     return rc;
 }
 
@@ -336,7 +329,7 @@ static int store_unavailable(struct media_fetch *f, const struct due *d, const c
 {
     const char *params[2] = {d->id, why};
 
-    return cm_pg_exec(f->pg,
+    return cm_pg_exec(f->w.pg,
                       "UPDATE attachments SET state = 'unavailable', source_sealed = NULL,"
                       " due_at = NULL, lease_until = NULL, error = $2, attempts = attempts + 1"
                       " WHERE id = $1 AND state = 'pending'",
@@ -358,13 +351,13 @@ static int store_later(struct media_fetch *f, const struct due *d, const char *u
         return rc == CM_NOTFOUND ? CM_OK : rc; /* purged or settled meanwhile: nothing to do */
     if (url != NULL) {
         snprintf(aad, sizeof(aad), "router.attachments.source:%s", d->id);
-        rc = router_seal(f->r, f->pg, d->ws, d->integration, aad, url, strlen(url), &sealed);
+        rc = router_seal(f->w.r, f->w.pg, d->ws, d->integration, aad, url, strlen(url), &sealed);
     }
     if (rc == CM_OK) {
         const char *values[4] = {d->id, wait, why, url != NULL ? sealed.data : NULL};
         const int lengths[4] = {0, 0, 0, (int)sealed.len};
         const int formats[4] = {0, 0, 0, 1};
-        rc = cm_pg_exec_params(f->pg,
+        rc = cm_pg_exec_params(f->w.pg,
                                "UPDATE attachments SET attempts = attempts + 1,"
                                " due_at = now() + $2::interval, lease_until = NULL, error = $3,"
                                " source_sealed = coalesce($4::bytea, source_sealed)"
@@ -372,9 +365,9 @@ static int store_later(struct media_fetch *f, const struct due *d, const char *u
                                4, values, lengths, formats, 0);
     }
     if (rc == CM_OK)
-        rc = cm_pg_commit(f->pg);
+        rc = cm_pg_commit(f->w.pg);
     if (rc != CM_OK)
-        cm_pg_rollback(f->pg);
+        cm_pg_rollback(f->w.pg);
     cm_buf_wipe(&sealed);
     return rc;
 }
@@ -384,7 +377,7 @@ static int store_later(struct media_fetch *f, const struct due *d, const char *u
 /* Downloads one claimed attachment and records the outcome. */
 static void fetch_one(struct media_fetch *f, const struct due *d)
 {
-    struct router *r = f->r;
+    struct router *r = f->w.r;
     struct cm_httpc_response resp;
     struct cm_buf url;
     char aad[96], why[300] = "", *fresh = NULL;
@@ -395,7 +388,7 @@ static void fetch_one(struct media_fetch *f, const struct due *d)
     cm_buf_init(&url);
     cm_httpc_response_init(&resp);
     snprintf(aad, sizeof(aad), "router.attachments.source:%s", d->id);
-    rc = router_open(r, f->pg, d->ws, d->integration, aad, d->source_sealed, &url);
+    rc = router_open(r, f->w.pg, d->ws, d->integration, aad, d->source_sealed, &url);
     if (rc != CM_OK) {
         /* The key is gone (a purge shredded it) or the row is damaged: nothing to fetch. */
         snprintf(why, sizeof(why), "the URL does not decrypt");
@@ -441,12 +434,13 @@ record:
         cm_metrics_inc(r->m_media_retried, 1);
         CM_WARN_ID(d->id, "media: not downloaded, tried again later: %s", why);
         if (store_later(f, d, fresh, why) != CM_OK)
-            CM_WARN_ID(d->id, "media: the next attempt was not scheduled: %s", cm_pg_error(f->pg));
+            CM_WARN_ID(d->id, "media: the next attempt was not scheduled: %s",
+                       cm_pg_error(f->w.pg));
     } else if (o == FINAL || o == EXPIRED) {
         cm_metrics_inc(r->m_media_unavailable, 1);
         CM_INFO_ID(d->id, "media: attachment unavailable: %s", why);
         if (store_unavailable(f, d, why) != CM_OK)
-            CM_WARN_ID(d->id, "media: the outcome was not recorded: %s", cm_pg_error(f->pg));
+            CM_WARN_ID(d->id, "media: the outcome was not recorded: %s", cm_pg_error(f->w.pg));
     }
     if (fresh != NULL) {
         sodium_memzero(fresh, strlen(fresh));
@@ -477,27 +471,27 @@ static const char claim_sql[] =
 /* Story mentions past their 24 hours: the URL forgotten, the row kept as unavailable. */
 static void forget_expired(struct media_fetch *f)
 {
-    if (cm_pg_exec(f->pg,
+    if (cm_pg_exec(f->w.pg,
                    "UPDATE attachments SET state = 'unavailable', source_sealed = NULL,"
                    " due_at = NULL, error = 'story expired'"
                    " WHERE state = 'reference' AND due_at <= now()",
                    0, NULL) != CM_OK)
-        CM_WARN("media: expired story mentions not forgotten: %s", cm_pg_error(f->pg));
-    else if (cm_pg_affected(f->pg) > 0)
-        CM_INFO("media: %ld story mentions expired and forgotten", (long)cm_pg_affected(f->pg));
+        CM_WARN("media: expired story mentions not forgotten: %s", cm_pg_error(f->w.pg));
+    else if (cm_pg_affected(f->w.pg) > 0)
+        CM_INFO("media: %ld story mentions expired and forgotten", (long)cm_pg_affected(f->w.pg));
 }
 
 /* Deletes S3 objects of deleted attachments (nothing to do with the PostgreSQL store). */
 static void sweep(struct media_fetch *f)
 {
-    int deleted = 0, rc = cm_pg_begin(f->pg);
+    int deleted = 0, rc = cm_pg_begin(f->w.pg);
 
     if (rc == CM_OK)
-        rc = router_media_sweep(f->r, f->pg, &deleted);
+        rc = router_media_sweep(f->w.r, f->w.pg, &deleted);
     if (rc == CM_OK)
-        rc = cm_pg_commit(f->pg);
+        rc = cm_pg_commit(f->w.pg);
     if (rc != CM_OK) {
-        cm_pg_rollback(f->pg);
+        cm_pg_rollback(f->w.pg);
         CM_WARN("media: deleted objects not swept: %s", cm_err_str(rc));
     } else if (deleted > 0) {
         CM_INFO("media: %d objects of deleted attachments removed from S3", deleted);
@@ -514,25 +508,25 @@ static int tick(struct media_fetch *f)
 
     /* Long enough for every claimed download, a Graph call and a second download. */
     snprintf(lease, sizeof(lease), "%lld seconds",
-             (long long)(CLAIM * 3 * f->r->cfg->media_timeout + 60));
+             (long long)(CLAIM * 3 * f->w.r->cfg->media_timeout + 60));
     snprintf(claim, sizeof(claim), "%d", CLAIM);
-    if (cm_pg_exec(f->pg, claim_sql, 2, params) != CM_OK) {
-        CM_WARN("media: due attachments not claimed: %s", cm_pg_error(f->pg));
+    if (cm_pg_exec(f->w.pg, claim_sql, 2, params) != CM_OK) {
+        CM_WARN("media: due attachments not claimed: %s", cm_pg_error(f->w.pg));
         return -1;
     }
-    n = cm_pg_ntuples(f->pg);
+    n = cm_pg_ntuples(f->w.pg);
     dues = cm_xcalloc((size_t)n + 1, sizeof(*dues));
     /* Copied out: downloading runs other statements on this connection. */
     for (int i = 0; i < n; i++) {
         struct due *d = &dues[i];
-        snprintf(d->id, sizeof(d->id), "%s", cm_pg_value(f->pg, i, 0));
-        snprintf(d->ws, sizeof(d->ws), "%s", cm_pg_value(f->pg, i, 1));
-        snprintf(d->integration, sizeof(d->integration), "%s", cm_pg_value(f->pg, i, 2));
-        snprintf(d->platform, sizeof(d->platform), "%s", cm_pg_value(f->pg, i, 3));
-        snprintf(d->mid, sizeof(d->mid), "%s", cm_pg_value(f->pg, i, 4));
-        d->position = atoi(cm_pg_value(f->pg, i, 5));
-        d->attempts = atoi(cm_pg_value(f->pg, i, 6));
-        d->source_sealed = cm_xstrdup(cm_pg_value(f->pg, i, 7));
+        snprintf(d->id, sizeof(d->id), "%s", cm_pg_value(f->w.pg, i, 0));
+        snprintf(d->ws, sizeof(d->ws), "%s", cm_pg_value(f->w.pg, i, 1));
+        snprintf(d->integration, sizeof(d->integration), "%s", cm_pg_value(f->w.pg, i, 2));
+        snprintf(d->platform, sizeof(d->platform), "%s", cm_pg_value(f->w.pg, i, 3));
+        snprintf(d->mid, sizeof(d->mid), "%s", cm_pg_value(f->w.pg, i, 4));
+        d->position = atoi(cm_pg_value(f->w.pg, i, 5));
+        d->attempts = atoi(cm_pg_value(f->w.pg, i, 6));
+        d->source_sealed = cm_xstrdup(cm_pg_value(f->w.pg, i, 7));
     }
     for (int i = 0; i < n; i++) {
         fetch_one(f, &dues[i]);
@@ -542,63 +536,31 @@ static int tick(struct media_fetch *f)
     return n;
 }
 
-static void *run(void *arg)
+/* One pass of the worker; a full claim says more is due: go on at once. */
+static bool pass(struct router_worker *w)
 {
-    struct media_fetch *f = arg;
-    time_t swept = 0;
+    struct media_fetch *f = (struct media_fetch *)w;
 
-    pthread_mutex_lock(&f->lock);
-    while (!f->stop) {
-        struct timespec until;
-        int n;
-        f->wake = false;
-        pthread_mutex_unlock(&f->lock);
-        forget_expired(f);
-        if (time(NULL) - swept >= SWEEP_S) {
-            sweep(f);
-            swept = time(NULL);
-        }
-        n = tick(f);
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += TICK_S;
-        pthread_mutex_lock(&f->lock);
-        /* A full claim says more is due: go on at once. */
-        if (!f->stop && !f->wake && n < CLAIM)
-            pthread_cond_timedwait(&f->cond, &f->lock, &until);
+    forget_expired(f);
+    if (time(NULL) - f->swept >= SWEEP_S) {
+        sweep(f);
+        f->swept = time(NULL);
     }
-    pthread_mutex_unlock(&f->lock);
-    return NULL;
+    return tick(f) >= CLAIM;
 }
 
 int router_media_fetch_start(struct router *r)
 {
     struct media_fetch *f = cm_xcalloc(1, sizeof(*f));
 
-    f->r = r;
-    pthread_mutex_init(&f->lock, NULL);
-    pthread_cond_init(&f->cond, NULL);
     r->fetch = f;
-    if (cm_pg_connect(&f->pg, r->cfg->base.database_url, ROUTER_SCHEMA) == CM_INVALID ||
-        cm_httpc_create(&f->http) != CM_OK)
-        return CM_ERR;
-    if (pthread_create(&f->thread, NULL, run, f) != 0) {
-        CM_ERROR("media: the worker thread could not start");
-        return CM_ERR;
-    }
-    f->started = true;
-    return CM_OK;
+    return router_worker_start(&f->w, r, "media", TICK_S, pass);
 }
 
 void router_media_fetch_wake(struct router *r)
 {
-    struct media_fetch *f = r->fetch;
-
-    if (f == NULL)
-        return;
-    pthread_mutex_lock(&f->lock);
-    f->wake = true;
-    pthread_cond_signal(&f->cond);
-    pthread_mutex_unlock(&f->lock);
+    if (r->fetch != NULL)
+        router_worker_wake(&r->fetch->w);
 }
 
 void router_media_fetch_stop(struct router *r)
@@ -607,16 +569,7 @@ void router_media_fetch_stop(struct router *r)
 
     if (f == NULL)
         return;
-    pthread_mutex_lock(&f->lock);
-    f->stop = true;
-    pthread_cond_signal(&f->cond);
-    pthread_mutex_unlock(&f->lock);
-    if (f->started)
-        pthread_join(f->thread, NULL);
-    cm_httpc_destroy(f->http);
-    cm_pg_destroy(f->pg);
-    pthread_cond_destroy(&f->cond);
-    pthread_mutex_destroy(&f->lock);
+    router_worker_stop(&f->w);
     free(f);
     r->fetch = NULL;
 }

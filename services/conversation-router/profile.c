@@ -24,7 +24,6 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,14 +39,7 @@
 #define BACKOFF_CAP_S 3600 /* the longest wait after throttling or a failure */
 
 struct router_profiles {
-    struct router *r;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool stop;
-    bool started; /* the thread runs: join it */
-    struct cm_pg *pg;
-    struct cm_httpc *http;
+    struct router_worker w; /* first: the pass gets it */
 };
 
 /* One claimed contact. */
@@ -143,7 +135,7 @@ static char *kept_json(const struct due *d, const struct cm_httpc_response *resp
  * workspace stopped (a purge may follow): then nothing is sealed, not even a key made. */
 static int store_fetched(struct router_profiles *p, const struct due *d, const char *json)
 {
-    struct router *r = p->r;
+    struct router *r = p->w.r;
     const char *params[1] = {d->id};
     char aad[96], refresh[32];
     struct cm_buf sealed;
@@ -152,34 +144,34 @@ static int store_fetched(struct router_profiles *p, const struct due *d, const c
     snprintf(aad, sizeof(aad), "router.contacts.profile:%s", d->id);
     snprintf(refresh, sizeof(refresh), "%lld seconds", (long long)r->cfg->profile_refresh);
     cm_buf_init(&sealed);
-    rc = cm_pg_begin(p->pg);
+    rc = cm_pg_begin(p->w.pg);
     if (rc == CM_OK)
-        rc = cm_pg_exec(p->pg,
+        rc = cm_pg_exec(p->w.pg,
                         "SELECT 1 FROM contacts c JOIN routes t ON t.integration_id ="
                         " c.integration_id AND t.status = 'connected' JOIN workspaces w ON w.id ="
                         " c.workspace_id AND w.status = 'active' WHERE c.id = $1"
                         " FOR NO KEY UPDATE OF c FOR SHARE OF t, w",
                         1, params);
-    if (rc == CM_OK && cm_pg_ntuples(p->pg) == 0) {
-        cm_pg_rollback(p->pg);
+    if (rc == CM_OK && cm_pg_ntuples(p->w.pg) == 0) {
+        cm_pg_rollback(p->w.pg);
         return CM_NOTFOUND;
     }
     if (rc == CM_OK)
-        rc = router_seal(r, p->pg, d->ws, d->integration, aad, json, strlen(json), &sealed);
+        rc = router_seal(r, p->w.pg, d->ws, d->integration, aad, json, strlen(json), &sealed);
     if (rc == CM_OK) {
         const char *values[3] = {d->id, sealed.data, refresh};
         const int lengths[3] = {0, (int)sealed.len, 0};
         const int formats[3] = {0, 1, 0};
-        rc = cm_pg_exec_params(p->pg,
+        rc = cm_pg_exec_params(p->w.pg,
                                "UPDATE contacts SET profile_sealed = $2, profile_state = 'fetched',"
                                " profile_at = now(), profile_attempts = 0,"
                                " profile_due_at = now() + $3::interval WHERE id = $1",
                                3, values, lengths, formats, 0);
     }
     if (rc == CM_OK)
-        rc = cm_pg_commit(p->pg);
+        rc = cm_pg_commit(p->w.pg);
     if (rc != CM_OK)
-        cm_pg_rollback(p->pg);
+        cm_pg_rollback(p->w.pg);
     cm_buf_wipe(&sealed);
     return rc;
 }
@@ -190,8 +182,8 @@ static int store_refused(struct router_profiles *p, const struct due *d)
     char retry[32];
     const char *params[2] = {d->id, retry};
 
-    snprintf(retry, sizeof(retry), "%lld seconds", (long long)p->r->cfg->profile_refused_retry);
-    return cm_pg_exec(p->pg,
+    snprintf(retry, sizeof(retry), "%lld seconds", (long long)p->w.r->cfg->profile_refused_retry);
+    return cm_pg_exec(p->w.pg,
                       "UPDATE contacts SET profile_sealed = NULL, profile_state = 'refused',"
                       " profile_at = now(), profile_attempts = 0,"
                       " profile_due_at = now() + $2::interval WHERE id = $1",
@@ -201,7 +193,7 @@ static int store_refused(struct router_profiles *p, const struct due *d)
 /* The wait after the attempts-th failure in a row: PROFILE_BACKOFF doubling, capped. */
 static int64_t backoff_s(const struct router_profiles *p, int attempts)
 {
-    double s = (double)p->r->cfg->profile_backoff * pow(2, attempts > 0 ? attempts - 1 : 0);
+    double s = (double)p->w.r->cfg->profile_backoff * pow(2, attempts > 0 ? attempts - 1 : 0);
 
     return (int64_t)fmin(s, BACKOFF_CAP_S);
 }
@@ -221,18 +213,18 @@ static int store_later(struct router_profiles *p, const struct due *d, int attem
     if (wait_s <= 0)
         wait_s = backoff_s(p, attempts);
     snprintf(when, sizeof(when), "%lld seconds", (long long)wait_s);
-    rc = cm_pg_exec(p->pg,
+    rc = cm_pg_exec(p->w.pg,
                     "UPDATE contacts SET profile_attempts = profile_attempts + 1,"
                     " profile_due_at = now() + $2::interval WHERE id = $1",
                     2, params);
     if (rc == CM_OK && throttled)
-        rc = cm_pg_exec(p->pg,
+        rc = cm_pg_exec(p->w.pg,
                         "UPDATE contacts SET profile_due_at = now() + $2::interval"
                         " WHERE integration_id = $3 AND profile_due_at < now() + $2::interval"
                         " AND id <> $1",
                         3, params);
     if (rc == CM_OK && meta_code == 4)
-        rc = cm_pg_exec(p->pg,
+        rc = cm_pg_exec(p->w.pg,
                         "UPDATE profile_pace SET paused_until = now() + $2::interval"
                         " WHERE id AND coalesce(paused_until, now()) < now() + $2::interval",
                         2, params);
@@ -245,8 +237,8 @@ static int store_later(struct router_profiles *p, const struct due *d, int attem
 static int ask_meta(struct router_profiles *p, const struct due *d, const char *psid,
                     const char *token, const char *proof, struct cm_httpc_response *resp)
 {
-    const struct router_cfg *cfg = p->r->cfg;
-    const char *base = router_graph_base(p->r, d->platform);
+    const struct router_cfg *cfg = p->w.r->cfg;
+    const char *base = router_graph_base(p->w.r, d->platform);
     struct cm_buf url, log_url, auth;
     struct cm_httpc_request req = {0};
     const char *headers[2];
@@ -275,7 +267,7 @@ static int ask_meta(struct router_profiles *p, const struct due *d, const char *
     req.timeout_ms = 10000;
     req.deadline_ms = 15000;
     req.log_id = d->id;
-    rc = cm_httpc_do(p->http, &req, resp);
+    rc = cm_httpc_do(p->w.http, &req, resp);
     cm_buf_wipe(&auth);
     cm_buf_wipe(&url);
     cm_buf_cleanup(&log_url);
@@ -285,7 +277,7 @@ static int ask_meta(struct router_profiles *p, const struct due *d, const char *
 /* Fetches one claimed contact's profile and records the outcome. */
 static void fetch_one(struct router_profiles *p, const struct due *d, int attempts)
 {
-    struct router *r = p->r;
+    struct router *r = p->w.r;
     struct cm_httpc_response resp;
     struct cm_buf psid;
     char *token = NULL, proof[ROUTER_PROOF_LEN], why[512], aad[96];
@@ -296,7 +288,7 @@ static void fetch_one(struct router_profiles *p, const struct due *d, int attemp
     cm_buf_init(&psid);
     cm_httpc_response_init(&resp);
     snprintf(aad, sizeof(aad), "router.contacts.psid:%s", d->id);
-    rc = router_open(r, p->pg, d->ws, d->integration, aad, d->psid_sealed, &psid);
+    rc = router_open(r, p->w.pg, d->ws, d->integration, aad, d->psid_sealed, &psid);
     if (rc != CM_OK) {
         CM_WARN_ID(d->id, "profile: the contact's id does not decrypt (%s)", cm_err_str(rc));
         goto later;
@@ -345,7 +337,7 @@ later:
         cm_metrics_inc(r->m_profile_failed, 1);
     if (store_later(p, d, attempts + 1, o == THROTTLED, resp.meta_error.code,
                     wait_s > BACKOFF_CAP_S ? BACKOFF_CAP_S : wait_s) != CM_OK)
-        CM_WARN_ID(d->id, "profile: the next attempt was not scheduled: %s", cm_pg_error(p->pg));
+        CM_WARN_ID(d->id, "profile: the next attempt was not scheduled: %s", cm_pg_error(p->w.pg));
 done:
     if (token != NULL)
         sodium_free(token);
@@ -358,7 +350,7 @@ done:
 /* Claims what is due and fetches it; the number claimed, or -1 when the database failed. */
 static int tick(struct router_profiles *p)
 {
-    const struct router_cfg *cfg = p->r->cfg;
+    const struct router_cfg *cfg = p->w.r->cfg;
     double per_s = (double)cfg->profile_rate / 60.0;
     int burst = (int)fmax(1.0, ceil(per_s));
     char per_s_s[32], burst_s[16], lease[32], refresh[32];
@@ -372,26 +364,27 @@ static int tick(struct router_profiles *p)
      * contacts due again after it. */
     snprintf(lease, sizeof(lease), "%d seconds", 60 + 20 * burst);
     snprintf(refresh, sizeof(refresh), "%lld seconds", (long long)cfg->profile_refresh);
-    if (cm_pg_exec(p->pg,
+    if (cm_pg_exec(p->w.pg,
                    "SELECT k.o_id, k.o_workspace, k.o_integration, k.o_platform, k.o_psid,"
                    " k.o_live, c.profile_attempts FROM profile_claim($1::float8, $2::float8,"
                    " $3::int, $4::interval) k JOIN contacts c ON c.id = k.o_id",
                    4, params) != CM_OK) {
-        CM_WARN("profile: due contacts not claimed: %s", cm_pg_error(p->pg));
+        CM_WARN("profile: due contacts not claimed: %s", cm_pg_error(p->w.pg));
         return -1;
     }
-    n = cm_pg_ntuples(p->pg);
+    n = cm_pg_ntuples(p->w.pg);
     dues = cm_xcalloc((size_t)n + 1, sizeof(*dues));
     attempts = cm_xcalloc((size_t)n + 1, sizeof(*attempts));
     /* Copied out: fetching runs other statements on this connection. */
     for (int i = 0; i < n; i++) {
-        snprintf(dues[i].id, sizeof(dues[i].id), "%s", cm_pg_value(p->pg, i, 0));
-        snprintf(dues[i].ws, sizeof(dues[i].ws), "%s", cm_pg_value(p->pg, i, 1));
-        snprintf(dues[i].integration, sizeof(dues[i].integration), "%s", cm_pg_value(p->pg, i, 2));
-        snprintf(dues[i].platform, sizeof(dues[i].platform), "%s", cm_pg_value(p->pg, i, 3));
-        dues[i].psid_sealed = cm_xstrdup(cm_pg_value(p->pg, i, 4));
-        dues[i].live = strcmp(cm_pg_value(p->pg, i, 5), "t") == 0;
-        attempts[i] = atoi(cm_pg_value(p->pg, i, 6));
+        snprintf(dues[i].id, sizeof(dues[i].id), "%s", cm_pg_value(p->w.pg, i, 0));
+        snprintf(dues[i].ws, sizeof(dues[i].ws), "%s", cm_pg_value(p->w.pg, i, 1));
+        snprintf(dues[i].integration, sizeof(dues[i].integration), "%s",
+                 cm_pg_value(p->w.pg, i, 2));
+        snprintf(dues[i].platform, sizeof(dues[i].platform), "%s", cm_pg_value(p->w.pg, i, 3));
+        dues[i].psid_sealed = cm_xstrdup(cm_pg_value(p->w.pg, i, 4));
+        dues[i].live = strcmp(cm_pg_value(p->w.pg, i, 5), "t") == 0;
+        attempts[i] = atoi(cm_pg_value(p->w.pg, i, 6));
     }
     for (int i = 0; i < n; i++) {
         if (dues[i].live) {
@@ -399,11 +392,11 @@ static int tick(struct router_profiles *p)
         } else {
             /* Not connected (or its workspace deleted): nothing asked, looked at again later. */
             const char *later[2] = {dues[i].id, refresh};
-            if (cm_pg_exec(p->pg,
+            if (cm_pg_exec(p->w.pg,
                            "UPDATE contacts SET profile_due_at = now() + $2::interval"
                            " WHERE id = $1",
                            2, later) != CM_OK)
-                CM_WARN_ID(dues[i].id, "profile: not rescheduled: %s", cm_pg_error(p->pg));
+                CM_WARN_ID(dues[i].id, "profile: not rescheduled: %s", cm_pg_error(p->w.pg));
         }
         free(dues[i].psid_sealed);
     }
@@ -412,23 +405,11 @@ static int tick(struct router_profiles *p)
     return n;
 }
 
-static void *run(void *arg)
+/* One pass of the fetcher; then it waits TICK_S. */
+static bool pass(struct router_worker *w)
 {
-    struct router_profiles *p = arg;
-
-    pthread_mutex_lock(&p->lock);
-    while (!p->stop) {
-        struct timespec until;
-        pthread_mutex_unlock(&p->lock);
-        (void)tick(p);
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += TICK_S;
-        pthread_mutex_lock(&p->lock);
-        if (!p->stop)
-            pthread_cond_timedwait(&p->cond, &p->lock, &until);
-    }
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
+    (void)tick((struct router_profiles *)w);
+    return false;
 }
 
 int router_profiles_start(struct router *r)
@@ -440,19 +421,8 @@ int router_profiles_start(struct router *r)
         return CM_OK;
     }
     p = cm_xcalloc(1, sizeof(*p));
-    p->r = r;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
     r->profiles = p;
-    if (cm_pg_connect(&p->pg, r->cfg->base.database_url, ROUTER_SCHEMA) == CM_INVALID ||
-        cm_httpc_create(&p->http) != CM_OK)
-        return CM_ERR;
-    if (pthread_create(&p->thread, NULL, run, p) != 0) {
-        CM_ERROR("profile: the fetcher thread could not start");
-        return CM_ERR;
-    }
-    p->started = true;
-    return CM_OK;
+    return router_worker_start(&p->w, r, "profile", TICK_S, pass);
 }
 
 void router_profiles_stop(struct router *r)
@@ -461,16 +431,7 @@ void router_profiles_stop(struct router *r)
 
     if (p == NULL)
         return;
-    pthread_mutex_lock(&p->lock);
-    p->stop = true;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-    if (p->started)
-        pthread_join(p->thread, NULL);
-    cm_httpc_destroy(p->http);
-    cm_pg_destroy(p->pg);
-    pthread_cond_destroy(&p->cond);
-    pthread_mutex_destroy(&p->lock);
+    router_worker_stop(&p->w);
     free(p);
     r->profiles = NULL;
 }

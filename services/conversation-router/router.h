@@ -7,6 +7,7 @@
 #define ROUTER_ROUTER_H
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -112,6 +113,32 @@ void router_keys_forget(struct router *r, const char *ws);
 
 /* A new opaque id "<prefix>_<24 hex>". */
 void router_new_id(const char *prefix, char out[40]);
+
+/* --- worker.c: background threads ------------------------------------------------------ */
+
+/* A background thread with its own PostgreSQL connection and HTTP client (embed it). */
+struct router_worker {
+    struct router *r;
+    struct cm_pg *pg;      /* the thread's own connection */
+    struct cm_httpc *http; /* and HTTP client */
+    /* the rest is worker.c's */
+    const char *what;                      /* in log lines: "profile", "media" */
+    int idle_s;                            /* the wait after a pass that found nothing more due */
+    bool (*pass)(struct router_worker *w); /* one pass; true: more is due, go on at once */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop, wake, started, initialised;
+};
+
+/* Starts w's thread running pass every idle_s seconds (at once while it returns true). On
+ * failure (logged) w must still be stopped with router_worker_stop(). */
+int router_worker_start(struct router_worker *w, struct router *r, const char *what, int idle_s,
+                        bool (*pass)(struct router_worker *w)) CM_MUST_CHECK;
+/* Runs w's next pass now rather than after its wait. */
+void router_worker_wake(struct router_worker *w);
+/* Stops w after its pass in hand and frees what it holds; harmless when never started. */
+void router_worker_stop(struct router_worker *w);
 
 /* --- media.c: the media store (schema/009_media.sql) ---------------------------------- */
 
