@@ -33,6 +33,8 @@ struct cm_httpc {
 /* One attempt's receiving state. */
 struct xfer {
     struct cm_httpc_response *resp;
+    curl_mime *mime;       /* the request's parts, or NULL */
+    struct part_src *srcs; /* their readers */
     size_t max_response;
     bool too_big;
 };
@@ -255,6 +257,59 @@ static int classify(CURLcode cc, bool too_big)
     }
 }
 
+/* A part's bytes as libcurl reads them: from the caller's buffer, never copied (a file being
+ * uploaded is Platform Data, and curl's own copy would be freed unwiped). */
+struct part_src {
+    const char *data;
+    size_t len, pos;
+};
+
+static size_t part_read(char *buf, size_t size, size_t n, void *arg)
+{
+    struct part_src *p = arg;
+    size_t take = p->len - p->pos < size * n ? p->len - p->pos : size * n;
+
+    memcpy(buf, p->data + p->pos, take);
+    p->pos += take;
+    return take;
+}
+
+static int part_seek(void *arg, curl_off_t offset, int origin)
+{
+    struct part_src *p = arg;
+
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > p->len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    p->pos = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+/* The request's parts as libcurl's MIME structure, for every attempt of the call; srcs holds
+ * nparts readers (freed by the caller with the structure). */
+static int build_mime(CURL *c, const struct cm_httpc_request *req, curl_mime **out,
+                      struct part_src **srcs)
+{
+    curl_mime *mime = curl_mime_init(c);
+
+    *out = mime;
+    *srcs = cm_xcalloc(req->nparts + 1, sizeof(**srcs));
+    if (mime == NULL)
+        return CM_ERR;
+    for (size_t i = 0; i < req->nparts; i++) {
+        const struct cm_httpc_part *p = &req->parts[i];
+        curl_mimepart *part = curl_mime_addpart(mime);
+
+        (*srcs)[i] = (struct part_src){.data = p->data, .len = p->len};
+        if (part == NULL || curl_mime_name(part, p->name) != CURLE_OK ||
+            curl_mime_data_cb(part, (curl_off_t)p->len, part_read, part_seek, NULL, &(*srcs)[i]) !=
+                CURLE_OK ||
+            (p->filename != NULL && curl_mime_filename(part, p->filename) != CURLE_OK) ||
+            (p->content_type != NULL && curl_mime_type(part, p->content_type) != CURLE_OK))
+            return CM_ERR;
+    }
+    return CM_OK;
+}
+
 /* Sets every option of one attempt on a freshly reset handle. */
 static void set_options(CURL *c, const struct cm_httpc_request *req, const char *method,
                         struct curl_slist *headers, struct xfer *x, long timeout_ms,
@@ -282,8 +337,12 @@ static void set_options(CURL *c, const struct cm_httpc_request *req, const char 
         curl_easy_setopt(c, CURLOPT_PASSWORD, req->password != NULL ? req->password : "");
     }
 
-    if (req->body != NULL || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-        strcmp(method, "PATCH") == 0) {
+    if (x->mime != NULL) {
+        curl_easy_setopt(c, CURLOPT_MIMEPOST, x->mime);
+        if (strcmp(method, "POST") != 0)
+            curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    } else if (req->body != NULL || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+               strcmp(method, "PATCH") == 0) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
         if (strcmp(method, "POST") != 0)
@@ -461,7 +520,8 @@ int cm_httpc_do(struct cm_httpc *c, const struct cm_httpc_request *req,
 
     cm_httpc_response_cleanup(resp);
     cm_buf_init(&where);
-    if (req->url == NULL || req->url[0] == '\0' || (req->body == NULL && req->body_len > 0))
+    if (req->url == NULL || req->url[0] == '\0' || (req->body == NULL && req->body_len > 0) ||
+        (req->parts != NULL && req->body != NULL))
         return CM_INVALID;
     make_plan(&p, req);
     x.max_response = p.max_response;
@@ -469,6 +529,8 @@ int cm_httpc_do(struct cm_httpc *c, const struct cm_httpc_request *req,
     cm_httpc_log_url(&where, req->log_url != NULL ? req->log_url : req->url);
 
     if (curl == NULL && (curl = new_handle()) == NULL)
+        goto done;
+    if (req->parts != NULL && build_mime(curl, req, &x.mime, &x.srcs) != CM_OK)
         goto done;
     for (int i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
         /* A CR or LF would let a value (a token from elsewhere) add headers of its own. */
@@ -515,6 +577,8 @@ done:
                     where.data);
     resp->elapsed_ms = (long)(now_ms() - start);
     curl_slist_free_all(headers);
+    curl_mime_free(x.mime);
+    free(x.srcs);
     if (c == NULL && curl != NULL)
         curl_easy_cleanup(curl);
     cm_buf_cleanup(&where);

@@ -7,16 +7,14 @@
  *   message   {"attachment":{"type":"image|video|audio|file","payload":{"is_reusable":false}}}
  *   filedata  the file's bytes, with its Content-Type (Meta wants an audio type for audio)
  * Meta answers {"attachment_id": "..."}, which the Send API then carries in
- * message.attachment.payload.attachment_id (sender.c). The body is built here and sent through
- * libcommon's client like any Graph call, so the token stays in a header, its proof in the
+ * message.attachment.payload.attachment_id (sender.c). The form goes through libcommon's client
+ * (libcurl's MIME API) like any Graph call, so the token stays in a header, its proof in the
  * query, and neither (nor a byte of the file) in a log line.
  */
 #include <cjson/cJSON.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "common/crypto.h"
 #include "common/httpc.h"
 #include "common/log.h"
 #include "router.h"
@@ -47,21 +45,15 @@ int router_graph_upload(struct router *r, struct cm_httpc *http, const char *acc
                         const char *content_type, const void *data, size_t len, const char *log_id,
                         struct cm_httpc_response *resp, char *id, size_t cap)
 {
-    unsigned char nonce[16];
-    char boundary[64], hex[33];
-    struct cm_buf url, auth, ctype, body, log_url;
+    char message[96];
+    struct cm_buf url, auth, log_url;
     struct cm_httpc_request req = {0};
-    const char *headers[3];
+    const char *headers[2];
     int rc;
 
     *id = '\0';
-    cm_crypto_random(nonce, sizeof(nonce));
-    cm_hex_encode(nonce, sizeof(nonce), hex);
-    snprintf(boundary, sizeof(boundary), "doms-%s", hex);
     cm_buf_init(&url);
     cm_buf_init(&auth);
-    cm_buf_init(&ctype);
-    cm_buf_init(&body);
     cm_buf_init(&log_url);
     cm_buf_printf(&url, "%s/%s/%s/message_attachments", router_graph_base(r, "messenger"),
                   r->cfg->graph_version, account);
@@ -69,27 +61,24 @@ int router_graph_upload(struct router *r, struct cm_httpc *http, const char *acc
     if (*proof != '\0')
         cm_buf_printf(&url, "?appsecret_proof=%s", proof);
     cm_buf_printf(&auth, "Authorization: Bearer %s", token);
-    cm_buf_printf(&ctype, "Content-Type: multipart/form-data; boundary=%s", boundary);
-    cm_buf_reserve(&body, len + 1024);
-    cm_buf_printf(&body,
-                  "--%s\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\n"
-                  "{\"attachment\":{\"type\":\"%s\",\"payload\":{\"is_reusable\":false}}}\r\n",
-                  boundary, type);
-    cm_buf_printf(&body,
-                  "--%s\r\nContent-Disposition: form-data; name=\"filedata\"; filename=\"%s\"\r\n"
-                  "Content-Type: %s\r\n\r\n",
-                  boundary, file_name(content_type), content_type);
-    cm_buf_append(&body, data, len);
-    cm_buf_printf(&body, "\r\n--%s--\r\n", boundary);
+    snprintf(message, sizeof(message),
+             "{\"attachment\":{\"type\":\"%s\",\"payload\":{\"is_reusable\":false}}}", type);
+    const struct cm_httpc_part parts[2] = {
+        {.name = "message", .data = message, .len = strlen(message)},
+        {.name = "filedata",
+         .data = data,
+         .len = len,
+         .filename = file_name(content_type),
+         .content_type = content_type},
+    };
     headers[0] = auth.data;
-    headers[1] = ctype.data;
-    headers[2] = NULL;
+    headers[1] = NULL;
     req.method = "POST";
     req.url = url.data;
     req.log_url = log_url.data;
     req.headers = headers;
-    req.body = body.data;
-    req.body_len = body.len;
+    req.parts = parts;
+    req.nparts = 2;
     req.meta = true;
     req.max_attempts = 1; /* the sender decides about retries, through its queue */
     req.timeout_ms = r->cfg->media_timeout * 1000;
@@ -103,9 +92,7 @@ int router_graph_upload(struct router *r, struct cm_httpc *http, const char *acc
             snprintf(id, cap, "%s", got);
         cJSON_Delete(json);
     }
-    cm_buf_wipe(&body); /* the file's bytes */
     cm_buf_wipe(&auth);
-    cm_buf_cleanup(&ctype);
     cm_buf_cleanup(&log_url);
     cm_buf_cleanup(&url);
     return rc;

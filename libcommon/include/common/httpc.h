@@ -90,31 +90,43 @@ struct cm_httpc_response {
  */
 typedef bool (*cm_httpc_retry_fn)(const struct cm_httpc_response *resp, void *arg);
 
+/* One field of a multipart/form-data body, built by libcurl's MIME API. */
+struct cm_httpc_part {
+    const char *name; /* the field's name */
+    const void *data; /* its value (copied by libcurl for each attempt's body) */
+    size_t len;
+    const char *filename;     /* a file part's name, or NULL */
+    const char *content_type; /* the part's Content-Type, or NULL */
+};
+
 struct cm_httpc_request {
     const char *method;         /* "GET", "POST", "DELETE"...; NULL: GET, POST with body */
     const char *url;            /* absolute http(s) URL, query included (never logged) */
     const char *const *headers; /* "Name: value" strings, NULL-terminated, or NULL */
     const void *body;           /* sent as is, or NULL */
     size_t body_len;
-    long timeout_ms;             /* one attempt, connect to last byte (0: 30 s) */
-    long connect_timeout_ms;     /* one connect (0: 5 s) */
-    long deadline_ms;            /* the whole call, waits included (0: 60 s) */
-    int max_attempts;            /* 1 for no retry (0: 3) */
-    long backoff_base_ms;        /* 0: 200 ms */
-    long backoff_cap_ms;         /* also the longest Retry-After obeyed (0: 5 s) */
-    size_t max_response;         /* larger bodies are refused (0: 8 MiB) */
-    bool meta;                   /* Graph API: parse Meta errors, retry throttling codes */
-    cm_httpc_retry_fn retryable; /* NULL: cm_httpc_retryable_default() */
-    void *retry_arg;             /* borrowed, passed to retryable */
-    const char *log_id;          /* request or message id for log lines, or NULL */
-    const char *log_url;         /* shown in log lines instead of url, whose path holds what
-                                    must not be logged (a contact's id), or NULL */
-    const char *aws_sigv4;       /* sign with AWS Signature Version 4 (CURLOPT_AWS_SIGV4,
-                                    "aws:amz:<region>:<service>"), or NULL. curl signs every
-                                    header given here; it adds x-amz-date but, as of 7.88, no
-                                    x-amz-content-sha256: a caller that needs it adds it */
-    const char *username;        /* with aws_sigv4: the access key id */
-    const char *password;        /* with aws_sigv4: the secret key (never logged) */
+    long timeout_ms;                   /* one attempt, connect to last byte (0: 30 s) */
+    long connect_timeout_ms;           /* one connect (0: 5 s) */
+    long deadline_ms;                  /* the whole call, waits included (0: 60 s) */
+    int max_attempts;                  /* 1 for no retry (0: 3) */
+    long backoff_base_ms;              /* 0: 200 ms */
+    long backoff_cap_ms;               /* also the longest Retry-After obeyed (0: 5 s) */
+    size_t max_response;               /* larger bodies are refused (0: 8 MiB) */
+    bool meta;                         /* Graph API: parse Meta errors, retry throttling codes */
+    cm_httpc_retry_fn retryable;       /* NULL: cm_httpc_retryable_default() */
+    void *retry_arg;                   /* borrowed, passed to retryable */
+    const char *log_id;                /* request or message id for log lines, or NULL */
+    const char *log_url;               /* shown in log lines instead of url, whose path holds what
+                                          must not be logged (a contact's id), or NULL */
+    const char *aws_sigv4;             /* sign with AWS Signature Version 4 (CURLOPT_AWS_SIGV4,
+                                          "aws:amz:<region>:<service>"), or NULL. curl signs every
+                                          header given here; it adds x-amz-date but, as of 7.88, no
+                                          x-amz-content-sha256: a caller that needs it adds it */
+    const char *username;              /* with aws_sigv4: the access key id */
+    const char *password;              /* with aws_sigv4: the secret key (never logged) */
+    const struct cm_httpc_part *parts; /* a multipart/form-data POST of nparts fields instead
+                                          of body (which must be NULL), or NULL */
+    size_t nparts;
 };
 
 /* A reusable client: one CURL handle whose connections and DNS cache outlive a call. */
