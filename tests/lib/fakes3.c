@@ -133,13 +133,13 @@ static void s3_error(struct fakes3 *fs, struct fakehttp_response *resp, const ch
                   "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code>"
                   "<Message>",
                   r->code);
-    fakes3_xml_escape(&b, r->message);
+    cm_buf_html_escape(&b, r->message);
     cm_buf_puts(&b, "</Message>");
     if (r->extra.data != NULL)
         cm_buf_puts(&b, r->extra.data);
     if (resource != NULL) {
         cm_buf_puts(&b, "<Resource>");
-        fakes3_xml_escape(&b, resource);
+        cm_buf_html_escape(&b, resource);
         cm_buf_puts(&b, "</Resource>");
     }
     cm_buf_printf(&b, "<RequestId>%s</RequestId><HostId>ZmFrZXMzLWhvc3QtaWQ=</HostId></Error>", id);

@@ -21,8 +21,6 @@ struct refusal {
 int fakes3_refuse(struct refusal *r, int status, const char *code, const char *message);
 /* Adds <name>value</name> (value escaped) to a refusal's extra elements. */
 void fakes3_extra(struct refusal *r, const char *name, const char *value);
-/* Appends s with XML's special characters escaped. */
-void fakes3_xml_escape(struct cm_buf *b, const char *s);
 /* Percent-decodes s into a new string (free it). */
 char *fakes3_uri_decode(const char *s);
 /* The quoted lowercase hex MD5 of data (S3's ETag of a single-part object) into out. */

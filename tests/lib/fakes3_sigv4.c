@@ -44,28 +44,6 @@ static void hmac(const void *key, size_t klen, const char *msg, unsigned char ou
     HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out, &n);
 }
 
-void fakes3_xml_escape(struct cm_buf *b, const char *s)
-{
-    for (; *s != '\0'; s++) {
-        switch (*s) {
-        case '&':
-            cm_buf_puts(b, "&amp;");
-            break;
-        case '<':
-            cm_buf_puts(b, "&lt;");
-            break;
-        case '>':
-            cm_buf_puts(b, "&gt;");
-            break;
-        case '"':
-            cm_buf_puts(b, "&quot;");
-            break;
-        default:
-            cm_buf_append(b, s, 1);
-        }
-    }
-}
-
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -115,7 +93,7 @@ int fakes3_refuse(struct refusal *r, int status, const char *code, const char *m
 void fakes3_extra(struct refusal *r, const char *name, const char *value)
 {
     cm_buf_printf(&r->extra, "<%s>", name);
-    fakes3_xml_escape(&r->extra, value);
+    cm_buf_html_escape(&r->extra, value);
     cm_buf_printf(&r->extra, "</%s>", name);
 }
 
