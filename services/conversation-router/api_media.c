@@ -29,17 +29,13 @@ struct att_row {
 /* The request's offset: 0 when absent, else a whole number >= 0; false (failed) otherwise. */
 static bool offset_of(struct cm_rpc_call *call, long long *offset)
 {
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(call->req, "offset");
+    int64_t v = 0;
 
-    *offset = 0;
-    if (o == NULL || cJSON_IsNull(o))
-        return true;
-    if (!cJSON_IsNumber(o) || o->valuedouble < 0 ||
-        o->valuedouble != (double)(long long)o->valuedouble) {
+    if (router_whole(call->req, "offset", &v) == CM_INVALID) {
         cm_rpc_fail(call, "invalid", "offset must be a whole number of bytes, 0 or more");
         return false;
     }
-    *offset = (long long)o->valuedouble;
+    *offset = (long long)v;
     return true;
 }
 

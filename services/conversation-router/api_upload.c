@@ -48,18 +48,6 @@ int64_t router_upload_limit(const struct router *r, const char *platform, const 
     return max < r->cfg->media_max_bytes ? max : r->cfg->media_max_bytes;
 }
 
-/* A whole number of the request >= 0 into *out; false when absent or anything else. */
-static bool whole(const struct cm_rpc_call *call, const char *name, int64_t *out)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(call->req, name);
-
-    if (!cJSON_IsNumber(j) || j->valuedouble < 0 || j->valuedouble > 1e15 ||
-        j->valuedouble != (double)(int64_t)j->valuedouble)
-        return false;
-    *out = (int64_t)j->valuedouble;
-    return true;
-}
-
 /* A MIME type as a client names it: type/subtype of printable ASCII, no spaces or quotes. */
 static bool content_type_ok(const char *s)
 {
@@ -167,12 +155,12 @@ static void open_upload(struct router *r, struct cm_rpc_call *call, const unsign
         cm_rpc_fail(call, "invalid", "content_type must be a MIME type such as image/png");
         return;
     }
-    if (!whole(call, "size", &size) || size == 0) {
+    if (router_whole(call->req, "size", &size) != CM_OK || size == 0) {
         cm_rpc_fail(call, "invalid", "size must be the file's length in bytes, at least 1");
         return;
     }
-    if (cJSON_GetObjectItemCaseSensitive(call->req, "offset") != NULL &&
-        (!whole(call, "offset", &offset) || offset != 0)) {
+    rc = router_whole(call->req, "offset", &offset);
+    if (rc == CM_INVALID || (rc == CM_OK && offset != 0)) {
         cm_rpc_fail(call, "invalid", "the first chunk of an upload is at offset 0");
         return;
     }
@@ -295,7 +283,7 @@ static void append(struct router *r, struct cm_rpc_call *call, const char *id,
         cm_rpc_fail(call, "invalid", "upload_id must be an id from router.upload");
         return;
     }
-    if (!whole(call, "offset", &offset)) {
+    if (router_whole(call->req, "offset", &offset) != CM_OK) {
         cm_rpc_fail(call, "invalid", "offset must be the chunk's position in the file");
         return;
     }

@@ -94,3 +94,16 @@ int router_page_size(const cJSON *req, const char *name, int dflt, int max, int 
     *out = (int)v->valuedouble;
     return CM_OK;
 }
+
+int router_whole(const cJSON *req, const char *name, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, name);
+
+    if (v == NULL || cJSON_IsNull(v))
+        return CM_NOTFOUND;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e15 ||
+        v->valuedouble != (double)(int64_t)v->valuedouble)
+        return CM_INVALID;
+    *out = (int64_t)v->valuedouble;
+    return CM_OK;
+}

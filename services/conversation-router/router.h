@@ -218,6 +218,11 @@ int router_cursor_decode(const char *cursor, char kind, int64_t *usec, char *key
  * from 1 to max into *out. Returns CM_OK, or CM_INVALID (anything else).
  */
 int router_page_size(const cJSON *req, const char *name, int dflt, int max, int *out) CM_MUST_CHECK;
+/*
+ * A count of bytes from the request's field name (an offset, a size) into *out: CM_OK for a
+ * whole number from 0 to 10^15, CM_NOTFOUND when absent or null, CM_INVALID otherwise.
+ */
+int router_whole(const cJSON *req, const char *name, int64_t *out) CM_MUST_CHECK;
 
 /* --- routes.c: account id to workspace ----------------------------------------------- */
 
