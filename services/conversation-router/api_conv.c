@@ -661,13 +661,6 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
     }
     if (!router_conv_sendable(call, &c))
         return;
-    if (o.upload != NULL && router_upload_limit(r, c.platform, "file") == 0) {
-        cm_rpc_fail(call, "refused",
-                    "a reply with a file cannot be sent on %s yet: Meta's Instagram API takes"
-                    " media only from a public URL, which this suite does not have",
-                    c.platform);
-        return;
-    }
     /* A suggestion sent as drafted stays AI-drafted, whatever the caller says. */
     if (o.text != NULL && o.suggestion != NULL && !o.ai_drafted &&
         unedited_suggestion(r, call, o.suggestion, o.text))

@@ -1,10 +1,15 @@
 /*
- * api_media.c - router.attachment.get: one stored attachment's bytes, in chunks.
+ * api_media.c - a stored attachment's bytes, in chunks, to two readers:
+ *   router.attachment.get  an agent (domsctl attachment get): a viewer's right in the
+ *                          attachment's workspace; every call is audited (attachments.read).
+ *   router.media.public    webhook-ingest, serving a reply file's public link to Meta
+ *                          (Instagram's Send API fetches it; sender_media.c makes the link):
+ *                          the link's token is the right, and Meta's fetch of the first
+ *                          chunk is audited (attachments.link_read).
  *
  * NATS carries at most 1 MiB a message, so a reply holds ATTACHMENT_CHUNK bytes from the
- * requested offset (base64) and says whether it reached the end; domsctl asks again from the
- * next offset. Reading is a viewer's right in the attachment's workspace, and every call is
- * audited (attachments.read, the attachment's id), committed with the read.
+ * requested offset (base64) and says whether it reached the end; the reader asks again from
+ * the next offset.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -169,7 +174,117 @@ static void on_attachment_get(struct cm_rpc_call *call, void *arg)
     cm_rpc_reply_secret(call, out);
 }
 
+/* --- router.media.public ---------------------------------------------------------------- */
+
+/* The one caller: NATS lets no other identity publish on this subject (proto/permissions.tsv);
+ * checked here as well, so that a mistake in the table does not open it. */
+#define LINK_READER "webhook-ingest"
+
+/*
+ * Finds the link of token (base64url, 32 bytes) that has not expired, counts a fetch when
+ * offset is 0, and loads its attachment into a and its id into id (64 bytes). CM_NOTFOUND when
+ * no such link is live; CM_INVALID when token is not one; else CM_OK or a pg error.
+ */
+static int load_link(struct cm_pg *pg, const char *token, long long offset, char *id,
+                     struct att_row *a)
+{
+    unsigned char raw[32], hash[crypto_hash_sha256_BYTES];
+    size_t len = 0;
+    int rc;
+
+    if (token == NULL || strlen(token) != 43 ||
+        sodium_base642bin(raw, sizeof(raw), token, 43, NULL, &len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        len != sizeof(raw))
+        return CM_INVALID;
+    crypto_hash_sha256(hash, raw, sizeof(raw));
+    sodium_memzero(raw, sizeof(raw));
+    {
+        const char *values[2] = {(const char *)hash, offset == 0 ? "1" : "0"};
+        const int lengths[2] = {(int)sizeof(hash), 0};
+        const int formats[2] = {1, 0};
+        rc = cm_pg_exec_params(pg,
+                               "UPDATE media_links l SET fetches = l.fetches + $2::integer"
+                               " FROM attachments a WHERE l.token_hash = $1"
+                               " AND l.expires_at > now() AND a.id = l.attachment_id"
+                               " RETURNING a.id, a.workspace_id, a.integration_id, a.type,"
+                               " a.state, coalesce(a.content_type, ''), coalesce(a.store, '')",
+                               2, values, lengths, formats, 0);
+    }
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) == 0)
+        return CM_NOTFOUND;
+    memset(a, 0, sizeof(*a));
+    snprintf(id, 64, "%s", cm_pg_value(pg, 0, 0));
+    snprintf(a->ws, sizeof(a->ws), "%s", cm_pg_value(pg, 0, 1));
+    snprintf(a->integration, sizeof(a->integration), "%s", cm_pg_value(pg, 0, 2));
+    snprintf(a->type, sizeof(a->type), "%s", cm_pg_value(pg, 0, 3));
+    snprintf(a->state, sizeof(a->state), "%s", cm_pg_value(pg, 0, 4));
+    snprintf(a->content_type, sizeof(a->content_type), "%s", cm_pg_value(pg, 0, 5));
+    snprintf(a->store, sizeof(a->store), "%s", cm_pg_value(pg, 0, 6));
+    return CM_OK;
+}
+
+static void on_media_public(struct cm_rpc_call *call, void *arg)
+{
+    struct router *r = arg;
+    struct cm_pg *pg = call->pg;
+    struct att_row a;
+    struct cm_buf plain;
+    char id[64];
+    long long offset;
+    bool past_end = false;
+    cJSON *out = NULL;
+    int rc;
+
+    if (strcmp(call->caller, LINK_READER) != 0) {
+        cm_rpc_fail(call, "denied", "only " LINK_READER " serves media links");
+        return;
+    }
+    if (!offset_of(call, &offset))
+        return;
+    cm_buf_init(&plain);
+    rc = cm_pg_begin(pg);
+    if (rc == CM_OK)
+        rc = load_link(pg, cm_rpc_str(call, "token"), offset, id, &a);
+    if (rc == CM_INVALID || rc == CM_NOTFOUND) {
+        cm_pg_rollback(pg);
+        cm_rpc_fail(call, rc == CM_INVALID ? "invalid" : "not_found",
+                    rc == CM_INVALID ? "token must be a media link's token"
+                                     : "no such media link, or it expired");
+        return;
+    }
+    if (rc == CM_OK && offset == 0)
+        rc = cm_audit_add(pg, ROUTER_SERVICE, call->caller, "attachments.link_read", id);
+    if (rc == CM_OK && strcmp(a.state, "stored") == 0)
+        rc = router_media_get(r, pg, a.ws, a.integration, id, a.store, &plain);
+    else if (rc == CM_OK)
+        rc = CM_NOTFOUND;
+    past_end = rc == CM_OK && offset > (long long)plain.len;
+    if (rc == CM_OK && !past_end)
+        out = chunk_json(id, &a, &plain, offset);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(pg);
+    cm_buf_wipe(&plain);
+    if (past_end) {
+        cm_rpc_fail(call, "invalid", "offset %lld is past the file's end", offset);
+        return;
+    }
+    if (rc != CM_OK) {
+        cm_pg_rollback(pg);
+        cJSON_Delete(out);
+        if (rc == CM_NOTFOUND || rc == CM_DENIED || rc == CM_INVALID)
+            cm_rpc_fail(call, "not_found", "the linked file is no longer held");
+        else
+            cm_rpc_fail(call, "unavailable", "the linked file could not be read");
+        return;
+    }
+    cm_rpc_reply_secret(call, out);
+}
+
 void router_api_media_register(struct router *r)
 {
     cm_rpc_handle(r->rpc, "router.attachment.get", on_attachment_get, r);
+    cm_rpc_handle(r->rpc, "router.media.public", on_media_public, r);
 }

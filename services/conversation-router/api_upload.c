@@ -23,9 +23,12 @@
 #include "common/log.h"
 #include "router.h"
 
-/* Meta's limits of the Attachment Upload API, in bytes (decimal megabytes, as Meta writes
- * them): "up to 25 MB" for every type, images 8 MB (developers.facebook.com/docs/
- * messenger-platform/send-messages/saving-assets and .../instagram/features/attachment-upload). */
+/* Meta's limits, in bytes (decimal megabytes, as Meta writes them). Messenger's Attachment
+ * Upload API: "up to 25 MB" for every type, images 8 MB (developers.facebook.com/docs/
+ * messenger-platform/send-messages/saving-assets). Instagram's Send API (Instagram API with
+ * Instagram Login, which fetches the file from a URL: proto/router.md#routermediapublic): images
+ * (PNG, JPEG) 8 MB, video and audio 25 MB, and no other files (.../instagram/features/
+ * send-message). */
 #define MB         1000000LL
 #define IMAGE_MAX  (8 * MB)
 #define OTHER_MAX  (25 * MB)
@@ -34,14 +37,16 @@
 
 int64_t router_upload_limit(const struct router *r, const char *platform, const char *type)
 {
+    bool ig = platform != NULL && strcmp(platform, "instagram") == 0;
     int64_t max;
 
-    /* Instagram API with Instagram Login sends media only from a public URL. */
-    if (platform == NULL || type == NULL || strcmp(platform, "messenger") != 0)
+    if (platform == NULL || type == NULL || (!ig && strcmp(platform, "messenger") != 0))
         return 0;
     if (strcmp(type, "image") == 0)
         max = IMAGE_MAX;
-    else if (strcmp(type, "video") == 0 || strcmp(type, "audio") == 0 || strcmp(type, "file") == 0)
+    else if (strcmp(type, "video") == 0 || strcmp(type, "audio") == 0)
+        max = OTHER_MAX;
+    else if (strcmp(type, "file") == 0 && !ig)
         max = OTHER_MAX;
     else
         return 0;
@@ -169,9 +174,15 @@ static void open_upload(struct router *r, struct cm_rpc_call *call, const unsign
     limit = router_upload_limit(r, c.platform, type);
     if (limit == 0) {
         cm_rpc_fail(call, "refused",
-                    "a reply with a file cannot be sent on %s yet: Meta's Instagram API takes"
-                    " media only from a public URL, which this suite does not have",
-                    c.platform);
+                    "Meta's Instagram messages carry images, video and audio, not a %s;"
+                    " send a PDF on Messenger, or a link in text",
+                    type);
+        return;
+    }
+    if (strcmp(c.platform, "instagram") == 0 && strcmp(type, "image") == 0 &&
+        strcmp(ctype, "image/png") != 0 && strcmp(ctype, "image/jpeg") != 0) {
+        cm_rpc_fail(call, "refused", "Meta's Instagram messages take images as PNG or JPEG, not %s",
+                    ctype);
         return;
     }
     if (size > limit) {

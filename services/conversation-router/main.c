@@ -22,6 +22,7 @@ extern const char doms_embed_007_profile[];
 extern const char doms_embed_008_backfill[];
 extern const char doms_embed_009_media[];
 extern const char doms_embed_010_upload[];
+extern const char doms_embed_011_media_link[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -36,6 +37,7 @@ static const struct cm_migration migrations[] = {
     {10, "backfill", doms_embed_008_backfill},
     {11, "media", doms_embed_009_media},
     {12, "upload", doms_embed_010_upload},
+    {13, "media link", doms_embed_011_media_link},
 };
 
 static const struct cm_setting settings[] = {
@@ -76,6 +78,9 @@ static const struct cm_setting settings[] = {
      "the region signed into each request"},
     {"S3_ACCESS_KEY_ID", CM_SET_STR, offsetof(struct router_cfg, s3_access_key), NULL, 0, 0, 0,
      NULL, "the access key of the media bucket"},
+    {"PUBLIC_BASE_URL", CM_SET_URL, offsetof(struct router_cfg, public_base_url),
+     "http://localhost:8080", 0, 0, 0, NULL,
+     "webhook-ingest's public URL (as ingest's): Instagram fetches a reply's file from it"},
     {"S3_SECRET_ACCESS_KEY", CM_SET_SECRET, offsetof(struct router_cfg, s3_secret_key), NULL, 0, 0,
      0, NULL, "its secret key"},
 };

@@ -43,6 +43,7 @@ struct router_cfg {
     int64_t media_max_bytes;       /* an attachment over this is not kept */
     int64_t media_timeout;         /* seconds: one download or S3 request */
     char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_key;
+    char *public_base_url; /* webhook-ingest's public URL: Instagram fetches reply files there */
 };
 
 struct router_keys;     /* blind-index key cache, keys.c */
@@ -365,8 +366,8 @@ bool router_conv_sendable(struct cm_rpc_call *call, const struct router_conv *c)
 void router_api_upload_register(struct router *r);
 /*
  * The largest file of type ("image", "video", "audio", "file") Meta takes on platform, within
- * MEDIA_MAX_BYTES; 0 for a platform this suite cannot send files on (Instagram: see
- * proto/router.md) or an unknown type.
+ * MEDIA_MAX_BYTES; 0 for a type the platform does not take (a "file" on Instagram) or an
+ * unknown type or platform.
  */
 int64_t router_upload_limit(const struct router *r, const char *platform, const char *type);
 /*
@@ -439,6 +440,14 @@ const char *router_graph_base(const struct router *r, const char *platform);
 int router_graph_post(struct router *r, struct cm_httpc *http, const char *platform,
                       const char *account, const char *edge, const char *token, const char *proof,
                       const char *body, const char *log_id, struct cm_httpc_response *resp);
+/*
+ * Makes a public link to outbound attachment att_id for Meta to fetch (Instagram's Send API):
+ * a random token whose SHA-256 is kept in media_links for an hour, in pg's transaction or on its
+ * own. Writes "<PUBLIC_BASE_URL>/api/v1/media?token=<token>" into url, which the caller wipes:
+ * the token opens the file until it expires. Returns CM_OK or a pg error.
+ */
+#define ROUTER_MEDIA_LINK_PATH "/api/v1/media"
+int router_media_link(struct router *r, struct cm_pg *pg, const char *att_id, struct cm_buf *url);
 /*
  * Uploads len bytes of data (an attachment of type, with content_type) to Messenger's Attachment
  * Upload API, POST <META_GRAPH_URL>/<version>/<account>/message_attachments, multipart/form-data

@@ -19,7 +19,9 @@
  * A reply with a file (api_upload.c) is a message with an outbound attachments row: its bytes
  * go to Meta's Attachment Upload API first (sender_media.c), and Meta's attachment_id is kept
  * on the row, so that a retry sends without uploading again; the Send API then carries that id.
- * A failed upload is handled like a failed send. A file sent with text is a second message
+ * A failed upload is handled like a failed send. Instagram has no upload: the Send API carries a
+ * public link to the file (router_media_link()), which Meta fetches from webhook-ingest while it
+ * takes the message; each attempt makes its own link. A file sent with text is a second message
  * whose job names the text's ({"message_id", "after"}): it waits until the text is no longer
  * queued, so the text arrives first.
  *
@@ -204,6 +206,9 @@ static void finish(struct sender *s, const struct job *j, bool sent, const char 
     }
 }
 
+/* Meta could not fetch a file from its link (webhook-ingest or the router briefly away, say). */
+#define FETCH_FAILED_SUBCODE 2018008
+
 /* Meta's codes that will not change on a retry; any other 4xx is final as well. */
 static bool transient(const struct cm_httpc_response *resp)
 {
@@ -211,11 +216,14 @@ static bool transient(const struct cm_httpc_response *resp)
 
     if (resp->status == 0 || resp->status >= 500 || resp->status == 429)
         return true;
+    if (code == 100 && resp->meta_error.subcode == FETCH_FAILED_SUBCODE)
+        return true;
     return code == 1 || code == 2 || cm_httpc_meta_throttling(code);
 }
 
-/* Builds Send API's body: one recipient, one message, the tag only for a human agent. */
-static char *send_body(const struct job *j, const char *psid, const char *text)
+/* Builds Send API's body: one recipient, one message, the tag only for a human agent. A file
+ * goes by Meta's attachment_id (Messenger) or by link (Instagram: link is not NULL). */
+static char *send_body(const struct job *j, const char *psid, const char *text, const char *link)
 {
     cJSON *o = cJSON_CreateObject(), *recipient, *message;
     char *json;
@@ -233,8 +241,11 @@ static char *send_body(const struct job *j, const char *psid, const char *text)
     if (j->att_id[0] != '\0') {
         cJSON *att = cJSON_AddObjectToObject(message, "attachment");
         cJSON_AddStringToObject(att, "type", j->att_type);
-        cJSON_AddStringToObject(cJSON_AddObjectToObject(att, "payload"), "attachment_id",
-                                j->meta_att);
+        cJSON *payload = cJSON_AddObjectToObject(att, "payload");
+        if (link != NULL)
+            cJSON_AddStringToObject(payload, "url", link);
+        else
+            cJSON_AddStringToObject(payload, "attachment_id", j->meta_att);
     } else {
         cJSON_AddStringToObject(message, "text", text);
     }
@@ -340,19 +351,26 @@ static int upload(struct sender *s, struct job *j, const char *token, const char
 static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j, char *token,
                                    const char *proof)
 {
-    struct cm_buf psid, text;
+    struct cm_buf psid, text, link;
     struct cm_httpc_response resp;
     enum cm_consume_result verdict = CM_CONSUME_ACK;
     char *body = NULL, why[640];
-    bool uploading = false;
+    bool uploading = false, by_link = j->att_id[0] != '\0' && strcmp(j->platform, "instagram") == 0;
     int rc;
 
     cm_buf_init(&psid);
     cm_buf_init(&text);
+    cm_buf_init(&link);
     cm_httpc_response_init(&resp);
     rc = open_parts(s, j, &psid, &text);
     if (rc != CM_OK) {
         finish(s, j, false, NULL, "the message or the contact's id cannot be decrypted");
+        goto done;
+    }
+    /* Before the attempt is on record: a link not made is no attempt at all. */
+    if (by_link && router_media_link(s->r, s->pg, j->att_id, &link) != CM_OK) {
+        CM_WARN_ID(j->id, "no link to the file could be made: %s", cm_pg_error(s->pg));
+        verdict = CM_CONSUME_RETRY;
         goto done;
     }
     /* The attempt is on record before Meta sees it (see the comment at the top). */
@@ -367,7 +385,7 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
         }
         j->attempts++;
     }
-    if (j->att_id[0] != '\0' && j->meta_att[0] == '\0') {
+    if (j->att_id[0] != '\0' && !by_link && j->meta_att[0] == '\0') {
         uploading = true;
         rc = upload(s, j, token, proof, &resp, why, sizeof(why));
         if (rc == CM_NOTFOUND || rc == CM_INVALID) {
@@ -383,7 +401,7 @@ static enum cm_consume_result post(struct sender *s, natsMsg *msg, struct job *j
         cm_httpc_response_cleanup(&resp);
         uploading = false;
     }
-    body = send_body(j, psid.data, text.data);
+    body = send_body(j, psid.data, text.data, by_link ? link.data : NULL);
     /* Retries go through the queue, where each attempt is counted. */
     rc = router_graph_post(s->r, s->http, j->platform, j->account, "messages", token, proof, body,
                            j->id, &resp);
@@ -437,6 +455,7 @@ done:
     cm_httpc_response_cleanup(&resp);
     cm_buf_wipe(&psid);
     cm_buf_wipe(&text);
+    cm_buf_wipe(&link);
     return verdict;
 }
 

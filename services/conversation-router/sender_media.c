@@ -10,8 +10,15 @@
  * message.attachment.payload.attachment_id (sender.c). The form goes through libcommon's client
  * (libcurl's MIME API) like any Graph call, so the token stays in a header, its proof in the
  * query, and neither (nor a byte of the file) in a log line.
+ *
+ * Instagram API with Instagram Login has no upload: its Send API takes
+ * message.attachment.payload.url and Meta fetches the file from there
+ * (developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/
+ * messaging-api). router_media_link() makes that URL: a link on webhook-ingest's public address
+ * whose token only this send holds; ingest serves it through router.media.public (api_media.c).
  */
 #include <cjson/cJSON.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -95,5 +102,45 @@ int router_graph_upload(struct router *r, struct cm_httpc *http, const char *acc
     cm_buf_wipe(&auth);
     cm_buf_cleanup(&log_url);
     cm_buf_cleanup(&url);
+    return rc;
+}
+
+/* How long Meta may fetch a link's file: the send that carries it, and Meta's retries of the
+ * fetch. Each attempt of a send makes a link of its own. */
+#define LINK_TTL "1 hour"
+/* The token's random bytes: 256 bits, like a data key. */
+#define LINK_TOKEN_LEN 32
+
+int router_media_link(struct router *r, struct cm_pg *pg, const char *att_id, struct cm_buf *url)
+{
+    unsigned char token[LINK_TOKEN_LEN], hash[crypto_hash_sha256_BYTES];
+    char b64[sodium_base64_ENCODED_LEN(LINK_TOKEN_LEN, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    const char *base = r->cfg->public_base_url;
+    size_t base_len = strlen(base);
+    int rc;
+
+    randombytes_buf(token, sizeof(token));
+    crypto_hash_sha256(hash, token, sizeof(token));
+    /* Expired links go when the next one is made: they open nothing, and this keeps the
+     * table to the links of the last hour. */
+    rc = cm_pg_exec(pg, "DELETE FROM media_links WHERE expires_at < now()", 0, NULL);
+    if (rc == CM_OK) {
+        const char *values[2] = {(const char *)hash, att_id};
+        const int lengths[2] = {(int)sizeof(hash), 0};
+        const int formats[2] = {1, 0};
+        rc = cm_pg_exec_params(pg,
+                               "INSERT INTO media_links (token_hash, attachment_id, expires_at)"
+                               " VALUES ($1, $2, now() + interval '" LINK_TTL "')",
+                               2, values, lengths, formats, 0);
+    }
+    if (rc == CM_OK) {
+        sodium_bin2base64(b64, sizeof(b64), token, sizeof(token),
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        if (base_len > 0 && base[base_len - 1] == '/')
+            base_len--;
+        cm_buf_printf(url, "%.*s" ROUTER_MEDIA_LINK_PATH "?token=%s", (int)base_len, base, b64);
+        sodium_memzero(b64, sizeof(b64));
+    }
+    sodium_memzero(token, sizeof(token));
     return rc;
 }

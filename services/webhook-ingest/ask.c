@@ -6,9 +6,10 @@
  * (cm_loopq_post), as publish.c does with JetStream's acknowledgements. The queue is
  * bounded: past it, the caller hears "unavailable" at once and Meta retries later.
  *
- * Two lanes, each with its own workers and queue: Meta's signed callbacks, and the deletion
- * status page that anyone on the Internet may ask for. A flood of status requests then
- * fills only its own lane and never stands between Meta and a worker.
+ * Three lanes, each with its own workers and queue: Meta's signed callbacks, the deletion
+ * status page that anyone on the Internet may ask for, and the media links Meta fetches reply
+ * files from. A flood of status or media requests then fills only its own lane and never
+ * stands between Meta's callbacks and a worker.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,6 +29,9 @@
 #define QUEUE_LIMIT        256
 #define STATUS_WORKERS     1
 #define STATUS_QUEUE_LIMIT INGEST_STATUS_QUEUE
+/* Media links: a few files at a time, each asked chunk by chunk (media.c bounds them). */
+#define MEDIA_WORKERS     2
+#define MEDIA_QUEUE_LIMIT 16
 
 struct job {
     struct ingest *ing;
@@ -224,6 +228,8 @@ int ingest_ask_start(struct ingest *ing)
 
     if (rc == CM_OK)
         rc = lane_start(ing, INGEST_LANE_STATUS, STATUS_WORKERS, STATUS_QUEUE_LIMIT);
+    if (rc == CM_OK)
+        rc = lane_start(ing, INGEST_LANE_MEDIA, MEDIA_WORKERS, MEDIA_QUEUE_LIMIT);
     return rc;
 }
 

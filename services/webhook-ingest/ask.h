@@ -27,8 +27,9 @@ struct ingest_answer {
 enum ingest_lane {
     INGEST_LANE_CALLBACK, /* Meta's signed callbacks */
     INGEST_LANE_STATUS,   /* the public deletion status page */
+    INGEST_LANE_MEDIA,    /* reply files Meta fetches by link (media.c) */
 };
-#define INGEST_LANES 2
+#define INGEST_LANES 3
 
 /* Status requests queued at most; past it callbacks.c answers 429 without asking. */
 #define INGEST_STATUS_QUEUE 16

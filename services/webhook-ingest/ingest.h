@@ -41,11 +41,12 @@ struct ingest {
     int inflight;  /* POSTs waiting for JetStream or another service; loop thread only */
     bool draining; /* shutdown asked; finish the in-flight POSTs, then stop */
     bool closed;   /* the loop has ended: late answers are dropped (ask.c) */
-    struct ingest_asker *askers[2]; /* by enum ingest_lane (ask.h) */
+    struct ingest_asker *askers[3]; /* by enum ingest_lane (ask.h: INGEST_LANES) */
     /* The status page's token bucket (callbacks.c); loop thread only. */
     double status_tokens;
     long long status_refilled_ms;
-    int status_queued; /* status requests asked and not yet answered */
+    int status_queued;   /* status requests asked and not yet answered */
+    int media_downloads; /* media links being served (media.c) */
 
     struct cm_metric *m_bad_signature;
     struct cm_metric *m_published;
@@ -65,6 +66,9 @@ void ingest_http_register(struct ingest *ing);
  * (callbacks.c). They ask retention-reaper and token-vault through ask.c.
  */
 void ingest_callbacks_register(struct ingest *ing);
+
+/* GET /api/v1/media: reply files for Meta to fetch, by link (media.c). */
+void ingest_media_register(struct ingest *ing);
 
 /* Registers the JetStream stream as a set-up step of the NATS connection. */
 void ingest_stream_register(struct ingest *ing);

@@ -120,6 +120,7 @@ int main(int argc, char **argv)
         ingest_stream_register(&ing);
         ingest_http_register(&ing);
         ingest_callbacks_register(&ing);
+        ingest_media_register(&ing);
         cm_service_on_shutdown(&ing.svc, ingest_shutdown, &ing);
         rc = ingest_ask_start(&ing);
     }

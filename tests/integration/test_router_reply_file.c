@@ -4,8 +4,10 @@
  * and the Send API of the Meta stand-in (fakemeta_upload.c), through ingest, token-vault and a
  * router. Meta receives exactly the file's bytes, then a send with its attachment_id; text and
  * a file are two sends, the text first; a file over Meta's limit is refused at once (exit 1)
- * with nothing sent; Meta's own refusal of an upload fails the message with Meta's reason; a
- * file on Instagram and a reply on a disconnected integration are refused at once; the chunk
+ * with nothing sent; Meta's own refusal of an upload fails the message with Meta's reason; on
+ * Instagram, Meta fetches the file through a public link on ingest (media links: only their
+ * hash kept, expiring, 503 while the router is away), and what Instagram does not take is
+ * refused at once, as is a reply on a disconnected integration; the chunk
  * protocol keeps order and its retries; and no byte of a file is in plaintext in the router's
  * tables or its log.
  */
@@ -344,25 +346,6 @@ static void test_upload_retried(void)
     cJSON_Delete(out);
 }
 
-/* Instagram takes media only from a public URL: a file is refused at once. */
-static void test_instagram_refused(void)
-{
-    char *path = make_file("ig.png", png, sizeof(png), 2000, NULL);
-    const char *args[] = {"reply", ig_conv, "--file", path, NULL};
-    const char *missing[] = {"reply", ig_conv, "--file", "/nonexistent/x.png", NULL};
-    char *why = NULL;
-
-    CHECK_INT(domsctl(NULL, &why, args), 1);
-    CHECK_CONTAINS(why, "public URL");
-    free(why);
-    why = NULL;
-    CHECK_INT(domsctl(NULL, &why, missing), 2);
-    CHECK_CONTAINS(why, "cannot read --file /nonexistent/x.png");
-    free(why);
-    CHECK_INT(count("SELECT count(*) FROM router.uploads"), 0);
-    free(path);
-}
-
 /*
  * The router's tables whose rows hold needle as text or as the hex of its bytes (a bytea column
  * as text), comma-separated (a new string; "" or NULL for none).
@@ -486,6 +469,162 @@ static void test_expiry(void)
     CHECK_INT(count(q), 0);
 }
 
+static const unsigned char jpeg[] = {0xff, 0xd8, 0xff, 0xe0};
+
+/* The payload.url of the last send to recipient (a new string), or NULL. */
+static char *link_sent_to(const char *recipient)
+{
+    char *sent = fakemeta_last_send(st.meta, recipient);
+    cJSON *o = sent != NULL ? cJSON_Parse(sent) : NULL;
+    const cJSON *att = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "message"), "attachment");
+    const char *url =
+        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(att, "payload"), "url"));
+    char *copy = url != NULL ? cm_xstrdup(url) : NULL;
+
+    cJSON_Delete(o);
+    free(sent);
+    return copy;
+}
+
+/*
+ * Instagram takes a file by URL: the send carries a link on ingest's public address, Meta
+ * fetches exactly the file's bytes through it (two chunks from the router), and the message is
+ * sent. Only the link's hash is kept; the link answers with the file until it expires, and a
+ * token one character off, another method or an expired link get nothing.
+ */
+static void test_instagram_file(void)
+{
+    unsigned char *data = NULL, *got = NULL;
+    char *path = make_file("photo.jpg", jpeg, sizeof(jpeg), 700000, &data);
+    const char *args[] = {"reply", ig_conv, "--file", path, NULL};
+    int before = fakemeta_uploads(st.meta);
+    cJSON *out = run(0, args);
+    const char *id = th_json_str(out, "message_id", NULL);
+    char att[40] = "", type[16] = "", ctype[128] = "", prefix[160], *link = NULL, *sent, *v;
+    struct th_resp r;
+    size_t len = 0;
+
+    CHECK(id != NULL);
+    CHECK_WAIT(id != NULL && has_status(id, "sent"), 15000);
+    CHECK_INT(fakemeta_uploads(st.meta), before + 1);
+    got = fakemeta_upload_get(st.meta, before, &len, att, type, ctype);
+    CHECK(got != NULL && len == 700000 && memcmp(got, data, len) == 0);
+    CHECK_STR(type, "image");
+    CHECK_STR(ctype, "image/jpeg");
+    CHECK(strncmp(att, "url-", 4) == 0);
+    sent = fakemeta_last_send(st.meta, "ig-file-1");
+    CHECK(sent != NULL && strstr(sent, "attachment_id") == NULL);
+    free(sent);
+    snprintf(prefix, sizeof(prefix), "%s/api/v1/media?token=", st.ingest_url);
+    link = link_sent_to("ig-file-1");
+    CHECK(link != NULL && strncmp(link, prefix, strlen(prefix)) == 0 &&
+          strlen(link) == strlen(prefix) + 43);
+    if (link == NULL)
+        link = cm_xstrdup(prefix);
+    CHECK_INT(count("SELECT sum(fetches) FROM router.media_links"), 1);
+    v = plaintext_in(link + strlen(prefix));
+    CHECK_MSG(v == NULL || *v == '\0', "the link's token is stored: %s", v);
+    free(v);
+
+    /* Meta may fetch again while the link lives. */
+    CHECK_INT(th_http(&r, "GET", link, NULL, NULL, 0), 200);
+    CHECK(r.body.len == 700000 && memcmp(r.body.data, data, 700000) == 0);
+    CHECK_CONTAINS(r.headers.data, "Content-Type: image/jpeg");
+    CHECK_CONTAINS(r.headers.data, "Cache-Control: no-store");
+    th_resp_cleanup(&r);
+    CHECK_INT(th_http(&r, "POST", link, NULL, "x", 1), 405);
+    th_resp_cleanup(&r);
+    {
+        char *other = cm_xstrdup(link);
+        char *last = other + strlen(other) - 1;
+        *last = *last == 'A' ? 'B' : 'A';
+        CHECK_INT(th_http(&r, "GET", other, NULL, NULL, 0), 404);
+        th_resp_cleanup(&r);
+        free(other);
+    }
+    CHECK_INT(th_http(&r, "GET", prefix, NULL, NULL, 0), 404);
+    th_resp_cleanup(&r);
+    /* An hour later. */
+    free(th_stack_sql(&st, "UPDATE router.media_links SET expires_at = now() - interval '1 s'"));
+    CHECK_INT(th_http(&r, "GET", link, NULL, NULL, 0), 404);
+    th_resp_cleanup(&r);
+
+    free(link);
+    free(got);
+    free(data);
+    free(path);
+    cJSON_Delete(out);
+}
+
+/* Meta's fetch failed (subcode 2018008): a passing failure; the next attempt, with a link of
+ * its own, sends it. */
+static void test_instagram_fetch_failed(void)
+{
+    char *path = make_file("retry.jpg", jpeg, sizeof(jpeg), 5000, NULL);
+    const char *args[] = {"reply", ig_conv, "--file", path, NULL};
+    cJSON *out;
+    const char *id;
+    char q[256];
+
+    fakemeta_fail_fetches(st.meta, 1);
+    out = run(0, args);
+    id = th_json_str(out, "message_id", NULL);
+    CHECK_WAIT(id != NULL && has_status(id, "sent"), 20000);
+    snprintf(q, sizeof(q), "SELECT attempts FROM router.messages WHERE id = '%s'",
+             id != NULL ? id : "");
+    CHECK_INT(count(q), 2);
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM router.media_links l JOIN router.attachments a"
+             " ON a.id = l.attachment_id WHERE a.message_id = '%s'",
+             id != NULL ? id : "");
+    CHECK_INT(count(q), 2);
+    free(path);
+    cJSON_Delete(out);
+}
+
+/* What Instagram does not take is refused at once: a PDF, a GIF; a missing file is exit 2. */
+static void test_instagram_refused(void)
+{
+    char *pdf = make_file("ig.pdf", "%PDF-1.4\n", 9, 2000, NULL);
+    char *gif = make_file("ig.gif", "GIF89a", 6, 2000, NULL);
+    const char *a_pdf[] = {"reply", ig_conv, "--file", pdf, NULL};
+    const char *a_gif[] = {"reply", ig_conv, "--file", gif, NULL};
+    const char *missing[] = {"reply", ig_conv, "--file", "/nonexistent/x.png", NULL};
+    long uploads = count("SELECT count(*) FROM router.uploads");
+    char *why = NULL;
+
+    CHECK_INT(domsctl(NULL, &why, a_pdf), 1);
+    CHECK_CONTAINS(why, "not a file");
+    free(why);
+    why = NULL;
+    CHECK_INT(domsctl(NULL, &why, a_gif), 1);
+    CHECK_CONTAINS(why, "PNG or JPEG");
+    free(why);
+    why = NULL;
+    CHECK_INT(domsctl(NULL, &why, missing), 2);
+    CHECK_CONTAINS(why, "cannot read --file /nonexistent/x.png");
+    free(why);
+    CHECK_INT(count("SELECT count(*) FROM router.uploads"), uploads);
+    free(pdf);
+    free(gif);
+}
+
+/* Without the router, a live link is answered 503 (Meta retries), not 404. */
+static void test_link_router_down(void)
+{
+    char *link = link_sent_to("ig-file-1");
+    struct th_resp r;
+
+    CHECK(link != NULL);
+    th_proc_stop_clean(&router);
+    if (link != NULL) {
+        CHECK_INT(th_http(&r, "GET", link, NULL, NULL, 0), 503);
+        CHECK_CONTAINS(r.headers.data, "Retry-After:");
+        th_resp_cleanup(&r);
+    }
+    free(link);
+}
+
 /* Every file sent is kept sealed: no table of the router holds the marker in plaintext. */
 static void test_sealed(void)
 {
@@ -548,11 +687,14 @@ int main(void)
     RUN(test_over_limit);
     RUN(test_meta_refuses);
     RUN(test_upload_retried);
+    RUN(test_instagram_file);
+    RUN(test_instagram_fetch_failed);
     RUN(test_instagram_refused);
     RUN(test_chunks);
     RUN(test_expiry);
     RUN(test_sealed);
     RUN(test_disconnected);
+    RUN(test_link_router_down);
     th_stack_stop(&st);
     RUN(test_log_clean);
     free(fb_conv);

@@ -358,7 +358,8 @@ static void send_api(struct fakemeta *m, int host, const char *account,
         fm_usage_headers(m, resp, t.account[0] ? t.account : account,
                          t.kind == FAKEMETA_PAGE ? "messenger" : "instagram");
         if (!fm_thread_send(m, t.account[0] ? t.account : account, to, body, resp) &&
-            !fm_upload_send(m, t.account[0] ? t.account : account, body, resp))
+            !fm_upload_send(m, t.account[0] ? t.account : account, t.kind == FAKEMETA_IG_LONG, body,
+                            resp))
             deliver(m, to, resp);
     }
     free(query_token);

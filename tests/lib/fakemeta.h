@@ -31,7 +31,8 @@
  *                                                   -> a new one, only once the token is at
  *                                                      least 24 hours old and unexpired
  *   GET  /vX/me?fields=id&access_token=<Instagram token> -> {"id", "user_id"}
- *   POST /vX/<ig-id>/messages or /vX/me/messages (Bearer <long-lived Instagram token>)
+ *   POST /vX/<ig-id>/messages or /vX/me/messages (Bearer <long-lived Instagram token>); a
+ *        file by message.attachment.payload.url, which the stand-in fetches (fakemeta_upload.c)
  *   GET|POST|DELETE /vX/me/subscribed_apps?[subscribed_fields]&access_token=<Instagram token>
  *   GET  /vX/<IGSID>?fields=name,username,profile_pic (Instagram token) -> the person's profile
  *
@@ -253,11 +254,15 @@ void fakemeta_set_upload_limit(struct fakemeta *m, long long bytes);
 /* The next count well-formed uploads answer 500, Meta's code 2 (a passing failure), before
  * the size is checked. */
 void fakemeta_fail_uploads(struct fakemeta *m, int count);
-/* The number of uploads accepted so far. */
+/* The next count Send API messages with a payload.url fail as if the URL did not answer
+ * (Meta's code 100, subcode 2018008), without fetching it. */
+void fakemeta_fail_fetches(struct fakemeta *m, int count);
+/* The number of uploads accepted so far, files fetched for a Send API payload.url included. */
 int fakemeta_uploads(struct fakemeta *m);
 /*
- * The i-th accepted upload: a copy of its bytes (free() it; *len bytes) with its attachment_id,
- * type and the Content-Type of its filedata part; NULL when there is none.
+ * The i-th accepted upload: a copy of its bytes (free() it; *len bytes) with its attachment_id
+ * ("url-<n>" for a file fetched from a payload.url), type and the Content-Type of its filedata
+ * part (or of the fetch's answer); NULL when there is none.
  */
 unsigned char *fakemeta_upload_get(struct fakemeta *m, int i, size_t *len, char id[40],
                                    char type[16], char content_type[128]);

@@ -124,7 +124,7 @@ struct fm_uploads;
 void fm_upload(struct fakemeta *m, const char *account, const struct fakehttp_request *req,
                struct fakehttp_response *resp);
 /* A Send API call that passed the token checks: true when its attachment was refused here. */
-bool fm_upload_send(struct fakemeta *m, const char *account, const cJSON *body,
+bool fm_upload_send(struct fakemeta *m, const char *account, bool ig, const cJSON *body,
                     struct fakehttp_response *resp);
 void fm_uploads_free(struct fakemeta *m);
 

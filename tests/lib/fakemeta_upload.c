@@ -21,10 +21,18 @@
  *   not multipart at all: 400, code 100, "(#100) Upload attachment failure." without subcode;
  *   fakemeta_fail_uploads(): 500, code 2, "An unexpected error has occurred. Please retry your
  *     request later." (the common error codes page), a passing failure.
- * The Send API (fakemeta.c calls fm_upload_send()) takes message.attachment only with
- * payload.attachment_id of an upload this stand-in accepted for that Page, and a message with
- * text and an attachment together not at all: code 100 (the wording of these two is the
- * stand-in's own; Meta documents neither).
+ * The Send API (fakemeta.c calls fm_upload_send()) takes message.attachment with
+ * payload.attachment_id of an upload this stand-in accepted for that Page, or with payload.url,
+ * and a message with text and an attachment together not at all: code 100 (the wording of these
+ * two is the stand-in's own; Meta documents neither).
+ *
+ * payload.url is how Instagram API with Instagram Login sends a file (.../instagram-platform/
+ * instagram-api-with-instagram-login/messaging-api): Meta fetches the URL while it takes the
+ * message, as this stand-in does (a GET, 30 s at most), and keeps what it got like an upload
+ * (fakemeta_upload_get(), attachment id "url-<n>"). Instagram takes image, video and audio
+ * (images 8 MB, the others 25 MB); a "file" is refused: code 100, "(#100) Invalid parameter".
+ * A fetch that does not answer 200 is Messenger's 400, code 100, subcode 2018008, "Failed to
+ * fetch the file from the url"; a file over the limit, subcode 2018109 as above.
  */
 #include "fakemeta.h"
 #include "fakemeta_int.h"
@@ -37,14 +45,16 @@
 #include <strings.h>
 
 #include "common/mem.h"
+#include "harness.h"
 
 #define MAX_UPLOADS 64
 #define MB          1000000LL
 
 struct fm_uploads {
     int n;
-    long long limit; /* 0: Meta's */
-    int failing;     /* the next uploads to answer 500 (a passing failure) */
+    long long limit;   /* 0: Meta's */
+    int failing;       /* the next uploads to answer 500 (a passing failure) */
+    int fetch_failing; /* the next payload.url sends whose fetch fails (fakemeta_fail_fetches) */
     struct {
         char account[80];
         char id[40];
@@ -237,13 +247,79 @@ done:
     free(query_token);
 }
 
-bool fm_upload_send(struct fakemeta *m, const char *account, const cJSON *body,
+/* The Content-Type of an answer's headers (its raw text) into out, or "". */
+static void content_type_of(const struct cm_buf *headers, char *out, size_t cap)
+{
+    const char *h = headers->data != NULL ? strcasestr(headers->data, "\ncontent-type:") : NULL;
+    size_t n = 0;
+
+    *out = '\0';
+    if (h == NULL)
+        return;
+    h += 14;
+    while (*h == ' ')
+        h++;
+    while (h[n] != '\0' && h[n] != '\r' && h[n] != '\n' && h[n] != ';')
+        n++;
+    snprintf(out, cap, "%.*s", (int)n, h);
+}
+
+/* Send API with payload.url: Meta fetches the file first. True when it refused the message. */
+static bool fetch_send(struct fakemeta *m, const char *account, bool ig, const char *type,
+                       const char *url, struct fakehttp_response *resp)
+{
+    struct th_resp got;
+    char ctype[128];
+    bool refused = true;
+
+    if (type == NULL || (strcmp(type, "image") != 0 && strcmp(type, "video") != 0 &&
+                         strcmp(type, "audio") != 0 && (ig || strcmp(type, "file") != 0))) {
+        fakehttp_meta_error(resp, 400, 100, 0, "(#100) Invalid parameter");
+        return true;
+    }
+    pthread_mutex_lock(&m->lock);
+    refused = uploads_locked(m)->fetch_failing > 0 && uploads_locked(m)->fetch_failing-- > 0;
+    pthread_mutex_unlock(&m->lock);
+    if (refused)
+        memset(&got, 0, sizeof(got)); /* as if the URL did not answer */
+    else
+        th_http(&got, "GET", url, NULL, NULL, 0);
+    refused = true;
+    content_type_of(&got.headers, ctype, sizeof(ctype));
+    if (got.code != 200) {
+        fakehttp_meta_error(resp, 400, 100, 2018008, "Failed to fetch the file from the url");
+    } else if ((long long)got.body.len > limit_of(m, type)) {
+        fakehttp_meta_error(resp, 400, 100, 2018109, "Attachment size exceeds allowable limit");
+    } else {
+        pthread_mutex_lock(&m->lock);
+        struct fm_uploads *u = uploads_locked(m);
+        if (u->n < MAX_UPLOADS) {
+            int i = u->n++;
+            snprintf(u->u[i].account, sizeof(u->u[i].account), "%s", account);
+            snprintf(u->u[i].id, sizeof(u->u[i].id), "url-%d", i + 1);
+            snprintf(u->u[i].type, sizeof(u->u[i].type), "%s", type);
+            snprintf(u->u[i].content_type, sizeof(u->u[i].content_type), "%s", ctype);
+            u->u[i].data = cm_xmalloc(got.body.len + 1);
+            memcpy(u->u[i].data, got.body.data, got.body.len);
+            u->u[i].len = got.body.len;
+            refused = false;
+        }
+        pthread_mutex_unlock(&m->lock);
+        if (refused)
+            fakehttp_meta_error(resp, 400, 2, 0, "An unexpected error has occurred.");
+    }
+    th_resp_cleanup(&got);
+    return refused;
+}
+
+bool fm_upload_send(struct fakemeta *m, const char *account, bool ig, const cJSON *body,
                     struct fakehttp_response *resp)
 {
     const cJSON *message = cJSON_GetObjectItem(body, "message");
     const cJSON *att = cJSON_GetObjectItem(message, "attachment");
-    const char *id = cJSON_GetStringValue(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(att, "payload"), "attachment_id"));
+    const cJSON *payload = cJSON_GetObjectItem(att, "payload");
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(payload, "attachment_id"));
+    const char *url = cJSON_GetStringValue(cJSON_GetObjectItem(payload, "url"));
     bool known = false;
 
     if (att == NULL)
@@ -253,6 +329,9 @@ bool fm_upload_send(struct fakemeta *m, const char *account, const cJSON *body,
                             "(#100) A message has either text or an attachment, not both");
         return true;
     }
+    if (url != NULL)
+        return fetch_send(m, account, ig, cJSON_GetStringValue(cJSON_GetObjectItem(att, "type")),
+                          url, resp);
     pthread_mutex_lock(&m->lock);
     for (int i = 0; id != NULL && m->uploads != NULL && i < m->uploads->n; i++)
         known = known || (strcmp(m->uploads->u[i].id, id) == 0 &&
@@ -263,6 +342,13 @@ bool fm_upload_send(struct fakemeta *m, const char *account, const cJSON *body,
         return true;
     }
     return false;
+}
+
+void fakemeta_fail_fetches(struct fakemeta *m, int count)
+{
+    pthread_mutex_lock(&m->lock);
+    uploads_locked(m)->fetch_failing = count;
+    pthread_mutex_unlock(&m->lock);
 }
 
 void fm_uploads_free(struct fakemeta *m)

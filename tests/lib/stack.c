@@ -91,10 +91,12 @@ int th_stack_start(struct th_stack *s, struct th_proc *p, const char *daemon,
     env[n++] = cm_xstrdup("META_APP_SECRET=" FAKEMETA_APP_SECRET);
     env[n++] = cm_xstrdup("META_VERIFY_TOKEN=" STACK_VERIFY_TOKEN);
     env[n++] = cm_xstrdup("LOG_LEVEL=debug");
-    if (strcmp(daemon, "webhook-ingest") == 0) {
+    /* Ingest's public URL, which the router's Instagram file links name, as deploy/local/up
+     * gives every daemon. */
+    if (strcmp(daemon, "webhook-ingest") == 0)
         snprintf(s->ingest_url, sizeof(s->ingest_url), "http://127.0.0.1:%d", port);
+    if (s->ingest_url[0] != '\0')
         env[n++] = cm_xasprintf("PUBLIC_BASE_URL=%s", s->ingest_url);
-    }
     for (int i = 0; extra != NULL && extra[i] != NULL && n < 46; i++)
         env[n++] = cm_xstrdup(extra[i]);
     env[n] = NULL;
