@@ -4,12 +4,12 @@
  * conversation-router's backfill, asked by token-vault: on demand (domsctl integration
  * check), across a gap with Meta throttling mid-way (a business use case code with its
  * estimated time to regain access, then a rate limit code without one), messages already
- * stored by webhooks not stored twice, the business's own messages as echoes, Meta's 2 calls
- * a second per account kept, an old message that does not reopen the window, the scheduled
- * detection of a silent account, a replica stopped and one killed mid-way, an integration
- * back from needs_reauth, and the refusals of
- * router.integration.backfill. Nothing Meta says of a person beyond their id reaches the schema or
- * the logs.
+ * stored by webhooks not stored twice, a picture downloaded like a webhook's, the business's
+ * own messages as echoes, Meta's 2 calls a second per account kept, an old message that does
+ * not reopen the window, the scheduled detection of a silent account, a replica stopped and
+ * one killed mid-way, an integration back from needs_reauth, and the refusals of
+ * router.integration.backfill. Nothing Meta says of a person beyond their id reaches the
+ * schema or the logs.
  */
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -184,6 +184,46 @@ static void test_check_on_demand(void)
     CHECK_STR(th_json_str(out, "backfill", NULL), "done");
     cJSON_Delete(out);
     CHECK(stored_is("m_bfig_%", "3/3"));
+}
+
+/*
+ * A picture in a message no webhook brought: the backfill stores the message with its
+ * attachment (pending, the CDN URL sealed), the media worker downloads it from Meta's CDN as
+ * it does a webhook's, and attachment get reads back exactly its bytes.
+ */
+static void test_backfilled_media(void)
+{
+    static const unsigned char pic[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
+                                        '\n', 'b', 'f', '-', 'p',  'i',  'c'};
+    char *url = fakemeta_cdn_put(st.meta, "bf-pic", "image/png", pic, sizeof(pic));
+    const char *check[] = {"integration", "check", ig_int, NULL};
+    char path[512], *att, *got;
+    cJSON *out;
+
+    fakemeta_conv_add(st.meta, FAKEMETA_INSTAGRAM, IG, "ig-bf-1", "m_bfig_4", "ig a picture",
+                      t0 - 17 * 60 * 1000, false);
+    fakemeta_conv_attach(st.meta, "m_bfig_4", "image/png", url, sizeof(pic));
+    out = run(0, check);
+    CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "backfilled")), 1);
+    cJSON_Delete(out);
+    CHECK_WAIT(sql_num("SELECT count(*) FROM router.attachments a JOIN router.messages m"
+                       " ON m.id = a.message_id WHERE m.mid = 'm_bfig_4' AND a.state = 'stored'"
+                       " AND a.type = 'image' AND a.size = 14 AND a.direction = 'in'") == 1,
+               15000);
+    CHECK_INT(fakemeta_cdn_gets(st.meta, "bf-pic"), 1);
+    att = th_stack_sql(&st, "SELECT a.id FROM router.attachments a JOIN router.messages m"
+                            " ON m.id = a.message_id WHERE m.mid = 'm_bfig_4'");
+    snprintf(path, sizeof(path), "%s/bf-pic.png", th_tmpdir());
+    {
+        const char *get[] = {"attachment", "get", att != NULL ? att : "att_none",
+                             "--out",      path,  NULL};
+        cJSON_Delete(run(0, get));
+    }
+    got = th_read_file(path);
+    CHECK(got != NULL && memcmp(got, pic, sizeof(pic)) == 0);
+    free(got);
+    free(att);
+    free(url);
 }
 
 /*
@@ -490,6 +530,7 @@ int main(void)
 
     RUN(test_setup);
     RUN(test_check_on_demand);
+    RUN(test_backfilled_media);
     RUN(test_gap_with_throttling);
     RUN(test_old_message_window);
     RUN(test_scheduled_silence);

@@ -277,6 +277,10 @@ unsigned char *fakemeta_upload_get(struct fakemeta *m, int i, size_t *len, char 
 void fakemeta_conv_add(struct fakemeta *m, enum fakemeta_host host, const char *account,
                        const char *contact, const char *mid, const char *text, int64_t created_ms,
                        bool from_business);
+/* Gives message mid (fakemeta_conv_add()) one attachment of mime type, size bytes, at url
+ * (e.g. fakemeta_cdn_put()'s), listed as Graph lists message attachments. */
+void fakemeta_conv_attach(struct fakemeta *m, const char *mid, const char *mime, const char *url,
+                          size_t size);
 /*
  * After the next after calls of the Conversations API (either host), count calls (< 0: every
  * one until called again with count 0) answer throttling code (4, 17, 32, 613, 80002, 80006),

@@ -8,7 +8,9 @@
  * "next" URL while more remain, as Graph pages them. A message has Meta's fields: id,
  * created_time ("2026-12-05T10:00:00+0000"), from and to (with a name and an e-mail on
  * Messenger, a username on Instagram: what the suite must never store), message, and
- * attachments when given.
+ * attachments when given (fakemeta_conv_attach(): {"data": [{"id", "mime_type", "name",
+ * "size", and "image_data": {"url", "preview_url"}, "video_data": {"url"} or "file_url"}]},
+ * Graph's message attachments).
  *
  * Meta's documented limit, 2 calls a second per account, is enforced: a third call within a
  * second answers the business use case code (80006 Messenger, 80002 Instagram) and is
@@ -32,6 +34,8 @@ struct fm_msg {
     char text[512];
     int64_t created_ms;
     bool from_business;
+    char att_url[1024], att_mime[64]; /* one attachment, or "" */
+    size_t att_size;
 };
 
 struct fm_conv {
@@ -126,6 +130,26 @@ void fakemeta_conv_add(struct fakemeta *m, enum fakemeta_host host, const char *
     msg->from_business = from_business;
     if (created_ms > c->updated_ms)
         c->updated_ms = created_ms;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void fakemeta_conv_attach(struct fakemeta *m, const char *mid, const char *mime, const char *url,
+                          size_t size)
+{
+    struct fm_convs *s;
+
+    pthread_mutex_lock(&m->lock);
+    s = state(m);
+    for (int i = 0; i < s->n; i++) {
+        for (int k = 0; k < s->convs[i].n; k++) {
+            struct fm_msg *msg = &s->convs[i].msgs[k];
+            if (strcmp(msg->mid, mid) != 0)
+                continue;
+            snprintf(msg->att_url, sizeof(msg->att_url), "%s", url);
+            snprintf(msg->att_mime, sizeof(msg->att_mime), "%s", mime);
+            msg->att_size = size;
+        }
+    }
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -385,6 +409,26 @@ static cJSON *message_json(const struct fm_conv *c, const struct fm_msg *msg)
         cJSON_AddArrayToObject(to, "data"),
         person(c->host, msg->from_business ? c->contact : c->account, !msg->from_business));
     cJSON_AddStringToObject(o, "message", msg->text);
+    if (msg->att_url[0] != '\0') {
+        cJSON *a = cJSON_CreateObject();
+        char id[128];
+        snprintf(id, sizeof(id), "att_%s", msg->mid);
+        cJSON_AddStringToObject(a, "id", id);
+        cJSON_AddStringToObject(a, "mime_type", msg->att_mime);
+        cJSON_AddStringToObject(a, "name", "attachment");
+        cJSON_AddNumberToObject(a, "size", (double)msg->att_size);
+        if (strncmp(msg->att_mime, "image/", 6) == 0) {
+            cJSON *d = cJSON_AddObjectToObject(a, "image_data");
+            cJSON_AddStringToObject(d, "url", msg->att_url);
+            cJSON_AddStringToObject(d, "preview_url", msg->att_url);
+        } else if (strncmp(msg->att_mime, "video/", 6) == 0) {
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(a, "video_data"), "url", msg->att_url);
+        } else {
+            cJSON_AddStringToObject(a, "file_url", msg->att_url);
+        }
+        cJSON_AddItemToArray(
+            cJSON_AddArrayToObject(cJSON_AddObjectToObject(o, "attachments"), "data"), a);
+    }
     return o;
 }
 
