@@ -590,8 +590,9 @@ static int insert_out(struct router *r, struct cm_rpc_call *call, const struct r
 static bool queue_reply(struct router *r, struct cm_rpc_call *call, const struct router_conv *c,
                         struct reply_out *o)
 {
-    char why[256] = "";
+    char why[256] = "", att[40] = "";
     char *json = NULL;
+    bool committing = false;
     int rc = cm_pg_begin(call->pg);
 
     if (rc == CM_OK && o->text != NULL) {
@@ -610,7 +611,8 @@ static bool queue_reply(struct router *r, struct cm_rpc_call *call, const struct
         router_new_id("msg", o->file_id);
         rc = insert_out(r, call, c, &file, o->file_id, "{}", o->text != NULL ? o->text_id : NULL);
         if (rc == CM_OK)
-            rc = router_upload_attach(r, call, c, o->upload, o->file_id, o->type, why, sizeof(why));
+            rc = router_upload_attach(r, call, c, o->upload, o->file_id, o->type, att, why,
+                                      sizeof(why));
     }
     if (rc == CM_OK) {
         const char *params[1] = {c->id};
@@ -619,11 +621,15 @@ static bool queue_reply(struct router *r, struct cm_rpc_call *call, const struct
     }
     if (rc == CM_OK)
         rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "message.reply", c->id);
-    if (rc == CM_OK)
+    if (rc == CM_OK) {
+        committing = true;
         rc = cm_pg_commit(call->pg);
+    }
     if (rc == CM_OK)
         return true;
     cm_pg_rollback(call->pg);
+    if (!committing)
+        router_media_unput(r, att);
     if (rc == CM_NOTFOUND)
         cm_rpc_fail(call, "not_found", "%s", why);
     else if (rc == CM_CONFLICT)

@@ -420,14 +420,17 @@ static int assemble(struct router *r, struct cm_pg *pg, const char *id, const st
 }
 
 int router_upload_attach(struct router *r, struct cm_rpc_call *call, const struct router_conv *c,
-                         const char *upload_id, const char *msg, char type[16], char *why,
-                         size_t cap)
+                         const char *upload_id, const char *msg, char type[16], char att[40],
+                         char *why, size_t cap)
 {
     struct upload_row u;
     struct cm_buf plain;
     const char *store = NULL;
-    char att[40], sizes[24];
-    int rc = load_upload(call, upload_id, &u);
+    char sizes[24];
+    int rc;
+
+    *att = '\0';
+    rc = load_upload(call, upload_id, &u);
 
     if (rc == CM_NOTFOUND || (rc == CM_OK && (u.expired || u.other_caller))) {
         snprintf(why, cap, "no upload %s (an upload expires an hour after it begins)", upload_id);

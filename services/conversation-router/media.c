@@ -102,6 +102,19 @@ int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const c
     return rc;
 }
 
+void router_media_unput(struct router *r, const char *att)
+{
+    char key[96];
+
+    if (!r->media->s3_default || att[0] == '\0')
+        return;
+    object_key(key, sizeof(key), att);
+    if (media_s3_delete(r->media->s3, key) != CM_OK)
+        CM_WARN("attachment %s: object %s was kept in S3 for a transaction that failed, and could"
+                " not be deleted; it is sealed (unreadable) and may be deleted by hand",
+                att, key);
+}
+
 int router_media_get(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                      const char *att, const char *store, struct cm_buf *out)
 {

@@ -298,6 +298,7 @@ static int store_got(struct media_fetch *f, const struct due *d,
 {
     const char *store = NULL;
     char ctype[100], size[24];
+    bool put = false, committing = false;
     int rc = lock_pending(f, d);
 
     /* A commit lost to a crash leaves the row pending, downloaded again: no need to wait for
@@ -307,6 +308,7 @@ static int store_got(struct media_fetch *f, const struct due *d,
     if (rc == CM_OK)
         rc = router_media_put(f->w.r, f->w.pg, d->ws, d->integration, d->id, resp->body.data,
                               resp->body.len, &store);
+    put = rc == CM_OK;
     if (rc == CM_OK) {
         const char *values[4] = {d->id, store, size, content_type(resp, ctype, sizeof(ctype))};
         snprintf(size, sizeof(size), "%zu", resp->body.len);
@@ -317,10 +319,16 @@ static int store_got(struct media_fetch *f, const struct due *d,
                         " WHERE id = $1",
                         4, values);
     }
-    if (rc == CM_OK)
+    if (rc == CM_OK) {
+        committing = true;
         rc = cm_pg_commit(f->w.pg);
+    }
     if (rc != CM_OK)
         cm_pg_rollback(f->w.pg);
+    /* The row stays pending, so a later download puts the same object again; this is for a
+     * row deleted (purged) before that. */
+    if (rc != CM_OK && put && !committing)
+        router_media_unput(f->w.r, d->id);
     return rc;
 }
 

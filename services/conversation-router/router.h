@@ -154,6 +154,13 @@ void router_media_destroy(struct router *r);
 int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                      const char *att, const void *data, size_t len,
                      const char **store) CM_MUST_CHECK;
+/*
+ * Deletes what router_media_put() kept of att outside a transaction that then failed before
+ * its commit: an S3 object (best effort; a failure is logged, the object sealed and unreadable).
+ * The PostgreSQL store went with the rollback. Not after a failed COMMIT, whose outcome is
+ * unknown: the row may hold it.
+ */
+void router_media_unput(struct router *r, const char *att);
 /* Reads attachment att's bytes from store ("postgres" or "s3") and opens them into out
  * (reset first). CM_NOTFOUND when the store has none. */
 int router_media_get(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
@@ -375,13 +382,15 @@ int64_t router_upload_limit(const struct router *r, const char *platform, const 
  * actor in conversation c as the attachment of the new outbound message msg (already inserted):
  * opens and assembles its parts, keeps the bytes in the media store (router_media_put()), adds
  * the attachments row (direction 'out', state 'stored', position 0) and deletes the upload.
- * *type receives its type (16 bytes). Returns CM_OK; CM_NOTFOUND (no such upload of this
+ * *type receives its type (16 bytes), att the attachment's id once it has one (else ""): a
+ * caller whose transaction then fails gives it to router_media_unput(). Returns CM_OK;
+ * CM_NOTFOUND (no such upload of this
  * caller, or expired), CM_CONFLICT (not complete, or for another conversation), CM_INVALID (its
  * parts do not add up) with why (cap bytes) set; or a pg/store error.
  */
 int router_upload_attach(struct router *r, struct cm_rpc_call *call, const struct router_conv *c,
-                         const char *upload_id, const char *msg, char type[16], char *why,
-                         size_t cap) CM_MUST_CHECK;
+                         const char *upload_id, const char *msg, char type[16], char att[40],
+                         char *why, size_t cap) CM_MUST_CHECK;
 
 /* --- profile.c: contacts' names and pictures (Meta's User Profile API) ---------------- */
 

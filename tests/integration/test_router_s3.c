@@ -451,6 +451,44 @@ static void test_e2e_wrong_secret(void)
 }
 
 /*
+ * A reply whose transaction fails after its file was put in S3 (a trigger, for the test, makes
+ * the upload's deletion fail): the reply is refused as unavailable and the object is deleted
+ * again, so the bucket keeps no object of an attachment that never was.
+ */
+static void test_e2e_reply_rolled_back(void)
+{
+    char *conv = th_stack_sql(&st, "SELECT id FROM router.conversations LIMIT 1");
+    char path[256], *why = NULL;
+    const char *args[] = {"reply", conv != NULL ? conv : "none", "--file", path, NULL};
+    int puts = fakes3_count(fs, "PUT"), deletes = fakes3_count(fs, "DELETE");
+    struct cm_buf keys;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/rolled-back.png", th_tmpdir());
+    f = fopen(path, "wb");
+    CHECK(f != NULL && fwrite(image, 1, 4096, f) == 4096);
+    if (f != NULL)
+        fclose(f);
+    free(th_stack_sql(&st, "CREATE FUNCTION router.test_fail_upload_delete() RETURNS trigger"
+                           " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'the test fails it';"
+                           " END$$"));
+    free(th_stack_sql(&st, "CREATE TRIGGER test_fail_upload_delete BEFORE DELETE ON"
+                           " router.uploads FOR EACH ROW EXECUTE FUNCTION"
+                           " router.test_fail_upload_delete()"));
+    CHECK(th_stack_domsctl(&st, NULL, &why, args) != 0);
+    CHECK_CONTAINS(why, "could not be queued");
+    CHECK_INT(fakes3_count(fs, "PUT") - puts, 1);
+    CHECK_INT(fakes3_count(fs, "DELETE") - deletes, 1);
+    cm_buf_init(&keys);
+    CHECK_INT(fakes3_keys(fs, &keys), 4);
+    cm_buf_cleanup(&keys);
+    free(th_stack_sql(&st, "DROP TRIGGER test_fail_upload_delete ON router.uploads"));
+    free(th_stack_sql(&st, "DROP FUNCTION router.test_fail_upload_delete()"));
+    free(why);
+    free(conv);
+}
+
+/*
  * The integration's purge deletes its attachments and queues their objects' keys in
  * media_doomed (S3 failing meanwhile, so the sweep cannot take them before they are seen);
  * once S3 answers, the sweep deletes them from the bucket (within its 30 s).
@@ -543,6 +581,7 @@ int main(void)
     RUN(test_e2e_stored);
     RUN(test_e2e_s3_failing);
     RUN(test_e2e_wrong_secret);
+    RUN(test_e2e_reply_rolled_back);
     RUN(test_e2e_purge);
     RUN(test_e2e_log);
     th_stack_stop(&st);
