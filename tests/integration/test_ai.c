@@ -14,7 +14,6 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/keyring.h"
@@ -42,18 +41,11 @@ char *conv_pii;
 static char *conv_attach, *conv_quiet;
 static char *first_log; /* the log of the first ai-suggest, stopped half-way */
 
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* One messaging event from psid to page, POSTed through ingest. */
 static void post(const char *page, const char *psid, const char *mid, const char *message)
 {
     char body[4096];
-    int64_t t = now_ms();
+    int64_t t = th_now_ms();
 
     snprintf(body, sizeof(body),
              "{\"object\":\"page\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
@@ -462,7 +454,7 @@ static void test_suggestion_sent(void)
 {
     const char *args[] = {"suggest", NULL, NULL};
     char body[4096], req[1024], *conv;
-    int64_t then = now_ms() - 30LL * 3600 * 1000;
+    int64_t then = th_now_ms() - 30LL * 3600 * 1000;
     cJSON *out, *r;
     char *sid, *draft;
 

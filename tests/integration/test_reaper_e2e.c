@@ -9,7 +9,6 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/crypto.h"
@@ -455,10 +454,8 @@ static void test_workspace_purge(void)
 int main(void)
 {
     const char *const reaper_env[] = {"RETENTION_MESSAGES=5s", "REAPER_INTERVAL=1d", NULL};
-    struct timeval tv;
 
-    gettimeofday(&tv, NULL);
-    now_ms_ = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    now_ms_ = th_now_ms();
     th_init("reaper_e2e");
     th_stack_init(&st);
     th_stack_start(&st, &vault, "token-vault", NULL);

@@ -10,7 +10,6 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/mem.h"
@@ -22,13 +21,6 @@ int router1_port, router2_port;
 int64_t now_ms_;
 const char *const router_env[] = {"SEND_MAX_ATTEMPTS=3", "META_APP_ID=" FAKEMETA_APP_ID, NULL};
 char suite_ws[64];
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* One messaging event for the Page, POSTed through ingest; checks the 200. */
 static void post(const char *event)
@@ -585,7 +577,7 @@ int main(void)
 {
     th_init("router");
     th_stack_init(&st);
-    now_ms_ = now_ms();
+    now_ms_ = th_now_ms();
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     router1_port = th_stack_start(&st, &router1, "conversation-router", router_env);

@@ -15,7 +15,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/mem.h"
@@ -28,13 +27,6 @@ static struct th_stack st;
 static struct th_proc ingest, vault, router, router_lives[2];
 static char ws[64], page_int[64], ig_int[64];
 static int64_t t0; /* the run's start, epoch ms: Meta's times are relative to it */
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static cJSON *run(int want, const char *const *args)
 {
@@ -333,7 +325,7 @@ static void test_scheduled_silence(void)
     cJSON *r;
 
     fakemeta_conv_add(st.meta, FAKEMETA_FACEBOOK, PAGE, "bf-silent", "m_bfs_1", "nobody heard this",
-                      now_ms() - 60 * 1000, false);
+                      th_now_ms() - 60 * 1000, false);
     free(th_stack_sql(&st, "UPDATE vault.integrations SET subscription_checked_at = now() -"
                            " interval '7 hours' RETURNING 1"));
     r = th_stack_request(&st, "vault.refresh.run", "{}");
@@ -363,7 +355,7 @@ static void dump_job(const char *id)
 static void test_crash_midway(void)
 {
     char psid[32], mid[48], text[64], body[256];
-    int64_t base = now_ms() - 10 * 60 * 1000;
+    int64_t base = th_now_ms() - 10 * 60 * 1000;
     cJSON *r;
 
     for (int c = 0; c < 10; c++) {
@@ -430,7 +422,7 @@ static void test_back_from_reauth(void)
                        " AND status = 'needs_reauth'") == 1,
                10000);
     fakemeta_conv_add(st.meta, FAKEMETA_FACEBOOK, PAGE, "bf-reauth", "m_bfa_1",
-                      "written while we could not read", now_ms() - 30 * 1000, false);
+                      "written while we could not read", th_now_ms() - 30 * 1000, false);
     fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-bf-2", NULL);
     r = run(0, connect);
     CHECK_STR(th_json_str(r, "integration_id", NULL), page_int);
@@ -483,7 +475,7 @@ int main(void)
 
     th_init("router_backfill");
     th_stack_init(&st);
-    t0 = now_ms();
+    t0 = th_now_ms();
     th_stack_start(&st, &vault, "token-vault", vault_env);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     th_stack_start(&st, &router, "conversation-router", NULL);

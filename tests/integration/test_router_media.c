@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -41,13 +40,6 @@ const char *const router_env[] = {"MEDIA_MAX_BYTES=1MiB", "MEDIA_TIMEOUT=5s", "P
 static char ws[64], ig_integration[64], image_att[64], image_conv[64];
 static unsigned char image[IMAGE_BYTES];
 static char image_hex[33]; /* 16 bytes from the image's middle, in hex: what a scan looks for */
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 void proof_of(const char *token, char out[65])
 {
@@ -84,7 +76,7 @@ static void message(bool ig, const char *psid, const char *mid, int64_t ts, cons
                   "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
                   "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
                   "\"message\":{\"mid\":\"%s\"",
-                  ig ? "instagram" : "page", ig ? IG : PAGE, (long long)now_ms(), psid,
+                  ig ? "instagram" : "page", ig ? IG : PAGE, (long long)th_now_ms(), psid,
                   ig ? IG : PAGE, (long long)ts, mid);
     if (text != NULL)
         cm_buf_printf(&b, ",\"text\":\"%s\"", text);
@@ -219,7 +211,7 @@ static void test_image_downloaded(void)
     cJSON *out, *au;
     FILE *f;
 
-    message(false, "cust-ada", "m_img_1", now_ms(), atts, "look at this");
+    message(false, "cust-ada", "m_img_1", th_now_ms(), atts, "look at this");
     if (!attachment_of("m_img_1", 0, image_att))
         goto done;
     await_state(image_att, "stored");
@@ -284,8 +276,8 @@ static void test_expired_refetched(void)
     fakemeta_cdn_expire(st.meta, "ig-exp");
     fakemeta_media_message(st.meta, "m_vid_exp", fb_names, 1);
     fakemeta_media_message(st.meta, "m_ig_exp", ig_names, 1);
-    message(false, "cust-ada", "m_vid_exp", now_ms(), fb_atts, NULL);
-    message(true, "ig-grace", "m_ig_exp", now_ms(), ig_atts, NULL);
+    message(false, "cust-ada", "m_vid_exp", th_now_ms(), fb_atts, NULL);
+    message(true, "ig-grace", "m_ig_exp", th_now_ms(), ig_atts, NULL);
     if (attachment_of("m_vid_exp", 0, fb_att))
         await_state(fb_att, "stored");
     if (attachment_of("m_ig_exp", 0, ig_att))
@@ -337,8 +329,8 @@ static void test_unavailable(void)
 
     snprintf(path, sizeof(path), "%s/never", th_tmpdir());
     fakemeta_cdn_expire(st.meta, "gone-img");
-    message(false, "cust-ada", "m_gone", now_ms(), gone_atts, NULL);
-    message(false, "cust-ada", "m_big", now_ms(), big_atts, NULL);
+    message(false, "cust-ada", "m_gone", th_now_ms(), gone_atts, NULL);
+    message(false, "cust-ada", "m_big", th_now_ms(), big_atts, NULL);
     if (attachment_of("m_gone", 0, gone)) {
         await_state(gone, "unavailable");
         n = sql("SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
@@ -373,7 +365,7 @@ static void test_lookaside(void)
     char *cdn = fakemeta_cdn_put(st.meta, "ig-look", "image/webp", bytes, sizeof(bytes));
     char *url = fakemeta_cdn_lookaside(st.meta, "ig-look"), *atts = one("image", url), att[64];
 
-    message(true, "ig-grace", "m_ig_look", now_ms(), atts, NULL);
+    message(true, "ig-grace", "m_ig_look", th_now_ms(), atts, NULL);
     if (attachment_of("m_ig_look", 0, att)) {
         char *n;
         await_state(att, "stored");
@@ -396,7 +388,7 @@ static void test_transient(void)
     char *atts = one("image", url), att[64], q[512], *n = NULL;
 
     fakemeta_cdn_fault(st.meta, "flaky-img", 500, 0);
-    message(false, "cust-ada", "m_flaky", now_ms(), atts, NULL);
+    message(false, "cust-ada", "m_flaky", th_now_ms(), atts, NULL);
     if (attachment_of("m_flaky", 0, att)) {
         snprintf(q, sizeof(q),
                  "SELECT state || '|' || attempts || '|' || error || '|' ||"
@@ -422,8 +414,8 @@ static void test_story_mention(void)
     const char *args[] = {"attachment", "get", fresh, "--out", path, NULL};
 
     snprintf(path, sizeof(path), "%s/story", th_tmpdir());
-    message(true, "ig-grace", "m_story_new", now_ms(), atts, NULL);
-    message(true, "ig-grace", "m_story_old", now_ms() - 25LL * 3600 * 1000, atts, NULL);
+    message(true, "ig-grace", "m_story_new", th_now_ms(), atts, NULL);
+    message(true, "ig-grace", "m_story_old", th_now_ms() - 25LL * 3600 * 1000, atts, NULL);
     if (attachment_of("m_story_old", 0, old)) {
         await_state(old, "unavailable");
         n = sql("SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
@@ -456,7 +448,7 @@ static void post_event(const char *field, const char *ev)
     cm_buf_printf(&b,
                   "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":%lld,"
                   "\"%s\":[%s]}]}",
-                  (long long)now_ms(), field, ev);
+                  (long long)th_now_ms(), field, ev);
     CHECK_MSG(th_stack_webhook(&st, b.data) == 200, "webhook refused: %s", field);
     cm_buf_cleanup(&b);
 }
@@ -474,12 +466,12 @@ static void test_echo_and_standby(void)
              "{\"sender\":{\"id\":\"" PAGE "\"},\"recipient\":{\"id\":\"cust-ada\"},"
              "\"timestamp\":%lld,\"message\":{\"mid\":\"m_echo_img\",\"is_echo\":true,"
              "\"app_id\":" FAKEMETA_INBOX_APP_ID ",\"attachments\":%s}}",
-             (long long)now_ms(), echo_atts);
+             (long long)th_now_ms(), echo_atts);
     post_event("messaging", ev);
     snprintf(ev, sizeof(ev),
              "{\"sender\":{\"id\":\"cust-ada\"},\"recipient\":{\"id\":\"" PAGE "\"},"
              "\"timestamp\":%lld,\"message\":{\"mid\":\"m_sb_file\",\"attachments\":%s}}",
-             (long long)now_ms(), sb_atts);
+             (long long)th_now_ms(), sb_atts);
     post_event("standby", ev);
     if (attachment_of("m_echo_img", 0, att)) {
         char *n;
@@ -511,8 +503,8 @@ static void test_duplicate(void)
     char *url = fakemeta_cdn_put(st.meta, "img-ada", "image/jpeg", image, sizeof(image));
     char *atts = one("image", url), *n, *marker;
 
-    message(false, "cust-ada", "m_img_1", now_ms(), atts, "look at this");
-    message(false, "cust-ada", "m_after_dup", now_ms(), NULL, "after the duplicate");
+    message(false, "cust-ada", "m_img_1", th_now_ms(), atts, "look at this");
+    message(false, "cust-ada", "m_after_dup", th_now_ms(), NULL, "after the duplicate");
     CHECK(WAIT_UNTIL((marker = th_stack_sql(&st, "SELECT 1 FROM router.messages"
                                                  " WHERE mid = 'm_after_dup'")) != NULL,
                      10000));
@@ -682,7 +674,7 @@ int main(void)
     if (sodium_init() < 0)
         return 1;
     th_stack_init(&st);
-    now_ms_ = now_ms();
+    now_ms_ = th_now_ms();
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     router1_port = th_stack_start(&st, &router1, "conversation-router", router_env);

@@ -12,7 +12,6 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/crypto.h"
@@ -33,13 +32,6 @@ const char *const router_env[] = {"PROFILE_RATE=240", "PROFILE_REFRESH=6s",
                                   "PROFILE_REFUSED_RETRY=1h", "PROFILE_BACKOFF=1s", NULL};
 
 static char ws[64], ig_integration[64];
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* Meta's appsecret_proof of token under the stand-in's app secret (as test_router_reply's). */
 void proof_of(const char *token, char out[65])
@@ -73,7 +65,7 @@ static void message(bool ig, const char *psid)
              "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
              "\"message\":{\"mid\":\"m_%s\",\"text\":\"hello from %s\"}}]}]}",
              ig ? "instagram" : "page", ig ? IG : PAGE, (long long)now_ms_, psid, ig ? IG : PAGE,
-             (long long)now_ms(), psid, psid);
+             (long long)th_now_ms(), psid, psid);
     CHECK_MSG(th_stack_webhook(&st, body) == 200, "webhook refused for %s", psid);
 }
 
@@ -416,7 +408,7 @@ int main(void)
 {
     th_init("router_profile");
     th_stack_init(&st);
-    now_ms_ = now_ms();
+    now_ms_ = th_now_ms();
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     router1_port = th_stack_start(&st, &router1, "conversation-router", router_env);

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -167,13 +166,6 @@ static void test_refusals(void)
 
 /* --- inbound media through S3, end to end ------------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* Runs domsctl args, checking its exit code; its parsed output (free it) or NULL. */
 static cJSON *run(int want, const char *const *args)
 {
@@ -222,7 +214,7 @@ static void image_message(const char *mid, const char *name, const void *bytes, 
                   "\"messaging\":[{\"sender\":{\"id\":\"cust-s3\"},\"recipient\":{\"id\":\"" PAGE
                   "\"},\"timestamp\":%lld,\"message\":{\"mid\":\"%s\",\"attachments\":[{"
                   "\"type\":\"image\",\"payload\":{\"url\":\"%s\"}}]}}]}]}",
-                  (long long)now_ms(), (long long)now_ms(), mid, url);
+                  (long long)th_now_ms(), (long long)th_now_ms(), mid, url);
     CHECK_MSG(th_stack_webhook(&st, b.data) == 200, "webhook refused for %s", mid);
     cm_buf_cleanup(&b);
     free(url);

@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/mem.h"
@@ -201,6 +202,11 @@ void th_sign(const char *secret, const char *body, size_t len, char out[80]);
 
 /* Reads a whole file (free it), or NULL. */
 char *th_read_file(const char *path);
+
+/* The wall clock in milliseconds since the epoch: Meta's timestamps (webhooks' "time" and
+ * "timestamp"), and times the tests compare with those the daemons store. For deadlines and
+ * durations, check.h's check_now_ms() (the monotonic clock). */
+int64_t th_now_ms(void);
 
 /* Sleeps ms milliseconds (for pacing load, never for synchronisation: WAIT_UNTIL in check.h
  * waits for a condition). */

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "stack.h"
@@ -23,13 +22,6 @@
 
 static struct th_stack st;
 static struct th_proc vault, router;
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static long sql_num(const char *sql)
 {
@@ -92,7 +84,7 @@ int main(void)
                    (const char *const[]){"LOG_LEVEL=info", NULL});
     id = setup();
     /* Within the last day, every message of a conversation a second apart. */
-    base = now_ms() - 86400 * 1000LL;
+    base = th_now_ms() - 86400 * 1000LL;
     for (int c = 0; c < convs; c++) {
         char psid[32], mid[48], text[64];
         snprintf(psid, sizeof(psid), "bench-%d", c);
