@@ -50,8 +50,6 @@ void test_reply_setup(void);
 void test_reply_limits(void);
 void test_appsecret_proof(void);
 void test_reply_refused_at_once(void);
-/* Meta's appsecret_proof of token under the stand-in's app secret (64 hex digits). */
-void proof_of(const char *token, char out[65]);
 
 /* test_router_lists.c */
 void test_lists_setup(void);

@@ -41,15 +41,6 @@ static char ws[64], ig_integration[64], image_att[64], image_conv[64];
 static unsigned char image[IMAGE_BYTES];
 static char image_hex[33]; /* 16 bytes from the image's middle, in hex: what a scan looks for */
 
-void proof_of(const char *token, char out[65])
-{
-    unsigned char mac[CM_SHA256_LEN];
-
-    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), token, strlen(token),
-                          mac);
-    cm_hex_encode(mac, sizeof(mac), out);
-}
-
 static cJSON *run(int want, const char *const *args)
 {
     cJSON *out = NULL;
@@ -289,7 +280,7 @@ static void test_expired_refetched(void)
     if (r != NULL) {
         char *p = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(fakehttp_header(r, "Authorization"), "Bearer PAGE-" PAGE "-short-media");
-        proof_of("PAGE-" PAGE "-short-media", proof);
+        fakemeta_proof("PAGE-" PAGE "-short-media", proof);
         CHECK_STR(p, proof);
         free(p);
     }

@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "check.h"
-#include "common/crypto.h"
 #include "common/mem.h"
 #include "router_suite.h"
 
@@ -32,16 +31,6 @@ const char *const router_env[] = {"PROFILE_RATE=240", "PROFILE_REFRESH=6s",
                                   "PROFILE_REFUSED_RETRY=1h", "PROFILE_BACKOFF=1s", NULL};
 
 static char ws[64], ig_integration[64];
-
-/* Meta's appsecret_proof of token under the stand-in's app secret (as test_router_reply's). */
-void proof_of(const char *token, char out[65])
-{
-    unsigned char mac[CM_SHA256_LEN];
-
-    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), token, strlen(token),
-                          mac);
-    cm_hex_encode(mac, sizeof(mac), out);
-}
 
 static cJSON *run(int want, const char *const *args)
 {
@@ -176,7 +165,7 @@ static void test_name_after_first_message(void)
              *p = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(fields, "first_name,last_name,profile_pic");
         CHECK_STR(fakehttp_header(r, "Authorization"), "Bearer PAGE-" PAGE "-short-prof");
-        proof_of("PAGE-" PAGE "-short-prof", proof);
+        fakemeta_proof("PAGE-" PAGE "-short-prof", proof);
         CHECK_STR(p, proof);
         free(fields);
         free(p);

@@ -182,15 +182,6 @@ void test_reply_limits(void)
     free(fb_conv);
 }
 
-void proof_of(const char *token, char out[2 * CM_SHA256_LEN + 1])
-{
-    unsigned char mac[CM_SHA256_LEN];
-
-    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), token, strlen(token),
-                          mac);
-    cm_hex_encode(mac, sizeof(mac), out);
-}
-
 /*
  * Every Graph call with a token carries its appsecret_proof: the suite's (the exchanges, the
  * Page token read, the sends) and the stand-in requires it, as an app with "Require App
@@ -212,7 +203,7 @@ void test_appsecret_proof(void)
     r = fakehttp_find(fb, "/v23.0/" PAGE_DEAUTH "/messages");
     CHECK(r != NULL);
     if (r != NULL) {
-        proof_of(page_token, want);
+        fakemeta_proof(page_token, want);
         got = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(got, want);
         free(got);
@@ -220,7 +211,7 @@ void test_appsecret_proof(void)
     r = fakehttp_find(ig, "/v23.0/" IG_GONE "/messages");
     CHECK(r != NULL);
     if (r != NULL) {
-        proof_of("IGLL-short-ig-limits", want);
+        fakemeta_proof("IGLL-short-ig-limits", want);
         got = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(got, want);
         free(got);
@@ -229,7 +220,7 @@ void test_appsecret_proof(void)
     r = fakehttp_find(fb, "/v23.0/" PAGE_DEAUTH);
     CHECK(r != NULL);
     if (r != NULL) {
-        proof_of("EAAU-short-fb-limits", want);
+        fakemeta_proof("EAAU-short-fb-limits", want);
         got = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(got, want);
         free(got);
@@ -242,13 +233,13 @@ void test_appsecret_proof(void)
     CHECK_CONTAINS(resp.body.data, "require an appsecret_proof argument");
     CHECK_CONTAINS(resp.body.data, "\"code\":100");
     th_resp_cleanup(&resp);
-    proof_of("PAGE-" PAGE "-short-router", want);
+    fakemeta_proof("PAGE-" PAGE "-short-router", want);
     snprintf(url, sizeof(url), "%s/v23.0/" PAGE_DEAUTH "/messages?appsecret_proof=%s",
              fakemeta_url(st.meta, FAKEMETA_FACEBOOK), want);
     CHECK_INT(th_http(&resp, "POST", url, headers, probe, strlen(probe)), 400);
     CHECK_CONTAINS(resp.body.data, "Invalid appsecret_proof");
     th_resp_cleanup(&resp);
-    proof_of(page_token, want);
+    fakemeta_proof(page_token, want);
     snprintf(url, sizeof(url), "%s/v23.0/" PAGE_DEAUTH "/messages?appsecret_proof=%s",
              fakemeta_url(st.meta, FAKEMETA_FACEBOOK), want);
     CHECK_INT(th_http(&resp, "POST", url, headers, probe, strlen(probe)), 200);

@@ -183,7 +183,7 @@ void test_throttling(void)
      * usage. */
     {
         char proof[65];
-        proof_of("PAGE-" PAGE "-short-router", proof);
+        fakemeta_proof("PAGE-" PAGE "-short-router", proof);
         snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages?appsecret_proof=%s",
                  fakemeta_url(st.meta, FAKEMETA_FACEBOOK), proof);
     }
