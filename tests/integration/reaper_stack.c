@@ -69,11 +69,7 @@ char *rs_sql(const char *q)
 
 long rs_sql_long(const char *q)
 {
-    char *v = rs_sql(q);
-    long n = v ? strtol(v, NULL, 10) : -1;
-
-    free(v);
-    return n;
+    return th_stack_count(&rs.st, q);
 }
 
 char *rs_connect(const char *ws, const char *platform, const char *account, const char *asid)

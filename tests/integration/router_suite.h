@@ -33,8 +33,6 @@ extern char suite_ws[64];
 extern char *suite_c1;
 /* Posts a signed webhook of one text message from psid, Meta's timestamp ts. */
 void suite_message(const char *psid, const char *mid, const char *text, int64_t ts);
-/* Runs domsctl as operator, expecting exit code want; its JSON (free it). */
-cJSON *suite_run(int want, const char *const *args);
 /* Polls until conv's message with text has status; the message (free it), NULL after 10 s. */
 cJSON *suite_await_status(const char *conv, const char *text, const char *status);
 /* Replies text to conv as alice (human: --human-agent); the message id (free it). */

@@ -45,22 +45,10 @@ void suite_message(const char *psid, const char *mid, const char *text, int64_t 
     post(ev);
 }
 
-cJSON *suite_run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
-}
-
 static cJSON *conversations_in(const char *workspace)
 {
     const char *args[] = {"conversations", "list", "--workspace", workspace, NULL};
-    return suite_run(0, args);
+    return th_stack_run(&st, 0, args);
 }
 
 static cJSON *conversations(void)
@@ -71,7 +59,7 @@ static cJSON *conversations(void)
 static cJSON *messages(const char *conv)
 {
     const char *args[] = {"messages", "list", conv, NULL};
-    return suite_run(0, args);
+    return th_stack_run(&st, 0, args);
 }
 
 /* The id of the conversation of workspace holding a message with text (a new string), or
@@ -155,7 +143,7 @@ cJSON *suite_await_status(const char *conv, const char *text, const char *status
 static void test_setup(void)
 {
     const char *create[] = {"workspace", "create", "--name", "Acme Outdoor", NULL};
-    cJSON *out = suite_run(0, create);
+    cJSON *out = th_stack_run(&st, 0, create);
     const char *connect[] = {"integration", "connect",      "--workspace", suite_ws,
                              "--platform",  "messenger",    "--account",   PAGE,
                              "--token",     "short-router", NULL};
@@ -169,13 +157,13 @@ static void test_setup(void)
                            "--role", "agent", "--capacity",  "1",      NULL};
         const char *v[] = {"member", "add",    "--workspace", suite_ws, "--user",
                            "vic",    "--role", "viewer",      NULL};
-        cJSON_Delete(suite_run(0, a));
-        cJSON_Delete(suite_run(0, b));
-        cJSON_Delete(suite_run(0, v));
+        cJSON_Delete(th_stack_run(&st, 0, a));
+        cJSON_Delete(th_stack_run(&st, 0, b));
+        cJSON_Delete(th_stack_run(&st, 0, v));
     }
     /* The token Meta's Login dialog would have given the business. */
     fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-router", NULL);
-    out = suite_run(0, connect);
+    out = th_stack_run(&st, 0, connect);
     CHECK(th_json_str(out, "integration_id", NULL) != NULL);
     cJSON_Delete(out);
 }
@@ -246,7 +234,7 @@ static void test_waiting_assignment(void)
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(conv_row(list, c3), "assignee")));
     cJSON_Delete(list);
     close[2] = c2;
-    cJSON_Delete(suite_run(0, close));
+    cJSON_Delete(th_stack_run(&st, 0, close));
     list = conversations();
     CHECK_STR(th_json_str(conv_row(list, c2), "status", NULL), "closed");
     CHECK_MSG(th_json_str(conv_row(list, c3), "assignee", NULL) != NULL,
@@ -399,7 +387,7 @@ static void reply_refused(const char *conv, const char *text, bool human, const 
 char *suite_reply_ok(const char *conv, const char *text, bool human)
 {
     const char *args[] = {"reply", conv, "--text", text, human ? "--human-agent" : NULL, NULL};
-    cJSON *out = suite_run(0, args);
+    cJSON *out = th_stack_run(&st, 0, args);
     char *id = cm_xstrdup(
         th_json_str(out, "message_id", NULL) ? th_json_str(out, "message_id", NULL) : "");
     CHECK_STR(th_json_str(out, "status", NULL), "queued");
@@ -472,7 +460,7 @@ static void test_roles(void)
                                   "--user",  "eve",   "--role", "admin", NULL};
     char *out = NULL;
 
-    cJSON_Delete(suite_run(0, viewer_list));
+    cJSON_Delete(th_stack_run(&st, 0, viewer_list));
     CHECK_INT(th_stack_domsctl(&st, NULL, &out, viewer_reply), 1);
     CHECK_CONTAINS(out, "needs the agent role");
     free(out);

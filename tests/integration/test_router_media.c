@@ -41,18 +41,6 @@ static char ws[64], ig_integration[64], image_att[64], image_conv[64];
 static unsigned char image[IMAGE_BYTES];
 static char image_hex[33]; /* 16 bytes from the image's middle, in hex: what a scan looks for */
 
-static cJSON *run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
-}
-
 /*
  * A message mid from psid to the Page (or the Instagram account when ig) at Meta's time ts,
  * with attachments (a JSON array's text, may be NULL) and text (may be NULL).
@@ -169,7 +157,7 @@ static cJSON *audit_of(const char *subject)
 static void test_setup(void)
 {
     const char *create[] = {"workspace", "create", "--name", "Media", NULL};
-    cJSON *out = run(0, create);
+    cJSON *out = th_stack_run(&st, 0, create);
     const char *fb[] = {"integration", "connect",     "--workspace", ws,
                         "--platform",  "messenger",   "--account",   PAGE,
                         "--token",     "short-media", NULL};
@@ -181,8 +169,8 @@ static void test_setup(void)
     cJSON_Delete(out);
     fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-media", NULL);
     fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-ig-media", IG);
-    cJSON_Delete(run(0, fb));
-    out = run(0, ig);
+    cJSON_Delete(th_stack_run(&st, 0, fb));
+    out = th_stack_run(&st, 0, ig);
     snprintf(ig_integration, sizeof(ig_integration), "%s",
              th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
                                                       : "none");
@@ -219,7 +207,7 @@ static void test_image_downloaded(void)
         free(n);
     }
     snprintf(path, sizeof(path), "%s/img-ada.jpg", th_tmpdir());
-    out = run(0, args);
+    out = th_stack_run(&st, 0, args);
     CHECK_STR(th_json_str(out, "attachment_id", NULL), image_att);
     CHECK_STR(th_json_str(out, "type", NULL), "image");
     CHECK_STR(th_json_str(out, "content_type", NULL), "image/jpeg");
@@ -330,7 +318,7 @@ static void test_unavailable(void)
         CHECK_CONTAINS(n, "Meta refused a fresh one");
         CHECK_CONTAINS(n, "|true");
         free(n);
-        cJSON_Delete(run(1, args));
+        cJSON_Delete(th_stack_run(&st, 1, args));
         CHECK(access(path, F_OK) != 0);
     }
     if (attachment_of("m_big", 0, huge)) {
@@ -423,7 +411,7 @@ static void test_story_mention(void)
             fresh);
         CHECK_STR(n, "true|true");
         free(n);
-        cJSON_Delete(run(1, args));
+        cJSON_Delete(th_stack_run(&st, 1, args));
     }
     CHECK(fakemeta_cdn_gets(st.meta, "story-1") == 0);
     free(atts);
@@ -512,7 +500,7 @@ static void test_duplicate(void)
 static void test_messages_list(void)
 {
     const char *args[] = {"messages", "list", image_conv, "--all", NULL};
-    cJSON *out = run(0, args), *m;
+    cJSON *out = th_stack_run(&st, 0, args), *m;
     bool seen_image = false, seen_plain = false;
 
     cJSON_ArrayForEach(m, out)
@@ -545,7 +533,7 @@ static void test_messages_list(void)
 static void test_viewers(void)
 {
     const char *create[] = {"workspace", "create", "--name", "Elsewhere", NULL};
-    cJSON *out = run(0, create);
+    cJSON *out = th_stack_run(&st, 0, create);
     char other[64], path[256];
     const char *add_out[] = {"member",   "add",    "--workspace", other, "--user",
                              "outsider", "--role", "viewer",      NULL};
@@ -561,15 +549,15 @@ static void test_viewers(void)
     snprintf(other, sizeof(other), "%s", th_json_str(out, "workspace_id", NULL));
     cJSON_Delete(out);
     snprintf(path, sizeof(path), "%s/viewer.jpg", th_tmpdir());
-    cJSON_Delete(run(0, add_out));
-    cJSON_Delete(run(0, add_in));
-    cJSON_Delete(run(1, denied));
+    cJSON_Delete(th_stack_run(&st, 0, add_out));
+    cJSON_Delete(th_stack_run(&st, 0, add_in));
+    cJSON_Delete(th_stack_run(&st, 1, denied));
     CHECK(access(path, F_OK) != 0);
-    cJSON_Delete(run(0, allowed));
+    cJSON_Delete(th_stack_run(&st, 0, allowed));
     CHECK(access(path, F_OK) == 0);
     unlink(path);
-    cJSON_Delete(run(1, bad));
-    cJSON_Delete(run(2, usage));
+    cJSON_Delete(th_stack_run(&st, 1, bad));
+    cJSON_Delete(th_stack_run(&st, 2, usage));
 }
 
 /* Nothing of the media, its URLs or the contact's name in plaintext in the router's schema. */

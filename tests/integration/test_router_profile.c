@@ -32,18 +32,6 @@ const char *const router_env[] = {"PROFILE_RATE=240", "PROFILE_REFRESH=6s",
 
 static char ws[64], ig_integration[64];
 
-static cJSON *run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
-}
-
 /* A message from psid (mid "m_<psid>") to the Page, or to the Instagram account when ig. */
 static void message(bool ig, const char *psid)
 {
@@ -116,7 +104,7 @@ static char *profile_row(const char *conv)
 static void test_setup(void)
 {
     const char *create[] = {"workspace", "create", "--name", "Profiles", NULL};
-    cJSON *out = run(0, create);
+    cJSON *out = th_stack_run(&st, 0, create);
     const char *fb[] = {"integration", "connect",    "--workspace", ws,
                         "--platform",  "messenger",  "--account",   PAGE,
                         "--token",     "short-prof", NULL};
@@ -128,8 +116,8 @@ static void test_setup(void)
     cJSON_Delete(out);
     fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-prof", NULL);
     fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-ig-prof", IG);
-    cJSON_Delete(run(0, fb));
-    out = run(0, ig);
+    cJSON_Delete(th_stack_run(&st, 0, fb));
+    out = th_stack_run(&st, 0, ig);
     snprintf(ig_integration, sizeof(ig_integration), "%s",
              th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
                                                       : "none");
@@ -181,7 +169,7 @@ static void test_name_after_first_message(void)
 
     /* The read shows the picture's URL too; the list shows the name. */
     args[2] = c1;
-    got = run(0, args);
+    got = th_stack_run(&st, 0, args);
     CHECK_STR(th_json_str(got, "contact_name", NULL), "Ada Lovelace-cust-ada");
     CHECK_CONTAINS(th_json_str(got, "contact_picture_url", NULL),
                    "platform-lookaside.fbsbx.com/platform/profilepic/?psid=cust-ada");
@@ -190,7 +178,7 @@ static void test_name_after_first_message(void)
         const char *list[] = {"conversations", "list", "--workspace", ws, NULL};
         const cJSON *c;
         bool seen = false;
-        got = run(0, list);
+        got = th_stack_run(&st, 0, list);
         cJSON_ArrayForEach(c, got)
         {
             if (strcmp(th_json_str(c, "conversation_id", NULL), c2) == 0) {

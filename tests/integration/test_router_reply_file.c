@@ -37,16 +37,10 @@ static int64_t now_ms(void)
     return th_now_ms();
 }
 
+/* domsctl args, checking that it exits want; its JSON (free it). */
 static cJSON *run(int want, const char *const *args)
 {
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
+    return th_stack_run(&st, want, args);
 }
 
 /* domsctl with its exit status and what it printed (*why: free it). */
@@ -127,13 +121,10 @@ static bool has_status(const char *id, const char *want)
     return ok;
 }
 
+/* sql's value as a number (-1: no row). */
 static long count(const char *sql)
 {
-    char *v = th_stack_sql(&st, sql);
-    long n = v != NULL ? atol(v) : -1;
-
-    free(v);
-    return n;
+    return th_stack_count(&st, sql);
 }
 
 /* Requests to Meta's Attachment Upload API received so far. */

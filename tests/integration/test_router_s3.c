@@ -166,19 +166,6 @@ static void test_refusals(void)
 
 /* --- inbound media through S3, end to end ------------------------------------------------ */
 
-/* Runs domsctl args, checking its exit code; its parsed output (free it) or NULL. */
-static cJSON *run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
-}
-
 /* A value of the router's schema (a new string), or NULL; fmt takes one string. */
 static char *sql(const char *fmt, const char *arg) __attribute__((format(printf, 1, 0)));
 static char *sql(const char *fmt, const char *arg)
@@ -280,11 +267,11 @@ static void test_e2e_setup(void)
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     th_stack_start(&st, &router, "conversation-router", s3_env);
-    out = run(0, create);
+    out = th_stack_run(&st, 0, create);
     snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
     cJSON_Delete(out);
     fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-s3", NULL);
-    out = run(0, connect);
+    out = th_stack_run(&st, 0, connect);
     snprintf(integration, sizeof(integration), "%s",
              th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
                                                       : "none");
@@ -334,7 +321,7 @@ static void test_e2e_stored(void)
 
     /* The user's path: domsctl reads it back through the router, from S3. */
     snprintf(path, sizeof(path), "%s/s3-img.jpg", th_tmpdir());
-    out = run(0, args);
+    out = th_stack_run(&st, 0, args);
     CHECK_STR(th_json_str(out, "attachment_id", NULL), image_att);
     CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "size")) == IMAGE_BYTES);
     cJSON_Delete(out);

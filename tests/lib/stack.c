@@ -150,6 +150,18 @@ int th_stack_domsctl(struct th_stack *s, cJSON **out, char **text, const char *c
     return code;
 }
 
+cJSON *th_stack_run(struct th_stack *s, int want, const char *const *args)
+{
+    cJSON *out = NULL;
+    char *text = NULL;
+    int code = th_stack_domsctl(s, &out, &text, args);
+
+    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
+              text);
+    free(text);
+    return out;
+}
+
 static cJSON *parse_reply(natsStatus st, natsMsg *reply)
 {
     cJSON *json = NULL;
@@ -191,6 +203,11 @@ char *th_stack_sql(struct th_stack *s, const char *sql)
 char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql)
 {
     return th_db_sql(&s->db, role, sql);
+}
+
+long th_stack_count(struct th_stack *s, const char *sql)
+{
+    return th_db_count(&s->db, NULL, sql);
 }
 
 void th_stack_stop(struct th_stack *s)

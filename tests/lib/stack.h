@@ -47,6 +47,11 @@ long th_stack_webhook(struct th_stack *s, const char *body);
  * *text everything printed (may be NULL). Free both. */
 int th_stack_domsctl(struct th_stack *s, cJSON **out, char **text, const char *const *args);
 
+/* Runs domsctl --json args as th_stack_domsctl does, and checks that it exits want (a failed
+ * check shows the first two arguments and what it printed). Returns the parsed stdout (free
+ * it), or NULL when it printed no JSON. */
+cJSON *th_stack_run(struct th_stack *s, int want, const char *const *args);
+
 /* A request to a service subject as the operator (published on "<subject>.operator"); the
  * parsed reply (free it) or NULL. */
 cJSON *th_stack_request(struct th_stack *s, const char *subject, const char *body);
@@ -61,6 +66,8 @@ cJSON *th_stack_js(struct th_stack *s, const char *subject, const char *body);
 char *th_stack_sql(struct th_stack *s, const char *sql);
 /* The same as role (NULL: the admin). */
 char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql);
+/* th_stack_sql's value as a number (a count), as the admin; -1 when there is no row. */
+long th_stack_count(struct th_stack *s, const char *sql);
 
 /* Stops every daemon started that is still running (SIGTERM), each of which must exit 0 (the
  * test fails naming it and its status), then the stand-in and nats-server. */

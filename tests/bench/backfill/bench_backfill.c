@@ -23,15 +23,6 @@
 static struct th_stack st;
 static struct th_proc vault, router;
 
-static long sql_num(const char *sql)
-{
-    char *v = th_stack_sql(&st, sql);
-    long n = v != NULL ? atol(v) : -1;
-
-    free(v);
-    return n;
-}
-
 static int env_int(const char *name, int dflt)
 {
     const char *v = getenv(name);
@@ -63,8 +54,9 @@ static char *setup(void)
                         : "none");
         cJSON_Delete(out);
     }
-    CHECK_WAIT(sql_num("SELECT count(*) FROM router.routes WHERE status = 'connected'") == 1,
-               10000);
+    CHECK_WAIT(
+        th_stack_count(&st, "SELECT count(*) FROM router.routes WHERE status = 'connected'") == 1,
+        10000);
     return id;
 }
 
@@ -105,20 +97,22 @@ int main(void)
              "SELECT count(*) FROM router.backfill_jobs WHERE integration_id = '%s'"
              " AND state IN ('done', 'failed')",
              id);
-    CHECK_WAIT(sql_num(q) == 1, 3600 * 1000);
+    CHECK_WAIT(th_stack_count(&st, q) == 1, 3600 * 1000);
     took = check_now_ms() - started;
     snprintf(q, sizeof(q), "SELECT calls FROM router.backfill_jobs WHERE integration_id = '%s'",
              id);
-    calls = sql_num(q);
+    calls = th_stack_count(&st, q);
     snprintf(q, sizeof(q), "SELECT stored FROM router.backfill_jobs WHERE integration_id = '%s'",
              id);
-    stored = sql_num(q);
+    stored = th_stack_count(&st, q);
     CHECK_INT(stored, total);
     CHECK_INT(
-        sql_num("SELECT count(DISTINCT mid) FROM router.messages WHERE mid LIKE 'm\\_bench\\_%'"),
+        th_stack_count(
+            &st, "SELECT count(DISTINCT mid) FROM router.messages WHERE mid LIKE 'm\\_bench\\_%'"),
         total);
-    CHECK_INT(sql_num("SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bench\\_%'"),
-              total);
+    CHECK_INT(
+        th_stack_count(&st, "SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bench\\_%'"),
+        total);
     CHECK_INT(fakemeta_conv_over_limit(st.meta), 0);
     ceiling = (double)calls / 2.0;
     printf("bench backfill: %ld messages in %d conversations: %.1f s, %ld Graph calls;"
