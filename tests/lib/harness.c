@@ -544,6 +544,15 @@ char *th_proc_output(const struct th_proc *p)
     return s ? s : cm_xstrdup("");
 }
 
+char *th_proc_log_lacks(const struct th_proc *p, const char *const *needles)
+{
+    char *log = th_proc_output(p);
+
+    for (int i = 0; needles[i] != NULL; i++)
+        CHECK_MSG(strstr(log, needles[i]) == NULL, "%s in the log of %s", needles[i], p->name);
+    return log;
+}
+
 int th_run(const char *bin, const char *const *args, const char *const *env, char **output)
 {
     struct th_proc p;

@@ -173,6 +173,10 @@ int th_proc_stop_clean(struct th_proc *p);
 int th_sanitizer_scan(const char *name, const char *log_path);
 /* Returns the process's log so far (free it). */
 char *th_proc_output(const struct th_proc *p);
+/* Checks that the process's log so far holds none of needles (NULL-terminated): each one
+ * found fails the test, naming it and the process. Returns the log (free it), for what the
+ * test looks for in it next. */
+char *th_proc_log_lacks(const struct th_proc *p, const char *const *needles);
 
 /*
  * Runs DOMS_BIN_DIR/<bin> with args and env to completion (60 s at most) and returns its
