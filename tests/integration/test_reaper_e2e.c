@@ -50,14 +50,9 @@ static void setup_workspace(char ws[64], const char *name, const char *page, con
 /* A customer's message to a Page, through ingest. */
 static void message(const char *page, const char *psid, const char *mid, const char *text)
 {
-    char body[1024];
-
-    snprintf(body, sizeof(body),
-             "{\"object\":\"page\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-             "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",\"text\":\"%s\"}}]}]}",
-             page, now_ms_, psid, page, now_ms_ - 60000, mid, text);
-    CHECK_MSG(th_stack_webhook(&st, body) == 200, "webhook %s refused", mid);
+    CHECK_MSG(th_stack_message(&st, false, page, now_ms_, psid, now_ms_ - 60000, mid, text, NULL) ==
+                  200,
+              "webhook %s refused", mid);
 }
 
 /* Rows of the router for a workspace: contacts + conversations + messages. */

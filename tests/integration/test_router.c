@@ -36,13 +36,8 @@ static void post(const char *event)
 
 void suite_message(const char *psid, const char *mid, const char *text, int64_t ts)
 {
-    char ev[1024];
-
-    snprintf(ev, sizeof(ev),
-             "{\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",\"text\":\"%s\"}}",
-             psid, (long long)ts, mid, text);
-    post(ev);
+    CHECK_MSG(th_stack_message(&st, false, PAGE, now_ms_, psid, ts, mid, text, NULL) == 200,
+              "webhook refused: %s", mid);
 }
 
 static cJSON *conversations_in(const char *workspace)

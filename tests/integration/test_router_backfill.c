@@ -50,14 +50,7 @@ static bool job_is(const char *id, const char *expr, const char *want)
 /* A contact's message to the Page through ingest, as Meta's webhook carries it. */
 static void webhook(const char *psid, const char *mid, const char *text, int64_t ts)
 {
-    char body[2048];
-
-    snprintf(body, sizeof(body),
-             "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":%lld,\"messaging\":["
-             "{\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",\"text\":\"%s\"}}]}]}",
-             (long long)ts, psid, (long long)ts, mid, text);
-    CHECK_INT(th_stack_webhook(&st, body), 200);
+    CHECK_INT(th_stack_message(&st, false, PAGE, ts, psid, ts, mid, text, NULL), 200);
 }
 
 /* How many messages with mids like pattern are stored, and how many distinct mids. */

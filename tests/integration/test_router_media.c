@@ -48,22 +48,9 @@ static char image_hex[33]; /* 16 bytes from the image's middle, in hex: what a s
 static void message(bool ig, const char *psid, const char *mid, int64_t ts, const char *atts,
                     const char *text)
 {
-    struct cm_buf b;
-
-    cm_buf_init(&b);
-    cm_buf_printf(&b,
-                  "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-                  "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-                  "\"message\":{\"mid\":\"%s\"",
-                  ig ? "instagram" : "page", ig ? IG : PAGE, (long long)th_now_ms(), psid,
-                  ig ? IG : PAGE, (long long)ts, mid);
-    if (text != NULL)
-        cm_buf_printf(&b, ",\"text\":\"%s\"", text);
-    if (atts != NULL)
-        cm_buf_printf(&b, ",\"attachments\":%s", atts);
-    cm_buf_printf(&b, "}}]}]}");
-    CHECK_MSG(th_stack_webhook(&st, b.data) == 200, "webhook refused for %s", mid);
-    cm_buf_cleanup(&b);
+    CHECK_MSG(th_stack_message(&st, ig, ig ? IG : PAGE, th_now_ms(), psid, ts, mid, text, atts) ==
+                  200,
+              "webhook refused for %s", mid);
 }
 
 /* One attachment of type at url, as Meta's webhook carries it (a new string). */

@@ -35,26 +35,22 @@ static char ws[64], ig_integration[64];
 /* A message from psid (mid "m_<psid>") to the Page, or to the Instagram account when ig. */
 static void message(bool ig, const char *psid)
 {
-    char body[2048];
+    char mid[128], text[128];
 
-    snprintf(body, sizeof(body),
-             "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-             "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"m_%s\",\"text\":\"hello from %s\"}}]}]}",
-             ig ? "instagram" : "page", ig ? IG : PAGE, (long long)now_ms_, psid, ig ? IG : PAGE,
-             (long long)th_now_ms(), psid, psid);
-    CHECK_MSG(th_stack_webhook(&st, body) == 200, "webhook refused for %s", psid);
+    snprintf(mid, sizeof(mid), "m_%s", psid);
+    snprintf(text, sizeof(text), "hello from %s", psid);
+    CHECK_MSG(th_stack_message(&st, ig, ig ? IG : PAGE, now_ms_, psid, th_now_ms(), mid, text,
+                               NULL) == 200,
+              "webhook refused for %s", psid);
 }
 
 /* The conversation of psid's first message (a new string), once stored; NULL after 10 s. */
 static char *conv_of(const char *psid)
 {
-    char q[256], *id = NULL;
+    char mid[128];
 
-    snprintf(q, sizeof(q), "SELECT conversation_id FROM router.messages WHERE mid = 'm_%s'", psid);
-    if (!WAIT_UNTIL((id = th_stack_sql(&st, q)) != NULL, 10000))
-        CHECK_MSG(0, "%s's message was never stored", psid);
-    return id;
+    snprintf(mid, sizeof(mid), "m_%s", psid);
+    return th_stack_await_conv(&st, mid);
 }
 
 /* router.conversation.get of conv, as the operator (free it). */

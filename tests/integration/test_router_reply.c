@@ -28,15 +28,9 @@ static char *ig_int, *fb_int;
 static char *inbound(const char *object, const char *account, const char *psid, const char *mid,
                      const char *text)
 {
-    char body[2048];
-
-    snprintf(body, sizeof(body),
-             "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":["
-             "{\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",\"text\":\"%s\"}}]}]}",
-             object, account, (long long)now_ms_, psid, account, (long long)now_ms_ - 60000, mid,
-             text);
-    CHECK_INT(th_stack_webhook(&st, body), 200);
+    CHECK_INT(th_stack_message(&st, strcmp(object, "instagram") == 0, account, now_ms_, psid,
+                               now_ms_ - 60000, mid, text, NULL),
+              200);
     return await_conv_in(ws, text);
 }
 

@@ -52,18 +52,14 @@ static int domsctl(cJSON **out, char **why, const char *const *args)
 /* A message from psid to the Page (or the Instagram account); its conversation (free it). */
 static char *inbound(bool ig, const char *psid)
 {
-    char body[2048], q[256], *id = NULL;
+    char mid[128], text[128], *id;
 
-    snprintf(body, sizeof(body),
-             "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-             "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"m_%s\",\"text\":\"hello from %s\"}}]}]}",
-             ig ? "instagram" : "page", ig ? IG_F : PAGE_F, (long long)started_ms, psid,
-             ig ? IG_F : PAGE_F, (long long)now_ms() - 60000, psid, psid);
-    CHECK_INT(th_stack_webhook(&st, body), 200);
-    snprintf(q, sizeof(q), "SELECT conversation_id FROM router.messages WHERE mid = 'm_%s'", psid);
-    if (!WAIT_UNTIL((id = th_stack_sql(&st, q)) != NULL, 10000))
-        CHECK_MSG(0, "%s's message was never stored", psid);
+    snprintf(mid, sizeof(mid), "m_%s", psid);
+    snprintf(text, sizeof(text), "hello from %s", psid);
+    CHECK_INT(th_stack_message(&st, ig, ig ? IG_F : PAGE_F, started_ms, psid, now_ms() - 60000, mid,
+                               text, NULL),
+              200);
+    id = th_stack_await_conv(&st, mid);
     return id != NULL ? id : cm_xstrdup("none");
 }
 

@@ -162,6 +162,40 @@ cJSON *th_stack_run(struct th_stack *s, int want, const char *const *args)
     return out;
 }
 
+long th_stack_message(struct th_stack *s, bool ig, const char *account, int64_t entry_ms,
+                      const char *psid, int64_t ts_ms, const char *mid, const char *text,
+                      const char *attachments)
+{
+    struct cm_buf b;
+    long code;
+
+    cm_buf_init(&b);
+    cm_buf_printf(&b,
+                  "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
+                  "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
+                  "\"message\":{\"mid\":\"%s\"",
+                  ig ? "instagram" : "page", account, (long long)entry_ms, psid, account,
+                  (long long)ts_ms, mid);
+    if (text != NULL)
+        cm_buf_printf(&b, ",\"text\":\"%s\"", text);
+    if (attachments != NULL)
+        cm_buf_printf(&b, ",\"attachments\":%s", attachments);
+    cm_buf_printf(&b, "}}]}]}");
+    code = th_stack_webhook(s, b.data);
+    cm_buf_cleanup(&b);
+    return code;
+}
+
+char *th_stack_await_conv(struct th_stack *s, const char *mid)
+{
+    char q[256], *id = NULL;
+
+    snprintf(q, sizeof(q), "SELECT conversation_id FROM router.messages WHERE mid = '%s'", mid);
+    if (!WAIT_UNTIL((id = th_stack_sql(s, q)) != NULL, 10000))
+        CHECK_MSG(0, "message %s was never stored", mid);
+    return id;
+}
+
 static cJSON *parse_reply(natsStatus st, natsMsg *reply)
 {
     cJSON *json = NULL;

@@ -9,6 +9,8 @@
 
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "fakehttp.h"
 #include "fakemeta.h"
@@ -46,6 +48,19 @@ long th_stack_webhook(struct th_stack *s, const char *body);
 /* Runs domsctl --json args; returns the exit code, *out the parsed stdout (may be NULL),
  * *text everything printed (may be NULL). Free both. */
 int th_stack_domsctl(struct th_stack *s, cJSON **out, char **text, const char *const *args);
+
+/*
+ * Posts through ingest a signed webhook of one message as Meta delivers it: mid from psid to
+ * account (a Page's id; with ig, an Instagram account's, object "instagram"), in an entry of
+ * Meta's time entry_ms, the message itself of Meta's time ts_ms, with text and attachments (a
+ * JSON array's text), each left out when NULL; neither is escaped. Returns ingest's status.
+ */
+long th_stack_message(struct th_stack *s, bool ig, const char *account, int64_t entry_ms,
+                      const char *psid, int64_t ts_ms, const char *mid, const char *text,
+                      const char *attachments);
+/* Waits (10 s at most) until the router has stored message mid, and returns its conversation's
+ * id (free it); after 10 s, fails the test and returns NULL. */
+char *th_stack_await_conv(struct th_stack *s, const char *mid);
 
 /* Runs domsctl --json args as th_stack_domsctl does, and checks that it exits want (a failed
  * check shows the first two arguments and what it printed). Returns the parsed stdout (free
