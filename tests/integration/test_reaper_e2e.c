@@ -35,16 +35,10 @@ static void setup_workspace(char ws[64], const char *name, const char *page, con
 {
     const char *create[] = {"workspace", "create", "--name", name, "--ai", "on", NULL};
     cJSON *out = th_stack_run(&st, 0, create);
-    const char *connect[] = {"integration", "connect",   "--workspace", ws,        "--platform",
-                             "messenger",   "--account", page,          "--token", "short",
-                             "--asid",      asid,        NULL};
 
     snprintf(ws, 64, "%s", th_json_str(out, "workspace_id", NULL));
     cJSON_Delete(out);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short", NULL);
-    out = th_stack_run(&st, 0, connect);
-    snprintf(integration, 64, "%s", th_json_str(out, "integration_id", NULL));
-    cJSON_Delete(out);
+    th_stack_connect(&st, ws, "messenger", page, "short", asid, integration);
 }
 
 /* A customer's message to a Page, through ingest. */

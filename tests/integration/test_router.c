@@ -137,14 +137,7 @@ cJSON *suite_await_status(const char *conv, const char *text, const char *status
 
 static void test_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Acme Outdoor", NULL};
-    cJSON *out = th_stack_run(&st, 0, create);
-    const char *connect[] = {"integration", "connect",      "--workspace", suite_ws,
-                             "--platform",  "messenger",    "--account",   PAGE,
-                             "--token",     "short-router", NULL};
-
-    snprintf(suite_ws, sizeof(suite_ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Acme Outdoor", suite_ws);
     {
         const char *a[] = {"member", "add",   "--workspace", suite_ws, "--user", "alice",
                            "--role", "agent", "--capacity",  "1",      NULL};
@@ -156,11 +149,8 @@ static void test_setup(void)
         cJSON_Delete(th_stack_run(&st, 0, b));
         cJSON_Delete(th_stack_run(&st, 0, v));
     }
-    /* The token Meta's Login dialog would have given the business. */
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-router", NULL);
-    out = th_stack_run(&st, 0, connect);
-    CHECK(th_json_str(out, "integration_id", NULL) != NULL);
-    cJSON_Delete(out);
+    /* With the token Meta's Login dialog would have given the business. */
+    CHECK(th_stack_connect(&st, suite_ws, "messenger", PAGE, "short-router", NULL, NULL));
 }
 
 char *suite_c1;

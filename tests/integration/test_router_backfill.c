@@ -82,29 +82,13 @@ static cJSON *ask_backfill(const char *identity, const char *body)
 
 static void test_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Backfill Outdoor", NULL};
-    cJSON *out = th_stack_run(&st, 0, create);
-
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Backfill Outdoor", ws);
     {
         const char *a[] = {"member", "add",   "--workspace", ws,    "--user", "alice",
                            "--role", "agent", "--capacity",  "100", NULL};
-        const char *fb[] = {"integration", "connect",   "--workspace", ws,
-                            "--platform",  "messenger", "--account",   PAGE,
-                            "--token",     "short-bf",  NULL};
-        const char *ig[] = {"integration", "connect",     "--workspace", ws,
-                            "--platform",  "instagram",   "--account",   IG,
-                            "--token",     "short-bf-ig", NULL};
         cJSON_Delete(th_stack_run(&st, 0, a));
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-bf", NULL);
-        fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-bf-ig", IG);
-        out = th_stack_run(&st, 0, fb);
-        snprintf(page_int, sizeof(page_int), "%s", th_json_str(out, "integration_id", NULL));
-        cJSON_Delete(out);
-        out = th_stack_run(&st, 0, ig);
-        snprintf(ig_int, sizeof(ig_int), "%s", th_json_str(out, "integration_id", NULL));
-        cJSON_Delete(out);
+        th_stack_connect(&st, ws, "messenger", PAGE, "short-bf", NULL, page_int);
+        th_stack_connect(&st, ws, "instagram", IG, "short-bf-ig", NULL, ig_int);
     }
     /* The router learns of integrations from the vault's events, a moment later. */
     CHECK_WAIT(

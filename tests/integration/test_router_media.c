@@ -143,25 +143,9 @@ static cJSON *audit_of(const char *subject)
 
 static void test_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Media", NULL};
-    cJSON *out = th_stack_run(&st, 0, create);
-    const char *fb[] = {"integration", "connect",     "--workspace", ws,
-                        "--platform",  "messenger",   "--account",   PAGE,
-                        "--token",     "short-media", NULL};
-    const char *ig[] = {"integration", "connect",        "--workspace", ws,
-                        "--platform",  "instagram",      "--account",   IG,
-                        "--token",     "short-ig-media", NULL};
-
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-media", NULL);
-    fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-ig-media", IG);
-    cJSON_Delete(th_stack_run(&st, 0, fb));
-    out = th_stack_run(&st, 0, ig);
-    snprintf(ig_integration, sizeof(ig_integration), "%s",
-             th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
-                                                      : "none");
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Media", ws);
+    th_stack_connect(&st, ws, "messenger", PAGE, "short-media", NULL, NULL);
+    th_stack_connect(&st, ws, "instagram", IG, "short-ig-media", NULL, ig_integration);
     randombytes_buf(image, sizeof(image));
     cm_hex_encode(image + IMAGE_BYTES / 2, 16, image_hex);
 }

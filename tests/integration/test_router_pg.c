@@ -206,20 +206,11 @@ char *workspace(const char *name)
 /* Connects page to ws; returns the integration id (a new string). */
 static char *connect_page(const char *ws, const char *page)
 {
-    char token[64];
-    const char *args[] = {"integration", "connect", "--workspace", ws,    "--platform", "messenger",
-                          "--account",   page,      "--token",     token, NULL};
-    cJSON *out = NULL;
-    char *id;
+    char token[64], id[64];
 
     snprintf(token, sizeof(token), "short-%s", page);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, token, NULL);
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, args), 0);
-    id = cm_xstrdup(th_json_str(out, "integration_id", NULL)
-                        ? th_json_str(out, "integration_id", NULL)
-                        : "none");
-    cJSON_Delete(out);
-    return id;
+    th_stack_connect(&st, ws, "messenger", page, token, NULL, id);
+    return cm_xstrdup(id);
 }
 
 /* Three messages from two contacts of page, "<page> says <i>", and waits until stored. */

@@ -99,25 +99,9 @@ static char *profile_row(const char *conv)
 
 static void test_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Profiles", NULL};
-    cJSON *out = th_stack_run(&st, 0, create);
-    const char *fb[] = {"integration", "connect",    "--workspace", ws,
-                        "--platform",  "messenger",  "--account",   PAGE,
-                        "--token",     "short-prof", NULL};
-    const char *ig[] = {"integration", "connect",       "--workspace", ws,
-                        "--platform",  "instagram",     "--account",   IG,
-                        "--token",     "short-ig-prof", NULL};
-
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-prof", NULL);
-    fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-ig-prof", IG);
-    cJSON_Delete(th_stack_run(&st, 0, fb));
-    out = th_stack_run(&st, 0, ig);
-    snprintf(ig_integration, sizeof(ig_integration), "%s",
-             th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
-                                                      : "none");
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Profiles", ws);
+    th_stack_connect(&st, ws, "messenger", PAGE, "short-prof", NULL, NULL);
+    th_stack_connect(&st, ws, "instagram", IG, "short-ig-prof", NULL, ig_integration);
 }
 
 /*

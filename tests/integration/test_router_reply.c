@@ -60,21 +60,10 @@ static char *repeat(const char *unit, int n)
 /* Connects account with the short-lived token given, as the business would. */
 static char *connect(const char *platform, const char *account, const char *token, const char *asid)
 {
-    const char *args[] = {"integration", "connect",   "--workspace", ws,        "--platform",
-                          platform,      "--account", account,       "--token", token,
-                          "--asid",      asid,        NULL};
-    cJSON *out = NULL;
-    char *id;
+    char id[64];
 
-    fakemeta_issue(st.meta,
-                   strcmp(platform, "instagram") == 0 ? FAKEMETA_IG_SHORT : FAKEMETA_USER_SHORT,
-                   token, strcmp(platform, "instagram") == 0 ? account : NULL);
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, args), 0);
-    id = cm_xstrdup(th_json_str(out, "integration_id", NULL)
-                        ? th_json_str(out, "integration_id", NULL)
-                        : "none");
-    cJSON_Delete(out);
-    return id;
+    th_stack_connect(&st, ws, platform, account, token, asid, id);
+    return cm_xstrdup(id);
 }
 
 void test_reply_setup(void)

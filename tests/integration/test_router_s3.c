@@ -257,25 +257,13 @@ static void await_pending_after(const char *att, const char *attempts)
 
 static void test_e2e_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "S3 media", NULL};
-    cJSON *out;
     char ws[64];
-    const char *connect[] = {"integration", "connect",   "--workspace", ws,
-                             "--platform",  "messenger", "--account",   PAGE,
-                             "--token",     "short-s3",  NULL};
 
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     th_stack_start(&st, &router, "conversation-router", s3_env);
-    out = th_stack_run(&st, 0, create);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-s3", NULL);
-    out = th_stack_run(&st, 0, connect);
-    snprintf(integration, sizeof(integration), "%s",
-             th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
-                                                      : "none");
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "S3 media", ws);
+    th_stack_connect(&st, ws, "messenger", PAGE, "short-s3", NULL, integration);
     randombytes_buf(image, sizeof(image));
     memcpy(image, MARKER, strlen(MARKER));
 }

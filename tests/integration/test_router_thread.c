@@ -168,20 +168,10 @@ static char *conv_sql(const char *conv, const char *expr)
 
 static char *connect(const char *platform, const char *account, const char *token)
 {
-    const char *args[] = {"integration", "connect", "--workspace", ws,    "--platform", platform,
-                          "--account",   account,   "--token",     token, NULL};
-    cJSON *out = NULL;
-    char *id;
+    char id[64];
 
-    fakemeta_issue(st.meta,
-                   strcmp(platform, "instagram") == 0 ? FAKEMETA_IG_SHORT : FAKEMETA_USER_SHORT,
-                   token, strcmp(platform, "instagram") == 0 ? account : NULL);
-    CHECK_INT(domsctl(&out, NULL, args), 0);
-    id = cm_xstrdup(th_json_str(out, "integration_id", NULL)
-                        ? th_json_str(out, "integration_id", NULL)
-                        : "none");
-    cJSON_Delete(out);
-    return id;
+    th_stack_connect(&st, ws, platform, account, token, NULL, id);
+    return cm_xstrdup(id);
 }
 
 void test_thread_setup(void)

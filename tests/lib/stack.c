@@ -196,6 +196,44 @@ char *th_stack_await_conv(struct th_stack *s, const char *mid)
     return id;
 }
 
+/* Copies the string at o.key into out (64 bytes), "none" when there is none. */
+static void copy_id(const cJSON *o, const char *key, char out[64])
+{
+    const char *v = th_json_str(o, key, NULL);
+
+    snprintf(out, 64, "%s", v != NULL ? v : "none");
+}
+
+void th_stack_workspace(struct th_stack *s, const char *name, char ws[64])
+{
+    const char *args[] = {"workspace", "create", "--name", name, NULL};
+    cJSON *out = th_stack_run(s, 0, args);
+
+    copy_id(out, "workspace_id", ws);
+    cJSON_Delete(out);
+}
+
+bool th_stack_connect(struct th_stack *s, const char *ws, const char *platform, const char *account,
+                      const char *token, const char *asid, char id[64])
+{
+    const char *args[] = {
+        "integration", "connect", "--workspace", ws,    "--platform",           platform,
+        "--account",   account,   "--token",     token, asid ? "--asid" : NULL, asid,
+        NULL};
+    bool ig = strcmp(platform, "instagram") == 0;
+    cJSON *out;
+    bool found;
+
+    fakemeta_issue(s->meta, ig ? FAKEMETA_IG_SHORT : FAKEMETA_USER_SHORT, token,
+                   ig ? account : NULL);
+    out = th_stack_run(s, 0, args);
+    found = th_json_str(out, "integration_id", NULL) != NULL;
+    if (id != NULL)
+        copy_id(out, "integration_id", id);
+    cJSON_Delete(out);
+    return found;
+}
+
 static cJSON *parse_reply(natsStatus st, natsMsg *reply)
 {
     cJSON *json = NULL;

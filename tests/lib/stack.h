@@ -62,6 +62,20 @@ long th_stack_message(struct th_stack *s, bool ig, const char *account, int64_t 
  * id (free it); after 10 s, fails the test and returns NULL. */
 char *th_stack_await_conv(struct th_stack *s, const char *mid);
 
+/* Creates a workspace named name (domsctl workspace create, which must exit 0) and writes its
+ * id into ws ("none" when the answer has none). */
+void th_stack_workspace(struct th_stack *s, const char *name, char ws[64]);
+/*
+ * Connects account to workspace ws on platform ("messenger": a Page's id, "instagram": an
+ * Instagram account's) as a business would: the stand-in first issues token as the short-lived
+ * token Meta's Login dialog gives (a Facebook user's, or an Instagram user's for Instagram), then
+ * domsctl integration connect (with --asid asid, the owner's app-scoped id, unless NULL), which
+ * must exit 0. Writes the integration's id into id (may be NULL; "none" when the answer has
+ * none); returns whether the answer had one.
+ */
+bool th_stack_connect(struct th_stack *s, const char *ws, const char *platform, const char *account,
+                      const char *token, const char *asid, char id[64]);
+
 /* Runs domsctl --json args as th_stack_domsctl does, and checks that it exits want (a failed
  * check shows the first two arguments and what it printed). Returns the parsed stdout (free
  * it), or NULL when it printed no JSON. */
