@@ -274,26 +274,13 @@ static void test_stored_sealed(void)
  */
 static cJSON *last_event(const char *stream, const char *subject)
 {
-    jsCtx *js = NULL;
     cJSON *json = NULL;
 
-    natsConnection_JetStream(&js, st.nc, NULL);
     for (int i = 0; i < 100 && json == NULL; i++) {
-        natsMsg *m = NULL;
-        jsErrCode jerr = 0;
-        if (js_GetLastMsg(&m, js, stream, subject, NULL, &jerr) == NATS_OK) {
-            json = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
-            natsMsg_Destroy(m);
-            if (cJSON_IsArray(json)) {
-                cJSON *all = json;
-                json = cJSON_DetachItemFromArray(all, cJSON_GetArraySize(all) - 1);
-                cJSON_Delete(all);
-            }
-        } else {
+        json = th_stack_last_event(&st, stream, subject);
+        if (json == NULL)
             th_sleep_ms(100);
-        }
     }
-    jsCtx_Destroy(js);
     return json;
 }
 

@@ -63,19 +63,6 @@ static char *one(const char *type, const char *url)
     return b.data;
 }
 
-/* A value of the router's schema (a new string), or NULL; fmt takes one string. */
-static char *sql(const char *fmt, const char *arg) __attribute__((format(printf, 1, 0)));
-static char *sql(const char *fmt, const char *arg)
-{
-    char q[1024];
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(q, sizeof(q), fmt, arg);
-#pragma GCC diagnostic pop
-    return th_stack_sql(&st, q);
-}
-
 /* The id of the attachment at position pos of message mid into out, once stored (10 s). */
 static bool attachment_of(const char *mid, int pos, char out[64])
 {
@@ -98,7 +85,7 @@ static bool attachment_of(const char *mid, int pos, char out[64])
 /* Whether att's state is want now. */
 static bool state_is(const char *att, const char *want)
 {
-    char *s = sql("SELECT state FROM router.attachments WHERE id = '%s'", att);
+    char *s = th_stack_sqlf(&st, "SELECT state FROM router.attachments WHERE id = '%s'", att);
     bool ok = s != NULL && strcmp(s, want) == 0;
 
     free(s);
@@ -114,30 +101,17 @@ static void await_state(const char *att, const char *want)
 /* The last audit event of the router's, waiting until its subject is subject (free it). */
 static cJSON *audit_of(const char *subject)
 {
-    jsCtx *js = NULL;
     cJSON *json = NULL;
 
-    natsConnection_JetStream(&js, st.nc, NULL);
     for (int i = 0; i < 100; i++) {
-        natsMsg *m = NULL;
-        jsErrCode jerr = 0;
-        if (js_GetLastMsg(&m, js, "AUDIT", "audit.conversation-router", NULL, &jerr) == NATS_OK) {
-            json = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
-            natsMsg_Destroy(m);
-            if (cJSON_IsArray(json)) {
-                cJSON *all = json;
-                json = cJSON_DetachItemFromArray(all, cJSON_GetArraySize(all) - 1);
-                cJSON_Delete(all);
-            }
-            if (th_json_str(json, "subject", NULL) != NULL &&
-                strcmp(th_json_str(json, "subject", NULL), subject) == 0)
-                break;
-            cJSON_Delete(json);
-            json = NULL;
-        }
+        json = th_stack_last_event(&st, "AUDIT", "audit.conversation-router");
+        if (th_json_str(json, "subject", NULL) != NULL &&
+            strcmp(th_json_str(json, "subject", NULL), subject) == 0)
+            break;
+        cJSON_Delete(json);
+        json = NULL;
         check_pause_ms(100);
     }
-    jsCtx_Destroy(js);
     return json;
 }
 
@@ -165,13 +139,16 @@ static void test_image_downloaded(void)
     if (!attachment_of("m_img_1", 0, image_att))
         goto done;
     await_state(image_att, "stored");
-    conv = sql("SELECT conversation_id FROM router.attachments WHERE id = '%s'", image_att);
+    conv = th_stack_sqlf(&st, "SELECT conversation_id FROM router.attachments WHERE id = '%s'",
+                         image_att);
     snprintf(image_conv, sizeof(image_conv), "%s", conv ? conv : "none");
     free(conv);
     {
-        char *n = sql("SELECT size || '|' || content_type || '|' || store || '|'"
-                      " || (source_sealed IS NULL) FROM router.attachments WHERE id = '%s'",
-                      image_att);
+        char *n =
+            th_stack_sqlf(&st,
+                          "SELECT size || '|' || content_type || '|' || store || '|'"
+                          " || (source_sealed IS NULL) FROM router.attachments WHERE id = '%s'",
+                          image_att);
         char want[64];
         snprintf(want, sizeof(want), "%d|image/jpeg|postgres|true", IMAGE_BYTES);
         CHECK_STR(n, want);
@@ -251,9 +228,10 @@ static void test_expired_refetched(void)
         free(fields);
     }
     {
-        char *n = sql("SELECT size || '|' || content_type FROM router.attachments"
-                      " WHERE id = '%s'",
-                      fb_att);
+        char *n = th_stack_sqlf(&st,
+                                "SELECT size || '|' || content_type FROM router.attachments"
+                                " WHERE id = '%s'",
+                                fb_att);
         char want[64];
         snprintf(want, sizeof(want), "%zu|video/mp4", sizeof(bytes));
         CHECK_STR(n, want);
@@ -283,9 +261,10 @@ static void test_unavailable(void)
     message(false, "cust-ada", "m_big", th_now_ms(), big_atts, NULL);
     if (attachment_of("m_gone", 0, gone)) {
         await_state(gone, "unavailable");
-        n = sql("SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
-                " WHERE id = '%s'",
-                gone);
+        n = th_stack_sqlf(&st,
+                          "SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
+                          " WHERE id = '%s'",
+                          gone);
         CHECK_CONTAINS(n, "Meta refused a fresh one");
         CHECK_CONTAINS(n, "|true");
         free(n);
@@ -294,10 +273,11 @@ static void test_unavailable(void)
     }
     if (attachment_of("m_big", 0, huge)) {
         await_state(huge, "unavailable");
-        n = sql("SELECT error || '|' || (source_sealed IS NULL) || '|' ||"
-                " (SELECT count(*) FROM router.media WHERE attachment_id = a.id)"
-                " FROM router.attachments a WHERE id = '%s'",
-                huge);
+        n = th_stack_sqlf(&st,
+                          "SELECT error || '|' || (source_sealed IS NULL) || '|' ||"
+                          " (SELECT count(*) FROM router.media WHERE attachment_id = a.id)"
+                          " FROM router.attachments a WHERE id = '%s'",
+                          huge);
         CHECK_STR(n, "over MEDIA_MAX_BYTES|true|0");
         free(n);
     }
@@ -319,7 +299,7 @@ static void test_lookaside(void)
     if (attachment_of("m_ig_look", 0, att)) {
         char *n;
         await_state(att, "stored");
-        n = sql("SELECT content_type FROM router.attachments WHERE id = '%s'", att);
+        n = th_stack_sqlf(&st, "SELECT content_type FROM router.attachments WHERE id = '%s'", att);
         CHECK_STR(n, "image/webp");
         free(n);
     }
@@ -368,15 +348,17 @@ static void test_story_mention(void)
     message(true, "ig-grace", "m_story_old", th_now_ms() - 25LL * 3600 * 1000, atts, NULL);
     if (attachment_of("m_story_old", 0, old)) {
         await_state(old, "unavailable");
-        n = sql("SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
-                " WHERE id = '%s'",
-                old);
+        n = th_stack_sqlf(&st,
+                          "SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
+                          " WHERE id = '%s'",
+                          old);
         CHECK_STR(n, "story expired|true");
         free(n);
     }
     if (attachment_of("m_story_new", 0, fresh)) {
         CHECK(state_is(fresh, "reference"));
-        n = sql(
+        n = th_stack_sqlf(
+            &st,
             "SELECT (source_sealed IS NOT NULL) || '|' || (due_at > now() + interval '23 hours')"
             " FROM router.attachments WHERE id = '%s'",
             fresh);
@@ -426,18 +408,20 @@ static void test_echo_and_standby(void)
     if (attachment_of("m_echo_img", 0, att)) {
         char *n;
         await_state(att, "stored");
-        n = sql("SELECT m.direction || '|' || a.type FROM router.attachments a JOIN"
-                " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
-                att);
+        n = th_stack_sqlf(&st,
+                          "SELECT m.direction || '|' || a.type FROM router.attachments a JOIN"
+                          " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
+                          att);
         CHECK_STR(n, "out|image");
         free(n);
     }
     if (attachment_of("m_sb_file", 0, att)) {
         char *n;
         await_state(att, "stored");
-        n = sql("SELECT m.standby || '|' || a.content_type FROM router.attachments a JOIN"
-                " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
-                att);
+        n = th_stack_sqlf(&st,
+                          "SELECT m.standby || '|' || a.content_type FROM router.attachments a JOIN"
+                          " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
+                          att);
         CHECK_STR(n, "true|application/pdf");
         free(n);
     }
@@ -587,7 +571,8 @@ static void test_purge(void)
               cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "remaining"), "attachments")) ==
           0);
     cJSON_Delete(r);
-    n = sql("SELECT count(*) FROM router.attachments WHERE integration_id = '%s'", ig_integration);
+    n = th_stack_sqlf(&st, "SELECT count(*) FROM router.attachments WHERE integration_id = '%s'",
+                      ig_integration);
     CHECK_STR(n, "0");
     free(n);
     n = th_stack_sql(&st,
@@ -595,7 +580,7 @@ static void test_purge(void)
                      " ON a.id = m.attachment_id WHERE a.id IS NULL OR a.type = 'story_mention'");
     CHECK_STR(n, "0");
     free(n);
-    n = sql("SELECT state FROM router.attachments WHERE id = '%s'", image_att);
+    n = th_stack_sqlf(&st, "SELECT state FROM router.attachments WHERE id = '%s'", image_att);
     CHECK_STR(n, "stored");
     free(n);
 }

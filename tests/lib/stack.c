@@ -3,6 +3,7 @@
  */
 #include "stack.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,27 @@ cJSON *th_stack_js(struct th_stack *s, const char *subject, const char *body)
     return parse_reply(st, reply);
 }
 
+cJSON *th_stack_last_event(struct th_stack *s, const char *stream, const char *subject)
+{
+    jsCtx *js = NULL;
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    cJSON *json = NULL;
+
+    natsConnection_JetStream(&js, s->nc, NULL);
+    if (js_GetLastMsg(&m, js, stream, subject, NULL, &jerr) == NATS_OK) {
+        json = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+        natsMsg_Destroy(m);
+        if (cJSON_IsArray(json)) {
+            cJSON *all = json;
+            json = cJSON_DetachItemFromArray(all, cJSON_GetArraySize(all) - 1);
+            cJSON_Delete(all);
+        }
+    }
+    jsCtx_Destroy(js);
+    return json;
+}
+
 char *th_stack_sql(struct th_stack *s, const char *sql)
 {
     return th_stack_sql_as(s, NULL, sql);
@@ -275,6 +297,21 @@ char *th_stack_sql(struct th_stack *s, const char *sql)
 char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql)
 {
     return th_db_sql(&s->db, role, sql);
+}
+
+char *th_stack_sqlf(struct th_stack *s, const char *fmt, ...)
+{
+    struct cm_buf q;
+    va_list ap;
+    char *v;
+
+    cm_buf_init(&q);
+    va_start(ap, fmt);
+    cm_buf_vprintf(&q, fmt, ap);
+    va_end(ap);
+    v = th_stack_sql(s, q.data);
+    cm_buf_cleanup(&q);
+    return v;
 }
 
 long th_stack_count(struct th_stack *s, const char *sql)

@@ -89,12 +89,18 @@ cJSON *th_stack_request_as(struct th_stack *s, const char *identity, const char 
                            const char *body);
 /* A request on subject as it is (JetStream's API, $JS.API...); the parsed reply or NULL. */
 cJSON *th_stack_js(struct th_stack *s, const char *subject, const char *body);
+/* The last message of stream on subject, parsed (free it), or NULL when there is none yet; of
+ * a message that carries several events (an array, as the audit's batches), the last of them.
+ * One look: a test that waits for it polls. */
+cJSON *th_stack_last_event(struct th_stack *s, const char *stream, const char *subject);
 
 /* Runs sql as the admin; returns the first value (free it), or NULL when there is no row.
  * A query that fails fails the test (and returns NULL). */
 char *th_stack_sql(struct th_stack *s, const char *sql);
 /* The same as role (NULL: the admin). */
 char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql);
+/* th_stack_sql of the query fmt makes of the arguments, by printf's rules (SQL's % is %%). */
+char *th_stack_sqlf(struct th_stack *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* th_stack_sql's value as a number (a count), as the admin; -1 when there is no row. */
 long th_stack_count(struct th_stack *s, const char *sql);
 
