@@ -41,18 +41,15 @@ char *conv_pii;
 static char *conv_attach, *conv_quiet;
 static char *first_log; /* the log of the first ai-suggest, stopped half-way */
 
-/* One messaging event from psid to page, POSTed through ingest. */
-static void post(const char *page, const char *psid, const char *mid, const char *message)
+/* One message from psid to page, with text or attachments (a JSON array), POSTed through
+ * ingest. */
+static void post(const char *page, const char *psid, const char *mid, const char *text,
+                 const char *atts)
 {
-    char body[4096];
     int64_t t = th_now_ms();
 
-    snprintf(body, sizeof(body),
-             "{\"object\":\"page\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-             "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",%s}}]}]}",
-             page, (long long)t, psid, page, (long long)t, mid, message);
-    CHECK_MSG(th_stack_webhook(&st, body) == 200, "webhook refused: %s", mid);
+    CHECK_MSG(th_stack_message(&st, false, page, t, psid, t, mid, text, atts) == 200,
+              "webhook refused: %s", mid);
 }
 
 /* Runs domsctl; checks the exit code; returns the JSON (or NULL) and the output in *text. */
@@ -133,39 +130,20 @@ static void start_ai(struct th_proc *p, const char *eleven_key)
 
 static void test_setup(void)
 {
-    const char *acme[] = {"workspace", "create", "--name", "Acme Outdoor", "--ai", "on", NULL};
-    const char *quiet[] = {"workspace", "create", "--name", "Quiet Shop", NULL};
-    cJSON *out;
-
-    out = run(0, NULL, acme);
-    snprintf(ws_a, sizeof(ws_a), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    out = run(0, NULL, quiet);
-    snprintf(ws_b, sizeof(ws_b), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Acme Outdoor", true, ws_a);
+    th_stack_workspace(&st, "Quiet Shop", false, ws_b);
     {
-        const char *ca[] = {"integration", "connect",    "--workspace", ws_a,
-                            "--platform",  "messenger",  "--account",   PAGE_A,
-                            "--token",     "short-ai-a", NULL};
-        const char *cb[] = {"integration", "connect",    "--workspace", ws_b,
-                            "--platform",  "messenger",  "--account",   PAGE_B,
-                            "--token",     "short-ai-b", NULL};
         const char *viewer[] = {"member", "add",    "--workspace", ws_a, "--user",
                                 "vic",    "--role", "viewer",      NULL};
-        /* The tokens Meta's Login dialog would have given the businesses. */
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-ai-a", NULL);
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-ai-b", NULL);
-        out = run(0, NULL, ca);
-        snprintf(int_a, sizeof(int_a), "%s", th_json_str(out, "integration_id", NULL));
-        cJSON_Delete(out);
-        cJSON_Delete(run(0, NULL, cb));
+        /* With the tokens Meta's Login dialog would have given the businesses. */
+        th_stack_connect(&st, ws_a, "messenger", PAGE_A, "short-ai-a", NULL, int_a);
+        th_stack_connect(&st, ws_b, "messenger", PAGE_B, "short-ai-b", NULL, NULL);
         cJSON_Delete(run(0, NULL, viewer));
     }
-    post(PAGE_A, PSID_1, "m_ai_1", "\"text\":\"" PII_TEXT "\"");
-    post(PAGE_A, PSID_2, "m_ai_2",
-         "\"attachments\":[{\"type\":\"image\",\"payload\":{\"url\":"
-         "\"https://scontent.example/photo.jpg\"}}]");
-    post(PAGE_B, PSID_3, "m_ai_3", "\"text\":\"Hello, is there a discount this week?\"");
+    post(PAGE_A, PSID_1, "m_ai_1", PII_TEXT, NULL);
+    post(PAGE_A, PSID_2, "m_ai_2", NULL,
+         "[{\"type\":\"image\",\"payload\":{\"url\":\"https://scontent.example/photo.jpg\"}}]");
+    post(PAGE_B, PSID_3, "m_ai_3", "Hello, is there a discount this week?", NULL);
     conv_pii = await_conv(ws_a, PII_TEXT);
     conv_attach = await_conv(ws_a, NULL);
     conv_quiet = await_conv(ws_b, "Hello, is there a discount this week?");

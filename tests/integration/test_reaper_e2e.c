@@ -33,11 +33,7 @@ static long long now_ms_;
 static void setup_workspace(char ws[64], const char *name, const char *page, const char *asid,
                             char integration[64])
 {
-    const char *create[] = {"workspace", "create", "--name", name, "--ai", "on", NULL};
-    cJSON *out = th_stack_run(&st, 0, create);
-
-    snprintf(ws, 64, "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, name, true, ws);
     th_stack_connect(&st, ws, "messenger", page, "short", asid, integration);
 }
 

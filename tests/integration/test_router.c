@@ -137,7 +137,7 @@ cJSON *suite_await_status(const char *conv, const char *text, const char *status
 
 static void test_setup(void)
 {
-    th_stack_workspace(&st, "Acme Outdoor", suite_ws);
+    th_stack_workspace(&st, "Acme Outdoor", false, suite_ws);
     {
         const char *a[] = {"member", "add",   "--workspace", suite_ws, "--user", "alice",
                            "--role", "agent", "--capacity",  "1",      NULL};

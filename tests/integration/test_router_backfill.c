@@ -82,7 +82,7 @@ static cJSON *ask_backfill(const char *identity, const char *body)
 
 static void test_setup(void)
 {
-    th_stack_workspace(&st, "Backfill Outdoor", ws);
+    th_stack_workspace(&st, "Backfill Outdoor", false, ws);
     {
         const char *a[] = {"member", "add",   "--workspace", ws,    "--user", "alice",
                            "--role", "agent", "--capacity",  "100", NULL};

@@ -117,7 +117,7 @@ static cJSON *audit_of(const char *subject)
 
 static void test_setup(void)
 {
-    th_stack_workspace(&st, "Media", ws);
+    th_stack_workspace(&st, "Media", false, ws);
     th_stack_connect(&st, ws, "messenger", PAGE, "short-media", NULL, NULL);
     th_stack_connect(&st, ws, "instagram", IG, "short-ig-media", NULL, ig_integration);
     randombytes_buf(image, sizeof(image));

@@ -99,7 +99,7 @@ static char *profile_row(const char *conv)
 
 static void test_setup(void)
 {
-    th_stack_workspace(&st, "Profiles", ws);
+    th_stack_workspace(&st, "Profiles", false, ws);
     th_stack_connect(&st, ws, "messenger", PAGE, "short-prof", NULL, NULL);
     th_stack_connect(&st, ws, "instagram", IG, "short-ig-prof", NULL, ig_integration);
 }

@@ -258,7 +258,7 @@ static void test_e2e_setup(void)
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     th_stack_start(&st, &router, "conversation-router", s3_env);
-    th_stack_workspace(&st, "S3 media", ws);
+    th_stack_workspace(&st, "S3 media", false, ws);
     th_stack_connect(&st, ws, "messenger", PAGE, "short-s3", NULL, integration);
     randombytes_buf(image, sizeof(image));
     memcpy(image, MARKER, strlen(MARKER));

@@ -205,9 +205,9 @@ static void copy_id(const cJSON *o, const char *key, char out[64])
     snprintf(out, 64, "%s", v != NULL ? v : "none");
 }
 
-void th_stack_workspace(struct th_stack *s, const char *name, char ws[64])
+void th_stack_workspace(struct th_stack *s, const char *name, bool ai, char ws[64])
 {
-    const char *args[] = {"workspace", "create", "--name", name, NULL};
+    const char *args[] = {"workspace", "create", "--name", name, ai ? "--ai" : NULL, "on", NULL};
     cJSON *out = th_stack_run(s, 0, args);
 
     copy_id(out, "workspace_id", ws);

@@ -62,9 +62,9 @@ long th_stack_message(struct th_stack *s, bool ig, const char *account, int64_t 
  * id (free it); after 10 s, fails the test and returns NULL. */
 char *th_stack_await_conv(struct th_stack *s, const char *mid);
 
-/* Creates a workspace named name (domsctl workspace create, which must exit 0) and writes its
- * id into ws ("none" when the answer has none). */
-void th_stack_workspace(struct th_stack *s, const char *name, char ws[64]);
+/* Creates a workspace named name, with AI suggestions on when ai (domsctl workspace create,
+ * which must exit 0), and writes its id into ws ("none" when the answer has none). */
+void th_stack_workspace(struct th_stack *s, const char *name, bool ai, char ws[64]);
 /*
  * Connects account to workspace ws on platform ("messenger": a Page's id, "instagram": an
  * Instagram account's) as a business would: the stand-in first issues token as the short-lived
