@@ -487,8 +487,6 @@ static void test_messages_list(void)
 /* A viewer of the workspace may read an attachment; a viewer of another workspace may not. */
 static void test_viewers(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Elsewhere", NULL};
-    cJSON *out = th_stack_run(&st, 0, create);
     char other[64], path[256];
     const char *add_out[] = {"member",   "add",    "--workspace", other, "--user",
                              "outsider", "--role", "viewer",      NULL};
@@ -501,8 +499,7 @@ static void test_viewers(void)
     const char *bad[] = {"attachment", "get", "att_'; DROP", "--out", path, NULL};
     const char *usage[] = {"attachment", "get", image_att, NULL};
 
-    snprintf(other, sizeof(other), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Elsewhere", false, other);
     snprintf(path, sizeof(path), "%s/viewer.jpg", th_tmpdir());
     cJSON_Delete(th_stack_run(&st, 0, add_out));
     cJSON_Delete(th_stack_run(&st, 0, add_in));

@@ -68,12 +68,7 @@ static char *connect(const char *platform, const char *account, const char *toke
 
 void test_reply_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Reply rules", NULL};
-    cJSON *out = NULL;
-
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, create), 0);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Reply rules", false, ws);
 }
 
 /*

@@ -176,14 +176,10 @@ static char *connect(const char *platform, const char *account, const char *toke
 
 void test_thread_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Thread control", NULL};
     const char *agent[] = {"member", "add",   "--workspace", NULL, "--user", "tara",
                            "--role", "agent", "--capacity",  "10", NULL};
-    cJSON *out = NULL;
 
-    CHECK_INT(domsctl(&out, NULL, create), 0);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Thread control", false, ws);
     agent[3] = ws;
     CHECK_INT(domsctl(NULL, NULL, agent), 0);
     free(connect("messenger", PAGE_T, "short-thread-fb"));

@@ -32,27 +32,15 @@ static int env_int(const char *name, int dflt)
 /* The integration's id after connecting the Page (a new string). */
 static char *setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Bench Backfill", NULL};
-    cJSON *out = NULL;
-    char ws[64], *id;
+    char ws[64], integration[64], *id;
 
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, create), 0);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Bench Backfill", false, ws);
     {
         const char *agent[] = {"member", "add",   "--workspace", ws,     "--user", "agent",
                                "--role", "agent", "--capacity",  "1000", NULL};
-        const char *connect[] = {"integration", "connect",     "--workspace", ws,
-                                 "--platform",  "messenger",   "--account",   PAGE,
-                                 "--token",     "short-bench", NULL};
         CHECK_INT(th_stack_domsctl(&st, NULL, NULL, agent), 0);
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-bench", NULL);
-        out = NULL;
-        CHECK_INT(th_stack_domsctl(&st, &out, NULL, connect), 0);
-        id = strdup(th_json_str(out, "integration_id", NULL)
-                        ? th_json_str(out, "integration_id", NULL)
-                        : "none");
-        cJSON_Delete(out);
+        th_stack_connect(&st, ws, "messenger", PAGE, "short-bench", NULL, integration);
+        id = strdup(integration);
     }
     CHECK_WAIT(
         th_stack_count(&st, "SELECT count(*) FROM router.routes WHERE status = 'connected'") == 1,
