@@ -69,35 +69,16 @@ char *rs_sql(const char *q)
 
 long rs_sql_long(const char *q)
 {
-    char *v = rs_sql(q);
-    long n = v ? strtol(v, NULL, 10) : -1;
-
-    free(v);
-    return n;
+    return th_stack_count(&rs.st, q);
 }
 
 char *rs_connect(const char *ws, const char *platform, const char *account, const char *asid)
 {
-    char token[96];
-    const char *args[] = {
-        "integration", "connect", "--workspace", ws,    "--platform",           platform,
-        "--account",   account,   "--token",     token, asid ? "--asid" : NULL, asid,
-        NULL};
-    bool ig = strcmp(platform, "instagram") == 0;
-    cJSON *out = NULL;
-    const char *id;
-    char *copy;
+    char token[96], id[64];
 
     /* The short-lived token Meta's Login would have given the business for this account. */
     snprintf(token, sizeof(token), "st-%s", account);
-    fakemeta_issue(rs.st.meta, ig ? FAKEMETA_IG_SHORT : FAKEMETA_USER_SHORT, token,
-                   ig ? account : NULL);
-
-    CHECK_INT(rs_domsctl(&out, NULL, args), 0);
-    id = cJSON_GetStringValue(cJSON_GetObjectItem(out, "integration_id"));
-    copy = cm_xstrdup(id ? id : "");
-    cJSON_Delete(out);
-    return copy;
+    return cm_xstrdup(th_stack_connect(&rs.st, ws, platform, account, token, asid, id) ? id : "");
 }
 
 char *rs_token(const char *integration_id)

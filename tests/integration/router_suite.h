@@ -33,8 +33,6 @@ extern char suite_ws[64];
 extern char *suite_c1;
 /* Posts a signed webhook of one text message from psid, Meta's timestamp ts. */
 void suite_message(const char *psid, const char *mid, const char *text, int64_t ts);
-/* Runs domsctl as operator, expecting exit code want; its JSON (free it). */
-cJSON *suite_run(int want, const char *const *args);
 /* Polls until conv's message with text has status; the message (free it), NULL after 10 s. */
 cJSON *suite_await_status(const char *conv, const char *text, const char *status);
 /* Replies text to conv as alice (human: --human-agent); the message id (free it). */
@@ -50,8 +48,6 @@ void test_reply_setup(void);
 void test_reply_limits(void);
 void test_appsecret_proof(void);
 void test_reply_refused_at_once(void);
-/* Meta's appsecret_proof of token under the stand-in's app secret (64 hex digits). */
-void proof_of(const char *token, char out[65]);
 
 /* test_router_lists.c */
 void test_lists_setup(void);

@@ -14,7 +14,6 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/keyring.h"
@@ -42,25 +41,15 @@ char *conv_pii;
 static char *conv_attach, *conv_quiet;
 static char *first_log; /* the log of the first ai-suggest, stopped half-way */
 
-static int64_t now_ms(void)
+/* One message from psid to page, with text or attachments (a JSON array), POSTed through
+ * ingest. */
+static void post(const char *page, const char *psid, const char *mid, const char *text,
+                 const char *atts)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
+    int64_t t = th_now_ms();
 
-/* One messaging event from psid to page, POSTed through ingest. */
-static void post(const char *page, const char *psid, const char *mid, const char *message)
-{
-    char body[4096];
-    int64_t t = now_ms();
-
-    snprintf(body, sizeof(body),
-             "{\"object\":\"page\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-             "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",%s}}]}]}",
-             page, (long long)t, psid, page, (long long)t, mid, message);
-    CHECK_MSG(th_stack_webhook(&st, body) == 200, "webhook refused: %s", mid);
+    CHECK_MSG(th_stack_message(&st, false, page, t, psid, t, mid, text, atts) == 200,
+              "webhook refused: %s", mid);
 }
 
 /* Runs domsctl; checks the exit code; returns the JSON (or NULL) and the output in *text. */
@@ -141,39 +130,20 @@ static void start_ai(struct th_proc *p, const char *eleven_key)
 
 static void test_setup(void)
 {
-    const char *acme[] = {"workspace", "create", "--name", "Acme Outdoor", "--ai", "on", NULL};
-    const char *quiet[] = {"workspace", "create", "--name", "Quiet Shop", NULL};
-    cJSON *out;
-
-    out = run(0, NULL, acme);
-    snprintf(ws_a, sizeof(ws_a), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    out = run(0, NULL, quiet);
-    snprintf(ws_b, sizeof(ws_b), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Acme Outdoor", true, ws_a);
+    th_stack_workspace(&st, "Quiet Shop", false, ws_b);
     {
-        const char *ca[] = {"integration", "connect",    "--workspace", ws_a,
-                            "--platform",  "messenger",  "--account",   PAGE_A,
-                            "--token",     "short-ai-a", NULL};
-        const char *cb[] = {"integration", "connect",    "--workspace", ws_b,
-                            "--platform",  "messenger",  "--account",   PAGE_B,
-                            "--token",     "short-ai-b", NULL};
         const char *viewer[] = {"member", "add",    "--workspace", ws_a, "--user",
                                 "vic",    "--role", "viewer",      NULL};
-        /* The tokens Meta's Login dialog would have given the businesses. */
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-ai-a", NULL);
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-ai-b", NULL);
-        out = run(0, NULL, ca);
-        snprintf(int_a, sizeof(int_a), "%s", th_json_str(out, "integration_id", NULL));
-        cJSON_Delete(out);
-        cJSON_Delete(run(0, NULL, cb));
+        /* With the tokens Meta's Login dialog would have given the businesses. */
+        th_stack_connect(&st, ws_a, "messenger", PAGE_A, "short-ai-a", NULL, int_a);
+        th_stack_connect(&st, ws_b, "messenger", PAGE_B, "short-ai-b", NULL, NULL);
         cJSON_Delete(run(0, NULL, viewer));
     }
-    post(PAGE_A, PSID_1, "m_ai_1", "\"text\":\"" PII_TEXT "\"");
-    post(PAGE_A, PSID_2, "m_ai_2",
-         "\"attachments\":[{\"type\":\"image\",\"payload\":{\"url\":"
-         "\"https://scontent.example/photo.jpg\"}}]");
-    post(PAGE_B, PSID_3, "m_ai_3", "\"text\":\"Hello, is there a discount this week?\"");
+    post(PAGE_A, PSID_1, "m_ai_1", PII_TEXT, NULL);
+    post(PAGE_A, PSID_2, "m_ai_2", NULL,
+         "[{\"type\":\"image\",\"payload\":{\"url\":\"https://scontent.example/photo.jpg\"}}]");
+    post(PAGE_B, PSID_3, "m_ai_3", "Hello, is there a discount this week?", NULL);
     conv_pii = await_conv(ws_a, PII_TEXT);
     conv_attach = await_conv(ws_a, NULL);
     conv_quiet = await_conv(ws_b, "Hello, is there a discount this week?");
@@ -282,26 +252,13 @@ static void test_stored_sealed(void)
  */
 static cJSON *last_event(const char *stream, const char *subject)
 {
-    jsCtx *js = NULL;
     cJSON *json = NULL;
 
-    natsConnection_JetStream(&js, st.nc, NULL);
     for (int i = 0; i < 100 && json == NULL; i++) {
-        natsMsg *m = NULL;
-        jsErrCode jerr = 0;
-        if (js_GetLastMsg(&m, js, stream, subject, NULL, &jerr) == NATS_OK) {
-            json = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
-            natsMsg_Destroy(m);
-            if (cJSON_IsArray(json)) {
-                cJSON *all = json;
-                json = cJSON_DetachItemFromArray(all, cJSON_GetArraySize(all) - 1);
-                cJSON_Delete(all);
-            }
-        } else {
+        json = th_stack_last_event(&st, stream, subject);
+        if (json == NULL)
             th_sleep_ms(100);
-        }
     }
-    jsCtx_Destroy(js);
     return json;
 }
 
@@ -462,7 +419,7 @@ static void test_suggestion_sent(void)
 {
     const char *args[] = {"suggest", NULL, NULL};
     char body[4096], req[1024], *conv;
-    int64_t then = now_ms() - 30LL * 3600 * 1000;
+    int64_t then = th_now_ms() - 30LL * 3600 * 1000;
     cJSON *out, *r;
     char *sid, *draft;
 

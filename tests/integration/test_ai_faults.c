@@ -12,7 +12,6 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/mem.h"
@@ -27,13 +26,6 @@ static struct th_stack st;
 static struct th_proc ingest, vault, router, ai, ai2;
 static struct fakeai *fake;
 static char ws[64], *conv;
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* Starts ai-suggest against the stand-ins; returns its HTTP port. */
 static int start_ai(struct th_proc *p, const char *failures, const char *cooldown)
@@ -61,13 +53,13 @@ static int start_ai(struct th_proc *p, const char *failures, const char *cooldow
 static cJSON *suggest(long *ms)
 {
     char req[256];
-    int64_t t0 = now_ms();
+    int64_t t0 = th_now_ms();
     cJSON *r;
 
     snprintf(req, sizeof(req), "{\"actor\":\"operator\",\"conversation_id\":\"%s\"}", conv);
     r = th_stack_request(&st, "ai.suggest", req);
     if (ms != NULL)
-        *ms = (long)(now_ms() - t0);
+        *ms = (long)(th_now_ms() - t0);
     return r;
 }
 
@@ -136,27 +128,12 @@ static void expect_failure(enum fakeai_mode openai, enum fakeai_mode gemini, con
 
 static void test_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Maison Bleue", "--ai", "on", NULL};
     cJSON *out = NULL;
-    char body[2048];
-    int64_t t = now_ms();
+    int64_t t = th_now_ms();
 
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, create), 0);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    {
-        const char *connect[] = {"integration", "connect",   "--workspace", ws,
-                                 "--platform",  "messenger", "--account",   PAGE,
-                                 "--token",     "short-f",   NULL};
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-f", NULL);
-        CHECK_INT(th_stack_domsctl(&st, NULL, NULL, connect), 0);
-    }
-    snprintf(body, sizeof(body),
-             "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":%lld,\"messaging\":[{"
-             "\"sender\":{\"id\":\"" PSID "\"},\"recipient\":{\"id\":\"" PAGE "\"},"
-             "\"timestamp\":%lld,\"message\":{\"mid\":\"m_f_1\",\"text\":\"" TEXT "\"}}]}]}",
-             (long long)t, (long long)t);
-    CHECK_INT(th_stack_webhook(&st, body), 200);
+    th_stack_workspace(&st, "Maison Bleue", true, ws);
+    th_stack_connect(&st, ws, "messenger", PAGE, "short-f", NULL, NULL);
+    CHECK_INT(th_stack_message(&st, false, PAGE, t, PSID, t, "m_f_1", TEXT, NULL), 200);
     for (int i = 0; i < 200 && conv == NULL; i++) {
         const char *list[] = {"conversations", "list", "--workspace", ws, NULL};
         CHECK_INT(th_stack_domsctl(&st, &out, NULL, list), 0);

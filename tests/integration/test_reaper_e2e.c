@@ -9,7 +9,6 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/crypto.h"
@@ -30,56 +29,20 @@ static char ws_a[64], ws_b[64], ws_c[64];
 static char int_a[64], int_c[64];
 static long long now_ms_;
 
-static cJSON *run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
-}
-
 /* Creates a workspace and connects a Page to it (with the app-scoped id of its owner). */
 static void setup_workspace(char ws[64], const char *name, const char *page, const char *asid,
                             char integration[64])
 {
-    const char *create[] = {"workspace", "create", "--name", name, "--ai", "on", NULL};
-    cJSON *out = run(0, create);
-    const char *connect[] = {"integration", "connect",   "--workspace", ws,        "--platform",
-                             "messenger",   "--account", page,          "--token", "short",
-                             "--asid",      asid,        NULL};
-
-    snprintf(ws, 64, "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short", NULL);
-    out = run(0, connect);
-    snprintf(integration, 64, "%s", th_json_str(out, "integration_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, name, true, ws);
+    th_stack_connect(&st, ws, "messenger", page, "short", asid, integration);
 }
 
 /* A customer's message to a Page, through ingest. */
 static void message(const char *page, const char *psid, const char *mid, const char *text)
 {
-    char body[1024];
-
-    snprintf(body, sizeof(body),
-             "{\"object\":\"page\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-             "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",\"text\":\"%s\"}}]}]}",
-             page, now_ms_, psid, page, now_ms_ - 60000, mid, text);
-    CHECK_MSG(th_stack_webhook(&st, body) == 200, "webhook %s refused", mid);
-}
-
-static long sql_long(const char *q)
-{
-    char *v = th_stack_sql(&st, q);
-    long n = v ? strtol(v, NULL, 10) : -1;
-
-    free(v);
-    return n;
+    CHECK_MSG(th_stack_message(&st, false, page, now_ms_, psid, now_ms_ - 60000, mid, text, NULL) ==
+                  200,
+              "webhook %s refused", mid);
 }
 
 /* Rows of the router for a workspace: contacts + conversations + messages. */
@@ -92,7 +55,7 @@ static long router_rows(const char *ws)
              " (SELECT count(*) FROM router.conversations WHERE workspace_id = '%s') +"
              " (SELECT count(*) FROM router.messages WHERE workspace_id = '%s')",
              ws, ws, ws);
-    return sql_long(q);
+    return th_stack_count(&st, q);
 }
 
 static void await_rows(const char *ws, long want)
@@ -119,7 +82,7 @@ static long scan(const char *needle, bool skip_audit)
              " IN ('public', 'ingest', 'router', 'vault', 'reaper', 'ai')%s",
              needle,
              skip_audit ? " AND NOT (table_schema = 'reaper' AND table_name = 'audit_log')" : "");
-    n = sql_long(q);
+    n = th_stack_count(&st, q);
     if (n != 0) {
         /* Which tables: the failure should say where to look. */
         snprintf(q, sizeof(q),
@@ -296,11 +259,11 @@ static void check_gone(const char *page, const char *integration, const char *co
 static void suggest(const char *ws)
 {
     const char *list[] = {"conversations", "list", "--workspace", ws, NULL};
-    cJSON *convs = run(0, list), *out;
+    cJSON *convs = th_stack_run(&st, 0, list), *out;
     const char *conv = th_json_str(cJSON_GetArrayItem(convs, 0), "conversation_id", NULL);
     const char *args[] = {"suggest", conv ? conv : "none", NULL};
 
-    out = run(0, args);
+    out = th_stack_run(&st, 0, args);
     CHECK(th_json_str(out, "suggestion_id", NULL) != NULL);
     cJSON_Delete(out);
     cJSON_Delete(convs);
@@ -311,7 +274,7 @@ static long suggestions(const char *ws)
     char q[160];
 
     snprintf(q, sizeof(q), "SELECT count(*) FROM ai.suggestions WHERE workspace_id = '%s'", ws);
-    return sql_long(q);
+    return th_stack_count(&st, q);
 }
 
 /* --- tests ----------------------------------------------------------------------------- */
@@ -363,7 +326,7 @@ static void test_callback_deletes_at_once(void)
     free(body);
     for (int i = 0; i < 150; i++) {
         const char *args[] = {"deletion", "status", code, NULL};
-        out = run(0, args);
+        out = th_stack_run(&st, 0, args);
         if (th_json_str(out, "status", NULL) &&
             strcmp(th_json_str(out, "status", NULL), "completed") == 0)
             break;
@@ -409,14 +372,14 @@ static void test_workspace_purge(void)
 
     trace_contact(ws_c, int_c, "cust-c1", &c1);
 
-    out = run(0, del);
+    out = th_stack_run(&st, 0, del);
     CHECK(th_json_str(out, "purge_due_at", NULL) != NULL);
     cJSON_Delete(out);
     /* Tokens gone at once; the conversations kept until the period is over. */
     snprintf(q, sizeof(q), "SELECT count(*) FROM vault.tokens WHERE integration_id = '%s'", int_c);
-    CHECK_INT(sql_long(q), 0);
+    CHECK_INT(th_stack_count(&st, q), 0);
     CHECK_INT(router_rows(ws_c), 3);
-    out = run(0, pass);
+    out = th_stack_run(&st, 0, pass);
     CHECK_INT((long)cJSON_GetNumberValue(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "messages")),
               0);
@@ -427,8 +390,8 @@ static void test_workspace_purge(void)
              "SELECT count(*) FROM reaper.workspace_deletions WHERE workspace_id = '%s'"
              " AND purge_due_at <= now()",
              ws_c);
-    CHECK_WAIT(sql_long(q) == 1, 10000);
-    out = run(0, pass);
+    CHECK_WAIT(th_stack_count(&st, q) == 1, 10000);
+    out = th_stack_run(&st, 0, pass);
     CHECK_INT((long)cJSON_GetNumberValue(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "messages")),
               1);
@@ -442,7 +405,7 @@ static void test_workspace_purge(void)
     CHECK_INT(router_rows(ws_c), 0);
     CHECK_INT(suggestions(ws_c), 0);
     snprintf(q, sizeof(q), "SELECT count(*) FROM router.workspaces WHERE id = '%s'", ws_c);
-    CHECK_INT(sql_long(q), 0);
+    CHECK_INT(th_stack_count(&st, q), 0);
     check_gone(PAGE_C, int_c, needles);
     check_trace_gone(&c1);
     /* The other workspace keeps every row, and still works. */
@@ -455,10 +418,8 @@ static void test_workspace_purge(void)
 int main(void)
 {
     const char *const reaper_env[] = {"RETENTION_MESSAGES=5s", "REAPER_INTERVAL=1d", NULL};
-    struct timeval tv;
 
-    gettimeofday(&tv, NULL);
-    now_ms_ = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    now_ms_ = th_now_ms();
     th_init("reaper_e2e");
     th_stack_init(&st);
     th_stack_start(&st, &vault, "token-vault", NULL);

@@ -10,7 +10,6 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/mem.h"
@@ -22,13 +21,6 @@ int router1_port, router2_port;
 int64_t now_ms_;
 const char *const router_env[] = {"SEND_MAX_ATTEMPTS=3", "META_APP_ID=" FAKEMETA_APP_ID, NULL};
 char suite_ws[64];
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* One messaging event for the Page, POSTed through ingest; checks the 200. */
 static void post(const char *event)
@@ -44,31 +36,14 @@ static void post(const char *event)
 
 void suite_message(const char *psid, const char *mid, const char *text, int64_t ts)
 {
-    char ev[1024];
-
-    snprintf(ev, sizeof(ev),
-             "{\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",\"text\":\"%s\"}}",
-             psid, (long long)ts, mid, text);
-    post(ev);
-}
-
-cJSON *suite_run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
+    CHECK_MSG(th_stack_message(&st, false, PAGE, now_ms_, psid, ts, mid, text, NULL) == 200,
+              "webhook refused: %s", mid);
 }
 
 static cJSON *conversations_in(const char *workspace)
 {
     const char *args[] = {"conversations", "list", "--workspace", workspace, NULL};
-    return suite_run(0, args);
+    return th_stack_run(&st, 0, args);
 }
 
 static cJSON *conversations(void)
@@ -79,7 +54,7 @@ static cJSON *conversations(void)
 static cJSON *messages(const char *conv)
 {
     const char *args[] = {"messages", "list", conv, NULL};
-    return suite_run(0, args);
+    return th_stack_run(&st, 0, args);
 }
 
 /* The id of the conversation of workspace holding a message with text (a new string), or
@@ -162,14 +137,7 @@ cJSON *suite_await_status(const char *conv, const char *text, const char *status
 
 static void test_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Acme Outdoor", NULL};
-    cJSON *out = suite_run(0, create);
-    const char *connect[] = {"integration", "connect",      "--workspace", suite_ws,
-                             "--platform",  "messenger",    "--account",   PAGE,
-                             "--token",     "short-router", NULL};
-
-    snprintf(suite_ws, sizeof(suite_ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Acme Outdoor", false, suite_ws);
     {
         const char *a[] = {"member", "add",   "--workspace", suite_ws, "--user", "alice",
                            "--role", "agent", "--capacity",  "1",      NULL};
@@ -177,15 +145,12 @@ static void test_setup(void)
                            "--role", "agent", "--capacity",  "1",      NULL};
         const char *v[] = {"member", "add",    "--workspace", suite_ws, "--user",
                            "vic",    "--role", "viewer",      NULL};
-        cJSON_Delete(suite_run(0, a));
-        cJSON_Delete(suite_run(0, b));
-        cJSON_Delete(suite_run(0, v));
+        cJSON_Delete(th_stack_run(&st, 0, a));
+        cJSON_Delete(th_stack_run(&st, 0, b));
+        cJSON_Delete(th_stack_run(&st, 0, v));
     }
-    /* The token Meta's Login dialog would have given the business. */
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-router", NULL);
-    out = suite_run(0, connect);
-    CHECK(th_json_str(out, "integration_id", NULL) != NULL);
-    cJSON_Delete(out);
+    /* With the token Meta's Login dialog would have given the business. */
+    CHECK(th_stack_connect(&st, suite_ws, "messenger", PAGE, "short-router", NULL, NULL));
 }
 
 char *suite_c1;
@@ -254,7 +219,7 @@ static void test_waiting_assignment(void)
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(conv_row(list, c3), "assignee")));
     cJSON_Delete(list);
     close[2] = c2;
-    cJSON_Delete(suite_run(0, close));
+    cJSON_Delete(th_stack_run(&st, 0, close));
     list = conversations();
     CHECK_STR(th_json_str(conv_row(list, c2), "status", NULL), "closed");
     CHECK_MSG(th_json_str(conv_row(list, c3), "assignee", NULL) != NULL,
@@ -407,7 +372,7 @@ static void reply_refused(const char *conv, const char *text, bool human, const 
 char *suite_reply_ok(const char *conv, const char *text, bool human)
 {
     const char *args[] = {"reply", conv, "--text", text, human ? "--human-agent" : NULL, NULL};
-    cJSON *out = suite_run(0, args);
+    cJSON *out = th_stack_run(&st, 0, args);
     char *id = cm_xstrdup(
         th_json_str(out, "message_id", NULL) ? th_json_str(out, "message_id", NULL) : "");
     CHECK_STR(th_json_str(out, "status", NULL), "queued");
@@ -480,7 +445,7 @@ static void test_roles(void)
                                   "--user",  "eve",   "--role", "admin", NULL};
     char *out = NULL;
 
-    cJSON_Delete(suite_run(0, viewer_list));
+    cJSON_Delete(th_stack_run(&st, 0, viewer_list));
     CHECK_INT(th_stack_domsctl(&st, NULL, &out, viewer_reply), 1);
     CHECK_CONTAINS(out, "needs the agent role");
     free(out);
@@ -569,23 +534,18 @@ static void test_no_plaintext(void)
 static void test_logs_clean(void)
 {
     struct th_proc *procs[] = {&ingest, &vault, &router1_first, &router1, &router2};
-    const char *needles[] = {"blue jacket", "cust-1\"", "PAGE-",
-                             "EAAU-",       "IGLL-",    FAKEMETA_APP_SECRET};
+    const char *needles[] = {"blue jacket", "cust-1\"",          "PAGE-", "EAAU-",
+                             "IGLL-",       FAKEMETA_APP_SECRET, NULL};
 
-    for (size_t p = 0; p < sizeof(procs) / sizeof(procs[0]); p++) {
-        char *log = th_proc_output(procs[p]);
-        for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
-            CHECK_MSG(strstr(log, needles[i]) == NULL, "%s in the log of %s", needles[i],
-                      procs[p]->name);
-        free(log);
-    }
+    for (size_t p = 0; p < sizeof(procs) / sizeof(procs[0]); p++)
+        free(th_proc_log_lacks(procs[p], needles));
 }
 
 int main(void)
 {
     th_init("router");
     th_stack_init(&st);
-    now_ms_ = now_ms();
+    now_ms_ = th_now_ms();
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     router1_port = th_stack_start(&st, &router1, "conversation-router", router_env);

@@ -15,7 +15,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/mem.h"
@@ -28,35 +27,6 @@ static struct th_stack st;
 static struct th_proc ingest, vault, router, router_lives[2];
 static char ws[64], page_int[64], ig_int[64];
 static int64_t t0; /* the run's start, epoch ms: Meta's times are relative to it */
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static cJSON *run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
-}
-
-/* The first value of sql as a number (-1 when there is none). */
-static long sql_num(const char *sql)
-{
-    char *v = th_stack_sql(&st, sql);
-    long n = v != NULL ? atol(v) : -1;
-
-    free(v);
-    return n;
-}
 
 /* The job's "state|throttled" etc.: the first value of sql about the integration id. */
 static char *job_field(const char *id, const char *expr)
@@ -80,14 +50,7 @@ static bool job_is(const char *id, const char *expr, const char *want)
 /* A contact's message to the Page through ingest, as Meta's webhook carries it. */
 static void webhook(const char *psid, const char *mid, const char *text, int64_t ts)
 {
-    char body[2048];
-
-    snprintf(body, sizeof(body),
-             "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":%lld,\"messaging\":["
-             "{\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"" PAGE "\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",\"text\":\"%s\"}}]}]}",
-             (long long)ts, psid, (long long)ts, mid, text);
-    CHECK_INT(th_stack_webhook(&st, body), 200);
+    CHECK_INT(th_stack_message(&st, false, PAGE, ts, psid, ts, mid, text, NULL), 200);
 }
 
 /* How many messages with mids like pattern are stored, and how many distinct mids. */
@@ -119,33 +82,18 @@ static cJSON *ask_backfill(const char *identity, const char *body)
 
 static void test_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Backfill Outdoor", NULL};
-    cJSON *out = run(0, create);
-
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Backfill Outdoor", false, ws);
     {
         const char *a[] = {"member", "add",   "--workspace", ws,    "--user", "alice",
                            "--role", "agent", "--capacity",  "100", NULL};
-        const char *fb[] = {"integration", "connect",   "--workspace", ws,
-                            "--platform",  "messenger", "--account",   PAGE,
-                            "--token",     "short-bf",  NULL};
-        const char *ig[] = {"integration", "connect",     "--workspace", ws,
-                            "--platform",  "instagram",   "--account",   IG,
-                            "--token",     "short-bf-ig", NULL};
-        cJSON_Delete(run(0, a));
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-bf", NULL);
-        fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-bf-ig", IG);
-        out = run(0, fb);
-        snprintf(page_int, sizeof(page_int), "%s", th_json_str(out, "integration_id", NULL));
-        cJSON_Delete(out);
-        out = run(0, ig);
-        snprintf(ig_int, sizeof(ig_int), "%s", th_json_str(out, "integration_id", NULL));
-        cJSON_Delete(out);
+        cJSON_Delete(th_stack_run(&st, 0, a));
+        th_stack_connect(&st, ws, "messenger", PAGE, "short-bf", NULL, page_int);
+        th_stack_connect(&st, ws, "instagram", IG, "short-bf-ig", NULL, ig_int);
     }
     /* The router learns of integrations from the vault's events, a moment later. */
-    CHECK_WAIT(sql_num("SELECT count(*) FROM router.routes WHERE status = 'connected'") == 2,
-               10000);
+    CHECK_WAIT(
+        th_stack_count(&st, "SELECT count(*) FROM router.routes WHERE status = 'connected'") == 2,
+        10000);
 }
 
 /*
@@ -164,22 +112,22 @@ static void test_check_on_demand(void)
                       "answered from the app", t0 - 19 * 60 * 1000, true);
     fakemeta_conv_add(st.meta, FAKEMETA_INSTAGRAM, IG, "ig-bf-1", "m_bfig_3", "ig thanks!",
                       t0 - 18 * 60 * 1000, false);
-    out = run(0, args);
+    out = th_stack_run(&st, 0, args);
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(out, "subscribed")));
     CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "backfilled")), 3);
     CHECK_STR(th_json_str(out, "backfill", NULL), "done");
     cJSON_Delete(out);
     CHECK(stored_is("m_bfig_%", "3/3"));
-    CHECK_INT(sql_num("SELECT count(*) FROM router.messages WHERE mid = 'm_bfig_2'"
-                      " AND direction = 'out' AND status = 'sent'"),
+    CHECK_INT(th_stack_count(&st, "SELECT count(*) FROM router.messages WHERE mid = 'm_bfig_2'"
+                                  " AND direction = 'out' AND status = 'sent'"),
               1);
     /* The window is Meta's time of the contact's last message. */
-    CHECK_INT(sql_num("SELECT round(extract(epoch FROM max(last_inbound_at)) * 1000)"
-                      " FROM router.conversations c JOIN router.messages m"
-                      " ON m.conversation_id = c.id WHERE m.mid = 'm_bfig_3'"),
+    CHECK_INT(th_stack_count(&st, "SELECT round(extract(epoch FROM max(last_inbound_at)) * 1000)"
+                                  " FROM router.conversations c JOIN router.messages m"
+                                  " ON m.conversation_id = c.id WHERE m.mid = 'm_bfig_3'"),
               (t0 - 18 * 60 * 1000) / 1000 * 1000);
     /* Asked again: everything is held, nothing stored twice. */
-    out = run(0, args);
+    out = th_stack_run(&st, 0, args);
     CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "backfilled")), 0);
     CHECK_STR(th_json_str(out, "backfill", NULL), "done");
     cJSON_Delete(out);
@@ -277,7 +225,8 @@ static void test_gap_with_throttling(void)
         free(err);
     }
     /* Part of it stored, nothing twice. */
-    CHECK(sql_num("SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bf\\_%'") >= 1);
+    CHECK(th_stack_count(&st, "SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bf\\_%'") >=
+          1);
 
     /* Five minutes later: then 613, which names no wait (a minute, Meta's windows roll). */
     fakemeta_conv_throttle(st.meta, 3, 613, 1, 0);
@@ -292,22 +241,23 @@ static void test_gap_with_throttling(void)
 
     /* 27 conversations: 2 + 60 + 25 * 2 messages and the echo, each stored once. */
     CHECK(stored_is("m\\_bf\\_%", "113/113"));
-    CHECK_INT(sql_num("SELECT count(*) FROM router.conversations c JOIN router.routes r"
-                      " ON r.integration_id = c.integration_id WHERE r.account_id = '" PAGE "'"),
+    CHECK_INT(th_stack_count(
+                  &st, "SELECT count(*) FROM router.conversations c JOIN router.routes r"
+                       " ON r.integration_id = c.integration_id WHERE r.account_id = '" PAGE "'"),
               27);
-    CHECK_INT(sql_num("SELECT count(*) FROM router.messages WHERE mid = 'm_bf_echo'"
-                      " AND direction = 'out'"),
+    CHECK_INT(th_stack_count(&st, "SELECT count(*) FROM router.messages WHERE mid = 'm_bf_echo'"
+                                  " AND direction = 'out'"),
               1);
     /* The backfill stored all but the one a webhook had brought, which it found held. */
     CHECK(job_is(page_int, "stored || '/' || duplicates", "112/1"));
     CHECK_INT(fakemeta_conv_over_limit(st.meta), 0);
     /* What Meta says of a person beyond the id is never kept, sealed or not. */
-    CHECK_INT(sql_num("SELECT count(*) FROM router.messages WHERE position("
-                      "convert_to('gap text', 'UTF8') IN body_sealed) > 0"),
+    CHECK_INT(th_stack_count(&st, "SELECT count(*) FROM router.messages WHERE position("
+                                  "convert_to('gap text', 'UTF8') IN body_sealed) > 0"),
               0);
     {
         const char *args[] = {"conversations", "list", "--workspace", ws, NULL};
-        cJSON *list = run(0, args);
+        cJSON *list = th_stack_run(&st, 0, args);
         char *s = cJSON_PrintUnformatted(list);
         CHECK(s != NULL && strstr(s, "Person bf") == NULL && strstr(s, "@facebook.com") == NULL);
         cJSON_free(s);
@@ -341,19 +291,19 @@ static void test_old_message_window(void)
     cJSON_Delete(r);
     CHECK(stored_is("m_bfo_1", "1/1"));
     CHECK(stored_is("m_bfr_1", "1/1"));
-    CHECK_INT(sql_num("SELECT round(extract(epoch FROM c.last_inbound_at) * 1000)"
-                      " FROM router.conversations c JOIN router.messages m"
-                      " ON m.conversation_id = c.id WHERE m.mid = 'm_bfo_1'"),
+    CHECK_INT(th_stack_count(&st, "SELECT round(extract(epoch FROM c.last_inbound_at) * 1000)"
+                                  " FROM router.conversations c JOIN router.messages m"
+                                  " ON m.conversation_id = c.id WHERE m.mid = 'm_bfo_1'"),
               old / 1000 * 1000);
-    CHECK_INT(sql_num("SELECT round(extract(epoch FROM c.last_inbound_at) * 1000)"
-                      " FROM router.conversations c JOIN router.messages m"
-                      " ON m.conversation_id = c.id WHERE m.mid = 'm_bfr_1'"),
+    CHECK_INT(th_stack_count(&st, "SELECT round(extract(epoch FROM c.last_inbound_at) * 1000)"
+                                  " FROM router.conversations c JOIN router.messages m"
+                                  " ON m.conversation_id = c.id WHERE m.mid = 'm_bfr_1'"),
               recent);
     /* What the operator sees: closed for the old one, open for the recent one. */
     {
         const char *args[] = {"conversations", "list",   "--workspace", ws,
                               "--window",      "closed", NULL};
-        cJSON *list = run(0, args), *c;
+        cJSON *list = th_stack_run(&st, 0, args), *c;
         int closed = 0;
         cJSON_ArrayForEach(c, list)
         {
@@ -373,7 +323,7 @@ static void test_scheduled_silence(void)
     cJSON *r;
 
     fakemeta_conv_add(st.meta, FAKEMETA_FACEBOOK, PAGE, "bf-silent", "m_bfs_1", "nobody heard this",
-                      now_ms() - 60 * 1000, false);
+                      th_now_ms() - 60 * 1000, false);
     free(th_stack_sql(&st, "UPDATE vault.integrations SET subscription_checked_at = now() -"
                            " interval '7 hours' RETURNING 1"));
     r = th_stack_request(&st, "vault.refresh.run", "{}");
@@ -403,7 +353,7 @@ static void dump_job(const char *id)
 static void test_crash_midway(void)
 {
     char psid[32], mid[48], text[64], body[256];
-    int64_t base = now_ms() - 10 * 60 * 1000;
+    int64_t base = th_now_ms() - 10 * 60 * 1000;
     cJSON *r;
 
     for (int c = 0; c < 10; c++) {
@@ -421,7 +371,8 @@ static void test_crash_midway(void)
     CHECK_STR(th_json_str(r, "result", "integration_id"), page_int);
     cJSON_Delete(r);
     /* SIGTERM once a conversation is stored: back to pending, at its position. */
-    CHECK_WAIT(sql_num("SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bfc\\_%'") >= 3,
+    CHECK_WAIT(th_stack_count(
+                   &st, "SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bfc\\_%'") >= 3,
                30000);
     CHECK_INT(th_proc_stop(&router), 0);
     router_lives[0] = router;
@@ -429,7 +380,8 @@ static void test_crash_midway(void)
     CHECK(job_is(page_int, "(page_done > 0)::text", "true"));
     th_stack_start(&st, &router, "conversation-router", NULL);
     /* SIGKILL once another is stored: the lease stays until it runs out. */
-    if (!WAIT_UNTIL(sql_num("SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bfc\\_%'") >=
+    if (!WAIT_UNTIL(th_stack_count(
+                        &st, "SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bfc\\_%'") >=
                         9,
                     30000)) {
         CHECK_MSG(0, "the restarted router never went on with the job");
@@ -466,13 +418,14 @@ static void test_back_from_reauth(void)
     fakemeta_revoke(st.meta, "PAGE-" PAGE "-short-bf");
     r = th_stack_request(&st, "vault.refresh.run", "{}");
     cJSON_Delete(r);
-    CHECK_WAIT(sql_num("SELECT count(*) FROM router.routes WHERE account_id = '" PAGE "'"
-                       " AND status = 'needs_reauth'") == 1,
+    CHECK_WAIT(th_stack_count(&st,
+                              "SELECT count(*) FROM router.routes WHERE account_id = '" PAGE "'"
+                              " AND status = 'needs_reauth'") == 1,
                10000);
     fakemeta_conv_add(st.meta, FAKEMETA_FACEBOOK, PAGE, "bf-reauth", "m_bfa_1",
-                      "written while we could not read", now_ms() - 30 * 1000, false);
+                      "written while we could not read", th_now_ms() - 30 * 1000, false);
     fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-bf-2", NULL);
-    r = run(0, connect);
+    r = th_stack_run(&st, 0, connect);
     CHECK_STR(th_json_str(r, "integration_id", NULL), page_int);
     cJSON_Delete(r);
     if (!WAIT_UNTIL(stored_is("m_bfa_1", "1/1"), 30000)) {
@@ -506,15 +459,11 @@ static void test_refusals(void)
 static void test_logs_clean(void)
 {
     struct th_proc *procs[] = {&ingest, &vault, &router, &router_lives[0], &router_lives[1]};
-    const char *needles[] = {"gap text", "Person bf", "@facebook.com", "user_ig", "PAGE-", "IGLL-"};
+    const char *needles[] = {"gap text", "Person bf", "@facebook.com", "user_ig", "PAGE-",
+                             "IGLL-",    NULL};
 
-    for (size_t p = 0; p < sizeof(procs) / sizeof(procs[0]); p++) {
-        char *log = th_proc_output(procs[p]);
-        for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
-            CHECK_MSG(strstr(log, needles[i]) == NULL, "%s in the log of %s", needles[i],
-                      procs[p]->name);
-        free(log);
-    }
+    for (size_t p = 0; p < sizeof(procs) / sizeof(procs[0]); p++)
+        free(th_proc_log_lacks(procs[p], needles));
 }
 
 int main(void)
@@ -523,7 +472,7 @@ int main(void)
 
     th_init("router_backfill");
     th_stack_init(&st);
-    t0 = now_ms();
+    t0 = th_now_ms();
     th_stack_start(&st, &vault, "token-vault", vault_env);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     th_stack_start(&st, &router, "conversation-router", NULL);

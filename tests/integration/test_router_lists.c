@@ -189,21 +189,12 @@ static char *next_cursor(const cJSON *reply)
 
 void test_lists_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Lists", NULL};
-    const char *connect[] = {"integration", "connect",    "--workspace", NULL,      "--platform",
-                             "messenger",   "--account",  PAGE_LISTS,    "--token", "short-lists",
-                             "--asid",      "asid-lists", NULL};
     static char body[65536];
     char psid[32], mid[32];
     size_t len;
-    cJSON *out = NULL;
 
-    CHECK_INT(ctl(&out, NULL, create), 0);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    connect[3] = ws;
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-lists", NULL);
-    CHECK_INT(ctl(NULL, NULL, connect), 0);
+    th_stack_workspace(&st, "Lists", false, ws);
+    th_stack_connect(&st, ws, "messenger", PAGE_LISTS, "short-lists", "asid-lists", NULL);
 
     /* Every row of the lists in one POST: 24 contacts, and a chat of 30 messages whose
      * timestamps come in pairs (the arrival order breaks the tie). */

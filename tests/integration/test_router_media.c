@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -42,34 +41,6 @@ static char ws[64], ig_integration[64], image_att[64], image_conv[64];
 static unsigned char image[IMAGE_BYTES];
 static char image_hex[33]; /* 16 bytes from the image's middle, in hex: what a scan looks for */
 
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-void proof_of(const char *token, char out[65])
-{
-    unsigned char mac[CM_SHA256_LEN];
-
-    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), token, strlen(token),
-                          mac);
-    cm_hex_encode(mac, sizeof(mac), out);
-}
-
-static cJSON *run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
-}
-
 /*
  * A message mid from psid to the Page (or the Instagram account when ig) at Meta's time ts,
  * with attachments (a JSON array's text, may be NULL) and text (may be NULL).
@@ -77,22 +48,9 @@ static cJSON *run(int want, const char *const *args)
 static void message(bool ig, const char *psid, const char *mid, int64_t ts, const char *atts,
                     const char *text)
 {
-    struct cm_buf b;
-
-    cm_buf_init(&b);
-    cm_buf_printf(&b,
-                  "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-                  "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-                  "\"message\":{\"mid\":\"%s\"",
-                  ig ? "instagram" : "page", ig ? IG : PAGE, (long long)now_ms(), psid,
-                  ig ? IG : PAGE, (long long)ts, mid);
-    if (text != NULL)
-        cm_buf_printf(&b, ",\"text\":\"%s\"", text);
-    if (atts != NULL)
-        cm_buf_printf(&b, ",\"attachments\":%s", atts);
-    cm_buf_printf(&b, "}}]}]}");
-    CHECK_MSG(th_stack_webhook(&st, b.data) == 200, "webhook refused for %s", mid);
-    cm_buf_cleanup(&b);
+    CHECK_MSG(th_stack_message(&st, ig, ig ? IG : PAGE, th_now_ms(), psid, ts, mid, text, atts) ==
+                  200,
+              "webhook refused for %s", mid);
 }
 
 /* One attachment of type at url, as Meta's webhook carries it (a new string). */
@@ -103,19 +61,6 @@ static char *one(const char *type, const char *url)
     cm_buf_init(&b);
     cm_buf_printf(&b, "[{\"type\":\"%s\",\"payload\":{\"url\":\"%s\"}}]", type, url);
     return b.data;
-}
-
-/* A value of the router's schema (a new string), or NULL; fmt takes one string. */
-static char *sql(const char *fmt, const char *arg) __attribute__((format(printf, 1, 0)));
-static char *sql(const char *fmt, const char *arg)
-{
-    char q[1024];
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(q, sizeof(q), fmt, arg);
-#pragma GCC diagnostic pop
-    return th_stack_sql(&st, q);
 }
 
 /* The id of the attachment at position pos of message mid into out, once stored (10 s). */
@@ -140,7 +85,7 @@ static bool attachment_of(const char *mid, int pos, char out[64])
 /* Whether att's state is want now. */
 static bool state_is(const char *att, const char *want)
 {
-    char *s = sql("SELECT state FROM router.attachments WHERE id = '%s'", att);
+    char *s = th_stack_sqlf(&st, "SELECT state FROM router.attachments WHERE id = '%s'", att);
     bool ok = s != NULL && strcmp(s, want) == 0;
 
     free(s);
@@ -156,54 +101,25 @@ static void await_state(const char *att, const char *want)
 /* The last audit event of the router's, waiting until its subject is subject (free it). */
 static cJSON *audit_of(const char *subject)
 {
-    jsCtx *js = NULL;
     cJSON *json = NULL;
 
-    natsConnection_JetStream(&js, st.nc, NULL);
     for (int i = 0; i < 100; i++) {
-        natsMsg *m = NULL;
-        jsErrCode jerr = 0;
-        if (js_GetLastMsg(&m, js, "AUDIT", "audit.conversation-router", NULL, &jerr) == NATS_OK) {
-            json = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
-            natsMsg_Destroy(m);
-            if (cJSON_IsArray(json)) {
-                cJSON *all = json;
-                json = cJSON_DetachItemFromArray(all, cJSON_GetArraySize(all) - 1);
-                cJSON_Delete(all);
-            }
-            if (th_json_str(json, "subject", NULL) != NULL &&
-                strcmp(th_json_str(json, "subject", NULL), subject) == 0)
-                break;
-            cJSON_Delete(json);
-            json = NULL;
-        }
+        json = th_stack_last_event(&st, "AUDIT", "audit.conversation-router");
+        if (th_json_str(json, "subject", NULL) != NULL &&
+            strcmp(th_json_str(json, "subject", NULL), subject) == 0)
+            break;
+        cJSON_Delete(json);
+        json = NULL;
         check_pause_ms(100);
     }
-    jsCtx_Destroy(js);
     return json;
 }
 
 static void test_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Media", NULL};
-    cJSON *out = run(0, create);
-    const char *fb[] = {"integration", "connect",     "--workspace", ws,
-                        "--platform",  "messenger",   "--account",   PAGE,
-                        "--token",     "short-media", NULL};
-    const char *ig[] = {"integration", "connect",        "--workspace", ws,
-                        "--platform",  "instagram",      "--account",   IG,
-                        "--token",     "short-ig-media", NULL};
-
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-media", NULL);
-    fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-ig-media", IG);
-    cJSON_Delete(run(0, fb));
-    out = run(0, ig);
-    snprintf(ig_integration, sizeof(ig_integration), "%s",
-             th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
-                                                      : "none");
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Media", false, ws);
+    th_stack_connect(&st, ws, "messenger", PAGE, "short-media", NULL, NULL);
+    th_stack_connect(&st, ws, "instagram", IG, "short-ig-media", NULL, ig_integration);
     randombytes_buf(image, sizeof(image));
     cm_hex_encode(image + IMAGE_BYTES / 2, 16, image_hex);
 }
@@ -219,24 +135,27 @@ static void test_image_downloaded(void)
     cJSON *out, *au;
     FILE *f;
 
-    message(false, "cust-ada", "m_img_1", now_ms(), atts, "look at this");
+    message(false, "cust-ada", "m_img_1", th_now_ms(), atts, "look at this");
     if (!attachment_of("m_img_1", 0, image_att))
         goto done;
     await_state(image_att, "stored");
-    conv = sql("SELECT conversation_id FROM router.attachments WHERE id = '%s'", image_att);
+    conv = th_stack_sqlf(&st, "SELECT conversation_id FROM router.attachments WHERE id = '%s'",
+                         image_att);
     snprintf(image_conv, sizeof(image_conv), "%s", conv ? conv : "none");
     free(conv);
     {
-        char *n = sql("SELECT size || '|' || content_type || '|' || store || '|'"
-                      " || (source_sealed IS NULL) FROM router.attachments WHERE id = '%s'",
-                      image_att);
+        char *n =
+            th_stack_sqlf(&st,
+                          "SELECT size || '|' || content_type || '|' || store || '|'"
+                          " || (source_sealed IS NULL) FROM router.attachments WHERE id = '%s'",
+                          image_att);
         char want[64];
         snprintf(want, sizeof(want), "%d|image/jpeg|postgres|true", IMAGE_BYTES);
         CHECK_STR(n, want);
         free(n);
     }
     snprintf(path, sizeof(path), "%s/img-ada.jpg", th_tmpdir());
-    out = run(0, args);
+    out = th_stack_run(&st, 0, args);
     CHECK_STR(th_json_str(out, "attachment_id", NULL), image_att);
     CHECK_STR(th_json_str(out, "type", NULL), "image");
     CHECK_STR(th_json_str(out, "content_type", NULL), "image/jpeg");
@@ -284,8 +203,8 @@ static void test_expired_refetched(void)
     fakemeta_cdn_expire(st.meta, "ig-exp");
     fakemeta_media_message(st.meta, "m_vid_exp", fb_names, 1);
     fakemeta_media_message(st.meta, "m_ig_exp", ig_names, 1);
-    message(false, "cust-ada", "m_vid_exp", now_ms(), fb_atts, NULL);
-    message(true, "ig-grace", "m_ig_exp", now_ms(), ig_atts, NULL);
+    message(false, "cust-ada", "m_vid_exp", th_now_ms(), fb_atts, NULL);
+    message(true, "ig-grace", "m_ig_exp", th_now_ms(), ig_atts, NULL);
     if (attachment_of("m_vid_exp", 0, fb_att))
         await_state(fb_att, "stored");
     if (attachment_of("m_ig_exp", 0, ig_att))
@@ -297,7 +216,7 @@ static void test_expired_refetched(void)
     if (r != NULL) {
         char *p = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(fakehttp_header(r, "Authorization"), "Bearer PAGE-" PAGE "-short-media");
-        proof_of("PAGE-" PAGE "-short-media", proof);
+        fakemeta_proof("PAGE-" PAGE "-short-media", proof);
         CHECK_STR(p, proof);
         free(p);
     }
@@ -309,9 +228,10 @@ static void test_expired_refetched(void)
         free(fields);
     }
     {
-        char *n = sql("SELECT size || '|' || content_type FROM router.attachments"
-                      " WHERE id = '%s'",
-                      fb_att);
+        char *n = th_stack_sqlf(&st,
+                                "SELECT size || '|' || content_type FROM router.attachments"
+                                " WHERE id = '%s'",
+                                fb_att);
         char want[64];
         snprintf(want, sizeof(want), "%zu|video/mp4", sizeof(bytes));
         CHECK_STR(n, want);
@@ -337,25 +257,27 @@ static void test_unavailable(void)
 
     snprintf(path, sizeof(path), "%s/never", th_tmpdir());
     fakemeta_cdn_expire(st.meta, "gone-img");
-    message(false, "cust-ada", "m_gone", now_ms(), gone_atts, NULL);
-    message(false, "cust-ada", "m_big", now_ms(), big_atts, NULL);
+    message(false, "cust-ada", "m_gone", th_now_ms(), gone_atts, NULL);
+    message(false, "cust-ada", "m_big", th_now_ms(), big_atts, NULL);
     if (attachment_of("m_gone", 0, gone)) {
         await_state(gone, "unavailable");
-        n = sql("SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
-                " WHERE id = '%s'",
-                gone);
+        n = th_stack_sqlf(&st,
+                          "SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
+                          " WHERE id = '%s'",
+                          gone);
         CHECK_CONTAINS(n, "Meta refused a fresh one");
         CHECK_CONTAINS(n, "|true");
         free(n);
-        cJSON_Delete(run(1, args));
+        cJSON_Delete(th_stack_run(&st, 1, args));
         CHECK(access(path, F_OK) != 0);
     }
     if (attachment_of("m_big", 0, huge)) {
         await_state(huge, "unavailable");
-        n = sql("SELECT error || '|' || (source_sealed IS NULL) || '|' ||"
-                " (SELECT count(*) FROM router.media WHERE attachment_id = a.id)"
-                " FROM router.attachments a WHERE id = '%s'",
-                huge);
+        n = th_stack_sqlf(&st,
+                          "SELECT error || '|' || (source_sealed IS NULL) || '|' ||"
+                          " (SELECT count(*) FROM router.media WHERE attachment_id = a.id)"
+                          " FROM router.attachments a WHERE id = '%s'",
+                          huge);
         CHECK_STR(n, "over MEDIA_MAX_BYTES|true|0");
         free(n);
     }
@@ -373,11 +295,11 @@ static void test_lookaside(void)
     char *cdn = fakemeta_cdn_put(st.meta, "ig-look", "image/webp", bytes, sizeof(bytes));
     char *url = fakemeta_cdn_lookaside(st.meta, "ig-look"), *atts = one("image", url), att[64];
 
-    message(true, "ig-grace", "m_ig_look", now_ms(), atts, NULL);
+    message(true, "ig-grace", "m_ig_look", th_now_ms(), atts, NULL);
     if (attachment_of("m_ig_look", 0, att)) {
         char *n;
         await_state(att, "stored");
-        n = sql("SELECT content_type FROM router.attachments WHERE id = '%s'", att);
+        n = th_stack_sqlf(&st, "SELECT content_type FROM router.attachments WHERE id = '%s'", att);
         CHECK_STR(n, "image/webp");
         free(n);
     }
@@ -396,7 +318,7 @@ static void test_transient(void)
     char *atts = one("image", url), att[64], q[512], *n = NULL;
 
     fakemeta_cdn_fault(st.meta, "flaky-img", 500, 0);
-    message(false, "cust-ada", "m_flaky", now_ms(), atts, NULL);
+    message(false, "cust-ada", "m_flaky", th_now_ms(), atts, NULL);
     if (attachment_of("m_flaky", 0, att)) {
         snprintf(q, sizeof(q),
                  "SELECT state || '|' || attempts || '|' || error || '|' ||"
@@ -422,25 +344,27 @@ static void test_story_mention(void)
     const char *args[] = {"attachment", "get", fresh, "--out", path, NULL};
 
     snprintf(path, sizeof(path), "%s/story", th_tmpdir());
-    message(true, "ig-grace", "m_story_new", now_ms(), atts, NULL);
-    message(true, "ig-grace", "m_story_old", now_ms() - 25LL * 3600 * 1000, atts, NULL);
+    message(true, "ig-grace", "m_story_new", th_now_ms(), atts, NULL);
+    message(true, "ig-grace", "m_story_old", th_now_ms() - 25LL * 3600 * 1000, atts, NULL);
     if (attachment_of("m_story_old", 0, old)) {
         await_state(old, "unavailable");
-        n = sql("SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
-                " WHERE id = '%s'",
-                old);
+        n = th_stack_sqlf(&st,
+                          "SELECT error || '|' || (source_sealed IS NULL) FROM router.attachments"
+                          " WHERE id = '%s'",
+                          old);
         CHECK_STR(n, "story expired|true");
         free(n);
     }
     if (attachment_of("m_story_new", 0, fresh)) {
         CHECK(state_is(fresh, "reference"));
-        n = sql(
+        n = th_stack_sqlf(
+            &st,
             "SELECT (source_sealed IS NOT NULL) || '|' || (due_at > now() + interval '23 hours')"
             " FROM router.attachments WHERE id = '%s'",
             fresh);
         CHECK_STR(n, "true|true");
         free(n);
-        cJSON_Delete(run(1, args));
+        cJSON_Delete(th_stack_run(&st, 1, args));
     }
     CHECK(fakemeta_cdn_gets(st.meta, "story-1") == 0);
     free(atts);
@@ -456,7 +380,7 @@ static void post_event(const char *field, const char *ev)
     cm_buf_printf(&b,
                   "{\"object\":\"page\",\"entry\":[{\"id\":\"" PAGE "\",\"time\":%lld,"
                   "\"%s\":[%s]}]}",
-                  (long long)now_ms(), field, ev);
+                  (long long)th_now_ms(), field, ev);
     CHECK_MSG(th_stack_webhook(&st, b.data) == 200, "webhook refused: %s", field);
     cm_buf_cleanup(&b);
 }
@@ -474,28 +398,30 @@ static void test_echo_and_standby(void)
              "{\"sender\":{\"id\":\"" PAGE "\"},\"recipient\":{\"id\":\"cust-ada\"},"
              "\"timestamp\":%lld,\"message\":{\"mid\":\"m_echo_img\",\"is_echo\":true,"
              "\"app_id\":" FAKEMETA_INBOX_APP_ID ",\"attachments\":%s}}",
-             (long long)now_ms(), echo_atts);
+             (long long)th_now_ms(), echo_atts);
     post_event("messaging", ev);
     snprintf(ev, sizeof(ev),
              "{\"sender\":{\"id\":\"cust-ada\"},\"recipient\":{\"id\":\"" PAGE "\"},"
              "\"timestamp\":%lld,\"message\":{\"mid\":\"m_sb_file\",\"attachments\":%s}}",
-             (long long)now_ms(), sb_atts);
+             (long long)th_now_ms(), sb_atts);
     post_event("standby", ev);
     if (attachment_of("m_echo_img", 0, att)) {
         char *n;
         await_state(att, "stored");
-        n = sql("SELECT m.direction || '|' || a.type FROM router.attachments a JOIN"
-                " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
-                att);
+        n = th_stack_sqlf(&st,
+                          "SELECT m.direction || '|' || a.type FROM router.attachments a JOIN"
+                          " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
+                          att);
         CHECK_STR(n, "out|image");
         free(n);
     }
     if (attachment_of("m_sb_file", 0, att)) {
         char *n;
         await_state(att, "stored");
-        n = sql("SELECT m.standby || '|' || a.content_type FROM router.attachments a JOIN"
-                " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
-                att);
+        n = th_stack_sqlf(&st,
+                          "SELECT m.standby || '|' || a.content_type FROM router.attachments a JOIN"
+                          " router.messages m ON m.id = a.message_id WHERE a.id = '%s'",
+                          att);
         CHECK_STR(n, "true|application/pdf");
         free(n);
     }
@@ -511,8 +437,8 @@ static void test_duplicate(void)
     char *url = fakemeta_cdn_put(st.meta, "img-ada", "image/jpeg", image, sizeof(image));
     char *atts = one("image", url), *n, *marker;
 
-    message(false, "cust-ada", "m_img_1", now_ms(), atts, "look at this");
-    message(false, "cust-ada", "m_after_dup", now_ms(), NULL, "after the duplicate");
+    message(false, "cust-ada", "m_img_1", th_now_ms(), atts, "look at this");
+    message(false, "cust-ada", "m_after_dup", th_now_ms(), NULL, "after the duplicate");
     CHECK(WAIT_UNTIL((marker = th_stack_sql(&st, "SELECT 1 FROM router.messages"
                                                  " WHERE mid = 'm_after_dup'")) != NULL,
                      10000));
@@ -529,7 +455,7 @@ static void test_duplicate(void)
 static void test_messages_list(void)
 {
     const char *args[] = {"messages", "list", image_conv, "--all", NULL};
-    cJSON *out = run(0, args), *m;
+    cJSON *out = th_stack_run(&st, 0, args), *m;
     bool seen_image = false, seen_plain = false;
 
     cJSON_ArrayForEach(m, out)
@@ -561,8 +487,6 @@ static void test_messages_list(void)
 /* A viewer of the workspace may read an attachment; a viewer of another workspace may not. */
 static void test_viewers(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Elsewhere", NULL};
-    cJSON *out = run(0, create);
     char other[64], path[256];
     const char *add_out[] = {"member",   "add",    "--workspace", other, "--user",
                              "outsider", "--role", "viewer",      NULL};
@@ -575,18 +499,17 @@ static void test_viewers(void)
     const char *bad[] = {"attachment", "get", "att_'; DROP", "--out", path, NULL};
     const char *usage[] = {"attachment", "get", image_att, NULL};
 
-    snprintf(other, sizeof(other), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Elsewhere", false, other);
     snprintf(path, sizeof(path), "%s/viewer.jpg", th_tmpdir());
-    cJSON_Delete(run(0, add_out));
-    cJSON_Delete(run(0, add_in));
-    cJSON_Delete(run(1, denied));
+    cJSON_Delete(th_stack_run(&st, 0, add_out));
+    cJSON_Delete(th_stack_run(&st, 0, add_in));
+    cJSON_Delete(th_stack_run(&st, 1, denied));
     CHECK(access(path, F_OK) != 0);
-    cJSON_Delete(run(0, allowed));
+    cJSON_Delete(th_stack_run(&st, 0, allowed));
     CHECK(access(path, F_OK) == 0);
     unlink(path);
-    cJSON_Delete(run(1, bad));
-    cJSON_Delete(run(2, usage));
+    cJSON_Delete(th_stack_run(&st, 1, bad));
+    cJSON_Delete(th_stack_run(&st, 2, usage));
 }
 
 /* Nothing of the media, its URLs or the contact's name in plaintext in the router's schema. */
@@ -645,7 +568,8 @@ static void test_purge(void)
               cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "remaining"), "attachments")) ==
           0);
     cJSON_Delete(r);
-    n = sql("SELECT count(*) FROM router.attachments WHERE integration_id = '%s'", ig_integration);
+    n = th_stack_sqlf(&st, "SELECT count(*) FROM router.attachments WHERE integration_id = '%s'",
+                      ig_integration);
     CHECK_STR(n, "0");
     free(n);
     n = th_stack_sql(&st,
@@ -653,7 +577,7 @@ static void test_purge(void)
                      " ON a.id = m.attachment_id WHERE a.id IS NULL OR a.type = 'story_mention'");
     CHECK_STR(n, "0");
     free(n);
-    n = sql("SELECT state FROM router.attachments WHERE id = '%s'", image_att);
+    n = th_stack_sqlf(&st, "SELECT state FROM router.attachments WHERE id = '%s'", image_att);
     CHECK_STR(n, "stored");
     free(n);
 }
@@ -662,14 +586,11 @@ static void test_purge(void)
 static void test_logs_clean(void)
 {
     struct th_proc *procs[] = {&router1, &router2};
-    const char *needles[] = {"t1.15752-9", "_nc_cat", "oh=03_", "Lovelace", "fresh-bytes"};
+    const char *needles[] = {"t1.15752-9", "_nc_cat", "oh=03_", "Lovelace", "fresh-bytes", NULL};
     bool ids_logged = false;
 
     for (size_t p = 0; p < sizeof(procs) / sizeof(procs[0]); p++) {
-        char *log = th_proc_output(procs[p]);
-        for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
-            CHECK_MSG(strstr(log, needles[i]) == NULL, "%s in the log of %s", needles[i],
-                      procs[p]->name);
+        char *log = th_proc_log_lacks(procs[p], needles);
         ids_logged = ids_logged || strstr(log, image_att) != NULL;
         free(log);
     }
@@ -682,7 +603,7 @@ int main(void)
     if (sodium_init() < 0)
         return 1;
     th_stack_init(&st);
-    now_ms_ = now_ms();
+    now_ms_ = th_now_ms();
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     router1_port = th_stack_start(&st, &router1, "conversation-router", router_env);

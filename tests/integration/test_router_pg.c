@@ -64,19 +64,10 @@ static void test_outage(void)
 {
     char ready[128];
     struct th_resp r;
-    const char *create[] = {"workspace", "create", "--name", "PG outage", NULL};
-    cJSON *out = NULL;
+    char ws[64];
 
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, create), 0);
-    {
-        const char *connect[] = {
-            "integration", "connect",   "--workspace", th_json_str(out, "workspace_id", NULL),
-            "--platform",  "messenger", "--account",   PAGE,
-            "--token",     "t",         NULL};
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "t", NULL);
-        CHECK_INT(th_stack_domsctl(&st, NULL, NULL, connect), 0);
-    }
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "PG outage", false, ws);
+    th_stack_connect(&st, ws, "messenger", PAGE, "t", NULL, NULL);
     post_batch(0, 20);
     for (int i = 0; i < 200 && stored() < 20; i++)
         th_sleep_ms(50);
@@ -192,34 +183,20 @@ static long keys_under(const char *key_id)
 
 char *workspace(const char *name)
 {
-    const char *create[] = {"workspace", "create", "--name", name, NULL};
-    cJSON *out = NULL;
-    char *ws;
+    char ws[64];
 
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, create), 0);
-    ws = cm_xstrdup(th_json_str(out, "workspace_id", NULL) ? th_json_str(out, "workspace_id", NULL)
-                                                           : "none");
-    cJSON_Delete(out);
-    return ws;
+    th_stack_workspace(&st, name, false, ws);
+    return cm_xstrdup(ws);
 }
 
 /* Connects page to ws; returns the integration id (a new string). */
 static char *connect_page(const char *ws, const char *page)
 {
-    char token[64];
-    const char *args[] = {"integration", "connect", "--workspace", ws,    "--platform", "messenger",
-                          "--account",   page,      "--token",     token, NULL};
-    cJSON *out = NULL;
-    char *id;
+    char token[64], id[64];
 
     snprintf(token, sizeof(token), "short-%s", page);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, token, NULL);
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, args), 0);
-    id = cm_xstrdup(th_json_str(out, "integration_id", NULL)
-                        ? th_json_str(out, "integration_id", NULL)
-                        : "none");
-    cJSON_Delete(out);
-    return id;
+    th_stack_connect(&st, ws, "messenger", page, token, NULL, id);
+    return cm_xstrdup(id);
 }
 
 /* Three messages from two contacts of page, "<page> says <i>", and waits until stored. */

@@ -12,10 +12,8 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
-#include "common/crypto.h"
 #include "common/mem.h"
 #include "router_suite.h"
 
@@ -34,58 +32,25 @@ const char *const router_env[] = {"PROFILE_RATE=240", "PROFILE_REFRESH=6s",
 
 static char ws[64], ig_integration[64];
 
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-/* Meta's appsecret_proof of token under the stand-in's app secret (as test_router_reply's). */
-void proof_of(const char *token, char out[65])
-{
-    unsigned char mac[CM_SHA256_LEN];
-
-    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), token, strlen(token),
-                          mac);
-    cm_hex_encode(mac, sizeof(mac), out);
-}
-
-static cJSON *run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
-}
-
 /* A message from psid (mid "m_<psid>") to the Page, or to the Instagram account when ig. */
 static void message(bool ig, const char *psid)
 {
-    char body[2048];
+    char mid[128], text[128];
 
-    snprintf(body, sizeof(body),
-             "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-             "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"m_%s\",\"text\":\"hello from %s\"}}]}]}",
-             ig ? "instagram" : "page", ig ? IG : PAGE, (long long)now_ms_, psid, ig ? IG : PAGE,
-             (long long)now_ms(), psid, psid);
-    CHECK_MSG(th_stack_webhook(&st, body) == 200, "webhook refused for %s", psid);
+    snprintf(mid, sizeof(mid), "m_%s", psid);
+    snprintf(text, sizeof(text), "hello from %s", psid);
+    CHECK_MSG(th_stack_message(&st, ig, ig ? IG : PAGE, now_ms_, psid, th_now_ms(), mid, text,
+                               NULL) == 200,
+              "webhook refused for %s", psid);
 }
 
 /* The conversation of psid's first message (a new string), once stored; NULL after 10 s. */
 static char *conv_of(const char *psid)
 {
-    char q[256], *id = NULL;
+    char mid[128];
 
-    snprintf(q, sizeof(q), "SELECT conversation_id FROM router.messages WHERE mid = 'm_%s'", psid);
-    if (!WAIT_UNTIL((id = th_stack_sql(&st, q)) != NULL, 10000))
-        CHECK_MSG(0, "%s's message was never stored", psid);
-    return id;
+    snprintf(mid, sizeof(mid), "m_%s", psid);
+    return th_stack_await_conv(&st, mid);
 }
 
 /* router.conversation.get of conv, as the operator (free it). */
@@ -134,25 +99,9 @@ static char *profile_row(const char *conv)
 
 static void test_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Profiles", NULL};
-    cJSON *out = run(0, create);
-    const char *fb[] = {"integration", "connect",    "--workspace", ws,
-                        "--platform",  "messenger",  "--account",   PAGE,
-                        "--token",     "short-prof", NULL};
-    const char *ig[] = {"integration", "connect",       "--workspace", ws,
-                        "--platform",  "instagram",     "--account",   IG,
-                        "--token",     "short-ig-prof", NULL};
-
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-prof", NULL);
-    fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-ig-prof", IG);
-    cJSON_Delete(run(0, fb));
-    out = run(0, ig);
-    snprintf(ig_integration, sizeof(ig_integration), "%s",
-             th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
-                                                      : "none");
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Profiles", false, ws);
+    th_stack_connect(&st, ws, "messenger", PAGE, "short-prof", NULL, NULL);
+    th_stack_connect(&st, ws, "instagram", IG, "short-ig-prof", NULL, ig_integration);
 }
 
 /*
@@ -184,7 +133,7 @@ static void test_name_after_first_message(void)
              *p = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(fields, "first_name,last_name,profile_pic");
         CHECK_STR(fakehttp_header(r, "Authorization"), "Bearer PAGE-" PAGE "-short-prof");
-        proof_of("PAGE-" PAGE "-short-prof", proof);
+        fakemeta_proof("PAGE-" PAGE "-short-prof", proof);
         CHECK_STR(p, proof);
         free(fields);
         free(p);
@@ -200,7 +149,7 @@ static void test_name_after_first_message(void)
 
     /* The read shows the picture's URL too; the list shows the name. */
     args[2] = c1;
-    got = run(0, args);
+    got = th_stack_run(&st, 0, args);
     CHECK_STR(th_json_str(got, "contact_name", NULL), "Ada Lovelace-cust-ada");
     CHECK_CONTAINS(th_json_str(got, "contact_picture_url", NULL),
                    "platform-lookaside.fbsbx.com/platform/profilepic/?psid=cust-ada");
@@ -209,7 +158,7 @@ static void test_name_after_first_message(void)
         const char *list[] = {"conversations", "list", "--workspace", ws, NULL};
         const cJSON *c;
         bool seen = false;
-        got = run(0, list);
+        got = th_stack_run(&st, 0, list);
         cJSON_ArrayForEach(c, got)
         {
             if (strcmp(th_json_str(c, "conversation_id", NULL), c2) == 0) {
@@ -396,15 +345,12 @@ static void test_logs_clean(void)
     const char *needles[] = {"Lovelace", "Grace Hopper", "lookaside", "cdninstagram", "noconsent-",
                              "unknown-fb", "cust-ada",
                              /* httpc's line on a throttled read shows our contact id instead */
-                             "throttled-1"};
+                             "throttled-1", NULL};
 
     bool throttle_logged = false;
 
     for (size_t p = 0; p < sizeof(procs) / sizeof(procs[0]); p++) {
-        char *log = th_proc_output(procs[p]);
-        for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
-            CHECK_MSG(strstr(log, needles[i]) == NULL, "%s in the log of %s", needles[i],
-                      procs[p]->name);
+        char *log = th_proc_log_lacks(procs[p], needles);
         throttle_logged = throttle_logged || strstr(log, "/{contact ct_") != NULL;
         free(log);
     }
@@ -416,7 +362,7 @@ int main(void)
 {
     th_init("router_profile");
     th_stack_init(&st);
-    now_ms_ = now_ms();
+    now_ms_ = th_now_ms();
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     router1_port = th_stack_start(&st, &router1, "conversation-router", router_env);

@@ -28,15 +28,9 @@ static char *ig_int, *fb_int;
 static char *inbound(const char *object, const char *account, const char *psid, const char *mid,
                      const char *text)
 {
-    char body[2048];
-
-    snprintf(body, sizeof(body),
-             "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":["
-             "{\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"%s\",\"text\":\"%s\"}}]}]}",
-             object, account, (long long)now_ms_, psid, account, (long long)now_ms_ - 60000, mid,
-             text);
-    CHECK_INT(th_stack_webhook(&st, body), 200);
+    CHECK_INT(th_stack_message(&st, strcmp(object, "instagram") == 0, account, now_ms_, psid,
+                               now_ms_ - 60000, mid, text, NULL),
+              200);
     return await_conv_in(ws, text);
 }
 
@@ -66,31 +60,15 @@ static char *repeat(const char *unit, int n)
 /* Connects account with the short-lived token given, as the business would. */
 static char *connect(const char *platform, const char *account, const char *token, const char *asid)
 {
-    const char *args[] = {"integration", "connect",   "--workspace", ws,        "--platform",
-                          platform,      "--account", account,       "--token", token,
-                          "--asid",      asid,        NULL};
-    cJSON *out = NULL;
-    char *id;
+    char id[64];
 
-    fakemeta_issue(st.meta,
-                   strcmp(platform, "instagram") == 0 ? FAKEMETA_IG_SHORT : FAKEMETA_USER_SHORT,
-                   token, strcmp(platform, "instagram") == 0 ? account : NULL);
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, args), 0);
-    id = cm_xstrdup(th_json_str(out, "integration_id", NULL)
-                        ? th_json_str(out, "integration_id", NULL)
-                        : "none");
-    cJSON_Delete(out);
-    return id;
+    th_stack_connect(&st, ws, platform, account, token, asid, id);
+    return cm_xstrdup(id);
 }
 
 void test_reply_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Reply rules", NULL};
-    cJSON *out = NULL;
-
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, create), 0);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Reply rules", false, ws);
 }
 
 /*
@@ -182,15 +160,6 @@ void test_reply_limits(void)
     free(fb_conv);
 }
 
-void proof_of(const char *token, char out[2 * CM_SHA256_LEN + 1])
-{
-    unsigned char mac[CM_SHA256_LEN];
-
-    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), token, strlen(token),
-                          mac);
-    cm_hex_encode(mac, sizeof(mac), out);
-}
-
 /*
  * Every Graph call with a token carries its appsecret_proof: the suite's (the exchanges, the
  * Page token read, the sends) and the stand-in requires it, as an app with "Require App
@@ -212,7 +181,7 @@ void test_appsecret_proof(void)
     r = fakehttp_find(fb, "/v23.0/" PAGE_DEAUTH "/messages");
     CHECK(r != NULL);
     if (r != NULL) {
-        proof_of(page_token, want);
+        fakemeta_proof(page_token, want);
         got = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(got, want);
         free(got);
@@ -220,7 +189,7 @@ void test_appsecret_proof(void)
     r = fakehttp_find(ig, "/v23.0/" IG_GONE "/messages");
     CHECK(r != NULL);
     if (r != NULL) {
-        proof_of("IGLL-short-ig-limits", want);
+        fakemeta_proof("IGLL-short-ig-limits", want);
         got = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(got, want);
         free(got);
@@ -229,7 +198,7 @@ void test_appsecret_proof(void)
     r = fakehttp_find(fb, "/v23.0/" PAGE_DEAUTH);
     CHECK(r != NULL);
     if (r != NULL) {
-        proof_of("EAAU-short-fb-limits", want);
+        fakemeta_proof("EAAU-short-fb-limits", want);
         got = fakehttp_query_param(r, "appsecret_proof");
         CHECK_STR(got, want);
         free(got);
@@ -242,13 +211,13 @@ void test_appsecret_proof(void)
     CHECK_CONTAINS(resp.body.data, "require an appsecret_proof argument");
     CHECK_CONTAINS(resp.body.data, "\"code\":100");
     th_resp_cleanup(&resp);
-    proof_of("PAGE-" PAGE "-short-router", want);
+    fakemeta_proof("PAGE-" PAGE "-short-router", want);
     snprintf(url, sizeof(url), "%s/v23.0/" PAGE_DEAUTH "/messages?appsecret_proof=%s",
              fakemeta_url(st.meta, FAKEMETA_FACEBOOK), want);
     CHECK_INT(th_http(&resp, "POST", url, headers, probe, strlen(probe)), 400);
     CHECK_CONTAINS(resp.body.data, "Invalid appsecret_proof");
     th_resp_cleanup(&resp);
-    proof_of(page_token, want);
+    fakemeta_proof(page_token, want);
     snprintf(url, sizeof(url), "%s/v23.0/" PAGE_DEAUTH "/messages?appsecret_proof=%s",
              fakemeta_url(st.meta, FAKEMETA_FACEBOOK), want);
     CHECK_INT(th_http(&resp, "POST", url, headers, probe, strlen(probe)), 200);

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "common/crypto.h"
@@ -34,23 +33,16 @@ static char ws[64], fb_integration[64];
 static char *fb_conv, *fb_conv2, *fb_conv3, *ig_conv;
 static int64_t started_ms;
 
+/* The library's helpers under the short names this file's tests use. */
 static int64_t now_ms(void)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    return th_now_ms();
 }
 
+/* domsctl args, checking that it exits want; its JSON (free it). */
 static cJSON *run(int want, const char *const *args)
 {
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
+    return th_stack_run(&st, want, args);
 }
 
 /* domsctl with its exit status and what it printed (*why: free it). */
@@ -62,18 +54,14 @@ static int domsctl(cJSON **out, char **why, const char *const *args)
 /* A message from psid to the Page (or the Instagram account); its conversation (free it). */
 static char *inbound(bool ig, const char *psid)
 {
-    char body[2048], q[256], *id = NULL;
+    char mid[128], text[128], *id;
 
-    snprintf(body, sizeof(body),
-             "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
-             "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
-             "\"message\":{\"mid\":\"m_%s\",\"text\":\"hello from %s\"}}]}]}",
-             ig ? "instagram" : "page", ig ? IG_F : PAGE_F, (long long)started_ms, psid,
-             ig ? IG_F : PAGE_F, (long long)now_ms() - 60000, psid, psid);
-    CHECK_INT(th_stack_webhook(&st, body), 200);
-    snprintf(q, sizeof(q), "SELECT conversation_id FROM router.messages WHERE mid = 'm_%s'", psid);
-    if (!WAIT_UNTIL((id = th_stack_sql(&st, q)) != NULL, 10000))
-        CHECK_MSG(0, "%s's message was never stored", psid);
+    snprintf(mid, sizeof(mid), "m_%s", psid);
+    snprintf(text, sizeof(text), "hello from %s", psid);
+    CHECK_INT(th_stack_message(&st, ig, ig ? IG_F : PAGE_F, started_ms, psid, now_ms() - 60000, mid,
+                               text, NULL),
+              200);
+    id = th_stack_await_conv(&st, mid);
     return id != NULL ? id : cm_xstrdup("none");
 }
 
@@ -131,13 +119,10 @@ static bool has_status(const char *id, const char *want)
     return ok;
 }
 
+/* sql's value as a number (-1: no row). */
 static long count(const char *sql)
 {
-    char *v = th_stack_sql(&st, sql);
-    long n = v != NULL ? atol(v) : -1;
-
-    free(v);
-    return n;
+    return th_stack_count(&st, sql);
 }
 
 /* Requests to Meta's Attachment Upload API received so far. */

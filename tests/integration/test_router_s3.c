@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -167,43 +166,15 @@ static void test_refusals(void)
 
 /* --- inbound media through S3, end to end ------------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-/* Runs domsctl args, checking its exit code; its parsed output (free it) or NULL. */
-static cJSON *run(int want, const char *const *args)
-{
-    cJSON *out = NULL;
-    char *text = NULL;
-    int code = th_stack_domsctl(&st, &out, &text, args);
-
-    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
-              text);
-    free(text);
-    return out;
-}
-
-/* A value of the router's schema (a new string), or NULL; fmt takes one string. */
-static char *sql(const char *fmt, const char *arg) __attribute__((format(printf, 1, 0)));
-static char *sql(const char *fmt, const char *arg)
-{
-    char q[1024];
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(q, sizeof(q), fmt, arg);
-#pragma GCC diagnostic pop
-    return th_stack_sql(&st, q);
-}
-
 /* Whether the query of att (fmt takes its id) answers want now. */
 static bool sql_is(const char *fmt, const char *att, const char *want)
 {
-    char *v = sql(fmt, att);
+    char *v;
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    v = th_stack_sqlf(&st, fmt, att);
+#pragma GCC diagnostic pop
     bool ok = v != NULL && strcmp(v, want) == 0;
 
     free(v);
@@ -222,7 +193,7 @@ static void image_message(const char *mid, const char *name, const void *bytes, 
                   "\"messaging\":[{\"sender\":{\"id\":\"cust-s3\"},\"recipient\":{\"id\":\"" PAGE
                   "\"},\"timestamp\":%lld,\"message\":{\"mid\":\"%s\",\"attachments\":[{"
                   "\"type\":\"image\",\"payload\":{\"url\":\"%s\"}}]}}]}]}",
-                  (long long)now_ms(), (long long)now_ms(), mid, url);
+                  (long long)th_now_ms(), (long long)th_now_ms(), mid, url);
     CHECK_MSG(th_stack_webhook(&st, b.data) == 200, "webhook refused for %s", mid);
     cm_buf_cleanup(&b);
     free(url);
@@ -234,10 +205,12 @@ static bool attachment_of(const char *mid, char out[64])
     char *id = NULL;
 
     snprintf(out, 64, "none");
-    if (!WAIT_UNTIL((id = sql("SELECT a.id FROM router.attachments a JOIN router.messages m"
-                              " ON m.id = a.message_id WHERE m.mid = '%s'",
-                              mid)) != NULL,
-                    10000)) {
+    if (!WAIT_UNTIL(
+            (id = th_stack_sqlf(&st,
+                                "SELECT a.id FROM router.attachments a JOIN router.messages m"
+                                " ON m.id = a.message_id WHERE m.mid = '%s'",
+                                mid)) != NULL,
+            10000)) {
         CHECK_MSG(0, "no attachment of %s", mid);
         return false;
     }
@@ -268,9 +241,11 @@ static void await_pending_after(const char *att, const char *attempts)
         WAIT_UNTIL(sql_is("SELECT attempts FROM router.attachments WHERE id = '%s'", att, attempts),
                    20000),
         "attachment %s: no attempt %s", att, attempts);
-    n = sql("SELECT state || '|' || (source_sealed IS NOT NULL) || '|' || coalesce(store, '-')"
-            " || '|' || coalesce(error, '') FROM router.attachments WHERE id = '%s'",
-            att);
+    n = th_stack_sqlf(
+        &st,
+        "SELECT state || '|' || (source_sealed IS NOT NULL) || '|' || coalesce(store, '-')"
+        " || '|' || coalesce(error, '') FROM router.attachments WHERE id = '%s'",
+        att);
     CHECK_CONTAINS(n, "pending|true|-|the media store failed");
     printf("after attempt %s: %s\n", attempts, n != NULL ? n : "(none)");
     free(n);
@@ -278,25 +253,13 @@ static void await_pending_after(const char *att, const char *attempts)
 
 static void test_e2e_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "S3 media", NULL};
-    cJSON *out;
     char ws[64];
-    const char *connect[] = {"integration", "connect",   "--workspace", ws,
-                             "--platform",  "messenger", "--account",   PAGE,
-                             "--token",     "short-s3",  NULL};
 
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     th_stack_start(&st, &router, "conversation-router", s3_env);
-    out = run(0, create);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
-    fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-s3", NULL);
-    out = run(0, connect);
-    snprintf(integration, sizeof(integration), "%s",
-             th_json_str(out, "integration_id", NULL) ? th_json_str(out, "integration_id", NULL)
-                                                      : "none");
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "S3 media", false, ws);
+    th_stack_connect(&st, ws, "messenger", PAGE, "short-s3", NULL, integration);
     randombytes_buf(image, sizeof(image));
     memcpy(image, MARKER, strlen(MARKER));
 }
@@ -315,10 +278,12 @@ static void test_e2e_stored(void)
     if (!attachment_of("m_s3_img", image_att))
         return;
     await_stored(image_att, 15000);
-    n = sql("SELECT size || '|' || content_type || '|' || (source_sealed IS NULL) || '|' ||"
-            " (SELECT count(*) FROM router.media WHERE attachment_id = a.id)"
-            " FROM router.attachments a WHERE id = '%s'",
-            image_att);
+    n = th_stack_sqlf(
+        &st,
+        "SELECT size || '|' || content_type || '|' || (source_sealed IS NULL) || '|' ||"
+        " (SELECT count(*) FROM router.media WHERE attachment_id = a.id)"
+        " FROM router.attachments a WHERE id = '%s'",
+        image_att);
     snprintf(want, sizeof(want), "%d|image/jpeg|true|0", IMAGE_BYTES);
     CHECK_STR(n, want);
     free(n);
@@ -342,7 +307,7 @@ static void test_e2e_stored(void)
 
     /* The user's path: domsctl reads it back through the router, from S3. */
     snprintf(path, sizeof(path), "%s/s3-img.jpg", th_tmpdir());
-    out = run(0, args);
+    out = th_stack_run(&st, 0, args);
     CHECK_STR(th_json_str(out, "attachment_id", NULL), image_att);
     CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "size")) == IMAGE_BYTES);
     cJSON_Delete(out);
@@ -382,19 +347,22 @@ static void test_e2e_s3_failing(void)
         CHECK(sql_is("SELECT due_at > now() + interval '20 seconds' FROM router.attachments"
                      " WHERE id = '%s'",
                      slow_att, "t"));
-        free(sql("UPDATE router.attachments SET attempts = 7, due_at = now() WHERE id = '%s'",
-                 slow_att));
+        free(th_stack_sqlf(
+            &st, "UPDATE router.attachments SET attempts = 7, due_at = now() WHERE id = '%s'",
+            slow_att));
         await_pending_after(slow_att, "8");
         CHECK(sql_is("SELECT count(*) FROM router.attachments WHERE id = '%s'"
                      " AND due_at > now() + interval '30 minutes'",
                      slow_att, "1"));
     }
     fakes3_fail_next(fs, 0, 0);
-    free(sql("UPDATE router.attachments SET due_at = now() WHERE id = '%s'", slow_att));
+    free(th_stack_sqlf(&st, "UPDATE router.attachments SET due_at = now() WHERE id = '%s'",
+                       slow_att));
     await_stored(slow_att, 15000);
-    n = sql("SELECT size || '|' || coalesce(error, 'no error') FROM router.attachments"
-            " WHERE id = '%s'",
-            slow_att);
+    n = th_stack_sqlf(&st,
+                      "SELECT size || '|' || coalesce(error, 'no error') FROM router.attachments"
+                      " WHERE id = '%s'",
+                      slow_att);
     {
         char want[64];
         snprintf(want, sizeof(want), "%zu|no error", sizeof(slow));
@@ -446,7 +414,8 @@ static void test_e2e_wrong_secret(void)
     free(log);
 
     th_stack_start(&st, &router, "conversation-router", s3_env);
-    free(sql("UPDATE router.attachments SET due_at = now() WHERE id = '%s'", denied_att));
+    free(th_stack_sqlf(&st, "UPDATE router.attachments SET due_at = now() WHERE id = '%s'",
+                       denied_att));
     await_stored(denied_att, 15000);
 }
 
@@ -506,7 +475,9 @@ static void test_e2e_purge(void)
     CHECK_INT(fakes3_keys(fs, &keys), 4);
     /* Every object sealed: the attachment's size plus the overhead, none of its plaintext. */
     for (size_t i = 0; i < sizeof(atts) / sizeof(atts[0]); i++) {
-        char key[96], *size = sql("SELECT size FROM router.attachments WHERE id = '%s'", atts[i]);
+        char key[96],
+            *size =
+                th_stack_sqlf(&st, "SELECT size FROM router.attachments WHERE id = '%s'", atts[i]);
         struct cm_buf obj;
         cm_buf_init(&obj);
         snprintf(key, sizeof(key), "media/%s", atts[i]);
@@ -528,7 +499,8 @@ static void test_e2e_purge(void)
               cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "attachments")) ==
           4);
     cJSON_Delete(r);
-    n = sql("SELECT count(*) FROM router.attachments WHERE integration_id = '%s'", integration);
+    n = th_stack_sqlf(&st, "SELECT count(*) FROM router.attachments WHERE integration_id = '%s'",
+                      integration);
     CHECK_STR(n, "0");
     free(n);
     len = (size_t)snprintf(q, sizeof(q),

@@ -112,7 +112,7 @@ void test_hosts(void)
     CHECK(strcmp(fakemeta_url(st.meta, FAKEMETA_FACEBOOK),
                  fakemeta_url(st.meta, FAKEMETA_INSTAGRAM)) != 0);
     fakemeta_issue(st.meta, FAKEMETA_IG_SHORT, "short-ig-router", IG);
-    cJSON_Delete(suite_run(0, connect));
+    cJSON_Delete(th_stack_run(&st, 0, connect));
     CHECK(fakehttp_find(ig, "/access_token") != NULL);
     snprintf(body, sizeof(body),
              "{\"object\":\"instagram\",\"entry\":[{\"id\":\"" IG "\",\"time\":%lld,"
@@ -183,7 +183,7 @@ void test_throttling(void)
      * usage. */
     {
         char proof[65];
-        proof_of("PAGE-" PAGE "-short-router", proof);
+        fakemeta_proof("PAGE-" PAGE "-short-router", proof);
         snprintf(url, sizeof(url), "%s/v23.0/" PAGE "/messages?appsecret_proof=%s",
                  fakemeta_url(st.meta, FAKEMETA_FACEBOOK), proof);
     }

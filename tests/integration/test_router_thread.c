@@ -168,32 +168,18 @@ static char *conv_sql(const char *conv, const char *expr)
 
 static char *connect(const char *platform, const char *account, const char *token)
 {
-    const char *args[] = {"integration", "connect", "--workspace", ws,    "--platform", platform,
-                          "--account",   account,   "--token",     token, NULL};
-    cJSON *out = NULL;
-    char *id;
+    char id[64];
 
-    fakemeta_issue(st.meta,
-                   strcmp(platform, "instagram") == 0 ? FAKEMETA_IG_SHORT : FAKEMETA_USER_SHORT,
-                   token, strcmp(platform, "instagram") == 0 ? account : NULL);
-    CHECK_INT(domsctl(&out, NULL, args), 0);
-    id = cm_xstrdup(th_json_str(out, "integration_id", NULL)
-                        ? th_json_str(out, "integration_id", NULL)
-                        : "none");
-    cJSON_Delete(out);
-    return id;
+    th_stack_connect(&st, ws, platform, account, token, NULL, id);
+    return cm_xstrdup(id);
 }
 
 void test_thread_setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Thread control", NULL};
     const char *agent[] = {"member", "add",   "--workspace", NULL, "--user", "tara",
                            "--role", "agent", "--capacity",  "10", NULL};
-    cJSON *out = NULL;
 
-    CHECK_INT(domsctl(&out, NULL, create), 0);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Thread control", false, ws);
     agent[3] = ws;
     CHECK_INT(domsctl(NULL, NULL, agent), 0);
     free(connect("messenger", PAGE_T, "short-thread-fb"));

@@ -223,7 +223,6 @@ bool fm_proof_ok(struct fakemeta *m, const struct fakehttp_request *req, const c
                  struct fakehttp_response *resp)
 {
     char *proof = fakehttp_query_param(req, "appsecret_proof");
-    unsigned char mac[CM_SHA256_LEN];
     char want[2 * CM_SHA256_LEN + 1];
     bool optional, ok;
 
@@ -236,15 +235,22 @@ bool fm_proof_ok(struct fakemeta *m, const struct fakehttp_request *req, const c
                                 "API calls from the server require an appsecret_proof argument");
         return optional;
     }
-    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), token, strlen(token),
-                          mac);
-    cm_hex_encode(mac, sizeof(mac), want);
+    fakemeta_proof(token, want);
     ok = strlen(proof) == strlen(want) && cm_crypto_equal(proof, want, strlen(want));
     free(proof);
     if (!ok)
         fakehttp_meta_error(resp, 400, 100, 0,
                             "Invalid appsecret_proof provided in the API argument");
     return ok;
+}
+
+void fakemeta_proof(const char *token, char out[65])
+{
+    unsigned char mac[CM_SHA256_LEN];
+
+    cm_crypto_hmac_sha256(FAKEMETA_APP_SECRET, strlen(FAKEMETA_APP_SECRET), token, strlen(token),
+                          mac);
+    cm_hex_encode(mac, sizeof(mac), out);
 }
 
 void fakemeta_set_proof_optional(struct fakemeta *m, bool optional)

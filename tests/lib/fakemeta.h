@@ -184,6 +184,9 @@ void fakemeta_throttle(struct fakemeta *m, int code, int count);
  * Meta does for an app that does not require it. A wrong proof is refused either way.
  */
 void fakemeta_set_proof_optional(struct fakemeta *m, bool optional);
+/* Writes token's appsecret_proof into out (64 hex digits and a NUL): the hex HMAC-SHA256 of
+ * the token under FAKEMETA_APP_SECRET, what a call must carry and what the stand-in checks. */
+void fakemeta_proof(const char *token, char out[65]);
 
 /* Every answer leaves this many ms after its request arrived (0: at once). */
 void fakemeta_set_delay(struct fakemeta *m, int ms);

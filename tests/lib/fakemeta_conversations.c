@@ -25,6 +25,7 @@
 
 #include "common/mem.h"
 #include "fakemeta_int.h"
+#include "harness.h"
 
 #define MAX_RATES 64
 
@@ -60,13 +61,6 @@ struct fm_convs {
     } rates[MAX_RATES];
     int nrates;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The state, created on first use; under m->lock. */
 static struct fm_convs *state(struct fakemeta *m)
@@ -216,7 +210,7 @@ static bool limited(struct fakemeta *m, const char *account, int host,
 {
     struct fm_convs *s;
     int code = 0, regain = 0, pct, slot = -1;
-    int64_t t = now_ms();
+    int64_t t = th_now_ms();
     char body[512];
     const char *text;
 

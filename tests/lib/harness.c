@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -116,6 +117,14 @@ int th_free_port(void)
         exit(1);
     }
     return port;
+}
+
+int64_t th_now_ms(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 void th_sleep_ms(int ms)
@@ -533,6 +542,15 @@ char *th_proc_output(const struct th_proc *p)
 {
     char *s = th_read_file(p->log);
     return s ? s : cm_xstrdup("");
+}
+
+char *th_proc_log_lacks(const struct th_proc *p, const char *const *needles)
+{
+    char *log = th_proc_output(p);
+
+    for (int i = 0; needles[i] != NULL; i++)
+        CHECK_MSG(strstr(log, needles[i]) == NULL, "%s in the log of %s", needles[i], p->name);
+    return log;
 }
 
 int th_run(const char *bin, const char *const *args, const char *const *env, char **output)

@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/mem.h"
@@ -172,6 +173,10 @@ int th_proc_stop_clean(struct th_proc *p);
 int th_sanitizer_scan(const char *name, const char *log_path);
 /* Returns the process's log so far (free it). */
 char *th_proc_output(const struct th_proc *p);
+/* Checks that the process's log so far holds none of needles (NULL-terminated): each one
+ * found fails the test, naming it and the process. Returns the log (free it), for what the
+ * test looks for in it next. */
+char *th_proc_log_lacks(const struct th_proc *p, const char *const *needles);
 
 /*
  * Runs DOMS_BIN_DIR/<bin> with args and env to completion (60 s at most) and returns its
@@ -201,6 +206,11 @@ void th_sign(const char *secret, const char *body, size_t len, char out[80]);
 
 /* Reads a whole file (free it), or NULL. */
 char *th_read_file(const char *path);
+
+/* The wall clock in milliseconds since the epoch: Meta's timestamps (webhooks' "time" and
+ * "timestamp"), and times the tests compare with those the daemons store. For deadlines and
+ * durations, check.h's check_now_ms() (the monotonic clock). */
+int64_t th_now_ms(void);
 
 /* Sleeps ms milliseconds (for pacing load, never for synchronisation: WAIT_UNTIL in check.h
  * waits for a condition). */

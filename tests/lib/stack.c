@@ -3,6 +3,7 @@
  */
 #include "stack.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,90 @@ int th_stack_domsctl(struct th_stack *s, cJSON **out, char **text, const char *c
     return code;
 }
 
+cJSON *th_stack_run(struct th_stack *s, int want, const char *const *args)
+{
+    cJSON *out = NULL;
+    char *text = NULL;
+    int code = th_stack_domsctl(s, &out, &text, args);
+
+    CHECK_MSG(code == want, "domsctl %s %s: exit %d, want %d: %s", args[0], args[1], code, want,
+              text);
+    free(text);
+    return out;
+}
+
+long th_stack_message(struct th_stack *s, bool ig, const char *account, int64_t entry_ms,
+                      const char *psid, int64_t ts_ms, const char *mid, const char *text,
+                      const char *attachments)
+{
+    struct cm_buf b;
+    long code;
+
+    cm_buf_init(&b);
+    cm_buf_printf(&b,
+                  "{\"object\":\"%s\",\"entry\":[{\"id\":\"%s\",\"time\":%lld,\"messaging\":[{"
+                  "\"sender\":{\"id\":\"%s\"},\"recipient\":{\"id\":\"%s\"},\"timestamp\":%lld,"
+                  "\"message\":{\"mid\":\"%s\"",
+                  ig ? "instagram" : "page", account, (long long)entry_ms, psid, account,
+                  (long long)ts_ms, mid);
+    if (text != NULL)
+        cm_buf_printf(&b, ",\"text\":\"%s\"", text);
+    if (attachments != NULL)
+        cm_buf_printf(&b, ",\"attachments\":%s", attachments);
+    cm_buf_printf(&b, "}}]}]}");
+    code = th_stack_webhook(s, b.data);
+    cm_buf_cleanup(&b);
+    return code;
+}
+
+char *th_stack_await_conv(struct th_stack *s, const char *mid)
+{
+    char q[256], *id = NULL;
+
+    snprintf(q, sizeof(q), "SELECT conversation_id FROM router.messages WHERE mid = '%s'", mid);
+    if (!WAIT_UNTIL((id = th_stack_sql(s, q)) != NULL, 10000))
+        CHECK_MSG(0, "message %s was never stored", mid);
+    return id;
+}
+
+/* Copies the string at o.key into out (64 bytes), "none" when there is none. */
+static void copy_id(const cJSON *o, const char *key, char out[64])
+{
+    const char *v = th_json_str(o, key, NULL);
+
+    snprintf(out, 64, "%s", v != NULL ? v : "none");
+}
+
+void th_stack_workspace(struct th_stack *s, const char *name, bool ai, char ws[64])
+{
+    const char *args[] = {"workspace", "create", "--name", name, ai ? "--ai" : NULL, "on", NULL};
+    cJSON *out = th_stack_run(s, 0, args);
+
+    copy_id(out, "workspace_id", ws);
+    cJSON_Delete(out);
+}
+
+bool th_stack_connect(struct th_stack *s, const char *ws, const char *platform, const char *account,
+                      const char *token, const char *asid, char id[64])
+{
+    const char *args[] = {
+        "integration", "connect", "--workspace", ws,    "--platform",           platform,
+        "--account",   account,   "--token",     token, asid ? "--asid" : NULL, asid,
+        NULL};
+    bool ig = strcmp(platform, "instagram") == 0;
+    cJSON *out;
+    bool found;
+
+    fakemeta_issue(s->meta, ig ? FAKEMETA_IG_SHORT : FAKEMETA_USER_SHORT, token,
+                   ig ? account : NULL);
+    out = th_stack_run(s, 0, args);
+    found = th_json_str(out, "integration_id", NULL) != NULL;
+    if (id != NULL)
+        copy_id(out, "integration_id", id);
+    cJSON_Delete(out);
+    return found;
+}
+
 static cJSON *parse_reply(natsStatus st, natsMsg *reply)
 {
     cJSON *json = NULL;
@@ -185,6 +270,27 @@ cJSON *th_stack_js(struct th_stack *s, const char *subject, const char *body)
     return parse_reply(st, reply);
 }
 
+cJSON *th_stack_last_event(struct th_stack *s, const char *stream, const char *subject)
+{
+    jsCtx *js = NULL;
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    cJSON *json = NULL;
+
+    natsConnection_JetStream(&js, s->nc, NULL);
+    if (js_GetLastMsg(&m, js, stream, subject, NULL, &jerr) == NATS_OK) {
+        json = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+        natsMsg_Destroy(m);
+        if (cJSON_IsArray(json)) {
+            cJSON *all = json;
+            json = cJSON_DetachItemFromArray(all, cJSON_GetArraySize(all) - 1);
+            cJSON_Delete(all);
+        }
+    }
+    jsCtx_Destroy(js);
+    return json;
+}
+
 char *th_stack_sql(struct th_stack *s, const char *sql)
 {
     return th_stack_sql_as(s, NULL, sql);
@@ -193,6 +299,26 @@ char *th_stack_sql(struct th_stack *s, const char *sql)
 char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql)
 {
     return th_db_sql(&s->db, role, sql);
+}
+
+char *th_stack_sqlf(struct th_stack *s, const char *fmt, ...)
+{
+    struct cm_buf q;
+    va_list ap;
+    char *v;
+
+    cm_buf_init(&q);
+    va_start(ap, fmt);
+    cm_buf_vprintf(&q, fmt, ap);
+    va_end(ap);
+    v = th_stack_sql(s, q.data);
+    cm_buf_cleanup(&q);
+    return v;
+}
+
+long th_stack_count(struct th_stack *s, const char *sql)
+{
+    return th_db_count(&s->db, NULL, sql);
 }
 
 void th_stack_stop(struct th_stack *s)

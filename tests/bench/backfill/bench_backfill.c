@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
 #include "stack.h"
@@ -23,22 +22,6 @@
 
 static struct th_stack st;
 static struct th_proc vault, router;
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static long sql_num(const char *sql)
-{
-    char *v = th_stack_sql(&st, sql);
-    long n = v != NULL ? atol(v) : -1;
-
-    free(v);
-    return n;
-}
 
 static int env_int(const char *name, int dflt)
 {
@@ -49,30 +32,19 @@ static int env_int(const char *name, int dflt)
 /* The integration's id after connecting the Page (a new string). */
 static char *setup(void)
 {
-    const char *create[] = {"workspace", "create", "--name", "Bench Backfill", NULL};
-    cJSON *out = NULL;
-    char ws[64], *id;
+    char ws[64], integration[64], *id;
 
-    CHECK_INT(th_stack_domsctl(&st, &out, NULL, create), 0);
-    snprintf(ws, sizeof(ws), "%s", th_json_str(out, "workspace_id", NULL));
-    cJSON_Delete(out);
+    th_stack_workspace(&st, "Bench Backfill", false, ws);
     {
         const char *agent[] = {"member", "add",   "--workspace", ws,     "--user", "agent",
                                "--role", "agent", "--capacity",  "1000", NULL};
-        const char *connect[] = {"integration", "connect",     "--workspace", ws,
-                                 "--platform",  "messenger",   "--account",   PAGE,
-                                 "--token",     "short-bench", NULL};
         CHECK_INT(th_stack_domsctl(&st, NULL, NULL, agent), 0);
-        fakemeta_issue(st.meta, FAKEMETA_USER_SHORT, "short-bench", NULL);
-        out = NULL;
-        CHECK_INT(th_stack_domsctl(&st, &out, NULL, connect), 0);
-        id = strdup(th_json_str(out, "integration_id", NULL)
-                        ? th_json_str(out, "integration_id", NULL)
-                        : "none");
-        cJSON_Delete(out);
+        th_stack_connect(&st, ws, "messenger", PAGE, "short-bench", NULL, integration);
+        id = strdup(integration);
     }
-    CHECK_WAIT(sql_num("SELECT count(*) FROM router.routes WHERE status = 'connected'") == 1,
-               10000);
+    CHECK_WAIT(
+        th_stack_count(&st, "SELECT count(*) FROM router.routes WHERE status = 'connected'") == 1,
+        10000);
     return id;
 }
 
@@ -92,7 +64,7 @@ int main(void)
                    (const char *const[]){"LOG_LEVEL=info", NULL});
     id = setup();
     /* Within the last day, every message of a conversation a second apart. */
-    base = now_ms() - 86400 * 1000LL;
+    base = th_now_ms() - 86400 * 1000LL;
     for (int c = 0; c < convs; c++) {
         char psid[32], mid[48], text[64];
         snprintf(psid, sizeof(psid), "bench-%d", c);
@@ -113,20 +85,22 @@ int main(void)
              "SELECT count(*) FROM router.backfill_jobs WHERE integration_id = '%s'"
              " AND state IN ('done', 'failed')",
              id);
-    CHECK_WAIT(sql_num(q) == 1, 3600 * 1000);
+    CHECK_WAIT(th_stack_count(&st, q) == 1, 3600 * 1000);
     took = check_now_ms() - started;
     snprintf(q, sizeof(q), "SELECT calls FROM router.backfill_jobs WHERE integration_id = '%s'",
              id);
-    calls = sql_num(q);
+    calls = th_stack_count(&st, q);
     snprintf(q, sizeof(q), "SELECT stored FROM router.backfill_jobs WHERE integration_id = '%s'",
              id);
-    stored = sql_num(q);
+    stored = th_stack_count(&st, q);
     CHECK_INT(stored, total);
     CHECK_INT(
-        sql_num("SELECT count(DISTINCT mid) FROM router.messages WHERE mid LIKE 'm\\_bench\\_%'"),
+        th_stack_count(
+            &st, "SELECT count(DISTINCT mid) FROM router.messages WHERE mid LIKE 'm\\_bench\\_%'"),
         total);
-    CHECK_INT(sql_num("SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bench\\_%'"),
-              total);
+    CHECK_INT(
+        th_stack_count(&st, "SELECT count(*) FROM router.messages WHERE mid LIKE 'm\\_bench\\_%'"),
+        total);
     CHECK_INT(fakemeta_conv_over_limit(st.meta), 0);
     ceiling = (double)calls / 2.0;
     printf("bench backfill: %ld messages in %d conversations: %.1f s, %ld Graph calls;"
