@@ -151,12 +151,14 @@ static void test_backfilled_media(void)
     fakemeta_conv_add(st.meta, FAKEMETA_INSTAGRAM, IG, "ig-bf-1", "m_bfig_4", "ig a picture",
                       t0 - 17 * 60 * 1000, false);
     fakemeta_conv_attach(st.meta, "m_bfig_4", "image/png", url, sizeof(pic));
-    out = run(0, check);
+    out = th_stack_run(&st, 0, check);
     CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "backfilled")), 1);
     cJSON_Delete(out);
-    CHECK_WAIT(sql_num("SELECT count(*) FROM router.attachments a JOIN router.messages m"
-                       " ON m.id = a.message_id WHERE m.mid = 'm_bfig_4' AND a.state = 'stored'"
-                       " AND a.type = 'image' AND a.size = 14 AND a.direction = 'in'") == 1,
+    CHECK_WAIT(th_stack_count(&st,
+                              "SELECT count(*) FROM router.attachments a"
+                              " JOIN router.messages m ON m.id = a.message_id"
+                              " WHERE m.mid = 'm_bfig_4' AND a.state = 'stored'"
+                              " AND a.type = 'image' AND a.size = 14 AND a.direction = 'in'") == 1,
                15000);
     CHECK_INT(fakemeta_cdn_gets(st.meta, "bf-pic"), 1);
     att = th_stack_sql(&st, "SELECT a.id FROM router.attachments a JOIN router.messages m"
@@ -165,7 +167,7 @@ static void test_backfilled_media(void)
     {
         const char *get[] = {"attachment", "get", att != NULL ? att : "att_none",
                              "--out",      path,  NULL};
-        cJSON_Delete(run(0, get));
+        cJSON_Delete(th_stack_run(&st, 0, get));
     }
     got = th_read_file(path);
     CHECK(got != NULL && memcmp(got, pic, sizeof(pic)) == 0);
