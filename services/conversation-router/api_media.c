@@ -7,9 +7,10 @@
  *                          the link's token is the right, and Meta's fetch of the first
  *                          chunk is audited (attachments.link_read).
  *
- * NATS carries at most 1 MiB a message, so a reply holds ATTACHMENT_CHUNK bytes from the
- * requested offset (base64) and says whether it reached the end; the reader asks again from
- * the next offset.
+ * NATS carries at most 1 MiB a message, so a reply holds the bytes from the requested offset
+ * to the end of the piece holding it (base64; at most ROUTER_MEDIA_SEGMENT) and says whether
+ * it reached the end; the reader asks again from the next offset. Only that piece is read
+ * and opened (media.c).
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -21,14 +22,16 @@
 #include "common/mem.h"
 #include "router.h"
 
-/* The bytes a reply carries at most: 512 KiB, about 700 KB in base64. */
-#define ATTACHMENT_CHUNK (512 * 1024)
-
 /* The attachment's row as a call about it reads it. */
 struct att_row {
-    char ws[128], integration[64], type[32], state[16], content_type[100], store[16];
+    char ws[128], integration[64], type[32], state[16], content_type[100];
     char error[300];
-    long long size;
+};
+
+/* A chunk read: the piece holding the offset asked for, where it starts, the file's size. */
+struct chunk {
+    struct cm_buf piece;
+    long long base, size, offset;
 };
 
 /* The request's offset: 0 when absent, else a whole number >= 0; false (failed) otherwise. */
@@ -54,8 +57,8 @@ static bool load(struct cm_rpc_call *call, const char *id, struct att_row *a)
     memset(a, 0, sizeof(*a));
     if (cm_pg_exec(pg,
                    "SELECT a.workspace_id, a.integration_id, a.type, a.state,"
-                   " coalesce(a.content_type, ''), coalesce(a.store, ''), coalesce(a.error, ''),"
-                   " coalesce(a.size, -1), w.status = 'deleted', m.role FROM attachments a"
+                   " coalesce(a.content_type, ''), coalesce(a.error, ''),"
+                   " w.status = 'deleted', m.role FROM attachments a"
                    " JOIN workspaces w ON w.id = a.workspace_id LEFT JOIN members m"
                    " ON m.workspace_id = a.workspace_id AND m.user_id = $2 WHERE a.id = $1",
                    2, params) != CM_OK) {
@@ -71,11 +74,9 @@ static bool load(struct cm_rpc_call *call, const char *id, struct att_row *a)
     snprintf(a->type, sizeof(a->type), "%s", cm_pg_value(pg, 0, 2));
     snprintf(a->state, sizeof(a->state), "%s", cm_pg_value(pg, 0, 3));
     snprintf(a->content_type, sizeof(a->content_type), "%s", cm_pg_value(pg, 0, 4));
-    snprintf(a->store, sizeof(a->store), "%s", cm_pg_value(pg, 0, 5));
-    snprintf(a->error, sizeof(a->error), "%s", cm_pg_value(pg, 0, 6));
-    a->size = strtoll(cm_pg_value(pg, 0, 7), NULL, 10);
-    router_role_from(call->actor, cm_pg_is_null(pg, 0, 9) ? NULL : cm_pg_value(pg, 0, 9), role);
-    return router_allowed(call, a->ws, role, strcmp(cm_pg_value(pg, 0, 8), "t") == 0, "viewer",
+    snprintf(a->error, sizeof(a->error), "%s", cm_pg_value(pg, 0, 5));
+    router_role_from(call->actor, cm_pg_is_null(pg, 0, 7) ? NULL : cm_pg_value(pg, 0, 7), role);
+    return router_allowed(call, a->ws, role, strcmp(cm_pg_value(pg, 0, 6), "t") == 0, "viewer",
                           false);
 }
 
@@ -91,32 +92,38 @@ static const char *not_readable(const struct att_row *a)
     return NULL;
 }
 
-/* The reply: the chunk of plain from offset, base64. */
-static cJSON *chunk_json(const char *id, const struct att_row *a, const struct cm_buf *plain,
-                         long long offset)
+/* The reply: the bytes of c's piece from its offset, base64. */
+static cJSON *chunk_json(const char *id, const struct att_row *a, const struct chunk *c)
 {
-    size_t len = plain->len - (size_t)offset;
-    size_t b64_len;
-    char *b64;
+    size_t skip = (size_t)(c->offset - c->base);
+    /* A piece sealed before segments (one of any size) is sent in chunks all the same. */
+    size_t len =
+        c->piece.len - skip < ROUTER_MEDIA_SEGMENT ? c->piece.len - skip : ROUTER_MEDIA_SEGMENT;
+    size_t b64_len = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = cm_xmalloc(b64_len);
     cJSON *out = cJSON_CreateObject();
 
-    if (len > ATTACHMENT_CHUNK)
-        len = ATTACHMENT_CHUNK;
-    b64_len = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-    b64 = cm_xmalloc(b64_len);
-    sodium_bin2base64(b64, b64_len, (const unsigned char *)plain->data + offset, len,
+    sodium_bin2base64(b64, b64_len, (const unsigned char *)c->piece.data + skip, len,
                       sodium_base64_VARIANT_ORIGINAL);
     cJSON_AddStringToObject(out, "attachment_id", id);
     cJSON_AddStringToObject(out, "type", a->type);
     cJSON_AddStringToObject(out, "content_type",
                             a->content_type[0] ? a->content_type : "application/octet-stream");
-    cJSON_AddNumberToObject(out, "size", (double)plain->len);
-    cJSON_AddNumberToObject(out, "offset", (double)offset);
+    cJSON_AddNumberToObject(out, "size", (double)c->size);
+    cJSON_AddNumberToObject(out, "offset", (double)c->offset);
     cJSON_AddStringToObject(out, "data", b64);
-    cJSON_AddBoolToObject(out, "eof", (size_t)offset + len >= plain->len);
+    cJSON_AddBoolToObject(out, "eof", c->offset + (long long)len >= c->size);
     sodium_memzero(b64, b64_len);
     free(b64);
     return out;
+}
+
+/* Reads the piece of attachment id (of a) holding c->offset into c. */
+static int read_chunk(struct router *r, struct cm_pg *pg, const char *id, const struct att_row *a,
+                      struct chunk *c)
+{
+    return router_media_read(r, pg, a->ws, a->integration, id, c->offset, &c->piece, &c->base,
+                             &c->size);
 }
 
 static void on_attachment_get(struct cm_rpc_call *call, void *arg)
@@ -125,9 +132,8 @@ static void on_attachment_get(struct cm_rpc_call *call, void *arg)
     const char *id = cm_rpc_str(call, "attachment_id");
     struct cm_pg *pg = call->pg;
     struct att_row a;
-    struct cm_buf plain;
+    struct chunk c = {0};
     const char *conflict;
-    long long offset;
     cJSON *out = NULL;
     int rc;
 
@@ -135,32 +141,31 @@ static void on_attachment_get(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "invalid", "attachment_id must be an attachment's id (att_...)");
         return;
     }
-    if (!offset_of(call, &offset) || !load(call, id, &a))
+    if (!offset_of(call, &c.offset) || !load(call, id, &a))
         return;
     conflict = not_readable(&a);
-    cm_buf_init(&plain);
+    cm_buf_init(&c.piece);
     /* Audited whatever it finds: the attempt to read is the fact recorded. */
     rc = router_begin_read_audit(pg);
     if (rc == CM_OK)
         rc = cm_audit_add(pg, ROUTER_SERVICE, call->actor, "attachments.read", id);
     if (rc == CM_OK && conflict == NULL) {
-        rc = router_media_get(r, pg, a.ws, a.integration, id, a.store, &plain);
+        rc = read_chunk(r, pg, id, &a, &c);
+        if (rc == CM_INVALID) {
+            cm_pg_rollback(pg);
+            cm_buf_wipe(&c.piece);
+            cm_rpc_fail(call, "invalid", "offset %lld is past the attachment's %lld bytes",
+                        c.offset, c.size);
+            return;
+        }
         if (rc != CM_OK)
             CM_WARN_ID(id, "attachment: the stored bytes could not be read: %s", cm_err_str(rc));
     }
-    if (rc == CM_OK && conflict == NULL && offset > (long long)plain.len) {
-        size_t have = plain.len;
-        cm_pg_rollback(pg);
-        cm_buf_wipe(&plain);
-        cm_rpc_fail(call, "invalid", "offset %lld is past the attachment's %zu bytes", offset,
-                    have);
-        return;
-    }
     if (rc == CM_OK && conflict == NULL)
-        out = chunk_json(id, &a, &plain, offset);
+        out = chunk_json(id, &a, &c);
     if (rc == CM_OK)
         rc = cm_pg_commit(pg);
-    cm_buf_wipe(&plain);
+    cm_buf_wipe(&c.piece);
     if (rc != CM_OK) {
         cm_pg_rollback(pg);
         cJSON_Delete(out);
@@ -208,7 +213,7 @@ static int load_link(struct cm_pg *pg, const char *token, long long offset, char
                                " FROM attachments a WHERE l.token_hash = $1"
                                " AND l.expires_at > now() AND a.id = l.attachment_id"
                                " RETURNING a.id, a.workspace_id, a.integration_id, a.type,"
-                               " a.state, coalesce(a.content_type, ''), coalesce(a.store, '')",
+                               " a.state, coalesce(a.content_type, '')",
                                2, values, lengths, formats, 0);
     }
     if (rc != CM_OK)
@@ -222,7 +227,6 @@ static int load_link(struct cm_pg *pg, const char *token, long long offset, char
     snprintf(a->type, sizeof(a->type), "%s", cm_pg_value(pg, 0, 3));
     snprintf(a->state, sizeof(a->state), "%s", cm_pg_value(pg, 0, 4));
     snprintf(a->content_type, sizeof(a->content_type), "%s", cm_pg_value(pg, 0, 5));
-    snprintf(a->store, sizeof(a->store), "%s", cm_pg_value(pg, 0, 6));
     return CM_OK;
 }
 
@@ -231,10 +235,8 @@ static void on_media_public(struct cm_rpc_call *call, void *arg)
     struct router *r = arg;
     struct cm_pg *pg = call->pg;
     struct att_row a;
-    struct cm_buf plain;
+    struct chunk c = {0};
     char id[64];
-    long long offset;
-    bool past_end = false;
     cJSON *out = NULL;
     int rc;
 
@@ -242,12 +244,12 @@ static void on_media_public(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "denied", "only " LINK_READER " serves media links");
         return;
     }
-    if (!offset_of(call, &offset))
+    if (!offset_of(call, &c.offset))
         return;
-    cm_buf_init(&plain);
+    cm_buf_init(&c.piece);
     rc = cm_pg_begin(pg);
     if (rc == CM_OK)
-        rc = load_link(pg, cm_rpc_str(call, "token"), offset, id, &a);
+        rc = load_link(pg, cm_rpc_str(call, "token"), c.offset, id, &a);
     if (rc == CM_INVALID || rc == CM_NOTFOUND) {
         cm_pg_rollback(pg);
         cm_rpc_fail(call, rc == CM_INVALID ? "invalid" : "not_found",
@@ -255,26 +257,27 @@ static void on_media_public(struct cm_rpc_call *call, void *arg)
                                      : "no such media link, or it expired");
         return;
     }
-    if (rc == CM_OK && offset == 0)
+    if (rc == CM_OK && c.offset == 0)
         rc = cm_audit_add(pg, ROUTER_SERVICE, call->caller, "attachments.link_read", id);
     if (rc == CM_OK && strcmp(a.state, "stored") == 0)
-        rc = router_media_get(r, pg, a.ws, a.integration, id, a.store, &plain);
+        rc = read_chunk(r, pg, id, &a, &c);
     else if (rc == CM_OK)
         rc = CM_NOTFOUND;
-    past_end = rc == CM_OK && offset > (long long)plain.len;
-    if (rc == CM_OK && !past_end)
-        out = chunk_json(id, &a, &plain, offset);
-    if (rc == CM_OK)
-        rc = cm_pg_commit(pg);
-    cm_buf_wipe(&plain);
-    if (past_end) {
-        cm_rpc_fail(call, "invalid", "offset %lld is past the file's end", offset);
+    if (rc == CM_INVALID) {
+        cm_pg_rollback(pg);
+        cm_buf_wipe(&c.piece);
+        cm_rpc_fail(call, "invalid", "offset %lld is past the file's end", c.offset);
         return;
     }
+    if (rc == CM_OK)
+        out = chunk_json(id, &a, &c);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(pg);
+    cm_buf_wipe(&c.piece);
     if (rc != CM_OK) {
         cm_pg_rollback(pg);
         cJSON_Delete(out);
-        if (rc == CM_NOTFOUND || rc == CM_DENIED || rc == CM_INVALID)
+        if (rc == CM_NOTFOUND || rc == CM_DENIED)
             cm_rpc_fail(call, "not_found", "the linked file is no longer held");
         else
             cm_rpc_fail(call, "unavailable", "the linked file could not be read");

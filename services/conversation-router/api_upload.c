@@ -425,7 +425,6 @@ int router_upload_attach(struct router *r, struct cm_rpc_call *call, const struc
 {
     struct upload_row u;
     struct cm_buf plain;
-    const char *store = NULL;
     char sizes[24];
     int rc;
 
@@ -464,12 +463,7 @@ int router_upload_attach(struct router *r, struct cm_rpc_call *call, const struc
                         8, values);
     }
     if (rc == CM_OK)
-        rc = router_media_put(r, call->pg, c->ws, c->integration, att, plain.data, plain.len,
-                              &store);
-    if (rc == CM_OK) {
-        const char *values[2] = {att, store};
-        rc = cm_pg_exec(call->pg, "UPDATE attachments SET store = $2 WHERE id = $1", 2, values);
-    }
+        rc = router_media_put(r, call->pg, c->ws, c->integration, att, plain.data, plain.len);
     /* Its parts go with it (ON DELETE CASCADE): the file is now only in the media store. */
     if (rc == CM_OK) {
         const char *values[1] = {upload_id};

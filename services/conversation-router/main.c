@@ -23,6 +23,7 @@ extern const char doms_embed_008_backfill[];
 extern const char doms_embed_009_media[];
 extern const char doms_embed_010_upload[];
 extern const char doms_embed_011_media_link[];
+extern const char doms_embed_012_media_segments[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -38,6 +39,7 @@ static const struct cm_migration migrations[] = {
     {11, "media", doms_embed_009_media},
     {12, "upload", doms_embed_010_upload},
     {13, "media link", doms_embed_011_media_link},
+    {14, "media segments", doms_embed_012_media_segments},
 };
 
 static const struct cm_setting settings[] = {

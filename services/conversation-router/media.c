@@ -5,6 +5,11 @@
  * bytes, so a change of MEDIA_STORE leaves what is already stored readable as long as the
  * old store's settings remain. S3 objects of deleted attachments are queued in media_doomed
  * by a trigger (schema/009_media.sql) and deleted by router_media_sweep().
+ *
+ * An attachment larger than ROUTER_MEDIA_SEGMENT is sealed in segments of that size, laid end
+ * to end in one value or object (schema/012_media_segments.sql), so that a reader's chunk
+ * costs the read and opening of its segment only: a 25 MB video read in 50 chunks is opened
+ * once, not 50 times.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,9 +69,24 @@ void router_media_destroy(struct router *r)
     r->media = NULL;
 }
 
-static void aad_of(char *out, size_t cap, const char *att)
+/* Where and how an attachment's bytes are kept (schema/012_media_segments.sql). */
+struct layout {
+    char store[16];     /* "postgres", "s3" */
+    long long size;     /* plaintext bytes */
+    long long segment;  /* plaintext bytes of a segment; 0: one piece */
+    long long stride;   /* sealed bytes of a segment */
+    long long segments; /* how many: 1 for one piece */
+};
+
+/* The associated data of piece index of count: the attachment's id alone for one piece, so
+ * that attachments stored before segments stay readable; else its place as well, so that no
+ * segment can be moved, dropped or taken from another attachment. */
+static void aad_of(char *out, size_t cap, const char *att, long long index, long long count)
 {
-    snprintf(out, cap, "router.media:%s", att);
+    if (count == 1)
+        snprintf(out, cap, "router.media:%s", att);
+    else
+        snprintf(out, cap, "router.media:%s:%lld/%lld", att, index, count);
 }
 
 static void object_key(char *out, size_t cap, const char *att)
@@ -74,20 +94,78 @@ static void object_key(char *out, size_t cap, const char *att)
     snprintf(out, cap, "media/%s", att);
 }
 
-int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
-                     const char *att, const void *data, size_t len, const char **store)
+/* Loads att's layout from its row. CM_NOTFOUND when it has no stored bytes. */
+static int layout_of(struct cm_pg *pg, const char *att, struct layout *l)
 {
-    char aad[96], key[96];
+    const char *values[1] = {att};
+    int rc = cm_pg_exec_params(pg,
+                               "SELECT store, size, coalesce(segment_size, 0),"
+                               " coalesce(segment_stride, 0) FROM attachments"
+                               " WHERE id = $1 AND store IS NOT NULL AND size IS NOT NULL",
+                               1, values, NULL, NULL, 0);
+
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) == 0)
+        return CM_NOTFOUND;
+    snprintf(l->store, sizeof(l->store), "%s", cm_pg_value(pg, 0, 0));
+    l->size = strtoll(cm_pg_value(pg, 0, 1), NULL, 10);
+    l->segment = strtoll(cm_pg_value(pg, 0, 2), NULL, 10);
+    l->stride = strtoll(cm_pg_value(pg, 0, 3), NULL, 10);
+    l->segments = l->segment > 0 ? (l->size + l->segment - 1) / l->segment : 1;
+    if (l->segment > 0 && (l->stride <= l->segment || l->segments < 2)) {
+        CM_ERROR_ID(att, "attachment %s: its row's segment layout is inconsistent", att);
+        return CM_DENIED;
+    }
+    return CM_OK;
+}
+
+/* Seals data in pieces of ROUTER_MEDIA_SEGMENT bytes (one piece when it fits in one) into
+ * sealed, and the layout into l. */
+static int seal_pieces(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                       const char *att, const unsigned char *data, size_t len, struct layout *l,
+                       struct cm_buf *sealed)
+{
+    struct cm_buf one;
+    char aad[128];
+    int rc = CM_OK;
+
+    l->size = (long long)len;
+    l->segment = len > ROUTER_MEDIA_SEGMENT ? ROUTER_MEDIA_SEGMENT : 0;
+    l->stride = l->segment > 0 ? l->segment + CM_KEYRING_OVERHEAD : 0;
+    l->segments = l->segment > 0 ? (l->size + l->segment - 1) / l->segment : 1;
+    if (l->segments == 1) {
+        aad_of(aad, sizeof(aad), att, 0, 1);
+        return router_seal(r, pg, ws, integration, aad, data, len, sealed);
+    }
+    cm_buf_init(&one);
+    cm_buf_reserve(sealed, len + (size_t)l->segments * CM_KEYRING_OVERHEAD);
+    for (long long i = 0; i < l->segments && rc == CM_OK; i++) {
+        size_t from = (size_t)(i * l->segment);
+        size_t n = len - from < (size_t)l->segment ? len - from : (size_t)l->segment;
+        aad_of(aad, sizeof(aad), att, i, l->segments);
+        rc = router_seal(r, pg, ws, integration, aad, data + from, n, &one);
+        if (rc == CM_OK)
+            cm_buf_append(sealed, one.data, one.len);
+    }
+    cm_buf_cleanup(&one);
+    return rc;
+}
+
+int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                     const char *att, const void *data, size_t len)
+{
+    char key[96], segment[24], stride[24];
+    const char *store = r->media->s3_default ? "s3" : "postgres";
     struct cm_buf sealed;
+    struct layout l;
     int rc;
 
-    aad_of(aad, sizeof(aad), att);
     cm_buf_init(&sealed);
-    rc = router_seal(r, pg, ws, integration, aad, data, len, &sealed);
+    rc = seal_pieces(r, pg, ws, integration, att, data, len, &l, &sealed);
     if (rc == CM_OK && r->media->s3_default) {
         object_key(key, sizeof(key), att);
         rc = media_s3_put(r->media->s3, key, sealed.data, sealed.len);
-        *store = "s3";
     } else if (rc == CM_OK) {
         const char *values[2] = {att, sealed.data};
         const int lengths[2] = {0, (int)sealed.len};
@@ -96,9 +174,18 @@ int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const c
                                "INSERT INTO media (attachment_id, sealed) VALUES ($1, $2)"
                                " ON CONFLICT (attachment_id) DO UPDATE SET sealed = $2",
                                2, values, lengths, formats, 0);
-        *store = "postgres";
     }
     cm_buf_cleanup(&sealed);
+    if (rc == CM_OK) {
+        const char *values[4] = {att, store, l.segment > 0 ? segment : NULL,
+                                 l.segment > 0 ? stride : NULL};
+        snprintf(segment, sizeof(segment), "%lld", l.segment);
+        snprintf(stride, sizeof(stride), "%lld", l.stride);
+        rc = cm_pg_exec(pg,
+                        "UPDATE attachments SET store = $2, segment_size = $3::integer,"
+                        " segment_stride = $4::integer WHERE id = $1",
+                        4, values);
+    }
     return rc;
 }
 
@@ -115,35 +202,122 @@ void router_media_unput(struct router *r, const char *att)
                 att, key);
 }
 
-int router_media_get(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
-                     const char *att, const char *store, struct cm_buf *out)
+/*
+ * Reads len sealed bytes of att from offset (len 0: all of them) into sealed, from the store
+ * its row names: a substring() of the media table's bytea (read in place: the column is stored
+ * uncompressed, so only the toast chunks of the range are read), or a Range request to S3.
+ */
+static int fetch_sealed(struct router *r, struct cm_pg *pg, const char *att, const struct layout *l,
+                        long long offset, long long len, struct cm_buf *sealed)
 {
-    char aad[96], key[96];
-    struct cm_buf sealed;
-    int rc;
+    char key[96], from[24], count[24];
 
-    aad_of(aad, sizeof(aad), att);
-    cm_buf_init(&sealed);
-    if (strcmp(store, "s3") == 0) {
+    if (strcmp(l->store, "s3") == 0) {
         if (r->media->s3 == NULL) {
             CM_ERROR("attachment %s is in S3, and no S3_ENDPOINT is set", att);
             return CM_UNAVAIL;
         }
         object_key(key, sizeof(key), att);
-        rc = media_s3_get(r->media->s3, key, &sealed);
-    } else {
-        const char *values[1] = {att};
-        rc = cm_pg_exec_params(pg, "SELECT sealed FROM media WHERE attachment_id = $1", 1, values,
-                               NULL, NULL, 1);
-        if (rc == CM_OK && PQntuples(cm_pg_result(pg)) == 0)
-            rc = CM_NOTFOUND;
-        if (rc == CM_OK) {
-            PGresult *res = cm_pg_result(pg);
-            cm_buf_append(&sealed, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-        }
+        return len > 0 ? media_s3_get_range(r->media->s3, key, offset, len, sealed)
+                       : media_s3_get(r->media->s3, key, sealed);
     }
+    const char *values[3] = {att, from, count};
+    int rc;
+
+    snprintf(from, sizeof(from), "%lld", offset + 1);
+    snprintf(count, sizeof(count), "%lld", len);
+    rc = cm_pg_exec_params(pg,
+                           len > 0 ? "SELECT substring(sealed FROM $2::integer FOR $3::integer)"
+                                     " FROM media WHERE attachment_id = $1"
+                                   : "SELECT sealed FROM media WHERE attachment_id = $1",
+                           len > 0 ? 3 : 1, values, NULL, NULL, 1);
+    if (rc == CM_OK && PQntuples(cm_pg_result(pg)) == 0)
+        rc = CM_NOTFOUND;
+    if (rc == CM_OK) {
+        PGresult *res = cm_pg_result(pg);
+        cm_buf_append(sealed, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+    }
+    return rc;
+}
+
+/* The plaintext bytes piece index holds. */
+static long long piece_len(const struct layout *l, long long index)
+{
+    if (l->segments == 1)
+        return l->size;
+    return index < l->segments - 1 ? l->segment : l->size - index * l->segment;
+}
+
+/* Opens piece index of att from len sealed bytes into out (reset first); CM_DENIED when it is
+ * not that piece (the tag, its place or its length). */
+static int open_piece(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                      const char *att, const struct layout *l, long long index, const void *sealed,
+                      size_t len, struct cm_buf *out)
+{
+    char aad[128];
+    int rc;
+
+    aad_of(aad, sizeof(aad), att, index, l->segments);
+    rc = router_open_raw(r, pg, ws, integration, aad, sealed, len, out);
+    if (rc == CM_OK && (long long)out->len != piece_len(l, index)) {
+        CM_ERROR_ID(att, "attachment %s: piece %lld holds %zu bytes, not the %lld its row says",
+                    att, index, out->len, piece_len(l, index));
+        rc = CM_DENIED;
+    }
+    return rc;
+}
+
+int router_media_get(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                     const char *att, struct cm_buf *out)
+{
+    struct cm_buf sealed, piece;
+    struct layout l;
+    int rc = layout_of(pg, att, &l);
+
+    cm_buf_init(&sealed);
+    cm_buf_init(&piece);
     if (rc == CM_OK)
-        rc = router_open_raw(r, pg, ws, integration, aad, sealed.data, sealed.len, out);
+        rc = fetch_sealed(r, pg, att, &l, 0, 0, &sealed);
+    cm_buf_reset(out);
+    if (rc == CM_OK)
+        cm_buf_reserve(out, (size_t)l.size);
+    for (long long i = 0; i < l.segments && rc == CM_OK; i++) {
+        size_t from = l.segments == 1 ? 0 : (size_t)(i * l.stride);
+        size_t n = l.segments == 1 || i == l.segments - 1 ? sealed.len - from : (size_t)l.stride;
+        if (from > sealed.len || from + n > sealed.len) {
+            rc = CM_DENIED;
+            break;
+        }
+        rc = open_piece(r, pg, ws, integration, att, &l, i, sealed.data + from, n, &piece);
+        if (rc == CM_OK)
+            cm_buf_append(out, piece.data, piece.len);
+    }
+    cm_buf_wipe(&piece);
+    cm_buf_cleanup(&sealed);
+    return rc;
+}
+
+int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                      const char *att, long long offset, struct cm_buf *out, long long *base,
+                      long long *size)
+{
+    struct cm_buf sealed;
+    struct layout l;
+    long long index;
+    int rc = layout_of(pg, att, &l);
+
+    if (rc != CM_OK)
+        return rc;
+    *size = l.size;
+    if (offset > l.size)
+        return CM_INVALID;
+    index = l.segments == 1 || offset == l.size ? (l.segments - 1) : offset / l.segment;
+    *base = l.segments == 1 ? 0 : index * l.segment;
+    cm_buf_init(&sealed);
+    rc = fetch_sealed(r, pg, att, &l, l.segments == 1 ? 0 : index * l.stride,
+                      l.segments == 1 ? 0 : l.stride, &sealed);
+    if (rc == CM_OK)
+        rc = open_piece(r, pg, ws, integration, att, &l, index, sealed.data, sealed.len, out);
     cm_buf_cleanup(&sealed);
     return rc;
 }

@@ -296,7 +296,6 @@ static int lock_pending(struct media_fetch *f, const struct due *d)
 static int store_got(struct media_fetch *f, const struct due *d,
                      const struct cm_httpc_response *resp)
 {
-    const char *store = NULL;
     char ctype[100], size[24];
     bool put = false, committing = false;
     int rc = lock_pending(f, d);
@@ -307,17 +306,17 @@ static int store_got(struct media_fetch *f, const struct due *d,
         rc = cm_pg_exec(f->w.pg, "SET LOCAL synchronous_commit TO off", 0, NULL);
     if (rc == CM_OK)
         rc = router_media_put(f->w.r, f->w.pg, d->ws, d->integration, d->id, resp->body.data,
-                              resp->body.len, &store);
+                              resp->body.len);
     put = rc == CM_OK;
     if (rc == CM_OK) {
-        const char *values[4] = {d->id, store, size, content_type(resp, ctype, sizeof(ctype))};
+        const char *values[3] = {d->id, size, content_type(resp, ctype, sizeof(ctype))};
         snprintf(size, sizeof(size), "%zu", resp->body.len);
         rc = cm_pg_exec(f->w.pg,
-                        "UPDATE attachments SET state = 'stored', store = $2, size = $3::bigint,"
-                        " content_type = $4, source_sealed = NULL, due_at = NULL,"
+                        "UPDATE attachments SET state = 'stored', size = $2::bigint,"
+                        " content_type = $3, source_sealed = NULL, due_at = NULL,"
                         " lease_until = NULL, error = NULL, attempts = attempts + 1"
                         " WHERE id = $1",
-                        4, values);
+                        3, values);
     }
     if (rc == CM_OK) {
         committing = true;

@@ -228,15 +228,16 @@ static void error_code(const struct cm_buf *body, char *out, size_t cap)
 }
 
 /*
- * Performs one S3 request on key (method, body of len bytes for a PUT) and fills resp.
+ * Performs one S3 request on key (method, body of len bytes for a PUT, a "Range: " header
+ * line or NULL) and fills resp.
  * Returns what cm_httpc_do() returns, CM_INVALID for a key that cannot be an object name.
  */
 static int call(struct media_s3 *s, const char *method, const char *key, const void *body,
-                size_t len, size_t max_response, struct cm_httpc_response *resp)
+                size_t len, const char *range, size_t max_response, struct cm_httpc_response *resp)
 {
     unsigned char digest[CM_SHA256_LEN];
     char hex[2 * CM_SHA256_LEN + 1], sha_header[100];
-    const char *headers[3] = {sha_header, NULL, NULL};
+    const char *headers[3] = {sha_header, range, NULL};
     struct cm_httpc_request req = {0};
     struct cm_httpc *c;
     char *url;
@@ -342,20 +343,24 @@ int media_s3_put(struct media_s3 *s, const char *key, const void *data, size_t l
     }
     cm_httpc_response_init(&resp);
     /* A PUT always has a body, of 0 bytes too: Content-Length and the payload's digest. */
-    rc = call(s, "PUT", key, data != NULL ? data : "", len, MAX_ERROR_BODY, &resp);
+    rc = call(s, "PUT", key, data != NULL ? data : "", len, NULL, MAX_ERROR_BODY, &resp);
     rc = outcome("PUT", key, rc, &resp, false);
     cm_httpc_response_cleanup(&resp);
     return rc;
 }
 
-int media_s3_get(struct media_s3 *s, const char *key, struct cm_buf *out)
+/* A GET of key, with range (a header line) or without, its body handed to out on success and
+ * the HTTP status to *status. */
+static int get(struct media_s3 *s, const char *key, const char *range, struct cm_buf *out,
+               long *status)
 {
     struct cm_httpc_response resp;
     int rc;
 
     cm_httpc_response_init(&resp);
-    rc = call(s, "GET", key, NULL, 0, s->max_object, &resp);
+    rc = call(s, "GET", key, NULL, 0, range, s->max_object, &resp);
     rc = outcome("GET", key, rc, &resp, false);
+    *status = resp.status;
     if (rc == CM_OK) {
         /* Hands the body over rather than copying up to 100 MiB. */
         cm_buf_cleanup(out);
@@ -366,13 +371,49 @@ int media_s3_get(struct media_s3 *s, const char *key, struct cm_buf *out)
     return rc;
 }
 
+int media_s3_get(struct media_s3 *s, const char *key, struct cm_buf *out)
+{
+    long status;
+
+    return get(s, key, NULL, out, &status);
+}
+
+int media_s3_get_range(struct media_s3 *s, const char *key, long long offset, long long len,
+                       struct cm_buf *out)
+{
+    char range[80];
+    long status;
+    int rc;
+
+    if (offset < 0 || len <= 0)
+        return CM_INVALID;
+    snprintf(range, sizeof(range), "Range: bytes=%lld-%lld", offset, offset + len - 1);
+    rc = get(s, key, range, out, &status);
+    if (rc != CM_OK)
+        return rc;
+    /* A service that ignores Range answers 200 with the whole object: the range is cut out. */
+    if (status == 200 && (size_t)offset <= out->len) {
+        size_t n =
+            out->len - (size_t)offset < (size_t)len ? out->len - (size_t)offset : (size_t)len;
+        memmove(out->data, out->data + offset, n);
+        out->len = n;
+        out->data[n] = '\0';
+    }
+    if (out->len > (size_t)len || (status != 206 && status != 200)) {
+        CM_ERROR_ID(key, "s3: GET %s: HTTP %ld with %zu bytes for a range of %lld", key, status,
+                    out->len, len);
+        return CM_ERR;
+    }
+    return CM_OK;
+}
+
 int media_s3_delete(struct media_s3 *s, const char *key)
 {
     struct cm_httpc_response resp;
     int rc;
 
     cm_httpc_response_init(&resp);
-    rc = call(s, "DELETE", key, NULL, 0, MAX_ERROR_BODY, &resp);
+    rc = call(s, "DELETE", key, NULL, 0, NULL, MAX_ERROR_BODY, &resp);
     rc = outcome("DELETE", key, rc, &resp, true);
     cm_httpc_response_cleanup(&resp);
     return rc;

@@ -55,10 +55,14 @@ void media_s3_destroy(struct media_s3 *s);
  * media_s3_put() stores len bytes of data (Content-Type application/octet-stream) under key,
  * replacing any object there. media_s3_get() replaces out's content with the object's bytes
  * (out must be initialised; on failure it is left as it was), or returns CM_NOTFOUND for
- * NoSuchKey. media_s3_delete() returns CM_OK for a key already gone.
+ * NoSuchKey. media_s3_get_range() does the same with len bytes of the object from offset
+ * (a Range request: S3 answers 206 with them, fewer at the object's end).
+ * media_s3_delete() returns CM_OK for a key already gone.
  */
 int media_s3_put(struct media_s3 *s, const char *key, const void *data, size_t len) CM_MUST_CHECK;
 int media_s3_get(struct media_s3 *s, const char *key, struct cm_buf *out) CM_MUST_CHECK;
+int media_s3_get_range(struct media_s3 *s, const char *key, long long offset, long long len,
+                       struct cm_buf *out) CM_MUST_CHECK;
 int media_s3_delete(struct media_s3 *s, const char *key) CM_MUST_CHECK;
 
 #endif

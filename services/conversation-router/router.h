@@ -146,14 +146,17 @@ void router_worker_stop(struct router_worker *w);
 /* Opens the store MEDIA_STORE names (and S3 when S3_ENDPOINT is set). CM_INVALID: logged. */
 int router_media_create(struct router *r) CM_MUST_CHECK;
 void router_media_destroy(struct router *r);
+/* A reader's chunk, and the size of the pieces a larger attachment is sealed in: 512 KiB
+ * (a NATS message carries 1 MiB, and the chunk goes base64). */
+#define ROUTER_MEDIA_SEGMENT (512 * 1024)
 /*
- * Seals len bytes of attachment att (workspace ws, integration) under the integration's key
- * and keeps them in the store new media goes to, whose name ("postgres" or "s3") *store
- * receives for the attachment's row. The PostgreSQL store writes in pg's transaction.
+ * Seals len bytes of attachment att (workspace ws, integration) under the integration's key,
+ * in pieces of ROUTER_MEDIA_SEGMENT bytes when there are more, keeps them in the store new
+ * media goes to, and records the store and the pieces' layout in att's row (which must
+ * exist). The PostgreSQL store writes in pg's transaction.
  */
 int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
-                     const char *att, const void *data, size_t len,
-                     const char **store) CM_MUST_CHECK;
+                     const char *att, const void *data, size_t len) CM_MUST_CHECK;
 /*
  * Deletes what router_media_put() kept of att outside a transaction that then failed before
  * its commit: an S3 object (best effort; a failure is logged, the object sealed and unreadable).
@@ -161,10 +164,19 @@ int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const c
  * unknown: the row may hold it.
  */
 void router_media_unput(struct router *r, const char *att);
-/* Reads attachment att's bytes from store ("postgres" or "s3") and opens them into out
- * (reset first). CM_NOTFOUND when the store has none. */
+/* Reads all of attachment att's bytes from the store its row names and opens them into out
+ * (reset first). CM_NOTFOUND when none are stored; CM_DENIED when they do not open. */
 int router_media_get(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
-                     const char *att, const char *store, struct cm_buf *out) CM_MUST_CHECK;
+                     const char *att, struct cm_buf *out) CM_MUST_CHECK;
+/*
+ * Reads and opens only the piece of attachment att that holds byte offset: out (reset first)
+ * gets its bytes, *base the offset of its first byte, *size the attachment's size. The piece
+ * holding offset == size is the last one. CM_INVALID when offset is past the size; else as
+ * router_media_get().
+ */
+int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                      const char *att, long long offset, struct cm_buf *out, long long *base,
+                      long long *size) CM_MUST_CHECK;
 /* Deletes from S3 up to 100 objects of deleted attachments (media_doomed), inside pg's
  * transaction; *deleted counts them. */
 int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted) CM_MUST_CHECK;

@@ -127,7 +127,7 @@ struct job {
     char *sealed_body;
     char *sealed_psid;
     /* The message's outbound attachment; att_id "" when it has none. */
-    char att_id[40], att_type[16], att_ctype[128], att_store[16], meta_att[128];
+    char att_id[40], att_type[16], att_ctype[128], meta_att[128];
 };
 
 static void job_free(struct job *j)
@@ -150,7 +150,7 @@ static int load(struct sender *s, const char *id, struct job *j)
                     " c.id, c.workspace_id, c.integration_id, c.contact_id, c.platform,"
                     " coalesce(r.account_id, ''), w.status = 'deleted', ct.psid_sealed,"
                     " coalesce(a.id, ''), coalesce(a.type, ''), coalesce(a.content_type, ''),"
-                    " coalesce(a.store, ''), coalesce(a.meta_attachment_id, '')"
+                    " coalesce(a.meta_attachment_id, '')"
                     " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
                     " JOIN contacts ct ON ct.id = c.contact_id"
                     " JOIN workspaces w ON w.id = c.workspace_id"
@@ -180,8 +180,7 @@ static int load(struct sender *s, const char *id, struct job *j)
     snprintf(j->att_id, sizeof(j->att_id), "%s", cm_pg_value(pg, 0, 13));
     snprintf(j->att_type, sizeof(j->att_type), "%s", cm_pg_value(pg, 0, 14));
     snprintf(j->att_ctype, sizeof(j->att_ctype), "%s", cm_pg_value(pg, 0, 15));
-    snprintf(j->att_store, sizeof(j->att_store), "%s", cm_pg_value(pg, 0, 16));
-    snprintf(j->meta_att, sizeof(j->meta_att), "%s", cm_pg_value(pg, 0, 17));
+    snprintf(j->meta_att, sizeof(j->meta_att), "%s", cm_pg_value(pg, 0, 16));
     return CM_OK;
 }
 
@@ -326,7 +325,7 @@ static int upload(struct sender *s, struct job *j, const char *token, const char
     int rc;
 
     cm_buf_init(&bytes);
-    rc = router_media_get(s->r, s->pg, j->ws, j->integration, j->att_id, j->att_store, &bytes);
+    rc = router_media_get(s->r, s->pg, j->ws, j->integration, j->att_id, &bytes);
     if (rc == CM_NOTFOUND || rc == CM_INVALID || rc == CM_DENIED) {
         snprintf(why, cap, "the attachment's bytes cannot be read from the media store");
         cm_buf_wipe(&bytes);

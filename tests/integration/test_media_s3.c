@@ -156,6 +156,48 @@ static void test_round_trip(void)
     cm_buf_cleanup(&held);
 }
 
+/*
+ * A range of the object: a signed Range header, S3's 206 with those bytes only; a range that
+ * runs past the end gives what is there; one that starts past it is S3's 416 InvalidRange.
+ */
+static void test_range(void)
+{
+    const size_t len = (1u << 20) + 100;
+    struct cm_buf data, got;
+    const struct fakehttp_request *get;
+    int gets;
+
+    cm_buf_init(&data);
+    cm_buf_init(&got);
+    random_bytes(&data, len);
+    CHECK_INT(media_s3_put(s3, "media/att_range", data.data, data.len), CM_OK);
+    gets = fakes3_count(fs, "GET");
+    CHECK_INT(media_s3_get_range(s3, "media/att_range", 524321, 524321, &got), CM_OK);
+    CHECK_INT((long long)got.len, 524321);
+    CHECK(got.len == 524321 && memcmp(got.data, data.data + 524321, got.len) == 0);
+    get = fakehttp_get(fakes3_http(fs), fakehttp_count(fakes3_http(fs)) - 1);
+    CHECK_STR(get->method, "GET");
+    CHECK_STR(fakehttp_header(get, "Range"), "bytes=524321-1048641");
+    CHECK_CONTAINS(fakehttp_header(get, "Authorization"), "range");
+    CHECK_INT(fakes3_bad_signatures(fs), 0);
+
+    /* The last, shorter piece: what is left. */
+    CHECK_INT(media_s3_get_range(s3, "media/att_range", 1048642, 524321, &got), CM_OK);
+    CHECK_INT((long long)got.len, (long long)(len - 1048642));
+    CHECK(memcmp(got.data, data.data + 1048642, got.len) == 0);
+    CHECK_INT(fakes3_count(fs, "GET"), gets + 2);
+
+    /* Past the end: InvalidRange, an error that no retry mends. */
+    capture_start();
+    CHECK_INT(media_s3_get_range(s3, "media/att_range", (long long)len, 10, &got), CM_ERR);
+    free(capture_end());
+    CHECK_STR(fake_error(), "InvalidRange");
+    CHECK_INT(media_s3_get_range(s3, "media/att_range", -1, 10, &got), CM_INVALID);
+    CHECK_INT(media_s3_delete(s3, "media/att_range"), CM_OK);
+    cm_buf_cleanup(&data);
+    cm_buf_cleanup(&got);
+}
+
 /* NoSuchKey: CM_NOTFOUND, the buffer untouched; the log names the Code and the key. */
 static void test_missing_key(void)
 {
@@ -519,6 +561,7 @@ int main(void)
     }
     s3 = client(fakes3_url(fs), BUCKET, "us-east-1", AK, SECRET, 0);
     RUN(test_round_trip);
+    RUN(test_range);
     RUN(test_missing_key);
     RUN(test_delete_twice);
     RUN(test_wrong_secret);

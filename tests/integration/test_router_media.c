@@ -23,6 +23,7 @@
 
 #include "check.h"
 #include "common/crypto.h"
+#include "common/keyring.h"
 #include "common/mem.h"
 #include "router_suite.h"
 
@@ -34,6 +35,8 @@ int64_t now_ms_;
 
 #define MAX_BYTES   (1024 * 1024)
 #define IMAGE_BYTES (600 * 1024) /* two chunks of router.attachment.get */
+/* The router's ROUTER_MEDIA_SEGMENT: a chunk, and a segment of what is sealed. */
+#define ROUTER_SEGMENT (512 * 1024)
 const char *const router_env[] = {"MEDIA_MAX_BYTES=1MiB", "MEDIA_TIMEOUT=5s", "PROFILE_RATE=600",
                                   NULL};
 
@@ -185,6 +188,81 @@ static void test_image_downloaded(void)
 done:
     free(atts);
     free(url);
+}
+
+/*
+ * The image is larger than a chunk, so it is sealed in two segments laid end to end
+ * (schema/012_media_segments.sql): the second holds the rest. A sealed segment put in another's
+ * place is refused, as one of another attachment would be (its index and count are bound into
+ * what it seals): the chunk it holds cannot be read, the other one still can. Put back, the
+ * whole file reads again.
+ */
+static void test_segments(void)
+{
+    const long stride = ROUTER_SEGMENT + CM_KEYRING_OVERHEAD;
+    const char *args[] = {"attachment", "get", image_att, "--out", NULL, NULL};
+    char path[256], want[96], *n;
+    cJSON *out;
+
+    n = th_stack_sqlf(&st,
+                      "SELECT a.segment_size || '|' || a.segment_stride || '|' || length(m.sealed)"
+                      " FROM router.attachments a JOIN router.media m ON m.attachment_id = a.id"
+                      " WHERE a.id = '%s'",
+                      image_att);
+    snprintf(want, sizeof(want), "%d|%ld|%ld", ROUTER_SEGMENT, stride,
+             (long)IMAGE_BYTES + 2 * CM_KEYRING_OVERHEAD);
+    CHECK_STR(n, want);
+    free(n);
+    snprintf(path, sizeof(path), "%s/img-seg.jpg", th_tmpdir());
+    args[4] = path;
+
+    /* Segment 0 sealed again in segment 1's place (the file: 0, 0, then 1 kept aside). */
+    free(th_stack_sqlf(&st,
+                       "UPDATE router.media SET sealed = substring(sealed FROM 1 FOR %ld)"
+                       " || sealed WHERE attachment_id = '%s'",
+                       stride, image_att));
+    out = th_stack_run(&st, 1, args);
+    cJSON_Delete(out);
+    CHECK(access(path, F_OK) != 0);
+    {
+        char *l1 = th_proc_output(&router1), *l2 = th_proc_output(&router2);
+        CHECK((l1 != NULL && strstr(l1, "the stored bytes could not be read") != NULL) ||
+              (l2 != NULL && strstr(l2, "the stored bytes could not be read") != NULL));
+        free(l1);
+        free(l2);
+    }
+    {
+        /* The first chunk alone still opens: only the moved segment is refused. */
+        char req[160];
+        cJSON *r;
+        snprintf(req, sizeof(req), "{\"actor\":\"operator\",\"attachment_id\":\"%s\",\"offset\":0}",
+                 image_att);
+        r = th_stack_request(&st, "router.attachment.get", req);
+        CHECK(r != NULL &&
+              cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "eof")));
+        cJSON_Delete(r);
+        snprintf(req, sizeof(req),
+                 "{\"actor\":\"operator\",\"attachment_id\":\"%s\",\"offset\":%d}", image_att,
+                 ROUTER_SEGMENT);
+        r = th_stack_request(&st, "router.attachment.get", req);
+        CHECK_STR(th_json_str(r, "error", "code"), "unavailable");
+        cJSON_Delete(r);
+    }
+
+    /* Put back: the whole file reads again. */
+    free(th_stack_sqlf(&st,
+                       "UPDATE router.media SET sealed = substring(sealed FROM %ld)"
+                       " WHERE attachment_id = '%s'",
+                       stride + 1, image_att));
+    out = th_stack_run(&st, 0, args);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(out, "size")) == IMAGE_BYTES);
+    cJSON_Delete(out);
+    {
+        char *got = th_read_file(path);
+        CHECK(got != NULL && memcmp(got, image, IMAGE_BYTES) == 0);
+        free(got);
+    }
+    unlink(path);
 }
 
 /* A CDN URL that expired before the download: Graph's attachments edge gives a fresh one, on
@@ -611,6 +689,7 @@ int main(void)
 
     RUN(test_setup);
     RUN(test_image_downloaded);
+    RUN(test_segments);
     RUN(test_expired_refetched);
     RUN(test_unavailable);
     RUN(test_lookaside);

@@ -34,7 +34,9 @@
 
 #define PAGE        "106000000000031"
 #define IMAGE_BYTES (600 * 1024) /* two chunks of router.attachment.get */
-#define MARKER      "JFIF-plaintext-marker-of-the-s3-image"
+/* The router's ROUTER_MEDIA_SEGMENT: a chunk, and a segment of what is sealed. */
+#define SEGMENT (512 * 1024)
+#define MARKER  "JFIF-plaintext-marker-of-the-s3-image"
 
 static struct th_stack st;
 static struct fakes3 *fs;
@@ -291,11 +293,19 @@ static void test_e2e_stored(void)
     CHECK_STR(n, "0");
     free(n);
 
-    /* The bucket holds the sealed image only: its length plus the overhead, no plaintext. */
+    /* The bucket holds the sealed image only, in two segments (larger than a chunk): its
+     * length plus two overheads, no plaintext. */
+    n = th_stack_sqlf(&st,
+                      "SELECT segment_size || '|' || segment_stride FROM router.attachments"
+                      " WHERE id = '%s'",
+                      image_att);
+    snprintf(want, sizeof(want), "%d|%d", SEGMENT, SEGMENT + CM_KEYRING_OVERHEAD);
+    CHECK_STR(n, want);
+    free(n);
     snprintf(key, sizeof(key), "media/%s", image_att);
     cm_buf_init(&obj);
     CHECK_MSG(fakes3_object(fs, key, &obj) == 0, "no object %s", key);
-    CHECK_INT((long)obj.len, (long)(IMAGE_BYTES + CM_KEYRING_OVERHEAD));
+    CHECK_INT((long)obj.len, (long)(IMAGE_BYTES + 2 * CM_KEYRING_OVERHEAD));
     CHECK(obj.data == NULL || memmem(obj.data, obj.len, MARKER, strlen(MARKER)) == NULL);
     CHECK(obj.data == NULL || memmem(obj.data, obj.len, image + IMAGE_BYTES / 2, 32) == NULL);
     cm_buf_cleanup(&obj);
@@ -322,7 +332,10 @@ static void test_e2e_stored(void)
             fclose(f);
     }
     unlink(path);
-    CHECK(fakes3_count(fs, "GET") >= 1);
+    /* Each chunk was one Range request for its segment, never the whole object. */
+    CHECK(fakes3_count(fs, "GET") >= 2);
+    CHECK_MSG(fakes3_largest_get(fs) <= (size_t)SEGMENT + CM_KEYRING_OVERHEAD,
+              "a GET answered %zu bytes", fakes3_largest_get(fs));
 }
 
 /*
@@ -473,7 +486,8 @@ static void test_e2e_purge(void)
 
     cm_buf_init(&keys);
     CHECK_INT(fakes3_keys(fs, &keys), 4);
-    /* Every object sealed: the attachment's size plus the overhead, none of its plaintext. */
+    /* Every object sealed: the attachment's size plus an overhead a segment, none of its
+     * plaintext. */
     for (size_t i = 0; i < sizeof(atts) / sizeof(atts[0]); i++) {
         char key[96],
             *size =
@@ -482,7 +496,9 @@ static void test_e2e_purge(void)
         cm_buf_init(&obj);
         snprintf(key, sizeof(key), "media/%s", atts[i]);
         CHECK_MSG(fakes3_object(fs, key, &obj) == 0, "no object %s", key);
-        CHECK_INT((long long)obj.len, (size != NULL ? atoll(size) : -1) + CM_KEYRING_OVERHEAD);
+        long long plain = size != NULL ? atoll(size) : -1;
+        long long pieces = plain > SEGMENT ? (plain + SEGMENT - 1) / SEGMENT : 1;
+        CHECK_INT((long long)obj.len, plain + pieces * CM_KEYRING_OVERHEAD);
         CHECK(obj.data == NULL || (memmem(obj.data, obj.len, "JFIF an image that", 18) == NULL &&
                                    memmem(obj.data, obj.len, MARKER, strlen(MARKER)) == NULL));
         cm_buf_cleanup(&obj);

@@ -37,6 +37,7 @@ struct fakes3 {
     int fail_n, fail_status;
     int count[NMETHODS];
     int bad_sigs;
+    size_t largest_get; /* the most bytes of an object one GET answered */
     char last_error[64];
     unsigned long next_id;
 };
@@ -161,12 +162,58 @@ static int verify(struct fakes3 *fs, const struct fakehttp_request *req, struct 
 
 /* --- the bucket --------------------------------------------------------------------------- */
 
+/*
+ * The byte range of a GET's Range header over an object of len bytes, as S3 reads it: one
+ * range "bytes=first-last", "bytes=first-" or "bytes=-suffix". Returns 1 with [*from, *to]
+ * (to inclusive, cut at the object's end), 0 when there is no header or S3 would ignore it
+ * (another unit, several ranges, not a range: the whole object is answered), -1 when the range
+ * is not satisfiable (416).
+ */
+static int byte_range(const char *h, size_t len, size_t *from, size_t *to)
+{
+    unsigned long long a = 0, b = 0;
+    const char *p;
+    char *end;
+
+    if (h == NULL || strncmp(h, "bytes=", 6) != 0 || strchr(h, ',') != NULL)
+        return 0;
+    p = h + 6;
+    if (*p == '-') {
+        b = strtoull(p + 1, &end, 10);
+        if (end == p + 1 || *end != '\0')
+            return 0;
+        if (b == 0 || len == 0)
+            return -1;
+        *from = b >= len ? 0 : len - (size_t)b;
+        *to = len - 1;
+        return 1;
+    }
+    a = strtoull(p, &end, 10);
+    if (end == p || *end != '-')
+        return 0;
+    p = end + 1;
+    if (*p == '\0') {
+        b = len > 0 ? len - 1 : 0;
+    } else {
+        b = strtoull(p, &end, 10);
+        if (*end != '\0' || b < a)
+            return 0;
+    }
+    if (a >= len)
+        return -1;
+    *from = (size_t)a;
+    *to = b >= len ? len - 1 : (size_t)b;
+    return 1;
+}
+
 /* Answers an authenticated request on key (decoded) of the bucket. */
 static void serve(struct fakes3 *fs, const struct fakehttp_request *req,
                   struct fakehttp_response *resp, const char *key, struct refusal *r)
 {
     struct object *o;
-    char len[32], etag[40], id[32];
+    char len[32], etag[40], id[32], crange[96];
+    size_t from = 0, to = 0;
+    int ranged = 0;
 
     if (key[0] == '\0') {
         fakes3_refuse(r, 501, "NotImplemented",
@@ -206,8 +253,19 @@ static void serve(struct fakes3 *fs, const struct fakehttp_request *req,
     if (o != NULL) {
         snprintf(etag, sizeof(etag), "%s", o->etag);
         snprintf(len, sizeof(len), "%zu", o->len);
-        if (strcmp(req->method, "GET") == 0)
+        ranged = strcmp(req->method, "GET") == 0
+                     ? byte_range(fakehttp_header(req, "Range"), o->len, &from, &to)
+                     : 0;
+        if (ranged == 1) {
+            fakehttp_reply(resp, 206, o->data + from, to - from + 1);
+            snprintf(crange, sizeof(crange), "bytes %zu-%zu/%zu", from, to, o->len);
+            if (to - from + 1 > fs->largest_get)
+                fs->largest_get = to - from + 1;
+        } else if (ranged == 0 && strcmp(req->method, "GET") == 0) {
             fakehttp_reply(resp, 200, o->data, o->len);
+            if (o->len > fs->largest_get)
+                fs->largest_get = o->len;
+        }
     }
     pthread_mutex_unlock(&fs->lock);
     if (o == NULL) {
@@ -216,7 +274,17 @@ static void serve(struct fakes3 *fs, const struct fakehttp_request *req,
         s3_error(fs, resp, req->method, r, NULL);
         return;
     }
+    if (ranged < 0) {
+        fakes3_extra(r, "RangeRequested", fakehttp_header(req, "Range"));
+        fakes3_extra(r, "ActualObjectSize", len);
+        fakes3_refuse(r, 416, "InvalidRange", "The requested range is not satisfiable");
+        s3_error(fs, resp, req->method, r, NULL);
+        return;
+    }
     common_headers(fs, resp, id);
+    fakehttp_set_header(resp, "Accept-Ranges", "bytes");
+    if (ranged == 1)
+        fakehttp_set_header(resp, "Content-Range", crange);
     fakehttp_set_header(resp, "ETag", etag);
     fakehttp_set_header(resp, "Content-Type", "application/octet-stream");
     fakehttp_set_header(resp, "Last-Modified", "Sat, 05 Dec 2026 12:00:00 GMT");
@@ -331,6 +399,16 @@ void fakes3_fail_next(struct fakes3 *fs, int n, int status)
     fs->fail_n = n;
     fs->fail_status = status;
     pthread_mutex_unlock(&fs->lock);
+}
+
+size_t fakes3_largest_get(struct fakes3 *fs)
+{
+    size_t n;
+
+    pthread_mutex_lock(&fs->lock);
+    n = fs->largest_get;
+    pthread_mutex_unlock(&fs->lock);
+    return n;
 }
 
 int fakes3_count(struct fakes3 *fs, const char *method)

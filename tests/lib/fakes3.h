@@ -12,7 +12,9 @@
  * AccessDenied (no signature), RequestTimeTooSkewed; 400 XAmzContentSHA256Mismatch,
  * InvalidRequest (no x-amz-content-sha256), AuthorizationHeaderMalformed (wrong region);
  * 404 NoSuchBucket and NoSuchKey; 405 MethodNotAllowed. A PUT answers 200 with the ETag
- * (the quoted MD5 of the body), a DELETE 204 whether the key existed or not.
+ * (the quoted MD5 of the body), a DELETE 204 whether the key existed or not. A GET with a
+ * Range header of one byte range answers 206 with those bytes and Content-Range, or 416
+ * InvalidRange when it starts past the object's end; S3 ignores any other Range header.
  */
 #ifndef TESTS_FAKES3_H
 #define TESTS_FAKES3_H
@@ -51,6 +53,8 @@ void fakes3_fail_next(struct fakes3 *fs, int n, int status);
 
 /* Requests received with method ("PUT", "GET", ...; NULL: all), refusals included. */
 int fakes3_count(struct fakes3 *fs, const char *method);
+/* The most bytes of an object that one GET answered (a range's or the whole object's). */
+size_t fakes3_largest_get(struct fakes3 *fs);
 /* Requests refused with 403 SignatureDoesNotMatch. */
 int fakes3_bad_signatures(struct fakes3 *fs);
 /* The Code of the last error answered ("" when none yet) into out (64 bytes). */
