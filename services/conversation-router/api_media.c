@@ -13,6 +13,7 @@
  * and opened (media.c).
  */
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,28 @@ static int read_chunk(struct router *r, struct cm_pg *pg, const char *id, const 
                              &c->size);
 }
 
+/*
+ * Ends a read that reached rc: when rc is CM_OK, the reply is built from c (if reply) and the
+ * transaction committed; c's piece is wiped either way, and on any failure the transaction is
+ * rolled back and *out left NULL. Returns rc, or the commit's error.
+ */
+static int finish_read(struct cm_pg *pg, int rc, bool reply, const char *id,
+                       const struct att_row *a, struct chunk *c, cJSON **out)
+{
+    *out = NULL;
+    if (rc == CM_OK && reply)
+        *out = chunk_json(id, a, c);
+    if (rc == CM_OK)
+        rc = cm_pg_commit(pg);
+    cm_buf_wipe(&c->piece);
+    if (rc != CM_OK) {
+        cm_pg_rollback(pg);
+        cJSON_Delete(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 static void on_attachment_get(struct cm_rpc_call *call, void *arg)
 {
     struct router *r = arg;
@@ -161,14 +184,8 @@ static void on_attachment_get(struct cm_rpc_call *call, void *arg)
         if (rc != CM_OK)
             CM_WARN_ID(id, "attachment: the stored bytes could not be read: %s", cm_err_str(rc));
     }
-    if (rc == CM_OK && conflict == NULL)
-        out = chunk_json(id, &a, &c);
-    if (rc == CM_OK)
-        rc = cm_pg_commit(pg);
-    cm_buf_wipe(&c.piece);
+    rc = finish_read(pg, rc, conflict == NULL, id, &a, &c, &out);
     if (rc != CM_OK) {
-        cm_pg_rollback(pg);
-        cJSON_Delete(out);
         cm_rpc_fail(call, "unavailable", "the attachment could not be read and audited");
         return;
     }
@@ -269,14 +286,8 @@ static void on_media_public(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "invalid", "offset %lld is past the file's end", c.offset);
         return;
     }
-    if (rc == CM_OK)
-        out = chunk_json(id, &a, &c);
-    if (rc == CM_OK)
-        rc = cm_pg_commit(pg);
-    cm_buf_wipe(&c.piece);
+    rc = finish_read(pg, rc, true, id, &a, &c, &out);
     if (rc != CM_OK) {
-        cm_pg_rollback(pg);
-        cJSON_Delete(out);
         if (rc == CM_NOTFOUND || rc == CM_DENIED)
             cm_rpc_fail(call, "not_found", "the linked file is no longer held");
         else
