@@ -129,6 +129,16 @@ static void load_table(void)
     CHECK(nrows > 40);
 }
 
+/* True when id serves a request subject: nats-server gives it allow_responses. */
+static bool responder(const char *id)
+{
+    for (int i = 0; i < nrows; i++) {
+        if (strcmp(rows[i].kind, "request") == 0 && strcmp(rows[i].b, id) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* The table's answers. */
 static bool table_publishes(const char *id, const char *kind, const char *a, int col)
 {
@@ -267,8 +277,10 @@ static void check_identity(const char *id)
         } else if (strcmp(r->kind, "reader") == 0) {
             snprintf(subj, sizeof(subj), "$JS.API.CONSUMER.DURABLE.CREATE.%s.%s", r->a, r->b);
             EXPECT_PUB(nc, id, subj, in_list(r->c, id));
+            /* An acknowledgement of nothing delivered to it: a request server acknowledges
+             * through allow_responses alone (check_acks()). */
             snprintf(subj, sizeof(subj), "$JS.ACK.%s.%s.1.1.1.1.1", r->a, r->b);
-            EXPECT_PUB(nc, id, subj, in_list(r->c, id));
+            EXPECT_PUB(nc, id, subj, in_list(r->c, id) && !responder(id));
             snprintf(subj, sizeof(subj), "$JS.API.CONSUMER.DELETE.%s.%s", r->a, r->b);
             EXPECT_PUB(nc, id, subj, false);
         }
@@ -353,6 +365,91 @@ static void check_attacks(void)
         natsConnection_Destroy(nc);
     }
 }
+/*
+ * Every reader of every stream receives a message of its durable consumer and acknowledges
+ * it: the server takes the acknowledgement, once (a second answer to the same delivery is
+ * refused), and the consumer then has nothing pending.
+ */
+static void check_acks(void)
+{
+    natsConnection *admin = connect_as("doms-test");
+    jsCtx *ajs = NULL;
+
+    printf("== acknowledgements\n");
+    CHECK(admin != NULL && natsConnection_JetStream(&ajs, admin, NULL) == NATS_OK);
+    for (int i = 0; ajs != NULL && i < nrows; i++) {
+        const struct row *r = &rows[i];
+        char subject[160], *save = NULL, readers[256];
+
+        if (strcmp(r->kind, "reader") != 0)
+            continue;
+        snprintf(subject, sizeof(subject), "acks.%s", r->a);
+        snprintf(readers, sizeof(readers), "%s", r->c);
+        for (char *id = strtok_r(readers, ",", &save); id != NULL;
+             id = strtok_r(NULL, ",", &save)) {
+            jsStreamConfig sc;
+            jsStreamInfo *si = NULL;
+            jsSubOptions so;
+            jsConsumerInfo *ci = NULL;
+            natsConnection *nc = NULL;
+            natsSubscription *sub = NULL;
+            natsMsg *msg = NULL;
+            jsCtx *js = NULL;
+            const char *subjects[1] = {subject};
+            int64_t pending = -1;
+
+            jsStreamConfig_Init(&sc);
+            sc.Name = r->a;
+            sc.Subjects = subjects;
+            sc.SubjectsLen = 1;
+            CHECK(js_AddStream(&si, ajs, &sc, NULL, NULL) == NATS_OK);
+            jsStreamInfo_Destroy(si);
+            CHECK(js_Publish(NULL, ajs, subject, "{}", 2, NULL, NULL) == NATS_OK);
+
+            nc = connect_as(id);
+            CHECK(nc != NULL && natsConnection_JetStream(&js, nc, NULL) == NATS_OK);
+            jsSubOptions_Init(&so);
+            so.Stream = r->a;
+            so.Config.Durable = r->b;
+            so.Config.AckPolicy = js_AckExplicit;
+            so.Config.DeliverPolicy = js_DeliverAll;
+            so.ManualAck = true;
+            CHECK_MSG(js != NULL && js_SubscribeSync(&sub, js, subject, NULL, &so, NULL) == NATS_OK,
+                      "%s cannot bind to %s's consumer %s", id, r->a, r->b);
+            if (sub != NULL)
+                CHECK_MSG(natsSubscription_NextMsg(&msg, sub, 5000) == NATS_OK,
+                          "%s received nothing from %s", id, r->a);
+            if (msg != NULL) {
+                set_sentinel(nc);
+                CHECK(natsMsg_Ack(msg, NULL) == NATS_OK);
+                natsConnection_FlushTimeout(nc, 5000);
+                CHECK_MSG(passed(nc), "%s acknowledging a message of %s: refused", id, r->a);
+                CHECK_MSG(!try_publish(nc, natsMsg_GetReply(msg)),
+                          "%s answered one delivery of %s twice", id, r->a);
+                /* The server applies an acknowledgement shortly after taking it. */
+                for (int t = 0; t < 100 && pending != 0; t++) {
+                    if (js_GetConsumerInfo(&ci, ajs, r->a, r->b, NULL, NULL) == NATS_OK) {
+                        pending = ci->NumAckPending;
+                        jsConsumerInfo_Destroy(ci);
+                    }
+                    if (pending != 0)
+                        nats_Sleep(50);
+                }
+                CHECK_MSG(pending == 0, "%s's consumer %s still awaits %lld acknowledgements", r->a,
+                          r->b, (long long)pending);
+                printf("  %s acknowledged a message of %s's consumer %s, once\n", id, r->a, r->b);
+            }
+            natsMsg_Destroy(msg);
+            natsSubscription_Destroy(sub);
+            jsCtx_Destroy(js);
+            natsConnection_Destroy(nc);
+            CHECK(js_DeleteStream(ajs, r->a, NULL, NULL) == NATS_OK);
+        }
+    }
+    jsCtx_Destroy(ajs);
+    natsConnection_Destroy(admin);
+}
+
 /* A raw TCP connection to the server, past its INFO line. -1 on failure. */
 static int connect_after_info(void)
 {
@@ -472,6 +569,7 @@ int main(void)
     th_nats_start(&server);
     for (int i = 0; i < nids; i++)
         check_identity(ids[i]);
+    check_acks();
     check_attacks();
     check_the_door();
     th_nats_stop(&server);
