@@ -47,6 +47,7 @@ struct item {
 struct cm_rpc {
     struct cm_nats *nats;
     char *name;
+    char *lane; /* NULL: the service's main server */
     char *db_url;
     char *schema;
     char *session_sql;
@@ -437,17 +438,30 @@ static int subscribe_all(struct cm_nats *n, void *arg)
         natsSubscription_SetPendingLimits(r->sub, 65536, 64 * 1024 * 1024);
     }
     rpc->subscribed = true;
-    CM_INFO("rpc: serving %d subjects with %d workers", rpc->nroutes, rpc->nworkers);
+    CM_INFO("rpc: serving %d subjects with %d workers%s%s", rpc->nroutes, rpc->nworkers,
+            rpc->lane ? " in lane " : "", rpc->lane ? rpc->lane : "");
     return CM_OK;
 }
 
 int cm_rpc_create(struct cm_rpc **out, struct cm_nats *n, const char *name, const char *db_url,
                   const char *schema, int workers, struct cm_metrics *metrics)
 {
+    return cm_rpc_create_lane(out, n, name, NULL, db_url, schema, workers, metrics);
+}
+
+int cm_rpc_create_lane(struct cm_rpc **out, struct cm_nats *n, const char *name, const char *lane,
+                       const char *db_url, const char *schema, int workers,
+                       struct cm_metrics *metrics)
+{
     struct cm_rpc *rpc = cm_xcalloc(1, sizeof(*rpc));
+    char labels[96] = "";
 
     rpc->nats = n;
     rpc->name = cm_xstrdup(name);
+    if (lane != NULL) {
+        rpc->lane = cm_xstrdup(lane);
+        snprintf(labels, sizeof(labels), "lane=\"%s\"", lane);
+    }
     rpc->db_url = cm_xstrdup(db_url);
     rpc->schema = cm_xstrdup(schema);
     rpc->nworkers = workers > 0 ? workers : 4;
@@ -455,13 +469,13 @@ int cm_rpc_create(struct cm_rpc **out, struct cm_nats *n, const char *name, cons
     pthread_mutex_init(&rpc->lock, NULL);
     pthread_cond_init(&rpc->cond, NULL);
     if (metrics != NULL) {
-        rpc->m_calls =
-            cm_metrics_counter(metrics, "rpc_requests_total", NULL, "NATS requests served");
-        rpc->m_errors = cm_metrics_counter(metrics, "rpc_errors_total", NULL,
+        rpc->m_calls = cm_metrics_counter(metrics, "rpc_requests_total", lane ? labels : NULL,
+                                          "NATS requests served");
+        rpc->m_errors = cm_metrics_counter(metrics, "rpc_errors_total", lane ? labels : NULL,
                                            "NATS requests answered with an error");
-        rpc->m_busy = cm_metrics_counter(metrics, "rpc_busy_total", NULL,
+        rpc->m_busy = cm_metrics_counter(metrics, "rpc_busy_total", lane ? labels : NULL,
                                          "NATS requests refused because the queue was full");
-        rpc->m_latency = cm_metrics_histogram(metrics, "rpc_request_seconds", NULL,
+        rpc->m_latency = cm_metrics_histogram(metrics, "rpc_request_seconds", lane ? labels : NULL,
                                               "Time from dequeue to reply, in seconds");
     }
     *out = rpc;
@@ -577,6 +591,7 @@ void cm_rpc_destroy(struct cm_rpc *rpc)
     pthread_mutex_destroy(&rpc->lock);
     free(rpc->threads);
     free(rpc->name);
+    free(rpc->lane);
     free(rpc->db_url);
     free(rpc->schema);
     free(rpc->session_sql);

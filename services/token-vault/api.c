@@ -624,15 +624,18 @@ static void on_refresh_run(struct cm_rpc_call *call, void *arg)
 
 void vault_api_register(struct vault *v)
 {
-    cm_rpc_handle(v->rpc, "vault.integration.connect", on_connect, v);
-    cm_rpc_handle(v->rpc, "vault.integration.disconnect", on_disconnect, v);
+    /* Each of these waits on Meta's API (up to its 10 s timeout per call; a disconnect ends
+     * the webhook subscription): a lane of their own, so that tokens are served whatever Meta
+     * does. vault.purge is there too (purge.c). */
+    cm_rpc_handle(v->meta_rpc, "vault.integration.connect", on_connect, v);
+    cm_rpc_handle(v->meta_rpc, "vault.integration.check", on_check, v);
+    cm_rpc_handle(v->meta_rpc, "vault.refresh.run", on_refresh_run, v);
+    cm_rpc_handle(v->meta_rpc, "vault.integration.disconnect", on_disconnect, v);
     cm_rpc_handle(v->rpc, "vault.integration.list", on_list, v);
-    cm_rpc_handle(v->rpc, "vault.integration.check", on_check, v);
     cm_rpc_handle(v->rpc, "vault.integration.lookup", on_lookup, v);
     cm_rpc_handle(v->rpc, "vault.integration.deauthorize", on_deauthorize, v);
     cm_rpc_handle(v->rpc, "vault.token.get", on_token_get, v);
-    cm_rpc_handle(v->rpc, "vault.refresh.run", on_refresh_run, v);
     /* The reaper disconnects a deleted workspace's integrations for whoever deleted it. */
     cm_rpc_delegate(v->rpc, "vault.integration.list", "retention-reaper");
-    cm_rpc_delegate(v->rpc, "vault.integration.disconnect", "retention-reaper");
+    cm_rpc_delegate(v->meta_rpc, "vault.integration.disconnect", "retention-reaper");
 }

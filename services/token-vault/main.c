@@ -49,6 +49,9 @@ static const struct cm_setting settings[] = {
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 #define WORKERS   8
+/* The Meta lane's workers: a request there may wait 10 s on Meta, and however many do,
+ * tokens are still served by the others. */
+#define META_WORKERS 4
 
 static void register_metrics(struct vault *v)
 {
@@ -101,13 +104,19 @@ int main(int argc, char **argv)
         rc = cm_rpc_create(&v.rpc, v.svc.nats, VAULT_SERVICE, cfg.base.database_url, VAULT_SCHEMA,
                            WORKERS, v.svc.metrics);
     }
+    if (rc == CM_OK)
+        rc = cm_rpc_create_lane(&v.meta_rpc, v.svc.nats, VAULT_SERVICE, "meta",
+                                cfg.base.database_url, VAULT_SCHEMA, META_WORKERS, v.svc.metrics);
     if (rc == CM_OK) {
         /* See vault_begin(): only the token read's audit row commits without the flush. */
         cm_rpc_session(v.rpc, "SET synchronous_commit TO off");
+        cm_rpc_session(v.meta_rpc, "SET synchronous_commit TO off");
         vault_api_register(&v);
         vault_purge_register(&v);
         rc = cm_rpc_start(v.rpc);
     }
+    if (rc == CM_OK)
+        rc = cm_rpc_start(v.meta_rpc);
     if (rc == CM_OK)
         rc = cm_outbox_start(&v.outbox, v.svc.nats, cfg.base.database_url, VAULT_SCHEMA,
                              v.svc.metrics);
@@ -117,6 +126,7 @@ int main(int argc, char **argv)
         rc = cm_service_run(&v.svc);
     /* Stop taking requests first, then the threads that publish, then NATS itself. */
     cm_rpc_destroy(v.rpc);
+    cm_rpc_destroy(v.meta_rpc);
     vault_refresher_stop(&v);
     cm_outbox_destroy(v.outbox);
     cm_service_cleanup(&v.svc);

@@ -202,6 +202,7 @@ static void on_find(struct cm_rpc_call *call, void *arg)
 
 void vault_purge_register(struct vault *v)
 {
-    cm_rpc_handle(v->rpc, "vault.purge", on_purge, v);
+    /* Each integration's webhook subscription is ended at Meta first: the Meta lane. */
+    cm_rpc_handle(v->meta_rpc, "vault.purge", on_purge, v);
     cm_rpc_handle(v->rpc, "vault.integration.find", on_find, v);
 }

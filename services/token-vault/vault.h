@@ -38,7 +38,8 @@ struct vault {
     struct cm_service svc;
     const struct vault_cfg *cfg;
     struct cm_keyring *keyring;
-    struct cm_rpc *rpc;
+    struct cm_rpc *rpc;      /* requests answered from the vault's own data */
+    struct cm_rpc *meta_rpc; /* the lane of those that wait on Meta's API */
     struct cm_outbox *outbox;
     struct vault_refresher *refresher;
 
