@@ -32,8 +32,10 @@
 #define AI_EVENTS_SUBJECTS "ai.events.>"
 #define AI_EVENT_CREATED   "ai.events.suggestion.created"
 
-/* Worker threads: each spends most of a request waiting on a provider. */
+/* Worker threads of ai.suggest's lane: each spends most of a request waiting on a provider. */
 #define AI_WORKERS 8
+/* Worker threads of the rest (ai.suggestion.get, ai.purge): PostgreSQL only. */
+#define AI_READ_WORKERS 4
 
 struct ai_cfg {
     struct cm_base_cfg base; /* first: cm_service_configure() relies on it */
@@ -59,7 +61,8 @@ struct ai {
     struct cm_service svc;
     const struct ai_cfg *cfg;
     struct cm_keyring *keyring;
-    struct cm_rpc *rpc;
+    struct cm_rpc *rpc;          /* ai.suggestion.get, ai.purge: the suite's own data */
+    struct cm_rpc *provider_rpc; /* ai.suggest, which waits on the providers: a lane */
     struct cm_outbox *outbox;
 
     /* The providers with a key, in AI_PROVIDERS order, each with its breaker. */
@@ -68,7 +71,8 @@ struct ai {
     int nproviders;
     bool voice_on;
     struct ai_voice voice;
-    /* One HTTP client per worker, so that connections to a provider stay open. */
+    /* One HTTP client per worker of the provider lane, so that connections to a provider
+     * stay open. */
     struct cm_httpc *http[AI_WORKERS];
 
     struct cm_metric *m_suggestions[AI_PROVIDER_KINDS];

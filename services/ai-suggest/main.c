@@ -236,8 +236,12 @@ int main(int argc, char **argv)
         cm_nats_on_connect(ai.svc.nats, ensure_events_stream, &ai);
         cm_nats_on_connect(ai.svc.nats, cm_audit_stream_ensure, NULL);
         rc = cm_rpc_create(&ai.rpc, ai.svc.nats, AI_SERVICE, cfg.base.database_url, AI_SCHEMA,
-                           AI_WORKERS, ai.svc.metrics);
+                           AI_READ_WORKERS, ai.svc.metrics);
     }
+    /* However long the providers take, a suggestion is read and a purge done at once. */
+    if (rc == CM_OK)
+        rc = cm_rpc_create_lane(&ai.provider_rpc, ai.svc.nats, AI_SERVICE, "provider",
+                                cfg.base.database_url, AI_SCHEMA, AI_WORKERS, ai.svc.metrics);
     if (rc == CM_OK) {
         ai_suggest_register(&ai);
         ai_purge_register(&ai);
@@ -245,12 +249,15 @@ int main(int argc, char **argv)
         rc = cm_rpc_start(ai.rpc);
     }
     if (rc == CM_OK)
+        rc = cm_rpc_start(ai.provider_rpc);
+    if (rc == CM_OK)
         rc = cm_outbox_start(&ai.outbox, ai.svc.nats, cfg.base.database_url, AI_SCHEMA,
                              ai.svc.metrics);
     if (rc == CM_OK)
         rc = cm_service_run(&ai.svc);
     /* Stop taking requests first (in-flight ones finish), then the relay, then NATS. */
     cm_rpc_destroy(ai.rpc);
+    cm_rpc_destroy(ai.provider_rpc);
     cm_outbox_destroy(ai.outbox);
     cm_service_cleanup(&ai.svc);
     for (int i = 0; i < AI_WORKERS; i++)

@@ -343,5 +343,5 @@ static void on_suggest(struct cm_rpc_call *call, void *arg)
 
 void ai_suggest_register(struct ai *ai)
 {
-    cm_rpc_handle(ai->rpc, "ai.suggest", on_suggest, ai);
+    cm_rpc_handle(ai->provider_rpc, "ai.suggest", on_suggest, ai);
 }

@@ -89,6 +89,8 @@ static const struct cm_setting settings[] = {
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 #define WORKERS   4
+/* The Meta lane's workers (router.conversation.take waits on Meta's Send API). */
+#define META_WORKERS 2
 
 static void register_metrics(struct router *r)
 {
@@ -153,6 +155,10 @@ static int start(struct router *r)
     if (rc == CM_OK)
         rc = cm_rpc_create(&r->rpc, r->svc.nats, ROUTER_SERVICE, r->cfg->base.database_url,
                            ROUTER_SCHEMA, WORKERS, r->svc.metrics);
+    if (rc == CM_OK)
+        rc = cm_rpc_create_lane(&r->meta_rpc, r->svc.nats, ROUTER_SERVICE, "meta",
+                                r->cfg->base.database_url, ROUTER_SCHEMA, META_WORKERS,
+                                r->svc.metrics);
     if (rc == CM_OK) {
         router_api_register(r);
         router_api_conv_register(r);
@@ -164,6 +170,8 @@ static int start(struct router *r)
         router_api_media_register(r);
         rc = cm_rpc_start(r->rpc);
     }
+    if (rc == CM_OK)
+        rc = cm_rpc_start(r->meta_rpc);
     if (rc == CM_OK)
         rc = cm_outbox_start(&r->outbox, r->svc.nats, r->cfg->base.database_url, ROUTER_SCHEMA,
                              r->svc.metrics);
@@ -186,6 +194,7 @@ static int start(struct router *r)
 static void stop(struct router *r)
 {
     cm_rpc_destroy(r->rpc);
+    cm_rpc_destroy(r->meta_rpc);
     router_profiles_stop(r);
     router_backfill_stop(r);
     router_inbound_stop(r);

@@ -315,5 +315,7 @@ static void on_take(struct cm_rpc_call *call, void *arg)
 
 void router_api_thread_register(struct router *r)
 {
-    cm_rpc_handle(r->rpc, "router.conversation.take", on_take, r);
+    /* Waits on Meta (take_thread_control): its own lane, so that it never holds up the
+     * requests answered from the router's data. */
+    cm_rpc_handle(r->meta_rpc, "router.conversation.take", on_take, r);
 }

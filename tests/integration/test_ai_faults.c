@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "common/mem.h"
+#include "common/nats.h"
 #include "fakeai.h"
 #include "stack.h"
 
@@ -263,6 +264,63 @@ static void test_slow_provider(void)
     }
 }
 
+/*
+ * Ten suggestions wait on providers that do not answer, more than ai.suggest's 8 workers:
+ * ai.suggestion.get is still answered at once, by the other lane. With one pool it waited
+ * for a worker, past AI_TIMEOUT (2 s).
+ */
+static void test_provider_lane(void)
+{
+    natsSubscription *sub = NULL;
+    natsMsg *reply = NULL;
+    cJSON *answer = NULL;
+    char req[256];
+    int64_t deadline;
+    int answered = 0;
+
+    fakeai_reset(fake);
+    fakeai_set_delay(fake, FAKEAI_OPENAI, 10000);
+    fakeai_set_delay(fake, FAKEAI_GEMINI, 10000);
+    fakeai_set(fake, FAKEAI_OPENAI, FAKEAI_HANG);
+    fakeai_set(fake, FAKEAI_GEMINI, FAKEAI_HANG);
+    CHECK(natsConnection_SubscribeSync(&sub, st.nc, "_INBOX.lanetest.>") == NATS_OK);
+    snprintf(req, sizeof(req), "{\"actor\":\"operator\",\"conversation_id\":\"%s\"}", conv);
+    for (int i = 0; i < 10; i++) {
+        char inbox[40];
+        snprintf(inbox, sizeof(inbox), "_INBOX.lanetest.%d", i);
+        CHECK(natsConnection_PublishRequestString(st.nc, "ai.suggest.operator", inbox, req) ==
+              NATS_OK);
+    }
+    CHECK(natsConnection_FlushTimeout(st.nc, 5000) == NATS_OK);
+    /* Ready when every worker of the lane waits on OpenAI. */
+    deadline = th_now_ms() + 10000;
+    while (fakeai_count(fake, FAKEAI_OPENAI) < 8 && th_now_ms() < deadline)
+        nats_Sleep(20);
+    CHECK_MSG(fakeai_count(fake, FAKEAI_OPENAI) >= 8, "only %d suggestions reached OpenAI",
+              fakeai_count(fake, FAKEAI_OPENAI));
+    CHECK(cm_nats_request_as(&reply, st.nc, "operator", "ai.suggestion.get",
+                             "{\"suggestion_id\":\"sug_nosuch\"}", 1500) == NATS_OK);
+    if (reply != NULL)
+        answer =
+            cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    CHECK_STR(th_json_str(answer, "error", "code"), "not_found");
+    cJSON_Delete(answer);
+    natsMsg_Destroy(reply);
+    /* Every suggestion ends (no provider answered in time) before the next test. */
+    deadline = th_now_ms() + 60000;
+    while (answered < 10 && th_now_ms() < deadline) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 1000) == NATS_OK) {
+            answered++;
+            natsMsg_Destroy(m);
+        }
+    }
+    CHECK_INT(answered, 10);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    fakeai_reset(fake);
+}
+
 static void test_no_provider_answers(void)
 {
     expect_failure(FAKEAI_500, FAKEAI_401, "unavailable",
@@ -368,6 +426,7 @@ int main(void)
     RUN(test_fallbacks);
     RUN(test_retry_after_honoured);
     RUN(test_slow_provider);
+    RUN(test_provider_lane);
     RUN(test_no_provider_answers);
     RUN(test_circuit_breaker);
     CHECK_INT(th_proc_stop(&ai2), 0);
