@@ -454,13 +454,15 @@ int cm_rpc_create_lane(struct cm_rpc **out, struct cm_nats *n, const char *name,
                        struct cm_metrics *metrics)
 {
     struct cm_rpc *rpc = cm_xcalloc(1, sizeof(*rpc));
-    char labels[96] = "";
+    char lane_label[96];
+    const char *labels = NULL; /* the main server's series stay unlabelled */
 
     rpc->nats = n;
     rpc->name = cm_xstrdup(name);
     if (lane != NULL) {
         rpc->lane = cm_xstrdup(lane);
-        snprintf(labels, sizeof(labels), "lane=\"%s\"", lane);
+        snprintf(lane_label, sizeof(lane_label), "lane=\"%s\"", lane);
+        labels = lane_label;
     }
     rpc->db_url = cm_xstrdup(db_url);
     rpc->schema = cm_xstrdup(schema);
@@ -469,13 +471,13 @@ int cm_rpc_create_lane(struct cm_rpc **out, struct cm_nats *n, const char *name,
     pthread_mutex_init(&rpc->lock, NULL);
     pthread_cond_init(&rpc->cond, NULL);
     if (metrics != NULL) {
-        rpc->m_calls = cm_metrics_counter(metrics, "rpc_requests_total", lane ? labels : NULL,
-                                          "NATS requests served");
-        rpc->m_errors = cm_metrics_counter(metrics, "rpc_errors_total", lane ? labels : NULL,
+        rpc->m_calls =
+            cm_metrics_counter(metrics, "rpc_requests_total", labels, "NATS requests served");
+        rpc->m_errors = cm_metrics_counter(metrics, "rpc_errors_total", labels,
                                            "NATS requests answered with an error");
-        rpc->m_busy = cm_metrics_counter(metrics, "rpc_busy_total", lane ? labels : NULL,
+        rpc->m_busy = cm_metrics_counter(metrics, "rpc_busy_total", labels,
                                          "NATS requests refused because the queue was full");
-        rpc->m_latency = cm_metrics_histogram(metrics, "rpc_request_seconds", lane ? labels : NULL,
+        rpc->m_latency = cm_metrics_histogram(metrics, "rpc_request_seconds", labels,
                                               "Time from dequeue to reply, in seconds");
     }
     *out = rpc;
