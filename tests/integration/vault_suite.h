@@ -1,13 +1,16 @@
 /*
- * vault_suite.h - what test_vault.c shares with test_vault_accounts.c: one test program, one
- * token-vault (two replicas), one Meta stand-in, split into files by concern.
+ * vault_suite.h - what test_vault.c shares with test_vault_accounts.c and test_vault_lanes.c:
+ * one test program, one token-vault (two replicas), one Meta stand-in, split into files by
+ * concern.
  */
 #ifndef VAULT_SUITE_H
 #define VAULT_SUITE_H
 
 #include <cjson/cJSON.h>
+#include <nats/nats.h>
 
 #include "fakemeta.h"
+#include "harness.h"
 
 extern struct fakemeta *meta;
 /* The integrations test_connect_both connects (Instagram with --asid asid-77, the Page
@@ -37,6 +40,14 @@ void update_one(const char *q);
 /* The integration with id in a list answer, or NULL. */
 const cJSON *find_integration(const cJSON *list, const char *id);
 
+/* A replica that calls Meta at graph and ig, not waited for; its HTTP port (await_vault). */
+int launch_vault_at(struct th_proc *p, const char *kek, const char *graph, const char *ig);
+void await_vault(int port);
+/* The key-encryption key file of every replica, and the tests' NATS connection. */
+extern char kek_path[512];
+extern natsConnection *nc;
+/* test_vault_lanes.c */
+void test_meta_lane(void);
 /* test_vault_accounts.c */
 void test_deauthorize(void);
 void test_who_connected(void);
