@@ -89,7 +89,7 @@ static const struct cm_setting settings[] = {
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 #define WORKERS   4
-/* The Meta lane's workers (router.conversation.take waits on Meta's Send API). */
+/* The Meta lane's workers (router.conversation.take waits on Meta's take_thread_control). */
 #define META_WORKERS 2
 
 static void register_metrics(struct router *r)
