@@ -18,6 +18,9 @@
 #include "common/crypto.h"
 #include "common/mem.h"
 
+/* Bytes first allocated for an event's stored JSON; a larger one grows as needed. */
+#define ENVELOPE_PRINT_HINT 1024
+
 /* Returns obj.name as a string, or NULL when absent or not a string. */
 static const char *str_of(const cJSON *obj, const char *name)
 {
@@ -110,7 +113,6 @@ static void append_identity(struct cm_buf *id, const char *kind, const cJSON *ev
     const cJSON *sub;
 
     scalar_of(obj_of(ev, "sender"), "id", sender, sizeof(sender));
-    scalar_of(ev, "timestamp", ts, sizeof(ts));
     if (strcmp(kind, "message") == 0 || strcmp(kind, "echo") == 0 || strcmp(kind, "unsend") == 0) {
         scalar_of(obj_of(ev, "message"), "mid", a, sizeof(a));
         if (a[0] != '\0') {
@@ -132,6 +134,7 @@ static void append_identity(struct cm_buf *id, const char *kind, const cJSON *ev
         scalar_of(sub, "reaction", c, sizeof(c));
         if (c[0] == '\0')
             scalar_of(sub, "emoji", c, sizeof(c));
+        scalar_of(ev, "timestamp", ts, sizeof(ts));
         cm_buf_printf(id, "%s:%s:%s:%s:%s", a, b, c, sender, ts);
         return;
     } else if (strcmp(kind, "read") == 0) {
@@ -194,14 +197,16 @@ static void add_event(struct envelope *env, const char *account, const char *sou
         cJSON_AddStringToObject(wrap, "field", field);
     if (cJSON_IsNumber(entry_time))
         cJSON_AddNumberToObject(wrap, "entry_time", entry_time->valuedouble);
-    cJSON_AddItemToObject(wrap, "event", cJSON_Duplicate(ev, 1));
+    /* A reference, not a copy: the event is printed from the parsed body itself. */
+    cJSON_AddItemToObject(wrap, "event", cJSON_CreateObjectReference(ev->child));
 
     env->events = cm_xrealloc(env->events, (env->nevents + 1) * sizeof(*env->events));
     out = &env->events[env->nevents++];
     out->kind = kind;
     out->subject = cm_xasprintf("meta.events.%s.%s.%s", env->platform, account, kind);
     out->msg_id = cm_buf_steal(&id);
-    out->payload = cJSON_PrintUnformatted(wrap);
+    /* Printed into one buffer of a typical event's size: no growth, no final copy. */
+    out->payload = cJSON_PrintBuffered(wrap, ENVELOPE_PRINT_HINT, 0);
     if (out->payload == NULL)
         abort(); /* cJSON only fails on allocation */
     out->payload_len = strlen(out->payload);
