@@ -249,6 +249,7 @@ struct racer {
     cJSON *out;
     int code;
     const char *timeout; /* domsctl --timeout, seconds */
+    char *text;          /* what domsctl printed, for a failure's message */
 };
 
 static void *race(void *p)
@@ -256,7 +257,7 @@ static void *race(void *p)
     struct racer *r = p;
     const char *args[] = {"--timeout", r->timeout ? r->timeout : "60", "retention", "run", NULL};
 
-    r->code = rs_domsctl(&r->out, NULL, args);
+    r->code = rs_domsctl(&r->out, &r->text, args);
     return NULL;
 }
 
@@ -280,10 +281,14 @@ static void test_one_pass_at_a_time(void)
     CHECK_INT(racers[0].code, 0);
     CHECK_INT(racers[1].code, 0);
     CHECK_INT(atomic_load(&router.calls) - before, 1);
-    CHECK(num(racers[0].out, "deleted", "messages") + num(racers[1].out, "deleted", "messages") ==
-          7);
-    for (int i = 0; i < 2; i++)
+    CHECK_MSG(
+        num(racers[0].out, "deleted", "messages") + num(racers[1].out, "deleted", "messages") == 7,
+        "the two passes deleted 7 messages between them; they printed %s and %s", racers[0].text,
+        racers[1].text);
+    for (int i = 0; i < 2; i++) {
         cJSON_Delete(racers[i].out);
+        free(racers[i].text);
+    }
     CHECK_INT(purged("ws_3"), 1);
     free(id);
 }
@@ -316,6 +321,7 @@ static void test_replicas_race(void)
     CHECK_INT(racer.code, 0);
     CHECK(num(racer.out, "deleted", "messages") == 7);
     cJSON_Delete(racer.out);
+    free(racer.text);
     CHECK_INT(atomic_load(&router.calls) - before, 1);
     CHECK(metric_at(port, "reaper_passes_total ") == 0);
     CHECK_INT(purged("ws_7"), 1);
@@ -325,7 +331,7 @@ static void test_replicas_race(void)
 
 static void test_pass_killed_half_way(void)
 {
-    struct racer racer = {NULL, 0, "8"}; /* its reaper dies: no answer will come */
+    struct racer racer = {NULL, 0, "8", NULL}; /* its reaper dies: no answer will come */
     pthread_t t;
     char *id = rs_connect("ws_4", "instagram", "17841400000000404", NULL);
     cJSON *out;
@@ -343,6 +349,7 @@ static void test_pass_killed_half_way(void)
     pthread_join(t, NULL);
     CHECK(racer.code != 0);
     cJSON_Delete(racer.out);
+    free(racer.text);
     atomic_store(&router.delay_ms, 0);
     CHECK_INT(purged("ws_4"), 0);
     rs_start_reaper(reaper_env);
