@@ -299,6 +299,7 @@ static void on_media_public(struct cm_rpc_call *call, void *arg)
 
 void router_api_media_register(struct router *r)
 {
-    cm_rpc_handle(r->rpc, "router.attachment.get", on_attachment_get, r);
-    cm_rpc_handle(r->rpc, "router.media.public", on_media_public, r);
+    /* In the media lane: a slow S3 holds its workers, never the router's other requests. */
+    cm_rpc_handle(r->media_rpc, "router.attachment.get", on_attachment_get, r);
+    cm_rpc_handle(r->media_rpc, "router.media.public", on_media_public, r);
 }

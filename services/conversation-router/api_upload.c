@@ -477,5 +477,5 @@ int router_upload_attach(struct router *r, struct cm_rpc_call *call, const struc
 
 void router_api_upload_register(struct router *r)
 {
-    cm_rpc_handle(r->rpc, "router.upload", on_upload, r);
+    cm_rpc_handle(r->media_rpc, "router.upload", on_upload, r); /* the media lane */
 }

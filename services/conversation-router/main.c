@@ -91,6 +91,9 @@ static const struct cm_setting settings[] = {
 #define WORKERS   4
 /* The Meta lane's workers (router.conversation.take waits on Meta's take_thread_control). */
 #define META_WORKERS 2
+/* The media lane's workers (attachment.get, media.public and upload wait on S3 when
+ * MEDIA_STORE=s3). */
+#define MEDIA_WORKERS 2
 
 static void register_metrics(struct router *r)
 {
@@ -159,6 +162,10 @@ static int start(struct router *r)
         rc = cm_rpc_create_lane(&r->meta_rpc, r->svc.nats, ROUTER_SERVICE, "meta",
                                 r->cfg->base.database_url, ROUTER_SCHEMA, META_WORKERS,
                                 r->svc.metrics);
+    if (rc == CM_OK)
+        rc = cm_rpc_create_lane(&r->media_rpc, r->svc.nats, ROUTER_SERVICE, "media",
+                                r->cfg->base.database_url, ROUTER_SCHEMA, MEDIA_WORKERS,
+                                r->svc.metrics);
     if (rc == CM_OK) {
         router_api_register(r);
         router_api_conv_register(r);
@@ -172,6 +179,8 @@ static int start(struct router *r)
     }
     if (rc == CM_OK)
         rc = cm_rpc_start(r->meta_rpc);
+    if (rc == CM_OK)
+        rc = cm_rpc_start(r->media_rpc);
     if (rc == CM_OK)
         rc = cm_outbox_start(&r->outbox, r->svc.nats, r->cfg->base.database_url, ROUTER_SCHEMA,
                              r->svc.metrics);
@@ -195,6 +204,7 @@ static void stop(struct router *r)
 {
     cm_rpc_destroy(r->rpc);
     cm_rpc_destroy(r->meta_rpc);
+    cm_rpc_destroy(r->media_rpc);
     router_profiles_stop(r);
     router_backfill_stop(r);
     router_inbound_stop(r);

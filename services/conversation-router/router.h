@@ -60,7 +60,8 @@ struct router {
     struct router_keys *keys;
     struct router_limiter *limiter;
     struct cm_rpc *rpc;
-    struct cm_rpc *meta_rpc; /* the lane of requests that wait on Meta's API (take) */
+    struct cm_rpc *meta_rpc;  /* the lane of requests that wait on Meta's API (take) */
+    struct cm_rpc *media_rpc; /* the lane of requests that read or write media (S3) */
     struct cm_outbox *outbox;
     struct inbound *inbound; /* ROUTER_INBOUND_WORKERS of them (inbound.c) */
     struct cm_consumer *routes;

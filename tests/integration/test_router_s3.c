@@ -9,22 +9,29 @@
  * router) against the Meta stand-in's CDN: an image from a signed webhook is stored with
  * store 's3', the bucket holding media/<id> sealed (the image's length plus the keyring's
  * overhead, none of its bytes in the clear) and the media table nothing, and `domsctl
- * attachment get` writes exactly the image. S3 failing (SlowDown on every attempt) leaves the
- * attachment pending with the failure recorded, never unavailable, however many attempts it
- * took, and it is stored once S3 answers; one InternalError is absorbed by the client's own
- * retry. A router with a wrong secret keeps the attachment pending and logs S3's error Code,
- * never a secret; the router with the right one stores it. The integration's purge queues the
- * objects' keys in media_doomed and the media worker's sweep deletes them from the bucket.
+ * attachment get` writes exactly the image. An S3 that hangs holds only the media lane's
+ * workers: conversations are still listed at once. S3 failing (SlowDown on every attempt)
+ * leaves the attachment pending with the failure recorded, never unavailable, however many
+ * attempts it took, and it is stored once S3 answers; one InternalError is absorbed by the
+ * client's own retry. A router with a wrong secret keeps the attachment pending and logs
+ * S3's error Code, never a secret; the router with the right one stores it. The integration's
+ * purge queues the objects' keys in media_doomed and the media worker's sweep deletes them
+ * from the bucket.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "common/keyring.h"
 #include "common/mem.h"
+#include "common/nats.h"
 #include "fakes3.h"
 #include "stack.h"
 
@@ -49,7 +56,7 @@ static const char *s3_env[] = {"MEDIA_STORE=s3",       NULL,
                                "S3_ACCESS_KEY_ID=" AK, "S3_SECRET_ACCESS_KEY=" SECRET,
                                "MEDIA_TIMEOUT=10s",    NULL};
 
-static char integration[64], image_att[64], slow_att[64], blip_att[64], denied_att[64];
+static char ws[64], integration[64], image_att[64], slow_att[64], blip_att[64], denied_att[64];
 static unsigned char image[IMAGE_BYTES];
 
 /* Counts the lines of text that contain needle. */
@@ -255,8 +262,6 @@ static void await_pending_after(const char *att, const char *attempts)
 
 static void test_e2e_setup(void)
 {
-    char ws[64];
-
     th_stack_start(&st, &vault, "token-vault", NULL);
     th_stack_start(&st, &ingest, "webhook-ingest", NULL);
     th_stack_start(&st, &router, "conversation-router", s3_env);
@@ -336,6 +341,117 @@ static void test_e2e_stored(void)
     CHECK(fakes3_count(fs, "GET") >= 2);
     CHECK_MSG(fakes3_largest_get(fs) <= (size_t)SEGMENT + CM_KEYRING_OVERHEAD,
               "a GET answered %zu bytes", fakes3_largest_get(fs));
+}
+
+/* Answers one held request as S3 does a key it may not read (403, not retried), and closes. */
+static void refuse_as_s3(int fd)
+{
+    static const char doc[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
+                              "AccessDenied</Code><Message>Access Denied</Message></Error>";
+    char head[160], buf[8192];
+    size_t got = 0;
+    ssize_t n;
+    int len;
+
+    /* The request's head: the read is a GET without a body. */
+    while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL)
+            break;
+    }
+    len = snprintf(head, sizeof(head),
+                   "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n"
+                   "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+                   sizeof(doc) - 1);
+    CHECK(write(fd, head, (size_t)len) == len);
+    CHECK(write(fd, doc, sizeof(doc) - 1) == (ssize_t)(sizeof(doc) - 1));
+    close(fd);
+}
+
+/*
+ * S3 hangs (a socket that takes connections and never answers) while more attachment reads
+ * than the router's media lane has workers (2) wait on it: conversations are still listed at
+ * once, by the main lane. With one pool of workers the list waited for MEDIA_TIMEOUT. Then
+ * S3 refuses every read, each is answered, and the router with the real S3 comes back.
+ */
+static void test_e2e_media_lane(void)
+{
+    struct sockaddr_in sa = {0};
+    socklen_t salen = sizeof(sa);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), conns[16], nconns = 0;
+    char hung_endpoint[64], body[200];
+    const char *hung_env[] = {"MEDIA_STORE=s3",       hung_endpoint,
+                              "S3_BUCKET=" BUCKET,    "S3_REGION=eu-central-1",
+                              "S3_ACCESS_KEY_ID=" AK, "S3_SECRET_ACCESS_KEY=" SECRET,
+                              "MEDIA_TIMEOUT=10s",    NULL};
+    struct th_proc hung;
+    natsMsg *reply = NULL;
+    cJSON *list = NULL;
+    int64_t t0, deadline;
+
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 64) == 0);
+    CHECK(getsockname(lfd, (struct sockaddr *)&sa, &salen) == 0);
+    snprintf(hung_endpoint, sizeof(hung_endpoint), "S3_ENDPOINT=http://127.0.0.1:%d",
+             ntohs(sa.sin_port));
+    CHECK_INT(th_proc_stop_clean(&router), 0);
+    th_stack_start(&st, &hung, "conversation-router", hung_env);
+
+    /* Six reads, more than all the workers of the main lane (4); nobody awaits them. */
+    snprintf(body, sizeof(body), "{\"actor\":\"operator\",\"attachment_id\":\"%s\"}", image_att);
+    for (int i = 0; i < 6; i++) {
+        char inbox[40];
+        snprintf(inbox, sizeof(inbox), "_INBOX.media-lane.unread.%d", i);
+        CHECK(natsConnection_PublishRequestString(st.nc, "router.attachment.get.operator", inbox,
+                                                  body) == NATS_OK);
+    }
+    CHECK(natsConnection_FlushTimeout(st.nc, 5000) == NATS_OK);
+    /* Ready when S3 holds as many reads as the media lane has workers. */
+    deadline = th_now_ms() + 15000;
+    while (nconns < 2 && th_now_ms() < deadline) {
+        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) == 1) {
+            int fd = accept(lfd, NULL, NULL);
+            if (fd >= 0)
+                conns[nconns++] = fd;
+        }
+    }
+    CHECK_MSG(nconns >= 2, "only %d reads reached S3", nconns);
+
+    t0 = th_now_ms();
+    snprintf(body, sizeof(body), "{\"actor\":\"operator\",\"workspace_id\":\"%s\"}", ws);
+    CHECK(cm_nats_request_as(&reply, st.nc, "operator", "router.conversations.list", body, 3000) ==
+          NATS_OK);
+    if (reply != NULL)
+        list = cJSON_ParseWithLength(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    CHECK_MSG(cJSON_IsArray(cJSON_GetObjectItem(list, "result")),
+              "conversations listed while S3 hangs");
+    if (reply != NULL)
+        printf("  conversations listed in %lld ms while %d reads wait on S3\n",
+               (long long)(th_now_ms() - t0), nconns);
+    cJSON_Delete(list);
+    natsMsg_Destroy(reply);
+
+    /* S3 refuses at last (403, not retried): every read is answered, then the router stops. */
+    for (int i = 0; i < nconns; i++)
+        refuse_as_s3(conns[i]);
+    deadline = th_now_ms() + 15000;
+    while (nconns < 6 && th_now_ms() < deadline) {
+        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) == 1) {
+            int fd = accept(lfd, NULL, NULL);
+            if (fd >= 0) {
+                nconns++;
+                refuse_as_s3(fd);
+            }
+        }
+    }
+    CHECK_MSG(nconns == 6, "%d of 6 reads reached S3", nconns);
+    close(lfd);
+    CHECK_INT(th_proc_stop_clean(&hung), 0);
+    th_stack_start(&st, &router, "conversation-router", s3_env);
 }
 
 /*
@@ -567,6 +683,7 @@ int main(void)
     s3_env[1] = endpoint_env;
     RUN(test_e2e_setup);
     RUN(test_e2e_stored);
+    RUN(test_e2e_media_lane);
     RUN(test_e2e_s3_failing);
     RUN(test_e2e_wrong_secret);
     RUN(test_e2e_reply_rolled_back);
