@@ -50,6 +50,7 @@ struct conn {
     struct bufferevent *bev; /* evhttp's, and one reference of ours */
     struct event *deadline;
     bool counted; /* within the cap, so counted in nconns */
+    int slot;     /* its index in h->by_fd (its socket when first found), or -1 */
     LIST_ENTRY(conn) link;
 };
 
@@ -67,6 +68,12 @@ struct cm_httpd {
     struct route routes[MAX_ROUTES];
     int nroutes;
     int port;
+    /* Found in O(1) for each request: a connection by its socket (a hint, checked against
+     * the bufferevent: an fd is reused only once our reference is dropped), and the series
+     * of each status code, so that neither is a walk of every connection or series. */
+    struct conn **by_fd;
+    int nby_fd;
+    struct cm_metric *replies[600];
 };
 
 static const char *status_reason(int code)
@@ -104,15 +111,34 @@ static struct conn *find_conn(struct cm_httpd *h, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
     struct conn *c;
 
-    /* A list walk: at most max_connections entries, once or twice a request. */
+    if (bev == NULL)
+        return NULL;
+    if (fd >= 0 && fd < h->nby_fd && h->by_fd[fd] != NULL && h->by_fd[fd]->bev == bev)
+        return h->by_fd[fd];
+    /* The connection's first request: a list walk, remembered by its socket. */
     LIST_FOREACH(c, &h->conns, link)
     {
         if (c->bev == bev)
-            return c;
+            break;
     }
-    return NULL;
+    if (c != NULL && fd >= 0) {
+        if (fd >= h->nby_fd) {
+            int n = h->nby_fd ? h->nby_fd : 64;
+            while (n <= fd)
+                n *= 2;
+            h->by_fd = cm_xrealloc(h->by_fd, (size_t)n * sizeof(*h->by_fd));
+            memset(h->by_fd + h->nby_fd, 0, (size_t)(n - h->nby_fd) * sizeof(*h->by_fd));
+            h->nby_fd = n;
+        }
+        if (c->slot >= 0 && h->by_fd[c->slot] == c)
+            h->by_fd[c->slot] = NULL;
+        h->by_fd[fd] = c;
+        c->slot = fd;
+    }
+    return c;
 }
 
 /* True while evhttp holds the connection: it clears the callbacks when it lets go. */
@@ -167,6 +193,8 @@ static void arm_deadline(struct conn *c)
 /* Drops a connection evhttp has let go: our reference was the last, so the socket closes. */
 static void conn_free(struct conn *c)
 {
+    if (c->slot >= 0 && c->h->by_fd[c->slot] == c)
+        c->h->by_fd[c->slot] = NULL;
     if (c->counted)
         c->h->nconns--;
     LIST_REMOVE(c, link);
@@ -204,6 +232,7 @@ static struct bufferevent *new_conn(struct event_base *base, void *arg)
     struct timeval now = {0, 0};
 
     c->h = h;
+    c->slot = -1;
     if (h->opts.tls != NULL) {
         SSL *ssl = SSL_new(h->opts.tls);
         if (ssl == NULL)
@@ -240,13 +269,19 @@ static struct bufferevent *new_conn(struct event_base *base, void *arg)
 static void count_reply(struct cm_httpd *h, int code)
 {
     char labels[32];
+    struct cm_metric *series;
 
     if (h == NULL || h->metrics == NULL)
         return;
-    snprintf(labels, sizeof(labels), "code=\"%d\"", code);
-    cm_metrics_inc(cm_metrics_counter(h->metrics, "http_responses_total", labels,
-                                      "HTTP responses sent, by status code"),
-                   1);
+    series = code >= 0 && code < 600 ? h->replies[code] : NULL;
+    if (series == NULL) {
+        snprintf(labels, sizeof(labels), "code=\"%d\"", code);
+        series = cm_metrics_counter(h->metrics, "http_responses_total", labels,
+                                    "HTTP responses sent, by status code");
+        if (code >= 0 && code < 600)
+            h->replies[code] = series;
+    }
+    cm_metrics_inc(series, 1);
 }
 
 void cm_httpd_reply(struct cm_httpd *h, struct evhttp_request *req, int code,
@@ -520,6 +555,7 @@ void cm_httpd_destroy(struct cm_httpd *h)
         event_free(h->janitor);
     for (int i = 0; i < h->nroutes; i++)
         free(h->routes[i].path);
+    free(h->by_fd);
     free(h);
 }
 
