@@ -261,6 +261,8 @@ static int classify(CURLcode cc, bool too_big)
  * uploaded is Platform Data, and curl's own copy would be freed unwiped). */
 struct part_src {
     const char *data;
+    cm_httpc_read_fn read; /* or the caller's reader */
+    void *read_arg;
     size_t len, pos;
 };
 
@@ -269,7 +271,15 @@ static size_t part_read(char *buf, size_t size, size_t n, void *arg)
     struct part_src *p = arg;
     size_t take = p->len - p->pos < size * n ? p->len - p->pos : size * n;
 
-    memcpy(buf, p->data + p->pos, take);
+    if (take == 0)
+        return 0;
+    if (p->read != NULL) {
+        take = p->read(p->read_arg, p->pos, buf, take);
+        if (take == 0)
+            return CURL_READFUNC_ABORT; /* the reader failed: CURLE_ABORTED_BY_CALLBACK */
+    } else {
+        memcpy(buf, p->data + p->pos, take);
+    }
     p->pos += take;
     return take;
 }
@@ -284,7 +294,7 @@ static int part_seek(void *arg, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
-/* The request's parts as libcurl's MIME structure, for every attempt of the call; srcs holds
+/* The request's parts as libcurl's MIME structure, for one attempt of the call; srcs holds
  * nparts readers (freed by the caller with the structure). */
 static int build_mime(CURL *c, const struct cm_httpc_request *req, curl_mime **out,
                       struct part_src **srcs)
@@ -299,7 +309,8 @@ static int build_mime(CURL *c, const struct cm_httpc_request *req, curl_mime **o
         const struct cm_httpc_part *p = &req->parts[i];
         curl_mimepart *part = curl_mime_addpart(mime);
 
-        (*srcs)[i] = (struct part_src){.data = p->data, .len = p->len};
+        (*srcs)[i] = (struct part_src){
+            .data = p->data, .read = p->read, .read_arg = p->read_arg, .len = p->len};
         if (part == NULL || curl_mime_name(part, p->name) != CURLE_OK ||
             curl_mime_data_cb(part, (curl_off_t)p->len, part_read, part_seek, NULL, &(*srcs)[i]) !=
                 CURLE_OK ||
@@ -530,8 +541,6 @@ int cm_httpc_do(struct cm_httpc *c, const struct cm_httpc_request *req,
 
     if (curl == NULL && (curl = new_handle()) == NULL)
         goto done;
-    if (req->parts != NULL && build_mime(curl, req, &x.mime, &x.srcs) != CM_OK)
-        goto done;
     for (int i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
         /* A CR or LF would let a value (a token from elsewhere) add headers of its own. */
         if (strpbrk(req->headers[i], "\r\n") != NULL) {
@@ -562,6 +571,18 @@ int cm_httpc_do(struct cm_httpc *c, const struct cm_httpc_request *req,
             /* Only after a retryable attempt whose wait overslept: report that attempt. */
             rc = n == 1 || resp->transport == CM_TIMEOUT ? CM_TIMEOUT : CM_UNAVAIL;
             break;
+        }
+        /* The parts anew for each attempt: libcurl 7.88 does not rewind a MIME structure set
+         * again on a reset handle, and a retry would send its parts' ends, not their bytes. */
+        if (req->parts != NULL) {
+            curl_mime_free(x.mime);
+            free(x.srcs);
+            x.mime = NULL;
+            x.srcs = NULL;
+            if (build_mime(curl, req, &x.mime, &x.srcs) != CM_OK) {
+                rc = CM_ERR;
+                break;
+            }
         }
         resp->attempts = n;
         attempt(curl, req, p.method, headers, &x, timeout,

@@ -267,36 +267,6 @@ static int open_piece(struct router *r, struct cm_pg *pg, const char *ws, const 
     return rc;
 }
 
-int router_media_get(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
-                     const char *att, struct cm_buf *out)
-{
-    struct cm_buf sealed, piece;
-    struct layout l;
-    int rc = layout_of(pg, att, &l);
-
-    cm_buf_init(&sealed);
-    cm_buf_init(&piece);
-    if (rc == CM_OK)
-        rc = fetch_sealed(r, pg, att, &l, 0, 0, &sealed);
-    cm_buf_reset(out);
-    if (rc == CM_OK)
-        cm_buf_reserve(out, (size_t)l.size);
-    for (long long i = 0; i < l.segments && rc == CM_OK; i++) {
-        size_t from = l.segments == 1 ? 0 : (size_t)(i * l.stride);
-        size_t n = l.segments == 1 || i == l.segments - 1 ? sealed.len - from : (size_t)l.stride;
-        if (from > sealed.len || from + n > sealed.len) {
-            rc = CM_DENIED;
-            break;
-        }
-        rc = open_piece(r, pg, ws, integration, att, &l, i, sealed.data + from, n, &piece);
-        if (rc == CM_OK)
-            cm_buf_append(out, piece.data, piece.len);
-    }
-    cm_buf_wipe(&piece);
-    cm_buf_cleanup(&sealed);
-    return rc;
-}
-
 int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                       const char *att, long long offset, struct cm_buf *out, long long *base,
                       long long *size)

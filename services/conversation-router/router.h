@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/httpc.h"
 #include "common/keyring.h"
 #include "common/rpc.h"
 #include "common/service.h"
@@ -166,15 +167,11 @@ int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const c
  * unknown: the row may hold it.
  */
 void router_media_unput(struct router *r, const char *att);
-/* Reads all of attachment att's bytes from the store its row names and opens them into out
- * (reset first). CM_NOTFOUND when none are stored; CM_DENIED when they do not open. */
-int router_media_get(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
-                     const char *att, struct cm_buf *out) CM_MUST_CHECK;
 /*
- * Reads and opens only the piece of attachment att that holds byte offset: out (reset first)
- * gets its bytes, *base the offset of its first byte, *size the attachment's size. The piece
- * holding offset == size is the last one. CM_INVALID when offset is past the size; else as
- * router_media_get().
+ * Reads, from the store its row names, and opens only the piece of attachment att that holds
+ * byte offset: out (reset first) gets its bytes, *base the offset of its first byte, *size the
+ * attachment's size. The piece holding offset == size is the last one. CM_INVALID when offset
+ * is past the size; CM_NOTFOUND when nothing is stored; CM_DENIED when it does not open.
  */
 int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                       const char *att, long long offset, struct cm_buf *out, long long *base,
@@ -472,16 +469,17 @@ int router_graph_post(struct router *r, struct cm_httpc *http, const char *platf
 #define ROUTER_MEDIA_LINK_PATH "/api/v1/media"
 int router_media_link(struct router *r, struct cm_pg *pg, const char *att_id, struct cm_buf *url);
 /*
- * Uploads len bytes of data (an attachment of type, with content_type) to Messenger's Attachment
- * Upload API, POST <META_GRAPH_URL>/<version>/<account>/message_attachments, multipart/form-data
- * with the token as Bearer and its proof in the query, once (no retry). Returns cm_httpc_do()'s
- * result with Meta's answer in resp (cm_httpc_response_init() first; the caller cleans it up);
- * on a 200 with an attachment_id, that id is in id (cap bytes), else id is "". (sender_media.c)
+ * Uploads len bytes, read from read(read_arg, ...) as they are sent (an attachment of type, with
+ * content_type), to Messenger's Attachment Upload API, POST
+ * <META_GRAPH_URL>/<version>/<account>/message_attachments, multipart/form-data with the token as
+ * Bearer and its proof in the query, once (no retry). Returns cm_httpc_do()'s result with Meta's
+ * answer in resp (cm_httpc_response_init() first; the caller cleans it up); on a 200 with an
+ * attachment_id, that id is in id (cap bytes), else id is "". (sender_media.c)
  */
 int router_graph_upload(struct router *r, struct cm_httpc *http, const char *account,
                         const char *token, const char *proof, const char *type,
-                        const char *content_type, const void *data, size_t len, const char *log_id,
-                        struct cm_httpc_response *resp, char *id, size_t cap);
+                        const char *content_type, size_t len, cm_httpc_read_fn read, void *read_arg,
+                        const char *log_id, struct cm_httpc_response *resp, char *id, size_t cap);
 /* Is resp Meta's "another app is controlling this thread now" (code 10, 2018300)? */
 bool router_graph_thread_elsewhere(const struct cm_httpc_response *resp);
 /* Meta's refusal in words ("Meta refused: ... (code, subcode)", or the HTTP status). */

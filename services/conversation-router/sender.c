@@ -318,24 +318,64 @@ static void dead_letter(struct sender *s, const struct job *j, const char *reaso
  * (Meta's answer in resp: a refusal), CM_NOTFOUND or CM_INVALID (the bytes are gone or do not
  * open: why says so), or a passing failure (the store, the transport: resp).
  */
+/* A reply's file as libcurl sends it: one opened segment at a time, never the whole file. */
+struct file_reader {
+    struct sender *s;
+    const struct job *j;
+    struct cm_buf piece; /* the segment holding the bytes asked for last */
+    long long base;      /* the offset of its first byte */
+    long long size;      /* the file's */
+    int rc;              /* the media store's result; a failure ends the upload */
+};
+
+/* Reads the segment holding offset, unless it is the one held already. */
+static int reader_seek(struct file_reader *f, long long offset)
+{
+    if (f->rc == CM_OK && offset >= f->base && offset - f->base < (long long)f->piece.len)
+        return CM_OK;
+    /* Into the same buffer (reset by the read), wiped once the upload is over. */
+    f->rc = router_media_read(f->s->r, f->s->pg, f->j->ws, f->j->integration, f->j->att_id, offset,
+                              &f->piece, &f->base, &f->size);
+    return f->rc;
+}
+
+static size_t read_file(void *arg, size_t offset, char *buf, size_t cap)
+{
+    struct file_reader *f = arg;
+    size_t n;
+
+    if (reader_seek(f, (long long)offset) != CM_OK)
+        return 0;
+    if ((long long)offset < f->base || (long long)offset - f->base >= (long long)f->piece.len) {
+        f->rc = CM_DENIED; /* the store's pieces do not cover the size its row gives */
+        return 0;
+    }
+    n = f->piece.len - (size_t)((long long)offset - f->base);
+    n = n < cap ? n : cap;
+    memcpy(buf, f->piece.data + ((long long)offset - f->base), n);
+    return n;
+}
+
 static int upload(struct sender *s, struct job *j, const char *token, const char *proof,
                   struct cm_httpc_response *resp, char *why, size_t cap)
 {
-    struct cm_buf bytes;
+    struct file_reader f = {.s = s, .j = j};
     int rc;
 
-    cm_buf_init(&bytes);
-    rc = router_media_get(s->r, s->pg, j->ws, j->integration, j->att_id, &bytes);
-    if (rc == CM_NOTFOUND || rc == CM_INVALID || rc == CM_DENIED) {
-        snprintf(why, cap, "the attachment's bytes cannot be read from the media store");
-        cm_buf_wipe(&bytes);
-        return rc == CM_NOTFOUND ? CM_NOTFOUND : CM_INVALID;
-    }
+    /* The first segment before Meta is called: a file that cannot be read fails here. */
+    cm_buf_init(&f.piece);
+    rc = reader_seek(&f, 0);
     if (rc == CM_OK)
         rc = router_graph_upload(s->r, s->http, j->account, token, proof, j->att_type, j->att_ctype,
-                                 bytes.data, bytes.len, j->id, resp, j->meta_att,
+                                 (size_t)f.size, read_file, &f, j->id, resp, j->meta_att,
                                  sizeof(j->meta_att));
-    cm_buf_wipe(&bytes);
+    if (f.rc != CM_OK)
+        rc = f.rc; /* the store failed, before or during the upload */
+    cm_buf_wipe(&f.piece);
+    if (rc == CM_NOTFOUND || rc == CM_INVALID || rc == CM_DENIED) {
+        snprintf(why, cap, "the attachment's bytes cannot be read from the media store");
+        return rc == CM_NOTFOUND ? CM_NOTFOUND : CM_INVALID;
+    }
     if (rc == CM_OK && j->meta_att[0] != '\0') {
         const char *params[2] = {j->att_id, j->meta_att};
         if (cm_pg_exec(s->pg, "UPDATE attachments SET meta_attachment_id = $2 WHERE id = $1", 2,

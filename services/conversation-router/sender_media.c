@@ -5,7 +5,8 @@
  * fields, as Meta documents it (developers.facebook.com/docs/messenger-platform/reference/
  * attachment-upload-api):
  *   message   {"attachment":{"type":"image|video|audio|file","payload":{"is_reusable":false}}}
- *   filedata  the file's bytes, with its Content-Type (Meta wants an audio type for audio)
+ *   filedata  the file's bytes, with its Content-Type (Meta wants an audio type for audio),
+ *             read from the media store a segment at a time as libcurl sends them (sender.c)
  * Meta answers {"attachment_id": "..."}, which the Send API then carries in
  * message.attachment.payload.attachment_id (sender.c). The form goes through libcommon's client
  * (libcurl's MIME API) like any Graph call, so the token stays in a header, its proof in the
@@ -49,8 +50,8 @@ static const char *file_name(const char *content_type)
 
 int router_graph_upload(struct router *r, struct cm_httpc *http, const char *account,
                         const char *token, const char *proof, const char *type,
-                        const char *content_type, const void *data, size_t len, const char *log_id,
-                        struct cm_httpc_response *resp, char *id, size_t cap)
+                        const char *content_type, size_t len, cm_httpc_read_fn read, void *read_arg,
+                        const char *log_id, struct cm_httpc_response *resp, char *id, size_t cap)
 {
     char message[96];
     struct cm_buf url, auth, log_url;
@@ -73,8 +74,9 @@ int router_graph_upload(struct router *r, struct cm_httpc *http, const char *acc
     const struct cm_httpc_part parts[2] = {
         {.name = "message", .data = message, .len = strlen(message)},
         {.name = "filedata",
-         .data = data,
          .len = len,
+         .read = read,
+         .read_arg = read_arg,
          .filename = file_name(content_type),
          .content_type = content_type},
     };

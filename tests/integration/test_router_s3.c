@@ -14,7 +14,8 @@
  * leaves the attachment pending with the failure recorded, never unavailable, however many
  * attempts it took, and it is stored once S3 answers; one InternalError is absorbed by the
  * client's own retry. A router with a wrong secret keeps the attachment pending and logs
- * S3's error Code, never a secret; the router with the right one stores it. The integration's
+ * S3's error Code, never a secret; the router with the right one stores it. A reply's file
+ * goes to Messenger's upload a segment (one Range GET) at a time. The integration's
  * purge queues the objects' keys in media_doomed and the media worker's sweep deletes them
  * from the bucket.
  */
@@ -56,7 +57,8 @@ static const char *s3_env[] = {"MEDIA_STORE=s3",       NULL,
                                "S3_ACCESS_KEY_ID=" AK, "S3_SECRET_ACCESS_KEY=" SECRET,
                                "MEDIA_TIMEOUT=10s",    NULL};
 
-static char ws[64], integration[64], image_att[64], slow_att[64], blip_att[64], denied_att[64];
+static char ws[64], integration[64], image_att[64], slow_att[64], blip_att[64], denied_att[64],
+    reply_att[64];
 static unsigned char image[IMAGE_BYTES];
 
 /* Counts the lines of text that contain needle. */
@@ -591,9 +593,50 @@ static void test_e2e_reply_rolled_back(void)
  * media_doomed (S3 failing meanwhile, so the sweep cannot take them before they are seen);
  * once S3 answers, the sweep deletes them from the bucket (within its 30 s).
  */
+/*
+ * A reply's file in S3 to Messenger's Attachment Upload API: the sender reads it a segment at a
+ * time (one Range GET each, inside the upload) and Meta receives exactly its bytes.
+ */
+static void test_e2e_reply_file(void)
+{
+    char *conv = th_stack_sql(&st, "SELECT id FROM router.conversations LIMIT 1");
+    char path[256], got_id[40], type[16], ctype[128];
+    const char *args[] = {"reply", conv != NULL ? conv : "none", "--file", path, NULL};
+    int uploads = fakemeta_uploads(st.meta), gets = fakes3_count(fs, "GET");
+    unsigned char *got = NULL;
+    size_t len = 0;
+    cJSON *out;
+    char *v;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/reply.png", th_tmpdir());
+    f = fopen(path, "wb");
+    CHECK(f != NULL && fwrite(image, 1, IMAGE_BYTES, f) == IMAGE_BYTES);
+    if (f != NULL)
+        fclose(f);
+    out = th_stack_run(&st, 0, args);
+    cJSON_Delete(out);
+    CHECK_WAIT(fakemeta_uploads(st.meta) > uploads, 15000);
+    got = fakemeta_upload_get(st.meta, uploads, &len, got_id, type, ctype);
+    CHECK_INT((long)len, IMAGE_BYTES);
+    CHECK(got != NULL && len == IMAGE_BYTES && memcmp(got, image, IMAGE_BYTES) == 0);
+    free(got);
+    /* Two segments, two Range GETs, none larger than a segment. */
+    CHECK(fakes3_count(fs, "GET") - gets >= 2);
+    CHECK_MSG(fakes3_largest_get(fs) <= (size_t)SEGMENT + CM_KEYRING_OVERHEAD,
+              "a GET answered %zu bytes", fakes3_largest_get(fs));
+    v = th_stack_sql(&st, "SELECT id FROM router.attachments WHERE direction = 'out'"
+                          " AND store = 's3' AND state = 'stored'");
+    snprintf(reply_att, sizeof(reply_att), "%s", v != NULL ? v : "");
+    free(v);
+    CHECK(reply_att[0] != '\0');
+    unlink(path);
+    free(conv);
+}
+
 static void test_e2e_purge(void)
 {
-    const char *atts[] = {image_att, slow_att, blip_att, denied_att};
+    const char *atts[] = {image_att, slow_att, blip_att, denied_att, reply_att};
     char body[256], q[1024];
     struct cm_buf keys;
     size_t len;
@@ -601,7 +644,7 @@ static void test_e2e_purge(void)
     char *n;
 
     cm_buf_init(&keys);
-    CHECK_INT(fakes3_keys(fs, &keys), 4);
+    CHECK_INT(fakes3_keys(fs, &keys), 5);
     /* Every object sealed: the attachment's size plus an overhead a segment, none of its
      * plaintext. */
     for (size_t i = 0; i < sizeof(atts) / sizeof(atts[0]); i++) {
@@ -629,7 +672,7 @@ static void test_e2e_purge(void)
     CHECK(r != NULL && th_json_str(r, "error", "code") == NULL);
     CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(
               cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "deleted"), "attachments")) ==
-          4);
+          5);
     cJSON_Delete(r);
     n = th_stack_sqlf(&st, "SELECT count(*) FROM router.attachments WHERE integration_id = '%s'",
                       integration);
@@ -641,9 +684,9 @@ static void test_e2e_purge(void)
         len += (size_t)snprintf(q + len, sizeof(q) - len, ", 'media/%s'", atts[i]);
     snprintf(q + len, sizeof(q) - len, ")");
     n = th_stack_sql(&st, q);
-    CHECK_STR(n, "4");
+    CHECK_STR(n, "5");
     free(n);
-    CHECK_INT(fakes3_keys(fs, &keys), 4);
+    CHECK_INT(fakes3_keys(fs, &keys), 5);
 
     fakes3_fail_next(fs, 0, 0);
     CHECK_MSG(WAIT_UNTIL(fakes3_keys(fs, &keys) == 0, 45000), "the bucket still holds: %s",
@@ -687,6 +730,7 @@ int main(void)
     RUN(test_e2e_s3_failing);
     RUN(test_e2e_wrong_secret);
     RUN(test_e2e_reply_rolled_back);
+    RUN(test_e2e_reply_file);
     RUN(test_e2e_purge);
     RUN(test_e2e_log);
     th_stack_stop(&st);

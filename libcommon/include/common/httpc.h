@@ -90,11 +90,20 @@ struct cm_httpc_response {
  */
 typedef bool (*cm_httpc_retry_fn)(const struct cm_httpc_response *resp, void *arg);
 
+/*
+ * A streamed part's bytes: copies up to cap of them, from offset, into buf and returns how
+ * many (at least one while offset < the part's len), or 0 on failure, which ends the call
+ * with CM_ERR. Called on the calling thread, from offset 0 again for each attempt.
+ */
+typedef size_t (*cm_httpc_read_fn)(void *arg, size_t offset, char *buf, size_t cap);
+
 /* One field of a multipart/form-data body, built by libcurl's MIME API. */
 struct cm_httpc_part {
     const char *name; /* the field's name */
-    const void *data; /* its value (copied by libcurl for each attempt's body) */
+    const void *data; /* its value (read in place for each attempt's body), or NULL with read */
     size_t len;
+    cm_httpc_read_fn read; /* instead of data: its len bytes asked for as they are sent */
+    void *read_arg;
     const char *filename;     /* a file part's name, or NULL */
     const char *content_type; /* the part's Content-Type, or NULL */
 };
