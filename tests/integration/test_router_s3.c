@@ -19,14 +19,10 @@
  * purge queues the objects' keys in media_doomed and the media worker's sweep deletes them
  * from the bucket.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -34,6 +30,7 @@
 #include "common/mem.h"
 #include "common/nats.h"
 #include "fakes3.h"
+#include "hang.h"
 #include "stack.h"
 
 #define AK     "AKIAROUTERS3TEST"
@@ -350,18 +347,10 @@ static void refuse_as_s3(int fd)
 {
     static const char doc[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
                               "AccessDenied</Code><Message>Access Denied</Message></Error>";
-    char head[160], buf[8192];
-    size_t got = 0;
-    ssize_t n;
+    char head[160];
     int len;
 
-    /* The request's head: the read is a GET without a body. */
-    while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {
-        got += (size_t)n;
-        buf[got] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL)
-            break;
-    }
+    th_hang_read_head(fd); /* the read is a GET without a body */
     len = snprintf(head, sizeof(head),
                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n"
                    "Connection: close\r\nContent-Length: %zu\r\n\r\n",
@@ -379,10 +368,8 @@ static void refuse_as_s3(int fd)
  */
 static void test_e2e_media_lane(void)
 {
-    struct sockaddr_in sa = {0};
-    socklen_t salen = sizeof(sa);
-    int lfd = socket(AF_INET, SOCK_STREAM, 0), conns[16], nconns = 0;
-    char hung_endpoint[64], body[200];
+    struct th_hang s3;
+    char hung_endpoint[96], body[200];
     const char *hung_env[] = {"MEDIA_STORE=s3",       hung_endpoint,
                               "S3_BUCKET=" BUCKET,    "S3_REGION=eu-central-1",
                               "S3_ACCESS_KEY_ID=" AK, "S3_SECRET_ACCESS_KEY=" SECRET,
@@ -390,14 +377,11 @@ static void test_e2e_media_lane(void)
     struct th_proc hung;
     natsMsg *reply = NULL;
     cJSON *list = NULL;
-    int64_t t0, deadline;
+    int64_t t0;
+    int held;
 
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 64) == 0);
-    CHECK(getsockname(lfd, (struct sockaddr *)&sa, &salen) == 0);
-    snprintf(hung_endpoint, sizeof(hung_endpoint), "S3_ENDPOINT=http://127.0.0.1:%d",
-             ntohs(sa.sin_port));
+    CHECK(th_hang_start(&s3) == 0);
+    snprintf(hung_endpoint, sizeof(hung_endpoint), "S3_ENDPOINT=%s", s3.url);
     CHECK_INT(th_proc_stop_clean(&router), 0);
     th_stack_start(&st, &hung, "conversation-router", hung_env);
 
@@ -411,16 +395,8 @@ static void test_e2e_media_lane(void)
     }
     CHECK(natsConnection_FlushTimeout(st.nc, 5000) == NATS_OK);
     /* Ready when S3 holds as many reads as the media lane has workers. */
-    deadline = th_now_ms() + 15000;
-    while (nconns < 2 && th_now_ms() < deadline) {
-        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-        if (poll(&pfd, 1, 100) == 1) {
-            int fd = accept(lfd, NULL, NULL);
-            if (fd >= 0)
-                conns[nconns++] = fd;
-        }
-    }
-    CHECK_MSG(nconns >= 2, "only %d reads reached S3", nconns);
+    held = th_hang_hold(&s3, 2, 15000);
+    CHECK_MSG(held >= 2, "only %d reads reached S3", held);
 
     t0 = th_now_ms();
     snprintf(body, sizeof(body), "{\"actor\":\"operator\",\"workspace_id\":\"%s\"}", ws);
@@ -432,26 +408,13 @@ static void test_e2e_media_lane(void)
               "conversations listed while S3 hangs");
     if (reply != NULL)
         printf("  conversations listed in %lld ms while %d reads wait on S3\n",
-               (long long)(th_now_ms() - t0), nconns);
+               (long long)(th_now_ms() - t0), held);
     cJSON_Delete(list);
     natsMsg_Destroy(reply);
 
     /* S3 refuses at last (403, not retried): every read is answered, then the router stops. */
-    for (int i = 0; i < nconns; i++)
-        refuse_as_s3(conns[i]);
-    deadline = th_now_ms() + 15000;
-    while (nconns < 6 && th_now_ms() < deadline) {
-        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-        if (poll(&pfd, 1, 100) == 1) {
-            int fd = accept(lfd, NULL, NULL);
-            if (fd >= 0) {
-                nconns++;
-                refuse_as_s3(fd);
-            }
-        }
-    }
-    CHECK_MSG(nconns == 6, "%d of 6 reads reached S3", nconns);
-    close(lfd);
+    CHECK_INT(th_hang_answer(&s3, refuse_as_s3, 6, 15000), 6);
+    th_hang_stop(&s3);
     CHECK_INT(th_proc_stop_clean(&hung), 0);
     th_stack_start(&st, &router, "conversation-router", s3_env);
 }

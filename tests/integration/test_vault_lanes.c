@@ -2,18 +2,15 @@
  * test_vault_lanes - the requests that wait on Meta have a lane of their own in token-vault:
  * a Meta that hangs holds up no token. Part of test_vault (vault_suite.h).
  */
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "common/nats.h"
+#include "hang.h"
 #include "harness.h"
 #include "vault_suite.h"
 
@@ -24,17 +21,8 @@ static void refuse_as_meta(int fd)
         "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
         "Content-Length: 68\r\n\r\n"
         "{\"error\":{\"message\":\"lane test\",\"type\":\"OAuthException\",\"code\":190}}";
-    char buf[8192];
-    size_t got = 0;
-    ssize_t n;
 
-    /* The request's head: the exchange is a GET without a body. */
-    while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {
-        got += (size_t)n;
-        buf[got] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL)
-            break;
-    }
+    th_hang_read_head(fd); /* the exchange is a GET without a body */
     CHECK(write(fd, answer, sizeof(answer) - 1) == (ssize_t)(sizeof(answer) - 1));
     close(fd);
 }
@@ -46,21 +34,15 @@ static void refuse_as_meta(int fd)
  */
 void test_meta_lane(void)
 {
-    struct sockaddr_in sa = {0};
-    socklen_t salen = sizeof(sa);
+    struct th_hang graph;
     struct th_proc p;
-    int lfd = socket(AF_INET, SOCK_STREAM, 0), conns[32], nconns = 0, port;
-    char url[64];
     natsMsg *reply = NULL;
     cJSON *answer = NULL;
-    int64_t t0, deadline;
+    int64_t t0;
+    int port, held;
 
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 64) == 0);
-    CHECK(getsockname(lfd, (struct sockaddr *)&sa, &salen) == 0);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(sa.sin_port));
-    port = launch_vault_at(&p, kek_path, url, url);
+    CHECK(th_hang_start(&graph) == 0);
+    port = launch_vault_at(&p, kek_path, graph.url, graph.url);
     await_vault(port);
 
     /* Twelve connects, more than all the workers of one pool (8); nobody awaits them. */
@@ -76,16 +58,8 @@ void test_meta_lane(void)
     }
     CHECK(natsConnection_FlushTimeout(nc, 5000) == NATS_OK);
     /* Ready when Meta holds as many connects as the Meta lane has workers (4). */
-    deadline = th_now_ms() + 15000;
-    while (nconns < 4 && th_now_ms() < deadline) {
-        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-        if (poll(&pfd, 1, 100) == 1) {
-            int fd = accept(lfd, NULL, NULL);
-            if (fd >= 0 && nconns < 32)
-                conns[nconns++] = fd;
-        }
-    }
-    CHECK_MSG(nconns >= 4, "only %d connects reached Meta", nconns);
+    held = th_hang_hold(&graph, 4, 15000);
+    CHECK_MSG(held >= 4, "only %d connects reached Meta", held);
 
     t0 = th_now_ms();
     CHECK(cm_nats_request_as(&reply, nc, "conversation-router", "vault.token.get",
@@ -96,7 +70,7 @@ void test_meta_lane(void)
     CHECK_STR(str_at(answer, "error", "code"), "not_found");
     if (reply != NULL)
         printf("  token.get answered in %lld ms while %d connects wait on Meta\n",
-               (long long)(th_now_ms() - t0), nconns);
+               (long long)(th_now_ms() - t0), held);
     cJSON_Delete(answer);
     natsMsg_Destroy(reply);
     reply = NULL;
@@ -105,20 +79,7 @@ void test_meta_lane(void)
     natsMsg_Destroy(reply);
 
     /* Meta answers at last (a refusal): every connect is served, then the vault stops. */
-    for (int i = 0; i < nconns; i++)
-        refuse_as_meta(conns[i]);
-    deadline = th_now_ms() + 15000;
-    while (nconns < 12 && th_now_ms() < deadline) {
-        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-        if (poll(&pfd, 1, 100) == 1) {
-            int fd = accept(lfd, NULL, NULL);
-            if (fd >= 0) {
-                nconns++;
-                refuse_as_meta(fd);
-            }
-        }
-    }
-    CHECK_MSG(nconns == 12, "%d of 12 connects reached Meta", nconns);
-    close(lfd);
+    CHECK_INT(th_hang_answer(&graph, refuse_as_meta, 12, 15000), 12);
+    th_hang_stop(&graph);
     CHECK_INT(th_proc_stop(&p), 0);
 }
