@@ -312,12 +312,6 @@ static void dead_letter(struct sender *s, const struct job *j, const char *reaso
     cJSON_Delete(o);
 }
 
-/*
- * Uploads the job's attachment to Meta (its bytes from the media store) and keeps Meta's
- * attachment_id on its row and in j->meta_att. Returns CM_OK with the id, CM_OK without one
- * (Meta's answer in resp: a refusal), CM_NOTFOUND or CM_INVALID (the bytes are gone or do not
- * open: why says so), or a passing failure (the store, the transport: resp).
- */
 /* A reply's file as libcurl sends it: one opened segment at a time, never the whole file. */
 struct file_reader {
     struct sender *s;
@@ -356,6 +350,12 @@ static size_t read_file(void *arg, size_t offset, char *buf, size_t cap)
     return n;
 }
 
+/*
+ * Uploads the job's attachment to Meta (its bytes from the media store) and keeps Meta's
+ * attachment_id on its row and in j->meta_att. Returns CM_OK with the id, CM_OK without one
+ * (Meta's answer in resp: a refusal), CM_NOTFOUND or CM_INVALID (the bytes are gone or do not
+ * open: why says so), or a passing failure (the store, the transport: resp).
+ */
 static int upload(struct sender *s, struct job *j, const char *token, const char *proof,
                   struct cm_httpc_response *resp, char *why, size_t cap)
 {
