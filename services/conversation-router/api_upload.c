@@ -477,5 +477,6 @@ int router_upload_attach(struct router *r, struct cm_rpc_call *call, const struc
 
 void router_api_upload_register(struct router *r)
 {
-    cm_rpc_handle(r->media_rpc, "router.upload", on_upload, r); /* the media lane */
+    /* In the media lane: a file's chunks do not queue the router's other requests. */
+    cm_rpc_handle(r->media_rpc, "router.upload", on_upload, r);
 }

@@ -91,8 +91,8 @@ static const struct cm_setting settings[] = {
 #define WORKERS   4
 /* The Meta lane's workers (router.conversation.take waits on Meta's take_thread_control). */
 #define META_WORKERS 2
-/* The media lane's workers (attachment.get, media.public and upload wait on S3 when
- * MEDIA_STORE=s3). */
+/* The media lane's workers: the requests that move a file's bytes (attachment.get and
+ * media.public read them, from S3 with MEDIA_STORE=s3; upload writes a reply's chunks). */
 #define MEDIA_WORKERS 2
 
 static void register_metrics(struct router *r)

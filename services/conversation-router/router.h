@@ -62,7 +62,7 @@ struct router {
     struct router_limiter *limiter;
     struct cm_rpc *rpc;
     struct cm_rpc *meta_rpc;  /* the lane of requests that wait on Meta's API (take) */
-    struct cm_rpc *media_rpc; /* the lane of requests that read or write media (S3) */
+    struct cm_rpc *media_rpc; /* the lane of requests that move a file's bytes */
     struct cm_outbox *outbox;
     struct inbound *inbound; /* ROUTER_INBOUND_WORKERS of them (inbound.c) */
     struct cm_consumer *routes;
