@@ -52,9 +52,9 @@ int cm_rpc_create(struct cm_rpc **out, struct cm_nats *n, const char *name, cons
 /*
  * Like cm_rpc_create(), for a lane: another server of the same service, on the same
  * connection, whose workers serve only the subjects routed to it. Subjects whose handlers
- * wait on a third party (Meta's API) get a lane of their own, so that however many of them
- * hang, the service's other requests still find a free worker. Its metrics carry the label
- * lane="<lane>". lane is copied.
+ * wait on a third party (Meta's API, an AI provider, S3) get a lane of their own, so that
+ * however many of them hang, the service's other requests still find a free worker. Its
+ * metrics carry the label lane="<lane>". lane is copied.
  */
 int cm_rpc_create_lane(struct cm_rpc **out, struct cm_nats *n, const char *name, const char *lane,
                        const char *db_url, const char *schema, int workers,
