@@ -84,8 +84,11 @@ const char *th_getenv(const char *name)
 void th_init(const char *name)
 {
     snprintf(test_name, sizeof(test_name), "%s", name);
+    /* A directory of its own each time, so that a repeated run (ctest --repeat) starts with
+     * no JetStream store nor logs of the one before. */
     snprintf(tmp_dir, sizeof(tmp_dir), "%s/%s", th_getenv("DOMS_TEST_TMP"), name);
-    mkdir(tmp_dir, 0755);
+    for (int i = 2; mkdir(tmp_dir, 0755) != 0 && errno == EEXIST && i < 1000; i++)
+        snprintf(tmp_dir, sizeof(tmp_dir), "%s/%s-%d", th_getenv("DOMS_TEST_TMP"), name, i);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     setvbuf(stdout, NULL, _IOLBF, 0);
 }
