@@ -24,6 +24,7 @@ extern const char doms_embed_009_media[];
 extern const char doms_embed_010_upload[];
 extern const char doms_embed_011_media_link[];
 extern const char doms_embed_012_media_segments[];
+extern const char doms_embed_013_profile_claim[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -40,6 +41,7 @@ static const struct cm_migration migrations[] = {
     {12, "upload", doms_embed_010_upload},
     {13, "media link", doms_embed_011_media_link},
     {14, "media segments", doms_embed_012_media_segments},
+    {15, "profile claim", doms_embed_013_profile_claim},
 };
 
 static const struct cm_setting settings[] = {

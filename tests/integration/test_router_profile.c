@@ -4,7 +4,8 @@
  * Profile API (fakemeta_profile.c). A contact's name appears after their first message, on
  * both platforms (Instagram's username when they set no name); a refusal (no consent, an
  * unknown user) leaves the name null with nothing stored and is not asked again; a throttled
- * read is asked again after the backoff and then succeeds; every read of both replicas
+ * read is asked again after the backoff and then succeeds; a contact committed while a claim
+ * waits for the bucket is fetched (not left leased and unasked); every read of both replicas
  * together stays within PROFILE_RATE, and a profile is read again after PROFILE_REFRESH and
  * not before; a purge removes the profile with its contact; and neither the name nor the
  * picture's URL is in plaintext in the router's schema or its log.
@@ -173,6 +174,65 @@ static void test_name_after_first_message(void)
     free(c1);
     free(c2);
     free(c3);
+}
+
+/* Waits until n of this database's sessions wait for a lock of a kind like event whose
+ * statement is like query (LIKE patterns); checks it. */
+static void await_waiting(int n, const char *event, const char *query)
+{
+    char *q = cm_xasprintf("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                           " current_database() AND wait_event_type = 'Lock' AND wait_event"
+                           " LIKE '%s' AND query LIKE '%s'",
+                           event, query);
+
+    CHECK_WAIT(th_stack_count(&st, q) == n, 10000);
+    free(q);
+}
+
+/* Runs sql on c, which must succeed. */
+static void hold(PGconn *c, const char *sql)
+{
+    char err[256], *v = th_db_value(c, sql, err, sizeof(err));
+
+    CHECK_MSG(v != NULL, "%s: %s", sql, err);
+    free(v);
+}
+
+/*
+ * A contact whose transaction began before a replica's claim and committed while the claim
+ * waited for the bucket is fetched like any other. The claim's statement took its snapshot
+ * before the contact was there, the function inside it claims the contact (a snapshot of its
+ * own, once the bucket is free): whatever the router reads of a claimed contact must come from
+ * the function, or the contact sits out its lease (minutes) unasked. A trigger holding the
+ * contact's transaction and the bucket's row held from here make that interleaving certain.
+ */
+static void test_claimed_while_created(void)
+{
+    PGconn *lock = th_db_connect(&st.db, NULL), *pace = th_db_connect(&st.db, NULL);
+    char *conv;
+
+    free(th_stack_sql(&st, "CREATE FUNCTION router.test_hold_contact() RETURNS trigger"
+                           " LANGUAGE plpgsql AS $$BEGIN PERFORM pg_advisory_xact_lock(4711);"
+                           " RETURN NULL; END$$"));
+    free(th_stack_sql(&st, "CREATE TRIGGER test_hold_contact AFTER INSERT ON router.contacts"
+                           " FOR EACH ROW EXECUTE FUNCTION router.test_hold_contact()"));
+    /* The contact's transaction begins, and waits once its row is in... */
+    hold(lock, "SELECT pg_advisory_lock(4711)");
+    message(false, "late-claim");
+    await_waiting(1, "advisory", "%");
+    /* ...while both replicas' next claims begin and wait for the bucket... */
+    hold(pace, "BEGIN; SELECT 1 FROM router.profile_pace FOR UPDATE");
+    await_waiting(2, "%", "%profile_claim(%"); /* a row, or its lock */
+    /* ...then the contact commits, and only then the claims go on. */
+    hold(lock, "SELECT pg_advisory_unlock(4711)");
+    conv = conv_of("late-claim");
+    hold(pace, "COMMIT; SELECT 1");
+    await_name(conv, "Ada Lovelace-late-claim");
+    free(th_stack_sql(&st, "DROP TRIGGER test_hold_contact ON router.contacts;"
+                           " DROP FUNCTION router.test_hold_contact(); SELECT 1"));
+    PQfinish(lock);
+    PQfinish(pace);
+    free(conv);
 }
 
 /* Refused (no consent, an unknown user): the name stays null, nothing is kept but the refusal,
@@ -370,6 +430,7 @@ int main(void)
 
     RUN(test_setup);
     RUN(test_name_after_first_message);
+    RUN(test_claimed_while_created);
     RUN(test_consent_refused);
     RUN(test_throttled_then_success);
     RUN(test_rate_bounded);
