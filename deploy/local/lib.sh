@@ -540,7 +540,8 @@ doms_url_mask() {
 # session) on 127.0.0.1:PORT with its monitoring port on another free 127.0.0.1 port, and waits
 # until /healthz?js-enabled-only=true answers 200.
 # Sets and exports DOMS_NATS_URL (nats://127.0.0.1:PORT, tls:// with a PKI), DOMS_NATS_BOUND_PORT and
-# DOMS_NATS_MONITOR_PORT.
+# DOMS_NATS_MONITOR_PORT. With DOMS_NATS_PROF_PORT set, nats-server also serves Go's profiler
+# (/debug/pprof/) on 127.0.0.1 at that port: for profiling the benchmarks, never in a deployment.
 doms_nats_start() {
     local dir=${1:?doms_nats_start DIR PORT} port=${2:-free} auto=0 mon attempt
     local tmpl=$DOMS_REPO/deploy/nats/nats.conf
@@ -580,6 +581,9 @@ doms_nats_start() {
                 -e "s|\$DOMS_NATS_STORE_DIR|\"$dir/js\"|" \
                 -e "s|\$DOMS_NATS_JS_KEY|\"$(<"$dir/js.key")\"|" \
                 "$tmpl" >"$dir/nats.conf"
+            if [[ -n ${DOMS_NATS_PROF_PORT:-} ]]; then
+                echo "prof_port: $DOMS_NATS_PROF_PORT" >>"$dir/nats.conf"
+            fi
             if [[ -n $pki ]]; then
                 sed -e "s|\$DOMS_NATS_TLS_CERT|\"$pki/nats-server.crt\"|" \
                     -e "s|\$DOMS_NATS_TLS_KEY|\"$pki/nats-server.key\"|" \

@@ -5,12 +5,14 @@
 # allowed everything; each daemon and domsctl then runs as its own identity. Without it,
 # plaintext as before.
 
-# bench_nats_start DIR: starts the bench's nats-server (doms_nats_start) in DIR.
+# bench_nats_start DIR: starts the bench's nats-server (doms_nats_start) in DIR; with
+# BENCH_NATS_PROF_PORT, its Go profiler on that port (docs/benchmarks.md, "Profiling").
 bench_nats_start() {
     if [[ -n ${DOMS_TEST_PKI:-} ]]; then
-        doms_nats_start "$1" free "$DOMS_TEST_PKI" doms-test >/dev/null
+        DOMS_NATS_PROF_PORT=${BENCH_NATS_PROF_PORT:-} \
+            doms_nats_start "$1" free "$DOMS_TEST_PKI" doms-test >/dev/null
     else
-        doms_nats_start "$1" free >/dev/null
+        DOMS_NATS_PROF_PORT=${BENCH_NATS_PROF_PORT:-} doms_nats_start "$1" free >/dev/null
     fi
 }
 
