@@ -34,6 +34,7 @@ struct route {
     int ndelegates;
     cm_rpc_fn fn;
     void *arg;
+    bool forwarded_only; /* served for calls other lanes forward here: never subscribed */
     natsSubscription *sub;
     struct cm_rpc *rpc;
 };
@@ -292,6 +293,12 @@ static void serve(struct cm_rpc *rpc, struct cm_pg *pg, int worker, struct item 
     if (!resolve_actor(&call, it->route))
         goto done;
     it->route->fn(&call, it->route->arg);
+    if (call.forwarded) {
+        /* The message is the other lane's now, and the call counts there. */
+        it->msg = NULL;
+        cJSON_Delete(req);
+        return;
+    }
     if (!call.replied) {
         CM_ERROR("rpc: handler of %s did not reply", call.subject);
         cm_rpc_fail(&call, "internal", "the handler gave no answer");
@@ -347,24 +354,18 @@ static void *worker_main(void *p)
     return NULL;
 }
 
-/* nats.c thread: queue the request, or answer "busy" at once when the queue is full. */
-static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+/* Queues msg for route's workers; false (nothing queued) when the queue is full or the server
+ * is stopping. Any thread. */
+static bool enqueue(struct cm_rpc *rpc, struct route *route, natsMsg *msg)
 {
-    struct route *route = closure;
-    struct cm_rpc *rpc = route->rpc;
     struct item *it;
 
-    (void)nc;
-    (void)sub;
     pthread_mutex_lock(&rpc->lock);
     if (rpc->queued >= QUEUE_LIMIT || rpc->stopping) {
         pthread_mutex_unlock(&rpc->lock);
         if (rpc->m_busy != NULL)
             cm_metrics_inc(rpc->m_busy, 1);
-        publish_reply(rpc, msg, route->subject,
-                      "{\"error\":{\"code\":\"busy\",\"message\":\"overloaded; retry\"}}");
-        natsMsg_Destroy(msg);
-        return;
+        return false;
     }
     it = cm_xmalloc(sizeof(*it));
     it->msg = msg;
@@ -378,6 +379,21 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     rpc->queued++;
     pthread_cond_signal(&rpc->cond);
     pthread_mutex_unlock(&rpc->lock);
+    return true;
+}
+
+/* nats.c thread: queue the request, or answer "busy" at once when the queue is full. */
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    struct route *route = closure;
+
+    (void)nc;
+    (void)sub;
+    if (enqueue(route->rpc, route, msg))
+        return;
+    publish_reply(route->rpc, msg, route->subject,
+                  "{\"error\":{\"code\":\"busy\",\"message\":\"overloaded; retry\"}}");
+    natsMsg_Destroy(msg);
 }
 
 /*
@@ -410,7 +426,7 @@ static int subscribe_all(struct cm_nats *n, void *arg)
         struct route *r = &rpc->routes[i];
         natsStatus s;
 
-        if (r->sub != NULL)
+        if (r->sub != NULL || r->forwarded_only)
             continue;
         s = natsConnection_QueueSubscribe(&r->sub, cm_nats_conn(n), r->pattern, rpc->name, on_msg,
                                           r);
@@ -497,6 +513,31 @@ void cm_rpc_handle(struct cm_rpc *rpc, const char *subject, cm_rpc_fn fn, void *
     r->fn = fn;
     r->arg = arg;
     r->rpc = rpc;
+}
+
+void cm_rpc_handle_forwarded(struct cm_rpc *lane, const char *subject, cm_rpc_fn fn, void *arg)
+{
+    cm_rpc_handle(lane, subject, fn, arg);
+    lane->routes[lane->nroutes - 1].forwarded_only = true;
+}
+
+void cm_rpc_forward(struct cm_rpc_call *call, struct cm_rpc *lane)
+{
+    struct route *route = NULL;
+
+    for (int i = 0; i < lane->nroutes && route == NULL; i++) {
+        if (lane->routes[i].forwarded_only && strcmp(lane->routes[i].subject, call->subject) == 0)
+            route = &lane->routes[i];
+    }
+    if (route == NULL)
+        abort(); /* no cm_rpc_handle_forwarded for it: a programming error */
+    if (!enqueue(lane, route, call->msg)) {
+        cm_rpc_fail(call, "busy", "overloaded; retry");
+        return;
+    }
+    /* From here the message is lane's: a worker there may be answering it already. */
+    call->forwarded = 1;
+    call->replied = 1;
 }
 
 void cm_rpc_session(struct cm_rpc *rpc, const char *sql)

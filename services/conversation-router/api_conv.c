@@ -649,6 +649,14 @@ static void on_reply(struct cm_rpc_call *call, void *arg)
     struct router_conv c;
     cJSON *out;
 
+    /* A reply that sends a file moves its bytes (into S3, with MEDIA_STORE=s3): the media
+     * lane serves it, as it does router.upload, so that a hanging S3 holds none of these
+     * workers. */
+    if (call->rpc != r->media_rpc &&
+        cJSON_GetObjectItemCaseSensitive(call->req, "upload_id") != NULL) {
+        cm_rpc_forward(call, r->media_rpc);
+        return;
+    }
     o.text = cm_rpc_str(call, "text");
     o.upload = cm_rpc_str(call, "upload_id");
     o.suggestion = cm_rpc_str(call, "suggestion_id");
@@ -697,6 +705,7 @@ void router_api_conv_register(struct router *r)
     cm_rpc_handle(r->rpc, "router.conversation.assign", on_assign, r);
     cm_rpc_handle(r->rpc, "router.conversation.close", on_close, r);
     cm_rpc_handle(r->rpc, "router.reply", on_reply, r);
+    cm_rpc_handle_forwarded(r->media_rpc, "router.reply", on_reply, r);
     /* ai-suggest reads a conversation for whoever asked it for a suggestion. */
     cm_rpc_delegate(r->rpc, "router.conversation.context", "ai-suggest");
 }

@@ -204,7 +204,7 @@ static int start(struct router *r)
 /* Stops taking work first, then the threads that publish, then NATS itself. */
 static void stop(struct router *r)
 {
-    cm_rpc_destroy(r->rpc);
+    cm_rpc_destroy(r->rpc); /* before the media lane, which it forwards replies with a file to */
     cm_rpc_destroy(r->meta_rpc);
     cm_rpc_destroy(r->media_rpc);
     router_profiles_stop(r);

@@ -10,14 +10,14 @@
  * store 's3', the bucket holding media/<id> sealed (the image's length plus the keyring's
  * overhead, none of its bytes in the clear) and the media table nothing, and `domsctl
  * attachment get` writes exactly the image. An S3 that hangs holds only the media lane's
- * workers: conversations are still listed at once. S3 failing (SlowDown on every attempt)
- * leaves the attachment pending with the failure recorded, never unavailable, however many
- * attempts it took, and it is stored once S3 answers; one InternalError is absorbed by the
- * client's own retry. A router with a wrong secret keeps the attachment pending and logs
- * S3's error Code, never a secret; the router with the right one stores it. A reply's file
- * goes to Messenger's upload a segment (one Range GET) at a time. The integration's
- * purge queues the objects' keys in media_doomed and the media worker's sweep deletes them
- * from the bucket.
+ * workers, replies with a file included: conversations are still listed at once. S3
+ * failing (SlowDown on every attempt) leaves the attachment pending with the failure
+ * recorded, never unavailable, however many attempts it took, and it is stored once S3
+ * answers; one InternalError is absorbed by the client's own retry. A router with a wrong secret
+ * keeps the attachment pending and logs S3's error Code, never a secret; the router with the right
+ * one stores it. A reply's file goes to Messenger's upload a segment (one Range GET) at a time. The
+ * integration's purge queues the objects' keys in media_doomed and the media worker's sweep deletes
+ * them from the bucket.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -342,15 +342,36 @@ static void test_e2e_stored(void)
               "a GET answered %zu bytes", fakes3_largest_get(fs));
 }
 
-/* Answers one held request as S3 does a key it may not read (403, not retried), and closes. */
+/*
+ * Answers one held request as S3 does a key it may not read or write (403, not retried), and
+ * closes. A PUT's body is read first, unless the client waits for "100 Continue" before
+ * sending it, so that the close resets nothing the client is still sending.
+ */
 static void refuse_as_s3(int fd)
 {
     static const char doc[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
                               "AccessDenied</Code><Message>Access Denied</Message></Error>";
-    char head[160];
+    char buf[8192], head[160], *end = NULL;
+    size_t got = 0, body = 0, have;
+    ssize_t n;
     int len;
 
-    th_hang_read_head(fd); /* the read is a GET without a body */
+    while (end == NULL && got < sizeof(buf) - 1 &&
+           (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {
+        got += (size_t)n;
+        buf[got] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+    }
+    if (end != NULL) {
+        const char *cl = strcasestr(buf, "\r\ncontent-length:");
+        *end = '\0'; /* the head alone, for the searches */
+        if (cl != NULL && strcasestr(buf, "\r\nexpect: 100-continue") == NULL)
+            body = strtoul(cl + strlen("\r\ncontent-length:"), NULL, 10);
+        for (have = got - (size_t)(end + 4 - buf); have < body; have += (size_t)n) {
+            if ((n = read(fd, buf, sizeof(buf))) <= 0)
+                break;
+        }
+    }
     len = snprintf(head, sizeof(head),
                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n"
                    "Connection: close\r\nContent-Length: %zu\r\n\r\n",
@@ -360,11 +381,35 @@ static void refuse_as_s3(int fd)
     close(fd);
 }
 
+/* Opens an upload of a small picture on conv, complete in its one chunk; its id in id. */
+static void small_upload(const char *conv, char id[64])
+{
+    static const char png[] = "PNG-a-small-picture-for-a-reply-while-S3-hangs";
+    char body[512], b64[128];
+    cJSON *r;
+
+    sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)png, sizeof(png) - 1,
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(body, sizeof(body),
+             "{\"conversation_id\":\"%s\",\"offset\":0,\"size\":%zu,\"type\":\"image\","
+             "\"content_type\":\"image/png\",\"data\":\"%s\",\"final\":true}",
+             conv, sizeof(png) - 1, b64);
+    r = th_stack_request(&st, "router.upload", body);
+    snprintf(id, 64, "%s",
+             th_json_str(r, "result", "upload_id") ? th_json_str(r, "result", "upload_id") : "");
+    CHECK_MSG(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "complete")),
+              "the upload for a reply is complete");
+    cJSON_Delete(r);
+}
+
 /*
  * S3 hangs (a socket that takes connections and never answers) while more attachment reads
- * than the router's media lane has workers (2) wait on it: conversations are still listed at
- * once, by the main lane. With one pool of workers the list waited for MEDIA_TIMEOUT. Then
- * S3 refuses every read, each is answered, and the router with the real S3 comes back.
+ * than the router's media lane has workers (2) wait on it, and more replies with a file (whose
+ * file goes to S3) than the main lane has workers (4) are sent: conversations are still
+ * listed at once, by the main lane. With one pool of workers the list waited for
+ * MEDIA_TIMEOUT, and so it did while the main lane put the replies' files. Then S3 refuses
+ * every read and every put, each is answered (a reply refused, its upload kept), and the
+ * router with the real S3 comes back.
  */
 static void test_e2e_media_lane(void)
 {
@@ -377,9 +422,14 @@ static void test_e2e_media_lane(void)
     struct th_proc hung;
     natsMsg *reply = NULL;
     cJSON *list = NULL;
+    char *conv = th_stack_sql(&st, "SELECT id FROM router.conversations LIMIT 1");
+    char uploads[4][64];
+    natsSubscription *answers = NULL;
     int64_t t0;
     int held;
 
+    for (int i = 0; i < 4; i++)
+        small_upload(conv != NULL ? conv : "none", uploads[i]);
     CHECK(th_hang_start(&s3) == 0);
     snprintf(hung_endpoint, sizeof(hung_endpoint), "S3_ENDPOINT=%s", s3.url);
     CHECK_INT(th_proc_stop_clean(&router), 0);
@@ -397,6 +447,19 @@ static void test_e2e_media_lane(void)
     /* Ready when S3 holds as many reads as the media lane has workers. */
     held = th_hang_hold(&s3, 2, 15000);
     CHECK_MSG(held >= 2, "only %d reads reached S3", held);
+    /* Four replies with a file, as many as the main lane has workers; their answers are read
+     * at the end. */
+    CHECK(natsConnection_SubscribeSync(&answers, st.nc, "_INBOX.media-lane.reply.*") == NATS_OK);
+    for (int i = 0; i < 4; i++) {
+        char inbox[40];
+        snprintf(inbox, sizeof(inbox), "_INBOX.media-lane.reply.%d", i);
+        snprintf(body, sizeof(body),
+                 "{\"actor\":\"operator\",\"conversation_id\":\"%s\",\"upload_id\":\"%s\"}",
+                 conv != NULL ? conv : "none", uploads[i]);
+        CHECK(natsConnection_PublishRequestString(st.nc, "router.reply.operator", inbox, body) ==
+              NATS_OK);
+    }
+    CHECK(natsConnection_FlushTimeout(st.nc, 5000) == NATS_OK);
 
     t0 = th_now_ms();
     snprintf(body, sizeof(body), "{\"actor\":\"operator\",\"workspace_id\":\"%s\"}", ws);
@@ -412,9 +475,24 @@ static void test_e2e_media_lane(void)
     cJSON_Delete(list);
     natsMsg_Destroy(reply);
 
-    /* S3 refuses at last (403, not retried): every read is answered, then the router stops. */
-    CHECK_INT(th_hang_answer(&s3, refuse_as_s3, 6, 15000), 6);
+    /* S3 refuses at last (403, not retried): every read is answered, and every reply's put,
+     * and the delete that follows a failed put (best effort: a put that failed may still
+     * have stored the object); then the router stops. */
+    CHECK_INT(th_hang_answer(&s3, refuse_as_s3, 14, 15000), 14);
     th_hang_stop(&s3);
+    /* Each reply answered once, by the media lane: refused, since its file could not be put. */
+    for (int i = 0; i < 4; i++) {
+        natsMsg *m = NULL;
+        cJSON *r = NULL;
+        CHECK_MSG(natsSubscription_NextMsg(&m, answers, 15000) == NATS_OK, "reply %d answered", i);
+        if (m != NULL)
+            r = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+        CHECK_STR(th_json_str(r, "error", "code"), "unavailable");
+        cJSON_Delete(r);
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(answers);
+    free(conv);
     CHECK_INT(th_proc_stop_clean(&hung), 0);
     th_stack_start(&st, &router, "conversation-router", s3_env);
 }

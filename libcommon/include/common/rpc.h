@@ -36,6 +36,7 @@ struct cm_rpc_call {
     natsMsg *msg;       /* the NATS message, for its reply subject */
     struct cm_rpc *rpc; /* the server it came through */
     int replied;        /* set by the reply functions */
+    int forwarded;      /* handed to another lane by cm_rpc_forward() */
 };
 
 /* Handles one call and must reply exactly once (a handler that forgets gets an
@@ -74,6 +75,24 @@ void cm_rpc_handle(struct cm_rpc *rpc, const char *subject, cm_rpc_fn fn, void *
  * cm_rpc_handle(subject); caller is copied.
  */
 void cm_rpc_delegate(struct cm_rpc *rpc, const char *subject, const char *caller);
+
+/*
+ * Declares, on a lane, a subject whose calls another server of the service may hand over with
+ * cm_rpc_forward(), served here by fn (which must reply exactly once, as for cm_rpc_handle):
+ * nothing is subscribed for it. For a request that waits on the lane's third party only
+ * when its body says so (router.reply with a file: S3). subject is copied; arg is borrowed.
+ * The lane must outlive every server that forwards to it (cm_rpc_destroy those first).
+ */
+void cm_rpc_handle_forwarded(struct cm_rpc *lane, const char *subject, cm_rpc_fn fn, void *arg);
+
+/*
+ * From a handler: hands the call to lane, whose handler for the subject
+ * (cm_rpc_handle_forwarded) serves it anew on one of lane's workers, with that worker's
+ * connection, and answers the caller. The handler returns at once after it and touches the
+ * call's message no more. When lane's queue is full or it is stopping, the caller is answered
+ * "busy" here instead.
+ */
+void cm_rpc_forward(struct cm_rpc_call *call, struct cm_rpc *lane);
 
 /* True when actor is a well-formed actor: 1 to 128 of A-Z a-z 0-9 . _ : @ + - */
 bool cm_rpc_actor_valid(const char *actor);
