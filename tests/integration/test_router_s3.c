@@ -342,36 +342,16 @@ static void test_e2e_stored(void)
               "a GET answered %zu bytes", fakes3_largest_get(fs));
 }
 
-/*
- * Answers one held request as S3 does a key it may not read or write (403, not retried), and
- * closes. A PUT's body is read first, unless the client waits for "100 Continue" before
- * sending it, so that the close resets nothing the client is still sending.
- */
+/* Answers one held request (a read, a put or a delete) as S3 does a key it may not read or
+ * write (403, not retried), and closes. */
 static void refuse_as_s3(int fd)
 {
     static const char doc[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
                               "AccessDenied</Code><Message>Access Denied</Message></Error>";
-    char buf[8192], head[160], *end = NULL;
-    size_t got = 0, body = 0, have;
-    ssize_t n;
+    char head[160];
     int len;
 
-    while (end == NULL && got < sizeof(buf) - 1 &&
-           (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {
-        got += (size_t)n;
-        buf[got] = '\0';
-        end = strstr(buf, "\r\n\r\n");
-    }
-    if (end != NULL) {
-        const char *cl = strcasestr(buf, "\r\ncontent-length:");
-        *end = '\0'; /* the head alone, for the searches */
-        if (cl != NULL && strcasestr(buf, "\r\nexpect: 100-continue") == NULL)
-            body = strtoul(cl + strlen("\r\ncontent-length:"), NULL, 10);
-        for (have = got - (size_t)(end + 4 - buf); have < body; have += (size_t)n) {
-            if ((n = read(fd, buf, sizeof(buf))) <= 0)
-                break;
-        }
-    }
+    th_hang_read_request(fd);
     len = snprintf(head, sizeof(head),
                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n"
                    "Connection: close\r\nContent-Length: %zu\r\n\r\n",

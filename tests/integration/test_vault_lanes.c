@@ -22,7 +22,7 @@ static void refuse_as_meta(int fd)
         "Content-Length: 68\r\n\r\n"
         "{\"error\":{\"message\":\"lane test\",\"type\":\"OAuthException\",\"code\":190}}";
 
-    th_hang_read_head(fd); /* the exchange is a GET without a body */
+    th_hang_read_request(fd);
     CHECK(write(fd, answer, sizeof(answer) - 1) == (ssize_t)(sizeof(answer) - 1));
     close(fd);
 }

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -74,16 +75,28 @@ int th_hang_answer(struct th_hang *h, void (*answer)(int fd), int total, int tim
     return h->ntaken;
 }
 
-void th_hang_read_head(int fd)
+void th_hang_read_request(int fd)
 {
-    char buf[8192];
-    size_t got = 0;
+    char buf[8192], *end = NULL;
+    size_t got = 0, body = 0, have;
     ssize_t n;
 
-    while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {
+    while (end == NULL && got < sizeof(buf) - 1 &&
+           (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0) {
         got += (size_t)n;
         buf[got] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL)
+        end = strstr(buf, "\r\n\r\n");
+    }
+    if (end == NULL)
+        return;
+    *end = '\0'; /* the head alone, for the searches */
+    {
+        const char *cl = strcasestr(buf, "\r\ncontent-length:");
+        if (cl != NULL && strcasestr(buf, "\r\nexpect: 100-continue") == NULL)
+            body = strtoul(cl + strlen("\r\ncontent-length:"), NULL, 10);
+    }
+    for (have = got - (size_t)(end + 4 - buf); have < body; have += (size_t)n) {
+        if ((n = read(fd, buf, sizeof(buf))) <= 0)
             break;
     }
 }

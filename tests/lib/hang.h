@@ -24,13 +24,17 @@ int th_hang_hold(struct th_hang *h, int n, int timeout_ms);
 
 /*
  * Answers every held connection with answer(fd) (which reads the request, writes an answer and
- * closes fd; th_hang_read_head() reads a request without a body), then takes and answers more
+ * closes fd; th_hang_read_request() reads the request), then takes and answers more
  * until total connections were taken in all or timeout_ms has passed. Returns that total.
  */
 int th_hang_answer(struct th_hang *h, void (*answer)(int fd), int total, int timeout_ms);
 
-/* Reads a request's head (to its blank line) from fd. */
-void th_hang_read_head(int fd);
+/*
+ * Reads a request from fd: its head (to its blank line), then its body (Content-Length bytes)
+ * unless the client waits for "100 Continue" before sending it, so that closing fd after the
+ * answer resets nothing the client is still sending.
+ */
+void th_hang_read_request(int fd);
 
 /* Closes the listener and whatever is still held. */
 void th_hang_stop(struct th_hang *h);
