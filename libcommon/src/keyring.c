@@ -6,6 +6,7 @@
  * database call, but it is held while a DEK is in use (the AEAD of one value), so that the
  * unwrapped DEK is read where it lives, in secure memory, and never copied out of it.
  */
+#include "common/id.h"
 #include "common/keyring.h"
 #include "common/log.h"
 #include "keyring_int.h"
@@ -549,6 +550,58 @@ int cm_keyring_shred(struct cm_keyring *kr, struct cm_pg *pg, const char *key_id
         *destroyed = cm_pg_affected(pg);
     CM_INFO("keyring: shredded %ld DEK version(s) of %s", cm_pg_affected(pg), key_id);
     return CM_OK;
+}
+
+/* --- scopes ---------------------------------------------------------------------------- */
+
+void cm_keyring_scope_id(char out[CM_KEYRING_SCOPE_ID_LEN], const char *ws, const char *integration)
+{
+    int n = integration != NULL
+                ? snprintf(out, CM_KEYRING_SCOPE_ID_LEN, "ws:%s:int:%s", ws, integration)
+                : snprintf(out, CM_KEYRING_SCOPE_ID_LEN, "ws:%s", ws);
+
+    /* Only ids longer than CM_ID_MAX can overflow it, and a truncated key id could name
+     * another scope's key: that is a caller's bug, never data to carry on with. */
+    if (n < 0 || (size_t)n >= CM_KEYRING_SCOPE_ID_LEN)
+        abort();
+}
+
+int cm_keyring_shred_scope(struct cm_keyring *kr, struct cm_pg *pg, enum cm_key_scope scope,
+                           const char *id, long *destroyed)
+{
+    const char *params[1] = {id};
+    const char *sql =
+        scope == CM_KEY_SCOPE_WORKSPACE
+            ? "SELECT DISTINCT key_id FROM data_keys WHERE key_id = 'ws:' || $1"
+              " OR (split_part(key_id, ':', 1) = 'ws' AND split_part(key_id, ':', 2) = $1"
+              " AND split_part(key_id, ':', 3) = 'int' AND split_part(key_id, ':', 4) <> ''"
+              " AND split_part(key_id, ':', 5) = '')"
+            : "SELECT DISTINCT key_id FROM data_keys WHERE split_part(key_id, ':', 1) = 'ws'"
+              " AND split_part(key_id, ':', 2) <> '' AND split_part(key_id, ':', 3) = 'int'"
+              " AND split_part(key_id, ':', 4) = $1 AND split_part(key_id, ':', 5) = ''";
+    char **ids;
+    int n, rc;
+
+    *destroyed = 0;
+    if (!cm_id_valid(id, CM_ID_MAX))
+        return CM_INVALID;
+    rc = cm_pg_exec(pg, sql, 1, params);
+    if (rc != CM_OK)
+        return db_failed(pg, "finding a scope's DEKs", rc);
+    /* Copied out: each shred runs a statement on pg, which replaces the result. */
+    n = cm_pg_ntuples(pg);
+    ids = cm_xcalloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++)
+        ids[i] = cm_xstrdup(cm_pg_value(pg, i, 0));
+    for (int i = 0; i < n && rc == CM_OK; i++) {
+        long one = 0;
+        rc = cm_keyring_shred(kr, pg, ids[i], &one);
+        *destroyed += one;
+    }
+    for (int i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rc;
 }
 
 /* --- rewrap ----------------------------------------------------------------------------- */

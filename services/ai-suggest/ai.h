@@ -109,14 +109,9 @@ struct ai_record {
 };
 
 /*
- * The key id that seals a suggestion's draft and audio: ws:<ws>:int:<integration> (the
- * integration's data key, shredded by its purge), or ws:<ws> when integration is NULL. ws
- * and integration are cm_id_valid ids (no ':'), so the key id names them unambiguously.
- */
-void ai_key_id(char *out, size_t cap, const char *ws, const char *integration);
-
-/*
- * Seals the draft (and the audio) under ai_key_id(), each bound to its row and column,
+ * Seals the draft (and the audio) under the data key of its integration (or of its workspace
+ * when it has none: cm_keyring_scope_id(), the router's key id for the same Platform Data, so
+ * that the integration's purge shreds it), each bound to its row and column,
  * and writes the row, the suggestion.created event and the suggestion.create audit event in
  * one statement of one transaction on pg (committed without waiting for the WAL flush): the
  * suggestion exists with its event and audit or not at all. Writes its created_at (RFC 3339)

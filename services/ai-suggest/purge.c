@@ -80,56 +80,20 @@ static int count_where(struct cm_pg *pg, const char *where, const char *param, l
     return rc;
 }
 
-/*
- * Destroys the data keys of one workspace (which "workspace": ws:<id> and every
- * ws:<id>:int:<integration>) or one integration (which "integration": ws:<any>:int:<id>),
- * matched exactly by comparing the parts of the key id (ai_key_id; ids hold no ':'), never
- * by prefix. *shredded receives the number of DEK rows destroyed.
- */
-static int shred_exact(struct ai *ai, struct cm_pg *pg, const char *which, const char *id,
-                       long *shredded)
-{
-    const char *params[1] = {id};
-    const char *sql =
-        strcmp(which, "workspace") == 0
-            ? "SELECT DISTINCT key_id FROM data_keys WHERE key_id = 'ws:' || $1"
-              " OR (split_part(key_id, ':', 1) = 'ws' AND split_part(key_id, ':', 2) = $1"
-              " AND split_part(key_id, ':', 3) = 'int' AND split_part(key_id, ':', 4) <> ''"
-              " AND split_part(key_id, ':', 5) = '')"
-            : "SELECT DISTINCT key_id FROM data_keys WHERE split_part(key_id, ':', 1) = 'ws'"
-              " AND split_part(key_id, ':', 2) <> '' AND split_part(key_id, ':', 3) = 'int'"
-              " AND split_part(key_id, ':', 4) = $1 AND split_part(key_id, ':', 5) = ''";
-    char **ids;
-    int n, rc;
+/* The key scopes purge_one() shreds: a workspace's drafts, one integration's. */
+static const enum cm_key_scope workspace_keys = CM_KEY_SCOPE_WORKSPACE;
+static const enum cm_key_scope integration_keys = CM_KEY_SCOPE_INTEGRATION;
 
-    rc = cm_pg_exec(pg, sql, 1, params);
-    if (rc != CM_OK)
-        return rc;
-    n = cm_pg_ntuples(pg);
-    ids = cm_xcalloc((size_t)n + 1, sizeof(char *));
-    for (int i = 0; i < n; i++)
-        ids[i] = cm_xstrdup(cm_pg_value(pg, i, 0));
-    for (int i = 0; i < n && rc == CM_OK; i++) {
-        long destroyed = 0;
-        rc = cm_keyring_shred(ai->keyring, pg, ids[i], &destroyed);
-        *shredded += destroyed;
-    }
-    for (int i = 0; i < n; i++)
-        free(ids[i]);
-    free(ids);
-    return rc;
-}
-
-/* Purges one id of a scope: shred first (shred names the scope; NULL: none), then rows,
- * then the count. */
+/* Purges one id of a scope: shreds the data keys of the scope shred names first (NULL:
+ * none; cm_keyring_shred_scope() matches key ids exactly), then rows, then the count. */
 static int purge_one(struct ai *ai, struct cm_rpc_call *call, const char *where, const char *id,
-                     const char *shred, long *deleted, long *remaining)
+                     const enum cm_key_scope *shred, long *deleted, long *remaining)
 {
     long before = *deleted, shredded = 0;
     int rc = CM_OK;
 
     if (shred != NULL)
-        rc = shred_exact(ai, call->pg, shred, id, &shredded);
+        rc = cm_keyring_shred_scope(ai->keyring, call->pg, *shred, id, &shredded);
     if (rc == CM_OK)
         rc = delete_where(call->pg, where, id, deleted);
     if (rc == CM_OK && (*deleted > before || shredded > 0))
@@ -181,7 +145,7 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
             cm_rpc_fail(call, "invalid", "workspace_id is not an id");
             return;
         }
-        rc = purge_one(ai, call, "workspace_id = $1", ws, "workspace", &deleted, &remaining);
+        rc = purge_one(ai, call, "workspace_id = $1", ws, &workspace_keys, &deleted, &remaining);
     } else if (scope != NULL &&
                (strcmp(scope, "integration") == 0 || strcmp(scope, "conversation") == 0)) {
         bool integ = strcmp(scope, "integration") == 0;
@@ -202,7 +166,7 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
         }
         for (int i = 0; rc == CM_OK && i < n; i++)
             rc = purge_one(ai, call, integ ? "integration_id = $1" : "conversation_id = $1", ids[i],
-                           integ ? "integration" : NULL, &deleted, &remaining);
+                           integ ? &integration_keys : NULL, &deleted, &remaining);
         free(ids);
     } else if (scope != NULL && strcmp(scope, "due") == 0) {
         if (older != NULL) {

@@ -31,14 +31,6 @@
     " INSERT INTO outbox (subject, msg_id, payload) SELECT v.subject, v.msg_id, v.payload"         \
     " FROM s, (VALUES ($17, $18, $19), ($20, $21, $22)) AS v (subject, msg_id, payload)"
 
-void ai_key_id(char *out, size_t cap, const char *ws, const char *integration)
-{
-    if (integration != NULL)
-        snprintf(out, cap, "ws:%s:int:%s", ws, integration);
-    else
-        snprintf(out, cap, "ws:%s", ws);
-}
-
 /* Now as RFC 3339 UTC with microseconds: the row's created_at and the event's. */
 static void now_rfc3339(char *out, size_t cap)
 {
@@ -90,13 +82,13 @@ static const char *num(char *buf, size_t cap, long v)
 int ai_store_suggestion(struct ai *ai, struct cm_pg *pg, const struct ai_record *r, char *created,
                         size_t cap)
 {
-    char kid[160], aad_text[96], aad_audio[96], ev_id[64], audit_id[48];
+    char kid[CM_KEYRING_SCOPE_ID_LEN], aad_text[96], aad_audio[96], ev_id[64], audit_id[48];
     char n_audio[24], n_latency[24], n_prompt[24], n_completion[24], n_masked[16];
     char *ev = NULL, *audit = NULL;
     struct cm_buf text, audio;
     int rc;
 
-    ai_key_id(kid, sizeof(kid), r->ctx->workspace_id, r->ctx->integration_id);
+    cm_keyring_scope_id(kid, r->ctx->workspace_id, r->ctx->integration_id);
     snprintf(aad_text, sizeof(aad_text), "ai.suggestions.text:%s", r->id);
     snprintf(aad_audio, sizeof(aad_audio), "ai.suggestions.audio:%s", r->id);
     snprintf(ev_id, sizeof(ev_id), "ai:suggestion:%s", r->id);

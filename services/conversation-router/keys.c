@@ -69,21 +69,12 @@ void router_new_id(const char *prefix, char out[40])
     snprintf(out, 40, "%s_%s", prefix, hex);
 }
 
-/* ws:<ws> for the workspace's own keys, ws:<ws>:int:<integration> for Platform Data. */
-static void key_id(char *out, size_t cap, const char *ws, const char *integration)
-{
-    if (integration != NULL)
-        snprintf(out, cap, "ws:%s:int:%s", ws, integration);
-    else
-        snprintf(out, cap, "ws:%s", ws);
-}
-
 int router_seal(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                 const char *aad, const void *pt, size_t len, struct cm_buf *out)
 {
-    char kid[240];
+    char kid[CM_KEYRING_SCOPE_ID_LEN];
 
-    key_id(kid, sizeof(kid), ws, integration);
+    cm_keyring_scope_id(kid, ws, integration);
     cm_buf_reset(out);
     return cm_keyring_seal(r->keyring, pg, kid, aad, pt, len, out);
 }
@@ -93,13 +84,13 @@ int router_open(struct router *r, struct cm_pg *pg, const char *ws, const char *
 {
     unsigned char *raw;
     size_t raw_len = 0;
-    char kid[240];
+    char kid[CM_KEYRING_SCOPE_ID_LEN];
     int rc;
 
     raw = PQunescapeBytea((const unsigned char *)bytea_text, &raw_len);
     if (raw == NULL)
         return CM_ERR;
-    key_id(kid, sizeof(kid), ws, integration);
+    cm_keyring_scope_id(kid, ws, integration);
     cm_buf_reset(out);
     rc = cm_keyring_open(r->keyring, pg, kid, aad, raw, raw_len, out);
     PQfreemem(raw);
@@ -109,9 +100,9 @@ int router_open(struct router *r, struct cm_pg *pg, const char *ws, const char *
 int router_open_raw(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                     const char *aad, const void *sealed, size_t len, struct cm_buf *out)
 {
-    char kid[240];
+    char kid[CM_KEYRING_SCOPE_ID_LEN];
 
-    key_id(kid, sizeof(kid), ws, integration);
+    cm_keyring_scope_id(kid, ws, integration);
     cm_buf_reset(out);
     return cm_keyring_open(r->keyring, pg, kid, aad, sealed, len, out);
 }

@@ -78,46 +78,6 @@ static int delete_batches(struct cm_pg *pg, const char *sql, int nparams, const 
 }
 
 /*
- * Destroys the data keys of one workspace (which "workspace") or one integration (which
- * "integration"), matched exactly: the key ids are ws:<ws> and ws:<ws>:int:<integration>
- * (keys.c), ids never hold ':' (cm_id_valid), so comparing the parts of the key id with
- * the id is exact. Never a prefix: workspace "wa" must not reach the keys of "wab".
- */
-static int shred_exact(struct router *r, struct cm_pg *pg, const char *which, const char *id,
-                       long *keys)
-{
-    const char *params[1] = {id};
-    const char *sql =
-        strcmp(which, "workspace") == 0
-            ? "SELECT DISTINCT key_id FROM data_keys WHERE key_id = 'ws:' || $1"
-              " OR (split_part(key_id, ':', 1) = 'ws' AND split_part(key_id, ':', 2) = $1"
-              " AND split_part(key_id, ':', 3) = 'int' AND split_part(key_id, ':', 4) <> ''"
-              " AND split_part(key_id, ':', 5) = '')"
-            : "SELECT DISTINCT key_id FROM data_keys WHERE split_part(key_id, ':', 1) = 'ws'"
-              " AND split_part(key_id, ':', 2) <> '' AND split_part(key_id, ':', 3) = 'int'"
-              " AND split_part(key_id, ':', 4) = $1 AND split_part(key_id, ':', 5) = ''";
-    char **ids;
-    int n, rc;
-
-    rc = cm_pg_exec(pg, sql, 1, params);
-    if (rc != CM_OK)
-        return rc;
-    n = cm_pg_ntuples(pg);
-    ids = cm_xcalloc((size_t)n + 1, sizeof(char *));
-    for (int i = 0; i < n; i++)
-        ids[i] = cm_xstrdup(cm_pg_value(pg, i, 0));
-    for (int i = 0; i < n && rc == CM_OK; i++) {
-        long destroyed = 0;
-        rc = cm_keyring_shred(r->keyring, pg, ids[i], &destroyed);
-        *keys += destroyed;
-    }
-    for (int i = 0; i < n; i++)
-        free(ids[i]);
-    free(ids);
-    return rc;
-}
-
-/*
  * Marks the scope's routes 'purging' and shreds its keys, in one transaction. The background
  * writers that seal under an integration's key (profile.c, media_fetch.c) take their route
  * row FOR SHARE and require it not purging: one that began before waits out this UPDATE's
@@ -125,25 +85,29 @@ static int shred_exact(struct router *r, struct cm_pg *pg, const char *which, co
  * route purging and seals nothing. Without it, a profile fetched during the purge would
  * create the integration's key again after its shred.
  */
-static int shred_scope(struct router *r, struct cm_pg *pg, const char *which, const char *id,
+static int shred_scope(struct router *r, struct cm_pg *pg, enum cm_key_scope scope, const char *id,
                        long *keys)
 {
     const char *params[1] = {id};
+    long shredded = 0;
     int rc = cm_pg_begin(pg);
 
     if (rc == CM_OK)
         rc = cm_pg_exec(pg,
-                        strcmp(which, "workspace") == 0
+                        scope == CM_KEY_SCOPE_WORKSPACE
                             ? "UPDATE routes SET status = 'purging' WHERE workspace_id = $1"
                             : "UPDATE routes SET status = 'purging' WHERE integration_id = $1",
                         1, params);
     if (rc == CM_OK)
-        rc = shred_exact(r, pg, which, id, keys);
+        rc = cm_keyring_shred_scope(r->keyring, pg, scope, id, &shredded);
     if (rc == CM_OK)
         rc = cm_pg_commit(pg);
-    if (rc != CM_OK)
+    if (rc != CM_OK) {
         cm_pg_rollback(pg);
-    return rc;
+        return rc;
+    }
+    *keys += shredded;
+    return CM_OK;
 }
 
 /* Purges the dead letters of the accounts of the routes selected by sql (one parameter). */
@@ -261,7 +225,7 @@ static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, s
     int rc;
 
     /* Keys first: from here on nothing of the workspace can be read, whatever remains. */
-    rc = shred_scope(r, pg, "workspace", ws, &c->keys);
+    rc = shred_scope(r, pg, CM_KEY_SCOPE_WORKSPACE, ws, &c->keys);
     router_keys_forget(r, ws);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, "DELETE FROM index_keys WHERE workspace_id = $1", 1, params);
@@ -281,7 +245,7 @@ static int purge_integration(struct router *r, struct cm_pg *pg, const char *int
     int rc;
 
     /* The integration's own keys: the rest of the workspace stays readable. */
-    rc = shred_scope(r, pg, "integration", integration, &c->keys);
+    rc = shred_scope(r, pg, CM_KEY_SCOPE_INTEGRATION, integration, &c->keys);
     if (rc == CM_OK)
         rc = purge_rows(r, pg, &by_integration, integration, c);
     return rc;

@@ -480,6 +480,73 @@ static void test_shred(void)
     cm_pg_destroy(pg);
 }
 
+/* Key ids of scopes: ws:<ws> and ws:<ws>:int:<integration>, shredded by exact parts. */
+static void test_shred_scope(void)
+{
+    struct cm_pg *pg = connect_as("doms_router", "router");
+    static const char *const kids[] = {
+        "ws:wa",          "ws:wa:int:i1", "ws:wa:int:i2",   "ws:wb:int:i1",  "ws:wab",
+        "ws:wab:int:i1x", "int:i1",       "ws:wa:int:i1:x", "ws:wa:intx:i1",
+    };
+    char line[128], kid[CM_KEYRING_SCOPE_ID_LEN], long_ws[CM_ID_MAX + 1], long_int[CM_ID_MAX + 1];
+    struct cm_keyring *kr;
+    struct cm_buf sealed;
+    long n = -1;
+
+    snprintf(line, sizeof(line), "1:%s\n", b64_1);
+    kr = load(kek_file("scope.kek", line));
+
+    cm_keyring_scope_id(kid, "wa", NULL);
+    CHECK_STR(kid, "ws:wa");
+    cm_keyring_scope_id(kid, "wa", "i1");
+    CHECK_STR(kid, "ws:wa:int:i1");
+    /* The longest ids fit whole: a truncated key id could name another scope's key. */
+    memset(long_ws, 'w', CM_ID_MAX);
+    long_ws[CM_ID_MAX] = '\0';
+    memset(long_int, 'i', CM_ID_MAX);
+    long_int[CM_ID_MAX] = '\0';
+    cm_keyring_scope_id(kid, long_ws, long_int);
+    CHECK_INT((long)strlen(kid), (long)(strlen("ws::int:") + 2 * CM_ID_MAX));
+
+    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
+        seal(kr, pg, kids[i], "router.messages.text:1", kids[i], &sealed);
+        cm_buf_cleanup(&sealed);
+    }
+
+    /* An integration: its key under whichever workspace, nothing whose parts differ. */
+    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_INTEGRATION, "i1", &n), CM_OK);
+    CHECK_INT(n, 2);
+    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id LIKE $1", "ws:w_:int:i1"), 0);
+    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id = ANY($1::text[])",
+                    "{ws:wa,ws:wa:int:i2,ws:wab,ws:wab:int:i1x,int:i1,ws:wa:int:i1:x,"
+                    "ws:wa:intx:i1}"),
+              7);
+
+    /* A workspace: its own key and its integrations' keys, never those of "wab". */
+    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_WORKSPACE, "wa", &n), CM_OK);
+    CHECK_INT(n, 2);
+    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id = ANY($1::text[])",
+                    "{ws:wab,ws:wab:int:i1x,int:i1,ws:wa:int:i1:x,ws:wa:intx:i1}"),
+              5);
+    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id = ANY($1::text[])",
+                    "{ws:wa,ws:wa:int:i2}"),
+              0);
+    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_WORKSPACE, "wa", &n), CM_OK);
+    CHECK_INT(n, 0);
+
+    /* Not an id: refused before any statement, nothing shredded. */
+    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_WORKSPACE, "", &n), CM_INVALID);
+    CHECK_INT(n, 0);
+    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_WORKSPACE, "wab:int", &n), CM_INVALID);
+    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_INTEGRATION, "i%", &n), CM_INVALID);
+    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id = ANY($1::text[])",
+                    "{ws:wab,ws:wab:int:i1x,int:i1,ws:wa:int:i1:x,ws:wa:intx:i1}"),
+              5);
+
+    cm_keyring_destroy(kr);
+    cm_pg_destroy(pg);
+}
+
 /* --- replicas racing -------------------------------------------------------------------- */
 
 #define RACERS 4
@@ -791,6 +858,7 @@ int main(void)
     RUN(test_round_trip);
     RUN(test_rotation);
     RUN(test_shred);
+    RUN(test_shred_scope);
     RUN(test_race);
     RUN(test_rollback);
     RUN(test_pending_elsewhere);

@@ -68,6 +68,7 @@
 #include <stddef.h>
 
 #include "common/err.h"
+#include "common/id.h"
 #include "common/mem.h"
 #include "common/pg.h"
 
@@ -154,6 +155,34 @@ int cm_keyring_open(struct cm_keyring *kr, struct cm_pg *pg, const char *key_id,
  */
 int cm_keyring_shred(struct cm_keyring *kr, struct cm_pg *pg, const char *key_id,
                      long *destroyed) CM_MUST_CHECK;
+
+/*
+ * Key ids of Platform Data kept per workspace and integration (the router's messages,
+ * contacts and media, ai-suggest's drafts): ws:<ws> for a workspace's own keys,
+ * ws:<ws>:int:<integration> for what came through one of its integrations. Both parts are
+ * cm_id_valid() ids, which hold no ':', so a key id names them unambiguously and a scope's
+ * keys are found by comparing its parts, never by prefix (workspace "wa" never reaches the
+ * keys of "wab").
+ */
+#define CM_KEYRING_SCOPE_ID_LEN (sizeof("ws::int:") + 2 * CM_ID_MAX) /* with its NUL */
+
+enum cm_key_scope {
+    CM_KEY_SCOPE_WORKSPACE,   /* ws:<id> and every ws:<id>:int:<any> */
+    CM_KEY_SCOPE_INTEGRATION, /* ws:<any>:int:<id> */
+};
+
+/* Writes ws:<ws>, or ws:<ws>:int:<integration> when integration is not NULL, into out
+ * (CM_KEYRING_SCOPE_ID_LEN bytes). ws and integration must be cm_id_valid() ids. */
+void cm_keyring_scope_id(char out[CM_KEYRING_SCOPE_ID_LEN], const char *ws,
+                         const char *integration);
+
+/*
+ * Crypto-shreds every key id of one scope (above) with cm_keyring_shred(), inside the
+ * caller's transaction when one is open. *destroyed receives the number of DEK rows deleted.
+ * Returns CM_OK, CM_INVALID when id is not a cm_id_valid() id, or the database's error.
+ */
+int cm_keyring_shred_scope(struct cm_keyring *kr, struct cm_pg *pg, enum cm_key_scope scope,
+                           const char *id, long *destroyed) CM_MUST_CHECK;
 
 /*
  * Re-wraps every DEK whose KEK is older than the newest under the newest KEK, leaving the
