@@ -2,9 +2,9 @@
  * test_keyring - envelope encryption against a real PostgreSQL, as a service uses it: the
  * router's role in its own schema (and the vault's, for KEK rotation, so that the counts
  * there are this test's alone). Round trips; every kind of wrong input refused; the KEK
- * file's refusals; KEK rotation and rewrap; crypto-shredding, here and in another replica
- * after the cache TTL; replicas racing to create a key; DEKs created in transactions that
- * roll back; no plaintext anywhere in the schema.
+ * file's refusals; KEK rotation and rewrap; replicas racing to create a key; DEKs created in
+ * transactions that roll back; no plaintext anywhere in the schema. Crypto-shredding is in
+ * test_keyring_shred.c (keyring_suite.h).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -19,17 +19,19 @@
 #include "common/keyring.h"
 #include "common/pg.h"
 #include "harness.h"
+#include "keyring_suite.h"
 
 static struct th_db db;
 static unsigned char kek1[32], kek2[32], kek_other[32];
-static char b64_1[64], b64_2[64], b64_other[64];
+char b64_1[64];
+static char b64_2[64], b64_other[64];
 
 static const struct cm_migration migrations[] = {
     {1, "data_keys", cm_keyring_schema_sql},
     {2, "messages", "CREATE TABLE messages (id integer PRIMARY KEY, text bytea NOT NULL)"},
 };
 
-static struct cm_pg *connect_as(const char *role, const char *schema)
+struct cm_pg *connect_as(const char *role, const char *schema)
 {
     char *url = th_db_url(&db, role);
     struct cm_pg *pg = NULL;
@@ -62,13 +64,12 @@ static const char *write_file(const char *name, const char *content, mode_t mode
     return path;
 }
 
-/* A KEK file with the given lines ("1:<key>" ...), mode 0600. */
-static const char *kek_file(const char *name, const char *content)
+const char *kek_file(const char *name, const char *content)
 {
     return write_file(name, content, 0600);
 }
 
-static struct cm_keyring *load(const char *path)
+struct cm_keyring *load(const char *path)
 {
     struct cm_keyring *kr = NULL;
     char err[256] = "";
@@ -189,17 +190,15 @@ static void test_kek_file(void)
     cm_keyring_destroy(kr);
 }
 
-/* Seals pt under key_id and aad; the sealed value is left in out (caller cleans up). */
-static void seal(struct cm_keyring *kr, struct cm_pg *pg, const char *key_id, const char *aad,
-                 const char *pt, struct cm_buf *out)
+void seal(struct cm_keyring *kr, struct cm_pg *pg, const char *key_id, const char *aad,
+          const char *pt, struct cm_buf *out)
 {
     cm_buf_init(out);
     CHECK_INT(cm_keyring_seal(kr, pg, key_id, aad, pt, strlen(pt), out), CM_OK);
 }
 
-/* Opens ct and returns the result code; on success the plaintext must equal want. */
-static int open_as(struct cm_keyring *kr, struct cm_pg *pg, const char *key_id, const char *aad,
-                   const void *ct, size_t len, const char *want)
+int open_as(struct cm_keyring *kr, struct cm_pg *pg, const char *key_id, const char *aad,
+            const void *ct, size_t len, const char *want)
 {
     struct cm_buf out;
     int rc;
@@ -215,7 +214,7 @@ static int open_as(struct cm_keyring *kr, struct cm_pg *pg, const char *key_id, 
     return rc;
 }
 
-static long count(struct cm_pg *pg, const char *sql, const char *param)
+long count(struct cm_pg *pg, const char *sql, const char *param)
 {
     const char *params[1] = {param};
 
@@ -410,140 +409,6 @@ static void test_rotation(void)
     cm_keyring_destroy(kr2);
     cm_keyring_destroy(kr3);
     cm_keyring_destroy(only1);
-    cm_pg_destroy(pg);
-}
-
-static void test_shred(void)
-{
-    struct cm_pg *pg = connect_as("doms_router", "router");
-    char line[128];
-    const char *path;
-    struct cm_keyring *kr, *replica, *fresh;
-    struct cm_buf s1[3], s2, s3;
-    long n = -1;
-
-    snprintf(line, sizeof(line), "1:%s\n", b64_1);
-    path = kek_file("shred.kek", line);
-    kr = load(path);
-    replica = load(path);
-    for (int i = 0; i < 3; i++)
-        seal(kr, pg, "ws:s1", "router.messages.text:9", "to be forgotten", &s1[i]);
-    seal(kr, pg, "ws:s2", "router.messages.text:9", "to be kept", &s2);
-    seal(kr, pg, "ws:s3", "router.messages.text:9", "shredded elsewhere", &s3);
-    CHECK_INT(open_as(replica, pg, "ws:s3", "router.messages.text:9", s3.data, s3.len,
-                      "shredded elsewhere"),
-              CM_OK); /* now in the replica's cache */
-
-    CHECK_INT(cm_keyring_shred(kr, pg, "ws:s1", &n), CM_OK);
-    CHECK_INT(n, 1);
-    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id = $1", "ws:s1"), 0);
-    for (int i = 0; i < 3; i++)
-        CHECK_INT(open_as(kr, pg, "ws:s1", "router.messages.text:9", s1[i].data, s1[i].len, NULL),
-                  CM_NOTFOUND);
-    CHECK_INT(open_as(kr, pg, "ws:s2", "router.messages.text:9", s2.data, s2.len, "to be kept"),
-              CM_OK);
-    fresh = load(path);
-    CHECK_INT(open_as(fresh, pg, "ws:s1", "router.messages.text:9", s1[0].data, s1[0].len, NULL),
-              CM_NOTFOUND);
-    CHECK_INT(open_as(fresh, pg, "ws:s2", "router.messages.text:9", s2.data, s2.len, "to be kept"),
-              CM_OK);
-    CHECK_INT(cm_keyring_shred(kr, pg, "ws:s1", &n), CM_OK);
-    CHECK_INT(n, 0);
-    CHECK_INT(cm_keyring_shred(kr, pg, "", &n), CM_INVALID);
-
-    /* The key id used again gets a new DEK; the old values stay unreadable. */
-    {
-        struct cm_buf again;
-        seal(kr, pg, "ws:s1", "router.messages.text:9", "new life", &again);
-        CHECK(open_as(fresh, pg, "ws:s1", "router.messages.text:9", s1[1].data, s1[1].len, NULL) !=
-              CM_OK);
-        CHECK_INT(open_as(fresh, pg, "ws:s1", "router.messages.text:9", again.data, again.len,
-                          "new life"),
-                  CM_OK);
-        cm_buf_cleanup(&again);
-    }
-
-    /* Shredded by one replica: another stops opening within its cache TTL (1 s here). */
-    cm_keyring_set_cache_ttl(replica, 1);
-    CHECK_INT(cm_keyring_shred(kr, pg, "ws:s3", &n), CM_OK);
-    th_sleep_ms(1100);
-    CHECK_INT(open_as(replica, pg, "ws:s3", "router.messages.text:9", s3.data, s3.len, NULL),
-              CM_NOTFOUND);
-
-    for (int i = 0; i < 3; i++)
-        cm_buf_cleanup(&s1[i]);
-    cm_buf_cleanup(&s2);
-    cm_buf_cleanup(&s3);
-    cm_keyring_destroy(kr);
-    cm_keyring_destroy(replica);
-    cm_keyring_destroy(fresh);
-    cm_pg_destroy(pg);
-}
-
-/* Key ids of scopes: ws:<ws> and ws:<ws>:int:<integration>, shredded by exact parts. */
-static void test_shred_scope(void)
-{
-    struct cm_pg *pg = connect_as("doms_router", "router");
-    static const char *const kids[] = {
-        "ws:wa",          "ws:wa:int:i1", "ws:wa:int:i2",   "ws:wb:int:i1",  "ws:wab",
-        "ws:wab:int:i1x", "int:i1",       "ws:wa:int:i1:x", "ws:wa:intx:i1",
-    };
-    char line[128], kid[CM_KEYRING_SCOPE_ID_LEN], long_ws[CM_ID_MAX + 1], long_int[CM_ID_MAX + 1];
-    struct cm_keyring *kr;
-    struct cm_buf sealed;
-    long n = -1;
-
-    snprintf(line, sizeof(line), "1:%s\n", b64_1);
-    kr = load(kek_file("scope.kek", line));
-
-    cm_keyring_scope_id(kid, "wa", NULL);
-    CHECK_STR(kid, "ws:wa");
-    cm_keyring_scope_id(kid, "wa", "i1");
-    CHECK_STR(kid, "ws:wa:int:i1");
-    /* The longest ids fit whole: a truncated key id could name another scope's key. */
-    memset(long_ws, 'w', CM_ID_MAX);
-    long_ws[CM_ID_MAX] = '\0';
-    memset(long_int, 'i', CM_ID_MAX);
-    long_int[CM_ID_MAX] = '\0';
-    cm_keyring_scope_id(kid, long_ws, long_int);
-    CHECK_INT((long)strlen(kid), (long)(strlen("ws::int:") + 2 * CM_ID_MAX));
-
-    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
-        seal(kr, pg, kids[i], "router.messages.text:1", kids[i], &sealed);
-        cm_buf_cleanup(&sealed);
-    }
-
-    /* An integration: its key under whichever workspace, nothing whose parts differ. */
-    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_INTEGRATION, "i1", &n), CM_OK);
-    CHECK_INT(n, 2);
-    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id LIKE $1", "ws:w_:int:i1"), 0);
-    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id = ANY($1::text[])",
-                    "{ws:wa,ws:wa:int:i2,ws:wab,ws:wab:int:i1x,int:i1,ws:wa:int:i1:x,"
-                    "ws:wa:intx:i1}"),
-              7);
-
-    /* A workspace: its own key and its integrations' keys, never those of "wab". */
-    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_WORKSPACE, "wa", &n), CM_OK);
-    CHECK_INT(n, 2);
-    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id = ANY($1::text[])",
-                    "{ws:wab,ws:wab:int:i1x,int:i1,ws:wa:int:i1:x,ws:wa:intx:i1}"),
-              5);
-    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id = ANY($1::text[])",
-                    "{ws:wa,ws:wa:int:i2}"),
-              0);
-    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_WORKSPACE, "wa", &n), CM_OK);
-    CHECK_INT(n, 0);
-
-    /* Not an id: refused before any statement, nothing shredded. */
-    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_WORKSPACE, "", &n), CM_INVALID);
-    CHECK_INT(n, 0);
-    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_WORKSPACE, "wab:int", &n), CM_INVALID);
-    CHECK_INT(cm_keyring_shred_scope(kr, pg, CM_KEY_SCOPE_INTEGRATION, "i%", &n), CM_INVALID);
-    CHECK_INT(count(pg, "SELECT count(*) FROM data_keys WHERE key_id = ANY($1::text[])",
-                    "{ws:wab,ws:wab:int:i1x,int:i1,ws:wa:int:i1:x,ws:wa:intx:i1}"),
-              5);
-
-    cm_keyring_destroy(kr);
     cm_pg_destroy(pg);
 }
 
