@@ -33,6 +33,8 @@ struct route {
     char *delegates[MAX_DELEGATES]; /* callers that may act as "operator" here */
     int ndelegates;
     cm_rpc_fn fn;
+    cm_rpc_batch_fn batch_fn; /* instead of fn: the calls queued for it, together */
+    int batch_max;
     void *arg;
     bool forwarded_only; /* served for calls other lanes forward here: never subscribed */
     natsSubscription *sub;
@@ -265,50 +267,117 @@ static bool resolve_actor(struct cm_rpc_call *call, const struct route *route)
     return true;
 }
 
-/* Runs one request on a worker. */
-static void serve(struct cm_rpc *rpc, struct cm_pg *pg, int worker, struct item *it)
+/* Fills call for it and checks what every handler relies on: a caller, a JSON object, an
+ * actor this caller may name. False after replying (the call is then done). */
+static bool admit(struct cm_rpc_call *call, struct cm_rpc *rpc, struct cm_pg *pg, int worker,
+                  struct item *it)
 {
-    struct cm_rpc_call call = {0};
-    struct timespec t0;
-    cJSON *req = NULL;
+    cJSON *req;
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    call.subject = it->route->subject;
-    call.msg = it->msg;
-    call.rpc = rpc;
-    call.pg = pg;
-    call.worker = worker;
-    call.caller = caller_of(it->route, it->msg);
-    if (call.caller == NULL) {
+    memset(call, 0, sizeof(*call));
+    call->subject = it->route->subject;
+    call->msg = it->msg;
+    call->rpc = rpc;
+    call->pg = pg;
+    call->worker = worker;
+    call->caller = caller_of(it->route, it->msg);
+    if (call->caller == NULL) {
         /* The subscription is "<subject>.*": unreachable, unless nats.c changes. */
-        cm_rpc_fail(&call, "denied", "the request names no caller");
-        goto done;
+        cm_rpc_fail(call, "denied", "the request names no caller");
+        return false;
     }
     req = cJSON_ParseWithLength(natsMsg_GetData(it->msg), (size_t)natsMsg_GetDataLength(it->msg));
+    call->req = req;
     if (!cJSON_IsObject(req)) {
-        cm_rpc_fail(&call, "invalid", "the request is not a JSON object");
-        goto done;
+        cm_rpc_fail(call, "invalid", "the request is not a JSON object");
+        return false;
     }
-    call.req = req;
-    if (!resolve_actor(&call, it->route))
-        goto done;
-    it->route->fn(&call, it->route->arg);
-    if (call.forwarded) {
-        /* The message is the other lane's now, and the call counts there. */
-        it->msg = NULL;
-        cJSON_Delete(req);
-        return;
+    return resolve_actor(call, it->route);
+}
+
+/* After the handler: answers for one that did not, counts the call, frees its request. */
+static void finish(struct cm_rpc *rpc, struct cm_rpc_call *call, bool handled,
+                   const struct timespec *t0)
+{
+    if (handled && !call->replied) {
+        CM_ERROR("rpc: handler of %s did not reply", call->subject);
+        cm_rpc_fail(call, "internal", "the handler gave no answer");
     }
-    if (!call.replied) {
-        CM_ERROR("rpc: handler of %s did not reply", call.subject);
-        cm_rpc_fail(&call, "internal", "the handler gave no answer");
-    }
-done:
     if (rpc->m_calls != NULL)
         cm_metrics_inc(rpc->m_calls, 1);
     if (rpc->m_latency != NULL)
-        cm_metrics_observe(rpc->m_latency, elapsed(&t0));
-    cJSON_Delete(req);
+        cm_metrics_observe(rpc->m_latency, elapsed(t0));
+    cJSON_Delete((cJSON *)call->req);
+}
+
+/* Runs one request on a worker. */
+static void serve(struct cm_rpc *rpc, struct cm_pg *pg, int worker, struct item *it)
+{
+    struct cm_rpc_call call;
+    struct timespec t0;
+    bool handled = false;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (admit(&call, rpc, pg, worker, it)) {
+        it->route->fn(&call, it->route->arg);
+        handled = true;
+        if (call.forwarded) {
+            /* The message is the other lane's now, and the call counts there. */
+            it->msg = NULL;
+            cJSON_Delete((cJSON *)call.req);
+            return;
+        }
+    }
+    finish(rpc, &call, handled, &t0);
+}
+
+/* Runs n requests of one batch route on a worker: those admitted go to its handler together. */
+static void serve_batch(struct cm_rpc *rpc, struct cm_pg *pg, int worker, struct item **items,
+                        int n)
+{
+    struct cm_rpc_call calls[CM_RPC_BATCH_MAX], *admitted[CM_RPC_BATCH_MAX];
+    bool handled[CM_RPC_BATCH_MAX];
+    const struct route *route = items[0]->route;
+    struct timespec t0;
+    int k = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < n; i++) {
+        handled[i] = admit(&calls[i], rpc, pg, worker, items[i]);
+        if (handled[i])
+            admitted[k++] = &calls[i];
+    }
+    if (k > 0)
+        route->batch_fn(admitted, k, route->arg);
+    for (int i = 0; i < n; i++)
+        finish(rpc, &calls[i], handled[i], &t0);
+}
+
+/* Under rpc->lock: moves the items of route queued behind the head into batch (which holds
+ * n already), up to max in all, keeping the others' order. Returns the new count. */
+static int take_batch(struct cm_rpc *rpc, const struct route *route, struct item **batch, int n,
+                      int max)
+{
+    struct item *prev = NULL, *x = rpc->head;
+
+    while (x != NULL && n < max) {
+        struct item *next = x->next;
+        if (x->route == route) {
+            if (prev != NULL)
+                prev->next = next;
+            else
+                rpc->head = next;
+            if (rpc->tail == x)
+                rpc->tail = prev;
+            rpc->queued--;
+            x->next = NULL;
+            batch[n++] = x;
+        } else {
+            prev = x;
+        }
+        x = next;
+    }
+    return n;
 }
 
 struct worker_arg {
@@ -330,25 +399,34 @@ static void *worker_main(void *p)
     if (rpc->session_sql != NULL && cm_pg_session(pg, rpc->session_sql) != CM_OK)
         CM_WARN("rpc: worker %d: session settings not applied yet", index);
     for (;;) {
-        struct item *it;
+        struct item *batch[CM_RPC_BATCH_MAX];
+        int n = 1;
 
         pthread_mutex_lock(&rpc->lock);
         while (rpc->head == NULL && !rpc->stopping)
             pthread_cond_wait(&rpc->cond, &rpc->lock);
-        it = rpc->head;
-        if (it == NULL) { /* stopping and drained */
+        batch[0] = rpc->head;
+        if (batch[0] == NULL) { /* stopping and drained */
             pthread_mutex_unlock(&rpc->lock);
             break;
         }
-        rpc->head = it->next;
+        rpc->head = batch[0]->next;
         if (rpc->head == NULL)
             rpc->tail = NULL;
         rpc->queued--;
+        batch[0]->next = NULL;
+        if (batch[0]->route->batch_fn != NULL)
+            n = take_batch(rpc, batch[0]->route, batch, 1, batch[0]->route->batch_max);
         pthread_mutex_unlock(&rpc->lock);
 
-        serve(rpc, pg, index, it);
-        natsMsg_Destroy(it->msg);
-        free(it);
+        if (batch[0]->route->batch_fn != NULL)
+            serve_batch(rpc, pg, index, batch, n);
+        else
+            serve(rpc, pg, index, batch[0]);
+        for (int i = 0; i < n; i++) {
+            natsMsg_Destroy(batch[i]->msg);
+            free(batch[i]);
+        }
     }
     cm_pg_destroy(pg);
     return NULL;
@@ -513,6 +591,26 @@ void cm_rpc_handle(struct cm_rpc *rpc, const char *subject, cm_rpc_fn fn, void *
     r->fn = fn;
     r->arg = arg;
     r->rpc = rpc;
+}
+
+void cm_rpc_handle_batch(struct cm_rpc *rpc, const char *subject, cm_rpc_batch_fn fn, void *arg,
+                         int max)
+{
+    if (max < 1 || max > CM_RPC_BATCH_MAX)
+        abort(); /* a programming error, caught by the first test run */
+    cm_rpc_handle(rpc, subject, NULL, arg);
+    rpc->routes[rpc->nroutes - 1].batch_fn = fn;
+    rpc->routes[rpc->nroutes - 1].batch_max = max;
+}
+
+int cm_rpc_queued(struct cm_rpc *rpc)
+{
+    int n;
+
+    pthread_mutex_lock(&rpc->lock);
+    n = rpc->queued;
+    pthread_mutex_unlock(&rpc->lock);
+    return n;
 }
 
 void cm_rpc_handle_forwarded(struct cm_rpc *lane, const char *subject, cm_rpc_fn fn, void *arg)

@@ -509,84 +509,122 @@ static bool may_fetch(const char *caller)
     return false;
 }
 
-/* Serves a token: only to the two services that send, only while connected, audited. */
-static void on_token_get(struct cm_rpc_call *call, void *arg)
-{
-    struct vault *v = arg;
-    const char *id = cm_rpc_str(call, "integration_id");
-    /* Who asks is known from the server (the subject space it may publish on), never from
-     * the body: nats-server lets only these two identities request this subject, and this
-     * check holds even against a server configured too loosely. */
-    const char *requester = call->caller;
-    struct cm_buf tok;
-    char platform[16], account[80], expires[32];
+/*
+ * Tokens are served in batches (cm_rpc_handle_batch): the requests queued together are read
+ * and audited by one statement, so that a burst costs one PostgreSQL round trip and one
+ * worker's wake-up rather than one of each per token. Each request keeps its own checks,
+ * audit record and answer.
+ */
+#define TOKEN_BATCH 8
+
+/* One token request of a batch, once its caller and id have passed. */
+struct token_req {
+    struct cm_rpc_call *call;
+    const char *id;
+    char *payload; /* its audit event (cJSON_free) */
+    char msg_id[48];
+    bool found;  /* the integration exists */
+    bool served; /* its audit record is written: the token may go */
+    char status[24];
+    char platform[16];
+    char account[80];
+    char *sealed; /* the row's sealed token, copied (free) */
     int64_t until;
+};
+
+/*
+ * The statement for n requests: each row of req is one of them (its place n, the id, its audit
+ * event), joined to its integration and token; the audit record is written for each one that
+ * may be served, in the same statement (in autocommit, without waiting for the WAL flush:
+ * losing the last audit rows in a PostgreSQL crash is the price of a token fetch in one round
+ * trip). One answer row for each request whose integration exists.
+ */
+static void token_sql(char *out, size_t cap, int n)
+{
+    int len = snprintf(out, cap, "WITH req (n, id, msg_id, payload) AS (VALUES ");
+
+    for (int i = 0; i < n; i++)
+        len += snprintf(out + len, cap - (size_t)len, "%s(%d, $%d::text, $%d::text, $%d::text)",
+                        i > 0 ? ", " : "", i + 1, 3 * i + 2, 3 * i + 3, 3 * i + 4);
+    snprintf(out + len, cap - (size_t)len, "%s",
+             "), tok AS (SELECT r.n, r.msg_id, r.payload, i.status, i.platform, i.account_id,"
+             " t.sealed, coalesce(extract(epoch FROM t.expires_at)::bigint, 0) AS expires"
+             " FROM req r JOIN integrations i ON i.id = r.id"
+             " LEFT JOIN tokens t ON t.integration_id = i.id),"
+             " aud AS (INSERT INTO outbox (subject, msg_id, payload) SELECT $1, msg_id, payload"
+             " FROM tok WHERE status = 'connected' AND sealed IS NOT NULL ORDER BY n"
+             " RETURNING msg_id)"
+             " SELECT n, status, platform, account_id, sealed, expires,"
+             " msg_id IN (SELECT msg_id FROM aud) FROM tok");
+}
+
+/* Reads and audits the batch's tokens in one statement; fills each request's row fields. */
+static int read_tokens(struct cm_pg *pg, struct token_req *reqs, int n)
+{
+    static const char *const names[TOKEN_BATCH] = {
+        "vault_token_get_1", "vault_token_get_2", "vault_token_get_3", "vault_token_get_4",
+        "vault_token_get_5", "vault_token_get_6", "vault_token_get_7", "vault_token_get_8",
+    };
+    const char *values[1 + 3 * TOKEN_BATCH];
+    char sql[2048];
+    int rc;
+
+    values[0] = "audit." VAULT_SERVICE;
+    for (int i = 0; i < n; i++) {
+        values[3 * i + 1] = reqs[i].id;
+        values[3 * i + 2] = reqs[i].msg_id;
+        values[3 * i + 3] = reqs[i].payload;
+    }
+    token_sql(sql, sizeof(sql), n);
+    rc = cm_pg_exec_prepared(pg, names[n - 1], sql, 1 + 3 * n, values, NULL, NULL);
+    if (rc != CM_OK)
+        return rc;
+    for (int row = 0; row < cm_pg_ntuples(pg); row++) {
+        long k = strtol(cm_pg_value(pg, row, 0), NULL, 10);
+        struct token_req *t;
+        if (k < 1 || k > n)
+            return CM_ERR; /* unreachable: n comes from the statement's own VALUES */
+        t = &reqs[k - 1];
+        t->found = true;
+        t->served = strcmp(cm_pg_value(pg, row, 6), "t") == 0;
+        snprintf(t->status, sizeof(t->status), "%s", cm_pg_value(pg, row, 1));
+        snprintf(t->platform, sizeof(t->platform), "%s", cm_pg_value(pg, row, 2));
+        snprintf(t->account, sizeof(t->account), "%s", cm_pg_value(pg, row, 3));
+        if (t->served)
+            t->sealed = cm_xstrdup(cm_pg_value(pg, row, 4));
+        t->until = strtoll(cm_pg_value(pg, row, 5), NULL, 10);
+    }
+    return CM_OK;
+}
+
+/* Answers one request of the batch from its row. */
+static void serve_token(struct vault *v, struct token_req *t)
+{
+    struct cm_rpc_call *call = t->call;
+    struct cm_buf tok;
+    char expires[32];
     cJSON *out;
     int rc;
 
+    if (!t->found) {
+        cm_rpc_fail(call, "not_found", "no integration %s", t->id);
+        return;
+    }
+    if (!t->served) {
+        cm_rpc_fail(call, "refused", "integration %s is %s: no token is served", t->id, t->status);
+        cm_metrics_inc(v->m_refused, 1);
+        return;
+    }
     cm_buf_init(&tok);
-    if (!may_fetch(requester)) {
-        cm_metrics_inc(v->m_refused, 1);
-        cm_rpc_fail(call, "denied", "only conversation-router and ai-suggest may fetch tokens");
-        return;
-    }
-    if (!valid_id(id, 64)) {
-        cm_rpc_fail(call, "invalid", "integration_id is required");
-        return;
-    }
-    /* One statement: the row with its sealed token, and the audit event of serving it,
-     * committed together (in autocommit, without waiting for the WAL flush: losing the
-     * last audit rows in a PostgreSQL crash is the price of a token fetch in one round
-     * trip). The event is only written when the integration may be served. */
-    {
-        char *payload = NULL, msg_id[48];
-        rc = cm_audit_event(VAULT_SERVICE, requester, "token.served", id, &payload, msg_id);
-        if (rc == CM_OK) {
-            const char *values[4] = {id, "audit." VAULT_SERVICE, msg_id, payload};
-            rc = cm_pg_exec_prepared(
-                call->pg, "vault_token_get",
-                "WITH tok AS (SELECT i.status, i.platform, i.account_id, t.sealed,"
-                " coalesce(extract(epoch FROM t.expires_at)::bigint, 0) AS expires"
-                " FROM integrations i LEFT JOIN tokens t ON t.integration_id = i.id"
-                " WHERE i.id = $1), aud AS (INSERT INTO outbox (subject, msg_id, payload)"
-                " SELECT $2, $3, $4 FROM tok WHERE tok.status = 'connected'"
-                " AND tok.sealed IS NOT NULL RETURNING 1)"
-                " SELECT status, platform, account_id, sealed, expires,"
-                " (SELECT count(*) FROM aud) FROM tok",
-                4, values, NULL, NULL);
-        }
-        cJSON_free(payload);
-    }
-    if (rc != CM_OK) {
-        cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
-        return;
-    }
-    if (cm_pg_ntuples(call->pg) == 0) {
-        cm_rpc_fail(call, "not_found", "no integration %s", id);
-        return;
-    }
-    if (strcmp(cm_pg_value(call->pg, 0, 5), "1") != 0) {
-        cm_rpc_fail(call, "refused", "integration %s is %s: no token is served", id,
-                    cm_pg_value(call->pg, 0, 0));
-        cm_metrics_inc(v->m_refused, 1);
-        return;
-    }
-    snprintf(platform, sizeof(platform), "%s", cm_pg_value(call->pg, 0, 1));
-    snprintf(account, sizeof(account), "%s", cm_pg_value(call->pg, 0, 2));
-    until = strtoll(cm_pg_value(call->pg, 0, 4), NULL, 10);
-    {
-        char *sealed = cm_xstrdup(cm_pg_value(call->pg, 0, 3));
-        rc = vault_open_token_buf(v, call->pg, id, sealed, &tok);
-        free(sealed);
-    }
+    rc = vault_open_token_buf(v, call->pg, t->id, t->sealed, &tok);
     if (rc != CM_OK) {
         cm_buf_wipe(&tok);
-        CM_ERROR("the token of integration %s does not decrypt: %s", id, cm_err_str(rc));
-        cm_rpc_fail(call, "refused", "the token of integration %s cannot be served", id);
+        CM_ERROR("the token of integration %s does not decrypt: %s", t->id, cm_err_str(rc));
+        cm_rpc_fail(call, "refused", "the token of integration %s cannot be served", t->id);
         return;
     }
     out = cJSON_CreateObject();
-    cJSON_AddStringToObject(out, "integration_id", id);
+    cJSON_AddStringToObject(out, "integration_id", t->id);
     cJSON_AddStringToObject(out, "token", tok.data);
     {
         char proof[VAULT_PROOF_LEN];
@@ -595,16 +633,62 @@ static void on_token_get(struct cm_rpc_call *call, void *arg)
         sodium_memzero(proof, sizeof(proof));
     }
     cm_buf_wipe(&tok);
-    cJSON_AddStringToObject(out, "platform", platform);
-    cJSON_AddStringToObject(out, "account_id", account);
-    if (until) {
-        rfc3339(until, expires);
+    cJSON_AddStringToObject(out, "platform", t->platform);
+    cJSON_AddStringToObject(out, "account_id", t->account);
+    if (t->until) {
+        rfc3339(t->until, expires);
         cJSON_AddStringToObject(out, "expires_at", expires);
     } else {
         cJSON_AddNullToObject(out, "expires_at");
     }
     cm_metrics_inc(v->m_served, 1);
     cm_rpc_reply_secret(call, out);
+}
+
+/* Serves tokens: only to the two services that send, only while connected, audited. */
+static void on_token_get(struct cm_rpc_call *const *calls, int n, void *arg)
+{
+    struct vault *v = arg;
+    struct token_req reqs[TOKEN_BATCH];
+    int m = 0, rc;
+
+    for (int i = 0; i < n; i++) {
+        struct cm_rpc_call *call = calls[i];
+        const char *id = cm_rpc_str(call, "integration_id");
+        struct token_req *t = &reqs[m];
+        /* Who asks is known from the server (the subject space it may publish on), never
+         * from the body: nats-server lets only these two identities request this subject,
+         * and this check holds even against a server configured too loosely. */
+        if (!may_fetch(call->caller)) {
+            cm_metrics_inc(v->m_refused, 1);
+            cm_rpc_fail(call, "denied", "only conversation-router and ai-suggest may fetch tokens");
+            continue;
+        }
+        if (!valid_id(id, 64)) {
+            cm_rpc_fail(call, "invalid", "integration_id is required");
+            continue;
+        }
+        memset(t, 0, sizeof(*t));
+        t->call = call;
+        t->id = id;
+        if (cm_audit_event(VAULT_SERVICE, call->caller, "token.served", id, &t->payload,
+                           t->msg_id) != CM_OK) {
+            cm_rpc_fail(call, "unavailable", "the token's audit record could not be made");
+            continue;
+        }
+        m++;
+    }
+    if (m == 0)
+        return;
+    rc = read_tokens(calls[0]->pg, reqs, m);
+    for (int i = 0; i < m; i++) {
+        if (rc == CM_OK)
+            serve_token(v, &reqs[i]);
+        else
+            cm_rpc_fail(reqs[i].call, "unavailable", "the vault's database is unavailable");
+        cJSON_free(reqs[i].payload);
+        free(reqs[i].sealed);
+    }
 }
 
 static void on_refresh_run(struct cm_rpc_call *call, void *arg)
@@ -634,7 +718,7 @@ void vault_api_register(struct vault *v)
     cm_rpc_handle(v->rpc, "vault.integration.list", on_list, v);
     cm_rpc_handle(v->rpc, "vault.integration.lookup", on_lookup, v);
     cm_rpc_handle(v->rpc, "vault.integration.deauthorize", on_deauthorize, v);
-    cm_rpc_handle(v->rpc, "vault.token.get", on_token_get, v);
+    cm_rpc_handle_batch(v->rpc, "vault.token.get", on_token_get, v, TOKEN_BATCH);
     /* The reaper disconnects a deleted workspace's integrations for whoever deleted it. */
     cm_rpc_delegate(v->rpc, "vault.integration.list", "retention-reaper");
     cm_rpc_delegate(v->meta_rpc, "vault.integration.disconnect", "retention-reaper");

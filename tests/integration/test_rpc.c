@@ -3,9 +3,10 @@
  * nats-server and PostgreSQL: replies and errors in the wire contract, a request with
  * invalid JSON, a handler that forgets to reply, outbox events published when and only
  * when their transaction commits, and the audit stream receiving them (the events of one
- * relay pass together in one message).
+ * relay pass together in one message); a batch route given the calls queued together.
  */
 #include <nats/nats.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,124 @@ static void forgetful(struct cm_rpc_call *call, void *arg)
     (void)arg;
 }
 
+/* --- batches: a lane of one worker, held while requests queue behind it ------------------ */
+
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static bool holding, released;
+static int batch_sizes[8], nbatches; /* under hold_lock */
+
+/* Holds its worker until the test releases it. */
+static void hold(struct cm_rpc_call *call, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&hold_lock);
+    holding = true;
+    pthread_cond_broadcast(&hold_cond);
+    while (!released)
+        pthread_cond_wait(&hold_cond, &hold_lock);
+    pthread_mutex_unlock(&hold_lock);
+    cm_rpc_reply(call, cJSON_CreateTrue());
+}
+
+/* Answers each call of a batch with its word, its actor and the batch's size. */
+static void batched(struct cm_rpc_call *const *calls, int n, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&hold_lock);
+    if (nbatches < 8)
+        batch_sizes[nbatches++] = n;
+    pthread_mutex_unlock(&hold_lock);
+    for (int i = 0; i < n; i++) {
+        const char *word = cm_rpc_str(calls[i], "word");
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "word", word != NULL ? word : "");
+        cJSON_AddStringToObject(out, "actor", calls[i]->actor);
+        cJSON_AddNumberToObject(out, "size", n);
+        cm_rpc_reply(calls[i], out);
+    }
+}
+
+/*
+ * Eight requests queue behind a held worker: the first four go to the batch handler together,
+ * then the next four. Those that fail the common checks (not JSON; an actor the caller may not
+ * name) are answered by rpc.c and never reach the handler, which sees 3 and 3; each answer goes
+ * to its own request.
+ */
+static void test_batches(natsConnection *nc, struct cm_rpc *lane)
+{
+    static const char *const sends[8][2] = {
+        {"t.batch.operator", "{\"word\":\"w0\"}"},
+        {"t.batch.operator", "not json"},
+        {"t.batch.operator", "{\"word\":\"w2\"}"},
+        {"t.batch.operator", "{\"word\":\"w3\"}"},
+        {"t.batch.webhook-ingest", "{\"word\":\"w4\",\"actor\":\"operator\"}"},
+        {"t.batch.operator", "{\"word\":\"w5\"}"},
+        {"t.batch.ai-suggest", "{\"word\":\"w6\"}"},
+        {"t.batch.operator", "{\"word\":\"w7\"}"},
+    };
+    natsSubscription *sub = NULL;
+    int queued = 0;
+
+    CHECK(natsConnection_PublishRequestString(nc, "t.hold.operator", "_INBOX.doms-test.held",
+                                              "{}") == NATS_OK);
+    pthread_mutex_lock(&hold_lock);
+    for (int i = 0; i < 250 && !holding; i++) {
+        pthread_mutex_unlock(&hold_lock);
+        th_sleep_ms(20);
+        pthread_mutex_lock(&hold_lock);
+    }
+    CHECK(holding);
+    pthread_mutex_unlock(&hold_lock);
+
+    CHECK(natsConnection_SubscribeSync(&sub, nc, "_INBOX.doms-test.batch.*") == NATS_OK);
+    for (int i = 0; i < 8; i++) {
+        char inbox[64];
+        snprintf(inbox, sizeof(inbox), "_INBOX.doms-test.batch.%d", i);
+        CHECK(natsConnection_PublishRequestString(nc, sends[i][0], inbox, sends[i][1]) == NATS_OK);
+    }
+    CHECK(natsConnection_FlushTimeout(nc, 5000) == NATS_OK);
+    for (int i = 0; i < 250 && (queued = cm_rpc_queued(lane)) < 8; i++)
+        th_sleep_ms(20);
+    CHECK_INT(queued, 8);
+
+    pthread_mutex_lock(&hold_lock);
+    released = true;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_lock);
+
+    for (int got = 0; got < 8; got++) {
+        natsMsg *m = NULL;
+        char *text;
+        int i;
+        if (natsSubscription_NextMsg(&m, sub, 5000) != NATS_OK) {
+            CHECK_MSG(false, "only %d of 8 batched requests answered", got);
+            break;
+        }
+        i = atoi(strrchr(natsMsg_GetSubject(m), '.') + 1);
+        text = cm_xstrndup(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+        if (i == 1) {
+            CHECK_CONTAINS(text, "\"code\":\"invalid\"");
+        } else if (i == 4) {
+            CHECK_CONTAINS(text, "\"code\":\"denied\"");
+        } else {
+            char want[96];
+            snprintf(want, sizeof(want),
+                     "{\"result\":{\"word\":\"w%d\",\"actor\":\"%s\",\"size\":3}}", i,
+                     i == 6 ? "ai-suggest" : "operator");
+            CHECK_STR(text, want);
+        }
+        free(text);
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    pthread_mutex_lock(&hold_lock);
+    CHECK_INT(nbatches, 2);
+    CHECK_INT(batch_sizes[0], 3);
+    CHECK_INT(batch_sizes[1], 3);
+    pthread_mutex_unlock(&hold_lock);
+}
+
 /* A request as identity (its subject space: "<subject>.<identity>"). */
 static char *request_as(natsConnection *nc, const char *identity, const char *subject,
                         const char *body)
@@ -154,7 +273,7 @@ int main(void)
 {
     static const struct cm_migration migrations[] = {{1, "outbox", CM_OUTBOX_SCHEMA_SQL}};
     struct cm_nats *n = NULL;
-    struct cm_rpc *rpc = NULL;
+    struct cm_rpc *rpc = NULL, *lane = NULL;
     struct cm_outbox *ob = NULL;
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
@@ -175,6 +294,10 @@ int main(void)
     cm_rpc_handle(rpc, "t.forgetful", forgetful, NULL);
     cm_rpc_delegate(rpc, "t.echo", "retention-reaper");
     CHECK_INT(cm_rpc_start(rpc), CM_OK);
+    CHECK_INT(cm_rpc_create_lane(&lane, n, "test-rpc", "batch", url, "vault", 1, NULL), CM_OK);
+    cm_rpc_handle(lane, "t.hold", hold, NULL);
+    cm_rpc_handle_batch(lane, "t.batch", batched, NULL, 4);
+    CHECK_INT(cm_rpc_start(lane), CM_OK);
     CHECK_INT(cm_nats_start(n), CM_OK);
     CHECK(wait_ready(n));
     CHECK_INT(cm_outbox_start(&ob, n, url, "vault", NULL), CM_OK);
@@ -246,6 +369,9 @@ int main(void)
         natsMsg_Destroy(m);
     }
 
+    printf("== batches\n");
+    test_batches(nc, lane);
+
     printf("== outbox\n");
     r = request(nc, "t.audited", "{\"subject\":\"kept\",\"commit\":true}");
     CHECK_STR(r, "{\"result\":true}");
@@ -297,6 +423,7 @@ int main(void)
     }
 
     cm_outbox_destroy(ob);
+    cm_rpc_destroy(lane);
     cm_rpc_destroy(rpc);
     cm_nats_destroy(n);
     jsCtx_Destroy(js);

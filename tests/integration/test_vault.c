@@ -764,6 +764,7 @@ int main(void)
 
     RUN(test_bad_kek);
     RUN(test_connect_both);
+    RUN(test_token_burst);
     RUN(test_meta_errors);
     RUN(test_refresh_when_due);
     RUN(test_refresh_rules);

@@ -1,7 +1,7 @@
 /*
- * vault_suite.h - what test_vault.c shares with test_vault_accounts.c and test_vault_lanes.c:
- * one test program, one token-vault (two replicas), one Meta stand-in, split into files by
- * concern.
+ * vault_suite.h - what test_vault.c shares with test_vault_accounts.c, test_vault_lanes.c and
+ * test_vault_batch.c: one test program, one token-vault (two replicas), one Meta stand-in,
+ * split into files by concern.
  */
 #ifndef VAULT_SUITE_H
 #define VAULT_SUITE_H
@@ -48,6 +48,8 @@ extern char kek_path[512];
 extern natsConnection *nc;
 /* test_vault_lanes.c */
 void test_meta_lane(void);
+/* test_vault_batch.c */
+void test_token_burst(void);
 /* test_vault_accounts.c */
 void test_deauthorize(void);
 void test_who_connected(void);

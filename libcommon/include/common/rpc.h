@@ -68,6 +68,26 @@ int cm_rpc_create_lane(struct cm_rpc **out, struct cm_nats *n, const char *name,
  */
 void cm_rpc_handle(struct cm_rpc *rpc, const char *subject, cm_rpc_fn fn, void *arg);
 
+/* The most calls a batch handler is given at once. */
+#define CM_RPC_BATCH_MAX 16
+
+/* Handles n calls of one subject (1 <= n <= the route's max) and must reply to each exactly
+ * once, as a cm_rpc_fn does. calls[i]->pg is the same worker connection for all of them. */
+typedef void (*cm_rpc_batch_fn)(struct cm_rpc_call *const *calls, int n, void *arg);
+
+/*
+ * Routes subject to fn, which serves the calls queued for it together: the worker that takes
+ * one also takes up to max - 1 more of the same subject waiting behind it (never waiting for
+ * more to come), so that one statement can serve them all and a burst costs fewer round trips.
+ * Each call has passed the same checks as for cm_rpc_handle() (its caller, a JSON object, an
+ * actor it may name); the others were answered already. max is 1 to CM_RPC_BATCH_MAX.
+ */
+void cm_rpc_handle_batch(struct cm_rpc *rpc, const char *subject, cm_rpc_batch_fn fn, void *arg,
+                         int max);
+
+/* How many requests wait for a worker now (a test's readiness check). Any thread. */
+int cm_rpc_queued(struct cm_rpc *rpc);
+
 /*
  * Lets caller name "operator" as the actor of requests on subject, which only the operator
  * identity may do otherwise: for a daemon that passes on what the operator asked of it (the
