@@ -539,6 +539,8 @@ struct token_req {
  * losing the last audit rows in a PostgreSQL crash is the price of a token fetch in one round
  * trip). One answer row for each request whose integration exists.
  */
+static char token_sqls[TOKEN_BATCH][2048]; /* [n - 1]: written once, by vault_api_register() */
+
 static void token_sql(char *out, size_t cap, int n)
 {
     int len = snprintf(out, cap, "WITH req (n, id, msg_id, payload) AS (VALUES ");
@@ -566,7 +568,6 @@ static int read_tokens(struct cm_pg *pg, struct token_req *reqs, int n)
         "vault_token_get_5", "vault_token_get_6", "vault_token_get_7", "vault_token_get_8",
     };
     const char *values[1 + 3 * TOKEN_BATCH];
-    char sql[2048];
     int rc;
 
     values[0] = "audit." VAULT_SERVICE;
@@ -575,8 +576,7 @@ static int read_tokens(struct cm_pg *pg, struct token_req *reqs, int n)
         values[3 * i + 2] = reqs[i].msg_id;
         values[3 * i + 3] = reqs[i].payload;
     }
-    token_sql(sql, sizeof(sql), n);
-    rc = cm_pg_exec_prepared(pg, names[n - 1], sql, 1 + 3 * n, values, NULL, NULL);
+    rc = cm_pg_exec_prepared(pg, names[n - 1], token_sqls[n - 1], 1 + 3 * n, values, NULL, NULL);
     if (rc != CM_OK)
         return rc;
     for (int row = 0; row < cm_pg_ntuples(pg); row++) {
@@ -718,6 +718,8 @@ void vault_api_register(struct vault *v)
     cm_rpc_handle(v->rpc, "vault.integration.list", on_list, v);
     cm_rpc_handle(v->rpc, "vault.integration.lookup", on_lookup, v);
     cm_rpc_handle(v->rpc, "vault.integration.deauthorize", on_deauthorize, v);
+    for (int n = 1; n <= TOKEN_BATCH; n++)
+        token_sql(token_sqls[n - 1], sizeof(token_sqls[n - 1]), n);
     cm_rpc_handle_batch(v->rpc, "vault.token.get", on_token_get, v, TOKEN_BATCH);
     /* The reaper disconnects a deleted workspace's integrations for whoever deleted it. */
     cm_rpc_delegate(v->rpc, "vault.integration.list", "retention-reaper");
