@@ -9,7 +9,9 @@
  * An attachment larger than ROUTER_MEDIA_SEGMENT is sealed in segments of that size, laid end
  * to end in one value or object (schema/012_media_segments.sql), so that a reader's chunk
  * costs the read and opening of its segment only: a 25 MB video read in 50 chunks is opened
- * once, not 50 times.
+ * once, not 50 times. One stored in PostgreSQL before segments, in one piece, is sealed again
+ * in segments the first time it is read (reseal()); one in S3 stays as it is, opened whole
+ * for each chunk.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,20 +96,9 @@ static void object_key(char *out, size_t cap, const char *att)
     snprintf(out, cap, "media/%s", att);
 }
 
-/* Loads att's layout from its row. CM_NOTFOUND when it has no stored bytes. */
-static int layout_of(struct cm_pg *pg, const char *att, struct layout *l)
+/* The layout in columns 0 to 3 of row 0 (store, size, segment size, stride; text). */
+static int layout_from(struct cm_pg *pg, const char *att, struct layout *l)
 {
-    const char *values[1] = {att};
-    int rc = cm_pg_exec_params(pg,
-                               "SELECT store, size, coalesce(segment_size, 0),"
-                               " coalesce(segment_stride, 0) FROM attachments"
-                               " WHERE id = $1 AND store IS NOT NULL AND size IS NOT NULL",
-                               1, values, NULL, NULL, 0);
-
-    if (rc != CM_OK)
-        return rc;
-    if (cm_pg_ntuples(pg) == 0)
-        return CM_NOTFOUND;
     snprintf(l->store, sizeof(l->store), "%s", cm_pg_value(pg, 0, 0));
     l->size = strtoll(cm_pg_value(pg, 0, 1), NULL, 10);
     l->segment = strtoll(cm_pg_value(pg, 0, 2), NULL, 10);
@@ -117,6 +108,52 @@ static int layout_of(struct cm_pg *pg, const char *att, struct layout *l)
         CM_ERROR_ID(att, "attachment %s: its row's segment layout is inconsistent", att);
         return CM_DENIED;
     }
+    return CM_OK;
+}
+
+/* The piece that holds offset (the last one for offset == size). */
+static long long piece_at(const struct layout *l, long long offset)
+{
+    return l->segments == 1 || offset == l->size ? l->segments - 1 : offset / l->segment;
+}
+
+/*
+ * Loads att's layout, and from PostgreSQL the sealed piece holding offset into sealed, in one
+ * statement: the row and the bytes come from one snapshot, so that a piece sealed again
+ * meanwhile (reseal()) is never read with the layout it had before. The piece's index is
+ * computed as piece_at() does. CM_NOTFOUND when att has no stored bytes; CM_INVALID when offset
+ * is past its size; for S3 the bytes are left to fetch_sealed().
+ */
+static int load_piece(struct cm_pg *pg, const char *att, long long offset, struct layout *l,
+                      struct cm_buf *sealed)
+{
+    char from[24];
+    const char *values[2] = {att, from};
+    int rc;
+
+    snprintf(from, sizeof(from), "%lld", offset);
+    rc = cm_pg_exec_params(
+        pg,
+        "SELECT a.store, a.size::text, coalesce(a.segment_size, 0)::text,"
+        " coalesce(a.segment_stride, 0)::text, CASE WHEN a.segment_size IS NULL THEN m.sealed"
+        " ELSE substring(m.sealed FROM (least($2::bigint / a.segment_size,"
+        " (a.size - 1) / a.segment_size) * a.segment_stride + 1)::integer"
+        " FOR a.segment_stride) END"
+        " FROM attachments a LEFT JOIN media m ON m.attachment_id = a.id AND a.store = 'postgres'"
+        " WHERE a.id = $1 AND a.store IS NOT NULL AND a.size IS NOT NULL",
+        2, values, NULL, NULL, 1);
+    if (rc != CM_OK)
+        return rc;
+    if (cm_pg_ntuples(pg) == 0)
+        return CM_NOTFOUND;
+    rc = layout_from(pg, att, l);
+    if (rc == CM_OK && offset > l->size)
+        rc = CM_INVALID;
+    if (rc != CM_OK || strcmp(l->store, "postgres") != 0)
+        return rc;
+    if (cm_pg_is_null(pg, 0, 4))
+        return CM_NOTFOUND;
+    cm_buf_append(sealed, cm_pg_value(pg, 0, 4), (size_t)cm_pg_length(pg, 0, 4));
     return CM_OK;
 }
 
@@ -202,42 +239,20 @@ void router_media_unput(struct router *r, const char *att)
                 att, key);
 }
 
-/*
- * Reads len sealed bytes of att from offset (len 0: all of them) into sealed, from the store
- * its row names: a substring() of the media table's bytea (read in place: the column is stored
- * uncompressed, so only the toast chunks of the range are read), or a Range request to S3.
- */
-static int fetch_sealed(struct router *r, struct cm_pg *pg, const char *att, const struct layout *l,
-                        long long offset, long long len, struct cm_buf *sealed)
+/* Reads len sealed bytes of att's object in S3 from offset (len 0: all of them) into sealed,
+ * with a Range request. */
+static int fetch_sealed(struct router *r, const char *att, long long offset, long long len,
+                        struct cm_buf *sealed)
 {
-    char key[96], from[24], count[24];
+    char key[96];
 
-    if (strcmp(l->store, "s3") == 0) {
-        if (r->media->s3 == NULL) {
-            CM_ERROR("attachment %s is in S3, and no S3_ENDPOINT is set", att);
-            return CM_UNAVAIL;
-        }
-        object_key(key, sizeof(key), att);
-        return len > 0 ? media_s3_get_range(r->media->s3, key, offset, len, sealed)
-                       : media_s3_get(r->media->s3, key, sealed);
+    if (r->media->s3 == NULL) {
+        CM_ERROR("attachment %s is in S3, and no S3_ENDPOINT is set", att);
+        return CM_UNAVAIL;
     }
-    const char *values[3] = {att, from, count};
-    int rc;
-
-    snprintf(from, sizeof(from), "%lld", offset + 1);
-    snprintf(count, sizeof(count), "%lld", len);
-    rc = cm_pg_exec_params(pg,
-                           len > 0 ? "SELECT substring(sealed FROM $2::integer FOR $3::integer)"
-                                     " FROM media WHERE attachment_id = $1"
-                                   : "SELECT sealed FROM media WHERE attachment_id = $1",
-                           len > 0 ? 3 : 1, values, NULL, NULL, 1);
-    if (rc == CM_OK && PQntuples(cm_pg_result(pg)) == 0)
-        rc = CM_NOTFOUND;
-    if (rc == CM_OK) {
-        PGresult *res = cm_pg_result(pg);
-        cm_buf_append(sealed, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-    }
-    return rc;
+    object_key(key, sizeof(key), att);
+    return len > 0 ? media_s3_get_range(r->media->s3, key, offset, len, sealed)
+                   : media_s3_get(r->media->s3, key, sealed);
 }
 
 /* The plaintext bytes piece index holds. */
@@ -267,6 +282,53 @@ static int open_piece(struct router *r, struct cm_pg *pg, const char *ws, const 
     return rc;
 }
 
+/*
+ * Seals a piece stored before segments (plain, its whole bytes) again in segments, once: its
+ * layout and bytes change in one statement, and only while the row still has no segments, so
+ * that of two readers doing it at once one wins. In the caller's transaction, under a
+ * savepoint: a failure here costs the caller's read nothing, and the next read tries again.
+ */
+static void reseal(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                   const char *att, const struct cm_buf *plain)
+{
+    char segment[24], stride[24];
+    bool in_tx = cm_pg_in_transaction(pg);
+    struct cm_buf sealed;
+    struct layout l;
+    int rc = CM_OK;
+
+    cm_buf_init(&sealed);
+    if (in_tx)
+        rc = cm_pg_exec_simple(pg, "SAVEPOINT reseal");
+    if (rc == CM_OK)
+        rc = seal_pieces(r, pg, ws, integration, att, (const unsigned char *)plain->data,
+                         plain->len, &l, &sealed);
+    if (rc == CM_OK) {
+        const char *values[4] = {att, sealed.data, segment, stride};
+        const int lengths[4] = {0, (int)sealed.len, 0, 0};
+        const int formats[4] = {0, 1, 0, 0};
+        snprintf(segment, sizeof(segment), "%lld", l.segment);
+        snprintf(stride, sizeof(stride), "%lld", l.stride);
+        rc = cm_pg_exec_params(pg,
+                               "WITH a AS (UPDATE attachments SET segment_size = $3::integer,"
+                               " segment_stride = $4::integer WHERE id = $1"
+                               " AND segment_size IS NULL AND store = 'postgres' RETURNING id)"
+                               " UPDATE media SET sealed = $2 FROM a"
+                               " WHERE media.attachment_id = a.id",
+                               4, values, lengths, formats, 0);
+    }
+    if (in_tx && rc == CM_OK)
+        rc = cm_pg_exec_simple(pg, "RELEASE SAVEPOINT reseal");
+    if (rc == CM_OK) {
+        CM_INFO_ID(att, "attachment %s: sealed again in %lld segments", att, l.segments);
+    } else {
+        if (in_tx && cm_pg_exec_simple(pg, "ROLLBACK TO SAVEPOINT reseal") != CM_OK)
+            CM_WARN_ID(att, "attachment %s: the savepoint could not be rolled back", att);
+        CM_WARN_ID(att, "attachment %s: not sealed again in segments: %s", att, cm_err_str(rc));
+    }
+    cm_buf_cleanup(&sealed);
+}
+
 int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                       const char *att, long long offset, struct cm_buf *out, long long *base,
                       long long *size)
@@ -274,21 +336,27 @@ int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const 
     struct cm_buf sealed;
     struct layout l;
     long long index;
-    int rc = layout_of(pg, att, &l);
+    int rc;
 
-    if (rc != CM_OK)
-        return rc;
-    *size = l.size;
-    if (offset > l.size)
-        return CM_INVALID;
-    index = l.segments == 1 || offset == l.size ? (l.segments - 1) : offset / l.segment;
-    *base = l.segments == 1 ? 0 : index * l.segment;
     cm_buf_init(&sealed);
-    rc = fetch_sealed(r, pg, att, &l, l.segments == 1 ? 0 : index * l.stride,
-                      l.segments == 1 ? 0 : l.stride, &sealed);
+    rc = load_piece(pg, att, offset, &l, &sealed);
+    if (rc == CM_OK || rc == CM_INVALID)
+        *size = l.size;
+    if (rc != CM_OK) {
+        cm_buf_cleanup(&sealed);
+        return rc;
+    }
+    index = piece_at(&l, offset);
+    *base = l.segments == 1 ? 0 : index * l.segment;
+    if (strcmp(l.store, "s3") == 0)
+        rc = fetch_sealed(r, att, l.segments == 1 ? 0 : index * l.stride,
+                          l.segments == 1 ? 0 : l.stride, &sealed);
     if (rc == CM_OK)
         rc = open_piece(r, pg, ws, integration, att, &l, index, sealed.data, sealed.len, out);
     cm_buf_cleanup(&sealed);
+    if (rc == CM_OK && l.segments == 1 && l.size > ROUTER_MEDIA_SEGMENT &&
+        strcmp(l.store, "postgres") == 0)
+        reseal(r, pg, ws, integration, att, out);
     return rc;
 }
 

@@ -2,7 +2,8 @@
  * test_router_media - inbound attachments end to end (issue 12 item 5): signed webhooks
  * through ingest, token-vault and two router replicas, against the Meta stand-in's CDN and
  * Graph attachments edge (fakemeta_media.c). An image is downloaded promptly and `domsctl
- * attachment get` writes the same bytes (in several chunks), audited; a CDN URL that expired
+ * attachment get` writes the same bytes (in several chunks), audited, also from one stored
+ * before segments, which its first read seals again in segments; a CDN URL that expired
  * before the download is fetched again through Graph (Messenger and Instagram); one Meta no
  * longer has becomes unavailable with the reason; Instagram's lookaside URL is followed to the
  * CDN; one over MEDIA_MAX_BYTES is unavailable with
@@ -263,6 +264,87 @@ static void test_segments(void)
         free(got);
     }
     unlink(path);
+}
+
+/*
+ * An attachment stored before segments: the image sealed whole, in one piece, with the layout
+ * columns empty, as schema/012 found them. It reads in chunks all the same, and its first read
+ * seals it again in segments (the same layout a new one gets), so that no later chunk opens
+ * the whole file; it still reads the same bytes after.
+ */
+static void test_legacy_piece(void)
+{
+    const long stride = ROUTER_SEGMENT + CM_KEYRING_OVERHEAD;
+    const char *args[] = {"attachment", "get", image_att, "--out", NULL, NULL};
+    char *owner = th_stack_sqlf(&st,
+                                "SELECT workspace_id || ' ' || integration_id"
+                                " FROM router.attachments WHERE id = '%s'",
+                                image_att);
+    char *url = th_db_url(&st.db, "doms_router"), *sp, *n, *got;
+    char kid[CM_KEYRING_SCOPE_ID_LEN], aad[96], path[256], want[96], err[256];
+    struct cm_keyring *kr = NULL;
+    struct cm_pg *conn = NULL;
+    struct cm_buf sealed;
+    int rc;
+
+    cm_buf_init(&sealed);
+    sp = owner != NULL ? strchr(owner, ' ') : NULL;
+    CHECK(sp != NULL);
+    if (sp == NULL)
+        goto done;
+    *sp = '\0';
+    cm_keyring_scope_id(kid, owner, sp + 1);
+    snprintf(aad, sizeof(aad), "router.media:%s", image_att);
+    rc = cm_keyring_load(&kr, st.kek, err, sizeof(err));
+    CHECK_MSG(rc == CM_OK, "keyring: %s", err);
+    if (rc == CM_OK)
+        rc = cm_pg_connect(&conn, url, "router");
+    if (rc == CM_OK)
+        rc = cm_keyring_seal(kr, conn, kid, aad, image, IMAGE_BYTES, &sealed);
+    if (rc == CM_OK) {
+        const char *values[2] = {image_att, sealed.data};
+        const int lengths[2] = {0, (int)sealed.len}, formats[2] = {0, 1};
+        rc = cm_pg_exec_params(conn,
+                               "WITH a AS (UPDATE attachments SET segment_size = NULL,"
+                               " segment_stride = NULL WHERE id = $1 RETURNING id)"
+                               " UPDATE media SET sealed = $2 FROM a WHERE attachment_id = a.id",
+                               2, values, lengths, formats, 0);
+    }
+    CHECK(rc == CM_OK);
+    n = th_stack_sqlf(&st,
+                      "SELECT (a.segment_size IS NULL) || '|' || length(m.sealed) FROM"
+                      " router.attachments a JOIN router.media m ON m.attachment_id = a.id"
+                      " WHERE a.id = '%s'",
+                      image_att);
+    snprintf(want, sizeof(want), "true|%d", IMAGE_BYTES + CM_KEYRING_OVERHEAD);
+    CHECK_STR(n, want);
+    free(n);
+
+    /* Read in two chunks from the one piece, then sealed again in two segments. */
+    snprintf(path, sizeof(path), "%s/img-legacy.jpg", th_tmpdir());
+    args[4] = path;
+    for (int round = 0; round < 2; round++) {
+        cJSON_Delete(th_stack_run(&st, 0, args));
+        got = th_read_file(path);
+        CHECK_MSG(got != NULL && memcmp(got, image, IMAGE_BYTES) == 0, "read %d", round);
+        free(got);
+        unlink(path);
+        n = th_stack_sqlf(&st,
+                          "SELECT a.segment_size || '|' || a.segment_stride || '|'"
+                          " || length(m.sealed) FROM router.attachments a JOIN router.media m"
+                          " ON m.attachment_id = a.id WHERE a.id = '%s'",
+                          image_att);
+        snprintf(want, sizeof(want), "%d|%ld|%ld", ROUTER_SEGMENT, stride,
+                 (long)IMAGE_BYTES + 2 * CM_KEYRING_OVERHEAD);
+        CHECK_STR(n, want);
+        free(n);
+    }
+done:
+    cm_buf_cleanup(&sealed);
+    cm_pg_destroy(conn);
+    cm_keyring_destroy(kr);
+    free(url);
+    free(owner);
 }
 
 /* A CDN URL that expired before the download: Graph's attachments edge gives a fresh one, on
@@ -690,6 +772,7 @@ int main(void)
     RUN(test_setup);
     RUN(test_image_downloaded);
     RUN(test_segments);
+    RUN(test_legacy_piece);
     RUN(test_expired_refetched);
     RUN(test_unavailable);
     RUN(test_lookaside);
