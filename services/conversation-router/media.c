@@ -120,9 +120,11 @@ static long long piece_at(const struct layout *l, long long offset)
 /*
  * Loads att's layout, and from PostgreSQL the sealed piece holding offset into sealed, in one
  * statement: the row and the bytes come from one snapshot, so that a piece sealed again
- * meanwhile (reseal()) is never read with the layout it had before. The piece's index is
- * computed as piece_at() does. CM_NOTFOUND when att has no stored bytes; CM_INVALID when offset
- * is past its size; for S3 the bytes are left to fetch_sealed().
+ * meanwhile (reseal()) is never read with the layout it had before. The piece is a substring()
+ * of the media table's bytea, read in place: the column is stored uncompressed, so only the
+ * toast chunks of the range are read. Its index is computed as piece_at() does. CM_NOTFOUND when
+ * att has no stored bytes; CM_INVALID when offset is past its size; for S3 the bytes are left to
+ * fetch_sealed().
  */
 static int load_piece(struct cm_pg *pg, const char *att, long long offset, struct layout *l,
                       struct cm_buf *sealed)

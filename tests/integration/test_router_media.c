@@ -191,6 +191,22 @@ done:
     free(url);
 }
 
+/* The image's row says two segments, and its sealed bytes are that long. */
+static void check_segmented(void)
+{
+    char want[96], *n = th_stack_sqlf(&st,
+                                      "SELECT a.segment_size || '|' || a.segment_stride || '|'"
+                                      " || length(m.sealed) FROM router.attachments a JOIN"
+                                      " router.media m ON m.attachment_id = a.id WHERE a.id = '%s'",
+                                      image_att);
+
+    snprintf(want, sizeof(want), "%d|%ld|%ld", ROUTER_SEGMENT,
+             (long)ROUTER_SEGMENT + CM_KEYRING_OVERHEAD,
+             (long)IMAGE_BYTES + 2 * CM_KEYRING_OVERHEAD);
+    CHECK_STR(n, want);
+    free(n);
+}
+
 /*
  * The image is larger than a chunk, so it is sealed in two segments laid end to end
  * (schema/012_media_segments.sql): the second holds the rest. A sealed segment put in another's
@@ -202,18 +218,10 @@ static void test_segments(void)
 {
     const long stride = ROUTER_SEGMENT + CM_KEYRING_OVERHEAD;
     const char *args[] = {"attachment", "get", image_att, "--out", NULL, NULL};
-    char path[256], want[96], *n;
+    char path[256];
     cJSON *out;
 
-    n = th_stack_sqlf(&st,
-                      "SELECT a.segment_size || '|' || a.segment_stride || '|' || length(m.sealed)"
-                      " FROM router.attachments a JOIN router.media m ON m.attachment_id = a.id"
-                      " WHERE a.id = '%s'",
-                      image_att);
-    snprintf(want, sizeof(want), "%d|%ld|%ld", ROUTER_SEGMENT, stride,
-             (long)IMAGE_BYTES + 2 * CM_KEYRING_OVERHEAD);
-    CHECK_STR(n, want);
-    free(n);
+    check_segmented();
     snprintf(path, sizeof(path), "%s/img-seg.jpg", th_tmpdir());
     args[4] = path;
 
@@ -274,7 +282,6 @@ static void test_segments(void)
  */
 static void test_legacy_piece(void)
 {
-    const long stride = ROUTER_SEGMENT + CM_KEYRING_OVERHEAD;
     const char *args[] = {"attachment", "get", image_att, "--out", NULL, NULL};
     char *owner = th_stack_sqlf(&st,
                                 "SELECT workspace_id || ' ' || integration_id"
@@ -329,15 +336,7 @@ static void test_legacy_piece(void)
         CHECK_MSG(got != NULL && memcmp(got, image, IMAGE_BYTES) == 0, "read %d", round);
         free(got);
         unlink(path);
-        n = th_stack_sqlf(&st,
-                          "SELECT a.segment_size || '|' || a.segment_stride || '|'"
-                          " || length(m.sealed) FROM router.attachments a JOIN router.media m"
-                          " ON m.attachment_id = a.id WHERE a.id = '%s'",
-                          image_att);
-        snprintf(want, sizeof(want), "%d|%ld|%ld", ROUTER_SEGMENT, stride,
-                 (long)IMAGE_BYTES + 2 * CM_KEYRING_OVERHEAD);
-        CHECK_STR(n, want);
-        free(n);
+        check_segmented();
     }
 done:
     cm_buf_cleanup(&sealed);
