@@ -283,39 +283,27 @@ static void test_segments(void)
 static void test_legacy_piece(void)
 {
     const char *args[] = {"attachment", "get", image_att, "--out", NULL, NULL};
-    char *owner = th_stack_sqlf(&st,
-                                "SELECT workspace_id || ' ' || integration_id"
-                                " FROM router.attachments WHERE id = '%s'",
-                                image_att);
-    char *url = th_db_url(&st.db, "doms_router"), *sp, *n, *got;
-    char kid[CM_KEYRING_SCOPE_ID_LEN], aad[96], path[256], want[96], err[256];
-    struct cm_keyring *kr = NULL;
-    struct cm_pg *conn = NULL;
+    char path[256], want[96], *n, *got;
     struct cm_buf sealed;
     int rc;
 
     cm_buf_init(&sealed);
-    sp = owner != NULL ? strchr(owner, ' ') : NULL;
-    CHECK(sp != NULL);
-    if (sp == NULL)
-        goto done;
-    *sp = '\0';
-    cm_keyring_scope_id(kid, owner, sp + 1);
-    snprintf(aad, sizeof(aad), "router.media:%s", image_att);
-    rc = cm_keyring_load(&kr, st.kek, err, sizeof(err));
-    CHECK_MSG(rc == CM_OK, "keyring: %s", err);
-    if (rc == CM_OK)
-        rc = cm_pg_connect(&conn, url, "router");
-    if (rc == CM_OK)
-        rc = cm_keyring_seal(kr, conn, kid, aad, image, IMAGE_BYTES, &sealed);
+    rc = th_stack_seal_media(&st, image_att, image, IMAGE_BYTES, &sealed) == 0 ? CM_OK : CM_ERR;
     if (rc == CM_OK) {
         const char *values[2] = {image_att, sealed.data};
         const int lengths[2] = {0, (int)sealed.len}, formats[2] = {0, 1};
-        rc = cm_pg_exec_params(conn,
-                               "WITH a AS (UPDATE attachments SET segment_size = NULL,"
-                               " segment_stride = NULL WHERE id = $1 RETURNING id)"
-                               " UPDATE media SET sealed = $2 FROM a WHERE attachment_id = a.id",
-                               2, values, lengths, formats, 0);
+        char *url = th_db_url(&st.db, "doms_router");
+        struct cm_pg *conn = NULL;
+        rc = cm_pg_connect(&conn, url, "router");
+        if (rc == CM_OK)
+            rc = cm_pg_exec_params(conn,
+                                   "WITH a AS (UPDATE attachments SET segment_size = NULL,"
+                                   " segment_stride = NULL WHERE id = $1 RETURNING id)"
+                                   " UPDATE media SET sealed = $2 FROM a"
+                                   " WHERE attachment_id = a.id",
+                                   2, values, lengths, formats, 0);
+        cm_pg_destroy(conn);
+        free(url);
     }
     CHECK(rc == CM_OK);
     n = th_stack_sqlf(&st,
@@ -338,12 +326,7 @@ static void test_legacy_piece(void)
         unlink(path);
         check_segmented();
     }
-done:
     cm_buf_cleanup(&sealed);
-    cm_pg_destroy(conn);
-    cm_keyring_destroy(kr);
-    free(url);
-    free(owner);
 }
 
 /* A CDN URL that expired before the download: Graph's attachments edge gives a fresh one, on

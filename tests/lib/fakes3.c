@@ -411,6 +411,13 @@ size_t fakes3_largest_get(struct fakes3 *fs)
     return n;
 }
 
+void fakes3_reset_largest_get(struct fakes3 *fs)
+{
+    pthread_mutex_lock(&fs->lock);
+    fs->largest_get = 0;
+    pthread_mutex_unlock(&fs->lock);
+}
+
 int fakes3_count(struct fakes3 *fs, const char *method)
 {
     int n = 0;

@@ -53,8 +53,10 @@ void fakes3_fail_next(struct fakes3 *fs, int n, int status);
 
 /* Requests received with method ("PUT", "GET", ...; NULL: all), refusals included. */
 int fakes3_count(struct fakes3 *fs, const char *method);
-/* The most bytes of an object that one GET answered (a range's or the whole object's). */
+/* The most bytes of an object that one GET answered (a range's or the whole object's) since
+ * the start or fakes3_reset_largest_get(). */
 size_t fakes3_largest_get(struct fakes3 *fs);
+void fakes3_reset_largest_get(struct fakes3 *fs);
 /* Requests refused with 403 SignatureDoesNotMatch. */
 int fakes3_bad_signatures(struct fakes3 *fs);
 /* The Code of the last error answered ("" when none yet) into out (64 bytes). */

@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "common/crypto.h"
+#include "common/keyring.h"
 #include "common/mem.h"
 #include "common/nats.h"
 
@@ -319,6 +320,38 @@ char *th_stack_sqlf(struct th_stack *s, const char *fmt, ...)
 long th_stack_count(struct th_stack *s, const char *sql)
 {
     return th_db_count(&s->db, NULL, sql);
+}
+
+int th_stack_seal_media(struct th_stack *s, const char *att, const void *data, size_t len,
+                        struct cm_buf *out)
+{
+    char *owner = th_stack_sqlf(s,
+                                "SELECT workspace_id || ' ' || integration_id"
+                                " FROM router.attachments WHERE id = '%s'",
+                                att);
+    char *url = th_db_url(&s->db, "doms_router"), *sp = owner != NULL ? strchr(owner, ' ') : NULL;
+    char kid[CM_KEYRING_SCOPE_ID_LEN], aad[96], err[256];
+    struct cm_keyring *kr = NULL;
+    struct cm_pg *conn = NULL;
+    int rc = CM_NOTFOUND;
+
+    if (sp != NULL) {
+        *sp = '\0';
+        cm_keyring_scope_id(kid, owner, sp + 1);
+        snprintf(aad, sizeof(aad), "router.media:%s", att);
+        rc = cm_keyring_load(&kr, s->kek, err, sizeof(err));
+        CHECK_MSG(rc == CM_OK, "keyring: %s", err);
+    }
+    if (rc == CM_OK)
+        rc = cm_pg_connect(&conn, url, "router");
+    if (rc == CM_OK)
+        rc = cm_keyring_seal(kr, conn, kid, aad, data, len, out);
+    CHECK_MSG(rc == CM_OK, "attachment %s not sealed as one piece: %s", att, cm_err_str(rc));
+    cm_pg_destroy(conn);
+    cm_keyring_destroy(kr);
+    free(url);
+    free(owner);
+    return rc == CM_OK ? 0 : -1;
 }
 
 void th_stack_stop(struct th_stack *s)

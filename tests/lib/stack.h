@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/mem.h"
 #include "fakehttp.h"
 #include "fakemeta.h"
 #include "harness.h"
@@ -103,6 +104,12 @@ char *th_stack_sql_as(struct th_stack *s, const char *role, const char *sql);
 char *th_stack_sqlf(struct th_stack *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* th_stack_sql's value as a number (a count), as the admin; -1 when there is no row. */
 long th_stack_count(struct th_stack *s, const char *sql);
+
+/* Seals len bytes of data as the router sealed attachment att before segments (one piece, its
+ * integration's key, router.media:<att> bound in) into out: an old store's bytes, rebuilt. 0 on
+ * success; a failure fails the test. */
+int th_stack_seal_media(struct th_stack *s, const char *att, const void *data, size_t len,
+                        struct cm_buf *out);
 
 /* Stops every daemon started that is still running (SIGTERM), each of which must exit 0 (the
  * test fails naming it and its status), then the stand-in and nats-server. */
