@@ -25,6 +25,7 @@ extern const char doms_embed_010_upload[];
 extern const char doms_embed_011_media_link[];
 extern const char doms_embed_012_media_segments[];
 extern const char doms_embed_013_profile_claim[];
+extern const char doms_embed_014_media_object[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -42,6 +43,7 @@ static const struct cm_migration migrations[] = {
     {13, "media link", doms_embed_011_media_link},
     {14, "media segments", doms_embed_012_media_segments},
     {15, "profile claim", doms_embed_013_profile_claim},
+    {16, "media object", doms_embed_014_media_object},
 };
 
 static const struct cm_setting settings[] = {
@@ -123,6 +125,9 @@ static void register_metrics(struct router *r)
     r->m_media_unavailable =
         cm_metrics_counter(m, "router_media_total", "outcome=\"unavailable\"", h);
     r->m_media_retried = cm_metrics_counter(m, "router_media_total", "outcome=\"retried\"", h);
+    r->m_media_resealed = cm_metrics_counter(
+        m, "router_media_resealed_total", NULL,
+        "Attachments stored in S3 in one piece, sealed again in segments under a new key");
 }
 
 /* The router's own streams: the send work queue, dead letters, assignment events. */

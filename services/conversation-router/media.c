@@ -10,14 +10,17 @@
  * to end in one value or object (schema/012_media_segments.sql), so that a reader's chunk
  * costs the read and opening of its segment only: a 25 MB video read in 50 chunks is opened
  * once, not 50 times. One stored in PostgreSQL before segments, in one piece, is sealed again
- * in segments the first time it is read (reseal()); one in S3 stays as it is, opened whole
- * for each chunk.
+ * in segments the first time it is read (reseal()). One in S3 is sealed again by the media
+ * worker (router_media_reseal_next()) and put under a new key (schema/014_media_object.sql):
+ * the row names its object, and the old one is deleted once no reader can still hold its key.
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/pg.h"
 #include "media_s3.h"
 #include "router.h"
@@ -71,6 +74,11 @@ void router_media_destroy(struct router *r)
     r->media = NULL;
 }
 
+#define MEDIA_KEY_LEN 128 /* media/<attachment id>[.<16 hex digits>] */
+
+/* schema/014_media_object.sql's index of attachments to seal again names the segment's size. */
+_Static_assert(ROUTER_MEDIA_SEGMENT == 524288, "the claim and its index say 524288");
+
 /* Where and how an attachment's bytes are kept (schema/012_media_segments.sql). */
 struct layout {
     char store[16];     /* "postgres", "s3" */
@@ -91,9 +99,21 @@ static void aad_of(char *out, size_t cap, const char *att, long long index, long
         snprintf(out, cap, "router.media:%s:%lld/%lld", att, index, count);
 }
 
+/* The key under which router_media_put() keeps att's object (the row's object_key NULL). */
 static void object_key(char *out, size_t cap, const char *att)
 {
     snprintf(out, cap, "media/%s", att);
+}
+
+/* A key no reader can hold yet, for att's bytes sealed again: media/<att>.<16 hex digits>. */
+static void new_object_key(char *out, size_t cap, const char *att)
+{
+    unsigned char nonce[8];
+    char hex[2 * sizeof(nonce) + 1];
+
+    randombytes_buf(nonce, sizeof(nonce));
+    sodium_bin2hex(hex, sizeof(hex), nonce, sizeof(nonce));
+    snprintf(out, cap, "media/%s.%s", att, hex);
 }
 
 /* The layout in columns 0 to 3 of row 0 (store, size, segment size, stride; text). */
@@ -124,10 +144,10 @@ static long long piece_at(const struct layout *l, long long offset)
  * of the media table's bytea, read in place: the column is stored uncompressed, so only the
  * toast chunks of the range are read. Its index is computed as piece_at() does. CM_NOTFOUND when
  * att has no stored bytes; CM_INVALID when offset is past its size; for S3 the bytes are left to
- * fetch_sealed().
+ * fetch_sealed(), from the object key names.
  */
 static int load_piece(struct cm_pg *pg, const char *att, long long offset, struct layout *l,
-                      struct cm_buf *sealed)
+                      char key[MEDIA_KEY_LEN], struct cm_buf *sealed)
 {
     char from[24];
     const char *values[2] = {att, from};
@@ -140,7 +160,7 @@ static int load_piece(struct cm_pg *pg, const char *att, long long offset, struc
         " coalesce(a.segment_stride, 0)::text, CASE WHEN a.segment_size IS NULL THEN m.sealed"
         " ELSE substring(m.sealed FROM (least($2::bigint / a.segment_size,"
         " (a.size - 1) / a.segment_size) * a.segment_stride + 1)::integer"
-        " FOR a.segment_stride) END"
+        " FOR a.segment_stride) END, coalesce(a.object_key, 'media/' || a.id)"
         " FROM attachments a LEFT JOIN media m ON m.attachment_id = a.id AND a.store = 'postgres'"
         " WHERE a.id = $1 AND a.store IS NOT NULL AND a.size IS NOT NULL",
         2, values, NULL, NULL, 1);
@@ -149,6 +169,7 @@ static int load_piece(struct cm_pg *pg, const char *att, long long offset, struc
     if (cm_pg_ntuples(pg) == 0)
         return CM_NOTFOUND;
     rc = layout_from(pg, att, l);
+    snprintf(key, MEDIA_KEY_LEN, "%s", cm_pg_value(pg, 0, 5));
     if (rc == CM_OK && offset > l->size)
         rc = CM_INVALID;
     if (rc != CM_OK || strcmp(l->store, "postgres") != 0)
@@ -194,7 +215,7 @@ static int seal_pieces(struct router *r, struct cm_pg *pg, const char *ws, const
 int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                      const char *att, const void *data, size_t len)
 {
-    char key[96], segment[24], stride[24];
+    char key[MEDIA_KEY_LEN], segment[24], stride[24];
     const char *store = r->media->s3_default ? "s3" : "postgres";
     struct cm_buf sealed;
     struct layout l;
@@ -222,37 +243,40 @@ int router_media_put(struct router *r, struct cm_pg *pg, const char *ws, const c
         snprintf(stride, sizeof(stride), "%lld", l.stride);
         rc = cm_pg_exec(pg,
                         "UPDATE attachments SET store = $2, segment_size = $3::integer,"
-                        " segment_stride = $4::integer WHERE id = $1",
+                        " segment_stride = $4::integer, object_key = NULL WHERE id = $1",
                         4, values);
     }
     return rc;
 }
 
-void router_media_unput(struct router *r, const char *att)
+/* Deletes att's object key, put for a transaction that failed before its commit. */
+static void unput_key(struct router *r, const char *att, const char *key)
 {
-    char key[96];
-
-    if (!r->media->s3_default || att[0] == '\0')
-        return;
-    object_key(key, sizeof(key), att);
     if (media_s3_delete(r->media->s3, key) != CM_OK)
         CM_WARN("attachment %s: object %s was kept in S3 for a transaction that failed, and could"
                 " not be deleted; it is sealed (unreadable) and may be deleted by hand",
                 att, key);
 }
 
-/* Reads len sealed bytes of att's object in S3 from offset (len 0: all of them) into sealed,
- * with a Range request. */
-static int fetch_sealed(struct router *r, const char *att, long long offset, long long len,
-                        struct cm_buf *sealed)
+void router_media_unput(struct router *r, const char *att)
 {
-    char key[96];
+    char key[MEDIA_KEY_LEN];
 
+    if (!r->media->s3_default || att[0] == '\0')
+        return;
+    object_key(key, sizeof(key), att);
+    unput_key(r, att, key);
+}
+
+/* Reads len sealed bytes of att's object key in S3 from offset (len 0: all of them) into
+ * sealed, with a Range request. */
+static int fetch_sealed(struct router *r, const char *att, const char *key, long long offset,
+                        long long len, struct cm_buf *sealed)
+{
     if (r->media->s3 == NULL) {
         CM_ERROR("attachment %s is in S3, and no S3_ENDPOINT is set", att);
         return CM_UNAVAIL;
     }
-    object_key(key, sizeof(key), att);
     return len > 0 ? media_s3_get_range(r->media->s3, key, offset, len, sealed)
                    : media_s3_get(r->media->s3, key, sealed);
 }
@@ -335,13 +359,14 @@ int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const 
                       const char *att, long long offset, struct cm_buf *out, long long *base,
                       long long *size)
 {
+    char key[MEDIA_KEY_LEN];
     struct cm_buf sealed;
     struct layout l;
     long long index;
     int rc;
 
     cm_buf_init(&sealed);
-    rc = load_piece(pg, att, offset, &l, &sealed);
+    rc = load_piece(pg, att, offset, &l, key, &sealed);
     if (rc == CM_OK || rc == CM_INVALID)
         *size = l.size;
     if (rc != CM_OK) {
@@ -351,7 +376,7 @@ int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const 
     index = piece_at(&l, offset);
     *base = l.segments == 1 ? 0 : index * l.segment;
     if (strcmp(l.store, "s3") == 0)
-        rc = fetch_sealed(r, att, l.segments == 1 ? 0 : index * l.stride,
+        rc = fetch_sealed(r, att, key, l.segments == 1 ? 0 : index * l.stride,
                           l.segments == 1 ? 0 : l.stride, &sealed);
     if (rc == CM_OK)
         rc = open_piece(r, pg, ws, integration, att, &l, index, sealed.data, sealed.len, out);
@@ -362,6 +387,130 @@ int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const 
     return rc;
 }
 
+/* An attachment in S3 in one piece larger than a chunk, claimed for an hour: its id, owner,
+ * size and object. */
+struct unsegmented {
+    char id[64], ws[128], integration[64], key[MEDIA_KEY_LEN];
+    long long size;
+};
+
+/* clang-format off */
+static const char claim_unsegmented_sql[] =
+    "UPDATE attachments a SET lease_until = now() + interval '1 hour'"
+    " FROM (SELECT x.id FROM attachments x"
+    " JOIN workspaces w ON w.id = x.workspace_id AND w.status = 'active'"
+    " WHERE x.store = 's3' AND x.segment_size IS NULL AND x.size > 524288"
+    " AND (x.lease_until IS NULL OR x.lease_until < now())"
+    " LIMIT 1 FOR UPDATE OF x SKIP LOCKED) d"
+    " WHERE a.id = d.id RETURNING a.id, a.workspace_id, a.integration_id, a.size::text,"
+    " coalesce(a.object_key, 'media/' || a.id)";
+/* clang-format on */
+
+/* Locks u's row while it is still as claimed, and its route while the integration is not
+ * being purged; CM_NOTFOUND when either changed (read anew, sealed again elsewhere, purged). */
+static int lock_unsegmented(struct cm_pg *pg, const struct unsegmented *u)
+{
+    const char *params[2] = {u->id, u->key};
+    int rc = cm_pg_exec(pg,
+                        "SELECT 1 FROM attachments a JOIN routes t ON t.integration_id ="
+                        " a.integration_id AND t.status <> 'purging' WHERE a.id = $1"
+                        " AND a.store = 's3' AND a.segment_size IS NULL"
+                        " AND coalesce(a.object_key, 'media/' || a.id) = $2"
+                        " FOR UPDATE OF a FOR SHARE OF t",
+                        2, params);
+
+    return rc == CM_OK && cm_pg_ntuples(pg) == 0 ? CM_NOTFOUND : rc;
+}
+
+/* Seals u's bytes again in segments, under a new key, in pg's transaction: the row then names
+ * the new object, and the trigger dooms the old one once no reader can hold its key. */
+static int reseal_object(struct router *r, struct cm_pg *pg, const struct unsegmented *u,
+                         const struct cm_buf *sealed, char key[MEDIA_KEY_LEN], bool *put)
+{
+    struct layout one = {.size = u->size, .segments = 1}, l;
+    char segment[24], stride[24];
+    struct cm_buf plain, again;
+    int rc;
+
+    cm_buf_init(&plain);
+    cm_buf_init(&again);
+    rc = lock_unsegmented(pg, u);
+    if (rc == CM_OK)
+        rc = open_piece(r, pg, u->ws, u->integration, u->id, &one, 0, sealed->data, sealed->len,
+                        &plain);
+    if (rc == CM_OK)
+        rc = seal_pieces(r, pg, u->ws, u->integration, u->id, (const unsigned char *)plain.data,
+                         plain.len, &l, &again);
+    cm_buf_wipe(&plain);
+    if (rc == CM_OK) {
+        new_object_key(key, MEDIA_KEY_LEN, u->id);
+        rc = media_s3_put(r->media->s3, key, again.data, again.len);
+        *put = rc == CM_OK;
+    }
+    cm_buf_cleanup(&again);
+    if (rc == CM_OK) {
+        const char *values[4] = {u->id, segment, stride, key};
+        snprintf(segment, sizeof(segment), "%lld", l.segment);
+        snprintf(stride, sizeof(stride), "%lld", l.stride);
+        rc = cm_pg_exec(pg,
+                        "UPDATE attachments SET segment_size = $2::integer,"
+                        " segment_stride = $3::integer, object_key = $4, lease_until = NULL"
+                        " WHERE id = $1",
+                        4, values);
+    }
+    return rc;
+}
+
+int router_media_reseal_next(struct router *r, struct cm_pg *pg)
+{
+    char key[MEDIA_KEY_LEN] = "";
+    bool put = false, committing = false;
+    struct unsegmented u;
+    struct cm_buf sealed;
+    int rc;
+
+    if (r->media->s3 == NULL)
+        return CM_NOTFOUND;
+    rc = cm_pg_exec(pg, claim_unsegmented_sql, 0, NULL);
+    if (rc != CM_OK || cm_pg_ntuples(pg) == 0)
+        return rc == CM_OK ? CM_NOTFOUND : rc;
+    snprintf(u.id, sizeof(u.id), "%s", cm_pg_value(pg, 0, 0));
+    snprintf(u.ws, sizeof(u.ws), "%s", cm_pg_value(pg, 0, 1));
+    snprintf(u.integration, sizeof(u.integration), "%s", cm_pg_value(pg, 0, 2));
+    u.size = strtoll(cm_pg_value(pg, 0, 3), NULL, 10);
+    snprintf(u.key, sizeof(u.key), "%s", cm_pg_value(pg, 0, 4));
+
+    /* Read before the transaction: no row stays locked while S3 answers the whole object. */
+    cm_buf_init(&sealed);
+    rc = media_s3_get(r->media->s3, u.key, &sealed);
+    if (rc == CM_OK)
+        rc = cm_pg_begin(pg);
+    if (rc == CM_OK)
+        rc = reseal_object(r, pg, &u, &sealed, key, &put);
+    if (rc == CM_OK) {
+        committing = true;
+        rc = cm_pg_commit(pg);
+    }
+    if (rc != CM_OK)
+        cm_pg_rollback(pg);
+    if (rc != CM_OK && put && !committing)
+        unput_key(r, u.id, key);
+    cm_buf_cleanup(&sealed);
+    if (rc == CM_OK) {
+        cm_metrics_inc(r->m_media_resealed, 1);
+        CM_INFO_ID(u.id,
+                   "attachment %s: sealed again in segments, as %s (%s is deleted in 10"
+                   " minutes)",
+                   u.id, key, u.key);
+    } else if (rc != CM_NOTFOUND) {
+        CM_WARN_ID(u.id,
+                   "attachment %s: not sealed again in segments (tried again in an hour):"
+                   " %s",
+                   u.id, cm_err_str(rc));
+    }
+    return rc == CM_NOTFOUND ? CM_OK : rc;
+}
+
 int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted)
 {
     int rc, n;
@@ -370,13 +519,13 @@ int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted)
     if (r->media->s3 == NULL)
         return CM_OK;
     rc = cm_pg_exec(pg,
-                    "SELECT object_key FROM media_doomed ORDER BY since LIMIT 100"
-                    " FOR UPDATE SKIP LOCKED",
+                    "SELECT object_key FROM media_doomed WHERE due_at <= now()"
+                    " ORDER BY due_at LIMIT 100 FOR UPDATE SKIP LOCKED",
                     0, NULL);
     if (rc != CM_OK)
         return rc;
     n = cm_pg_ntuples(pg);
-    char(*keys)[96] = calloc(n > 0 ? (size_t)n : 1, sizeof(*keys));
+    char(*keys)[MEDIA_KEY_LEN] = calloc(n > 0 ? (size_t)n : 1, sizeof(*keys));
     if (keys == NULL)
         return CM_ERR;
     for (int i = 0; i < n; i++)

@@ -25,7 +25,9 @@
  * limit of attempts, so that an outage of S3 or a wrong secret loses nothing.
  * An unavailable attachment keeps no URL. Nothing is downloaded for a deleted workspace: its
  * pending attachments wait for its purge. The same thread forgets story mentions whose 24
- * hours are over, and deletes the S3 objects of deleted attachments (router_media_sweep()).
+ * hours are over, deletes the S3 objects of deleted attachments (router_media_sweep()), and
+ * seals again in segments, one a pass, the attachments stored in S3 in one piece before
+ * segments (router_media_reseal_next()).
  * Log lines name attachment ids, never a URL (it identifies the media) or a byte.
  */
 #include <cjson/cJSON.h>
@@ -553,7 +555,12 @@ static bool pass(struct router_worker *w)
         sweep(f);
         f->swept = time(NULL);
     }
-    return tick(f) >= CLAIM;
+    if (tick(f) >= CLAIM)
+        return true;
+    /* At most one attachment stored before segments a pass is sealed again: an unhurried
+     * migration, after the downloads. */
+    router_media_reseal_next(w->r, w->pg);
+    return false;
 }
 
 int router_media_fetch_start(struct router *r)

@@ -89,6 +89,7 @@ struct router {
     struct cm_metric *m_media_stored;      /* router_media_total{outcome="stored"} */
     struct cm_metric *m_media_unavailable; /* ... "unavailable" */
     struct cm_metric *m_media_retried;     /* ... "retried" */
+    struct cm_metric *m_media_resealed;    /* router_media_resealed_total */
 };
 
 /* --- keys.c: sealing and the blind index ---------------------------------------------- */
@@ -176,8 +177,16 @@ void router_media_unput(struct router *r, const char *att);
 int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                       const char *att, long long offset, struct cm_buf *out, long long *base,
                       long long *size) CM_MUST_CHECK;
-/* Deletes from S3 up to 100 objects of deleted attachments (media_doomed), inside pg's
- * transaction; *deleted counts them. */
+/*
+ * Seals again in segments one attachment stored in S3 in one piece larger than a chunk (before
+ * segments), under a new object key that its row then names; the old object is deleted ten
+ * minutes later (schema/014_media_object.sql). It is claimed for an hour, so a failure (logged)
+ * is tried again then. CM_OK when one was claimed, CM_NOTFOUND when none is left (or no S3 is
+ * set), else the database's error. pg must not be in a transaction.
+ */
+int router_media_reseal_next(struct router *r, struct cm_pg *pg);
+/* Deletes from S3 up to 100 objects of deleted attachments (media_doomed) that are due, inside
+ * pg's transaction; *deleted counts them. */
 int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted) CM_MUST_CHECK;
 
 /* --- media_fetch.c: the download worker (proto/router.md#media) ---------------------- */

@@ -15,9 +15,10 @@
  * recorded, never unavailable, however many attempts it took, and it is stored once S3
  * answers; one InternalError is absorbed by the client's own retry. A router with a wrong secret
  * keeps the attachment pending and logs S3's error Code, never a secret; the router with the right
- * one stores it. A reply's file goes to Messenger's upload a segment (one Range GET) at a time. The
- * integration's purge queues the objects' keys in media_doomed and the media worker's sweep deletes
- * them from the bucket.
+ * one stores it. An image stored before segments is sealed again by the media worker
+ * (test_router_s3_legacy.c). A reply's file goes to Messenger's upload a segment (one Range GET) at
+ * a time. The integration's purge queues the objects' keys in media_doomed, the one that still
+ * waited for readers due at once too, and the media worker's sweep deletes them from the bucket.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -29,22 +30,15 @@
 #include "common/keyring.h"
 #include "common/mem.h"
 #include "common/nats.h"
-#include "fakes3.h"
 #include "hang.h"
-#include "stack.h"
+#include "router_s3_suite.h"
 
 #define AK     "AKIAROUTERS3TEST"
 #define SECRET "router-s3-secret-value-0123456789"
-#define BUCKET "doms-router-media"
+#define PAGE   "106000000000031"
 
-#define PAGE        "106000000000031"
-#define IMAGE_BYTES (600 * 1024) /* two chunks of router.attachment.get */
-/* The router's ROUTER_MEDIA_SEGMENT: a chunk, and a segment of what is sealed. */
-#define SEGMENT (512 * 1024)
-#define MARKER  "JFIF-plaintext-marker-of-the-s3-image"
-
-static struct th_stack st;
-static struct fakes3 *fs;
+struct th_stack st;
+struct fakes3 *fs;
 static struct th_proc router, ingest, vault;
 static char endpoint_env[128];
 
@@ -54,9 +48,9 @@ static const char *s3_env[] = {"MEDIA_STORE=s3",       NULL,
                                "S3_ACCESS_KEY_ID=" AK, "S3_SECRET_ACCESS_KEY=" SECRET,
                                "MEDIA_TIMEOUT=10s",    NULL};
 
-static char ws[64], integration[64], image_att[64], slow_att[64], blip_att[64], denied_att[64],
-    reply_att[64];
-static unsigned char image[IMAGE_BYTES];
+char image_att[64];
+unsigned char image[IMAGE_BYTES];
+static char ws[64], integration[64], slow_att[64], blip_att[64], denied_att[64], reply_att[64];
 
 /* Counts the lines of text that contain needle. */
 static int lines_with(const char *text, const char *needle)
@@ -174,8 +168,7 @@ static void test_refusals(void)
 
 /* --- inbound media through S3, end to end ------------------------------------------------ */
 
-/* Whether the query of att (fmt takes its id) answers want now. */
-static bool sql_is(const char *fmt, const char *att, const char *want)
+bool sql_is(const char *fmt, const char *att, const char *want)
 {
     char *v;
 
@@ -601,7 +594,8 @@ static void test_e2e_reply_rolled_back(void)
     CHECK_INT(fakes3_count(fs, "PUT") - puts, 1);
     CHECK_INT(fakes3_count(fs, "DELETE") - deletes, 1);
     cm_buf_init(&keys);
-    CHECK_INT(fakes3_keys(fs, &keys), 4);
+    /* Four attachments' objects, and the one test_e2e_legacy left for readers: none more. */
+    CHECK_INT(fakes3_keys(fs, &keys), 5);
     cm_buf_cleanup(&keys);
     free(th_stack_sql(&st, "DROP TRIGGER test_fail_upload_delete ON router.uploads"));
     free(th_stack_sql(&st, "DROP FUNCTION router.test_fail_upload_delete()"));
@@ -665,17 +659,21 @@ static void test_e2e_purge(void)
     char *n;
 
     cm_buf_init(&keys);
-    CHECK_INT(fakes3_keys(fs, &keys), 5);
+    /* Five attachments, and the image's object from before it was sealed again
+     * (test_e2e_legacy), doomed and not yet due. */
+    CHECK_INT(fakes3_keys(fs, &keys), 6);
     /* Every object sealed: the attachment's size plus an overhead a segment, none of its
      * plaintext. */
     for (size_t i = 0; i < sizeof(atts) / sizeof(atts[0]); i++) {
-        char key[96],
-            *size =
-                th_stack_sqlf(&st, "SELECT size FROM router.attachments WHERE id = '%s'", atts[i]);
+        char *size =
+                 th_stack_sqlf(&st, "SELECT size FROM router.attachments WHERE id = '%s'", atts[i]),
+             *key = th_stack_sqlf(&st,
+                                  "SELECT coalesce(object_key, 'media/' || id)"
+                                  " FROM router.attachments WHERE id = '%s'",
+                                  atts[i]);
         struct cm_buf obj;
         cm_buf_init(&obj);
-        snprintf(key, sizeof(key), "media/%s", atts[i]);
-        CHECK_MSG(fakes3_object(fs, key, &obj) == 0, "no object %s", key);
+        CHECK_MSG(key != NULL && fakes3_object(fs, key, &obj) == 0, "no object %s", key);
         long long plain = size != NULL ? atoll(size) : -1;
         long long pieces = plain > SEGMENT ? (plain + SEGMENT - 1) / SEGMENT : 1;
         CHECK_INT((long long)obj.len, plain + pieces * CM_KEYRING_OVERHEAD);
@@ -683,6 +681,7 @@ static void test_e2e_purge(void)
                                    memmem(obj.data, obj.len, MARKER, strlen(MARKER)) == NULL));
         cm_buf_cleanup(&obj);
         free(size);
+        free(key);
     }
     fakes3_fail_next(fs, 100000, 503);
     snprintf(
@@ -699,15 +698,17 @@ static void test_e2e_purge(void)
                       integration);
     CHECK_STR(n, "0");
     free(n);
+    /* Every object due now, the one that was waiting for readers too. */
     len = (size_t)snprintf(q, sizeof(q),
-                           "SELECT count(*) FROM router.media_doomed WHERE object_key IN (''");
+                           "SELECT count(*) FROM router.media_doomed WHERE due_at <= now()"
+                           " AND attachment_id IN (''");
     for (size_t i = 0; i < sizeof(atts) / sizeof(atts[0]); i++)
-        len += (size_t)snprintf(q + len, sizeof(q) - len, ", 'media/%s'", atts[i]);
+        len += (size_t)snprintf(q + len, sizeof(q) - len, ", '%s'", atts[i]);
     snprintf(q + len, sizeof(q) - len, ")");
     n = th_stack_sql(&st, q);
-    CHECK_STR(n, "5");
+    CHECK_STR(n, "6");
     free(n);
-    CHECK_INT(fakes3_keys(fs, &keys), 5);
+    CHECK_INT(fakes3_keys(fs, &keys), 6);
 
     fakes3_fail_next(fs, 0, 0);
     CHECK_MSG(WAIT_UNTIL(fakes3_keys(fs, &keys) == 0, 45000), "the bucket still holds: %s",
@@ -747,6 +748,7 @@ int main(void)
     s3_env[1] = endpoint_env;
     RUN(test_e2e_setup);
     RUN(test_e2e_stored);
+    RUN(test_e2e_legacy);
     RUN(test_e2e_media_lane);
     RUN(test_e2e_s3_failing);
     RUN(test_e2e_wrong_secret);
