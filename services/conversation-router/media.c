@@ -511,17 +511,22 @@ int router_media_reseal_next(struct router *r, struct cm_pg *pg)
     return rc == CM_NOTFOUND ? CM_OK : rc;
 }
 
-int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted)
+int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted, bool *more)
 {
+    char batch[16];
+    const char *limit[1] = {batch};
+    bool refused = false;
     int rc, n;
 
     *deleted = 0;
+    *more = false;
     if (r->media->s3 == NULL)
         return CM_OK;
+    snprintf(batch, sizeof(batch), "%d", ROUTER_SWEEP_BATCH);
     rc = cm_pg_exec(pg,
                     "SELECT object_key FROM media_doomed WHERE due_at <= now()"
-                    " ORDER BY due_at LIMIT 100 FOR UPDATE SKIP LOCKED",
-                    0, NULL);
+                    " ORDER BY due_at LIMIT $1::int FOR UPDATE SKIP LOCKED",
+                    1, limit);
     if (rc != CM_OK)
         return rc;
     n = cm_pg_ntuples(pg);
@@ -530,19 +535,25 @@ int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted)
         return CM_ERR;
     for (int i = 0; i < n; i++)
         snprintf(keys[i], sizeof(keys[i]), "%s", cm_pg_value(pg, i, 0));
-    for (int i = 0; i < n && rc == CM_OK; i++) {
+    /* The first refusal ends the batch: S3 is likely down, and each refusal took its retries. */
+    for (int i = 0; i < n && rc == CM_OK && !refused; i++) {
         const char *params[1] = {keys[i]};
         int s3 = media_s3_delete(r->media->s3, keys[i]);
         if (s3 == CM_OK) {
             rc = cm_pg_exec(pg, "DELETE FROM media_doomed WHERE object_key = $1", 1, params);
             (*deleted)++;
         } else {
+            /* Due again after 30 s, doubling to an hour: a key S3 keeps refusing never holds
+             * the others back. */
+            refused = true;
             rc = cm_pg_exec(pg,
-                            "UPDATE media_doomed SET attempts = attempts + 1"
+                            "UPDATE media_doomed SET attempts = attempts + 1, due_at = now() +"
+                            " interval '30 seconds' * least(power(2, attempts), 120)"
                             " WHERE object_key = $1",
                             1, params);
         }
     }
     free(keys);
+    *more = rc == CM_OK && !refused && n >= ROUTER_SWEEP_BATCH;
     return rc;
 }

@@ -48,12 +48,13 @@
 #define BACKOFF_S     30   /* the first wait after a transient failure */
 #define BACKOFF_CAP_S 3600 /* the longest */
 #define MAX_ATTEMPTS  8    /* then unavailable */
-#define SWEEP_S       30   /* how often deleted S3 objects are swept */
+#define SWEEP_S       30   /* how often deleted S3 objects are swept (batch after batch) */
 #define MAX_HOPS      3    /* redirects followed (Meta's lookaside URLs redirect to the CDN) */
 
 struct media_fetch {
     struct router_worker w; /* first: the pass gets it */
     time_t swept;           /* when deleted S3 objects were last swept */
+    bool sweep_more;        /* that sweep took a full batch: more may be due */
 };
 
 /* One claimed attachment. */
@@ -490,13 +491,15 @@ static void forget_expired(struct media_fetch *f)
         CM_INFO("media: %ld story mentions expired and forgotten", (long)cm_pg_affected(f->w.pg));
 }
 
-/* Deletes S3 objects of deleted attachments (nothing to do with the PostgreSQL store). */
-static void sweep(struct media_fetch *f)
+/* Deletes a batch of S3 objects of deleted attachments (nothing to do with the PostgreSQL
+ * store); true when more may be due (router_media_sweep()). */
+static bool sweep(struct media_fetch *f)
 {
     int deleted = 0, rc = cm_pg_begin(f->w.pg);
+    bool more = false;
 
     if (rc == CM_OK)
-        rc = router_media_sweep(f->w.r, f->w.pg, &deleted);
+        rc = router_media_sweep(f->w.r, f->w.pg, &deleted, &more);
     if (rc == CM_OK)
         rc = cm_pg_commit(f->w.pg);
     if (rc != CM_OK) {
@@ -505,6 +508,7 @@ static void sweep(struct media_fetch *f)
     } else if (deleted > 0) {
         CM_INFO("media: %d objects of deleted attachments removed from S3", deleted);
     }
+    return rc == CM_OK && more;
 }
 
 /* Claims what is due and downloads it; the number claimed, or -1 when the database failed. */
@@ -545,14 +549,15 @@ static int tick(struct media_fetch *f)
     return n;
 }
 
-/* One pass of the worker; a full claim says more is due: go on at once. */
+/* One pass of the worker; a full claim or a full sweep says more is due: go on at once. A
+ * purge of many attachments thus empties the bucket batch after batch, between downloads. */
 static bool pass(struct router_worker *w)
 {
     struct media_fetch *f = (struct media_fetch *)w;
 
     forget_expired(f);
-    if (time(NULL) - f->swept >= SWEEP_S) {
-        sweep(f);
+    if (f->sweep_more || time(NULL) - f->swept >= SWEEP_S) {
+        f->sweep_more = sweep(f);
         f->swept = time(NULL);
     }
     if (tick(f) >= CLAIM)
@@ -560,7 +565,7 @@ static bool pass(struct router_worker *w)
     /* At most one attachment stored before segments a pass is sealed again: an unhurried
      * migration, after the downloads. */
     router_media_reseal_next(w->r, w->pg);
-    return false;
+    return f->sweep_more;
 }
 
 int router_media_fetch_start(struct router *r)

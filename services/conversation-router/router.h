@@ -185,9 +185,15 @@ int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const 
  * set), else the database's error. pg must not be in a transaction.
  */
 int router_media_reseal_next(struct router *r, struct cm_pg *pg);
-/* Deletes from S3 up to 100 objects of deleted attachments (media_doomed) that are due, inside
- * pg's transaction; *deleted counts them. */
-int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted) CM_MUST_CHECK;
+/* The most doomed objects one sweep takes. */
+#define ROUTER_SWEEP_BATCH 100
+/*
+ * Deletes from S3 up to ROUTER_SWEEP_BATCH objects of deleted attachments (media_doomed) that
+ * are due, inside pg's transaction; *deleted counts them. A delete S3 refuses ends the batch,
+ * its key due again after 30 s, doubling to an hour. *more: the batch was full and S3 took every
+ * delete, so more may be due.
+ */
+int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted, bool *more) CM_MUST_CHECK;
 
 /* --- media_fetch.c: the download worker (proto/router.md#media) ---------------------- */
 

@@ -1,5 +1,5 @@
 /*
- * router_s3_suite.h - what test_router_s3.c shares with test_router_s3_legacy.c: one test
+ * router_s3_suite.h - what test_router_s3.c shares with test_router_s3_objects.c: one test
  * program, one stack with the router on MEDIA_STORE=s3 and the S3 stand-in, split into files by
  * concern.
  */
@@ -26,7 +26,8 @@ extern char image_att[64];
 /* Whether the query of att (fmt takes its id) answers want now. */
 bool sql_is(const char *fmt, const char *att, const char *want);
 
-/* test_router_s3_legacy.c */
+/* test_router_s3_objects.c */
 void test_e2e_legacy(void);
+void test_e2e_sweep_many(void);
 
 #endif

@@ -16,9 +16,10 @@
  * answers; one InternalError is absorbed by the client's own retry. A router with a wrong secret
  * keeps the attachment pending and logs S3's error Code, never a secret; the router with the right
  * one stores it. An image stored before segments is sealed again by the media worker
- * (test_router_s3_legacy.c). A reply's file goes to Messenger's upload a segment (one Range GET) at
- * a time. The integration's purge queues the objects' keys in media_doomed, the one that still
- * waited for readers due at once too, and the media worker's sweep deletes them from the bucket.
+ * (test_router_s3_objects.c). A reply's file goes to Messenger's upload a segment (one Range GET)
+ * at a time. The integration's purge queues the objects' keys in media_doomed, the one that still
+ * waited for readers due at once too, and the media worker's sweep deletes them from the bucket,
+ * 250 more as fast as S3 takes them (test_router_s3_objects.c).
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -604,11 +605,6 @@ static void test_e2e_reply_rolled_back(void)
 }
 
 /*
- * The integration's purge deletes its attachments and queues their objects' keys in
- * media_doomed (S3 failing meanwhile, so the sweep cannot take them before they are seen);
- * once S3 answers, the sweep deletes them from the bucket (within its 30 s).
- */
-/*
  * A reply's file in S3 to Messenger's Attachment Upload API: the sender reads it a segment at a
  * time (one Range GET each, inside the upload) and Meta receives exactly its bytes.
  */
@@ -649,6 +645,12 @@ static void test_e2e_reply_file(void)
     free(conv);
 }
 
+/*
+ * The integration's purge deletes its attachments and queues their objects' keys in
+ * media_doomed (S3 failing meanwhile, so the sweep cannot take them before they are seen; the
+ * first refusal ends a sweep, its key due again 30 s later); once S3 answers, the sweep deletes
+ * them from the bucket.
+ */
 static void test_e2e_purge(void)
 {
     const char *atts[] = {image_att, slow_att, blip_att, denied_att, reply_att};
@@ -698,10 +700,11 @@ static void test_e2e_purge(void)
                       integration);
     CHECK_STR(n, "0");
     free(n);
-    /* Every object due now, the one that was waiting for readers too. */
+    /* Every object due now, the one that was waiting for readers too (a sweep S3 refused
+     * meanwhile makes one due 30 s later: still not the ten minutes readers get). */
     len = (size_t)snprintf(q, sizeof(q),
-                           "SELECT count(*) FROM router.media_doomed WHERE due_at <= now()"
-                           " AND attachment_id IN (''");
+                           "SELECT count(*) FROM router.media_doomed WHERE due_at <"
+                           " now() + interval '1 minute' AND attachment_id IN (''");
     for (size_t i = 0; i < sizeof(atts) / sizeof(atts[0]); i++)
         len += (size_t)snprintf(q + len, sizeof(q) - len, ", '%s'", atts[i]);
     snprintf(q + len, sizeof(q) - len, ")");
@@ -710,9 +713,20 @@ static void test_e2e_purge(void)
     free(n);
     CHECK_INT(fakes3_keys(fs, &keys), 6);
 
+    /* The next sweep (within 30 s) meets S3 refusing: its first refusal ends the batch, and
+     * that key is due again 30 s later; the others wait for the next sweep as they were. */
+    CHECK_MSG(WAIT_UNTIL(th_stack_count(&st, "SELECT count(*) FROM router.media_doomed"
+                                             " WHERE attempts > 0") > 0,
+                         40000),
+              "no sweep met S3's refusal");
+    n = th_stack_sql(&st, "SELECT count(*) || '|' || count(*) FILTER (WHERE due_at > now()"
+                          " + interval '15 seconds') FROM router.media_doomed WHERE attempts > 0");
+    CHECK_STR(n, "1|1");
+    free(n);
+    CHECK_INT(fakes3_keys(fs, &keys), 6);
     fakes3_fail_next(fs, 0, 0);
-    CHECK_MSG(WAIT_UNTIL(fakes3_keys(fs, &keys) == 0, 45000), "the bucket still holds: %s",
-              keys.data != NULL ? keys.data : "");
+    bool gone = WAIT_UNTIL(fakes3_keys(fs, &keys) == 0, 75000);
+    CHECK_MSG(gone, "the bucket still holds: %s", keys.data != NULL ? keys.data : "");
     CHECK(WAIT_UNTIL(sql_is("SELECT count(*) FROM router.media_doomed%s", "", "0"), 10000));
     cm_buf_cleanup(&keys);
 }
@@ -755,6 +769,7 @@ int main(void)
     RUN(test_e2e_reply_rolled_back);
     RUN(test_e2e_reply_file);
     RUN(test_e2e_purge);
+    RUN(test_e2e_sweep_many);
     RUN(test_e2e_log);
     th_stack_stop(&st);
     fakes3_stop(fs);

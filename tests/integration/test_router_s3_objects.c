@@ -1,9 +1,13 @@
 /*
- * test_router_s3_legacy - an attachment stored in S3 before segments: one piece larger than a
- * chunk, under media/<id>. It reads in chunks all the same, each chunk from the whole object.
- * The media worker then seals it again in segments under a new key, which the row names; the
- * old object stays for ten minutes for a reader that took its key just before. After that, each
- * chunk is one Range GET of its segment. Part of test_router_s3 (router_s3_suite.h).
+ * test_router_s3_objects - the bucket's objects over time, beyond one attachment's storing.
+ * Part of test_router_s3 (router_s3_suite.h).
+ *  - An attachment stored in S3 before segments: one piece larger than a chunk, under
+ *    media/<id>. It reads in chunks all the same, each chunk from the whole object. The media
+ *    worker then seals it again in segments under a new key, which the row names; the old
+ *    object stays for ten minutes for a reader that took its key just before. After that,
+ *    each chunk is one Range GET of its segment.
+ *  - More doomed objects than one sweep takes are deleted batch after batch, not a batch every
+ *    30 s.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,4 +101,32 @@ void test_e2e_legacy(void)
 done:
     cm_buf_cleanup(&obj);
     cm_buf_cleanup(&sealed);
+}
+
+/*
+ * 250 doomed objects, more than two sweeps take (ROUTER_SWEEP_BATCH, 100): they are all gone
+ * within the next sweep's 30 s and a little more. One batch each 30 s took 90 s.
+ */
+void test_e2e_sweep_many(void)
+{
+    enum { MANY = 250 };
+    struct cm_buf keys;
+    char key[64], *n;
+
+    for (int i = 0; i < MANY; i++) {
+        snprintf(key, sizeof(key), "media/att_sweep%03d", i);
+        fakes3_put_object(fs, key, "sealed", 6);
+    }
+    n = th_stack_sql(&st, "WITH d AS (INSERT INTO router.media_doomed (object_key, attachment_id)"
+                          " SELECT 'media/att_sweep' || lpad(g::text, 3, '0'), 'att_sweep' || g"
+                          " FROM generate_series(0, 249) g RETURNING 1) SELECT count(*) FROM d");
+    CHECK_STR(n, "250");
+    free(n);
+    cm_buf_init(&keys);
+    bool gone = WAIT_UNTIL(fakes3_keys(fs, &keys) == 0, 45000);
+    CHECK_MSG(gone, "%d objects left", fakes3_keys(fs, &keys));
+    n = th_stack_sql(&st, "SELECT count(*) FROM router.media_doomed");
+    CHECK_STR(n, "0");
+    free(n);
+    cm_buf_cleanup(&keys);
 }
