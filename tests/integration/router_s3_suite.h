@@ -19,6 +19,7 @@
 
 extern struct th_stack st;
 extern struct fakes3 *fs;
+extern struct th_proc router; /* MEDIA_STORE=s3 */
 /* The image of test_e2e_stored (MARKER at its start) and its attachment, stored in S3. */
 extern unsigned char image[IMAGE_BYTES];
 extern char image_att[64];

@@ -40,7 +40,8 @@
 
 struct th_stack st;
 struct fakes3 *fs;
-static struct th_proc router, ingest, vault;
+struct th_proc router;
+static struct th_proc ingest, vault;
 static char endpoint_env[128];
 
 /* The router's S3 settings for the end-to-end tests (the endpoint filled in by main). */

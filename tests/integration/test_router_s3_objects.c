@@ -5,7 +5,8 @@
  *    media/<id>. It reads in chunks all the same, each chunk from the whole object. The media
  *    worker then seals it again in segments under a new key, which the row names; the old
  *    object stays for ten minutes for a reader that took its key just before. After that,
- *    each chunk is one Range GET of its segment.
+ *    each chunk is one Range GET of its segment. S3 refusing meanwhile changes nothing but
+ *    a line in the log, and the claim is held for the hour.
  *  - More doomed objects than one sweep takes are deleted batch after batch, not a batch every
  *    30 s.
  */
@@ -18,6 +19,27 @@
 #include "common/keyring.h"
 #include "common/mem.h"
 #include "router_s3_suite.h"
+
+/* Whether the router's log so far holds needle. */
+static bool logged(const char *needle)
+{
+    char *log = th_proc_output(&router);
+    bool found = log != NULL && strstr(log, needle) != NULL;
+
+    free(log);
+    return found;
+}
+
+/* Ends the worker's claim on image_att, so that it is claimed again at its next pass. */
+static void release(void)
+{
+    char *n = th_stack_sqlf(&st,
+                            "UPDATE router.attachments SET lease_until = NULL WHERE id = '%s'"
+                            " RETURNING id",
+                            image_att);
+    CHECK_STR(n, image_att);
+    free(n);
+}
 
 /* Reads image_att with domsctl and checks that it is exactly the image. */
 static void read_back(const char *what)
@@ -36,12 +58,14 @@ static void read_back(const char *what)
 void test_e2e_legacy(void)
 {
     char old_key[96], want[160], *n;
-    struct cm_buf sealed, obj;
+    struct cm_buf sealed, obj, keys;
+    int held;
 
     /* The image as the router stored it before segments: one piece under media/<id>. Its
      * claim is held for now, so that the worker leaves it to the first read. */
     cm_buf_init(&sealed);
     cm_buf_init(&obj);
+    cm_buf_init(&keys);
     snprintf(old_key, sizeof(old_key), "media/%s", image_att);
     if (th_stack_seal_media(&st, image_att, image, IMAGE_BYTES, &sealed) != 0)
         goto done;
@@ -57,12 +81,26 @@ void test_e2e_legacy(void)
     read_back("one piece");
     CHECK_INT((long)fakes3_largest_get(fs), (long)sealed.len);
 
-    /* Released: the worker seals it again, under a new key, within a pass or two. */
+    /* Released while S3 refuses: the worker's read fails, it says so, and holds its claim for
+     * the hour; the row and the bucket are as they were. */
+    held = fakes3_keys(fs, &keys);
+    fakes3_fail_next(fs, 100000, 503);
+    release();
+    CHECK_MSG(WAIT_UNTIL(logged("not sealed again in segments"), 15000),
+              "no failed attempt of %s logged", image_att);
+    fakes3_fail_next(fs, 0, 0);
     n = th_stack_sqlf(&st,
-                      "UPDATE router.attachments SET lease_until = NULL WHERE id = '%s'"
-                      " RETURNING id",
+                      "SELECT coalesce(segment_size::text, '-') || '|' || coalesce(object_key, '-')"
+                      " || '|' || (lease_until > now() + interval '50 minutes')"
+                      " FROM router.attachments WHERE id = '%s'",
                       image_att);
+    CHECK_STR(n, "-|-|true");
     free(n);
+    CHECK_INT(fakes3_keys(fs, &keys), held);
+
+    /* Released with S3 answering: the worker seals it again, under a new key, within a pass
+     * or two. */
+    release();
     CHECK_MSG(WAIT_UNTIL(!sql_is("SELECT coalesce(object_key, '-') FROM router.attachments"
                                  " WHERE id = '%s'",
                                  image_att, "-"),
@@ -99,6 +137,7 @@ void test_e2e_legacy(void)
               "a GET answered %zu bytes", fakes3_largest_get(fs));
     fakes3_reset_largest_get(fs);
 done:
+    cm_buf_cleanup(&keys);
     cm_buf_cleanup(&obj);
     cm_buf_cleanup(&sealed);
 }
