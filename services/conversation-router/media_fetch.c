@@ -33,6 +33,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ struct media_fetch {
     struct router_worker w; /* first: the pass gets it */
     time_t swept;           /* when deleted S3 objects were last swept */
     bool sweep_more;        /* that sweep took a full batch: more may be due */
+    _Atomic bool sweep_now; /* a purge deleted attachments: sweep at the next pass */
 };
 
 /* One claimed attachment. */
@@ -556,7 +558,8 @@ static bool pass(struct router_worker *w)
     struct media_fetch *f = (struct media_fetch *)w;
 
     forget_expired(f);
-    if (f->sweep_more || time(NULL) - f->swept >= SWEEP_S) {
+    if (atomic_exchange(&f->sweep_now, false) || f->sweep_more ||
+        time(NULL) - f->swept >= SWEEP_S) {
         f->sweep_more = sweep(f);
         f->swept = time(NULL);
     }
@@ -580,6 +583,14 @@ void router_media_fetch_wake(struct router *r)
 {
     if (r->fetch != NULL)
         router_worker_wake(&r->fetch->w);
+}
+
+void router_media_sweep_soon(struct router *r)
+{
+    if (r->fetch == NULL)
+        return;
+    atomic_store(&r->fetch->sweep_now, true);
+    router_worker_wake(&r->fetch->w);
 }
 
 void router_media_fetch_stop(struct router *r)

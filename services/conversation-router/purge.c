@@ -288,6 +288,10 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
                     " (with integration_ids) or due");
         return;
     }
+    /* Their S3 objects leave the bucket now, not at the next sweep's round (even when the
+     * purge was interrupted: what it deleted is doomed already). */
+    if (c.attachments > 0)
+        router_media_sweep_soon(r);
     if (rc == CM_OK && (c.messages || c.conversations || c.contacts || c.attachments))
         rc = cm_audit_add(call->pg, ROUTER_SERVICE, call->actor, "purge", ws ? ws : "integrations");
     if (rc != CM_OK) {

@@ -202,6 +202,9 @@ int router_media_sweep(struct router *r, struct cm_pg *pg, int *deleted, bool *m
 int router_media_fetch_start(struct router *r) CM_MUST_CHECK;
 /* Wakes the worker now (new attachments were stored); any thread, a no-op when not started. */
 void router_media_fetch_wake(struct router *r);
+/* Has the worker sweep deleted S3 objects at its next pass, woken now (a purge deleted
+ * attachments); any thread, a no-op when not started. */
+void router_media_sweep_soon(struct router *r);
 /* Stops the worker (it finishes the download in hand) and frees it; accepts none started. */
 void router_media_fetch_stop(struct router *r);
 
