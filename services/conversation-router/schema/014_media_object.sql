@@ -16,6 +16,9 @@ CREATE INDEX IF NOT EXISTS attachments_unsegmented ON attachments (id)
 ALTER TABLE media_doomed ADD COLUMN IF NOT EXISTS attachment_id text;
 ALTER TABLE media_doomed ADD COLUMN IF NOT EXISTS due_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX IF NOT EXISTS media_doomed_attachment ON media_doomed (attachment_id);
+-- The sweep takes the earliest due first, a batch at a time: after a purge of many
+-- attachments, each batch reads the index rather than sorting the whole queue.
+CREATE INDEX IF NOT EXISTS media_doomed_due ON media_doomed (due_at);
 
 CREATE OR REPLACE FUNCTION media_doom() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
