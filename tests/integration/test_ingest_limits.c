@@ -301,6 +301,45 @@ static void test_events_cap(void)
     free(at);
 }
 
+/* The X-Request-Id of an answer: 16 lowercase hex digits into out, or false. */
+static bool request_id(const struct th_resp *r, char out[17])
+{
+    const char *h =
+        r->headers.data != NULL ? strcasestr(r->headers.data, "\nX-Request-Id: ") : NULL;
+
+    if (h == NULL || strspn(h + 15, "0123456789abcdef") != 16)
+        return false;
+    memcpy(out, h + 15, 16);
+    out[16] = '\0';
+    return true;
+}
+
+/* Every answer carries its own request id: 200 sixty-four times, and refusals too. */
+static void test_request_ids(void)
+{
+    char *body = events_body(1, "rid");
+    char ids[65][17];
+    struct th_resp r;
+    int distinct = 0;
+
+    for (int i = 0; i < 64; i++) {
+        CHECK_INT(post_signed(body, &r), 200);
+        CHECK(request_id(&r, ids[i]));
+        th_resp_cleanup(&r);
+    }
+    CHECK_INT(post_signed("{\"object\":", &r), 400);
+    CHECK(request_id(&r, ids[64]));
+    th_resp_cleanup(&r);
+    for (int i = 0; i < 65; i++) {
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            seen = seen || strcmp(ids[i], ids[j]) == 0;
+        distinct += !seen;
+    }
+    CHECK_INT(distinct, 65);
+    free(body);
+}
+
 /* MAX_CONNS connections held open: one more is closed at once, unanswered, and the held
  * ones are still served. Once they go, new connections are accepted again. */
 static void test_connection_cap(void)
@@ -560,6 +599,7 @@ int main(void)
     start_ingest();
 
     RUN(test_events_cap);
+    RUN(test_request_ids);
     RUN(test_connection_cap);
     RUN(test_read_deadline);
     RUN(test_status_flood);
