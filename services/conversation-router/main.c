@@ -26,6 +26,7 @@ extern const char doms_embed_011_media_link[];
 extern const char doms_embed_012_media_segments[];
 extern const char doms_embed_013_profile_claim[];
 extern const char doms_embed_014_media_object[];
+extern const char doms_embed_015_media_unsegmented[];
 
 static const struct cm_migration migrations[] = {
     {1, "init", doms_embed_001_init},
@@ -44,6 +45,7 @@ static const struct cm_migration migrations[] = {
     {14, "media segments", doms_embed_012_media_segments},
     {15, "profile claim", doms_embed_013_profile_claim},
     {16, "media object", doms_embed_014_media_object},
+    {17, "media unsegmented", doms_embed_015_media_unsegmented},
 };
 
 static const struct cm_setting settings[] = {

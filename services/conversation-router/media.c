@@ -9,9 +9,9 @@
  * An attachment larger than ROUTER_MEDIA_SEGMENT is sealed in segments of that size, laid end
  * to end in one value or object (schema/012_media_segments.sql), so that a reader's chunk
  * costs the read and opening of its segment only: a 25 MB video read in 50 chunks is opened
- * once, not 50 times. One stored in PostgreSQL before segments, in one piece, is sealed again
- * in segments the first time it is read (reseal()). One in S3 is sealed again by the media
- * worker (router_media_reseal_next()) and put under a new key (schema/014_media_object.sql):
+ * once, not 50 times. One stored before segments, in one piece, is sealed again in segments
+ * by the media worker (router_media_reseal_next()). In PostgreSQL also when first read, if
+ * that comes sooner (reseal()); in S3 it is put under a new key (schema/014_media_object.sql):
  * the row names its object, and the old one is deleted once no reader can still hold its key.
  */
 #include <sodium.h>
@@ -76,7 +76,8 @@ void router_media_destroy(struct router *r)
 
 #define MEDIA_KEY_LEN 128 /* media/<attachment id>[.<16 hex digits>] */
 
-/* schema/014_media_object.sql's index of attachments to seal again names the segment's size. */
+/* schema/015_media_unsegmented.sql's index of attachments to seal again names the segment's
+ * size. */
 _Static_assert(ROUTER_MEDIA_SEGMENT == 524288, "the claim and its index say 524288");
 
 /* Where and how an attachment's bytes are kept (schema/012_media_segments.sql). */
@@ -314,8 +315,8 @@ static int open_piece(struct router *r, struct cm_pg *pg, const char *ws, const 
  * that of two readers doing it at once one wins. In the caller's transaction, under a
  * savepoint: a failure here costs the caller's read nothing, and the next read tries again.
  */
-static void reseal(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
-                   const char *att, const struct cm_buf *plain)
+static int reseal(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
+                  const char *att, const struct cm_buf *plain)
 {
     char segment[24], stride[24];
     bool in_tx = cm_pg_in_transaction(pg);
@@ -353,6 +354,7 @@ static void reseal(struct router *r, struct cm_pg *pg, const char *ws, const cha
         CM_WARN_ID(att, "attachment %s: not sealed again in segments: %s", att, cm_err_str(rc));
     }
     cm_buf_cleanup(&sealed);
+    return rc;
 }
 
 int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
@@ -383,14 +385,14 @@ int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const 
     cm_buf_cleanup(&sealed);
     if (rc == CM_OK && l.segments == 1 && l.size > ROUTER_MEDIA_SEGMENT &&
         strcmp(l.store, "postgres") == 0)
-        reseal(r, pg, ws, integration, att, out);
+        (void)reseal(r, pg, ws, integration, att, out);
     return rc;
 }
 
-/* An attachment in S3 in one piece larger than a chunk, claimed for an hour: its id, owner,
- * size and object. */
+/* An attachment in one piece larger than a chunk, claimed for an hour: its id, owner, size,
+ * store and (in S3) object. */
 struct unsegmented {
-    char id[64], ws[128], integration[64], key[MEDIA_KEY_LEN];
+    char id[64], ws[128], integration[64], key[MEDIA_KEY_LEN], store[16];
     long long size;
 };
 
@@ -399,11 +401,12 @@ static const char claim_unsegmented_sql[] =
     "UPDATE attachments a SET lease_until = now() + interval '1 hour'"
     " FROM (SELECT x.id FROM attachments x"
     " JOIN workspaces w ON w.id = x.workspace_id AND w.status = 'active'"
-    " WHERE x.store = 's3' AND x.segment_size IS NULL AND x.size > 524288"
+    " WHERE x.store IN ('s3', 'postgres') AND (x.store = 'postgres' OR $1::boolean)"
+    " AND x.segment_size IS NULL AND x.size > 524288"
     " AND (x.lease_until IS NULL OR x.lease_until < now())"
     " LIMIT 1 FOR UPDATE OF x SKIP LOCKED) d"
     " WHERE a.id = d.id RETURNING a.id, a.workspace_id, a.integration_id, a.size::text,"
-    " coalesce(a.object_key, 'media/' || a.id)";
+    " coalesce(a.object_key, 'media/' || a.id), a.store";
 /* clang-format on */
 
 /* Locks u's row while it is still as claimed, and its route while the integration is not
@@ -461,6 +464,60 @@ static int reseal_object(struct router *r, struct cm_pg *pg, const struct unsegm
     return rc;
 }
 
+/*
+ * Seals u, kept in PostgreSQL, again in segments in pg's transaction: its row is locked while
+ * it still has no segments and the integration is not being purged (CM_NOTFOUND otherwise),
+ * then read, opened and sealed again as a first read would (reseal()), and the claim let go.
+ */
+static int reseal_row(struct router *r, struct cm_pg *pg, const struct unsegmented *u)
+{
+    const char *params[1] = {u->id};
+    struct layout one = {.size = u->size, .segments = 1};
+    struct cm_buf sealed, plain;
+    int rc = cm_pg_exec_params(pg,
+                               "SELECT m.sealed FROM attachments a JOIN routes t ON"
+                               " t.integration_id = a.integration_id AND t.status <> 'purging'"
+                               " JOIN media m ON m.attachment_id = a.id WHERE a.id = $1"
+                               " AND a.store = 'postgres' AND a.segment_size IS NULL"
+                               " FOR UPDATE OF a FOR SHARE OF t",
+                               1, params, NULL, NULL, 1);
+
+    if (rc == CM_OK && cm_pg_ntuples(pg) == 0)
+        rc = CM_NOTFOUND;
+    cm_buf_init(&sealed);
+    cm_buf_init(&plain);
+    /* A copy: opening the piece may run statements of its own on pg. */
+    if (rc == CM_OK)
+        cm_buf_append(&sealed, cm_pg_value(pg, 0, 0), (size_t)cm_pg_length(pg, 0, 0));
+    if (rc == CM_OK)
+        rc = open_piece(r, pg, u->ws, u->integration, u->id, &one, 0, sealed.data, sealed.len,
+                        &plain);
+    if (rc == CM_OK)
+        rc = reseal(r, pg, u->ws, u->integration, u->id, &plain);
+    cm_buf_wipe(&plain);
+    cm_buf_cleanup(&sealed);
+    if (rc == CM_OK)
+        rc = cm_pg_exec(pg, "UPDATE attachments SET lease_until = NULL WHERE id = $1", 1, params);
+    return rc;
+}
+
+/* Claims the next attachment in one piece larger than a chunk, if any (CM_NOTFOUND). */
+static int claim_unsegmented(struct router *r, struct cm_pg *pg, struct unsegmented *u)
+{
+    const char *params[1] = {r->media->s3 != NULL ? "true" : "false"};
+    int rc = cm_pg_exec(pg, claim_unsegmented_sql, 1, params);
+
+    if (rc != CM_OK || cm_pg_ntuples(pg) == 0)
+        return rc == CM_OK ? CM_NOTFOUND : rc;
+    snprintf(u->id, sizeof(u->id), "%s", cm_pg_value(pg, 0, 0));
+    snprintf(u->ws, sizeof(u->ws), "%s", cm_pg_value(pg, 0, 1));
+    snprintf(u->integration, sizeof(u->integration), "%s", cm_pg_value(pg, 0, 2));
+    u->size = strtoll(cm_pg_value(pg, 0, 3), NULL, 10);
+    snprintf(u->key, sizeof(u->key), "%s", cm_pg_value(pg, 0, 4));
+    snprintf(u->store, sizeof(u->store), "%s", cm_pg_value(pg, 0, 5));
+    return CM_OK;
+}
+
 int router_media_reseal_next(struct router *r, struct cm_pg *pg)
 {
     char key[MEDIA_KEY_LEN] = "";
@@ -469,16 +526,26 @@ int router_media_reseal_next(struct router *r, struct cm_pg *pg)
     struct cm_buf sealed;
     int rc;
 
-    if (r->media->s3 == NULL)
-        return CM_NOTFOUND;
-    rc = cm_pg_exec(pg, claim_unsegmented_sql, 0, NULL);
-    if (rc != CM_OK || cm_pg_ntuples(pg) == 0)
-        return rc == CM_OK ? CM_NOTFOUND : rc;
-    snprintf(u.id, sizeof(u.id), "%s", cm_pg_value(pg, 0, 0));
-    snprintf(u.ws, sizeof(u.ws), "%s", cm_pg_value(pg, 0, 1));
-    snprintf(u.integration, sizeof(u.integration), "%s", cm_pg_value(pg, 0, 2));
-    u.size = strtoll(cm_pg_value(pg, 0, 3), NULL, 10);
-    snprintf(u.key, sizeof(u.key), "%s", cm_pg_value(pg, 0, 4));
+    rc = claim_unsegmented(r, pg, &u);
+    if (rc != CM_OK)
+        return rc;
+    if (strcmp(u.store, "postgres") == 0) {
+        rc = cm_pg_begin(pg);
+        if (rc == CM_OK)
+            rc = reseal_row(r, pg, &u);
+        if (rc == CM_OK)
+            rc = cm_pg_commit(pg);
+        if (rc != CM_OK)
+            cm_pg_rollback(pg);
+        if (rc == CM_OK)
+            cm_metrics_inc(r->m_media_resealed, 1);
+        else if (rc != CM_NOTFOUND)
+            CM_WARN_ID(u.id,
+                       "attachment %s: not sealed again in segments (tried again in an hour):"
+                       " %s",
+                       u.id, cm_err_str(rc));
+        return rc == CM_NOTFOUND ? CM_OK : rc;
+    }
 
     /* Read before the transaction: no row stays locked while S3 answers the whole object. */
     cm_buf_init(&sealed);

@@ -26,8 +26,8 @@
  * An unavailable attachment keeps no URL. Nothing is downloaded for a deleted workspace: its
  * pending attachments wait for its purge. The same thread forgets story mentions whose 24
  * hours are over, deletes the S3 objects of deleted attachments (router_media_sweep()), and
- * seals again in segments, one a pass, the attachments stored in S3 in one piece before
- * segments (router_media_reseal_next()).
+ * seals again in segments, one a pass, the attachments stored in one piece before segments, in
+ * PostgreSQL or S3 (router_media_reseal_next()).
  * Log lines name attachment ids, never a URL (it identifies the media) or a byte.
  */
 #include <cjson/cJSON.h>

@@ -178,11 +178,12 @@ int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const 
                       const char *att, long long offset, struct cm_buf *out, long long *base,
                       long long *size) CM_MUST_CHECK;
 /*
- * Seals again in segments one attachment stored in S3 in one piece larger than a chunk (before
- * segments), under a new object key that its row then names; the old object is deleted ten
- * minutes later (schema/014_media_object.sql). It is claimed for an hour, so a failure (logged)
- * is tried again then. CM_OK when one was claimed, CM_NOTFOUND when none is left (or no S3 is
- * set), else the database's error. pg must not be in a transaction.
+ * Seals again in segments one attachment stored in one piece larger than a chunk (before
+ * segments). In PostgreSQL its bytes are replaced in one transaction with its layout; in S3 they
+ * go under a new object key that its row then names, and the old object is deleted ten minutes
+ * later (schema/014_media_object.sql). It is claimed for an hour, so a failure (logged) is
+ * tried again then. CM_OK when one was claimed, CM_NOTFOUND when none is left (S3's left alone
+ * when no S3 is set), else the database's error. pg must not be in a transaction.
  */
 int router_media_reseal_next(struct router *r, struct cm_pg *pg);
 /* The most doomed objects one sweep takes. */
