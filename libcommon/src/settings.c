@@ -55,8 +55,9 @@ static int parse_scaled(const char *s, const struct unit *units, int64_t *out)
 int cm_parse_duration(const char *s, int64_t *seconds)
 {
     static const struct unit units[] = {
-        {"", 1}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}, {NULL, 0},
+        {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}, {NULL, 0},
     };
+    /* No bare number: RETENTION_MESSAGES=90 meant as days would purge after 90 seconds. */
     return parse_scaled(s, units, seconds);
 }
 
@@ -425,9 +426,16 @@ void cm_settings_print(const struct cm_setting *table, size_t n, const void *cfg
         switch (s->kind) {
         case CM_SET_INT:
         case CM_SET_SIZE:
-        case CM_SET_DURATION:
             fprintf(out, "%s=%lld\n", s->name, (long long)*(const int64_t *)field);
             break;
+        case CM_SET_DURATION: {
+            /* In a unit, as it is read back: 7d rather than 604800. */
+            char v[32];
+            int64_t secs = *(const int64_t *)field;
+            fmt_bound(s->kind, secs, v, sizeof(v));
+            fprintf(out, "%s=%s%s\n", s->name, v, secs == 0 ? "s" : "");
+            break;
+        }
         case CM_SET_SECRET:
             fprintf(out, "%s=%s\n", s->name, *(char *const *)field ? "********" : "");
             break;

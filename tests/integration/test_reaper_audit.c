@@ -83,6 +83,8 @@ static void test_bounds(void)
         {"RETENTION_MESSAGES=91d", "RETENTION_MESSAGES"},
         {"RETENTION_AUDIT=366d", "RETENTION_AUDIT"},
         {"REAPER_INTERVAL=soon", "REAPER_INTERVAL"},
+        /* Days meant, seconds it would have been: a duration needs its unit. */
+        {"RETENTION_MESSAGES=90", "RETENTION_MESSAGES"},
     };
     char kek[600];
 
@@ -107,7 +109,7 @@ static void test_bounds(void)
         const char *args[] = {"--print-config", NULL};
         char *out = NULL;
         CHECK_INT(th_run("retention-reaper", args, env, &out), 0);
-        CHECK_CONTAINS(out, "RETENTION_TOKENS=604800");
+        CHECK_CONTAINS(out, "RETENTION_TOKENS=7d\n");
         free(out);
     }
 }

@@ -148,7 +148,7 @@ void cm_settings_help(const struct cm_setting *table, size_t n, FILE *out);
 /* Frees the strings that cm_settings_load() stored (secrets are wiped first). */
 void cm_settings_cleanup(const struct cm_setting *table, size_t n, void *cfg);
 
-/* Parses "30s", "15m", "12h", "7d" (or a bare number of seconds) into *seconds. */
+/* Parses "30s", "15m", "12h", "7d" into *seconds; a number without its unit is CM_INVALID. */
 int cm_parse_duration(const char *s, int64_t *seconds) CM_MUST_CHECK;
 
 /* Parses "4194304", "512KiB", "4MiB", "1GiB" (also K, M, G, KB, MB, GB as binary) into *bytes. */
