@@ -28,9 +28,6 @@
 /* Deliveries of an event about a message not stored yet before it is dropped. */
 #define MAX_LATER_DELIVERIES 5
 
-/* How long a cached route is trusted: a disconnect reaches this consumer within it. */
-#define ROUTE_TTL_S 2
-
 /* One worker: a consumer thread with its own connection and caches. */
 struct inbound {
     struct router *r;
@@ -440,7 +437,7 @@ int router_inbound_start(struct router *r)
     for (int i = 0; rc == CM_OK && i < ROUTER_INBOUND_WORKERS; i++) {
         struct inbound *in = &r->inbound[i];
         in->r = r;
-        in->caches.routes = cache_create(ROUTE_TTL_S);
+        in->caches.routes = cache_create(ROUTER_ROUTE_TTL_S);
         in->caches.contacts = cache_create(0);
         if (cm_pg_connect(&in->pg, r->cfg->base.database_url, ROUTER_SCHEMA) == CM_INVALID)
             rc = CM_INVALID;

@@ -9,9 +9,11 @@
  * key is shredded first, so even an S3 object still waiting for the sweep (media_doomed) is
  * unreadable from the moment the purge starts.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/audit.h"
 #include "common/id.h"
@@ -86,7 +88,7 @@ static int delete_batches(struct cm_pg *pg, const char *sql, int nparams, const 
  * create the integration's key again after its shred.
  */
 static int shred_scope(struct router *r, struct cm_pg *pg, enum cm_key_scope scope, const char *id,
-                       long *keys)
+                       long *keys, long *marked)
 {
     const char *params[1] = {id};
     long shredded = 0;
@@ -98,6 +100,8 @@ static int shred_scope(struct router *r, struct cm_pg *pg, enum cm_key_scope sco
                             ? "UPDATE routes SET status = 'purging' WHERE workspace_id = $1"
                             : "UPDATE routes SET status = 'purging' WHERE integration_id = $1",
                         1, params);
+    if (rc == CM_OK && marked != NULL)
+        *marked += cm_pg_affected(pg);
     if (rc == CM_OK)
         rc = cm_keyring_shred_scope(r->keyring, pg, scope, id, &shredded);
     if (rc == CM_OK)
@@ -225,7 +229,7 @@ static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, s
     int rc;
 
     /* Keys first: from here on nothing of the workspace can be read, whatever remains. */
-    rc = shred_scope(r, pg, CM_KEY_SCOPE_WORKSPACE, ws, &c->keys);
+    rc = shred_scope(r, pg, CM_KEY_SCOPE_WORKSPACE, ws, &c->keys, NULL);
     router_keys_forget(r, ws);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, "DELETE FROM index_keys WHERE workspace_id = $1", 1, params);
@@ -239,15 +243,36 @@ static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, s
     return rc;
 }
 
-static int purge_integration(struct router *r, struct cm_pg *pg, const char *integration,
-                             struct counts *c)
+/*
+ * Purges integrations: each one's keys (the rest of the workspace stays readable) and routes
+ * first, then their rows. An inbound worker trusts a cached route for ROUTER_ROUTE_TTL_S, so an
+ * event of an integration that was live a moment ago (a data deletion ends it just before) may
+ * still be stored that long after its route is marked purging: the rows go only once every
+ * such cache has expired, so what was stored meanwhile goes with the rest instead of being
+ * left after the count. A route that came back to be purged again waits again; none, not.
+ */
+static int purge_integrations(struct router *r, struct cm_pg *pg, const cJSON *ids,
+                              struct counts *c)
 {
-    int rc;
+    const cJSON *id;
+    long marked = 0;
+    int rc = CM_OK;
 
-    /* The integration's own keys: the rest of the workspace stays readable. */
-    rc = shred_scope(r, pg, CM_KEY_SCOPE_INTEGRATION, integration, &c->keys);
-    if (rc == CM_OK)
-        rc = purge_rows(r, pg, &by_integration, integration, c);
+    cJSON_ArrayForEach(id, ids)
+    {
+        if (rc == CM_OK)
+            rc = shred_scope(r, pg, CM_KEY_SCOPE_INTEGRATION, id->valuestring, &c->keys, &marked);
+    }
+    if (rc == CM_OK && marked > 0) {
+        struct timespec ts = {ROUTER_ROUTE_TTL_S + 1, 0};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+    cJSON_ArrayForEach(id, ids)
+    {
+        if (rc == CM_OK)
+            rc = purge_rows(r, pg, &by_integration, id->valuestring, c);
+    }
     return rc;
 }
 
@@ -277,11 +302,7 @@ static void on_purge(struct cm_rpc_call *call, void *arg)
                 return;
             }
         }
-        cJSON_ArrayForEach(id, ids)
-        {
-            if (rc == CM_OK)
-                rc = purge_integration(r, call->pg, id->valuestring, &c);
-        }
+        rc = purge_integrations(r, call->pg, ids, &c);
     } else if (scope == NULL || strcmp(scope, "due") != 0) {
         cm_rpc_fail(call, "invalid",
                     "scope must be workspace (with workspace_id), integration"

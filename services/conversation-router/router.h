@@ -19,6 +19,10 @@
 #define ROUTER_SERVICE "conversation-router"
 #define ROUTER_SCHEMA  "router"
 
+/* How long an inbound worker trusts a cached route (inbound.c): a disconnect reaches it within
+ * that, and a purge waits it out before deleting rows (purge.c). */
+#define ROUTER_ROUTE_TTL_S 2
+
 /* Outbound work queue and its dead letters. */
 #define ROUTER_SEND_STREAM   "ROUTER_SEND"
 #define ROUTER_SEND_SUBJECTS "router.send.>"

@@ -15,7 +15,11 @@
 #include "common/metrics.h"
 #include "router.h"
 
-/* Upserts one route from an integration state object; later states win. */
+/*
+ * Upserts one route from an integration state object; later states win, except over a route
+ * being purged (purge.c): that one stays so until the purge deletes it, whatever token-vault
+ * still says of the integration, so nothing is routed to it again.
+ */
 static int apply_state(struct cm_pg *pg, const cJSON *ev)
 {
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(ev, "integration_id"));
@@ -51,6 +55,7 @@ static int apply_state(struct cm_pg *pg, const cJSON *ev)
                         " ON CONFLICT (integration_id) DO UPDATE SET status = excluded.status,"
                         " updated_at = excluded.updated_at"
                         " WHERE routes.updated_at <= excluded.updated_at"
+                        " AND routes.status <> 'purging'"
                         " RETURNING coalesce((SELECT status FROM before), '')",
                         6, params);
     /* Back from needs_reauth (reconnected): what Meta held meanwhile is fetched. */

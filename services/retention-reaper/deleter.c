@@ -11,9 +11,10 @@
  *
  * The steps: vault.integration.find turns Meta's user id into integrations (remembered in
  * the request, so that a retry after token-vault's purge still knows them); nothing found
- * ever means "no data held"; otherwise purge.c asks every service, and the request completes
- * when all report nothing left. A service that does not answer leaves it in_progress with
- * the reason, to be retried.
+ * ever means "no data held"; otherwise each integration found is ended first (disconnected:
+ * nothing arriving meanwhile is stored), then purge.c asks every service, and the request
+ * completes when all report nothing left. A service that does not answer leaves it
+ * in_progress with the reason, to be retried.
  */
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -277,9 +278,52 @@ static int find(struct reaper *r, struct cm_pg *pg, struct job *j, char *why, si
     return rc;
 }
 
+/*
+ * Ends every integration found before anything is purged, the same as `integration
+ * disconnect` (its token deleted, its key shredded, Meta's webhooks unsubscribed): from then
+ * on token-vault no longer answers it as live, so an event, a backfill page or a
+ * reconciliation that comes during the purge finds no route to be stored under. Without it,
+ * the router, its slice purged and its routes gone, asked token-vault (still "connected" until
+ * its own slice, the last) and stored what came after the purge under a fresh key. Already
+ * ended or already purged (a retry) is fine. What the ends deleted (tokens) is added to ended.
+ * CM_OK when every one is ended.
+ */
+static int end_integrations(struct reaper *r, const struct job *j, struct reaper_counts *ended,
+                            char *why, size_t cap)
+{
+    const cJSON *it;
+    int rc = CM_OK;
+
+    cJSON_ArrayForEach(it, j->integrations)
+    {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "integration_id"));
+        struct reaper_reply rep = {0};
+        cJSON *req;
+        int one;
+
+        if (id == NULL)
+            continue;
+        req = cJSON_CreateObject();
+        cJSON_AddStringToObject(req, "integration_id", id);
+        one = reaper_call(r, "vault.integration.disconnect", req, REAPER_CALL_TIMEOUT_MS, &rep);
+        cJSON_Delete(req);
+        if (one == CM_OK)
+            reaper_counts_add_json(ended, cJSON_GetObjectItemCaseSensitive(rep.result, "deleted"));
+        if (one != CM_OK && strcmp(rep.code, "not_found") != 0) {
+            snprintf(why, cap, "integration %.64s not ended first: %.300s", id, rep.message);
+            rc = one;
+        }
+        reaper_reply_cleanup(&rep);
+        if (rc != CM_OK)
+            break;
+    }
+    return rc;
+}
+
 static void run(struct reaper *r, struct cm_pg *pg, struct job *j)
 {
     struct reaper_scope scope = {"integration", NULL, NULL, false};
+    struct reaper_counts ended = {0};
     struct reaper_purge_result res;
     char why[400] = "";
     int rc = find(r, pg, j, why, sizeof(why));
@@ -300,6 +344,16 @@ static void run(struct reaper *r, struct cm_pg *pg, struct job *j)
          * received through one (it is the last to forget an integration). */
         if (finish(r, pg, j, "completed", REAPER_NO_DATA_HELD) != CM_OK)
             defer(pg, j, "could not record the completion", retry_seconds(r));
+        return;
+    }
+    rc = end_integrations(r, j, &ended, why, sizeof(why));
+    /* Counted even when one could not be ended: the others will not be counted again. */
+    if (add_counts(pg, j, &ended) != CM_OK) {
+        defer(pg, j, "could not record the counts", retry_seconds(r));
+        return;
+    }
+    if (rc != CM_OK) {
+        defer(pg, j, why, retry_seconds(r));
         return;
     }
     scope.integrations = j->integrations;

@@ -243,6 +243,7 @@ static void end_one(struct cm_rpc_call *call, struct vault *v, const char *statu
 {
     const char *id = cm_rpc_str(call, "integration_id");
     const char *params[1] = {id};
+    long tokens = 0;
     cJSON *out;
     int rc;
 
@@ -253,7 +254,7 @@ static void end_one(struct cm_rpc_call *call, struct vault *v, const char *statu
     /* A disconnect stops Meta's webhooks too; after a deauthorization Meta already has. */
     if (strcmp(status, "disconnected") == 0)
         vault_subscription_end(v, call->pg, NULL, id);
-    rc = vault_store_end(v, call->pg, id, status, call->actor, action);
+    rc = vault_store_end(v, call->pg, id, status, call->actor, action, &tokens);
     if (rc == CM_NOTFOUND) {
         cm_rpc_fail(call, "not_found", "no integration %s", id);
         return;
@@ -271,6 +272,8 @@ static void end_one(struct cm_rpc_call *call, struct vault *v, const char *statu
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "integration_id", id);
     cJSON_AddStringToObject(out, "status", cm_pg_value(call->pg, 0, 0));
+    /* What this call deleted, for a deletion's counts (the reaper ends integrations first). */
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(out, "deleted"), "tokens", (double)tokens);
     CM_INFO("integration %s %s by %s", id, cm_pg_value(call->pg, 0, 0), call->actor);
     cm_rpc_reply(call, out);
 }
@@ -479,7 +482,7 @@ static void on_deauthorize(struct cm_rpc_call *call, void *arg)
     ids = cJSON_CreateArray();
     for (int i = 0; i < n; i++) {
         int rc = vault_store_end(v, call->pg, ending[i], "revoked", call->actor,
-                                 "integration.deauthorize");
+                                 "integration.deauthorize", NULL);
         if (rc == CM_OK || rc == CM_CONFLICT) {
             cJSON_AddItemToArray(ids, cJSON_CreateString(ending[i]));
             ended++;

@@ -186,13 +186,15 @@ cJSON *vault_store_describe(struct cm_pg *pg, int row)
 }
 
 int vault_store_end(struct vault *v, struct cm_pg *pg, const char *integration_id,
-                    const char *status, const char *actor, const char *action)
+                    const char *status, const char *actor, const char *action, long *tokens)
 {
     const char *params[2] = {integration_id, status};
     char kid[96];
-    long shredded = 0;
+    long shredded = 0, deleted = 0;
     int rc;
 
+    if (tokens != NULL)
+        *tokens = 0;
     rc = vault_begin(pg);
     if (rc == CM_OK)
         rc = cm_pg_exec(pg,
@@ -214,6 +216,8 @@ int vault_store_end(struct vault *v, struct cm_pg *pg, const char *integration_i
     if (rc == CM_OK)
         rc = cm_pg_exec(pg, "DELETE FROM tokens WHERE integration_id = $1", 1, params);
     if (rc == CM_OK)
+        deleted = cm_pg_affected(pg);
+    if (rc == CM_OK)
         rc = vault_store_event(pg, integration_id);
     if (rc == CM_OK)
         rc = cm_audit_add(pg, VAULT_SERVICE, actor, action, integration_id);
@@ -221,5 +225,7 @@ int vault_store_end(struct vault *v, struct cm_pg *pg, const char *integration_i
         rc = cm_pg_commit(pg);
     if (rc != CM_OK)
         cm_pg_rollback(pg);
+    if (rc == CM_OK && tokens != NULL)
+        *tokens = deleted;
     return rc;
 }

@@ -206,10 +206,12 @@ int vault_load_token(struct vault *v, struct cm_pg *pg, const char *integration_
 
 /*
  * Ends an integration (status "disconnected" or "revoked"): crypto-shreds its data key,
- * deletes its token and publishes the new state, all in one transaction of its own.
+ * deletes its token and publishes the new state, all in one transaction of its own. *tokens
+ * (may be NULL) is set to the token rows deleted. CM_CONFLICT when it had ended already.
  */
 int vault_store_end(struct vault *v, struct cm_pg *pg, const char *integration_id,
-                    const char *status, const char *actor, const char *action) CM_MUST_CHECK;
+                    const char *status, const char *actor, const char *action,
+                    long *tokens) CM_MUST_CHECK;
 
 /* Publishes the final "purged" state of an integration about to be deleted. */
 int vault_store_purged_event(struct cm_pg *pg, const char *integration_id) CM_MUST_CHECK;

@@ -21,6 +21,7 @@
 #define PAGE_A "106000000000711" /* workspace A, deleted through Meta's callback */
 #define PAGE_B "106000000000722" /* workspace B, kept */
 #define PAGE_C "106000000000733" /* workspace C, deleted by its owner */
+#define PAGE_D "106000000000744" /* workspace D, its route marked as being purged */
 
 static struct th_stack st;
 static struct th_proc vault, ingest, router, ai, reaper;
@@ -121,6 +122,37 @@ static long stream_count(const char *stream, const char *filter)
     }
     jsCtx_Destroy(js);
     return n;
+}
+
+/* The last stream sequence the router's consumer acknowledged with all before it (0: none). */
+static uint64_t router_ack_floor(jsCtx *js)
+{
+    jsConsumerInfo *ci = NULL;
+    uint64_t floor = 0;
+
+    if (js_GetConsumerInfo(&ci, js, "META_EVENTS", "conversation-router", NULL, NULL) == NATS_OK) {
+        floor = ci->AckFloor.Stream;
+        jsConsumerInfo_Destroy(ci);
+    }
+    return floor;
+}
+
+/* Waits until the router acknowledged every event META_EVENTS holds now: each was handled,
+ * stored or discarded. */
+static void await_router_caught_up(void)
+{
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    uint64_t last = 0;
+
+    natsConnection_JetStream(&js, st.nc, NULL);
+    if (js_GetStreamInfo(&si, js, "META_EVENTS", NULL, NULL) == NATS_OK) {
+        last = si->State.LastSeq;
+        jsStreamInfo_Destroy(si);
+    }
+    CHECK(last > 0);
+    CHECK_WAIT(router_ack_floor(js) >= last, 30000);
+    jsCtx_Destroy(js);
 }
 
 /*
@@ -305,7 +337,7 @@ static void test_callback_deletes_at_once(void)
 {
     /* Meta's message ids are stored in the clear (router.messages.mid); PSIDs only sealed. */
     static const char *const needles[] = {"m_e2e_a1", "m_e2e_a2", "m_e2e_a3", NULL};
-    char url[160], *body = signed_request("asid-e2e-a"), *code;
+    char url[160], q[400], *body = signed_request("asid-e2e-a"), *code;
     const char *headers[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
     long b_before = router_rows(ws_b);
     struct trace a1, a2;
@@ -353,11 +385,52 @@ static void test_callback_deletes_at_once(void)
     check_gone(PAGE_A, int_a, needles);
     check_trace_gone(&a1);
     check_trace_gone(&a2);
+    /* The integration was ended before anything was purged (deleter.c): token-vault's
+     * disconnect, by the reaper, is older than the router's purge. */
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM reaper.audit_log WHERE service = 'token-vault'"
+             " AND action = 'integration.disconnect' AND actor = 'retention-reaper'"
+             " AND subject = '%s' AND at <= (SELECT min(at) FROM reaper.audit_log"
+             " WHERE service = 'conversation-router' AND action = 'purge')",
+             int_a);
+    CHECK_WAIT(th_stack_count(&st, q) == 1, 10000);
     /* Nothing else touched. */
     CHECK_INT(router_rows(ws_b), b_before);
     CHECK_INT(suggestions(ws_b), 1);
     CHECK(scan(PAGE_B, false) > 0);
     CHECK_INT(stream_count("META_EVENTS", "meta.events.messenger." PAGE_B ".>"), 1);
+}
+
+/*
+ * A route being purged stays so until the purge deletes it, whatever token-vault still says:
+ * an event for its account finds no route, token-vault answers the integration as connected,
+ * and still nothing is stored (routes.c). Here the route is marked as router.purge marks it
+ * first, the integration left connected, before any event of the account (none is cached).
+ */
+static void test_purging_route_stays(void)
+{
+    char ws_d[64], int_d[64], q[200], *v;
+
+    setup_workspace(ws_d, "Shop D", PAGE_D, "asid-e2e-d", int_d);
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM router.routes WHERE integration_id = '%s'"
+             " AND status = 'connected'",
+             int_d);
+    CHECK_WAIT(th_stack_count(&st, q) == 1, 10000);
+    v = th_stack_sqlf(&st,
+                      "UPDATE router.routes SET status = 'purging' WHERE integration_id = '%s'"
+                      " RETURNING status",
+                      int_d);
+    CHECK_STR(v, "purging");
+    free(v);
+    message(PAGE_D, "cust-d1", "m_e2e_d2", "delta two");
+    await_router_caught_up();
+    CHECK_INT(th_stack_count(&st, "SELECT count(*) FROM router.messages WHERE mid = 'm_e2e_d2'"),
+              0);
+    snprintf(q, sizeof(q), "SELECT status FROM router.routes WHERE integration_id = '%s'", int_d);
+    v = th_stack_sql(&st, q);
+    CHECK_STR(v, "purging");
+    free(v);
 }
 
 static void test_workspace_purge(void)
@@ -438,6 +511,7 @@ int main(void)
 
     RUN(test_setup);
     RUN(test_callback_deletes_at_once);
+    RUN(test_purging_route_stays);
     RUN(test_workspace_purge);
 
     th_stack_stop(&st);
