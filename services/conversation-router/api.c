@@ -88,6 +88,13 @@ bool router_allowed(struct cm_rpc_call *call, const char *ws, const char *role, 
 bool router_authorize(struct cm_rpc_call *call, const char *ws, const char *min, bool live)
 {
     char role[16];
+
+    return router_authorize_role(call, ws, min, live, role);
+}
+
+bool router_authorize_role(struct cm_rpc_call *call, const char *ws, const char *min, bool live,
+                           char role[16])
+{
     bool deleted = false;
     int rc;
 
@@ -154,10 +161,11 @@ static void on_workspace_get(struct cm_rpc_call *call, void *arg)
 {
     const char *ws = cm_rpc_str(call, "workspace_id");
     const char *params[1] = {ws};
+    char role[16];
     cJSON *out;
 
     (void)arg;
-    if (!router_authorize(call, ws, "viewer", false))
+    if (!router_authorize_role(call, ws, "viewer", false, role))
         return;
     if (cm_pg_exec(call->pg,
                    "SELECT name, ai, mask_pii, status, mark_seen FROM workspaces WHERE id = $1", 1,
@@ -172,6 +180,7 @@ static void on_workspace_get(struct cm_rpc_call *call, void *arg)
     cJSON_AddBoolToObject(out, "mask_pii", strcmp(cm_pg_value(call->pg, 0, 2), "t") == 0);
     cJSON_AddStringToObject(out, "status", cm_pg_value(call->pg, 0, 3));
     cJSON_AddBoolToObject(out, "mark_seen", strcmp(cm_pg_value(call->pg, 0, 4), "t") == 0);
+    cJSON_AddStringToObject(out, "role", role);
     cm_rpc_reply(call, out);
 }
 
@@ -397,4 +406,5 @@ void router_api_register(struct router *r)
     cm_rpc_handle(r->rpc, "router.member.remove", on_member_remove, r);
     /* ai-suggest checks, for whoever asked it for a suggestion, that they may read. */
     cm_rpc_delegate(r->rpc, "router.workspace.get", "ai-suggest");
+    cm_rpc_delegate(r->rpc, "router.workspace.get", "token-vault");
 }

@@ -339,6 +339,9 @@ bool router_valid_id(const char *s, size_t max);
  * not deleted); otherwise fails the call with the reason and returns false.
  */
 bool router_authorize(struct cm_rpc_call *call, const char *ws, const char *min, bool live);
+/* router_authorize(), and the actor's role into role. */
+bool router_authorize_role(struct cm_rpc_call *call, const char *ws, const char *min, bool live,
+                           char role[16]);
 /* The decision of router_authorize() for a role and deletion already read. */
 bool router_allowed(struct cm_rpc_call *call, const char *ws, const char *role, bool deleted,
                     const char *min, bool live);

@@ -165,6 +165,8 @@ static void on_connect(struct cm_rpc_call *call, void *arg)
                     "required and must be well-formed");
         return;
     }
+    if (!vault_authorize(v, call, ws, "admin", true))
+        return;
     {
         const char *params[2] = {platform, account};
         rc = cm_pg_exec(call->pg,
@@ -278,8 +280,40 @@ static void end_one(struct cm_rpc_call *call, struct vault *v, const char *statu
     cm_rpc_reply(call, out);
 }
 
+/*
+ * The workspace and status of integration id, into ws and status; false (the call answered)
+ * when id is malformed or unknown, or the vault's database does not answer.
+ */
+static bool integration_of(struct cm_rpc_call *call, const char *id, char ws[160], char status[32])
+{
+    const char *params[1] = {id};
+
+    if (!valid_id(id, 64)) {
+        cm_rpc_fail(call, "invalid", "integration_id is required");
+        return false;
+    }
+    if (cm_pg_exec(call->pg, "SELECT workspace_id, status FROM integrations WHERE id = $1", 1,
+                   params) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
+        return false;
+    }
+    if (cm_pg_ntuples(call->pg) == 0) {
+        cm_rpc_fail(call, "not_found", "no integration %s", id);
+        return false;
+    }
+    snprintf(ws, 160, "%s", cm_pg_value(call->pg, 0, 0));
+    snprintf(status, 32, "%s", cm_pg_value(call->pg, 0, 1));
+    return true;
+}
+
 static void on_disconnect(struct cm_rpc_call *call, void *arg)
 {
+    char ws[160], status[32];
+
+    /* Admins end an integration, also of a deleted workspace (its deletion does). */
+    if (!integration_of(call, cm_rpc_str(call, "integration_id"), ws, status) ||
+        !vault_authorize(arg, call, ws, "admin", false))
+        return;
     end_one(call, arg, "disconnected", "integration.disconnect");
 }
 
@@ -288,27 +322,15 @@ static void on_check(struct cm_rpc_call *call, void *arg)
 {
     struct vault *v = arg;
     const char *id = cm_rpc_str(call, "integration_id");
-    const char *params[1] = {id};
     bool subscribed, resubscribed;
-    char why[640];
+    char why[640], ws[160], status[32];
     cJSON *out, *job = NULL;
     int rc;
 
-    if (!valid_id(id, 64)) {
-        cm_rpc_fail(call, "invalid", "integration_id is required");
+    if (!integration_of(call, id, ws, status) || !vault_authorize(v, call, ws, "admin", false))
         return;
-    }
-    if (cm_pg_exec(call->pg, "SELECT status FROM integrations WHERE id = $1", 1, params) != CM_OK) {
-        cm_rpc_fail(call, "unavailable", "the vault's database is unavailable");
-        return;
-    }
-    if (cm_pg_ntuples(call->pg) == 0) {
-        cm_rpc_fail(call, "not_found", "no integration %s", id);
-        return;
-    }
-    if (strcmp(cm_pg_value(call->pg, 0, 0), "connected") != 0) {
-        cm_rpc_fail(call, "refused", "integration %s is %s: nothing to reconcile", id,
-                    cm_pg_value(call->pg, 0, 0));
+    if (strcmp(status, "connected") != 0) {
+        cm_rpc_fail(call, "refused", "integration %s is %s: nothing to reconcile", id, status);
         return;
     }
     rc = vault_subscription_check(v, call->pg, NULL, id, &subscribed, &resubscribed, why,
@@ -410,6 +432,8 @@ static void on_list(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "invalid", "workspace_id is required");
         return;
     }
+    if (!vault_authorize(v, call, ws, "viewer", false))
+        return;
     rc = cm_pg_exec(call->pg, VAULT_DESCRIBE_SQL " WHERE i.workspace_id = $1 ORDER BY i.created_at",
                     1, params);
     if (rc != CM_OK) {

@@ -219,6 +219,18 @@ int vault_store_purged_event(struct cm_pg *pg, const char *integration_id) CM_MU
 /* One integration as the API shows it (a new object), or NULL after an error. */
 cJSON *vault_store_describe(struct cm_pg *pg, int row);
 
+/* --- authz.c: who may act on a workspace's integrations --------------------------------- */
+
+/*
+ * Whether call's actor holds at least role min ("viewer" < "agent" < "admin" < "owner") in
+ * workspace ws, as conversation-router says (router.workspace.get on the actor's behalf);
+ * live: ws must not be deleted either. A daemon's call (not the operator identity's) passes:
+ * the subject's permissions let it call. False: the call is answered (denied, not_found,
+ * refused, or unavailable when the router does not answer).
+ */
+bool vault_authorize(struct vault *v, struct cm_rpc_call *call, const char *ws, const char *min,
+                     bool live);
+
 /* --- api.c: the NATS request subjects -------------------------------------------------- */
 
 void vault_api_register(struct vault *v);

@@ -19,10 +19,15 @@ void rs_init(void)
     th_stack_init(&rs.st);
     if (natsConnection_JetStream(&rs.js, rs.st.nc, NULL) != NATS_OK)
         exit(1);
+    /* token-vault asks the router who may connect, end and list integrations (authz.c). */
+    rs.workspaces = cm_xcalloc(1, sizeof(*rs.workspaces));
+    rs_fake_start(rs.workspaces, "router.workspace.get", NULL);
 }
 
 void rs_cleanup(void)
 {
+    rs_fake_stop(rs.workspaces);
+    free(rs.workspaces);
     jsCtx_Destroy(rs.js);
     th_stack_stop(&rs.st);
 }
@@ -203,6 +208,15 @@ static void on_fake(natsConnection *nc, natsSubscription *sub, natsMsg *msg, voi
     atomic_fetch_add(&f->calls, 1);
     if (atomic_load(&f->fail)) {
         reply = cm_xstrdup("{\"error\":{\"code\":\"unavailable\",\"message\":\"stand-in down\"}}");
+    } else if (strcmp(f->subject, "router.workspace.get") == 0) {
+        if (actor != NULL && strcmp(actor, "mallory") == 0)
+            reply = cm_xasprintf("{\"error\":{\"code\":\"denied\",\"message\":\"mallory may not"
+                                 " do this in workspace %s (needs the viewer role)\"}}",
+                                 ws ? ws : "");
+        else
+            reply = cm_xasprintf("{\"result\":{\"workspace_id\":\"%s\",\"status\":\"active\","
+                                 "\"role\":\"owner\"}}",
+                                 ws ? ws : "");
     } else if (strcmp(f->subject, "router.workspace.delete") == 0) {
         if (actor != NULL && strcmp(actor, "mallory") == 0) {
             reply = cm_xstrdup("{\"error\":{\"code\":\"denied\",\"message\":\"mallory is not the"

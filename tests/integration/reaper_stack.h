@@ -20,6 +20,8 @@
 #define RS_OLD_SECRET "reaper-test-old-secret"
 
 /* The lead's whole-suite stack (tests/lib/stack.h), plus what these tests look at. */
+struct rs_fake;
+
 struct rs {
     struct th_stack st; /* database, nats-server, Meta's stand-in, the KEK file */
     jsCtx *js;
@@ -28,6 +30,7 @@ struct rs {
     struct th_proc ingest;
     int reaper_port;
     char ingest_base[64];
+    struct rs_fake *workspaces; /* router.workspace.get, for token-vault (rs_init) */
 };
 
 extern struct rs rs;
@@ -91,7 +94,8 @@ struct rs_fake {
     const char *deleted; /* the "deleted" object answered by a purge */
 };
 
-/* Subscribes a stand-in on subject (router.purge, ai.purge, router.workspace.delete). */
+/* Subscribes a stand-in on subject (router.purge, ai.purge, router.workspace.delete, and
+ * router.workspace.get: every workspace active, every actor but mallory its owner). */
 void rs_fake_start(struct rs_fake *f, const char *subject, const char *deleted_json);
 /* Unsubscribes and waits (bounded) until no callback runs or can start, then frees. */
 void rs_fake_stop(struct rs_fake *f);

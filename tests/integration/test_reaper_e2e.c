@@ -452,6 +452,19 @@ static void test_workspace_purge(void)
     snprintf(q, sizeof(q), "SELECT count(*) FROM vault.tokens WHERE integration_id = '%s'", int_c);
     CHECK_INT(th_stack_count(&st, q), 0);
     CHECK_INT(router_rows(ws_c), 3);
+    /* A deleted workspace takes no new integration: its token would outlive the deletion. */
+    {
+        const char *again[] = {"integration", "connect",    "--workspace", ws_c,
+                               "--platform",  "messenger",  "--account",   "106000000000755",
+                               "--token",     "short-late", NULL};
+        char *text = NULL;
+        CHECK_INT(th_stack_domsctl(&st, NULL, &text, again), 1);
+        CHECK_CONTAINS(text, "is deleted");
+        free(text);
+        CHECK_INT(th_stack_count(&st, "SELECT count(*) FROM vault.integrations"
+                                      " WHERE account_id = '106000000000755'"),
+                  0);
+    }
     out = th_stack_run(&st, 0, pass);
     CHECK_INT((long)cJSON_GetNumberValue(
                   cJSON_GetObjectItem(cJSON_GetObjectItem(out, "deleted"), "messages")),

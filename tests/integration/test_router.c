@@ -135,6 +135,8 @@ cJSON *suite_await_status(const char *conv, const char *text, const char *status
     return NULL;
 }
 
+static char suite_int[64]; /* the Page's integration */
+
 static void test_setup(void)
 {
     th_stack_workspace(&st, "Acme Outdoor", false, suite_ws);
@@ -150,7 +152,7 @@ static void test_setup(void)
         cJSON_Delete(th_stack_run(&st, 0, v));
     }
     /* With the token Meta's Login dialog would have given the business. */
-    CHECK(th_stack_connect(&st, suite_ws, "messenger", PAGE, "short-router", NULL, NULL));
+    CHECK(th_stack_connect(&st, suite_ws, "messenger", PAGE, "short-router", NULL, suite_int));
 }
 
 char *suite_c1;
@@ -455,6 +457,45 @@ static void test_roles(void)
     CHECK_INT(th_stack_domsctl(&st, NULL, &out, agent_member), 1);
     CHECK_CONTAINS(out, "needs the admin role");
     free(out);
+
+    /* token-vault asks this router who the actor is (authz.c). */
+    {
+        const char *agent_connect[] = {
+            "--actor", "alice",      "integration", "connect",   "--workspace",
+            suite_ws,  "--platform", "instagram",   "--account", "17841400000000999",
+            "--token", "st-roles",   NULL};
+        const char *viewer_ints[] = {"--actor",     "vic",    "integration", "list",
+                                     "--workspace", suite_ws, NULL};
+        const char *stranger_ints[] = {"--actor",     "mallory", "integration", "list",
+                                       "--workspace", suite_ws,  NULL};
+        const char *nowhere[] = {"integration", "connect",   "--workspace", "ws_nowhere",
+                                 "--platform",  "instagram", "--account",   "17841400000000998",
+                                 "--token",     "st-roles",  NULL};
+        const char *agent_end[] = {"--actor",    "alice",   "integration",
+                                   "disconnect", suite_int, NULL};
+        cJSON *list;
+
+        CHECK_INT(th_stack_domsctl(&st, NULL, &out, agent_connect), 1);
+        CHECK_CONTAINS(out, "alice may not do this in workspace");
+        CHECK_CONTAINS(out, "needs the admin role");
+        free(out);
+        CHECK_INT(th_stack_domsctl(&st, NULL, &out, agent_end), 1);
+        CHECK_CONTAINS(out, "needs the admin role");
+        free(out);
+        list = th_stack_run(&st, 0, viewer_ints);
+        CHECK(cJSON_GetArraySize(list) >= 1);
+        cJSON_Delete(list);
+        CHECK_INT(th_stack_domsctl(&st, NULL, &out, stranger_ints), 1);
+        CHECK_CONTAINS(out, "mallory may not");
+        free(out);
+        CHECK_INT(th_stack_domsctl(&st, NULL, &out, nowhere), 1);
+        CHECK_CONTAINS(out, "no workspace ws_nowhere");
+        free(out);
+        /* Nothing was connected by either refusal. */
+        CHECK_INT(th_stack_count(&st, "SELECT count(*) FROM vault.integrations WHERE account_id"
+                                      " IN ('17841400000000999', '17841400000000998')"),
+                  0);
+    }
 }
 
 /* Two replicas consume the same stream: every message stored once. */

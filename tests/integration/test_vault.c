@@ -760,10 +760,12 @@ int main(void)
     chmod(kek_path, 0600);
     if (th_nats_connect(&nc, nats.url) != NATS_OK)
         return 1;
+    vault_roles_start();
     start_vault(&vault[0], kek_path);
 
     RUN(test_bad_kek);
     RUN(test_connect_both);
+    RUN(test_vault_roles);
     RUN(test_token_burst);
     RUN(test_meta_errors);
     RUN(test_refresh_when_due);

@@ -48,6 +48,10 @@ extern char kek_path[512];
 extern natsConnection *nc;
 /* test_vault_lanes.c */
 void test_meta_lane(void);
+/* test_vault_roles.c: conversation-router's router.workspace.get, played by the suite (on nc),
+ * and the vault's role checks against it. */
+void vault_roles_start(void);
+void test_vault_roles(void);
 /* test_vault_batch.c */
 void test_token_burst(void);
 /* test_vault_accounts.c */

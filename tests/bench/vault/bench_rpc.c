@@ -146,7 +146,7 @@ static void *connector(void *arg)
         natsMsg *reply = NULL;
         const char *id;
         snprintf(body, sizeof(body),
-                 "{\"actor\":\"bench\",\"workspace_id\":\"%s\",\"platform\":\"instagram\","
+                 "{\"workspace_id\":\"%s\",\"platform\":\"instagram\","
                  "\"account_id\":\"17841%010d\",\"token\":\"bench-short\"}",
                  connect_ws, k);
         if (natsConnection_RequestString(&reply, nc, "vault.integration.connect.operator", body,
