@@ -333,6 +333,11 @@ static void on_check(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "refused", "integration %s is %s: nothing to reconcile", id, status);
         return;
     }
+    /* It may store what Meta holds (the backfill): audited before anything is done. */
+    if (cm_audit_add(call->pg, VAULT_SERVICE, call->actor, "integration.check", id) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the check could not be audited; nothing done");
+        return;
+    }
     rc = vault_subscription_check(v, call->pg, NULL, id, &subscribed, &resubscribed, why,
                                   sizeof(why));
     if (rc != CM_OK) {
@@ -434,6 +439,11 @@ static void on_list(struct cm_rpc_call *call, void *arg)
     }
     if (!vault_authorize(v, call, ws, "viewer", false))
         return;
+    /* The accounts (Page and Instagram ids) are Platform Data: the read is audited. */
+    if (cm_audit_add(call->pg, VAULT_SERVICE, call->actor, "integrations.list", ws) != CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the read could not be audited; nothing is shown");
+        return;
+    }
     rc = cm_pg_exec(call->pg, VAULT_DESCRIBE_SQL " WHERE i.workspace_id = $1 ORDER BY i.created_at",
                     1, params);
     if (rc != CM_OK) {
@@ -721,8 +731,14 @@ static void on_token_get(struct cm_rpc_call *const *calls, int n, void *arg)
 static void on_refresh_run(struct cm_rpc_call *call, void *arg)
 {
     struct vault_refresh_counts counts = {0};
-    cJSON *out = cJSON_CreateObject();
+    cJSON *out;
 
+    if (cm_audit_add(call->pg, VAULT_SERVICE, call->actor, "refresh.run", "integrations") !=
+        CM_OK) {
+        cm_rpc_fail(call, "unavailable", "the pass could not be audited; nothing done");
+        return;
+    }
+    out = cJSON_CreateObject();
     vault_refresh_pass(arg, call->pg, NULL, &counts);
     cJSON_AddNumberToObject(out, "subscriptions_checked",
                             (double)vault_subscription_pass(arg, call->pg, NULL));

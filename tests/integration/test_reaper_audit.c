@@ -140,6 +140,23 @@ static void test_vault_events_chained(void)
         CHECK(at != NULL && at[strlen(at) - 1] == 'Z' && at[10] == 'T');
     }
     cJSON_Delete(list);
+    /* Reading the integrations, and a check that may store what Meta holds, are audited. */
+    {
+        const char *ints[] = {"integration", "list", "--workspace", "ws_a", NULL};
+        const char *check[] = {"integration", "check", b, NULL};
+        char q[256];
+        CHECK_INT(rs_domsctl(NULL, NULL, ints), 0);
+        CHECK_INT(rs_domsctl(NULL, NULL, check), 0);
+        CHECK_WAIT(rs_sql_long("SELECT count(*) FROM reaper.audit_log WHERE service ="
+                               " 'token-vault' AND action = 'integrations.list' AND subject ="
+                               " 'ws_a' AND actor = 'operator'") == 1,
+                   10000);
+        snprintf(q, sizeof(q),
+                 "SELECT count(*) FROM reaper.audit_log WHERE service = 'token-vault'"
+                 " AND action = 'integration.check' AND subject = '%s'",
+                 b);
+        CHECK_WAIT(rs_sql_long(q) == 1, 10000);
+    }
     CHECK_INT(verify(&n, &broken), 0);
     CHECK_INT(n, entries());
     free(a);
