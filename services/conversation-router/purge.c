@@ -249,7 +249,8 @@ static int purge_workspace(struct router *r, struct cm_pg *pg, const char *ws, s
  * event of an integration that was live a moment ago (a data deletion ends it just before) may
  * still be stored that long after its route is marked purging: the rows go only once every
  * such cache has expired, so what was stored meanwhile goes with the rest instead of being
- * left after the count. A route that came back to be purged again waits again; none, not.
+ * left after the count. A repeated purge that finds routes to mark waits again; one that finds
+ * none (the first deleted them) does not.
  */
 static int purge_integrations(struct router *r, struct cm_pg *pg, const cJSON *ids,
                               struct counts *c)

@@ -15,7 +15,7 @@
 #include "vault_suite.h"
 
 /* The workspaces the router knows, and whether each is deleted. */
-static const char *const live[] = {"ws_1", "ws_2", "ws_lane", "ws_bench", NULL};
+static const char *const live[] = {"ws_1", "ws_2", "ws_lane", NULL};
 #define DELETED_WS "ws_gone"
 
 static natsSubscription *sub;
