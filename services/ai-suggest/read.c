@@ -29,36 +29,11 @@
 static bool authorized(struct ai *ai, struct cm_rpc_call *call, const char *ws)
 {
     cJSON *req = cJSON_CreateObject(), *reply = NULL;
-    const cJSON *err;
-    natsMsg *msg = NULL;
-    natsStatus s;
-    char *body;
-    bool ok = false;
+    bool ok;
 
-    cJSON_AddStringToObject(req, "actor", call->actor);
     cJSON_AddStringToObject(req, "workspace_id", ws);
-    body = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    s = cm_nats_request(&msg, ai->svc.nats, "router.workspace.get", body, AUTH_TIMEOUT_MS);
-    cJSON_free(body);
-    if (s != NATS_OK) {
-        cm_rpc_fail(call, "unavailable", "conversation-router %s; retry",
-                    s == NATS_NO_RESPONDERS ? "is not running" : "did not answer in time");
-        return false;
-    }
-    reply = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
-    natsMsg_Destroy(msg);
-    err = cJSON_GetObjectItemCaseSensitive(reply, "error");
-    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(reply, "result"))) {
-        ok = true;
-    } else if (cJSON_IsObject(err)) {
-        const char *code = cJSON_GetStringValue(cJSON_GetObjectItem(err, "code"));
-        const char *message = cJSON_GetStringValue(cJSON_GetObjectItem(err, "message"));
-        cm_rpc_fail(call, code != NULL ? code : "denied", "%s",
-                    message != NULL ? message : "conversation-router refused");
-    } else {
-        cm_rpc_fail(call, "internal", "conversation-router answered something unexpected");
-    }
+    ok = cm_rpc_ask(call, ai->svc.nats, "conversation-router", "router.workspace.get", req,
+                    AUTH_TIMEOUT_MS, &reply) != NULL;
     cJSON_Delete(reply);
     return ok;
 }

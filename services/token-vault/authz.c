@@ -11,7 +11,6 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
-#include "common/log.h"
 #include "vault.h"
 
 #define AUTHZ_TIMEOUT_MS 5000
@@ -31,10 +30,8 @@ bool vault_authorize(struct vault *v, struct cm_rpc_call *call, const char *ws, 
                      bool live)
 {
     cJSON *req, *reply = NULL;
-    const cJSON *result, *err;
-    natsMsg *msg = NULL;
-    natsStatus s;
-    char *body;
+    const cJSON *result;
+    const char *role, *status;
     bool ok = false;
 
     /* Roles are for people and the operator, whose requests come through domsctl's identity.
@@ -43,21 +40,12 @@ bool vault_authorize(struct vault *v, struct cm_rpc_call *call, const char *ws, 
     if (strcmp(call->caller, "operator") != 0)
         return true;
     req = cJSON_CreateObject();
-    cJSON_AddStringToObject(req, "actor", call->actor);
     cJSON_AddStringToObject(req, "workspace_id", ws);
-    body = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    s = cm_nats_request(&msg, v->svc.nats, "router.workspace.get", body, AUTHZ_TIMEOUT_MS);
-    cJSON_free(body);
-    if (s == NATS_OK && msg != NULL) {
-        reply = cJSON_ParseWithLength(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
-        natsMsg_Destroy(msg);
-    }
-    result = cJSON_GetObjectItemCaseSensitive(reply, "result");
-    err = cJSON_GetObjectItemCaseSensitive(reply, "error");
-    if (cJSON_IsObject(result)) {
-        const char *role = cJSON_GetStringValue(cJSON_GetObjectItem(result, "role"));
-        const char *status = cJSON_GetStringValue(cJSON_GetObjectItem(result, "status"));
+    result = cm_rpc_ask(call, v->svc.nats, "conversation-router", "router.workspace.get", req,
+                        AUTHZ_TIMEOUT_MS, &reply);
+    if (result != NULL) {
+        role = cJSON_GetStringValue(cJSON_GetObjectItem(result, "role"));
+        status = cJSON_GetStringValue(cJSON_GetObjectItem(result, "status"));
         if (rank(role) < rank(min) || rank(role) == 0)
             cm_rpc_fail(call, "denied", "%s may not do this in workspace %s (needs the %s role)",
                         call->actor, ws, min);
@@ -65,18 +53,6 @@ bool vault_authorize(struct vault *v, struct cm_rpc_call *call, const char *ws, 
             cm_rpc_fail(call, "refused", "workspace %s is deleted", ws);
         else
             ok = true;
-    } else if (cJSON_IsObject(err)) {
-        const char *code = cJSON_GetStringValue(cJSON_GetObjectItem(err, "code"));
-        const char *message = cJSON_GetStringValue(cJSON_GetObjectItem(err, "message"));
-        bool passed = code != NULL && (strcmp(code, "not_found") == 0 ||
-                                       strcmp(code, "denied") == 0 || strcmp(code, "invalid") == 0);
-        cm_rpc_fail(call, passed ? code : "unavailable", "%s",
-                    message != NULL ? message : "conversation-router refused");
-    } else {
-        CM_WARN("router.workspace.get: %s", s != NATS_OK ? natsStatus_GetText(s) : "no answer");
-        cm_rpc_fail(call, "unavailable",
-                    "conversation-router did not say who %s is in workspace %s (%s): nothing done",
-                    call->actor, ws, s != NATS_OK ? natsStatus_GetText(s) : "an unexpected answer");
     }
     cJSON_Delete(reply);
     return ok;

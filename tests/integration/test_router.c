@@ -445,18 +445,11 @@ static void test_roles(void)
                               suite_ws,  NULL};
     const char *agent_member[] = {"--actor", "alice", "member", "add",   "--workspace", suite_ws,
                                   "--user",  "eve",   "--role", "admin", NULL};
-    char *out = NULL;
 
     cJSON_Delete(th_stack_run(&st, 0, viewer_list));
-    CHECK_INT(th_stack_domsctl(&st, NULL, &out, viewer_reply), 1);
-    CHECK_CONTAINS(out, "needs the agent role");
-    free(out);
-    CHECK_INT(th_stack_domsctl(&st, NULL, &out, stranger), 1);
-    CHECK_CONTAINS(out, "mallory may not");
-    free(out);
-    CHECK_INT(th_stack_domsctl(&st, NULL, &out, agent_member), 1);
-    CHECK_CONTAINS(out, "needs the admin role");
-    free(out);
+    th_stack_refused(&st, viewer_reply, "needs the agent role");
+    th_stack_refused(&st, stranger, "mallory may not");
+    th_stack_refused(&st, agent_member, "needs the admin role");
 
     /* token-vault asks this router who the actor is (authz.c). */
     {
@@ -475,22 +468,14 @@ static void test_roles(void)
                                    "disconnect", suite_int, NULL};
         cJSON *list;
 
-        CHECK_INT(th_stack_domsctl(&st, NULL, &out, agent_connect), 1);
-        CHECK_CONTAINS(out, "alice may not do this in workspace");
-        CHECK_CONTAINS(out, "needs the admin role");
-        free(out);
-        CHECK_INT(th_stack_domsctl(&st, NULL, &out, agent_end), 1);
-        CHECK_CONTAINS(out, "needs the admin role");
-        free(out);
+        th_stack_refused(&st, agent_connect, "alice may not do this in workspace");
+        th_stack_refused(&st, agent_connect, "needs the admin role");
+        th_stack_refused(&st, agent_end, "needs the admin role");
         list = th_stack_run(&st, 0, viewer_ints);
         CHECK(cJSON_GetArraySize(list) >= 1);
         cJSON_Delete(list);
-        CHECK_INT(th_stack_domsctl(&st, NULL, &out, stranger_ints), 1);
-        CHECK_CONTAINS(out, "mallory may not");
-        free(out);
-        CHECK_INT(th_stack_domsctl(&st, NULL, &out, nowhere), 1);
-        CHECK_CONTAINS(out, "no workspace ws_nowhere");
-        free(out);
+        th_stack_refused(&st, stranger_ints, "mallory may not");
+        th_stack_refused(&st, nowhere, "no workspace ws_nowhere");
         /* Nothing was connected by either refusal. */
         CHECK_INT(th_stack_count(&st, "SELECT count(*) FROM vault.integrations WHERE account_id"
                                       " IN ('17841400000000999', '17841400000000998')"),

@@ -166,6 +166,17 @@ cJSON *th_stack_run(struct th_stack *s, int want, const char *const *args)
     return out;
 }
 
+void th_stack_refused(struct th_stack *s, const char *const *args, const char *want)
+{
+    char *text = NULL;
+    int code = th_stack_domsctl(s, NULL, &text, args);
+
+    CHECK_MSG(code == 1 && text != NULL && strstr(text, want) != NULL,
+              "domsctl %s %s: exit %d, want 1 with \"%s\": %s", args[0], args[1], code, want,
+              text ? text : "");
+    free(text);
+}
+
 long th_stack_message(struct th_stack *s, bool ig, const char *account, int64_t entry_ms,
                       const char *psid, int64_t ts_ms, const char *mid, const char *text,
                       const char *attachments)

@@ -81,6 +81,8 @@ bool th_stack_connect(struct th_stack *s, const char *ws, const char *platform, 
  * check shows the first two arguments and what it printed). Returns the parsed stdout (free
  * it), or NULL when it printed no JSON. */
 cJSON *th_stack_run(struct th_stack *s, int want, const char *const *args);
+/* Checks that domsctl --json args is refused: exit 1, with want in the reason it printed. */
+void th_stack_refused(struct th_stack *s, const char *const *args, const char *want);
 
 /* A request to a service subject as the operator (published on "<subject>.operator"); the
  * parsed reply (free it) or NULL. */

@@ -155,6 +155,16 @@ void cm_rpc_fail(struct cm_rpc_call *call, const char *code, const char *fmt, ..
 /* Maps a shared error code to the contract's code name ("not_found" for CM_NOTFOUND...). */
 const char *cm_rpc_code(int err);
 
+/*
+ * Asks service (its request subject, for timeout_ms) on call's behalf: req (taken, freed)
+ * gets call's actor unless it names one. Returns the answer's "result" (in *reply, which the
+ * caller frees whatever the outcome), or NULL after answering call: with the service's refusal
+ * as is, "unavailable" when it did not answer, or "internal" when the answer was not the
+ * contract's (rpc_ask.c).
+ */
+const cJSON *cm_rpc_ask(struct cm_rpc_call *call, struct cm_nats *n, const char *service,
+                        const char *subject, cJSON *req, long timeout_ms, cJSON **reply);
+
 /* Request fields: a string, or NULL when absent or not a string (borrowed). */
 const char *cm_rpc_str(const struct cm_rpc_call *call, const char *name);
 
