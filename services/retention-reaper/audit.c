@@ -293,19 +293,32 @@ static enum cm_consume_result on_event(void *arg, natsMsg *msg)
 #define LIST_COLUMNS                                                                               \
     "seq, to_char(at AT TIME ZONE 'UTC', " TS_FORMAT "), service, actor, action, subject, hash"
 
+/*
+ * From since (or after the cursor, the last seq of the page before) on, oldest first, a page
+ * of at most LIST_MAX with next_cursor while more follow; with neither, the newest LIST_MAX.
+ * One more row than a page is read to know whether another follows.
+ */
 static void on_list(struct cm_rpc_call *call, void *arg)
 {
     const char *since = cm_rpc_str(call, "since");
-    const char *params[1] = {since};
+    const char *cursor = cm_rpc_str(call, "cursor");
+    const char *params[2] = {since, cursor};
+    char next[24] = "";
     cJSON *list;
-    int rc;
+    int rc, n;
 
     (void)arg;
-    if (since != NULL)
+    if (cursor != NULL && (cursor[0] == '\0' || strspn(cursor, "0123456789") != strlen(cursor) ||
+                           strlen(cursor) > 18)) {
+        cm_rpc_fail(call, "invalid", "cursor is not one this list gave");
+        return;
+    }
+    if (since != NULL || cursor != NULL)
         rc = cm_pg_exec(call->pg,
-                        "SELECT " LIST_COLUMNS " FROM audit_log WHERE at >= $1::timestamptz"
-                        " ORDER BY seq LIMIT " REAPER_STR(LIST_MAX),
-                        1, params);
+                        "SELECT " LIST_COLUMNS " FROM audit_log WHERE ($1::timestamptz IS NULL"
+                        " OR at >= $1::timestamptz) AND seq > coalesce($2::bigint, 0)"
+                        " ORDER BY seq LIMIT " REAPER_STR(LIST_MAX) " + 1",
+                        2, params);
     else
         rc = cm_pg_exec(call->pg,
                         "SELECT * FROM (SELECT " LIST_COLUMNS " FROM audit_log ORDER BY seq DESC"
@@ -319,8 +332,13 @@ static void on_list(struct cm_rpc_call *call, void *arg)
         cm_rpc_fail(call, "unavailable", "the reaper's database is unavailable");
         return;
     }
+    n = cm_pg_ntuples(call->pg);
+    if (n > LIST_MAX) {
+        n = LIST_MAX;
+        snprintf(next, sizeof(next), "%s", cm_pg_value(call->pg, n - 1, 0));
+    }
     list = cJSON_CreateArray();
-    for (int i = 0; i < cm_pg_ntuples(call->pg); i++) {
+    for (int i = 0; i < n; i++) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "seq", (double)strtoll(cm_pg_value(call->pg, i, 0), NULL, 10));
         cJSON_AddStringToObject(o, "at", cm_pg_value(call->pg, i, 1));
@@ -331,7 +349,7 @@ static void on_list(struct cm_rpc_call *call, void *arg)
         cJSON_AddStringToObject(o, "hash", cm_pg_value(call->pg, i, 6));
         cJSON_AddItemToArray(list, o);
     }
-    cm_rpc_reply(call, list);
+    cm_rpc_reply_page(call, list, next[0] != '\0' ? next : NULL);
 }
 
 /* --- reaper.audit.verify ---------------------------------------------------------------- */

@@ -334,6 +334,54 @@ static void test_since(void)
     CHECK_INT(rs_domsctl(NULL, NULL, bad), 1);
 }
 
+/* A list longer than a page (2000) comes in pages: the reason says how to ask for the next,
+ * and --all gives every entry once, in order. */
+static void test_pages(void)
+{
+    const char *first[] = {"audit", "list", "--since", "2000-01-01T00:00:00Z", NULL};
+    const char *all[] = {"audit", "list", "--since", "2000-01-01T00:00:00Z", "--all", NULL};
+    long total;
+    cJSON *list = NULL;
+    char *text = NULL, *cursor;
+
+    for (int i = 0; i < 2050; i++) {
+        char tag[32];
+        snprintf(tag, sizeof(tag), "page%06d", i);
+        publish_audit(tag, "test.page", tag);
+    }
+    CHECK_WAIT(rs_sql_long("SELECT count(*) FROM reaper.audit_log WHERE action = 'test.page'") ==
+                   2050,
+               60000);
+    total = entries();
+    CHECK_INT(rs_domsctl(&list, &text, first), 0);
+    CHECK_INT(cJSON_GetArraySize(list), 2000);
+    cursor = text != NULL ? strstr(text, "more follow: --cursor ") : NULL;
+    CHECK(cursor != NULL);
+    if (cursor != NULL) {
+        char c[24] = "";
+        const char *next[] = {"audit",    "list", "--since", "2000-01-01T00:00:00Z",
+                              "--cursor", c,      NULL};
+        cJSON *rest = NULL;
+        sscanf(cursor + strlen("more follow: --cursor "), "%23[0-9]", c);
+        CHECK_INT(rs_domsctl(&rest, NULL, next), 0);
+        CHECK_INT(cJSON_GetArraySize(rest), total - 2000);
+        CHECK_INT(
+            (long)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(rest, 0), "seq")),
+            atol(c) + 1);
+        cJSON_Delete(rest);
+    }
+    free(text);
+    cJSON_Delete(list);
+    CHECK_INT(rs_domsctl(&list, NULL, all), 0);
+    CHECK_INT(cJSON_GetArraySize(list), total);
+    for (int i = 1; i < cJSON_GetArraySize(list); i++)
+        CHECK_MSG(
+            cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(list, i), "seq")) >
+                cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(list, i - 1), "seq")),
+            "entry %d out of order", i);
+    cJSON_Delete(list);
+}
+
 static void test_tamper(void)
 {
     long n, broken;
@@ -449,6 +497,7 @@ int main(void)
     RUN(test_events_together);
     RUN(test_tokens_served_chained);
     RUN(test_since);
+    RUN(test_pages);
     RUN(test_tamper);
     RUN(test_two_replicas_one_chain);
     RUN(test_retention);
