@@ -313,7 +313,7 @@ static int open_piece(struct router *r, struct cm_pg *pg, const char *ws, const 
  * Seals a piece stored before segments (plain, its whole bytes) again in segments, once: its
  * layout and bytes change in one statement, and only while the row still has no segments, so
  * that of two readers doing it at once one wins. In the caller's transaction, under a
- * savepoint: a failure here costs the caller's read nothing, and the next read tries again.
+ * savepoint: a failure here costs the caller's read nothing, and the caller logs it.
  */
 static int reseal(struct router *r, struct cm_pg *pg, const char *ws, const char *integration,
                   const char *att, const struct cm_buf *plain)
@@ -346,13 +346,10 @@ static int reseal(struct router *r, struct cm_pg *pg, const char *ws, const char
     }
     if (in_tx && rc == CM_OK)
         rc = cm_pg_exec_simple(pg, "RELEASE SAVEPOINT reseal");
-    if (rc == CM_OK) {
+    if (rc == CM_OK)
         CM_INFO_ID(att, "attachment %s: sealed again in %lld segments", att, l.segments);
-    } else {
-        if (in_tx && cm_pg_exec_simple(pg, "ROLLBACK TO SAVEPOINT reseal") != CM_OK)
-            CM_WARN_ID(att, "attachment %s: the savepoint could not be rolled back", att);
-        CM_WARN_ID(att, "attachment %s: not sealed again in segments: %s", att, cm_err_str(rc));
-    }
+    else if (in_tx && cm_pg_exec_simple(pg, "ROLLBACK TO SAVEPOINT reseal") != CM_OK)
+        CM_WARN_ID(att, "attachment %s: the savepoint could not be rolled back", att);
     cm_buf_cleanup(&sealed);
     return rc;
 }
@@ -384,8 +381,12 @@ int router_media_read(struct router *r, struct cm_pg *pg, const char *ws, const 
         rc = open_piece(r, pg, ws, integration, att, &l, index, sealed.data, sealed.len, out);
     cm_buf_cleanup(&sealed);
     if (rc == CM_OK && l.segments == 1 && l.size > ROUTER_MEDIA_SEGMENT &&
-        strcmp(l.store, "postgres") == 0)
-        (void)reseal(r, pg, ws, integration, att, out);
+        strcmp(l.store, "postgres") == 0) {
+        int again = reseal(r, pg, ws, integration, att, out);
+        if (again != CM_OK)
+            CM_WARN_ID(att, "attachment %s: not sealed again in segments (next read): %s", att,
+                       cm_err_str(again));
+    }
     return rc;
 }
 
@@ -518,15 +519,44 @@ static int claim_unsegmented(struct router *r, struct cm_pg *pg, struct unsegmen
     return CM_OK;
 }
 
-int router_media_reseal_next(struct router *r, struct cm_pg *pg)
+/* Seals u, kept in S3, again under a new key (reseal_object()); the new object is deleted
+ * again when its row could not name it. */
+static int reseal_s3(struct router *r, struct cm_pg *pg, const struct unsegmented *u)
 {
     char key[MEDIA_KEY_LEN] = "";
     bool put = false, committing = false;
-    struct unsegmented u;
     struct cm_buf sealed;
     int rc;
 
-    rc = claim_unsegmented(r, pg, &u);
+    /* Read before the transaction: no row stays locked while S3 answers the whole object. */
+    cm_buf_init(&sealed);
+    rc = media_s3_get(r->media->s3, u->key, &sealed);
+    if (rc == CM_OK)
+        rc = cm_pg_begin(pg);
+    if (rc == CM_OK)
+        rc = reseal_object(r, pg, u, &sealed, key, &put);
+    if (rc == CM_OK) {
+        committing = true;
+        rc = cm_pg_commit(pg);
+    }
+    if (rc != CM_OK)
+        cm_pg_rollback(pg);
+    if (rc != CM_OK && put && !committing)
+        unput_key(r, u->id, key);
+    cm_buf_cleanup(&sealed);
+    if (rc == CM_OK)
+        CM_INFO_ID(u->id,
+                   "attachment %s: sealed again in segments, as %s (%s is deleted in 10"
+                   " minutes)",
+                   u->id, key, u->key);
+    return rc;
+}
+
+int router_media_reseal_next(struct router *r, struct cm_pg *pg)
+{
+    struct unsegmented u;
+    int rc = claim_unsegmented(r, pg, &u);
+
     if (rc != CM_OK)
         return rc;
     if (strcmp(u.store, "postgres") == 0) {
@@ -537,44 +567,14 @@ int router_media_reseal_next(struct router *r, struct cm_pg *pg)
             rc = cm_pg_commit(pg);
         if (rc != CM_OK)
             cm_pg_rollback(pg);
-        if (rc == CM_OK)
-            cm_metrics_inc(r->m_media_resealed, 1);
-        else if (rc != CM_NOTFOUND)
-            CM_WARN_ID(u.id,
-                       "attachment %s: not sealed again in segments (tried again in an hour):"
-                       " %s",
-                       u.id, cm_err_str(rc));
-        return rc == CM_NOTFOUND ? CM_OK : rc;
+    } else {
+        rc = reseal_s3(r, pg, &u);
     }
-
-    /* Read before the transaction: no row stays locked while S3 answers the whole object. */
-    cm_buf_init(&sealed);
-    rc = media_s3_get(r->media->s3, u.key, &sealed);
     if (rc == CM_OK)
-        rc = cm_pg_begin(pg);
-    if (rc == CM_OK)
-        rc = reseal_object(r, pg, &u, &sealed, key, &put);
-    if (rc == CM_OK) {
-        committing = true;
-        rc = cm_pg_commit(pg);
-    }
-    if (rc != CM_OK)
-        cm_pg_rollback(pg);
-    if (rc != CM_OK && put && !committing)
-        unput_key(r, u.id, key);
-    cm_buf_cleanup(&sealed);
-    if (rc == CM_OK) {
         cm_metrics_inc(r->m_media_resealed, 1);
-        CM_INFO_ID(u.id,
-                   "attachment %s: sealed again in segments, as %s (%s is deleted in 10"
-                   " minutes)",
-                   u.id, key, u.key);
-    } else if (rc != CM_NOTFOUND) {
-        CM_WARN_ID(u.id,
-                   "attachment %s: not sealed again in segments (tried again in an hour):"
-                   " %s",
+    else if (rc != CM_NOTFOUND)
+        CM_WARN_ID(u.id, "attachment %s: not sealed again in segments (tried again in an hour): %s",
                    u.id, cm_err_str(rc));
-    }
     return rc == CM_NOTFOUND ? CM_OK : rc;
 }
 
